@@ -1,0 +1,60 @@
+/**
+ * The shared vocabulary: what a path in the synced tree is, on either side.
+ * Every stage (scan, plan, protocol, receiver, manifest, gate) speaks in these types.
+ */
+
+export type EntryKind = 'file' | 'dir' | 'symlink';
+
+/** One path as the agent saw it on the source (or as the receiver recorded it). */
+export interface Entry {
+  /** Canonical POSIX path relative to the root (see relpath.ts). */
+  readonly path: string;
+  readonly kind: EntryKind;
+  /** Bytes for files; 0 for directories; the target's byte length for symlinks. */
+  readonly size: number;
+  /** Modification time, integer milliseconds since the epoch (sub-millisecond part dropped). */
+  readonly mtimeMs: number;
+  /** Permission bits only (mode & 0o7777). */
+  readonly mode: number;
+  /** xxh64 of the content as 16 lowercase hex digits, for files; null otherwise. */
+  readonly hash: string | null;
+  /** Link target, for symlinks; null otherwise. Stored verbatim, never followed. */
+  readonly target: string | null;
+}
+
+/** What the receiver's manifest holds for a path: the entry plus its gate bookkeeping. */
+export interface ManifestEntry extends Entry {
+  /** Source mtime when the receiver first recorded this path in its current life (DESIGN.md, "Times"). */
+  readonly bornMs: number;
+  /** Tombstone: when the agent observed the deletion (agent clock), or null while the path is live. */
+  readonly deletedAt: number | null;
+  /** Set by `verify` when the file on disk no longer matches; the next reconciliation re-sends it. */
+  readonly damaged: boolean;
+}
+
+/** A deletion observed on the source and held on the standby until the gate allows it. */
+export interface Tombstone {
+  readonly path: string;
+  readonly kind: EntryKind;
+  readonly deletedAt: number;
+}
+
+/** Normalises a stat mtime (float ms) to the integer milliseconds warmsync records and compares. */
+export function wholeMs(mtimeMs: number): number {
+  return Math.trunc(mtimeMs);
+}
+
+/**
+ * Seconds for utimes() that read back as exactly `ms` whole milliseconds: a plain ms / 1000 can land
+ * a hair below (…230.999 ms), so aim at the middle of the millisecond.
+ */
+export function utimeSeconds(ms: number): number {
+  const seconds = Math.floor(ms / 1000);
+  return seconds + (ms - seconds * 1000 + 0.5) / 1000;
+}
+
+/** Do two entries describe the same content and metadata (ignoring path)? */
+export function sameEntry(a: Entry, b: Entry): boolean {
+  return a.kind === b.kind && a.size === b.size && a.mtimeMs === b.mtimeMs && a.mode === b.mode
+    && a.hash === b.hash && a.target === b.target;
+}

@@ -1,0 +1,74 @@
+/**
+ * Canonical relative paths: the only form a path takes between stages and on the wire.
+ * POSIX separators, no leading or trailing slash, no empty, "." or ".." segment, no NUL,
+ * no backslash (it would mean a different file on another OS), each segment at most 255 bytes.
+ */
+import { ProtocolError } from './errors.js';
+
+const MAX_SEGMENT_BYTES = 255;
+const MAX_PATH_BYTES = 4096;
+
+/** Why `p` is not a canonical relative path, or null when it is. */
+export function relPathProblem(p: string): string | null {
+  if (typeof p !== 'string') return 'not a string';
+  if (p === '') return 'empty path';
+  if (p.includes('\0')) return 'contains NUL';
+  if (p.includes('\\')) return 'contains a backslash';
+  if (p.startsWith('/')) return 'absolute path';
+  if (Buffer.byteLength(p) > MAX_PATH_BYTES) return `longer than ${MAX_PATH_BYTES} bytes`;
+  for (const segment of p.split('/')) {
+    if (segment === '') return 'empty segment (double or trailing slash)';
+    if (segment === '.' || segment === '..') return `"${segment}" segment`;
+    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return `segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+  }
+  return null;
+}
+
+export function isRelPath(p: string): boolean {
+  return relPathProblem(p) === null;
+}
+
+/** Returns `p` when canonical; throws ProtocolError BAD_PATH naming the problem otherwise. */
+export function checkRelPath(p: string): string {
+  const problem = relPathProblem(p);
+  if (problem !== null) throw new ProtocolError('BAD_PATH', `invalid path ${JSON.stringify(p)}: ${problem}`);
+  return p;
+}
+
+/** Parent directory of a canonical path, or "" for a top-level name. */
+export function parentOf(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}
+
+export function baseName(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1);
+}
+
+/** Every proper ancestor of `p`, outermost first ("a/b/c" -> ["a", "a/b"]). */
+export function ancestorsOf(p: string): string[] {
+  const out: string[] = [];
+  for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) out.push(p.slice(0, i));
+  return out;
+}
+
+/** Is `p` equal to `dir` or below it? */
+export function isWithin(p: string, dir: string): boolean {
+  return p === dir || p.startsWith(dir + '/');
+}
+
+/**
+ * Order in which a tree is created: parents before children. Compares segment by segment so that
+ * "a/b" sorts right after "a" (plain string order would put "a-x" between them).
+ */
+export function compareTreeOrder(a: string, b: string): number {
+  const sa = a.split('/');
+  const sb = b.split('/');
+  const n = Math.min(sa.length, sb.length);
+  for (let i = 0; i < n; i++) {
+    const x = sa[i] as string;
+    const y = sb[i] as string;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return sa.length - sb.length;
+}
