@@ -1,0 +1,67 @@
+/**
+ * Opening the manifest database: pragmas, identity check, numbered migrations from sql/NNN-*.sql.
+ * A file that is not a warmsync manifest is refused with a clear error, never silently replaced:
+ * a fresh manifest would forget tombstones (and with them, files the standby DB may reference).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { WarmsyncError, describeError } from '../errors.js';
+
+/** PRAGMA application_id of a warmsync manifest: "wsnc". */
+const APPLICATION_ID = 0x77736e63;
+const SQL_DIR = new URL('./sql/', import.meta.url);
+
+interface Migration { readonly version: number; readonly name: string; readonly sql: string }
+
+function loadMigrations(): Migration[] {
+  return readdirSync(SQL_DIR)
+    .filter((name) => /^\d{3}-.+\.sql$/.test(name))
+    .sort()
+    .map((name) => ({ version: Number(name.slice(0, 3)), name, sql: readFileSync(new URL(name, SQL_DIR), 'utf8') }));
+}
+
+export function openDatabase(file: string, options: { readonly?: boolean } = {}): Database.Database {
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  } catch (err) {
+    throw new WarmsyncError('MANIFEST_OPEN', `cannot open manifest ${file}: ${describeError(err)}`, { cause: err });
+  }
+  try {
+    // Another process (receiver vs. an operator command) may hold the write lock briefly.
+    db.pragma('busy_timeout = 10000');
+    const appId = db.pragma('application_id', { simple: true }) as number;
+    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number };
+    if (appId !== APPLICATION_ID && !(appId === 0 && tables.n === 0)) {
+      throw new WarmsyncError('MANIFEST_FOREIGN', `${file} is not a warmsync manifest (application_id ${appId}); move it aside or point --state-dir elsewhere`);
+    }
+    if (!options.readonly) {
+      db.pragma('journal_mode = WAL');
+      // NORMAL in WAL mode can lose the last transactions on power loss, never corrupt: a lost row only
+      // makes the agent send a file again, a lost tombstone keeps a file longer. Both are safe.
+      db.pragma('synchronous = NORMAL');
+      migrate(db, file);
+    }
+    return db;
+  } catch (err) {
+    db.close();
+    if (err instanceof WarmsyncError) throw err;
+    throw new WarmsyncError('MANIFEST_CORRUPT', `manifest ${file} is unreadable (${describeError(err)}); see docs/errors.md#manifest_corrupt`, { cause: err });
+  }
+}
+
+function migrate(db: Database.Database, file: string): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const migrations = loadMigrations();
+  const latest = migrations.at(-1)?.version ?? 0;
+  if (current > latest) {
+    throw new WarmsyncError('MANIFEST_NEWER', `manifest ${file} has schema version ${current}, newer than this warmsync understands (${latest}); upgrade warmsync`);
+  }
+  const pending = migrations.filter((m) => m.version > current);
+  if (pending.length === 0) return;
+  db.transaction(() => {
+    for (const m of pending) db.exec(m.sql);
+    db.pragma(`application_id = ${APPLICATION_ID}`);
+    db.pragma(`user_version = ${latest}`);
+  }).immediate();
+}

@@ -1,0 +1,125 @@
+/**
+ * Typed queries over the manifest. The receiver records here only what is durable on disk;
+ * operator commands read and update it (SQLite WAL + busy timeout keeps them from tearing it).
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import type { Entry, EntryKind, ManifestEntry } from '../entry.js';
+import { openDatabase } from './db.js';
+
+export const MANIFEST_FILE = 'manifest.sqlite';
+
+interface EntryRow {
+  path: string; kind: EntryKind; size: number; mtime_ms: number; mode: number; hash: string | null;
+  target: string | null; born_ms: number; deleted_at: number | null; damaged: number;
+}
+
+function fromRow(r: EntryRow): ManifestEntry {
+  return {
+    path: r.path, kind: r.kind, size: r.size, mtimeMs: r.mtime_ms, mode: r.mode, hash: r.hash,
+    target: r.target, bornMs: r.born_ms, deletedAt: r.deleted_at, damaged: r.damaged === 1,
+  };
+}
+
+/** Keys of the `state` table. */
+export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid';
+
+export interface ManifestCounts {
+  files: number; bytes: number; dirs: number; symlinks: number; tombstones: number; oldestTombstone: number | null;
+}
+
+export class Manifest {
+  private readonly statements;
+
+  private constructor(readonly db: Database.Database, readonly file: string) {
+    this.statements = {
+      get: db.prepare<[string], EntryRow>('SELECT * FROM entries WHERE path = ?'),
+      all: db.prepare<[], EntryRow>('SELECT * FROM entries ORDER BY path'),
+      // A path recorded again keeps its born time while the row exists (tombstone cancelled or
+      // content updated): the file never left the standby. Only a removed row starts a new life.
+      upsert: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at)
+        VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target, @mtimeMs, NULL, 0, @now)
+        ON CONFLICT (path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mtime_ms = excluded.mtime_ms,
+          mode = excluded.mode, hash = excluded.hash, target = excluded.target, deleted_at = NULL, damaged = 0,
+          recorded_at = excluded.recorded_at,
+          born_ms = CASE WHEN entries.kind = excluded.kind THEN entries.born_ms ELSE excluded.born_ms END`),
+      tombstone: db.prepare<[number, number, string]>('UPDATE entries SET deleted_at = ?, recorded_at = ? WHERE path = ? AND deleted_at IS NULL'),
+      remove: db.prepare<[string]>('DELETE FROM entries WHERE path = ?'),
+      removeTree: db.prepare<[string, string, string]>('DELETE FROM entries WHERE path = ? OR (path >= ? AND path < ?)'),
+      markDamaged: db.prepare<[string]>('UPDATE entries SET damaged = 1 WHERE path = ?'),
+      getState: db.prepare<[string], { value: number | string | null }>('SELECT value FROM state WHERE key = ?'),
+      setState: db.prepare<[string, number | string | null]>('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      counts: db.prepare<[], ManifestCounts>(`SELECT
+          coalesce(sum(kind = 'file' AND deleted_at IS NULL), 0) AS files,
+          coalesce(sum(CASE WHEN kind = 'file' AND deleted_at IS NULL THEN size ELSE 0 END), 0) AS bytes,
+          coalesce(sum(kind = 'dir' AND deleted_at IS NULL), 0) AS dirs,
+          coalesce(sum(kind = 'symlink' AND deleted_at IS NULL), 0) AS symlinks,
+          coalesce(sum(deleted_at IS NOT NULL), 0) AS tombstones,
+          min(deleted_at) AS oldestTombstone
+        FROM entries`),
+    };
+  }
+
+  /** Opens (creating if needed) the manifest in `stateDir`. */
+  static open(stateDir: string): Manifest {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const file = join(stateDir, MANIFEST_FILE);
+    return new Manifest(openDatabase(file), file);
+  }
+
+  get(path: string): ManifestEntry | undefined {
+    const row = this.statements.get.get(path);
+    return row ? fromRow(row) : undefined;
+  }
+
+  /** Every row, tombstones included, in path order; streamed so memory stays flat. */
+  *entries(): IterableIterator<ManifestEntry> {
+    for (const row of this.statements.all.iterate()) yield fromRow(row);
+  }
+
+  recordPresent(entry: Entry, now: number): void {
+    this.statements.upsert.run({ ...entry, now });
+  }
+
+  /** Marks `path` deleted on the source at `deletedAt`; an existing tombstone keeps its first time. */
+  recordTombstone(path: string, deletedAt: number, now: number): void {
+    this.statements.tombstone.run(deletedAt, now, path);
+  }
+
+  remove(path: string): void {
+    this.statements.remove.run(path);
+  }
+
+  /** Removes `dir` and every row below it. */
+  removeTree(dir: string): void {
+    // Rows below dir sort between "dir/" and "dir0" ("0" is the character after "/").
+    this.statements.removeTree.run(dir, dir + '/', dir + '0');
+  }
+
+  markDamaged(path: string): void {
+    this.statements.markDamaged.run(path);
+  }
+
+  counts(): ManifestCounts {
+    return this.statements.counts.get() as ManifestCounts;
+  }
+
+  getNumber(key: StateKey): number | null {
+    const v = this.statements.getState.get(key)?.value;
+    return typeof v === 'number' ? v : null;
+  }
+
+  setState(key: StateKey, value: number | string | null): void {
+    this.statements.setState.run(key, value);
+  }
+
+  /** Runs `fn` in one write transaction (BEGIN IMMEDIATE: no lock upgrade deadlock with readers). */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
