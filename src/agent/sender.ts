@@ -1,0 +1,250 @@
+/**
+ * Sends planned changes to the receiver and collects their results. Directory, symlink, metadata
+ * and tombstone ops are small control messages sent in plan order; file content goes in up to
+ * `maxInFlight` concurrent transfers whose chunks interleave, so a large file never holds up the
+ * small ones behind it. Memory stays flat: each transfer reads into its own bounded buffer, and no
+ * more than the receiver's credit window of file data is ever unacknowledged.
+ */
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Entry } from '../entry.js';
+import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
+import { actionOf, type Change } from '../plan/diff.js';
+import { MAX_CHUNK_BYTES } from '../protocol/limits.js';
+import type { AgentMessage, ReceiverMessage } from '../protocol/messages.js';
+import type { Connection } from '../transport/connection.js';
+
+export interface OpFailure { readonly path: string; readonly code: string; readonly message: string }
+
+export interface SendReport {
+  readonly ops: number;
+  readonly filesSent: number;
+  readonly bytesSent: number;
+  readonly metaUpdates: number;
+  readonly tombstones: number;
+  readonly failures: readonly OpFailure[];
+}
+
+type Precondition = Extract<AgentMessage, { type: 'fileBegin' }>['old'];
+
+/** Bytes above which sending waits for ws to hand data to the OS (socket-level backpressure). */
+const SOCKET_HIGH_WATER = 8 << 20;
+
+export class Sender {
+  private nextOp = 1;
+  private readonly waiting = new Map<number, { path: string; resolve: (f: OpFailure | null) => void }>();
+  private unconsumed = 0;
+  private creditWaiters: Array<() => void> = [];
+  private flushWaiters = new Map<number, () => void>();
+  private inFlight = 0;
+  private slotWaiters: Array<() => void> = [];
+  private failure: WarmsyncError | null = null;
+  private manifestHandler: ((msg: Extract<ReceiverMessage, { type: 'manifestPage' }>) => void) | null = null;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly limits: { readonly window: number; readonly maxInFlight: number },
+    private readonly root: string,
+  ) {
+    conn.onFrame((frame) => {
+      if (frame.kind !== 'control') return this.abandon(new ProtocolError('UNEXPECTED_MESSAGE', 'the receiver sent file data'));
+      this.onMessage(frame.message as ReceiverMessage);
+    });
+    void conn.closed.then((info) => {
+      this.abandon(conn.protocolFailure ?? new WarmsyncError('CONNECTION_LOST', `the receiver closed the connection${info.reason ? ` (${info.reason})` : ''}`));
+    });
+  }
+
+  private onMessage(msg: ReceiverMessage): void {
+    switch (msg.type) {
+      case 'results':
+        for (const item of msg.items) {
+          const w = this.waiting.get(item.op);
+          if (w === undefined) continue;
+          this.waiting.delete(item.op);
+          w.resolve(item.ok ? null : { path: w.path, code: item.code ?? 'FAILED', message: item.message ?? '' });
+        }
+        return;
+      case 'credit':
+        this.unconsumed = Math.max(0, this.unconsumed - msg.bytes);
+        for (const wake of this.creditWaiters.splice(0)) wake();
+        return;
+      case 'flushed':
+        this.flushWaiters.get(msg.id)?.();
+        this.flushWaiters.delete(msg.id);
+        return;
+      case 'manifestPage':
+        this.manifestHandler?.(msg);
+        return;
+      case 'error':
+        this.abandon(new WarmsyncError(msg.code, `receiver: ${msg.message}`));
+        this.conn.close();
+        return;
+      default:
+        this.abandon(new ProtocolError('UNEXPECTED_MESSAGE', `unexpected ${msg.type} from the receiver`));
+        this.conn.close();
+    }
+  }
+
+  /** Fails everything still waiting: the connection is gone or the receiver gave up on us. */
+  private abandon(error: WarmsyncError): void {
+    if (this.failure !== null) return;
+    this.failure = error;
+    for (const wake of [...this.creditWaiters.splice(0), ...this.slotWaiters.splice(0), ...this.flushWaiters.values()]) wake();
+    this.flushWaiters.clear();
+    for (const w of this.waiting.values()) w.resolve({ path: w.path, code: error.code, message: error.message });
+    this.waiting.clear();
+  }
+
+  private check(): void {
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** Fetches the receiver's manifest, page by page. */
+  async fetchManifest(onPage: (entries: Extract<ReceiverMessage, { type: 'manifestPage' }>['entries']) => void): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.manifestHandler = (msg) => {
+        onPage(msg.entries);
+        if (msg.done) resolve();
+      };
+      void this.conn.closed.then(() => reject(this.failure ?? new WarmsyncError('CONNECTION_LOST', 'connection lost while reading the manifest')));
+      this.conn.send({ type: 'manifestRequest' });
+    });
+    this.manifestHandler = null;
+  }
+
+  /** Sends every change and waits until the receiver has applied and recorded all of them. */
+  async send(changes: readonly Change[], deletedAt: number): Promise<SendReport> {
+    const results: Array<Promise<OpFailure | null>> = [];
+    const transfers: Array<Promise<void>> = [];
+    let filesSent = 0;
+    let bytesSent = 0;
+    let metaUpdates = 0;
+    let tombstones = 0;
+    for (const change of changes) {
+      this.check();
+      const action = actionOf(change);
+      const old: Precondition = change.old === null ? null : { kind: change.old.kind, hash: change.old.hash, deletedAt: change.old.deletedAt };
+      const next = change.new;
+      const op = this.nextOp++;
+      const result = this.expect(op, change.path);
+      results.push(result);
+      if (action === 'delete') {
+        tombstones++;
+        this.conn.send({ type: 'delete', op, path: change.path, deletedAt, old });
+      } else if (next === null) {
+        throw new Error('unreachable: only deletions lack a new entry');
+      } else if (action === 'mkdir') {
+        this.conn.send({ type: 'mkdir', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, old });
+      } else if (action === 'symlink') {
+        this.conn.send({ type: 'symlink', op, path: next.path, target: next.target ?? '', mtimeMs: next.mtimeMs, old });
+      } else if (action === 'setMeta') {
+        metaUpdates++;
+        this.conn.send({ type: 'setMeta', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, old });
+      } else {
+        await this.takeSlot();
+        this.check();
+        filesSent++;
+        bytesSent += next.size;
+        transfers.push(this.transfer(op, next, old).finally(() => this.releaseSlot()));
+      }
+    }
+    await Promise.all(transfers);
+    await this.flush();
+    const failures = (await Promise.all(results)).filter((f): f is OpFailure => f !== null);
+    this.check();
+    return { ops: results.length, filesSent, bytesSent, metaUpdates, tombstones, failures };
+  }
+
+  /** Tells the receiver what the agent has durably replicated up to (see agent/watermark). */
+  heartbeat(watermark: number | null): void {
+    this.conn.send({ type: 'heartbeat', now: Date.now(), watermark });
+  }
+
+  private expect(op: number, path: string): Promise<OpFailure | null> {
+    return new Promise((resolve) => this.waiting.set(op, { path, resolve }));
+  }
+
+  private async flush(): Promise<void> {
+    this.check();
+    const id = this.nextOp++;
+    await new Promise<void>((resolve) => {
+      this.flushWaiters.set(id, resolve);
+      this.conn.send({ type: 'flush', id });
+    });
+    this.check();
+  }
+
+  private async takeSlot(): Promise<void> {
+    while (this.inFlight >= this.limits.maxInFlight && this.failure === null) {
+      await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+    }
+    this.inFlight++;
+  }
+
+  private releaseSlot(): void {
+    this.inFlight--;
+    this.slotWaiters.shift()?.();
+  }
+
+  private async waitForCredit(bytes: number): Promise<void> {
+    while (this.unconsumed + bytes > this.limits.window && this.unconsumed > 0 && this.failure === null) {
+      await new Promise<void>((resolve) => this.creditWaiters.push(resolve));
+    }
+    this.check();
+    this.unconsumed += bytes;
+  }
+
+  /**
+   * Streams one file. The content was hashed by the scan; if the file no longer matches the scanned
+   * size and mtime, the transfer is aborted (the receiver would reject it anyway) and reported as
+   * FILE_CHANGED so the agent rescans it.
+   */
+  private async transfer(op: number, entry: Entry, old: Precondition): Promise<void> {
+    const abs = join(this.root, entry.path);
+    let handle;
+    try {
+      handle = await open(abs, 'r');
+    } catch (err) {
+      // Vanished or unreadable since the scan: nothing was sent for it, so the result is ours to give.
+      this.settleLocally(op, entry.path, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'FILE_CHANGED' : 'UNREADABLE', describeError(err));
+      return;
+    }
+    try {
+      this.conn.send({ type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash: entry.hash ?? '', old });
+      const buffer = Buffer.allocUnsafe(Math.min(MAX_CHUNK_BYTES, Math.max(1, entry.size)));
+      let offset = 0;
+      while (offset < entry.size) {
+        const want = Math.min(buffer.byteLength, entry.size - offset);
+        const { bytesRead } = await handle.read(buffer, 0, want, offset);
+        if (bytesRead === 0) break; // shrank since the scan
+        await this.waitForCredit(bytesRead);
+        const sent = this.conn.sendChunk(op, offset, buffer.subarray(0, bytesRead));
+        // encodeChunk copied the data, so the buffer is free again; wait only when ws is backed up.
+        if (this.conn.bufferedAmount > SOCKET_HIGH_WATER) await sent;
+        else sent.catch(() => undefined);
+        offset += bytesRead;
+      }
+      const st = await handle.stat();
+      if (offset !== entry.size || st.size !== entry.size || Math.trunc(st.mtimeMs) !== entry.mtimeMs) {
+        if (offset < entry.size) this.conn.send({ type: 'abort', op });
+        this.settleLocally(op, entry.path, 'FILE_CHANGED', `${entry.path} changed while it was sent; it will be sent again`);
+      }
+    } catch (err) {
+      if (this.failure === null) {
+        this.conn.send({ type: 'abort', op });
+        this.settleLocally(op, entry.path, 'READ_FAILED', describeError(err));
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Resolves an op's result on the agent side (the receiver's own result for it is then ignored). */
+  private settleLocally(op: number, path: string, code: string, message: string): void {
+    const w = this.waiting.get(op);
+    if (w === undefined) return;
+    this.waiting.delete(op);
+    w.resolve({ path, code, message });
+  }
+}

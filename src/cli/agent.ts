@@ -1,0 +1,71 @@
+import { resolve } from 'node:path';
+import { runOnce, type OnceSummary } from '../agent/agent.js';
+import { excludeRule, loadExcludeFiles } from '../config/excludes.js';
+import { UsageError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { DEFAULT_SAFETY } from '../plan/safety.js';
+import { resolveStateDir } from '../statedir.js';
+import { parseConnectUrl, parseFlags, parseInteger, parseLogLevel, readToken, required } from './args.js';
+
+export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT --once [options]
+
+Runs on the active server. Scans DIR (skipping what the excludes name), hashes what changed since
+its last run (xxh64; a cache in STATE_DIR avoids re-reading unchanged files), and makes the
+standby match: like a cron'd \`rsync -a --delete --exclude-from=F\`, except that deletions become
+tombstones the standby keeps until its database has caught up (see \`warmsync snapshot\`).
+
+Options:
+  --root DIR            the source tree
+  --connect URL         the receiver, ws://HOST:PORT
+  --once                sync once and exit 0 when the standby matches
+  --token-file F        file holding the shared secret (default: $WARMSYNC_TOKEN)
+  --exclude-from F      rsync --exclude-from file, used unchanged (repeatable)
+  --exclude PATTERN     one rsync exclude pattern (repeatable; "+ PATTERN" includes)
+  --state-dir DIR       the agent's hash cache (default: ROOT/.warmsync, never synced)
+  --max-delete PCT      halt, changing nothing, when a run would delete more than PCT %
+                        of the standby's files (default ${DEFAULT_SAFETY.maxDeleteShare * 100}; runs deleting at most
+                        ${DEFAULT_SAFETY.minDeletesToHalt} files are never halted)
+  --connect-attempts N  tries before giving up on an unreachable receiver (default 5)
+  --json                print the summary as JSON on stdout
+  --log-level LEVEL     debug, info (default), warn, error, silent
+  --debug               print stack traces for unexpected errors
+  -h, --help            this text
+
+Exit status: 0 the standby matches; 1 failure (nothing half-written is ever left at a final
+path); 2 bad usage or an unreadable excludes file.`;
+
+export async function agentCommand(argv: string[]): Promise<number> {
+  const flags = parseFlags('agent', argv, {
+    root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
+    'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
+    'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
+  });
+  if (flags.help) {
+    process.stdout.write(AGENT_HELP + '\n');
+    return 0;
+  }
+  const log = createLogger(parseLogLevel(flags['log-level']));
+  const root = resolve(required('agent', 'root', flags.root));
+  const url = parseConnectUrl(required('agent', 'connect', flags.connect));
+  if (!flags.once) {
+    throw new UsageError('LIVE_UNSUPPORTED', 'agent: continuous watching is not in this version yet; run with --once (e.g. from cron or a systemd timer)');
+  }
+  const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
+  const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
+  const rules = [...await loadExcludeFiles(flags['exclude-from'] ?? []), ...(flags.exclude ?? []).map(excludeRule)];
+  const stateDir = resolveStateDir(root, flags['state-dir']);
+  const token = readToken('agent', flags['token-file'], log);
+
+  const summary = await runOnce({
+    root, url, token, stateDir, rules, log, connectAttempts,
+    safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 },
+  });
+  process.stdout.write(flags.json ? JSON.stringify(summary) + '\n' : formatSummary(summary) + '\n');
+  return 0;
+}
+
+function formatSummary(s: OnceSummary): string {
+  return `synced: ${s.filesScanned} files scanned (${s.hashed} hashed), ${s.filesSent} sent (${s.bytesSent} bytes), `
+    + `${s.skippedUnchanged} unchanged, ${s.metaUpdates} metadata-only, ${s.tombstones} deletions held as tombstones, `
+    + `${s.elapsedMs} ms`;
+}

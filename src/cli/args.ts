@@ -1,0 +1,98 @@
+/**
+ * Flag parsing shared by every command: node's util.parseArgs (strict), with its errors turned into
+ * UsageError lines that name the flag, plus the value parsers the commands have in common.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError, describeError } from '../errors.js';
+import type { Logger, LogLevel } from '../log.js';
+import { parseTime } from '../time.js';
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+/** Options every command accepts. */
+export const COMMON_OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  debug: { type: 'boolean' },
+  'log-level': { type: 'string' },
+} as const satisfies OptionSpec;
+
+export function parseFlags<T extends OptionSpec>(command: string, argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError('BAD_FLAG', `${command}: ${describeError(err).replace(/\. To specify a positional argument.*$/, '')} (see warmsync ${command} --help)`);
+  }
+}
+
+export function required(command: string, flag: string, value: string | undefined): string {
+  if (value === undefined || value === '') throw new UsageError('MISSING_FLAG', `${command}: --${flag} is required (see warmsync ${command} --help)`);
+  return value;
+}
+
+export function parseLogLevel(value: string | undefined): LogLevel {
+  const levels: LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+  if (value === undefined) return 'info';
+  if (!levels.includes(value as LogLevel)) throw new UsageError('BAD_FLAG', `--log-level must be one of ${levels.join(', ')}, not ${JSON.stringify(value)}`);
+  return value as LogLevel;
+}
+
+export function parseInteger(flag: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^-?\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new UsageError('BAD_FLAG', `--${flag} takes a whole number from ${min} to ${max}, not ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+export function parseTimeFlag(flag: string, value: string): number {
+  const ms = parseTime(value);
+  if (ms === null) {
+    throw new UsageError('BAD_TIME', `--${flag} ${JSON.stringify(value)} is not a time: use ISO 8601 with a zone (2026-11-26T15:04:05.123Z), PostgreSQL's form (2026-11-26 15:04:05.123+00) or epoch milliseconds`);
+  }
+  return ms;
+}
+
+/** HOST:PORT, with IPv6 hosts in brackets ([::1]:8080). */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError('BAD_LISTEN', `--listen ${JSON.stringify(value)} is not HOST:PORT (e.g. 127.0.0.1:7373, [::1]:7373; port 0 picks a free one)`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+export function parseConnectUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError('BAD_URL', `--connect ${JSON.stringify(value)} is not a URL (e.g. ws://standby.example:7373)`);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new UsageError('BAD_URL', `--connect must be a ws:// or wss:// URL, not ${JSON.stringify(value)}`);
+  if (url.port === '') throw new UsageError('BAD_URL', `--connect ${JSON.stringify(value)} has no port`);
+  return value;
+}
+
+/**
+ * The shared secret: --token-file, else WARMSYNC_TOKEN. A token file readable by others draws a
+ * warning: anyone who can read it can feed the standby.
+ */
+export function readToken(command: string, tokenFile: string | undefined, log: Logger): string {
+  let token: string | undefined;
+  if (tokenFile !== undefined) {
+    try {
+      token = readFileSync(tokenFile, 'utf8').replace(/\r?\n$/, '');
+      if ((statSync(tokenFile).mode & 0o077) !== 0) log.warn('TOKEN_FILE_MODE', `${tokenFile} is readable by group or others; chmod 600 it`);
+    } catch (err) {
+      throw new UsageError('TOKEN_FILE', `${command}: cannot read --token-file ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+    }
+    if (token.trim() === '') throw new UsageError('TOKEN_FILE', `${command}: --token-file ${tokenFile} is empty`);
+  } else {
+    token = process.env['WARMSYNC_TOKEN'];
+    if (token === undefined || token === '') {
+      throw new UsageError('NO_TOKEN', `${command}: no token: pass --token-file FILE or set WARMSYNC_TOKEN (the same secret on agent and receiver)`);
+    }
+  }
+  if (token.length < 16) log.warn('WEAK_TOKEN', 'the token is shorter than 16 characters; use a long random one (openssl rand -hex 32)');
+  return token;
+}

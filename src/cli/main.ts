@@ -1,0 +1,56 @@
+/**
+ * Command dispatch. Every failure becomes one line on stderr, `warmsync: CODE: message`, and an exit
+ * code: 2 for bad usage or bad input files, 1 for everything else. Stack traces only with --debug.
+ */
+import { readFileSync } from 'node:fs';
+import { UsageError, WarmsyncError } from '../errors.js';
+import { agentCommand } from './agent.js';
+import { receiverCommand } from './receiver.js';
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  receiver: receiverCommand,
+  agent: agentCommand,
+};
+
+export const MAIN_HELP = `Usage: warmsync COMMAND [options]
+
+Keeps a warm standby copy of a server's data directories, gated by the standby database's
+snapshot time so that a promoted standby never references a binary it lacks.
+
+Commands:
+  receiver   on the standby: accept an agent, apply changes atomically, keep the manifest
+  agent      on the active server: scan, hash and send changes (--once: like a cron'd rsync)
+
+Run \`warmsync COMMAND --help\` for a command's options. Also: warmsync --version.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const debug = argv.includes('--debug');
+  try {
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      process.stdout.write(MAIN_HELP + '\n');
+      return command === undefined ? 2 : 0;
+    }
+    if (command === '--version' || command === '-V') {
+      process.stdout.write(`warmsync ${version()}\n`);
+      return 0;
+    }
+    const run = COMMANDS[command];
+    if (run === undefined) throw new UsageError('BAD_COMMAND', `unknown command ${JSON.stringify(command)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
+    return await run(rest);
+  } catch (err) {
+    if (err instanceof WarmsyncError) {
+      process.stderr.write(`warmsync: ${err.code}: ${err.message}\n`);
+      if (debug && err.stack) process.stderr.write(err.stack + '\n');
+      return err instanceof UsageError ? 2 : 1;
+    }
+    process.stderr.write(`warmsync: INTERNAL: ${err instanceof Error ? err.message : String(err)} (rerun with --debug for details)\n`);
+    if (debug && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+    return 1;
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Changes to the standby tree other than file content: directories, symlinks, metadata, and making
+ * room when a path changes kind. Every method takes a path the PathGuard has already resolved.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, lstat, lutimes, mkdir, open, readdir, rename, rmdir, symlink, unlink, utimes } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { utimeSeconds, type EntryKind } from '../entry.js';
+import { WarmsyncError } from '../errors.js';
+import { TEMP_PREFIX } from './staging.js';
+
+export type RemovalLog = (path: string, reason: string) => void;
+
+function kindOf(st: { isDirectory(): boolean; isSymbolicLink(): boolean; isFile(): boolean }): EntryKind | 'other' {
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFile()) return 'file';
+  return 'other';
+}
+
+async function lstatOrNull(abs: string) {
+  return lstat(abs).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+}
+
+export class TreeWriter {
+  /**
+   * @param displacedDir where a non-empty directory goes when the source replaced it by a file or
+   *   symlink: it may hold files the gate still protects, so it is moved aside, never deleted.
+   */
+  constructor(private readonly displacedDir: string, private readonly logRemoval: RemovalLog) {}
+
+  /**
+   * Clears `abs` when something of another kind than `kind` sits there. Returns true when a
+   * directory tree was moved aside (the caller drops its manifest rows).
+   */
+  async makeRoomFor(rel: string, abs: string, kind: EntryKind): Promise<boolean> {
+    const st = await lstatOrNull(abs);
+    if (st === null) return false;
+    const existing = kindOf(st);
+    if (existing === kind) return false;
+    // A file or symlink is replaced by rename() for kind 'file'/'symlink'; only a dir must go first.
+    if (existing !== 'dir') {
+      if (kind === 'dir' || existing === 'other') {
+        await unlink(abs);
+        this.logRemoval(rel, `replaced: ${existing} became ${kind} on the source`);
+      }
+      return false;
+    }
+    const children = await readdir(abs);
+    if (children.length === 0) {
+      await rmdir(abs);
+      this.logRemoval(rel, `replaced: empty directory became ${kind} on the source`);
+      return true;
+    }
+    const aside = join(this.displacedDir, `${Date.now()}-${randomBytes(4).toString('hex')}`, rel);
+    await mkdir(dirname(aside), { recursive: true, mode: 0o700 });
+    await rename(abs, aside);
+    this.logRemoval(rel, `displaced to ${aside}: directory became ${kind} on the source`);
+    return true;
+  }
+
+  /** Creates the directory if needed and sets its mode; its mtime is set by `setDirTime` once its contents settle. */
+  async ensureDir(abs: string, mode: number): Promise<void> {
+    await mkdir(abs, { mode }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    const st = await lstat(abs);
+    if (!st.isDirectory()) throw new WarmsyncError('APPLY_FAILED', `${abs} is not a directory after mkdir`);
+    await chmod(abs, mode);
+  }
+
+  async setDirTime(abs: string, mtimeMs: number): Promise<void> {
+    const t = utimeSeconds(mtimeMs);
+    await utimes(abs, t, t).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+
+  /** Creates or replaces a symlink atomically: a temporary link renamed over the path. */
+  async writeSymlink(abs: string, target: string, mtimeMs: number): Promise<void> {
+    const temp = join(dirname(abs), TEMP_PREFIX + randomBytes(12).toString('hex'));
+    await symlink(target, temp);
+    try {
+      const t = utimeSeconds(mtimeMs);
+      await lutimes(temp, t, t);
+      await rename(temp, abs);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Mode and mtime of a regular file whose content is already right; fsynced so the change is durable. */
+  async setFileMeta(abs: string, mode: number, mtimeMs: number): Promise<void> {
+    const st = await lstat(abs);
+    if (!st.isFile()) throw new WarmsyncError('APPLY_FAILED', `${abs} is not a regular file on the standby`);
+    const handle = await open(abs, 'r');
+    try {
+      await handle.chmod(mode);
+      const t = utimeSeconds(mtimeMs);
+      await handle.utimes(t, t);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Is the file at `abs` present with this size? (a cheap check before trusting a setMeta). */
+  async hasFile(abs: string, size: number): Promise<boolean> {
+    const st = await lstatOrNull(abs);
+    return st !== null && st.isFile() && st.size === size;
+  }
+
+  /** fsyncs each directory once: makes renames and creations inside it durable. */
+  async fsyncDirs(dirs: Iterable<string>): Promise<void> {
+    await Promise.all([...dirs].map(async (dir) => {
+      const handle = await open(dir, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }));
+  }
+}

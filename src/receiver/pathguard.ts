@@ -1,0 +1,56 @@
+/**
+ * Invariant 3, "Confined": every path from the peer is checked here before any other receiver code
+ * touches the disk. Canonical relative paths only, never inside the state dir, and never through a
+ * symlink or a non-directory: each ancestor is lstat'ed, so a symlink the agent itself created
+ * (`a -> /etc`) cannot be used to write `a/passwd`.
+ */
+import { lstat, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ProtocolError } from '../errors.js';
+import { ancestorsOf, isWithin, relPathProblem } from '../relpath.js';
+
+export class PathGuard {
+  /**
+   * @param root absolute path of the receiver's root
+   * @param stateDirRel the state dir relative to root when it lies inside it (e.g. ".warmsync"), else null
+   */
+  constructor(readonly root: string, readonly stateDirRel: string | null) {}
+
+  /** Validates `rel` and returns its absolute path; throws ProtocolError BAD_PATH naming the problem. */
+  resolve(rel: string): string {
+    const problem = relPathProblem(rel);
+    if (problem !== null) throw new ProtocolError('BAD_PATH', `invalid path ${JSON.stringify(rel)}: ${problem}`);
+    if (this.stateDirRel !== null && isWithin(rel, this.stateDirRel)) {
+      throw new ProtocolError('BAD_PATH', `invalid path ${JSON.stringify(rel)}: inside the receiver's state dir`);
+    }
+    return join(this.root, rel);
+  }
+
+  /**
+   * Makes sure every ancestor of `rel` is a real directory under the root, creating missing ones.
+   * Throws ProtocolError UNSAFE_PATH when an ancestor is a symlink, a file or anything else.
+   */
+  async prepareParents(rel: string): Promise<void> {
+    for (const dir of ancestorsOf(rel)) {
+      const abs = join(this.root, dir);
+      const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return null;
+        throw err;
+      });
+      if (st === null) {
+        await mkdir(abs, { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw err;
+        });
+        // Re-check: whatever exists now must be a real directory.
+        const again = await lstat(abs);
+        if (!again.isDirectory()) throw unsafe(rel, dir);
+      } else if (!st.isDirectory()) {
+        throw unsafe(rel, dir);
+      }
+    }
+  }
+}
+
+function unsafe(rel: string, dir: string): ProtocolError {
+  return new ProtocolError('UNSAFE_PATH', `refusing ${JSON.stringify(rel)}: ancestor ${JSON.stringify(dir)} is not a directory on the standby (a symlink is never written through)`);
+}

@@ -1,0 +1,108 @@
+/**
+ * The receiver process: owns the standby root and its manifest, listens for one agent at a time.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { WarmsyncError, describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Manifest } from '../manifest/manifest.js';
+import { createHasher } from '../scan/hash.js';
+import type { StateDir } from '../statedir.js';
+import { startServer } from '../transport/server.js';
+import { TreeWriter } from './apply.js';
+import { acquireReceiverLock } from './lock.js';
+import { PathGuard } from './pathguard.js';
+import { removeLeftoverTemps } from './recover.js';
+import { ReceiverSession, type SessionLimits } from './session.js';
+
+export interface ReceiverOptions {
+  readonly root: string;
+  readonly stateDir: StateDir;
+  readonly host: string;
+  readonly port: number;
+  readonly token: string;
+  readonly log: Logger;
+}
+
+export interface RunningReceiver {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+const WINDOW_BYTES = 32 << 20;
+const LIMITS: SessionLimits = { maxInFlight: 64, commitOps: 512, commitBytes: 64 << 20, commitDelayMs: 2 };
+
+export async function startReceiver(options: ReceiverOptions): Promise<RunningReceiver> {
+  const { root, stateDir, log } = options;
+  const rootStat = await stat(root).catch(() => null);
+  if (rootStat === null) throw new WarmsyncError('ROOT_MISSING', `receiver root ${root} does not exist; create it first`);
+  if (!rootStat.isDirectory()) throw new WarmsyncError('ROOT_NOT_DIR', `receiver root ${root} is not a directory`);
+  await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
+
+  const lock = acquireReceiverLock(stateDir.abs);
+  let manifest: Manifest;
+  try {
+    if (lock.crashed) {
+      const removed = await removeLeftoverTemps(root, stateDir.abs);
+      log.warn('RECOVERED', `the previous receiver did not stop cleanly; removed ${removed} temporary file(s)`);
+    }
+    manifest = Manifest.open(stateDir.abs);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  manifest.setState('agentConnected', 0);
+  manifest.setState('receiverPid', process.pid);
+
+  const hasher = await createHasher();
+  const guard = new PathGuard(root, stateDir.relToRoot);
+  const writer = new TreeWriter(join(stateDir.abs, 'displaced'), (path, reason) => log.info(`removed ${path}: ${reason}`));
+  const sessions = new Set<Promise<void>>();
+
+  let server;
+  try {
+    server = await startServer({
+      host: options.host,
+      port: options.port,
+      token: options.token,
+      receiverId: randomBytes(8).toString('hex'),
+      window: WINDOW_BYTES,
+      maxInFlight: LIMITS.maxInFlight,
+      handshakeTimeoutMs: 10_000,
+      log,
+      onSession: async (conn, remote) => {
+        log.info(`agent connected from ${remote}`);
+        manifest.setState('agentConnected', 1);
+        manifest.setState('lastContact', Date.now());
+        const session = new ReceiverSession({ conn, manifest, guard, writer, hasher, log, limits: LIMITS, now: Date.now });
+        const done = session.run();
+        sessions.add(done);
+        try {
+          await done;
+        } finally {
+          sessions.delete(done);
+          manifest.setState('agentConnected', 0);
+          manifest.setState('lastContact', Date.now());
+          const c = session.counters;
+          log.info(`agent ${remote} disconnected: ${c.files} files (${c.bytes} bytes) written, ${c.ops} ops applied, ${c.failed} failed`);
+        }
+      },
+    });
+  } catch (err) {
+    manifest.close();
+    lock.release();
+    throw err;
+  }
+
+  return {
+    url: server.url,
+    stop: async () => {
+      await server.close();
+      await Promise.all(sessions).catch((err: unknown) => log.error('SESSION_FAILED', describeError(err)));
+      manifest.setState('agentConnected', 0);
+      manifest.close();
+      lock.release();
+    },
+  };
+}

@@ -1,0 +1,410 @@
+/**
+ * One authenticated agent's session on the receiver. Frames are handled strictly in arrival order
+ * (one queue), so ops on a path apply in the order the agent sent them. Completed, verified files
+ * are committed in groups (group commit): fsync them together, rename each into place, fsync each
+ * directory once, then record them all in one manifest transaction, and only then report success.
+ */
+import { dirname } from 'node:path';
+import type { Entry, ManifestEntry } from '../entry.js';
+import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Manifest } from '../manifest/manifest.js';
+import type { AgentFrame } from '../protocol/codec.js';
+import { manifestPages, resultBatches } from '../protocol/batch.js';
+import type {
+  DeleteMessage, FileBeginMessage, MkdirMessage, ResultItem, SetMetaMessage, SymlinkMessage,
+} from '../protocol/messages.js';
+import { isWithin, parentOf } from '../relpath.js';
+import type { FileHasher } from '../scan/hash.js';
+import type { Connection } from '../transport/connection.js';
+import type { TreeWriter } from './apply.js';
+import type { PathGuard } from './pathguard.js';
+import { StagedFile } from './staging.js';
+
+export interface SessionLimits {
+  /** Files in transfer at once; more is a protocol violation. */
+  readonly maxInFlight: number;
+  /** Commit when this many ops are waiting... */
+  readonly commitOps: number;
+  /** ...or this many bytes... */
+  readonly commitBytes: number;
+  /** ...or this long after the first one finished. */
+  readonly commitDelayMs: number;
+}
+
+export interface SessionDeps {
+  readonly conn: Connection;
+  readonly manifest: Manifest;
+  readonly guard: PathGuard;
+  readonly writer: TreeWriter;
+  readonly hasher: FileHasher;
+  readonly log: Logger;
+  readonly limits: SessionLimits;
+  readonly now: () => number;
+}
+
+type Precondition = FileBeginMessage['old'];
+
+/** An op that succeeded on disk and waits for the group commit. */
+interface PendingOp {
+  readonly op: number;
+  readonly path: string;
+  readonly staged: StagedFile | null;
+  /** Manifest update, run inside the group's transaction. */
+  readonly record: (now: number) => void;
+}
+
+/** A file transfer in progress; `staged` is null when its data is being discarded (op already failed). */
+interface Transfer { readonly path: string; staged: StagedFile | null; remaining: number }
+
+export interface SessionCounters { files: number; bytes: number; ops: number; failed: number }
+
+function matches(old: Precondition, row: ManifestEntry | undefined): boolean {
+  if (old === null) return row === undefined;
+  return row !== undefined && row.kind === old.kind && row.hash === old.hash && row.deletedAt === old.deletedAt;
+}
+
+function describePrecondition(row: ManifestEntry | undefined): string {
+  if (row === undefined) return 'no entry';
+  return `${row.kind}${row.hash ? ' ' + row.hash : ''}${row.deletedAt !== null ? ' (tombstone)' : ''}`;
+}
+
+export class ReceiverSession {
+  private queue: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private readonly transfers = new Map<number, Transfer>();
+  private pending: PendingOp[] = [];
+  private pendingBytes = 0;
+  private commitTimer: NodeJS.Timeout | null = null;
+  private results: ResultItem[] = [];
+  private credit = 0;
+  private ended = false;
+  readonly counters: SessionCounters = { files: 0, bytes: 0, ops: 0, failed: 0 };
+
+  constructor(private readonly deps: SessionDeps) {}
+
+  /** Runs until the connection closes; verified work that arrived is committed before returning. */
+  async run(): Promise<void> {
+    const { conn } = this.deps;
+    conn.onFrame((frame) => this.enqueue(() => this.handle(frame as AgentFrame)));
+    await conn.closed;
+    this.ended = true;
+    await this.queue;
+    await this.commit().catch((err: unknown) => this.deps.log.error('COMMIT_FAILED', describeError(err)));
+    for (const t of this.transfers.values()) await t.staged?.abort();
+    this.transfers.clear();
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.queued++;
+    this.queue = this.queue
+      .then(task)
+      .catch((err: unknown) => this.onFatal(err))
+      .finally(() => {
+        this.queued--;
+        if (this.queued === 0 && !this.ended) this.whenIdle();
+      });
+  }
+
+  /** Nothing more to read right now: hand back credit and any results that are ready. */
+  private whenIdle(): void {
+    this.sendCredit();
+    if (this.pending.length > 0 && this.commitTimer === null) {
+      this.commitTimer = setTimeout(() => this.enqueue(() => this.commit()), this.deps.limits.commitDelayMs);
+    }
+    this.sendResults();
+  }
+
+  private onFatal(err: unknown): void {
+    if (err instanceof ProtocolError) {
+      this.deps.log.warn(err.code, `closing the session: ${err.message}`);
+      this.deps.conn.fail(err);
+    } else {
+      this.deps.log.error('SESSION_FAILED', describeError(err));
+      this.deps.conn.fail(new ProtocolError('RECEIVER_FAILED', `receiver error: ${describeError(err)}`));
+    }
+  }
+
+  private async handle(frame: AgentFrame): Promise<void> {
+    if (this.deps.conn.protocolFailure !== null) return;
+    if (frame.kind === 'chunk') return this.onChunk(frame.transferId, frame.offset, frame.data);
+    const msg = frame.message;
+    switch (msg.type) {
+      case 'manifestRequest': return this.sendManifest();
+      case 'fileBegin': return this.onFileBegin(msg);
+      case 'abort': return this.onAbort(msg.op);
+      case 'mkdir': return this.onMkdir(msg);
+      case 'symlink': return this.onSymlink(msg);
+      case 'setMeta': return this.onSetMeta(msg);
+      case 'delete': return this.onDelete(msg);
+      case 'heartbeat':
+        this.deps.manifest.setState('lastContact', this.deps.now());
+        if (msg.watermark !== null) this.deps.manifest.setState('watermark', msg.watermark);
+        return;
+      case 'flush':
+        await this.commit();
+        this.sendCredit();
+        this.sendResults();
+        this.deps.conn.send({ type: 'flushed', id: msg.id });
+        return;
+      default:
+        throw new ProtocolError('UNEXPECTED_MESSAGE', `unexpected ${msg.type} during a session`);
+    }
+  }
+
+  private async sendManifest(): Promise<void> {
+    await this.commit();
+    for (const page of manifestPages(this.deps.manifest.entries())) this.deps.conn.send(page);
+  }
+
+  /** Commits first when a waiting op touches `path` or lies below it, so ops on a path stay in order. */
+  private async settle(path: string): Promise<void> {
+    if (this.pending.some((p) => isWithin(p.path, path))) await this.commit();
+  }
+
+  /**
+   * Checks the agent's precondition; on mismatch reports CONFLICT (the agent re-plans next time).
+   * Also validates the path (BAD_PATH closes the session: a hostile or broken peer).
+   */
+  private async admit(op: number, path: string, old: Precondition): Promise<string | null> {
+    const abs = this.deps.guard.resolve(path);
+    await this.settle(path);
+    const row = this.deps.manifest.get(path);
+    if (!matches(old, row)) {
+      this.fail(op, 'CONFLICT', `${path}: the standby holds ${describePrecondition(row)}, the agent expected ${old === null ? 'no entry' : old.kind}`);
+      return null;
+    }
+    return abs;
+  }
+
+  private async onFileBegin(msg: FileBeginMessage): Promise<void> {
+    if (this.transfers.has(msg.op)) throw new ProtocolError('DUPLICATE_OP', `transfer ${msg.op} is already in progress`);
+    if (this.transfers.size >= this.deps.limits.maxInFlight) {
+      throw new ProtocolError('TOO_MANY_TRANSFERS', `more than ${this.deps.limits.maxInFlight} files in transfer at once`);
+    }
+    const abs = await this.admit(msg.op, msg.path, msg.old);
+    let staged: StagedFile | null = null;
+    if (abs !== null) {
+      try {
+        await this.deps.guard.prepareParents(msg.path);
+        const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'file');
+        if (displaced) this.deps.manifest.removeTree(msg.path);
+        staged = await StagedFile.create(abs, msg, this.deps.hasher.createStreamHasher());
+      } catch (err) {
+        if (err instanceof ProtocolError && err.code !== 'UNSAFE_PATH') throw err;
+        this.failFrom(msg.op, msg.path, err);
+      }
+    }
+    const transfer: Transfer = { path: msg.path, staged, remaining: msg.size };
+    if (msg.size === 0) await this.finishTransfer(msg.op, transfer);
+    else this.transfers.set(msg.op, transfer);
+  }
+
+  private async onChunk(op: number, offset: number, data: Buffer): Promise<void> {
+    const transfer = this.transfers.get(op);
+    if (transfer === undefined) throw new ProtocolError('UNKNOWN_TRANSFER', `file data for transfer ${op}, which is not in progress`);
+    if (data.byteLength > transfer.remaining) {
+      throw new ProtocolError('BAD_OFFSET', `transfer ${op} (${transfer.path}) sent more bytes than it announced`);
+    }
+    transfer.remaining -= data.byteLength;
+    this.credit += data.byteLength;
+    if (transfer.staged !== null) {
+      try {
+        await transfer.staged.write(offset, data);
+      } catch (err) {
+        await transfer.staged.abort();
+        if (err instanceof ProtocolError) throw err;
+        transfer.staged = null;
+        this.failFrom(op, transfer.path, err);
+      }
+    }
+    if (transfer.remaining === 0) {
+      this.transfers.delete(op);
+      await this.finishTransfer(op, transfer);
+    }
+    if (this.credit >= 1 << 20) this.sendCredit();
+  }
+
+  private async finishTransfer(op: number, transfer: Transfer): Promise<void> {
+    const staged = transfer.staged;
+    if (staged === null) return; // already failed and reported
+    try {
+      await staged.verify();
+    } catch (err) {
+      this.failFrom(op, transfer.path, err);
+      return;
+    }
+    const t = staged.target;
+    const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: t.hash, target: null };
+    await this.addPending({ op, path: transfer.path, staged, record: (now) => this.deps.manifest.recordPresent(entry, now) }, t.size);
+  }
+
+  private async onAbort(op: number): Promise<void> {
+    const transfer = this.transfers.get(op);
+    if (transfer === undefined) throw new ProtocolError('UNKNOWN_TRANSFER', `abort for transfer ${op}, which is not in progress`);
+    this.transfers.delete(op);
+    if (transfer.staged !== null) {
+      await transfer.staged.abort();
+      this.fail(op, 'ABORTED', `${transfer.path}: the agent abandoned the transfer`);
+    }
+  }
+
+  private async onMkdir(msg: MkdirMessage): Promise<void> {
+    const abs = await this.admit(msg.op, msg.path, msg.old);
+    if (abs === null) return;
+    await this.attempt(msg.op, msg.path, async () => {
+      await this.deps.guard.prepareParents(msg.path);
+      await this.deps.writer.makeRoomFor(msg.path, abs, 'dir');
+      await this.deps.writer.ensureDir(abs, msg.mode);
+      await this.deps.writer.setDirTime(abs, msg.mtimeMs);
+      const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null };
+      await this.addPending({ op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now) }, 0);
+    });
+  }
+
+  private async onSymlink(msg: SymlinkMessage): Promise<void> {
+    const abs = await this.admit(msg.op, msg.path, msg.old);
+    if (abs === null) return;
+    await this.attempt(msg.op, msg.path, async () => {
+      await this.deps.guard.prepareParents(msg.path);
+      const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'symlink');
+      await this.deps.writer.writeSymlink(abs, msg.target, msg.mtimeMs);
+      const entry: Entry = {
+        path: msg.path, kind: 'symlink', size: Buffer.byteLength(msg.target), mtimeMs: msg.mtimeMs, mode: 0o777, hash: null, target: msg.target,
+      };
+      await this.addPending({
+        op: msg.op, path: msg.path, staged: null,
+        record: (now) => {
+          if (displaced) this.deps.manifest.removeTree(msg.path);
+          this.deps.manifest.recordPresent(entry, now);
+        },
+      }, 0);
+    });
+  }
+
+  private async onSetMeta(msg: SetMetaMessage): Promise<void> {
+    const abs = await this.admit(msg.op, msg.path, msg.old);
+    if (abs === null) return;
+    const row = this.deps.manifest.get(msg.path);
+    if (row === undefined || row.kind !== 'file' || !(await this.deps.writer.hasFile(abs, row.size))) {
+      // The content the agent counts on is gone: make the next reconciliation send it.
+      if (row !== undefined) this.deps.manifest.markDamaged(msg.path);
+      this.fail(msg.op, 'NEEDS_CONTENT', `${msg.path}: not on the standby as recorded; send its content`);
+      return;
+    }
+    await this.attempt(msg.op, msg.path, async () => {
+      await this.deps.writer.setFileMeta(abs, msg.mode, msg.mtimeMs);
+      const entry: Entry = { ...row, mode: msg.mode, mtimeMs: msg.mtimeMs };
+      await this.addPending({ op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now) }, 0);
+    });
+  }
+
+  private async onDelete(msg: DeleteMessage): Promise<void> {
+    // Only a tombstone: the gate (snapshot time) decides when the file leaves the disk.
+    if ((await this.admit(msg.op, msg.path, msg.old)) === null) return;
+    await this.addPending({
+      op: msg.op, path: msg.path, staged: null,
+      record: (now) => this.deps.manifest.recordTombstone(msg.path, msg.deletedAt, now),
+    }, 0);
+  }
+
+  /** Runs a disk operation; an I/O failure fails the op (reported), not the session. */
+  private async attempt(op: number, path: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (err instanceof ProtocolError && err.code !== 'UNSAFE_PATH') throw err;
+      this.failFrom(op, path, err);
+    }
+  }
+
+  private async addPending(item: PendingOp, bytes: number): Promise<void> {
+    this.pending.push(item);
+    this.pendingBytes += bytes;
+    const { commitOps, commitBytes } = this.deps.limits;
+    if (this.pending.length >= commitOps || this.pendingBytes >= commitBytes) await this.commit();
+  }
+
+  /** The group commit. Must run inside the queue (or after it drained). */
+  private async commit(): Promise<void> {
+    if (this.commitTimer !== null) {
+      clearTimeout(this.commitTimer);
+      this.commitTimer = null;
+    }
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const { writer, manifest, guard } = this.deps;
+
+    const sealed = await Promise.all(batch.map(async (p) => {
+      if (p.staged === null) return true;
+      try {
+        await p.staged.seal();
+        return true;
+      } catch (err) {
+        await p.staged.abort();
+        this.failFrom(p.op, p.path, err);
+        return false;
+      }
+    }));
+    const done: PendingOp[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i] as PendingOp;
+      if (!sealed[i]) continue;
+      if (p.staged !== null) {
+        try {
+          await p.staged.install();
+        } catch (err) {
+          await p.staged.abort();
+          this.failFrom(p.op, p.path, err);
+          continue;
+        }
+      }
+      done.push(p);
+    }
+    const dirs = new Set(done.map((p) => dirname(guard.resolve(p.path))));
+    await writer.fsyncDirs(dirs);
+    const now = this.deps.now();
+    manifest.transaction(() => {
+      for (const p of done) p.record(now);
+    });
+    // Renames changed their directories' mtimes: put back what the source has.
+    for (const parent of new Set(done.map((p) => parentOf(p.path)))) {
+      if (parent === '') continue;
+      const row = manifest.get(parent);
+      if (row?.kind === 'dir' && row.deletedAt === null) await writer.setDirTime(guard.resolve(parent), row.mtimeMs);
+    }
+    for (const p of done) {
+      this.results.push({ op: p.op, ok: true });
+      this.counters.ops++;
+      if (p.staged !== null) {
+        this.counters.files++;
+        this.counters.bytes += p.staged.target.size;
+      }
+    }
+    this.sendResults();
+  }
+
+  private failFrom(op: number, path: string, err: unknown): void {
+    const code = err instanceof WarmsyncError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'APPLY_FAILED');
+    this.fail(op, code, `${path}: ${describeError(err)}`);
+  }
+
+  private fail(op: number, code: string, message: string): void {
+    this.deps.log.warn(code, message);
+    this.counters.failed++;
+    this.results.push({ op, ok: false, code: /^[A-Z_]+$/.test(code) ? code : 'APPLY_FAILED', message: message.slice(0, 1024) });
+  }
+
+  private sendResults(): void {
+    if (this.results.length === 0) return;
+    for (const msg of resultBatches(this.results.splice(0))) this.deps.conn.send(msg);
+  }
+
+  private sendCredit(): void {
+    if (this.credit === 0) return;
+    this.deps.conn.send({ type: 'credit', bytes: this.credit });
+    this.credit = 0;
+  }
+}

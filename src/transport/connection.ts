@@ -1,0 +1,122 @@
+/**
+ * A WebSocket carrying warmsync frames: decodes and validates every inbound frame before anyone sees
+ * it, and gives senders backpressure (a chunk's promise settles once ws has handed it to the OS).
+ */
+import type { WebSocket } from 'ws';
+import { ProtocolError, describeError } from '../errors.js';
+import { decodeFrame, encodeChunk, encodeControl, type Frame } from '../protocol/codec.js';
+import type { ControlMessage } from '../protocol/messages.js';
+
+export type Peer = 'agent' | 'receiver';
+
+export interface CloseInfo { readonly code: number; readonly reason: string }
+
+/** WebSocket close codes warmsync uses. */
+export const CLOSE_NORMAL = 1000;
+export const CLOSE_PROTOCOL_ERROR = 1002;
+export const CLOSE_POLICY = 1008;
+
+export class Connection {
+  private frameHandler: ((frame: Frame) => void) | null = null;
+  private readonly backlog: Frame[] = [];
+  private failure: ProtocolError | null = null;
+  readonly closed: Promise<CloseInfo>;
+
+  /** @param peer who is at the other end: frames are validated for that direction. */
+  constructor(private readonly ws: WebSocket, private readonly peer: Peer) {
+    this.closed = new Promise((resolve) => {
+      ws.once('close', (code, reason) => resolve({ code, reason: reason.toString('utf8') }));
+    });
+    ws.on('error', () => undefined); // surfaced through 'close'
+    ws.on('message', (data, isBinary) => {
+      if (this.failure !== null) return;
+      try {
+        if (!isBinary) throw new ProtocolError('BAD_FRAME', 'text frame received; warmsync speaks binary frames only');
+        const frame = decodeFrame(toBuffer(data), this.peer);
+        if (this.frameHandler) this.frameHandler(frame);
+        else this.backlog.push(frame);
+      } catch (err) {
+        this.fail(err instanceof ProtocolError ? err : new ProtocolError('BAD_FRAME', describeError(err)));
+      }
+    });
+  }
+
+  /** The protocol error that made this side close the connection, if any. */
+  get protocolFailure(): ProtocolError | null {
+    return this.failure;
+  }
+
+  get isOpen(): boolean {
+    return this.ws.readyState === this.ws.OPEN;
+  }
+
+  /** Bytes queued in ws and not yet handed to the OS. */
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Delivers every frame (including those that arrived before) to `handler`, in order. */
+  onFrame(handler: (frame: Frame) => void): void {
+    this.frameHandler = handler;
+    for (const frame of this.backlog.splice(0)) handler(frame);
+  }
+
+  /** Waits for the next control message (handshake steps); rejects on close, timeout or a chunk. */
+  nextControl(timeoutMs: number): Promise<ControlMessage> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.frameHandler = null;
+        reject(new ProtocolError('TIMEOUT', `no message from the ${this.peer} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      void this.closed.then((info) => {
+        clearTimeout(timer);
+        reject(this.failure ?? new ProtocolError('CLOSED', `the ${this.peer} closed the connection${info.reason ? `: ${info.reason}` : ''}`));
+      });
+      const first = this.backlog.shift();
+      const take = (frame: Frame): void => {
+        clearTimeout(timer);
+        this.frameHandler = null;
+        if (frame.kind === 'control') resolve(frame.message);
+        else reject(new ProtocolError('UNEXPECTED_MESSAGE', 'file data before the handshake finished'));
+      };
+      if (first) take(first);
+      else this.frameHandler = take;
+    });
+  }
+
+  send(message: ControlMessage): void {
+    if (this.isOpen) this.ws.send(encodeControl(message));
+  }
+
+  /** Sends file data; settles once the frame is written to the socket (or the connection closed). */
+  sendChunk(transferId: number, offset: number, data: Uint8Array): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!this.isOpen) {
+        reject(new ProtocolError('CLOSED', 'connection closed'));
+        return;
+      }
+      this.ws.send(encodeChunk(transferId, offset, data), (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** Tells the peer why (an `error` message), then closes. */
+  fail(error: ProtocolError): void {
+    if (this.failure !== null) return;
+    this.failure = error;
+    this.send({ type: 'error', code: error.code, message: error.message.slice(0, 1024) });
+    this.close(CLOSE_PROTOCOL_ERROR, error.code);
+  }
+
+  close(code = CLOSE_NORMAL, reason = ''): void {
+    if (this.ws.readyState === this.ws.CLOSED) return;
+    this.ws.close(code, reason.slice(0, 120));
+    // A peer that never answers the close handshake must not keep us waiting.
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+}
+
+function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}

@@ -1,0 +1,33 @@
+/**
+ * Reading a whole tree for comparison: every path with its kind, mode, mtime (ms), size, content
+ * hash and link target. Two trees are identical when their listings are deep-equal.
+ */
+import { createHash } from 'node:crypto';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface TreeItem { kind: 'file' | 'dir' | 'symlink'; mode: number; mtimeMs: number; size: number; sha256: string | null; target: string | null }
+
+export async function readTree(root: string, options: { skip?: (rel: string) => boolean; dirTimes?: boolean } = {}): Promise<Record<string, TreeItem>> {
+  const out: Record<string, TreeItem> = {};
+  async function visit(dir: string, prefix: string): Promise<void> {
+    for (const name of (await readdir(dir)).sort()) {
+      const rel = prefix === '' ? name : `${prefix}/${name}`;
+      if (options.skip?.(rel)) continue;
+      const abs = join(dir, name);
+      const st = await lstat(abs);
+      const kind = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file';
+      out[rel] = {
+        kind,
+        mode: kind === 'symlink' ? 0 : st.mode & 0o7777,
+        mtimeMs: kind === 'dir' && options.dirTimes === false ? 0 : Math.trunc(st.mtimeMs),
+        size: kind === 'dir' ? 0 : st.size,
+        sha256: kind === 'file' ? createHash('sha256').update(await readFile(abs)).digest('hex') : null,
+        target: kind === 'symlink' ? await readlink(abs) : null,
+      };
+      if (kind === 'dir') await visit(abs, rel);
+    }
+  }
+  await visit(root, '');
+  return out;
+}
