@@ -1,0 +1,145 @@
+/**
+ * Framing: one WebSocket binary message = one frame. Byte 0 is the kind:
+ *   0x01 control: bytes 1.. are the UTF-8 JSON of one message object (messages.ts);
+ *   0x02 chunk:   bytes 1-4 transfer id (uint32 BE), 5-12 offset (uint64 BE, <= 2^53-1),
+ *                 13.. data (1..MAX_CHUNK_BYTES bytes).
+ * decodeFrame never throws anything but ProtocolError, whatever the bytes. The encoders trust
+ * their (typed) input apart from limits: breaking a limit is a bug here, so they throw RangeError.
+ */
+import { isUtf8 } from 'node:buffer';
+import { describeError, ProtocolError } from '../errors.js';
+import { clip } from './describe.js';
+import {
+  CHUNK_HEADER_BYTES, FRAME_CHUNK, FRAME_CONTROL, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES,
+} from './limits.js';
+import type { AgentMessage, ControlMessage, ReceiverMessage } from './messages.js';
+import { parseControl, type Role } from './validate.js';
+
+export {
+  CHUNK_HEADER_BYTES, FRAME_CHUNK, FRAME_CONTROL, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES,
+  MAX_HANDSHAKE_FRAME_BYTES, MAX_PAGE_ENTRIES, PROTOCOL_VERSION,
+} from './limits.js';
+
+export interface ControlFrame<M extends ControlMessage = ControlMessage> {
+  readonly kind: 'control';
+  readonly message: M;
+}
+
+export interface ChunkFrame {
+  readonly kind: 'chunk';
+  /** The op number of the fileBegin this data belongs to. */
+  readonly transferId: number;
+  /** Byte offset of `data` in the file. */
+  readonly offset: number;
+  /** A view into the received frame (no copy): 1..MAX_CHUNK_BYTES bytes. */
+  readonly data: Buffer;
+}
+
+export type Frame = ControlFrame | ChunkFrame;
+/** What the receiver can get from the agent. */
+export type AgentFrame = ControlFrame<AgentMessage> | ChunkFrame;
+/** What the agent can get from the receiver: control messages only. */
+export type ReceiverFrame = ControlFrame<ReceiverMessage>;
+
+/** 2^53 / 2^32: the high word of a safe offset is below this. */
+const SAFE_HIGH_WORD_LIMIT = 0x200000;
+const TWO_32 = 0x1_0000_0000;
+
+/** One control frame, in a single allocation. */
+export function encodeControl(msg: ControlMessage): Buffer {
+  const json = JSON.stringify(msg);
+  const length = Buffer.byteLength(json);
+  if (length > MAX_CONTROL_BYTES) {
+    throw new RangeError(`${msg.type} message is ${length} bytes of JSON, over MAX_CONTROL_BYTES (${MAX_CONTROL_BYTES})`);
+  }
+  const frame = Buffer.allocUnsafe(1 + length);
+  frame[0] = FRAME_CONTROL;
+  frame.write(json, 1, 'utf8');
+  return frame;
+}
+
+/**
+ * One chunk frame: a single allocation of 13 + data.length bytes, `data` copied into it once,
+ * so the result can go straight to `ws.send`. The caller may reuse `data` as soon as this returns.
+ */
+export function encodeChunk(transferId: number, offset: number, data: Uint8Array): Buffer {
+  if (!Number.isInteger(transferId) || transferId < 0 || transferId > 0xffffffff) {
+    throw new RangeError(`chunk transfer id ${transferId} is not a uint32`);
+  }
+  if (data.length < 1 || data.length > MAX_CHUNK_BYTES) {
+    throw new RangeError(`chunk of ${data.length} bytes: expected 1..${MAX_CHUNK_BYTES}`);
+  }
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(`chunk offset ${offset} (+${data.length} bytes) is not a non-negative safe integer`);
+  }
+  const frame = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + data.length);
+  frame[0] = FRAME_CHUNK;
+  frame.writeUInt32BE(transferId, 1);
+  frame.writeUInt32BE(Math.floor(offset / TWO_32), 5);
+  frame.writeUInt32BE(offset % TWO_32, 9);
+  frame.set(data, CHUNK_HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Decodes and validates one received frame; `from` is the sender's role (the receiver passes
+ * 'agent'). `maxFrameBytes` lowers the size limit, e.g. to MAX_HANDSHAKE_FRAME_BYTES until the
+ * peer is authenticated. Throws ProtocolError: BAD_FRAME, FRAME_TOO_LARGE, BAD_JSON, BAD_MESSAGE,
+ * BAD_PATH, UNEXPECTED_MESSAGE (and DECODE_FAILED, which would be a bug in this module).
+ */
+export function decodeFrame(frame: Uint8Array, from: 'agent', maxFrameBytes?: number): AgentFrame;
+export function decodeFrame(frame: Uint8Array, from: 'receiver', maxFrameBytes?: number): ReceiverFrame;
+export function decodeFrame(frame: Uint8Array, from: Role, maxFrameBytes?: number): Frame;
+export function decodeFrame(frame: Uint8Array, from: Role, maxFrameBytes: number = MAX_FRAME_BYTES): Frame {
+  try {
+    const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    return decode(buf, from, Math.min(maxFrameBytes, MAX_FRAME_BYTES));
+  } catch (err) {
+    if (err instanceof ProtocolError) throw err;
+    // Defence in depth: a peer must never be able to raise anything but ProtocolError.
+    throw new ProtocolError('DECODE_FAILED', `frame could not be decoded: ${clip(describeError(err), 200)}`, { cause: err });
+  }
+}
+
+function decode(frame: Buffer, from: Role, maxFrameBytes: number): Frame {
+  if (frame.length === 0) throw new ProtocolError('BAD_FRAME', 'empty frame');
+  if (frame.length > maxFrameBytes) {
+    throw new ProtocolError('FRAME_TOO_LARGE', `frame of ${frame.length} bytes: over the limit of ${maxFrameBytes}`);
+  }
+  const kind = frame[0];
+  if (kind === FRAME_CONTROL) return { kind: 'control', message: parseControl(decodeJson(frame.subarray(1)), from) };
+  if (kind === FRAME_CHUNK) return decodeChunk(frame, from);
+  throw new ProtocolError('BAD_FRAME', `unknown frame kind 0x${(kind ?? 0).toString(16).padStart(2, '0')}`);
+}
+
+function decodeJson(body: Buffer): unknown {
+  if (body.length > MAX_CONTROL_BYTES) {
+    throw new ProtocolError('FRAME_TOO_LARGE', `control frame of ${body.length} bytes: over MAX_CONTROL_BYTES (${MAX_CONTROL_BYTES})`);
+  }
+  if (!isUtf8(body)) throw new ProtocolError('BAD_JSON', 'control frame: invalid UTF-8');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new ProtocolError('BAD_JSON', `control frame: invalid JSON: ${clip(describeError(err), 120)}`);
+  }
+}
+
+function decodeChunk(frame: Buffer, from: Role): ChunkFrame {
+  if (from !== 'agent') throw new ProtocolError('UNEXPECTED_MESSAGE', `chunk: not a frame the ${from} sends`);
+  if (frame.length < CHUNK_HEADER_BYTES) {
+    throw new ProtocolError('BAD_FRAME', `chunk frame: truncated header (${frame.length} bytes, need ${CHUNK_HEADER_BYTES})`);
+  }
+  const length = frame.length - CHUNK_HEADER_BYTES;
+  if (length === 0) throw new ProtocolError('BAD_FRAME', 'chunk frame: no data (expected 1 or more bytes)');
+  if (length > MAX_CHUNK_BYTES) {
+    throw new ProtocolError('FRAME_TOO_LARGE', `chunk frame: ${length} bytes of data, over MAX_CHUNK_BYTES (${MAX_CHUNK_BYTES})`);
+  }
+  const transferId = frame.readUInt32BE(1);
+  const high = frame.readUInt32BE(5);
+  if (high >= SAFE_HIGH_WORD_LIMIT) throw new ProtocolError('BAD_FRAME', 'chunk frame: offset over 2^53-1');
+  const offset = high * TWO_32 + frame.readUInt32BE(9);
+  if (offset + length > Number.MAX_SAFE_INTEGER) {
+    throw new ProtocolError('BAD_FRAME', `chunk frame: offset ${offset} + ${length} bytes ends past 2^53-1`);
+  }
+  return { kind: 'chunk', transferId, offset, data: frame.subarray(CHUNK_HEADER_BYTES) };
+}

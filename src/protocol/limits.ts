@@ -1,0 +1,45 @@
+/**
+ * Protocol version 1 numbers: the version, frame layout and every size limit.
+ * Kept apart from the codec so that schemas (messages.ts) and framing (codec.ts) share them
+ * without importing each other. docs/protocol.md, "Limits", lists the same values.
+ */
+
+/** The only protocol version this build speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Versions offered in `hello` and accepted in `auth`, newest first. */
+export const SUPPORTED_PROTOCOLS: readonly number[] = Object.freeze([PROTOCOL_VERSION]);
+
+/** Frame kind byte (byte 0 of every WebSocket message). */
+export const FRAME_CONTROL = 0x01;
+export const FRAME_CHUNK = 0x02;
+
+/** Kind byte + transfer id (uint32 BE) + offset (uint64 BE). */
+export const CHUNK_HEADER_BYTES = 13;
+
+/** Largest data payload of one chunk frame: 1 MiB. */
+export const MAX_CHUNK_BYTES = 1024 * 1024;
+
+/** Largest UTF-8 JSON body of one control frame: 4 MiB. */
+export const MAX_CONTROL_BYTES = 4 * 1024 * 1024;
+
+/** Largest WebSocket message either side accepts; use it as the ws `maxPayload`. */
+export const MAX_FRAME_BYTES = MAX_CONTROL_BYTES + 16;
+
+/**
+ * Largest frame worth decoding before the peer has proven it knows the token (hello, auth,
+ * welcome, error all fit): an unauthenticated peer cannot make us parse megabytes of JSON.
+ */
+export const MAX_HANDSHAKE_FRAME_BYTES = 8 * 1024;
+
+/** Most entries in one `manifestPage`, and most items in one `results`. */
+export const MAX_PAGE_ENTRIES = 2000;
+
+/** Longest `error.message` and `results[].message`, in UTF-16 code units. */
+export const MAX_ERROR_MESSAGE_CHARS = 1024;
+
+/** Longest symlink target, in UTF-8 bytes (Linux PATH_MAX). */
+export const MAX_TARGET_BYTES = 4096;
+
+/** Nonce length before base64 encoding. */
+export const NONCE_BYTES = 32;

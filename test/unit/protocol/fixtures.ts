@@ -1,0 +1,99 @@
+/**
+ * Named, valid protocol fixtures shared by the protocol tests: one message of every type (with the
+ * role that sends it) and raw-frame builders that bypass the encoder, to feed the decoder bad bytes.
+ */
+import type { ControlMessage, Role, WireManifestEntry } from '../../../src/protocol/index.js';
+
+export const HASH = '0123456789abcdef';
+export const NONCE_A = 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=';
+export const NONCE_B = 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=';
+export const MAC = 'ab'.repeat(32);
+
+export const FILE_ENTRY: WireManifestEntry = {
+  path: 'filestore/ab/ab12', kind: 'file', size: 1234, mtimeMs: 1764170000000, mode: 0o644,
+  hash: HASH, target: null, deletedAt: null, damaged: false,
+};
+export const DIR_ENTRY: WireManifestEntry = {
+  path: 'filestore/ab', kind: 'dir', size: 0, mtimeMs: -5000, mode: 0o755,
+  hash: null, target: null, deletedAt: 1764170000500, damaged: false,
+};
+export const LINK_ENTRY: WireManifestEntry = {
+  path: 'etc/current', kind: 'symlink', size: 13, mtimeMs: 0, mode: 0o777,
+  hash: null, target: '/opt/jfrog/x/', damaged: true, deletedAt: null,
+};
+
+/** One valid message of every type, each with the role that sends it. */
+export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; readonly msg: ControlMessage }> = [
+  { name: 'hello', from: 'receiver', msg: { type: 'hello', protocols: [1, 2], nonce: NONCE_A, receiverId: 'standby-1 (dc2)' } },
+  { name: 'auth', from: 'agent', msg: { type: 'auth', protocol: 1, nonce: NONCE_B, mac: MAC } },
+  { name: 'welcome', from: 'receiver', msg: { type: 'welcome', mac: MAC, window: 8 * 1024 * 1024, maxInFlight: 64 } },
+  { name: 'error from agent', from: 'agent', msg: { type: 'error', code: 'AUTH_FAILED', message: 'wrong token' } },
+  { name: 'error from receiver', from: 'receiver', msg: { type: 'error', code: 'BAD_PATH', message: '' } },
+  { name: 'manifestRequest', from: 'agent', msg: { type: 'manifestRequest' } },
+  { name: 'mkdir', from: 'agent', msg: { type: 'mkdir', op: 0, path: 'data/new', mode: 0o755, mtimeMs: 1764170000000, old: null } },
+  {
+    name: 'symlink', from: 'agent',
+    msg: { type: 'symlink', op: 1, path: 'etc/link', target: '../x/ünï', mtimeMs: -1, old: { kind: 'symlink', hash: null, deletedAt: null } },
+  },
+  {
+    name: 'setMeta', from: 'agent',
+    msg: { type: 'setMeta', op: 2, path: 'a', mode: 0o7777, mtimeMs: 5, old: { kind: 'file', hash: HASH, deletedAt: 1764170000000 } },
+  },
+  {
+    name: 'fileBegin', from: 'agent',
+    msg: { type: 'fileBegin', op: 0xffffffff, path: 'filestore/ab/ab12', size: Number.MAX_SAFE_INTEGER, mtimeMs: 1, mode: 0o600, hash: HASH, old: null },
+  },
+  { name: 'fileBegin empty file', from: 'agent', msg: { type: 'fileBegin', op: 3, path: 'empty', size: 0, mtimeMs: 1, mode: 0, hash: 'ef46db3751d8e999', old: null } },
+  { name: 'abort', from: 'agent', msg: { type: 'abort', op: 7 } },
+  {
+    name: 'delete', from: 'agent',
+    msg: { type: 'delete', op: 4, path: 'filestore/ab/ab12', deletedAt: 1764170000000, old: { kind: 'file', hash: HASH, deletedAt: null } },
+  },
+  { name: 'heartbeat', from: 'agent', msg: { type: 'heartbeat', now: 1764170000000, watermark: null } },
+  { name: 'heartbeat with watermark', from: 'agent', msg: { type: 'heartbeat', now: 1764170000000, watermark: 1764169990000 } },
+  { name: 'flush', from: 'agent', msg: { type: 'flush', id: 9 } },
+  { name: 'manifestPage', from: 'receiver', msg: { type: 'manifestPage', entries: [FILE_ENTRY, DIR_ENTRY, LINK_ENTRY], done: false } },
+  { name: 'manifestPage empty', from: 'receiver', msg: { type: 'manifestPage', entries: [], done: true } },
+  {
+    name: 'results', from: 'receiver',
+    msg: { type: 'results', items: [{ op: 1, ok: true }, { op: 2, ok: false, code: 'CONFLICT', message: 'modification detected' }, { op: 3, ok: false, code: 'APPLY_FAILED' }] },
+  },
+  { name: 'credit', from: 'receiver', msg: { type: 'credit', bytes: 1048576 } },
+  { name: 'flushed', from: 'receiver', msg: { type: 'flushed', id: 9 } },
+];
+
+/** A control frame around arbitrary JSON text or value, without any validation. */
+export function rawControl(body: unknown): Buffer {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  return Buffer.concat([Buffer.from([0x01]), Buffer.from(text, 'utf8')]);
+}
+
+/** A chunk frame with an explicit 64-bit offset (as two words) and `length` bytes of data. */
+export function rawChunk(transferId: number, offsetHigh: number, offsetLow: number, length: number): Buffer {
+  const frame = Buffer.alloc(13 + length, 0x5a);
+  frame[0] = 0x02;
+  frame.writeUInt32BE(transferId, 1);
+  frame.writeUInt32BE(offsetHigh, 5);
+  frame.writeUInt32BE(offsetLow, 9);
+  return frame;
+}
+
+/** A copy of `msg` with `key` set to `value` (or removed when value is undefined), for bad cases. */
+export function withField(msg: object, key: string, value: unknown): Record<string, unknown> {
+  const copy: Record<string, unknown> = { ...msg };
+  if (value === undefined) delete copy[key];
+  else copy[key] = value;
+  return copy;
+}
+
+/** Deterministic PRNG (mulberry32) so that fuzz failures reproduce. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
