@@ -212,7 +212,7 @@ export class Sender {
     }
     try {
       this.conn.send({ type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash: entry.hash ?? '', old });
-      const buffer = Buffer.allocUnsafe(Math.min(MAX_CHUNK_BYTES, Math.max(1, entry.size)));
+      const buffer = Buffer.allocUnsafe(Math.min(MAX_CHUNK_BYTES, this.limits.window, Math.max(1, entry.size)));
       let offset = 0;
       while (offset < entry.size) {
         const want = Math.min(buffer.byteLength, entry.size - offset);

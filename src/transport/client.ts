@@ -82,6 +82,7 @@ async function handshake(conn: Connection, options: DialOptions): Promise<Sessio
     if (!macEqual(welcome.mac, receiverMac(options.token, hello.nonce, nonce))) {
       throw new ProtocolError('AUTH_FAILED', 'authentication failed: the receiver does not hold this token (is the URL right?)');
     }
+    conn.markAuthenticated();
     return { conn, window: welcome.window, maxInFlight: welcome.maxInFlight, receiverId: hello.receiverId };
   } catch (err) {
     conn.close();

@@ -5,7 +5,8 @@
 import type { WebSocket } from 'ws';
 import { ProtocolError, describeError } from '../errors.js';
 import { decodeFrame, encodeChunk, encodeControl, type Frame } from '../protocol/codec.js';
-import type { ControlMessage } from '../protocol/messages.js';
+import { MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES } from '../protocol/limits.js';
+import { errorMessage, type ControlMessage } from '../protocol/messages.js';
 
 export type Peer = 'agent' | 'receiver';
 
@@ -20,6 +21,8 @@ export class Connection {
   private frameHandler: ((frame: Frame) => void) | null = null;
   private readonly backlog: Frame[] = [];
   private failure: ProtocolError | null = null;
+  /** Until the handshake succeeds, frames are held to a small size: JSON parsing costs CPU. */
+  private maxFrameBytes = MAX_HANDSHAKE_FRAME_BYTES;
   readonly closed: Promise<CloseInfo>;
 
   /** @param peer who is at the other end: frames are validated for that direction. */
@@ -32,13 +35,18 @@ export class Connection {
       if (this.failure !== null) return;
       try {
         if (!isBinary) throw new ProtocolError('BAD_FRAME', 'text frame received; warmsync speaks binary frames only');
-        const frame = decodeFrame(toBuffer(data), this.peer);
+        const frame = decodeFrame(toBuffer(data), this.peer, this.maxFrameBytes);
         if (this.frameHandler) this.frameHandler(frame);
         else this.backlog.push(frame);
       } catch (err) {
         this.fail(err instanceof ProtocolError ? err : new ProtocolError('BAD_FRAME', describeError(err)));
       }
     });
+  }
+
+  /** The peer proved it holds the token: full-size frames from now on. */
+  markAuthenticated(): void {
+    this.maxFrameBytes = MAX_FRAME_BYTES;
   }
 
   /** The protocol error that made this side close the connection, if any. */
@@ -103,7 +111,7 @@ export class Connection {
   fail(error: ProtocolError): void {
     if (this.failure !== null) return;
     this.failure = error;
-    this.send({ type: 'error', code: error.code, message: error.message.slice(0, 1024) });
+    this.send(errorMessage(error.code, error.message));
     this.close(CLOSE_PROTOCOL_ERROR, error.code);
   }
 

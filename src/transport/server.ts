@@ -103,5 +103,6 @@ async function authenticate(conn: Connection, options: ServerOptions): Promise<v
   if (!macEqual(auth.mac, agentMac(options.token, nonce, auth.nonce))) {
     throw new ProtocolError('AUTH_FAILED', 'authentication failed: the agent does not hold this receiver\'s token');
   }
+  conn.markAuthenticated();
   conn.send({ type: 'welcome', mac: receiverMac(options.token, nonce, auth.nonce), window: options.window, maxInFlight: options.maxInFlight });
 }
