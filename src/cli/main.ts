@@ -5,11 +5,21 @@
 import { readFileSync } from 'node:fs';
 import { UsageError, WarmsyncError } from '../errors.js';
 import { agentCommand } from './agent.js';
+import { promoteCommand } from './promote.js';
 import { receiverCommand } from './receiver.js';
+import { restoreCommand } from './restore.js';
+import { snapshotCommand } from './snapshot.js';
+import { statusCommand } from './status.js';
+import { verifyCommand } from './verify.js';
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   receiver: receiverCommand,
   agent: agentCommand,
+  snapshot: snapshotCommand,
+  promote: promoteCommand,
+  restore: restoreCommand,
+  status: statusCommand,
+  verify: verifyCommand,
 };
 
 export const MAIN_HELP = `Usage: warmsync COMMAND [options]
@@ -20,6 +30,11 @@ snapshot time so that a promoted standby never references a binary it lacks.
 Commands:
   receiver   on the standby: accept an agent, apply changes atomically, keep the manifest
   agent      on the active server: scan, hash and send changes (--once: like a cron'd rsync)
+  snapshot   record the standby DB's snapshot time; remove the deletions it allows
+  status     is failing over now safe? counts, T, W, recovery target, tombstones
+  verify     re-hash the standby against the manifest; exit 1 on any difference
+  promote    at failover: quarantine files the promoted DB cannot reference
+  restore    undo a promotion's quarantine
 
 Run \`warmsync COMMAND --help\` for a command's options. Also: warmsync --version.`;
 

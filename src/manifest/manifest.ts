@@ -2,10 +2,11 @@
  * Typed queries over the manifest. The receiver records here only what is durable on disk;
  * operator commands read and update it (SQLite WAL + busy timeout keeps them from tearing it).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Entry, EntryKind, ManifestEntry } from '../entry.js';
+import { WarmsyncError } from '../errors.js';
 import { openDatabase } from './db.js';
 
 export const MANIFEST_FILE = 'manifest.sqlite';
@@ -22,8 +23,11 @@ function fromRow(r: EntryRow): ManifestEntry {
   };
 }
 
+/** A row whose path was deleted on the source: its deletedAt is set. */
+export type TombstoneEntry = ManifestEntry & { readonly deletedAt: number };
+
 /** Keys of the `state` table. */
-export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid';
+export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid' | 'skewMs' | 'deleteGraceMs';
 
 export interface ManifestCounts {
   files: number; bytes: number; dirs: number; symlinks: number; tombstones: number; oldestTombstone: number | null;
@@ -31,6 +35,7 @@ export interface ManifestCounts {
 
 export class Manifest {
   private readonly statements;
+  private writeLock: Promise<void> = Promise.resolve();
 
   private constructor(readonly db: Database.Database, readonly file: string) {
     this.statements = {
@@ -50,6 +55,14 @@ export class Manifest {
       markDamaged: db.prepare<[string]>('UPDATE entries SET damaged = 1 WHERE path = ?'),
       getState: db.prepare<[string], { value: number | string | null }>('SELECT value FROM state WHERE key = ?'),
       setState: db.prepare<[string, number | string | null]>('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      tombstones: db.prepare<[], EntryRow>('SELECT * FROM entries WHERE deleted_at IS NOT NULL'),
+      live: db.prepare<[], EntryRow>('SELECT * FROM entries WHERE deleted_at IS NULL'),
+      logRemoval: db.prepare<[string, string, string, number, number | null, string | null]>(
+        'INSERT INTO removals (path, kind, reason, removed_at, snapshot_time, quarantine) VALUES (?, ?, ?, ?, ?, ?)'),
+      quarantined: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM removals WHERE quarantine IS NOT NULL AND restored_at IS NULL'),
+      restoreRow: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at)
+        VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target, @bornMs, @deletedAt, 0, @now)`),
+      markRestored: db.prepare<[number, string, string]>('UPDATE removals SET restored_at = ? WHERE quarantine = ? AND path = ? AND restored_at IS NULL'),
       counts: db.prepare<[], ManifestCounts>(`SELECT
           coalesce(sum(kind = 'file' AND deleted_at IS NULL), 0) AS files,
           coalesce(sum(CASE WHEN kind = 'file' AND deleted_at IS NULL THEN size ELSE 0 END), 0) AS bytes,
@@ -65,6 +78,15 @@ export class Manifest {
   static open(stateDir: string): Manifest {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const file = join(stateDir, MANIFEST_FILE);
+    return new Manifest(openDatabase(file), file);
+  }
+
+  /** Opens the manifest an earlier receiver created (operator commands never create one). */
+  static openExisting(stateDir: string): Manifest {
+    const file = join(stateDir, MANIFEST_FILE);
+    if (!existsSync(file)) {
+      throw new WarmsyncError('NO_MANIFEST', `no manifest at ${file}: has a receiver run on this root? (or pass the receiver's --state-dir)`);
+    }
     return new Manifest(openDatabase(file), file);
   }
 
@@ -101,6 +123,31 @@ export class Manifest {
     this.statements.markDamaged.run(path);
   }
 
+  /** Every tombstone (deleted on the source, still on disk). */
+  tombstones(): TombstoneEntry[] {
+    return this.statements.tombstones.all().map(fromRow) as TombstoneEntry[];
+  }
+
+  /** Every live (non-tombstoned) row. */
+  live(): ManifestEntry[] {
+    return this.statements.live.all().map(fromRow);
+  }
+
+  /** Invariant 6: records that `path` left the standby tree, why, and where it went. */
+  logRemoval(removal: { path: string; kind: EntryKind; reason: string; at: number; snapshotTime: number | null; quarantine: string | null }): void {
+    this.statements.logRemoval.run(removal.path, removal.kind, removal.reason, removal.at, removal.snapshotTime, removal.quarantine);
+  }
+
+  /** Puts back a row exactly as it was (born time and tombstone included): undoing a quarantine. */
+  restoreRow(row: ManifestEntry, now: number): void {
+    const { path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt } = row;
+    this.statements.restoreRow.run({ path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, now });
+  }
+
+  markRestored(quarantine: string, path: string, now: number): void {
+    this.statements.markRestored.run(now, quarantine, path);
+  }
+
   counts(): ManifestCounts {
     return this.statements.counts.get() as ManifestCounts;
   }
@@ -117,6 +164,33 @@ export class Manifest {
   /** Runs `fn` in one write transaction (BEGIN IMMEDIATE: no lock upgrade deadlock with readers). */
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn).immediate();
+  }
+
+  /**
+   * A write transaction that spans asynchronous disk work. The receiver renames files into place and
+   * the gate removes them only while holding the write lock, so a tombstone can never be applied to
+   * a file that is being re-created at the same moment (the two would otherwise interleave).
+   */
+  withWriteLock<T>(fn: () => Promise<T>): Promise<T> {
+    // Callers in one process queue here; other processes wait on SQLite's lock (busy_timeout).
+    const run = this.writeLock.then(async () => {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = await fn();
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    });
+    this.writeLock = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  /** Files currently held in a quarantine (promoted away and not restored). */
+  quarantinedCount(): number {
+    return this.statements.quarantined.get()?.n ?? 0;
   }
 
   close(): void {

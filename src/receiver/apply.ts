@@ -114,6 +114,11 @@ export class TreeWriter {
     return st !== null && st.isFile() && st.size === size;
   }
 
+  async hasKind(abs: string, kind: EntryKind): Promise<boolean> {
+    const st = await lstatOrNull(abs);
+    return st !== null && kindOf(st) === kind;
+  }
+
   /** fsyncs each directory once: makes renames and creations inside it durable. */
   async fsyncDirs(dirs: Iterable<string>): Promise<void> {
     await Promise.all([...dirs].map(async (dir) => {

@@ -31,6 +31,18 @@ export class PathGuard {
    * Throws ProtocolError UNSAFE_PATH when an ancestor is a symlink, a file or anything else.
    */
   async prepareParents(rel: string): Promise<void> {
+    await this.checkParents(rel, true);
+  }
+
+  /**
+   * For removals: true when every ancestor of `rel` is a real directory (so removing `rel` cannot
+   * reach outside the root); false when one is missing. Throws UNSAFE_PATH like prepareParents.
+   */
+  async parentsExist(rel: string): Promise<boolean> {
+    return this.checkParents(rel, false);
+  }
+
+  private async checkParents(rel: string, create: boolean): Promise<boolean> {
     for (const dir of ancestorsOf(rel)) {
       const abs = join(this.root, dir);
       const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {
@@ -38,6 +50,7 @@ export class PathGuard {
         throw err;
       });
       if (st === null) {
+        if (!create) return false;
         await mkdir(abs, { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== 'EEXIST') throw err;
         });
@@ -48,6 +61,7 @@ export class PathGuard {
         throw unsafe(rel, dir);
       }
     }
+    return true;
   }
 }
 

@@ -52,6 +52,11 @@ interface PendingOp {
   readonly staged: StagedFile | null;
   /** Manifest update, run inside the group's transaction. */
   readonly record: (now: number) => void;
+  /**
+   * Re-checked under the write lock for ops applied before it (directories, symlinks, metadata):
+   * a snapshot may have applied a tombstone to the path in between.
+   */
+  readonly stillThere?: () => Promise<boolean>;
 }
 
 /** A file transfer in progress; `staged` is null when its data is being discarded (op already failed). */
@@ -258,7 +263,10 @@ export class ReceiverSession {
       await this.deps.writer.ensureDir(abs, msg.mode);
       await this.deps.writer.setDirTime(abs, msg.mtimeMs);
       const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null };
-      await this.addPending({ op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now) }, 0);
+      await this.addPending({
+        op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
+        stillThere: () => this.deps.writer.hasKind(abs, 'dir'),
+      }, 0);
     });
   }
 
@@ -278,6 +286,7 @@ export class ReceiverSession {
           if (displaced) this.deps.manifest.removeTree(msg.path);
           this.deps.manifest.recordPresent(entry, now);
         },
+        stillThere: () => this.deps.writer.hasKind(abs, 'symlink'),
       }, 0);
     });
   }
@@ -295,7 +304,10 @@ export class ReceiverSession {
     await this.attempt(msg.op, msg.path, async () => {
       await this.deps.writer.setFileMeta(abs, msg.mode, msg.mtimeMs);
       const entry: Entry = { ...row, mode: msg.mode, mtimeMs: msg.mtimeMs };
-      await this.addPending({ op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now) }, 0);
+      await this.addPending({
+        op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
+        stillThere: () => this.deps.writer.hasFile(abs, row.size),
+      }, 0);
     });
   }
 
@@ -349,24 +361,26 @@ export class ReceiverSession {
       }
     }));
     const done: PendingOp[] = [];
-    for (let i = 0; i < batch.length; i++) {
-      const p = batch[i] as PendingOp;
-      if (!sealed[i]) continue;
-      if (p.staged !== null) {
-        try {
-          await p.staged.install();
-        } catch (err) {
-          await p.staged.abort();
-          this.failFrom(p.op, p.path, err);
+    await manifest.withWriteLock(async () => {
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i] as PendingOp;
+        if (!sealed[i]) continue;
+        if (p.staged !== null) {
+          try {
+            await p.staged.install();
+          } catch (err) {
+            await p.staged.abort();
+            this.failFrom(p.op, p.path, err);
+            continue;
+          }
+        } else if (p.stillThere !== undefined && !(await p.stillThere())) {
+          this.fail(p.op, 'NEEDS_CONTENT', `${p.path}: removed from the standby while the op was applied; send it again`);
           continue;
         }
+        done.push(p);
       }
-      done.push(p);
-    }
-    const dirs = new Set(done.map((p) => dirname(guard.resolve(p.path))));
-    await writer.fsyncDirs(dirs);
-    const now = this.deps.now();
-    manifest.transaction(() => {
+      await writer.fsyncDirs(new Set(done.map((p) => dirname(guard.resolve(p.path)))));
+      const now = this.deps.now();
       for (const p of done) p.record(now);
     });
     // Renames changed their directories' mtimes: put back what the source has.

@@ -1,0 +1,40 @@
+/** Flags and set-up shared by the operator commands (snapshot, promote, status, verify, restore). */
+import { resolve } from 'node:path';
+import { createLogger, type Logger } from '../log.js';
+import { DEFAULT_DELETE_GRACE_MS, DEFAULT_SKEW_MS, type GateTimes } from '../gate/policy.js';
+import { Manifest } from '../manifest/manifest.js';
+import { resolveStateDir, type StateDir } from '../statedir.js';
+import { parseInteger, parseLogLevel, required } from './args.js';
+
+export const ROOT_OPTIONS = { root: { type: 'string' }, 'state-dir': { type: 'string' }, json: { type: 'boolean' } } as const;
+export const TIME_OPTIONS = { skew: { type: 'string' }, 'delete-grace': { type: 'string' } } as const;
+
+export const TIME_HELP = `  --skew MS            margin for clock differences between the DB primary and the agent
+                       host (default ${DEFAULT_SKEW_MS})
+  --delete-grace MS    how much longer a deletion waits, for the transaction that made it
+                       to commit (default ${DEFAULT_DELETE_GRACE_MS}, ten minutes)`;
+
+export const ROOT_HELP = `  --root DIR           the standby tree (the receiver's --root)
+  --state-dir DIR      the receiver's state dir (default: ROOT/.warmsync)
+  --json               machine-readable output (documented in docs/operations.md)`;
+
+export interface Opened { root: string; stateDir: StateDir; manifest: Manifest; log: Logger }
+
+export function openRoot(command: string, flags: { root?: string; 'state-dir'?: string; 'log-level'?: string }): Opened {
+  const log = createLogger(parseLogLevel(flags['log-level']));
+  const root = resolve(required(command, 'root', flags.root));
+  const stateDir = resolveStateDir(root, flags['state-dir']);
+  return { root, stateDir, manifest: Manifest.openExisting(stateDir.abs), log };
+}
+
+/** --skew / --delete-grace, or their defaults. */
+export function gateTimes(flags: { skew?: string; 'delete-grace'?: string }): GateTimes {
+  return {
+    skewMs: parseInteger('skew', flags.skew, DEFAULT_SKEW_MS, 0, 86_400_000),
+    deleteGraceMs: parseInteger('delete-grace', flags['delete-grace'], DEFAULT_DELETE_GRACE_MS, 0, 30 * 86_400_000),
+  };
+}
+
+export function print(json: boolean | undefined, value: unknown, human: string): void {
+  process.stdout.write(json ? JSON.stringify(value) + '\n' : human + '\n');
+}

@@ -1,0 +1,44 @@
+import { buildStatus, formatStatus } from '../gate/status.js';
+import { DEFAULT_SKEW_MS } from '../gate/policy.js';
+import { runningReceiver } from '../receiver/lock.js';
+import { parseFlags } from './args.js';
+import { ROOT_HELP, ROOT_OPTIONS, openRoot, print } from './gate-options.js';
+
+export const STATUS_HELP = `Usage: warmsync status --root DIR [--json]
+
+Whether failing over to this standby now is safe, and why: SAFE when the agent's watermark W
+(every change it observed before W is durable here) is at least the DB snapshot time T plus
+the skew. Also: files and bytes, pending tombstones, the PostgreSQL recovery target (W - skew:
+recover the standby DB to at most this time), last agent contact, quarantined files.
+Exit status 0 whether safe or not; 1 when the manifest cannot be read.
+
+Options:
+${ROOT_HELP}
+  -h, --help           this text`;
+
+export async function statusCommand(argv: string[]): Promise<number> {
+  const flags = parseFlags('status', argv, ROOT_OPTIONS);
+  if (flags.help) {
+    process.stdout.write(STATUS_HELP + '\n');
+    return 0;
+  }
+  const { root, stateDir, manifest } = openRoot('status', flags);
+  try {
+    const counts = manifest.counts();
+    const receiverPid = runningReceiver(stateDir.abs);
+    const report = buildStatus({
+      root, now: Date.now(), ...counts, tombstones: counts.tombstones,
+      snapshotTime: manifest.getNumber('snapshotTime'),
+      watermark: manifest.getNumber('watermark'),
+      skewMs: manifest.getNumber('skewMs') ?? DEFAULT_SKEW_MS,
+      lastContact: manifest.getNumber('lastContact'),
+      agentConnected: receiverPid !== null && manifest.getNumber('agentConnected') === 1,
+      receiverPid,
+      quarantined: manifest.quarantinedCount(),
+    });
+    print(flags.json, report, formatStatus(report));
+    return 0;
+  } finally {
+    manifest.close();
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The gate: which tombstones may leave the disk, which files a promoted standby does not need, and
+ * whether failing over now is safe. Pure functions over manifest rows and times (shared/DESIGN.md,
+ * "The problem the gate solves", invariants 1 and 4). All times are epoch ms on the active's clock.
+ *
+ * When in doubt, keep the file: keeping garbage costs disk, losing a referenced binary is the disaster.
+ */
+
+export interface GateTimes {
+  /** Margin for clock differences between the DB primary and the agent host. */
+  readonly skewMs: number;
+  /** How much longer a deletion waits, for the transaction that made it to commit. */
+  readonly deleteGraceMs: number;
+}
+
+export const DEFAULT_SKEW_MS = 2000;
+export const DEFAULT_DELETE_GRACE_MS = 600_000;
+
+export interface TombstoneRow { readonly path: string; readonly deletedAt: number }
+export interface BornRow { readonly path: string; readonly kind: 'file' | 'dir' | 'symlink'; readonly bornMs: number }
+
+/**
+ * Invariant 1: a deletion observed at D is applied only once the DB snapshot T satisfies
+ * D + skew + grace <= T, i.e. the deleting transaction has surely committed by T, so the DB at T
+ * no longer references the file.
+ */
+export function mayApplyTombstone(deletedAt: number, snapshotTime: number, times: GateTimes): boolean {
+  return deletedAt + times.skewMs + times.deleteGraceMs <= snapshotTime;
+}
+
+/** The tombstones T allows, children before parents (so directories empty before they go). */
+export function tombstonesAllowed<R extends TombstoneRow>(tombstones: readonly R[], snapshotTime: number | null, times: GateTimes): R[] {
+  if (snapshotTime === null) return [];
+  return tombstones
+    .filter((t) => mayApplyTombstone(t.deletedAt, snapshotTime, times))
+    .sort((a, b) => (a.path < b.path ? 1 : a.path > b.path ? -1 : 0));
+}
+
+/**
+ * Files and symlinks a DB promoted at T cannot reference: written (on the active's clock) after
+ * T + skew, since the application writes a binary before it commits the row naming it.
+ * Directories are left alone: an empty directory references nothing and costs nothing.
+ */
+export function bornAfter<R extends BornRow>(rows: readonly R[], snapshotTime: number, skewMs: number): R[] {
+  return rows.filter((r) => r.kind !== 'dir' && r.bornMs > snapshotTime + skewMs);
+}
+
+export interface FailoverVerdict {
+  readonly safe: boolean;
+  /** One sentence an operator can act on. */
+  readonly reason: string;
+  /**
+   * The latest DB recovery target the filestore covers: W - skew. A standby DB recovered to at most
+   * this time references only binaries the standby holds (invariant 4). Null without a watermark.
+   */
+  readonly recoveryTarget: number | null;
+}
+
+/**
+ * Failing over with the standby DB at T is safe when the watermark W (every change the agent
+ * observed before W is durable here) satisfies W >= T + skew.
+ */
+export function failoverVerdict(snapshotTime: number | null, watermark: number | null, skewMs: number): FailoverVerdict {
+  const recoveryTarget = watermark === null ? null : watermark - skewMs;
+  if (watermark === null) {
+    return { safe: false, reason: 'no watermark yet: no agent has completed a sync to this standby', recoveryTarget };
+  }
+  if (snapshotTime === null) {
+    return { safe: false, reason: 'no DB snapshot time recorded (run warmsync snapshot, or the receiver\'s --snapshot-cmd)', recoveryTarget };
+  }
+  const lead = watermark - (snapshotTime + skewMs);
+  if (lead >= 0) {
+    return { safe: true, reason: `the filestore is ${lead} ms ahead of the DB snapshot plus skew`, recoveryTarget };
+  }
+  return {
+    safe: false,
+    reason: `the filestore is ${-lead} ms behind the DB snapshot plus skew: recover the DB only up to the recovery target, or wait for the agent`,
+    recoveryTarget,
+  };
+}
