@@ -1,0 +1,178 @@
+/**
+ * Content hashing: xxh64 (seed 0) as 16 lowercase hex digits, the `hash` of an Entry.
+ *
+ * `hashFile` never returns the hash of a torn file (Syncthing's "file changed during hashing"): it
+ * fstats the open file before reading, reads it to EOF through one reused buffer, then lstats the
+ * *path* and throws FILE_CHANGED when the path now names another inode, or when size, mtime or
+ * ctime moved, or when the bytes read differ from the size. ctime is compared too because a writer
+ * can restore the mtime (utimes) but cannot restore the ctime. A write that lands in the same
+ * kernel clock tick and keeps the size is invisible to any stat-based check; the scanner's
+ * racy-file rule (scanner.ts) keeps such a hash out of the cache so the next scan re-reads it.
+ *
+ * The file is opened O_NOFOLLOW | O_NONBLOCK: a path swapped for a symlink after the walk is never
+ * followed out of the tree, and one swapped for a FIFO cannot hang the scan.
+ */
+import { constants as fsConstants, type BigIntStats } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
+import xxhash from 'xxhash-wasm';
+import { wholeMs } from '../entry.js';
+import { WarmsyncError } from '../errors.js';
+
+/** What `hashFile` read: the hash and the metadata of exactly the bytes that were hashed. */
+export interface HashResult {
+  /** xxh64 (seed 0) of the content, 16 lowercase hex digits, zero-padded. */
+  hash: string;
+  size: number;
+  /** Integer milliseconds (wholeMs). */
+  mtimeMs: number;
+  ino: number;
+  /** Permission bits only (mode & 0o7777). */
+  mode: number;
+}
+
+/** What the caller saw when it listed the file; any difference means the file changed since. */
+export interface HashExpectation {
+  size: number;
+  /** Integer milliseconds (wholeMs). */
+  mtimeMs: number;
+  ino?: number;
+}
+
+/** Incremental xxh64, for data that arrives in pieces (the receiver verifying streamed chunks). */
+export interface StreamHasher {
+  update(data: Uint8Array): void;
+  /** The hash of everything passed to `update` so far, 16 lowercase hex digits. */
+  digest(): string;
+}
+
+export interface FileHasher {
+  /**
+   * Hashes a regular file without following symlinks. Throws WarmsyncError FILE_CHANGED when the
+   * file is not (or no longer) the regular file described by `expect`, or changed while it was read;
+   * fs errors from open/read (ENOENT, EACCES, ...) and from the final lstat are thrown as they are.
+   */
+  hashFile(absPath: string, expect?: HashExpectation): Promise<HashResult>;
+  /** Seedless xxh64 of a buffer in memory (the `xxh64Hex` convenience). */
+  hashBytes(data: Uint8Array): string;
+  createStreamHasher(): StreamHasher;
+}
+
+export interface HasherOptions {
+  /**
+   * Read buffer size in bytes; one buffer per concurrent `hashFile` call, reused across calls.
+   * @default 1 MiB
+   */
+  bufferSize?: number;
+  /**
+   * Test seam: awaited after each chunk is read (bytes read so far), before the next read. Lets a
+   * test modify the file in the middle of hashing deterministically. Leave unset in production.
+   */
+  afterChunk?: (absPath: string, bytesSoFar: number) => void | Promise<void>;
+}
+
+export const DEFAULT_HASH_BUFFER = 1024 * 1024;
+/** Free buffers kept for reuse; more concurrent calls than this just allocate. */
+const MAX_POOLED_BUFFERS = 32;
+
+type XXHashAPI = Awaited<ReturnType<typeof xxhash>>;
+
+let wasmPromise: Promise<XXHashAPI> | undefined;
+
+/** Loads the wasm module once per process; a failed load is retried on the next call. */
+function loadWasm(): Promise<XXHashAPI> {
+  if (wasmPromise === undefined) {
+    wasmPromise = xxhash().catch((err: unknown) => {
+      wasmPromise = undefined;
+      throw new WarmsyncError('HASH_UNAVAILABLE', 'cannot load the xxhash-wasm module', { cause: err });
+    });
+  }
+  return wasmPromise;
+}
+
+function hex64(value: bigint): string {
+  return value.toString(16).padStart(16, '0');
+}
+
+export async function createHasher(options: HasherOptions = {}): Promise<FileHasher> {
+  const api = await loadWasm();
+  const bufferSize = options.bufferSize ?? DEFAULT_HASH_BUFFER;
+  if (!Number.isInteger(bufferSize) || bufferSize < 1) {
+    throw new WarmsyncError('INVALID_OPTION', `hash buffer size must be a positive integer, got ${bufferSize}`);
+  }
+  const afterChunk = options.afterChunk;
+  const pool: Buffer[] = [];
+
+  function createStreamHasher(): StreamHasher {
+    const state = api.create64();
+    return {
+      update(data) { state.update(data); },
+      digest() { return hex64(state.digest()); },
+    };
+  }
+
+  async function hashFile(absPath: string, expect?: HashExpectation): Promise<HashResult> {
+    let handle;
+    try {
+      handle = await open(absPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    } catch (err) {
+      if (errorCode(err) === 'ELOOP') throw changed(absPath, 'it is now a symlink', err);
+      throw err;
+    }
+    const buffer = pool.pop() ?? Buffer.allocUnsafe(bufferSize);
+    try {
+      const before = await handle.stat({ bigint: true });
+      if (!before.isFile()) throw changed(absPath, 'it is no longer a regular file');
+      const size = Number(before.size);
+      const mtimeMs = wholeMs(Number(before.mtimeMs));
+      const ino = Number(before.ino);
+      if (expect !== undefined
+        && (expect.size !== size || expect.mtimeMs !== mtimeMs || (expect.ino !== undefined && expect.ino !== ino))) {
+        throw changed(absPath, 'it differs from what the scan listed');
+      }
+
+      const state = api.create64();
+      let total = 0;
+      while (true) {
+        // Ask for one byte past the expected end, so a file that grew is noticed by the read itself;
+        // a short read that reaches the expected size is EOF, which saves a final empty read.
+        const want = Math.min(buffer.length, size - total + 1);
+        const { bytesRead } = await handle.read(buffer, 0, want, total);
+        if (bytesRead === 0) break;
+        state.update(buffer.subarray(0, bytesRead));
+        total += bytesRead;
+        if (total > size || (total === size && bytesRead < want)) break;
+        if (afterChunk !== undefined) await afterChunk(absPath, total);
+      }
+      if (total !== size) throw changed(absPath, `read ${total} bytes, expected ${size}`);
+
+      const after = await lstat(absPath, { bigint: true });
+      if (!sameFile(before, after)) throw changed(absPath);
+      return { hash: hex64(state.digest()), size, mtimeMs, ino, mode: Number(before.mode) & 0o7777 };
+    } finally {
+      if (pool.length < MAX_POOLED_BUFFERS) pool.push(buffer);
+      await handle.close();
+    }
+  }
+
+  return {
+    hashFile,
+    hashBytes: (data) => hex64(api.h64Raw(data)),
+    createStreamHasher,
+  };
+}
+
+/** Same inode, same size, same mtime and ctime to the nanosecond. */
+function sameFile(a: BigIntStats, b: BigIntStats): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size
+    && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+}
+
+function changed(absPath: string, detail?: string, cause?: unknown): WarmsyncError {
+  const message = `${absPath} changed while it was read${detail === undefined ? '' : ` (${detail})`}`;
+  return new WarmsyncError('FILE_CHANGED', message, cause === undefined ? undefined : { cause });
+}
+
+function errorCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code;
+  return undefined;
+}

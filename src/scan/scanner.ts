@@ -1,0 +1,199 @@
+/**
+ * A full scan of the source tree: walk, then hash only the files the cache cannot vouch for.
+ *
+ * The cache vouches for a file when its size, mtime (integer ms) and inode all match the row
+ * recorded when it was last hashed. Like rsync's quick check, a change that keeps size and mtime
+ * (content rewritten, then the mtime restored with utimes) is therefore not seen; that is the
+ * documented price of not re-reading every file on every start. `verify` on the receiver re-hashes.
+ *
+ * Racy files (git's "racily clean" problem): the kernel stamps mtimes from a coarse clock, so a
+ * second same-size write within the same tick as the first leaves size and mtime unchanged. A hash
+ * is therefore cached only if the file's mtime was at least `racyMs` old when hashing finished;
+ * a younger file is hashed again on the next scan.
+ *
+ * Files that change while being hashed are retried, then skipped with FILE_UNSTABLE; unreadable
+ * files and directories are skipped with UNREADABLE. Their paths are listed in
+ * `ScanResult.incomplete`: the caller must keep what it knew about them (and, for a directory,
+ * everything below it) instead of treating them as deleted. A file that vanished is simply absent.
+ */
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Entry } from '../entry.js';
+import { describeError, WarmsyncError } from '../errors.js';
+import { compareTreeOrder } from '../relpath.js';
+import type { AgentCache, CacheRow } from './cache.js';
+import type { FileHasher, HashResult } from './hash.js';
+import { walkTree, type WalkEntry, type WalkOptions, type WarningHandler } from './walk.js';
+
+export interface ScanOptions extends WalkOptions {
+  /** Hash cache; null scans without one (everything is hashed, nothing remembered). */
+  cache: AgentCache | null;
+  hasher: FileHasher;
+  /**
+   * Files hashed at once.
+   * @default 8
+   */
+  concurrency?: number;
+  /**
+   * A hash is cached only when the file's mtime is at least this old when hashing ends.
+   * @default 1000
+   */
+  racyMs?: number;
+}
+
+export interface ScanStats {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  /** Total size of the files in `entries`. */
+  bytes: number;
+  /** Files read and hashed by this scan, and their bytes. */
+  hashed: number;
+  hashedBytes: number;
+  /** Files whose hash came from the cache. */
+  cached: number;
+}
+
+export interface ScanResult {
+  /** Everything found, sorted with compareTreeOrder (parents before children). */
+  entries: Entry[];
+  stats: ScanStats;
+  /**
+   * Paths whose current state this scan could not establish (UNREADABLE, FILE_UNSTABLE), sorted.
+   * A directory here was listed in `entries` but its contents were not read. Keep, don't delete.
+   */
+  incomplete: string[];
+}
+
+/** Retries after FILE_CHANGED before a file is skipped as FILE_UNSTABLE. */
+export const HASH_RETRIES = 3;
+const RETRY_DELAY_MS = 50;
+
+export async function scanTree(root: string, options: ScanOptions): Promise<ScanResult> {
+  const { hasher, isExcluded } = options;
+  const concurrency = options.concurrency ?? 8;
+  const racyMs = options.racyMs ?? 1000;
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new WarmsyncError('INVALID_OPTION', `scan concurrency must be a positive integer, got ${concurrency}`);
+  }
+  const absRoot = path.resolve(root);
+  const rootPrefix = absRoot.endsWith('/') ? absRoot : `${absRoot}/`;
+
+  const entries: Entry[] = [];
+  const incomplete: string[] = [];
+  const fresh: CacheRow[] = [];
+  const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0 };
+  let cache = options.cache;
+
+  const onWarning: WarningHandler = (code, message, relPath) => {
+    if (relPath !== undefined && (code === 'UNREADABLE' || code === 'FILE_UNSTABLE')) incomplete.push(relPath);
+    options.onWarning(code, message, relPath);
+  };
+  const dropCache = (err: unknown): void => {
+    cache = null;
+    onWarning('CACHE_FAILED', `${describeError(err)}; continuing without the cache`);
+  };
+  const addFile = (relPath: string, size: number, mtimeMs: number, mode: number, hash: string): void => {
+    entries.push({ path: relPath, kind: 'file', size, mtimeMs, mode, hash, target: null });
+    stats.files++;
+    stats.bytes += size;
+  };
+
+  const hashOne = async (w: WalkEntry): Promise<void> => {
+    const absPath = rootPrefix + w.path;
+    let result: HashResult;
+    try {
+      result = await hashWithRetry(hasher, absPath, w);
+    } catch (err) {
+      const code = codeOf(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return; // deleted meanwhile: absent, as it should be
+      if (code === 'FILE_CHANGED') {
+        onWarning('FILE_UNSTABLE', `${w.path} kept changing while it was hashed; skipped until the next scan`, w.path);
+        return;
+      }
+      if (code === 'EACCES' || code === 'EPERM') {
+        onWarning('UNREADABLE', `${w.path}: cannot read (${code}); skipped`, w.path);
+        return;
+      }
+      throw new WarmsyncError('SCAN_FAILED', `${absPath}: cannot hash: ${describeError(err)}`, { cause: err });
+    }
+    const hashedAt = Date.now();
+    stats.hashed++;
+    stats.hashedBytes += result.size;
+    // Metadata from the hashed bytes' own fstat: it may be newer than the walk's lstat after a retry.
+    addFile(w.path, result.size, result.mtimeMs, result.mode, result.hash);
+    if (hashedAt - result.mtimeMs >= racyMs) {
+      fresh.push({ path: w.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash: result.hash });
+    }
+  };
+
+  // A small promise pool: the walk waits while `concurrency` hashes are running.
+  const inFlight = new Set<Promise<void>>();
+  const failures: unknown[] = [];
+  try {
+    for await (const w of walkTree(root, { isExcluded, onWarning })) {
+      if (failures.length > 0) break;
+      if (w.kind === 'dir') {
+        entries.push({ path: w.path, kind: 'dir', size: 0, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: null });
+        stats.dirs++;
+        continue;
+      }
+      if (w.kind === 'symlink') {
+        entries.push({ path: w.path, kind: 'symlink', size: w.size, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: w.target });
+        stats.symlinks++;
+        continue;
+      }
+      let cached: string | null = null;
+      if (cache !== null) {
+        try {
+          cached = cache.lookup(w.path, w.size, w.mtimeMs, w.ino);
+        } catch (err) {
+          dropCache(err);
+        }
+      }
+      if (cached !== null) {
+        stats.cached++;
+        addFile(w.path, w.size, w.mtimeMs, w.mode, cached);
+        continue;
+      }
+      while (inFlight.size >= concurrency) await Promise.race(inFlight);
+      const task: Promise<void> = hashOne(w)
+        .catch((err: unknown) => { failures.push(err); })
+        .finally(() => { inFlight.delete(task); });
+      inFlight.add(task);
+    }
+  } finally {
+    // Also on a walk error: never leave hashes running (and file handles open) behind a rejection.
+    await Promise.all(inFlight);
+  }
+  if (failures.length > 0) throw failures[0];
+
+  if (cache !== null) {
+    try {
+      cache.remember(fresh);
+      cache.forgetMissing(new Set(entries.filter((e) => e.kind === 'file').map((e) => e.path)));
+    } catch (err) {
+      dropCache(err);
+    }
+  }
+
+  entries.sort((a, b) => compareTreeOrder(a.path, b.path));
+  incomplete.sort(compareTreeOrder);
+  return { entries, stats, incomplete };
+}
+
+async function hashWithRetry(hasher: FileHasher, absPath: string, w: WalkEntry): Promise<HashResult> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // First attempt: the bytes must be the file the walk listed. Retries take it as it now is.
+      return await hasher.hashFile(absPath, attempt === 0 ? { size: w.size, mtimeMs: w.mtimeMs, ino: w.ino } : undefined);
+    } catch (err) {
+      if (codeOf(err) !== 'FILE_CHANGED' || attempt >= HASH_RETRIES) throw err;
+      await delay(RETRY_DELAY_MS);
+    }
+  }
+}
+
+function codeOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
