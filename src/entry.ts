@@ -45,12 +45,17 @@ export function wholeMs(mtimeMs: number): number {
 }
 
 /**
- * Seconds for utimes() that read back as exactly `ms` whole milliseconds: a plain ms / 1000 can land
- * a hair below (…230.999 ms), so aim at the middle of the millisecond.
+ * The time value for utimes() that reads back (wholeMs) as exactly `ms`. A plain ms / 1000 can land
+ * a hair below (…230.999 ms), so aim at the middle of the millisecond wholeMs truncates to. Before
+ * 1970 the value goes as a numeric string: Node replaces a negative number with the current time.
  */
-export function utimeSeconds(ms: number): number {
-  const seconds = Math.floor(ms / 1000);
-  return seconds + (ms - seconds * 1000 + 0.5) / 1000;
+export function utimeValue(ms: number): number | string {
+  if (ms >= 0) {
+    const seconds = Math.floor(ms / 1000);
+    return seconds + (ms - seconds * 1000 + 0.5) / 1000;
+  }
+  const seconds = Math.ceil(ms / 1000);
+  return String(seconds + (ms - seconds * 1000 - 0.5) / 1000);
 }
 
 /** Do two entries describe the same content and metadata (ignoring path)? */

@@ -36,11 +36,14 @@ export function openDatabase(file: string, options: { readonly?: boolean } = {})
       throw new WarmsyncError('MANIFEST_FOREIGN', `${file} is not a warmsync manifest (application_id ${appId}); move it aside or point --state-dir elsewhere`);
     }
     if (!options.readonly) {
+      // Refuse a newer schema before changing anything in the file (journal mode included).
+      const migrations = loadMigrations();
+      checkVersion(db, file, migrations);
       db.pragma('journal_mode = WAL');
       // NORMAL in WAL mode can lose the last transactions on power loss, never corrupt: a lost row only
       // makes the agent send a file again, a lost tombstone keeps a file longer. Both are safe.
       db.pragma('synchronous = NORMAL');
-      migrate(db, file);
+      migrate(db, migrations);
     }
     return db;
   } catch (err) {
@@ -50,13 +53,17 @@ export function openDatabase(file: string, options: { readonly?: boolean } = {})
   }
 }
 
-function migrate(db: Database.Database, file: string): void {
+function checkVersion(db: Database.Database, file: string, migrations: readonly Migration[]): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  const migrations = loadMigrations();
   const latest = migrations.at(-1)?.version ?? 0;
   if (current > latest) {
     throw new WarmsyncError('MANIFEST_NEWER', `manifest ${file} has schema version ${current}, newer than this warmsync understands (${latest}); upgrade warmsync`);
   }
+}
+
+function migrate(db: Database.Database, migrations: readonly Migration[]): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const latest = migrations.at(-1)?.version ?? 0;
   const pending = migrations.filter((m) => m.version > current);
   if (pending.length === 0) return;
   db.transaction(() => {

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, lutimes, mkdir, open, readdir, rename, rmdir, symlink, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { utimeSeconds, type EntryKind } from '../entry.js';
+import { utimeValue, type EntryKind } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 import { TEMP_PREFIX } from './staging.js';
 
@@ -73,7 +73,7 @@ export class TreeWriter {
   }
 
   async setDirTime(abs: string, mtimeMs: number): Promise<void> {
-    const t = utimeSeconds(mtimeMs);
+    const t = utimeValue(mtimeMs);
     await utimes(abs, t, t).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
@@ -84,7 +84,7 @@ export class TreeWriter {
     const temp = join(dirname(abs), TEMP_PREFIX + randomBytes(12).toString('hex'));
     await symlink(target, temp);
     try {
-      const t = utimeSeconds(mtimeMs);
+      const t = utimeValue(mtimeMs);
       await lutimes(temp, t, t);
       await rename(temp, abs);
     } catch (err) {
@@ -100,7 +100,7 @@ export class TreeWriter {
     const handle = await open(abs, 'r');
     try {
       await handle.chmod(mode);
-      const t = utimeSeconds(mtimeMs);
+      const t = utimeValue(mtimeMs);
       await handle.utimes(t, t);
       await handle.sync();
     } finally {

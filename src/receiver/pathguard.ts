@@ -43,6 +43,7 @@ export class PathGuard {
   }
 
   private async checkParents(rel: string, create: boolean): Promise<boolean> {
+    this.resolve(rel);
     for (const dir of ancestorsOf(rel)) {
       const abs = join(this.root, dir);
       const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {

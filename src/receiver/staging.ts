@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { utimeSeconds } from '../entry.js';
+import { utimeValue } from '../entry.js';
 import { ProtocolError, WarmsyncError } from '../errors.js';
 
 /** Temporary files are recognisable so scans skip them and crash recovery removes them. */
@@ -76,7 +76,7 @@ export class StagedFile {
   /** Sets mode and mtime and fsyncs the data; the file is still at its temporary name. */
   async seal(): Promise<void> {
     await this.handle.chmod(this.target.mode);
-    const t = utimeSeconds(this.target.mtimeMs);
+    const t = utimeValue(this.target.mtimeMs);
     await this.handle.utimes(t, t);
     await this.handle.sync();
     await this.close();

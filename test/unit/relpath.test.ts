@@ -1,0 +1,183 @@
+/**
+ * relpath: which strings are canonical relative paths (and why the others are not), the helpers
+ * that take them apart, and the tree order that puts every parent before its children.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { ProtocolError } from '../../src/errors.js';
+import {
+  ancestorsOf, baseName, checkRelPath, compareTreeOrder, isRelPath, isWithin, parentOf, relPathProblem,
+} from '../../src/relpath.js';
+
+/** A path of exactly `bytes` bytes: 200-byte segments and a tail of 1..201 bytes. */
+function pathOfBytes(bytes: number): string {
+  const blocks = Math.floor((bytes - 1) / 201);
+  const p = `${'x'.repeat(200)}/`.repeat(blocks) + 'x'.repeat(bytes - 201 * blocks);
+  assert.equal(Buffer.byteLength(p), bytes, 'fixture length');
+  return p;
+}
+
+describe('relPathProblem / checkRelPath: valid paths', () => {
+  const valid: ReadonlyArray<[string, string]> = [
+    ['one segment', 'a'],
+    ['two segments', 'a/b'],
+    ['non-ASCII and a space', 'café/x y'],
+    ['hidden name', '.hidden'],
+    ['name starting with ..', '..x'],
+    ['name ending with ..', 'x..'],
+    ['dot inside a deeper segment', 'a/.b/c.'],
+    ['255-byte segment', 'y'.repeat(255)],
+    ['255-byte multibyte segment', 'é'.repeat(127) + 'z'],
+    ['4096-byte path', pathOfBytes(4096)],
+  ];
+  for (const [name, p] of valid) {
+    test(name, () => {
+      assert.equal(relPathProblem(p), null);
+      assert.equal(isRelPath(p), true);
+      assert.equal(checkRelPath(p), p);
+    });
+  }
+});
+
+describe('relPathProblem / checkRelPath: invalid paths', () => {
+  const invalid: ReadonlyArray<[string, string, string]> = [
+    ['empty', '', 'empty path'],
+    ['single dot', '.', '"." segment'],
+    ['double dot', '..', '".." segment'],
+    ['absolute', '/a', 'absolute path'],
+    ['trailing slash', 'a/', 'empty segment (double or trailing slash)'],
+    ['double slash', 'a//b', 'empty segment (double or trailing slash)'],
+    ['dot segment inside', 'a/./b', '"." segment'],
+    ['dot-dot segment inside', 'a/../b', '".." segment'],
+    ['leading dot-dot', '../a', '".." segment'],
+    ['trailing dot', 'a/.', '"." segment'],
+    ['NUL', 'a\0b', 'contains NUL'],
+    ['backslash', 'a\\b', 'contains a backslash'],
+    ['256-byte segment', 'a/' + 'y'.repeat(256), 'segment longer than 255 bytes'],
+    ['256-byte multibyte segment (128 characters)', 'é'.repeat(128), 'segment longer than 255 bytes'],
+    ['4097-byte path', pathOfBytes(4097), 'longer than 4096 bytes'],
+  ];
+  for (const [name, p, problem] of invalid) {
+    test(`${name}: ${problem}`, () => {
+      assert.equal(relPathProblem(p), problem);
+      assert.equal(isRelPath(p), false);
+      assert.throws(() => checkRelPath(p), (err: unknown) => {
+        assert.ok(err instanceof ProtocolError);
+        assert.equal(err.code, 'BAD_PATH');
+        assert.equal(err.message, `invalid path ${JSON.stringify(p)}: ${problem}`);
+        return true;
+      });
+    });
+  }
+
+  test('a non-string (from untyped input) is refused, not thrown on', () => {
+    assert.equal(relPathProblem(42 as unknown as string), 'not a string');
+  });
+});
+
+describe('parentOf / baseName', () => {
+  const cases: ReadonlyArray<[string, string, string]> = [
+    ['a', '', 'a'],
+    ['a/b', 'a', 'b'],
+    ['a/b/c', 'a/b', 'c'],
+    ['café/x y', 'café', 'x y'],
+    ['.hidden/..x', '.hidden', '..x'],
+  ];
+  for (const [p, parent, base] of cases) {
+    test(`${JSON.stringify(p)} -> parent ${JSON.stringify(parent)}, base ${JSON.stringify(base)}`, () => {
+      assert.equal(parentOf(p), parent);
+      assert.equal(baseName(p), base);
+    });
+  }
+});
+
+describe('ancestorsOf', () => {
+  const cases: ReadonlyArray<[string, string[]]> = [
+    ['a', []],
+    ['a/b', ['a']],
+    ['a/b/c', ['a', 'a/b']],
+    ['x/y y/é/z', ['x', 'x/y y', 'x/y y/é']],
+  ];
+  for (const [p, ancestors] of cases) {
+    test(`${JSON.stringify(p)} -> ${JSON.stringify(ancestors)}`, () => {
+      assert.deepEqual(ancestorsOf(p), ancestors);
+    });
+  }
+});
+
+describe('isWithin', () => {
+  const cases: ReadonlyArray<[string, string, boolean]> = [
+    ['a', 'a', true],
+    ['a/b', 'a', true],
+    ['a/b/c', 'a', true],
+    ['a/b/c', 'a/b', true],
+    ['ab', 'a', false],
+    ['a-b', 'a', false],
+    ['a', 'a/b', false],
+    ['b/a', 'a', false],
+    ['.warmsyncx', '.warmsync', false],
+  ];
+  for (const [p, dir, within] of cases) {
+    test(`${JSON.stringify(p)} within ${JSON.stringify(dir)}: ${within}`, () => {
+      assert.equal(isWithin(p, dir), within);
+    });
+  }
+});
+
+describe('compareTreeOrder', () => {
+  const sign = (n: number): number => Math.sign(n);
+  const cases: ReadonlyArray<[string, string, string, -1 | 0 | 1]> = [
+    ['equal', 'a/b', 'a/b', 0],
+    ['parent before child', 'a', 'a/b', -1],
+    ['child after parent', 'a/b', 'a', 1],
+    ['grandparent before grandchild', 'a', 'a/b/c', -1],
+    ['"a/b" before "a-x" (plain string order says the opposite)', 'a/b', 'a-x', -1],
+    ['"a-x" after "a/b"', 'a-x', 'a/b', 1],
+    ['"a/z" before "ab"', 'a/z', 'ab', -1],
+    ['siblings in name order', 'a/b', 'a/c', -1],
+    ['deeper child of earlier sibling first', 'a/b/z', 'a/c', -1],
+  ];
+  for (const [name, a, b, expected] of cases) {
+    test(name, () => {
+      assert.equal(sign(compareTreeOrder(a, b)), expected);
+    });
+  }
+
+  test('sorts a small tree so "a/b" comes right after "a"', () => {
+    const sorted = ['a-x', 'a/b/c', 'b', 'a', 'a/b', 'a.y', 'a/c'].sort(compareTreeOrder);
+    assert.deepEqual(sorted, ['a', 'a/b', 'a/b/c', 'a/c', 'a-x', 'a.y', 'b']);
+  });
+
+  test('property: a sort of any shuffled tree puts every parent before its children', () => {
+    const segment = fc.constantFrom('a', 'b', 'a-x', 'a.b', 'ab', 'é', 'Z', '0', '..x');
+    const relPath = fc.array(segment, { minLength: 1, maxLength: 4 }).map((s) => s.join('/'));
+    // Close the set under ancestors, as a real tree listing is.
+    const tree = fc.uniqueArray(relPath, { minLength: 1, maxLength: 30 })
+      .map((paths) => [...new Set(paths.flatMap((p) => [...ancestorsOf(p), p]))]);
+    fc.assert(fc.property(tree.chain((paths) => fc.shuffledSubarray(paths, { minLength: paths.length })), (shuffled) => {
+      const sorted = [...shuffled].sort(compareTreeOrder);
+      const index = new Map(sorted.map((p, i) => [p, i]));
+      for (const p of sorted) {
+        for (const ancestor of ancestorsOf(p)) {
+          assert.ok((index.get(ancestor) as number) < (index.get(p) as number), `${ancestor} before ${p} in ${JSON.stringify(sorted)}`);
+        }
+      }
+      // A directory's subtree is contiguous: everything between a dir and its last descendant is inside it.
+      for (let i = 0; i < sorted.length; i++) {
+        const dir = sorted[i] as string;
+        let j = i + 1;
+        while (j < sorted.length && isWithin(sorted[j] as string, dir)) j++;
+        for (let k = j; k < sorted.length; k++) assert.ok(!isWithin(sorted[k] as string, dir), `${sorted[k]} separated from ${dir}`);
+      }
+    }));
+  });
+
+  test('property: a total order (antisymmetric, and 0 only for equal paths)', () => {
+    const relPath = fc.array(fc.constantFrom('a', 'b', 'a-x', 'a.b', 'ab'), { minLength: 1, maxLength: 3 }).map((s) => s.join('/'));
+    fc.assert(fc.property(relPath, relPath, (a, b) => {
+      assert.equal(Math.sign(compareTreeOrder(a, b)) + Math.sign(compareTreeOrder(b, a)), 0);
+      assert.equal(compareTreeOrder(a, b) === 0, a === b);
+    }));
+  });
+});
