@@ -2,7 +2,9 @@ import { resolve } from 'node:path';
 import { createLogger } from '../log.js';
 import { startReceiver } from '../receiver/receiver.js';
 import { resolveStateDir } from '../statedir.js';
-import { parseFlags, parseListen, parseLogLevel, readToken, required } from './args.js';
+import { UsageError } from '../errors.js';
+import { parseFlags, parseInteger, parseListen, parseLogLevel, readToken, required } from './args.js';
+import { TIME_HELP, TIME_OPTIONS, gateTimes } from './gate-options.js';
 
 export const RECEIVER_HELP = `Usage: warmsync receiver --root DIR --listen HOST:PORT [options]
 
@@ -17,15 +19,24 @@ Options:
                        "listening on ws://HOST:PORT" on stdout once ready
   --token-file F       file holding the shared secret (default: $WARMSYNC_TOKEN)
   --state-dir DIR      manifest and recovery data (default: ROOT/.warmsync, never synced)
+  --snapshot-cmd CMD   run CMD (with /bin/sh) every --snapshot-interval seconds; its stdout
+                       is the standby DB's snapshot time, applied like \`warmsync snapshot\`.
+                       PostgreSQL: psql -XAtc "SELECT pg_last_xact_replay_timestamp()"
+  --snapshot-interval SEC   default 60; a run is killed after min(SEC, 30) seconds
+${TIME_HELP}
   --log-level LEVEL    debug, info (default), warn, error, silent
   --debug              print stack traces for unexpected errors
   -h, --help           this text
+
+HTTP on the same port: GET /healthz (liveness, safe/unsafe) and GET /metrics (Prometheus text;
+send the token as "Authorization: Bearer TOKEN").
 
 Stops cleanly on SIGTERM or SIGINT (exit 0).`;
 
 export async function receiverCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('receiver', argv, {
     root: { type: 'string' }, listen: { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' },
+    'snapshot-cmd': { type: 'string' }, 'snapshot-interval': { type: 'string' }, ...TIME_OPTIONS,
   });
   if (flags.help) {
     process.stdout.write(RECEIVER_HELP + '\n');
@@ -35,9 +46,15 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const root = resolve(required('receiver', 'root', flags.root));
   const { host, port } = parseListen(required('receiver', 'listen', flags.listen));
   const stateDir = resolveStateDir(root, flags['state-dir']);
+  const times = gateTimes(flags);
+  if (flags['snapshot-interval'] !== undefined && flags['snapshot-cmd'] === undefined) {
+    throw new UsageError('BAD_FLAG', 'receiver: --snapshot-interval needs --snapshot-cmd');
+  }
+  const intervalSec = parseInteger('snapshot-interval', flags['snapshot-interval'], 60, 1, 86_400);
+  const snapshotCommand = flags['snapshot-cmd'] === undefined ? null : { command: flags['snapshot-cmd'], intervalMs: intervalSec * 1000 };
   const token = readToken('receiver', flags['token-file'], log);
 
-  const receiver = await startReceiver({ root, stateDir, host, port, token, log });
+  const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotCommand });
   process.stdout.write(`listening on ${receiver.url}\n`);
   log.info(`receiver on ${root}, state in ${stateDir.abs}`);
   const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {

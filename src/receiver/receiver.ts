@@ -5,12 +5,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WarmsyncError, describeError } from '../errors.js';
+import { GateExecutor } from '../gate/executor.js';
+import type { GateTimes } from '../gate/policy.js';
+import { startSnapshotPoller, type SnapshotPoller } from '../gate/poller.js';
 import type { Logger } from '../log.js';
 import { Manifest } from '../manifest/manifest.js';
 import { createHasher } from '../scan/hash.js';
 import type { StateDir } from '../statedir.js';
 import { startServer } from '../transport/server.js';
 import { TreeWriter } from './apply.js';
+import { createHttpHandler, createMetrics } from './http.js';
 import { acquireReceiverLock } from './lock.js';
 import { PathGuard } from './pathguard.js';
 import { removeLeftoverTemps } from './recover.js';
@@ -23,6 +27,9 @@ export interface ReceiverOptions {
   readonly port: number;
   readonly token: string;
   readonly log: Logger;
+  readonly times: GateTimes;
+  /** --snapshot-cmd and its interval; null when the snapshot time comes from `warmsync snapshot`. */
+  readonly snapshotCommand: { readonly command: string; readonly intervalMs: number } | null;
 }
 
 export interface RunningReceiver {
@@ -54,6 +61,11 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   }
   manifest.setState('agentConnected', 0);
   manifest.setState('receiverPid', process.pid);
+  // status and promote judge safety with the skew the receiver runs with.
+  manifest.setState('skewMs', options.times.skewMs);
+  manifest.setState('deleteGraceMs', options.times.deleteGraceMs);
+  const skewMs = (): number => options.times.skewMs;
+  const metrics = createMetrics(manifest, skewMs);
 
   const hasher = await createHasher();
   const guard = new PathGuard(root, stateDir.relToRoot);
@@ -71,11 +83,12 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
       maxInFlight: LIMITS.maxInFlight,
       handshakeTimeoutMs: 10_000,
       log,
+      onHttp: createHttpHandler(manifest, metrics, options.token, skewMs),
       onSession: async (conn, remote) => {
         log.info(`agent connected from ${remote}`);
         manifest.setState('agentConnected', 1);
         manifest.setState('lastContact', Date.now());
-        const session = new ReceiverSession({ conn, manifest, guard, writer, hasher, log, limits: LIMITS, now: Date.now });
+        const session = new ReceiverSession({ conn, manifest, guard, writer, hasher, log, limits: LIMITS, now: Date.now, observer: metrics });
         const done = session.run();
         sessions.add(done);
         try {
@@ -95,9 +108,22 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
     throw err;
   }
 
+  let poller: SnapshotPoller | null = null;
+  if (options.snapshotCommand !== null) {
+    poller = startSnapshotPoller({
+      command: options.snapshotCommand.command,
+      intervalMs: options.snapshotCommand.intervalMs,
+      timeoutMs: Math.min(options.snapshotCommand.intervalMs, 30_000),
+      executor: new GateExecutor(manifest, root, stateDir, log),
+      times: options.times,
+      log,
+    });
+  }
+
   return {
     url: server.url,
     stop: async () => {
+      await poller?.stop();
       await server.close();
       await Promise.all(sessions).catch((err: unknown) => log.error('SESSION_FAILED', describeError(err)));
       manifest.setState('agentConnected', 0);

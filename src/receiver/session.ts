@@ -41,6 +41,8 @@ export interface SessionDeps {
   readonly log: Logger;
   readonly limits: SessionLimits;
   readonly now: () => number;
+  /** Told about every committed group and every failed op (metrics). */
+  readonly observer?: { committed(files: number, bytes: number): void; failed(): void };
 }
 
 type Precondition = FileBeginMessage['old'];
@@ -96,7 +98,7 @@ export class ReceiverSession {
     this.ended = true;
     await this.queue;
     await this.commit().catch((err: unknown) => this.deps.log.error('COMMIT_FAILED', describeError(err)));
-    for (const t of this.transfers.values()) await t.staged?.abort();
+    for (const t of this.transfers.values()) if (t.staged !== null) await this.discard(t.path, t.staged);
     this.transfers.clear();
   }
 
@@ -217,7 +219,7 @@ export class ReceiverSession {
       try {
         await transfer.staged.write(offset, data);
       } catch (err) {
-        await transfer.staged.abort();
+        await this.discard(transfer.path, transfer.staged);
         if (err instanceof ProtocolError) throw err;
         transfer.staged = null;
         this.failFrom(op, transfer.path, err);
@@ -236,6 +238,7 @@ export class ReceiverSession {
     try {
       await staged.verify();
     } catch (err) {
+      await this.discard(transfer.path, staged);
       this.failFrom(op, transfer.path, err);
       return;
     }
@@ -249,7 +252,7 @@ export class ReceiverSession {
     if (transfer === undefined) throw new ProtocolError('UNKNOWN_TRANSFER', `abort for transfer ${op}, which is not in progress`);
     this.transfers.delete(op);
     if (transfer.staged !== null) {
-      await transfer.staged.abort();
+      await this.discard(transfer.path, transfer.staged);
       this.fail(op, 'ABORTED', `${transfer.path}: the agent abandoned the transfer`);
     }
   }
@@ -355,7 +358,7 @@ export class ReceiverSession {
         await p.staged.seal();
         return true;
       } catch (err) {
-        await p.staged.abort();
+        await this.discard(p.path, p.staged);
         this.failFrom(p.op, p.path, err);
         return false;
       }
@@ -369,7 +372,7 @@ export class ReceiverSession {
           try {
             await p.staged.install();
           } catch (err) {
-            await p.staged.abort();
+            await this.discard(p.path, p.staged);
             this.failFrom(p.op, p.path, err);
             continue;
           }
@@ -384,20 +387,37 @@ export class ReceiverSession {
       for (const p of done) p.record(now);
     });
     // Renames changed their directories' mtimes: put back what the source has.
-    for (const parent of new Set(done.map((p) => parentOf(p.path)))) {
-      if (parent === '') continue;
-      const row = manifest.get(parent);
-      if (row?.kind === 'dir' && row.deletedAt === null) await writer.setDirTime(guard.resolve(parent), row.mtimeMs);
-    }
+    for (const parent of new Set(done.map((p) => parentOf(p.path)))) await this.restoreDirTime(parent);
+    let files = 0;
+    let bytes = 0;
     for (const p of done) {
       this.results.push({ op: p.op, ok: true });
-      this.counters.ops++;
       if (p.staged !== null) {
-        this.counters.files++;
-        this.counters.bytes += p.staged.target.size;
+        files++;
+        bytes += p.staged.target.size;
       }
     }
+    this.counters.ops += done.length;
+    this.counters.files += files;
+    this.counters.bytes += bytes;
+    this.deps.observer?.committed(files, bytes);
     this.sendResults();
+  }
+
+  /**
+   * Drops a staged file. Its temporary name came and went in the parent directory, which changed
+   * that directory's mtime: put back the recorded one, as a commit does after its renames.
+   */
+  private async discard(path: string, staged: StagedFile): Promise<void> {
+    await staged.abort();
+    await this.restoreDirTime(parentOf(path));
+  }
+
+  /** Sets a directory's mtime back to its manifest row (the source's), if it has a live one. */
+  private async restoreDirTime(dir: string): Promise<void> {
+    if (dir === '') return;
+    const row = this.deps.manifest.get(dir);
+    if (row?.kind === 'dir' && row.deletedAt === null) await this.deps.writer.setDirTime(this.deps.guard.resolve(dir), row.mtimeMs);
   }
 
   private failFrom(op: number, path: string, err: unknown): void {
@@ -408,6 +428,7 @@ export class ReceiverSession {
   private fail(op: number, code: string, message: string): void {
     this.deps.log.warn(code, message);
     this.counters.failed++;
+    this.deps.observer?.failed();
     this.results.push({ op, ok: false, code: /^[A-Z_]+$/.test(code) ? code : 'APPLY_FAILED', message: message.slice(0, 1024) });
   }
 
