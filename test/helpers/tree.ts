@@ -1,12 +1,21 @@
 /**
  * Reading a whole tree for comparison: every path with its kind, mode, mtime (ms), size, content
  * hash and link target. Two trees are identical when their listings are deep-equal.
+ * File content is hashed as a stream, so a 100 MiB file never sits in memory.
  */
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 
 export interface TreeItem { kind: 'file' | 'dir' | 'symlink'; mode: number; mtimeMs: number; size: number; sha256: string | null; target: string | null }
+
+async function sha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
+}
 
 export async function readTree(root: string, options: { skip?: (rel: string) => boolean; dirTimes?: boolean } = {}): Promise<Record<string, TreeItem>> {
   const out: Record<string, TreeItem> = {};
@@ -22,7 +31,7 @@ export async function readTree(root: string, options: { skip?: (rel: string) => 
         mode: kind === 'symlink' ? 0 : st.mode & 0o7777,
         mtimeMs: kind === 'dir' && options.dirTimes === false ? 0 : Math.trunc(st.mtimeMs),
         size: kind === 'dir' ? 0 : st.size,
-        sha256: kind === 'file' ? createHash('sha256').update(await readFile(abs)).digest('hex') : null,
+        sha256: kind === 'file' ? await sha256(abs) : null,
         target: kind === 'symlink' ? await readlink(abs) : null,
       };
       if (kind === 'dir') await visit(abs, rel);

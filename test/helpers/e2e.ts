@@ -1,0 +1,222 @@
+/**
+ * What the e2e tests share: a standby (temp dirs + a real `warmsync receiver` on 127.0.0.1), the
+ * agent run the way cron would run it, tree building and comparison, read-only looks into the
+ * receiver's manifest, and bounded waits. Call `closeStandbys()` from after(): it stops every
+ * process and removes every temp dir opened here.
+ */
+import assert from 'node:assert/strict';
+import { chmod, lstat, lutimes, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { OnceSummary } from '../../src/agent/agent.js';
+import {
+  runCli, startReceiverProcess, stopAll, workspace, type ReceiverProcess, type RunResult, type Workspace,
+} from '../../scripts/lib/cli-process.js';
+import { readTree, type TreeItem } from './tree.js';
+
+export { runCli, type RunResult, type OnceSummary };
+
+/** The default state dir, inside each root (agent cache on the source, manifest on the standby). */
+export const STATE_DIR = '.warmsync';
+export const MANIFEST = join(STATE_DIR, 'manifest.sqlite');
+/** Receiver temporary files (src/receiver/staging.ts, TEMP_PREFIX). */
+export const TEMP_PREFIX = '.warmsync-tmp.';
+
+export function isStateDir(rel: string): boolean {
+  return rel === STATE_DIR || rel.startsWith(STATE_DIR + '/');
+}
+
+/** A workspace (src/, dst/, token file) with a receiver running on dst/. */
+export interface Standby extends Workspace {
+  receiver: ReceiverProcess;
+  readonly url: string;
+}
+
+const opened: Workspace[] = [];
+
+/** A fresh workspace whose directories are removed by closeStandbys(). */
+export async function openWorkspace(): Promise<Workspace> {
+  const ws = await workspace();
+  opened.push(ws);
+  return ws;
+}
+
+export function receiverArgs(ws: Workspace): string[] {
+  return ['--root', ws.dst, '--listen', '127.0.0.1:0', '--token-file', ws.tokenFile];
+}
+
+/** A fresh workspace with `warmsync receiver` listening on 127.0.0.1 (a free port). */
+export async function openStandby(): Promise<Standby> {
+  const ws = await openWorkspace();
+  const receiver = await startReceiverProcess(receiverArgs(ws));
+  return { ...ws, receiver, url: receiver.url };
+}
+
+/** Stops every process started here (SIGKILL stragglers) and removes every workspace. */
+export async function closeStandbys(): Promise<void> {
+  stopAll();
+  await Promise.all(opened.splice(0).map((ws) => ws.cleanup()));
+}
+
+/** `warmsync agent --root SRC --connect URL --token-file F --once --json ...extra`. */
+export function agentArgs(s: Standby, extra: readonly string[] = []): string[] {
+  return ['agent', '--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, '--once', '--json', ...extra];
+}
+
+export function runAgent(s: Standby, extra: readonly string[] = [], timeoutMs = 60_000): Promise<RunResult> {
+  return runCli(agentArgs(s, extra), { timeoutMs });
+}
+
+/** Runs `agent --once --json`, asserts exit 0 and returns the parsed summary. */
+export async function syncOnce(s: Standby, extra: readonly string[] = [], timeoutMs = 60_000): Promise<OnceSummary> {
+  const r = await runAgent(s, extra, timeoutMs);
+  assert.equal(r.code, 0, `agent exited ${r.code}\nstderr: ${r.stderr}\nreceiver: ${s.receiver.stderr().slice(-4000)}`);
+  const last = r.stdout.trim().split('\n').at(-1) ?? '';
+  return JSON.parse(last) as OnceSummary;
+}
+
+/**
+ * A failed command's stderr: its last line carries the error (`warmsync: CODE: message`) and no
+ * line is a stack frame. Returns the last line.
+ */
+export function assertCleanFailure(r: RunResult, code: number, pattern: RegExp): string {
+  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  assert.doesNotMatch(r.stderr, /^ {4}at /m, `stack trace on stderr:\n${r.stderr}`);
+  const last = r.stderr.trim().split('\n').at(-1) ?? '';
+  assert.match(last, /^warmsync: [A-Z_]+: /, `not a one-line error: ${JSON.stringify(r.stderr)}`);
+  assert.match(last, pattern);
+  return last;
+}
+
+// ---- trees ------------------------------------------------------------------------------------
+
+export type TreeSpec = Record<string, string | Buffer | { readonly dir: true; readonly mode?: number }
+  | { readonly symlink: string } | { readonly content: string | Buffer; readonly mode: number }>;
+
+/**
+ * Creates the paths of `spec` below `root` (parents as needed), in the spec's order. Modes are set
+ * with chmod, so the umask does not change them.
+ */
+export async function buildTree(root: string, spec: TreeSpec): Promise<void> {
+  for (const [rel, what] of Object.entries(spec)) {
+    const abs = join(root, rel);
+    await mkdir(dirname(abs), { recursive: true });
+    if (typeof what === 'string' || Buffer.isBuffer(what)) {
+      await writeFile(abs, what);
+    } else if ('dir' in what) {
+      await mkdir(abs, { recursive: true });
+      await chmod(abs, what.mode ?? 0o755);
+    } else if ('symlink' in what) {
+      await symlink(what.symlink, abs);
+    } else {
+      await writeFile(abs, what.content);
+      await chmod(abs, what.mode);
+    }
+  }
+}
+
+/**
+ * Sets the mtime (and atime) of `abs` itself, never of a symlink's target, so that it reads back
+ * as exactly `ms` whole milliseconds (aiming at the middle of the millisecond, as the receiver does).
+ */
+export async function setTime(abs: string, ms: number): Promise<void> {
+  const t = (ms + 0.5) / 1000;
+  await lutimes(abs, t, t);
+}
+
+/**
+ * Gives every path below `root` (the state dir aside) a distinct mtime with a millisecond part,
+ * well in the past: nothing is "racily clean" for the agent's cache, and an mtime that does not
+ * survive to the millisecond shows. Directories are stamped after their contents.
+ */
+export async function settleTimes(root: string, baseMs = Date.parse('2025-03-14T15:09:26.535Z')): Promise<void> {
+  let n = 0;
+  async function visit(dir: string, prefix: string): Promise<void> {
+    for (const name of (await readdir(dir)).sort()) {
+      const rel = prefix === '' ? name : `${prefix}/${name}`;
+      if (isStateDir(rel)) continue;
+      const abs = join(dir, name);
+      if ((await lstat(abs)).isDirectory()) await visit(abs, rel);
+      await setTime(abs, baseMs + 1_001 * n++ + (n % 7));
+    }
+  }
+  await visit(root, '');
+}
+
+/** Every path below `root` except the state dir, for comparisons. */
+export function readSynced(root: string, skip: (rel: string) => boolean = () => false): Promise<Record<string, TreeItem>> {
+  return readTree(root, { skip: (rel) => isStateDir(rel) || skip(rel) });
+}
+
+/** The standby holds exactly the source (content, mode, mtime ms incl. directories, link targets). */
+export async function assertSameTree(src: string, dst: string, options: { skipSrc?: (rel: string) => boolean; skipDst?: (rel: string) => boolean } = {}): Promise<void> {
+  const [source, standby] = await Promise.all([readSynced(src, options.skipSrc), readSynced(dst, options.skipDst)]);
+  assert.deepEqual(standby, source);
+}
+
+/** Relative paths of the receiver's temporary files below `root` (the state dir aside). */
+export async function findTempFiles(root: string): Promise<string[]> {
+  const found: string[] = [];
+  async function visit(dir: string, prefix: string): Promise<void> {
+    for (const child of await readdir(dir, { withFileTypes: true })) {
+      const rel = prefix === '' ? child.name : `${prefix}/${child.name}`;
+      if (isStateDir(rel)) continue;
+      if (child.name.startsWith(TEMP_PREFIX)) found.push(rel);
+      if (child.isDirectory()) await visit(join(dir, child.name), rel);
+    }
+  }
+  await visit(root, '');
+  return found;
+}
+
+export async function exists(abs: string): Promise<boolean> {
+  return lstat(abs).then(() => true, () => false);
+}
+
+// ---- the receiver's manifest (read-only) ------------------------------------------------------
+
+export interface ManifestRow {
+  path: string; kind: 'file' | 'dir' | 'symlink'; size: number; mtime_ms: number; mode: number;
+  hash: string | null; target: string | null; deleted_at: number | null;
+}
+
+function withManifest<T>(dst: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(join(dst, MANIFEST), { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+export function manifestRows(dst: string): ManifestRow[] {
+  return withManifest(dst, (db) => db.prepare('SELECT path, kind, size, mtime_ms, mode, hash, target, deleted_at FROM entries ORDER BY path').all() as ManifestRow[]);
+}
+
+export function manifestRow(dst: string, path: string): ManifestRow | undefined {
+  return manifestRows(dst).find((r) => r.path === path);
+}
+
+/** Paths the manifest holds as tombstones. */
+export function tombstonePaths(dst: string): string[] {
+  return manifestRows(dst).filter((r) => r.deleted_at !== null).map((r) => r.path);
+}
+
+function manifestState(dst: string, key: string): unknown {
+  return withManifest(dst, (db) => (db.prepare('SELECT value FROM state WHERE key = ?').get(key) as { value: unknown } | undefined)?.value);
+}
+
+/** Polls `check` every 25 ms until it holds; fails after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Waits until the receiver on `dst` has no agent session (it admits one agent at a time). */
+export function waitForReceiverIdle(dst: string, timeoutMs = 10_000): Promise<void> {
+  return waitFor('the receiver to end the previous session', () => Number(manifestState(dst, 'agentConnected') ?? 0) === 0, timeoutMs);
+}
