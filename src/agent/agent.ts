@@ -1,7 +1,7 @@
 /**
- * The agent's one-shot run (`agent --once`): scan -> fetch the receiver's manifest -> plan -> safety
- * check -> send -> flush. A pass whose failures can heal by themselves (a file changed while it was
- * read, content the standby lost) is followed by another, up to MAX_PASSES.
+ * What both agent modes share: the source tree's exclusion rules, the hash cache, and one full
+ * reconciliation pass (scan -> fetch the receiver's manifest -> plan -> safety check -> send ->
+ * flush). `runOnce` is `agent --once`: passes until the standby matches. live.ts keeps watching.
  */
 import { mkdir, stat } from 'node:fs/promises';
 import type { ManifestEntry } from '../entry.js';
@@ -12,13 +12,13 @@ import { diffTrees, type Change } from '../plan/diff.js';
 import { checkSafety, type SafetyOptions } from '../plan/safety.js';
 import { fromWireEntry } from '../protocol/messages.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
-import { createHasher } from '../scan/hash.js';
-import { scanTree, type ScanStats } from '../scan/scanner.js';
+import { createHasher, type FileHasher } from '../scan/hash.js';
+import { scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../receiver/staging.js';
 import { isWithin, baseName } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
 import { dial } from '../transport/client.js';
-import { Sender, type OpFailure } from './sender.js';
+import { Sender, type OpFailure, type SendReport } from './sender.js';
 
 export interface AgentOptions {
   readonly root: string;
@@ -44,93 +44,139 @@ export interface OnceSummary {
   elapsedMs: number;
 }
 
-const MAX_PASSES = 3;
 /** Failures that another pass can fix: rescanning gives a fresh hash, or the content is sent again. */
-const RETRYABLE = new Set(['FILE_CHANGED', 'CHECKSUM_MISMATCH', 'NEEDS_CONTENT', 'CONFLICT', 'ABORTED']);
+export const RETRYABLE = new Set(['FILE_CHANGED', 'CHECKSUM_MISMATCH', 'NEEDS_CONTENT', 'CONFLICT', 'ABORTED']);
+const MAX_PASSES = 3;
+
+export interface PassResult {
+  readonly scanStarted: number;
+  readonly scan: ScanResult;
+  readonly changes: readonly Change[];
+  readonly report: SendReport;
+  /** The receiver's manifest as it stands after this pass (fetched, then updated by what succeeded). */
+  readonly mirror: Map<string, ManifestEntry>;
+}
+
+/** The source tree as the agent sees it: exclusion, cache, hasher. */
+export class SourceTree {
+  /** Is this path excluded from scanning and watching? */
+  readonly isExcluded: (path: string, isDir: boolean) => boolean;
+  /** Is this standby path hidden by the rules (so never deleted there)? */
+  readonly hides: (path: string, isDir: boolean) => boolean;
+  warnings = 0;
+
+  private constructor(readonly root: string, rules: readonly FilterRule[], stateDir: StateDir, readonly cache: AgentCache, readonly hasher: FileHasher, readonly log: Logger) {
+    const matcher = new ExcludeMatcher(rules);
+    const stateRel = stateDir.relToRoot;
+    const isState = (path: string): boolean => stateRel !== null && isWithin(path, stateRel);
+    // The state dir and any receiver temp files (after a role swap) are never synced.
+    this.isExcluded = (path, isDir) => isState(path) || isTempName(baseName(path)) || matcher.excludes(path, isDir);
+    this.hides = (path, isDir) => isState(path) || matcher.hides(path, isDir);
+  }
+
+  static async open(root: string, rules: readonly FilterRule[], stateDir: StateDir, log: Logger): Promise<SourceTree> {
+    const rootStat = await stat(root).catch(() => null);
+    if (rootStat === null) throw new WarmsyncError('SOURCE_MISSING', `source root ${root} does not exist (is its disk mounted?); nothing was sent`);
+    if (!rootStat.isDirectory()) throw new WarmsyncError('SOURCE_NOT_DIR', `source root ${root} is not a directory`);
+    await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
+    const cache = AgentCache.open(agentCachePath(stateDir.abs));
+    if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
+    return new SourceTree(root, rules, stateDir, cache, await createHasher(), log);
+  }
+
+  readonly warn = (code: string, message: string): void => {
+    this.warnings++;
+    this.log.warn(code, message);
+  };
+
+  /** One full reconciliation over `sender`'s connection. Throws a safety halt before sending anything. */
+  async reconcile(sender: Sender, safety: SafetyOptions): Promise<PassResult> {
+    const scanStarted = Date.now();
+    const scan = await scanTree(this.root, { isExcluded: this.isExcluded, cache: this.cache, hasher: this.hasher, onWarning: this.warn });
+    const mirror = new Map<string, ManifestEntry>();
+    await sender.fetchManifest((entries) => {
+      for (const e of entries) mirror.set(e.path, { ...fromWireEntry(e), bornMs: 0 });
+    });
+    const changes = diffTrees(scan.entries, mirror.values(), { hides: this.hides, unknown: scan.incomplete });
+    let standbyFiles = 0;
+    for (const m of mirror.values()) if (m.kind === 'file' && m.deletedAt === null) standbyFiles++;
+    const halt = checkSafety(changes, scan.entries.length, standbyFiles, safety);
+    if (halt !== null) throw new WarmsyncError(halt.code, halt.message);
+    const s = scan.stats;
+    this.log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache); ${changes.length} change(s) to send`);
+    const deletedAt = Date.now();
+    const report = await sender.send(changes, deletedAt);
+    changes.forEach((change, i) => {
+      if (report.outcomes[i] === null) applyToMirror(mirror, change, deletedAt);
+    });
+    return { scanStarted, scan, changes, report, mirror };
+  }
+
+  close(): void {
+    this.cache.close();
+  }
+}
+
+/** Updates the agent's copy of the receiver's manifest after the receiver applied `change`. */
+export function applyToMirror(mirror: Map<string, ManifestEntry>, change: Change, deletedAt: number): void {
+  const { old, new: next } = change;
+  if (next === null) {
+    if (old !== null) mirror.set(change.path, { ...old, deletedAt });
+    return;
+  }
+  mirror.set(change.path, { ...next, bornMs: old?.bornMs ?? next.mtimeMs, deletedAt: null, damaged: false });
+}
 
 export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
   const started = Date.now();
-  const { root, log } = options;
-  const rootStat = await stat(root).catch(() => null);
-  if (rootStat === null) throw new WarmsyncError('SOURCE_MISSING', `source root ${root} does not exist (is its disk mounted?); nothing was sent`);
-  if (!rootStat.isDirectory()) throw new WarmsyncError('SOURCE_NOT_DIR', `source root ${root} is not a directory`);
-
-  const matcher = new ExcludeMatcher(options.rules);
-  const stateRel = options.stateDir.relToRoot;
-  // The state dir and any receiver temp files (after a role swap) are never synced.
-  const isExcluded = (path: string, isDir: boolean): boolean =>
-    (stateRel !== null && isWithin(path, stateRel)) || isTempName(baseName(path)) || matcher.excludes(path, isDir);
-  const hides = (path: string, isDir: boolean): boolean =>
-    (stateRel !== null && isWithin(path, stateRel)) || matcher.hides(path, isDir);
-
-  await mkdir(options.stateDir.abs, { recursive: true, mode: 0o700 });
-  const cache = AgentCache.open(agentCachePath(options.stateDir.abs));
-  if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
-  const hasher = await createHasher();
-  const session = await dial({
-    url: options.url, token: options.token, attempts: options.connectAttempts,
-    baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log,
-  });
-  const sender = new Sender(session.conn, session, root);
+  const { log } = options;
+  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log);
   const summary: OnceSummary = {
     filesScanned: 0, filesSent: 0, bytesSent: 0, skippedUnchanged: 0, metaUpdates: 0, tombstones: 0,
     hashed: 0, passes: 0, warnings: 0, elapsedMs: 0,
   };
   try {
-    let failures: readonly OpFailure[] = [];
-    for (let pass = 1; pass <= MAX_PASSES; pass++) {
-      summary.passes = pass;
-      const scanStarted = Date.now();
-      const scan = await scanTree(root, {
-        isExcluded, cache, hasher,
-        onWarning: (code, message) => {
-          summary.warnings++;
-          log.warn(code, message);
-        },
-      });
-      if (pass === 1) {
-        summary.filesScanned = scan.stats.files;
-        summary.hashed = scan.stats.hashed;
+    const session = await dial({
+      url: options.url, token: options.token, attempts: options.connectAttempts,
+      baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log,
+    });
+    const sender = new Sender(session.conn, session, options.root);
+    try {
+      let failures: readonly OpFailure[] = [];
+      for (let pass = 1; pass <= MAX_PASSES; pass++) {
+        summary.passes = pass;
+        const { scanStarted, scan, report } = await tree.reconcile(sender, options.safety);
+        if (pass === 1) {
+          summary.filesScanned = scan.stats.files;
+          summary.hashed = scan.stats.hashed;
+          summary.skippedUnchanged = scan.stats.files - report.filesSent - report.metaUpdates;
+        }
+        summary.filesSent += report.filesSent;
+        summary.bytesSent += report.bytesSent;
+        summary.metaUpdates += report.metaUpdates;
+        summary.tombstones += report.tombstones;
+        failures = report.failures;
+        if (failures.length === 0) {
+          // Everything the scan saw is now durable on the standby: changes before the scan began are covered.
+          if (scan.incomplete.length === 0) sender.heartbeat(scanStarted);
+          break;
+        }
+        for (const f of failures.slice(0, 20)) log.warn(f.code, `${f.path}: ${f.message}`);
+        if (!failures.every((f) => RETRYABLE.has(f.code))) break;
+        log.info(`pass ${pass}: ${failures.length} op(s) failed in ways a rescan can fix; running another pass`);
       }
-      const manifest: ManifestEntry[] = [];
-      await sender.fetchManifest((entries) => {
-        for (const e of entries) manifest.push({ ...fromWireEntry(e), bornMs: 0 });
-      });
-      const changes = diffTrees(scan.entries, manifest, { hides, unknown: scan.incomplete });
-      const standbyFiles = manifest.filter((m) => m.kind === 'file' && m.deletedAt === null).length;
-      const halt = checkSafety(changes, scan.entries.length, standbyFiles, options.safety);
-      if (halt !== null) throw new WarmsyncError(halt.code, halt.message);
-      logPlan(log, pass, changes, scan.stats);
-
-      const report = await sender.send(changes, Date.now());
-      summary.filesSent += report.filesSent;
-      summary.bytesSent += report.bytesSent;
-      summary.metaUpdates += report.metaUpdates;
-      summary.tombstones += report.tombstones;
-      if (pass === 1) summary.skippedUnchanged = scan.stats.files - report.filesSent - report.metaUpdates;
-      failures = report.failures;
-      if (failures.length === 0) {
-        // Everything the scan saw is now durable on the standby: changes before the scan began are covered.
-        if (scan.incomplete.length === 0) sender.heartbeat(scanStarted);
-        break;
+      if (failures.length > 0) {
+        const first = failures[0] as OpFailure;
+        throw new WarmsyncError('SYNC_INCOMPLETE', `${failures.length} change(s) could not be applied (first: ${first.path}: ${first.code} ${first.message}); the standby keeps its previous state for them`);
       }
-      for (const f of failures.slice(0, 20)) log.warn(f.code, `${f.path}: ${f.message}`);
-      if (!failures.every((f) => RETRYABLE.has(f.code))) break;
-      log.info(`pass ${pass}: ${failures.length} op(s) failed in ways a rescan can fix; running another pass`);
-    }
-    if (failures.length > 0) {
-      const first = failures[0] as OpFailure;
-      throw new WarmsyncError('SYNC_INCOMPLETE', `${failures.length} change(s) could not be applied (first: ${first.path}: ${first.code} ${first.message}); the standby keeps its previous state for them`);
+    } finally {
+      session.conn.close();
+      await session.conn.closed;
     }
   } finally {
-    session.conn.close();
-    await session.conn.closed;
-    cache.close();
+    tree.close();
   }
+  summary.warnings = tree.warnings;
   summary.elapsedMs = Date.now() - started;
   return summary;
-}
-
-function logPlan(log: Logger, pass: number, changes: readonly Change[], stats: ScanStats): void {
-  log.info(`pass ${pass}: scanned ${stats.files} files, ${stats.dirs} dirs, ${stats.symlinks} symlinks (${stats.hashed} hashed, ${stats.cached} from cache); ${changes.length} change(s) to send`);
 }

@@ -23,6 +23,8 @@ export interface SendReport {
   readonly metaUpdates: number;
   readonly tombstones: number;
   readonly failures: readonly OpFailure[];
+  /** Per change, in the order given: null when applied and recorded, else why not. */
+  readonly outcomes: readonly (OpFailure | null)[];
 }
 
 type Precondition = Extract<AgentMessage, { type: 'fileBegin' }>['old'];
@@ -37,6 +39,7 @@ export class Sender {
   private creditWaiters: Array<() => void> = [];
   private flushWaiters = new Map<number, () => void>();
   private inFlight = 0;
+  private readonly transfers = new Set<Promise<void>>();
   private slotWaiters: Array<() => void> = [];
   private failure: WarmsyncError | null = null;
   private manifestHandler: ((msg: Extract<ReceiverMessage, { type: 'manifestPage' }>) => void) | null = null;
@@ -96,6 +99,15 @@ export class Sender {
     this.waiting.clear();
   }
 
+  get connection(): Connection {
+    return this.conn;
+  }
+
+  /** Why the session ended, when it did because of the receiver or the connection; else `fallback`. */
+  failureOr(fallback: WarmsyncError): WarmsyncError {
+    return this.failure ?? fallback;
+  }
+
   private check(): void {
     if (this.failure !== null) throw this.failure;
   }
@@ -116,44 +128,62 @@ export class Sender {
   /** Sends every change and waits until the receiver has applied and recorded all of them. */
   async send(changes: readonly Change[], deletedAt: number): Promise<SendReport> {
     const results: Array<Promise<OpFailure | null>> = [];
-    const transfers: Array<Promise<void>> = [];
-    let filesSent = 0;
-    let bytesSent = 0;
-    let metaUpdates = 0;
-    let tombstones = 0;
+    const counts = { filesSent: 0, bytesSent: 0, metaUpdates: 0, tombstones: 0 };
     for (const change of changes) {
-      this.check();
       const action = actionOf(change);
-      const old: Precondition = change.old === null ? null : { kind: change.old.kind, hash: change.old.hash, deletedAt: change.old.deletedAt };
-      const next = change.new;
-      const op = this.nextOp++;
-      const result = this.expect(op, change.path);
-      results.push(result);
-      if (action === 'delete') {
-        tombstones++;
-        this.conn.send({ type: 'delete', op, path: change.path, deletedAt, old });
-      } else if (next === null) {
-        throw new Error('unreachable: only deletions lack a new entry');
-      } else if (action === 'mkdir') {
-        this.conn.send({ type: 'mkdir', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, old });
-      } else if (action === 'symlink') {
-        this.conn.send({ type: 'symlink', op, path: next.path, target: next.target ?? '', mtimeMs: next.mtimeMs, old });
+      if (action === 'transfer') {
+        counts.filesSent++;
+        counts.bytesSent += change.new?.size ?? 0;
       } else if (action === 'setMeta') {
-        metaUpdates++;
-        this.conn.send({ type: 'setMeta', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, old });
-      } else {
-        await this.takeSlot();
-        this.check();
-        filesSent++;
-        bytesSent += next.size;
-        transfers.push(this.transfer(op, next, old).finally(() => this.releaseSlot()));
+        counts.metaUpdates++;
+      } else if (action === 'delete') {
+        counts.tombstones++;
       }
+      results.push((await this.submit(change, deletedAt)).result);
     }
-    await Promise.all(transfers);
+    await Promise.all(this.transfers);
     await this.flush();
-    const failures = (await Promise.all(results)).filter((f): f is OpFailure => f !== null);
+    const outcomes = await Promise.all(results);
     this.check();
-    return { ops: results.length, filesSent, bytesSent, metaUpdates, tombstones, failures };
+    return { ops: results.length, ...counts, failures: outcomes.filter((f): f is OpFailure => f !== null), outcomes };
+  }
+
+  /**
+   * Starts one change and returns (once it is under way) `result`, the promise of its outcome: null when the
+   * receiver applied and recorded it. Waits first for a transfer slot when all are busy, so a
+   * caller submitting in a loop is paced by the receiver. Ops go out in submission order.
+   */
+  async submit(change: Change, deletedAt: number): Promise<{ result: Promise<OpFailure | null> }> {
+    this.check();
+    const action = actionOf(change);
+    const old: Precondition = change.old === null ? null : { kind: change.old.kind, hash: change.old.hash, deletedAt: change.old.deletedAt };
+    const next = change.new;
+    if (action === 'transfer') await this.takeSlot();
+    this.check();
+    const op = this.nextOp++;
+    const result = this.expect(op, change.path);
+    if (action === 'delete' || next === null) {
+      this.conn.send({ type: 'delete', op, path: change.path, deletedAt, old });
+    } else if (action === 'mkdir') {
+      this.conn.send({ type: 'mkdir', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, old });
+    } else if (action === 'symlink') {
+      this.conn.send({ type: 'symlink', op, path: next.path, target: next.target ?? '', mtimeMs: next.mtimeMs, old });
+    } else if (action === 'setMeta') {
+      this.conn.send({ type: 'setMeta', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, old });
+    } else {
+      const transfer: Promise<void> = this.transfer(op, next, old).finally(() => {
+        this.transfers.delete(transfer);
+        this.releaseSlot();
+      });
+      this.transfers.add(transfer);
+    }
+    // Wrapped: an async function returning a bare promise would wait for it.
+    return { result };
+  }
+
+  /** Transfers whose data is still being read and sent. */
+  get transfersInProgress(): number {
+    return this.transfers.size;
   }
 
   /** Tells the receiver what the agent has durably replicated up to (see agent/watermark). */

@@ -1,23 +1,29 @@
 import { resolve } from 'node:path';
 import { runOnce, type OnceSummary } from '../agent/agent.js';
+import { runLive } from '../agent/live.js';
 import { excludeRule, loadExcludeFiles } from '../config/excludes.js';
-import { UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { resolveStateDir } from '../statedir.js';
 import { parseConnectUrl, parseFlags, parseInteger, parseLogLevel, readToken, required } from './args.js';
 
-export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT --once [options]
+export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT [--once] [options]
 
 Runs on the active server. Scans DIR (skipping what the excludes name), hashes what changed since
 its last run (xxh64; a cache in STATE_DIR avoids re-reading unchanged files), and makes the
-standby match: like a cron'd \`rsync -a --delete --exclude-from=F\`, except that deletions become
+standby match: like \`rsync -a --delete --exclude-from=F\`, except that deletions become
 tombstones the standby keeps until its database has caught up (see \`warmsync snapshot\`).
+
+Without --once it then keeps watching (the daemon to run under systemd): every change is sent
+within milliseconds of its writer pausing, the watermark W goes to the receiver every second,
+a lost connection is retried forever with backoff and followed by a full reconciliation, and a
+full rescan runs every --rescan-interval as a safety net. SIGTERM/SIGINT stop it cleanly (exit 0).
 
 Options:
   --root DIR            the source tree
   --connect URL         the receiver, ws://HOST:PORT
   --once                sync once and exit 0 when the standby matches
+  --rescan-interval SEC full reconciliation this often while watching (default 600)
   --token-file F        file holding the shared secret (default: $WARMSYNC_TOKEN)
   --exclude-from F      rsync --exclude-from file, used unchanged (repeatable)
   --exclude PATTERN     one rsync exclude pattern (repeatable; "+ PATTERN" includes)
@@ -39,6 +45,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
     'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
     'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
+    'rescan-interval': { type: 'string' },
   });
   if (flags.help) {
     process.stdout.write(AGENT_HELP + '\n');
@@ -47,19 +54,26 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const log = createLogger(parseLogLevel(flags['log-level']));
   const root = resolve(required('agent', 'root', flags.root));
   const url = parseConnectUrl(required('agent', 'connect', flags.connect));
-  if (!flags.once) {
-    throw new UsageError('LIVE_UNSUPPORTED', 'agent: continuous watching is not in this version yet; run with --once (e.g. from cron or a systemd timer)');
-  }
   const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
   const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
   const rules = [...await loadExcludeFiles(flags['exclude-from'] ?? []), ...(flags.exclude ?? []).map(excludeRule)];
   const stateDir = resolveStateDir(root, flags['state-dir']);
   const token = readToken('agent', flags['token-file'], log);
 
-  const summary = await runOnce({
-    root, url, token, stateDir, rules, log, connectAttempts,
-    safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 },
-  });
+  const rescanSec = parseInteger('rescan-interval', flags['rescan-interval'], 600, 1, 7 * 86_400);
+  const options = { root, url, token, stateDir, rules, log, connectAttempts, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 } };
+  if (!flags.once) {
+    const stop = new AbortController();
+    const onSignal = (signal: NodeJS.Signals): void => {
+      log.info(`${signal}: finishing what is in flight, then stopping`);
+      stop.abort();
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    await runLive({ ...options, rescanIntervalMs: rescanSec * 1000, quietMs: 2, settleMs: 1000, heartbeatMs: 1000 }, stop.signal);
+    return 0;
+  }
+  const summary = await runOnce(options);
   process.stdout.write(flags.json ? JSON.stringify(summary) + '\n' : formatSummary(summary) + '\n');
   return 0;
 }

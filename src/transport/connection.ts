@@ -44,6 +44,28 @@ export class Connection {
     });
   }
 
+  /**
+   * Pings every `intervalMs`; a peer silent for `timeoutMs` (no pong, no frame) is cut off, so a
+   * half-open connection (a stalled network, a frozen peer) is noticed and the agent reconnects.
+   */
+  keepAlive(intervalMs: number, timeoutMs: number): void {
+    let lastHeard = Date.now();
+    const heard = (): void => {
+      lastHeard = Date.now();
+    };
+    this.ws.on('pong', heard);
+    this.ws.on('message', heard);
+    const timer = setInterval(() => {
+      if (Date.now() - lastHeard > timeoutMs) {
+        this.ws.terminate();
+        return;
+      }
+      if (this.isOpen) this.ws.ping();
+    }, intervalMs);
+    timer.unref();
+    void this.closed.then(() => clearInterval(timer));
+  }
+
   /** The peer proved it holds the token: full-size frames from now on. */
   markAuthenticated(): void {
     this.maxFrameBytes = MAX_FRAME_BYTES;

@@ -62,6 +62,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         return;
       }
       active = conn;
+      // A vanished agent must not hold the one agent slot forever.
+      conn.keepAlive(5_000, 20_000);
       try {
         await options.onSession(conn, remote);
       } catch (err) {

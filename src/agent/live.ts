@@ -1,0 +1,300 @@
+/**
+ * `warmsync agent` without --once: the daemon. Watches the tree (events are hints: every dirty
+ * path is re-stat'ed and re-hashed before anything is sent), streams changes as soon as a path has
+ * been quiet for a few ms, sends the watermark W with heartbeats, and survives everything an
+ * operator does: a lost connection means reconnect (capped, jittered backoff) and a full
+ * reconciliation; watcher trouble means periodic rescans instead. Only a safety halt, a wrong token
+ * or a protocol mismatch stop it, since retrying cannot fix those.
+ */
+import { lstat, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { wholeMs, type Entry, type ManifestEntry } from '../entry.js';
+import { WarmsyncError, describeError } from '../errors.js';
+import { diffTrees, type Change } from '../plan/diff.js';
+import { isWithin } from '../relpath.js';
+import { scanTree } from '../scan/scanner.js';
+import { dial } from '../transport/client.js';
+import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
+import { watchTree } from '../watch/watcher.js';
+import { RETRYABLE, SourceTree, applyToMirror, type AgentOptions } from './agent.js';
+import { Sender, type OpFailure } from './sender.js';
+import { computeWatermark } from './watermark.js';
+
+export interface LiveOptions extends AgentOptions {
+  /** Full reconciliation every this many ms, the safety net for missed events. */
+  readonly rescanIntervalMs: number;
+  /** A dirty path is looked at once it has had no event for this long. */
+  readonly quietMs: number;
+  /** W stays this far behind the clock, for events still in the watcher's pipe. */
+  readonly settleMs: number;
+  readonly heartbeatMs: number;
+}
+
+/** Errors a reconnect cannot fix. */
+const FINAL = new Set(['AUTH_FAILED', 'VERSION_MISMATCH', 'SOURCE_EMPTY', 'MASS_DELETE', 'SOURCE_MISSING', 'SOURCE_NOT_DIR', 'BAD_URL']);
+const MAX_BATCH = 2000;
+/** A hash is remembered only when the file's mtime is this old: a same-tick rewrite could hide. */
+const RACY_MS = 1000;
+
+export async function runLive(options: LiveOptions, signal: AbortSignal): Promise<void> {
+  const { log } = options;
+  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log);
+  const dirty = new Coalescer();
+  let wake: (() => void) | null = null;
+  const poke = (): void => {
+    wake?.();
+  };
+  let rescanRequested = false;
+  const watcher = watchTree(options.root, {
+    isExcluded: tree.isExcluded,
+    onDirty: (path, subtree) => {
+      dirty.mark(path, Date.now(), { subtree });
+      poke();
+    },
+    onError: (err) => {
+      if (err.code === 'ENOSPC' || err.code === 'EMFILE') {
+        log.error('WATCH_LIMIT', `the watcher ran out of inotify watches or file handles (${err.code}); raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n. Falling back to a full rescan every ${Math.round(options.rescanIntervalMs / 1000)} s until then`);
+      } else {
+        log.warn('WATCH_ERROR', `watcher error: ${describeError(err)}; running a full rescan`);
+      }
+      rescanRequested = true;
+      poke();
+    },
+  });
+  signal.addEventListener('abort', poke);
+  try {
+    await watcher.ready;
+    log.info(`watching ${options.root}`);
+    let failedAttempts = 0;
+    while (!signal.aborted) {
+      let session;
+      try {
+        session = await dial({ url: options.url, token: options.token, attempts: 1, baseDelayMs: 0, maxDelayMs: 0, handshakeTimeoutMs: 10_000, log });
+      } catch (err) {
+        if (err instanceof WarmsyncError && FINAL.has(err.code)) throw err;
+        failedAttempts++;
+        const delay = Math.min(30_000, 250 * 2 ** Math.min(failedAttempts, 7)) * (0.5 + Math.random() / 2);
+        log.warn('RECONNECT', `cannot reach ${options.url} (${describeError(err)}); retrying in ${Math.round(delay)} ms`);
+        await sleep(delay, undefined, { signal }).catch(() => undefined);
+        continue;
+      }
+      failedAttempts = 0;
+      log.info(`connected to ${options.url}`);
+      try {
+        await new LiveSession(options, tree, dirty, new Sender(session.conn, session, options.root), signal, {
+          setWake: (fn) => {
+            wake = fn;
+          },
+          takeRescanRequest: () => {
+            const r = rescanRequested;
+            rescanRequested = false;
+            return r;
+          },
+        }).run();
+      } catch (err) {
+        if (err instanceof WarmsyncError && FINAL.has(err.code)) throw err;
+        if (!signal.aborted) log.warn('CONNECTION_LOST', `${describeError(err)}; reconnecting`);
+      } finally {
+        session.conn.close();
+        await session.conn.closed;
+      }
+    }
+  } finally {
+    await watcher.close();
+    tree.close();
+  }
+}
+
+interface Hooks {
+  setWake(fn: () => void): void;
+  takeRescanRequest(): boolean;
+}
+
+/** One connection's worth of live replication. Returns when the connection closes or on abort. */
+class LiveSession {
+  private mirror = new Map<string, ManifestEntry>();
+  /** Paths with an op in flight -> when the change was first observed. */
+  private readonly inFlight = new Map<string, number>();
+  /** Paths whose change failed in a way only a later rescan can fix -> first observed. */
+  private readonly stuck = new Map<string, number>();
+  private reconciledFrom: number | null = null;
+  private lastFull = 0;
+  private closed = false;
+
+  constructor(
+    private readonly options: LiveOptions,
+    private readonly tree: SourceTree,
+    private readonly dirty: Coalescer,
+    private readonly sender: Sender,
+    private readonly signal: AbortSignal,
+    private readonly hooks: Hooks,
+  ) {}
+
+  private watermark(): number | null {
+    const pending = [...this.inFlight.values(), ...this.stuck.values()];
+    const oldestDirty = this.dirty.oldestFirstSeen();
+    if (oldestDirty !== null) pending.push(oldestDirty);
+    return computeWatermark({ now: Date.now(), settleMs: this.options.settleMs, reconciledFrom: this.reconciledFrom, pending });
+  }
+
+  async run(): Promise<void> {
+    const conn = this.sender.connection;
+    conn.keepAlive(5_000, 20_000);
+    void conn.closed.then(() => {
+      this.closed = true;
+      this.wakeUp();
+    });
+    const heartbeat = setInterval(() => this.sender.heartbeat(this.watermark()), this.options.heartbeatMs);
+    try {
+      await this.fullPass();
+      while (!this.closed && !this.signal.aborted) {
+        if (this.hooks.takeRescanRequest() || Date.now() - this.lastFull >= this.options.rescanIntervalMs) await this.fullPass();
+        const batch = this.dirty.takeQuiet(Date.now(), this.options.quietMs, MAX_BATCH, (p) => this.isBusy(p));
+        if (batch.length > 0) {
+          await this.processBatch(batch);
+          continue;
+        }
+        const dueIn = this.dirty.nextDueIn(Date.now(), this.options.quietMs);
+        await this.waitFor(Math.min(dueIn === null ? Infinity : Math.max(dueIn, 1), this.lastFull + this.options.rescanIntervalMs - Date.now(), 1000));
+      }
+      if (this.signal.aborted) await this.drain();
+    } finally {
+      clearInterval(heartbeat);
+    }
+    if (this.closed && !this.signal.aborted) throw this.sender.failureOr(new WarmsyncError('CONNECTION_LOST', 'the connection to the receiver closed'));
+  }
+
+  private wakeUp: () => void = () => undefined;
+
+  private waitFor(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(1, ms));
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = done;
+      this.hooks.setWake(done);
+    });
+  }
+
+  /** On shutdown: let in-flight ops finish (bounded), then send a last heartbeat. */
+  private async drain(): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (this.inFlight.size > 0 && !this.closed && Date.now() < deadline) await sleep(20);
+    this.sender.heartbeat(this.watermark());
+  }
+
+  private isBusy(path: string): boolean {
+    if (this.inFlight.has(path)) return true;
+    for (const p of this.inFlight.keys()) if (isWithin(p, path) || isWithin(path, p)) return true;
+    return false;
+  }
+
+  private async fullPass(): Promise<void> {
+    // Ops in flight would race the full plan's preconditions: let them land first.
+    while (this.inFlight.size > 0 && !this.closed) await sleep(5);
+    const pass = await this.tree.reconcile(this.sender, this.options.safety);
+    this.mirror = pass.mirror;
+    this.stuck.clear();
+    pass.report.failures.forEach((f) => this.onFailure(f, pass.scanStarted));
+    for (const path of pass.scan.incomplete) this.stuck.set(path, pass.scanStarted);
+    this.reconciledFrom = pass.scanStarted;
+    this.lastFull = Date.now();
+    this.sender.heartbeat(this.watermark());
+  }
+
+  private onFailure(f: OpFailure, firstSeen: number): void {
+    if (RETRYABLE.has(f.code)) {
+      this.dirty.mark(f.path, Date.now(), { firstSeen });
+    } else {
+      this.stuck.set(f.path, firstSeen);
+      this.options.log.warn(f.code, `${f.path}: ${f.message} (retried at the next full rescan; the watermark waits for it)`);
+    }
+  }
+
+  private async processBatch(batch: readonly DirtyPath[]): Promise<void> {
+    const entries: Entry[] = [];
+    const rows = new Map<string, ManifestEntry>();
+    const firstSeen = new Map<string, number>();
+    for (const d of batch) {
+      const found = await this.describe(d);
+      if (found === 'unstable') {
+        this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
+        continue;
+      }
+      entries.push(...found.entries);
+      for (const r of found.rows) rows.set(r.path, r);
+      for (const e of found.entries) firstSeen.set(e.path, d.firstSeen);
+      for (const r of found.rows) if (!firstSeen.has(r.path)) firstSeen.set(r.path, d.firstSeen);
+    }
+    const changes = diffTrees(entries, rows.values(), { hides: this.tree.hides });
+    for (const change of changes) await this.submit(change, firstSeen.get(change.path) ?? Date.now());
+  }
+
+  private async submit(change: Change, seen: number): Promise<void> {
+    this.inFlight.set(change.path, seen);
+    const deletedAt = Date.now();
+    let result: Promise<OpFailure | null>;
+    try {
+      ({ result } = await this.sender.submit(change, deletedAt));
+    } catch (err) {
+      this.inFlight.delete(change.path);
+      this.dirty.mark(change.path, Date.now(), { firstSeen: seen });
+      throw err;
+    }
+    void result.then((failure) => {
+      this.inFlight.delete(change.path);
+      if (failure === null) applyToMirror(this.mirror, change, deletedAt);
+      else if (!this.closed) this.onFailure(failure, seen);
+      else this.dirty.mark(change.path, Date.now(), { firstSeen: seen });
+      this.wakeUp();
+    });
+  }
+
+  /** What the source and the mirror hold at a dirty path (and below it, for a new or vanished directory). */
+  private async describe(d: DirtyPath): Promise<{ entries: Entry[]; rows: ManifestEntry[] } | 'unstable'> {
+    const abs = join(this.tree.root, d.path);
+    const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
+      throw err;
+    });
+    const row = this.mirror.get(d.path);
+    const below = (): ManifestEntry[] => [...this.mirror.values()].filter((r) => isWithin(r.path, d.path));
+    if (st === null) return { entries: [], rows: row?.kind === 'dir' ? below() : row ? [row] : [] };
+    if (this.tree.isExcluded(d.path, st.isDirectory())) return { entries: [], rows: [] };
+    const base = { path: d.path, mtimeMs: wholeMs(st.mtimeMs), mode: st.mode & 0o7777 };
+    if (st.isSymbolicLink()) {
+      const target = await readlink(abs);
+      return { entries: [{ ...base, kind: 'symlink', size: Buffer.byteLength(target), hash: null, target }], rows: row ? [row] : [] };
+    }
+    if (st.isDirectory()) {
+      const self: Entry = { ...base, kind: 'dir', size: 0, hash: null, target: null };
+      if (!d.subtree && row?.kind === 'dir') return { entries: [self], rows: [row] };
+      // A new directory (or one that replaced something): everything below it, as a scan would see it.
+      const sub = await scanTree(abs, {
+        isExcluded: (p, isDir) => this.tree.isExcluded(`${d.path}/${p}`, isDir),
+        cache: null, hasher: this.tree.hasher, onWarning: this.tree.warn,
+      });
+      const entries = [self, ...sub.entries.map((e) => ({ ...e, path: `${d.path}/${e.path}` }))];
+      return { entries, rows: below() };
+    }
+    if (!st.isFile()) return { entries: [], rows: [] };
+    const cached = this.tree.cache.lookup(d.path, st.size, wholeMs(st.mtimeMs), st.ino);
+    let hash = cached;
+    if (hash === null) {
+      try {
+        const result = await this.tree.hasher.hashFile(abs, { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino });
+        hash = result.hash;
+        if (Date.now() - result.mtimeMs >= RACY_MS) this.tree.cache.remember([{ path: d.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash }]);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? (err instanceof WarmsyncError ? err.code : '');
+        if (code === 'FILE_CHANGED') return 'unstable';
+        if (code === 'ENOENT') return { entries: [], rows: row ? [row] : [] };
+        throw err;
+      }
+    }
+    return { entries: [{ ...base, kind: 'file', size: st.size, hash, target: null }], rows: row ? [row] : [] };
+  }
+}
