@@ -1,0 +1,301 @@
+/**
+ * Differential proof for src/config/excludes.ts: for each excludes file, the paths the real
+ * `rsync -a --exclude-from=F src/ dst/` copies must be exactly the paths the matcher keeps when a
+ * walker prunes excluded directories with excludes(), and hides() must agree for every source path.
+ * A table of hand-written rule sets comes first, then seeded generated patterns that probe the
+ * wildcard translation against rsync's own wildmatch.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ExcludeMatcher, parseFilterText } from '../../src/config/excludes.js';
+import { UsageError } from '../../src/errors.js';
+
+const execFileAsync = promisify(execFile);
+
+const rsyncProbe = spawnSync('rsync', ['--version'], { encoding: 'utf8' });
+const rsyncMissing = rsyncProbe.error !== undefined || rsyncProbe.status !== 0;
+
+function requireRsync(): void {
+  assert.ok(!rsyncMissing, 'rsync is not installed, and this test compares warmsync with the real rsync: apt-get install rsync');
+}
+
+/**
+ * The source tree: "name/" is a directory, "name -> target" a symlink, anything else an empty file.
+ * Names that look like patterns, same names as files and directories, several depths of the same
+ * name, non-ASCII names (rsync's "?" matches one byte), and names with spaces, backslash, newline.
+ */
+const TREE: readonly string[] = [
+  'logs/', 'logs/app.log', 'logs/keep.txt', 'logs/sub/', 'logs/sub/deep.log',
+  'data/', 'data/logs/', 'data/logs/req.log', 'data/tmp/', 'data/tmp/upload.bin', 'data/tmp.txt',
+  'data/filestore/', 'data/filestore/_pre/', 'data/filestore/_pre/ab12', 'data/filestore/ab/',
+  'data/filestore/ab/ab12cd', 'data/filestore/ab/_pre', 'data/db.lock', 'data/cache/', 'data/cache/c1',
+  'x/', 'x/logs', 'x/data/', 'x/data/tmp/', 'x/data/tmp/deep.bin', 'x/data/filestore/', 'x/data/filestore/_pre/',
+  'x/data/filestore/_pre/zz', 'x/y/', 'x/y/logs/', 'x/y/logs/old.log', 'x/y/z/', 'x/y/z/cache/', 'x/y/z/cache/c2',
+  'x/empty/', 'x/dir3', 'x/etc/', 'x/etc/security/', 'x/etc/security/other.key',
+  'backup/', 'backup/db.tar', 'backup/logs/', 'work/', 'work/job.lock', 'work/tmp/',
+  'app.lock', 'd.lock/', 'd.lock/inner', 'tmp', 'empty/', 'cache', 'cache.bak', 'a.bak',
+  'etc/', 'etc/security/', 'etc/security/master.key', 'etc/security/keep.key', 'etc/security/readme.txt',
+  'etc/security/sub/', 'etc/security/sub/deep.key', 'etc/app.key',
+  'with space/', 'with space/file name.txt', 'trailing space ', ' leading space', 'two  spaces',
+  'café/', 'café/menu.txt', 'café/._menu.txt', 'cafe', 'naïve.txt', '日本語.txt', 'Ünïcödé/', 'Ünïcödé/x',
+  '-dash', '--double', '-', '.hidden/', '.hidden/x', '.git/', '.git/config', '..dots', '.env',
+  'star*name', 'starXname', 'q?mark', 'qXmark', 'br[ack]et', 'brket', 'bracket', 'back\\slash', 'backslash',
+  'new\nline', '!bang', 'P foo', '#hash', ';semi',
+  'a/', 'a/b/', 'a/b/c', 'a/b.txt', 'a/x/', 'a/x/y/', 'a/x/y/b', 'a/x/b', 'ab', 'aXb/', 'aXb/f',
+  'dir3/', 'dir3/f', 'dir3/sub/', 'dir3/sub/g',
+  'File9', 'file1', 'file10', 'UPPER/', 'UPPER/lower', 'v1.2.3', 'A-Z', ']x', 'x]',
+  'link-file -> tmp', 'link-dir -> data', 'dangling -> nowhere', 'data/logs-link -> ../logs', 'logs-link -> logs',
+];
+
+/** Hand-written excludes files: each line of the DESIGN.md rule list, realistic and tricky. */
+const CASES: ReadonlyArray<{ readonly name: string; readonly text: string; readonly matchesNothing?: true }> = [
+  {
+    name: 'artifactory standby',
+    text: [
+      '# Artifactory: what a standby must not copy',
+      '; (rsync also takes ";" comments)',
+      '',
+      '+ /etc/security/keep.key',
+      'logs/',
+      'backup/',
+      'work/',
+      'data/tmp/',
+      'data/filestore/_pre/',
+      '*.lock',
+      '/etc/security/*.key',
+      '',
+    ].join('\n'),
+  },
+  {
+    name: 'explicit prefixes and first match wins',
+    text: ['+ keep.txt', '+ logs/', '- *.log', '- keep.txt', '+ tmp', '- tmp', '- /etc/'].join('\n'),
+  },
+  {
+    name: 'an include cannot rescue a child of an excluded directory',
+    text: ['- logs/', '+ logs/keep.txt', '+ data/tmp/upload.bin', '- data/tmp', '+ x/y/', '- y/'].join('\n'),
+  },
+  {
+    name: 'anchored versus unanchored',
+    text: ['/tmp', '/data/logs/', 'filestore/_pre', '/x/data/', 'y/logs', '/cache'].join('\n'),
+  },
+  {
+    name: 'directory-only patterns versus files of the same name',
+    text: ['tmp/', 'logs/', 'cache/', 'dir3/', 'd.lock/'].join('\n'),
+  },
+  {
+    name: 'inner slash matches at any depth',
+    text: ['data/tmp/', 'data/filestore/_pre/', 'security/*.key', 'x/b'].join('\n'),
+  },
+  {
+    name: 'single star stays within a name, double star crosses',
+    text: ['/x/*/logs/', '/a/*', '**/cache/', '/etc/**/deep.key', '**.bak', 'a/**/b', '/a**c'].join('\n'),
+  },
+  {
+    name: 'double star forms',
+    text: ['/**/sub', 'x/**', '**/z/**', '/data/**/', 'data**ab'].join('\n'),
+  },
+  {
+    name: 'triple star',
+    text: ['dir3/***', '/x/***', '+ data/***', 'logs***'].join('\n'),
+  },
+  {
+    name: 'question mark and classes',
+    text: ['file?', '[A-Z]*', '[!a-z.]*.txt', '[[:digit:]]*', 'v[0-9].?.[[:digit:]]', '[]x]', 'x[]]', '[^b]ackup/', 'A[-]Z'].join('\n'),
+  },
+  {
+    name: 'backslash escapes only count with a wildcard present',
+    text: ['star\\*name', 'q\\?mark', 'br\\[ack]et', 'back\\slash', '\\-dash*', 'back\\\\slash*'].join('\n'),
+  },
+  {
+    name: 'dot, dash and comment-like names',
+    text: ['.*', '- --double', '-dash', '- -', '+ .git/', '- #hash', '- ;semi', '- !bang', '- P foo', ' # not a comment'].join('\n'),
+  },
+  {
+    name: 'hidden files and dot-dirs',
+    text: ['+ .git/', '.*/', '..dots', '._*'].join('\n'),
+  },
+  {
+    name: 'spaces are part of the pattern',
+    text: ['trailing space ', ' leading space', 'two  spaces', 'with space/', 'app.lock '].join('\n'),
+  },
+  {
+    name: 'non-ASCII names are matched byte by byte',
+    text: ['+ caf?', 'caf??/', 'naïve.???', '日本*', 'Ünïcödé/x', 'caf*'].join('\n'),
+  },
+  {
+    name: 'CR LF line endings',
+    text: ['logs/', '*.lock', '/tmp', ''].join('\r\n'),
+  },
+  {
+    name: '"!" clears the rules before it',
+    text: ['logs/', '*.lock', '!', 'backup/', '/tmp'].join('\n'),
+  },
+  {
+    name: 'everything except directories and text files',
+    text: ['+ */', '+ *.txt', '- *'].join('\n'),
+  },
+  {
+    name: 'symlinks are not directories',
+    text: ['link-dir/', 'logs-link/', 'dangling', '/link-file'].join('\n'),
+  },
+  {
+    name: 'patterns that never match in rsync',
+    text: ['[abc', 'logs[[:nope:]]', 'tmp*\\', 'foo//', '/'].join('\n'),
+    matchesNothing: true,
+  },
+  {
+    name: 'newline inside a name matches a wildcard',
+    text: ['new?line', 'new*'].join('\n'),
+  },
+];
+
+let root = '';
+let src = '';
+let sourcePaths: Map<string, boolean> = new Map();
+let runCount = 0;
+
+before(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'warmsync-excludes-'));
+  src = path.join(root, 'src');
+  fs.mkdirSync(src);
+  for (const entry of TREE) {
+    const [name, target] = entry.split(' -> ') as [string, string | undefined];
+    const full = path.join(src, name);
+    if (target !== undefined) fs.symlinkSync(target, full);
+    else if (name.endsWith('/')) fs.mkdirSync(full);
+    else fs.writeFileSync(full, name);
+  }
+  sourcePaths = listTree(src, () => false);
+});
+
+after(() => {
+  if (root !== '') fs.rmSync(root, { recursive: true, force: true });
+});
+
+/** Relative path -> is-directory for everything under `dir`, not descending where `prune` says so. */
+function listTree(dir: string, prune: (relPath: string, isDir: boolean) => boolean): Map<string, boolean> {
+  const out = new Map<string, boolean>();
+  const visit = (abs: string, rel: string): void => {
+    for (const dirent of fs.readdirSync(abs, { withFileTypes: true })) {
+      const relPath = rel === '' ? dirent.name : `${rel}/${dirent.name}`;
+      const isDir = dirent.isDirectory(); // a symlink to a directory is not one, for rsync -a either
+      if (prune(relPath, isDir)) continue;
+      out.set(relPath, isDir);
+      if (isDir) visit(path.join(abs, dirent.name), relPath);
+    }
+  };
+  visit(dir, '');
+  return out;
+}
+
+/** Runs the real rsync with `text` as the excludes file; returns the relative paths it copied. */
+async function rsyncKeeps(text: string): Promise<Set<string>> {
+  const run = ++runCount;
+  const excludesFile = path.join(root, `excludes-${run}.txt`);
+  const dst = path.join(root, `dst-${run}`);
+  fs.writeFileSync(excludesFile, text);
+  fs.mkdirSync(dst);
+  try {
+    // LC_ALL=C pins what [[:alpha:]] and friends mean to rsync.
+    await execFileAsync('rsync', ['-a', `--exclude-from=${excludesFile}`, `${src}/`, `${dst}/`], { env: { ...process.env, LC_ALL: 'C' } });
+  } catch (err) {
+    assert.fail(`rsync failed for excludes file ${JSON.stringify(text)}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+  }
+  const kept = new Set(listTree(dst, () => false).keys());
+  fs.rmSync(dst, { recursive: true, force: true });
+  return kept;
+}
+
+/** Differences between rsync and the matcher, as lines for an assertion message (empty when they agree). */
+function compare(matcher: ExcludeMatcher, rsyncKept: ReadonlySet<string>): string[] {
+  const walked = listTree(src, (relPath, isDir) => matcher.excludes(relPath, isDir));
+  const problems: string[] = [];
+  for (const p of rsyncKept) if (!walked.has(p)) problems.push(`rsync copies ${JSON.stringify(p)}, the walker excludes it`);
+  for (const p of walked.keys()) if (!rsyncKept.has(p)) problems.push(`rsync skips ${JSON.stringify(p)}, the walker keeps it`);
+  for (const [p, isDir] of sourcePaths) {
+    const hidden = matcher.hides(p, isDir);
+    if (hidden === rsyncKept.has(p)) problems.push(`hides(${JSON.stringify(p)}, ${isDir}) is ${hidden}, but rsync ${hidden ? 'copies' : 'skips'} it`);
+  }
+  return problems;
+}
+
+for (const { name, text } of CASES) {
+  test(`rsync and the matcher keep the same paths: ${name}`, async () => {
+    requireRsync();
+    const rules = parseFilterText(text, name);
+    const rsyncKept = await rsyncKeeps(text);
+    const problems = compare(new ExcludeMatcher(rules), rsyncKept);
+    assert.deepEqual(problems, [], `excludes file ${JSON.stringify(text)}:\n  ${problems.join('\n  ')}`);
+  });
+}
+
+test('every hand-written case excludes something and keeps something', () => {
+  // Guards the table itself: a case that keeps all or nothing proves little.
+  for (const { name, text, matchesNothing } of CASES) {
+    if (matchesNothing) continue;
+    const matcher = new ExcludeMatcher(parseFilterText(text, name));
+    const kept = [...sourcePaths].filter(([p, isDir]) => !matcher.hides(p, isDir)).length;
+    assert.ok(kept > 0 && kept < sourcePaths.size, `${name}: keeps ${kept} of ${sourcePaths.size}`);
+  }
+});
+
+/** Small seeded PRNG (mulberry32) so the generated patterns are the same on every run. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Pieces drawn from the tree's names and from every wildcard form. */
+const PATTERN_PIECES: readonly string[] = [
+  'a', 'b', 'x', 'y', 'data', 'tmp', 'logs', 'log', 'lock', 'key', 'caf', 'é', 'e', '_pre', 'filestore',
+  'security', 'file', '.', '-', ' ', '\\', '\\*', '\\?', '*', '*', '**', '***', '?', '?', '/', '/', '/',
+  '[a-c]', '[!a]', '[^.]', '[[:digit:]]', '[[:upper:]]', '[]x]', '[/]', '[é]', '[a-]',
+];
+
+function generatedPattern(random: () => number): string {
+  const pick = (): string => PATTERN_PIECES[Math.floor(random() * PATTERN_PIECES.length)] as string;
+  let pattern = random() < 0.3 ? '/' : '';
+  const pieces = 1 + Math.floor(random() * 4);
+  for (let i = 0; i < pieces; i++) pattern += pick();
+  if (random() < 0.2) pattern += '/';
+  return pattern;
+}
+
+test('rsync and the matcher agree on generated patterns', async () => {
+  requireRsync();
+  const random = seededRandom(20240611);
+  const texts: string[] = [];
+  while (texts.length < 96) {
+    const rules = [generatedPattern(random)];
+    if (random() < 0.25) rules.unshift(`+ ${generatedPattern(random)}`);
+    const text = rules.join('\n');
+    try {
+      parseFilterText(text, 'generated');
+    } catch (err) {
+      // Lines warmsync refuses on purpose (for example "-/ x" or "!x") have no rsync meaning to compare.
+      if (err instanceof UsageError) continue;
+      throw err;
+    }
+    texts.push(text);
+  }
+  const failures: string[] = [];
+  const PARALLEL = 8;
+  for (let i = 0; i < texts.length; i += PARALLEL) {
+    await Promise.all(texts.slice(i, i + PARALLEL).map(async (text) => {
+      const problems = compare(new ExcludeMatcher(parseFilterText(text, 'generated')), await rsyncKeeps(text));
+      if (problems.length > 0) failures.push(`${JSON.stringify(text)}:\n    ${problems.slice(0, 5).join('\n    ')}`);
+    }));
+  }
+  assert.deepEqual(failures, [], `patterns where the matcher and rsync disagree:\n  ${failures.join('\n  ')}`);
+});
