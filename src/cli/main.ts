@@ -4,22 +4,17 @@
  */
 import { readFileSync } from 'node:fs';
 import { UsageError, WarmsyncError } from '../errors.js';
-import { agentCommand } from './agent.js';
-import { promoteCommand } from './promote.js';
-import { receiverCommand } from './receiver.js';
-import { restoreCommand } from './restore.js';
-import { snapshotCommand } from './snapshot.js';
-import { statusCommand } from './status.js';
-import { verifyCommand } from './verify.js';
+type Command = (argv: string[]) => Promise<number>;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
-  receiver: receiverCommand,
-  agent: agentCommand,
-  snapshot: snapshotCommand,
-  promote: promoteCommand,
-  restore: restoreCommand,
-  status: statusCommand,
-  verify: verifyCommand,
+/** Loaded on demand: a command pays only for its own imports at start-up. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  receiver: async () => (await import('./receiver.js')).receiverCommand,
+  agent: async () => (await import('./agent.js')).agentCommand,
+  snapshot: async () => (await import('./snapshot.js')).snapshotCommand,
+  promote: async () => (await import('./promote.js')).promoteCommand,
+  restore: async () => (await import('./restore.js')).restoreCommand,
+  status: async () => (await import('./status.js')).statusCommand,
+  verify: async () => (await import('./verify.js')).verifyCommand,
 };
 
 export const MAIN_HELP = `Usage: warmsync COMMAND [options]
@@ -55,9 +50,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`warmsync ${version()}\n`);
       return 0;
     }
-    const run = COMMANDS[command];
-    if (run === undefined) throw new UsageError('BAD_COMMAND', `unknown command ${JSON.stringify(command)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
-    return await run(rest);
+    const load = COMMANDS[command];
+    if (load === undefined) throw new UsageError('BAD_COMMAND', `unknown command ${JSON.stringify(command)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
+    return await (await load())(rest);
   } catch (err) {
     if (err instanceof WarmsyncError) {
       process.stderr.write(`warmsync: ${err.code}: ${err.message}\n`);

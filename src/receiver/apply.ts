@@ -33,24 +33,17 @@ export class TreeWriter {
   constructor(private readonly displacedDir: string, private readonly logRemoval: RemovalLog) {}
 
   /**
-   * Clears `abs` when something of another kind than `kind` sits there. Returns true when a
-   * directory tree was moved aside (the caller drops its manifest rows).
+   * Clears `abs` when something of another kind than `kind` sits there. What stood there may be a
+   * file the gate still protects, so it is moved aside into the displaced dir, never deleted (a
+   * file or symlink about to be replaced by a file or symlink is simply renamed over, as any update).
+   * Returns true when a directory tree was moved (the caller drops its manifest rows).
    */
   async makeRoomFor(rel: string, abs: string, kind: EntryKind): Promise<boolean> {
     const st = await lstatOrNull(abs);
     if (st === null) return false;
     const existing = kindOf(st);
-    if (existing === kind) return false;
-    // A file or symlink is replaced by rename() for kind 'file'/'symlink'; only a dir must go first.
-    if (existing !== 'dir') {
-      if (kind === 'dir' || existing === 'other') {
-        await unlink(abs);
-        this.logRemoval(rel, `replaced: ${existing} became ${kind} on the source`);
-      }
-      return false;
-    }
-    const children = await readdir(abs);
-    if (children.length === 0) {
+    if (existing === kind || (existing !== 'dir' && kind !== 'dir')) return false;
+    if (existing === 'dir' && (await readdir(abs)).length === 0) {
       await rmdir(abs);
       this.logRemoval(rel, `replaced: empty directory became ${kind} on the source`);
       return true;
@@ -58,8 +51,8 @@ export class TreeWriter {
     const aside = join(this.displacedDir, `${Date.now()}-${randomBytes(4).toString('hex')}`, rel);
     await mkdir(dirname(aside), { recursive: true, mode: 0o700 });
     await rename(abs, aside);
-    this.logRemoval(rel, `displaced to ${aside}: directory became ${kind} on the source`);
-    return true;
+    this.logRemoval(rel, `displaced to ${aside}: ${existing} became ${kind} on the source`);
+    return existing === 'dir';
   }
 
   /** Creates the directory if needed and sets its mode; its mtime is set by `setDirTime` once its contents settle. */

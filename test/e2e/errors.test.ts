@@ -66,7 +66,6 @@ describe('errors', { concurrency: true }, () => {
       { name: 'agent: unknown flag', args: (d, t) => ['agent', '--root', d, '--connect', 'ws://127.0.0.1:9', '--token-file', t, '--once', '--frobnicate'], pattern: /--frobnicate/ },
       { name: 'agent: missing --root', args: (_d, t) => ['agent', '--connect', 'ws://127.0.0.1:9', '--token-file', t, '--once'], pattern: /--root is required/ },
       { name: 'agent: --connect http://x', args: (d, t) => ['agent', '--root', d, '--connect', 'http://x', '--token-file', t, '--once'], pattern: /--connect.*"http:\/\/x"/ },
-      { name: 'agent: without --once', args: (d, t) => ['agent', '--root', d, '--connect', 'ws://127.0.0.1:9', '--token-file', t], pattern: /--once/ },
       {
         name: 'agent: missing --exclude-from file',
         args: (d, t) => ['agent', '--root', d, '--connect', 'ws://127.0.0.1:9', '--token-file', t, '--once', '--exclude-from', join(d, 'no-such-excludes.txt')],
