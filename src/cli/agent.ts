@@ -1,11 +1,11 @@
 import { resolve } from 'node:path';
 import { runOnce, type OnceSummary } from '../agent/agent.js';
 import { runLive } from '../agent/live.js';
-import { excludeRule, loadExcludeFiles } from '../config/excludes.js';
+import { excludeRule, loadExcludeFiles, type FilterRule } from '../config/excludes.js';
 import { createLogger } from '../log.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { resolveStateDir } from '../statedir.js';
-import { parseConnectUrl, parseFlags, parseInteger, parseLogLevel, readToken, required } from './args.js';
+import { inCommandLineOrder, parseConnectUrl, parseFlags, parseInteger, parseLogLevel, readToken, required } from './args.js';
 
 export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT [--once] [options]
 
@@ -40,13 +40,15 @@ Options:
 Exit status: 0 the standby matches; 1 failure (nothing half-written is ever left at a final
 path); 2 bad usage or an unreadable excludes file.`;
 
+const AGENT_OPTIONS = {
+  root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
+  'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
+  'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
+  'rescan-interval': { type: 'string' },
+} as const;
+
 export async function agentCommand(argv: string[]): Promise<number> {
-  const flags = parseFlags('agent', argv, {
-    root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
-    'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
-    'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
-    'rescan-interval': { type: 'string' },
-  });
+  const flags = parseFlags('agent', argv, AGENT_OPTIONS);
   if (flags.help) {
     process.stdout.write(AGENT_HELP + '\n');
     return 0;
@@ -56,7 +58,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const url = parseConnectUrl(required('agent', 'connect', flags.connect));
   const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
   const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
-  const rules = [...await loadExcludeFiles(flags['exclude-from'] ?? []), ...(flags.exclude ?? []).map(excludeRule)];
+  // In command-line order, like rsync: the first matching rule wins.
+  const rules: FilterRule[] = [];
+  for (const { name, value } of inCommandLineOrder(argv, AGENT_OPTIONS, ['exclude', 'exclude-from'])) {
+    if (name === 'exclude') rules.push(excludeRule(value));
+    else rules.push(...await loadExcludeFiles([value]));
+  }
   const stateDir = resolveStateDir(root, flags['state-dir']);
   const token = readToken('agent', flags['token-file'], log);
 

@@ -25,6 +25,15 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: string[]
   }
 }
 
+/**
+ * The values of repeatable `names` in command-line order, as rsync reads --exclude and
+ * --exclude-from (first matching rule wins, so their interleaving matters). Call after parseFlags.
+ */
+export function inCommandLineOrder(argv: string[], options: OptionSpec, names: readonly string[]): Array<{ name: string; value: string }> {
+  const { tokens } = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, strict: true, allowPositionals: false, tokens: true });
+  return tokens.flatMap((t) => (t.kind === 'option' && names.includes(t.name) && typeof t.value === 'string' ? [{ name: t.name, value: t.value }] : []));
+}
+
 export function required(command: string, flag: string, value: string | undefined): string {
   if (value === undefined || value === '') throw new UsageError('MISSING_FLAG', `${command}: --${flag} is required (see warmsync ${command} --help)`);
   return value;
