@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Entry } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { actionOf, type Change } from '../plan/diff.js';
-import { MAX_CHUNK_BYTES } from '../protocol/limits.js';
+import { MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type { AgentMessage, ReceiverMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
 
@@ -38,7 +38,11 @@ export class Sender {
   private unconsumed = 0;
   private creditWaiters: Array<() => void> = [];
   private flushWaiters = new Map<number, () => void>();
+  /** Resumable transfers waiting for the receiver's resumeFrom: op -> resolve(offset, or null when the op failed). */
+  private resumeWaiters = new Map<number, (offset: number | null) => void>();
   private inFlight = 0;
+  /** File bytes actually sent (a resumed transfer sends only its rest). */
+  private bytesOnWire = 0;
   private readonly transfers = new Set<Promise<void>>();
   private slotWaiters: Array<() => void> = [];
   private failure: WarmsyncError | null = null;
@@ -65,12 +69,18 @@ export class Sender {
           const w = this.waiting.get(item.op);
           if (w === undefined) continue;
           this.waiting.delete(item.op);
+          this.resumeWaiters.get(item.op)?.(null);
+          this.resumeWaiters.delete(item.op);
           w.resolve(item.ok ? null : { path: w.path, code: item.code ?? 'FAILED', message: item.message ?? '' });
         }
         return;
       case 'credit':
         this.unconsumed = Math.max(0, this.unconsumed - msg.bytes);
         for (const wake of this.creditWaiters.splice(0)) wake();
+        return;
+      case 'resumeFrom':
+        this.resumeWaiters.get(msg.op)?.(msg.offset);
+        this.resumeWaiters.delete(msg.op);
         return;
       case 'flushed':
         this.flushWaiters.get(msg.id)?.();
@@ -95,6 +105,8 @@ export class Sender {
     this.failure = error;
     for (const wake of [...this.creditWaiters.splice(0), ...this.slotWaiters.splice(0), ...this.flushWaiters.values()]) wake();
     this.flushWaiters.clear();
+    for (const resume of this.resumeWaiters.values()) resume(null);
+    this.resumeWaiters.clear();
     for (const w of this.waiting.values()) w.resolve({ path: w.path, code: error.code, message: error.message });
     this.waiting.clear();
   }
@@ -128,12 +140,12 @@ export class Sender {
   /** Sends every change and waits until the receiver has applied and recorded all of them. */
   async send(changes: readonly Change[], deletedAt: number): Promise<SendReport> {
     const results: Array<Promise<OpFailure | null>> = [];
-    const counts = { filesSent: 0, bytesSent: 0, metaUpdates: 0, tombstones: 0 };
+    const counts = { filesSent: 0, metaUpdates: 0, tombstones: 0 };
+    const bytesBefore = this.bytesOnWire;
     for (const change of changes) {
       const action = actionOf(change);
       if (action === 'transfer') {
         counts.filesSent++;
-        counts.bytesSent += change.new?.size ?? 0;
       } else if (action === 'setMeta') {
         counts.metaUpdates++;
       } else if (action === 'delete') {
@@ -145,7 +157,7 @@ export class Sender {
     await this.flush();
     const outcomes = await Promise.all(results);
     this.check();
-    return { ops: results.length, ...counts, failures: outcomes.filter((f): f is OpFailure => f !== null), outcomes };
+    return { ops: results.length, ...counts, bytesSent: this.bytesOnWire - bytesBefore, failures: outcomes.filter((f): f is OpFailure => f !== null), outcomes };
   }
 
   /**
@@ -241,9 +253,19 @@ export class Sender {
       return;
     }
     try {
-      this.conn.send({ type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash: entry.hash ?? '', old });
-      const buffer = Buffer.allocUnsafe(Math.min(MAX_CHUNK_BYTES, this.limits.window, Math.max(1, entry.size)));
+      const begin = { type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash: entry.hash ?? '', old } as const;
       let offset = 0;
+      if (entry.size >= RESUMABLE_MIN_BYTES) {
+        // Large: the receiver may hold the start of it from an interrupted connection.
+        const resumeAt = new Promise<number | null>((resolve) => this.resumeWaiters.set(op, resolve));
+        this.conn.send({ ...begin, resumable: true });
+        const at = await resumeAt;
+        if (at === null) return; // the op failed; its result says why
+        offset = at;
+      } else {
+        this.conn.send(begin);
+      }
+      const buffer = Buffer.allocUnsafe(Math.min(MAX_CHUNK_BYTES, this.limits.window, Math.max(1, entry.size)));
       while (offset < entry.size) {
         const want = Math.min(buffer.byteLength, entry.size - offset);
         const { bytesRead } = await handle.read(buffer, 0, want, offset);
@@ -254,6 +276,7 @@ export class Sender {
         if (this.conn.bufferedAmount > SOCKET_HIGH_WATER) await sent;
         else sent.catch(() => undefined);
         offset += bytesRead;
+        this.bytesOnWire += bytesRead;
       }
       const st = await handle.stat();
       if (offset !== entry.size || st.size !== entry.size || Math.trunc(st.mtimeMs) !== entry.mtimeMs) {

@@ -43,3 +43,6 @@ export const MAX_TARGET_BYTES = 4096;
 
 /** Nonce length before base64 encoding. */
 export const NONCE_BYTES = 32;
+
+/** Files at least this large are sent resumable (fileBegin.resumable): smaller ones are quicker to send again. */
+export const RESUMABLE_MIN_BYTES = 16 * 1024 * 1024;

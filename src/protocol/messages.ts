@@ -179,7 +179,11 @@ export const manifestRequestSchema = message('manifestRequest', {});
 export const mkdirSchema = message('mkdir', { op: uint32, path: relPath, mode, mtimeMs: safeInt, old });
 export const symlinkSchema = message('symlink', { op: uint32, path: relPath, target: symlinkTarget, mtimeMs: safeInt, old });
 export const setMetaSchema = message('setMeta', { op: uint32, path: relPath, mode, mtimeMs: safeInt, old });
-export const fileBeginSchema = message('fileBegin', { op: uint32, path: relPath, size, mtimeMs: safeInt, mode, hash, old });
+/**
+ * `resumable` (optional, default false): the agent waits for a `resumeFrom` before sending data, so
+ * the receiver can continue a transfer an earlier connection left unfinished.
+ */
+export const fileBeginSchema = message('fileBegin', { op: uint32, path: relPath, size, mtimeMs: safeInt, mode, hash, old, resumable: bool.optional() });
 /**
  * Abandons the transfer of fileBegin `op` (the source changed or vanished while it was being sent,
  * or its result already came back as a failure): no chunk of it follows, and that fileBegin's result
@@ -197,6 +201,8 @@ export const manifestPageSchema = message('manifestPage', {
 export const resultsSchema = message('results', { items: arrayOf(resultItemSchema, 'results', 1, MAX_PAGE_ENTRIES) });
 export const creditSchema = message('credit', { bytes: positive });
 export const flushedSchema = message('flushed', { id: uint32 });
+/** receiver->agent, answering a resumable fileBegin: send the data from `offset` on. */
+export const resumeFromSchema = message('resumeFrom', { op: uint32, offset: size });
 
 /** Every message type and its schema. */
 export const MESSAGE_SCHEMAS = {
@@ -217,6 +223,7 @@ export const MESSAGE_SCHEMAS = {
   results: resultsSchema,
   credit: creditSchema,
   flushed: flushedSchema,
+  resumeFrom: resumeFromSchema,
 } as const;
 
 export type MessageType = keyof typeof MESSAGE_SCHEMAS;
@@ -240,6 +247,7 @@ export type ManifestPageMessage = MessageOf<'manifestPage'>;
 export type ResultsMessage = MessageOf<'results'>;
 export type CreditMessage = MessageOf<'credit'>;
 export type FlushedMessage = MessageOf<'flushed'>;
+export type ResumeFromMessage = MessageOf<'resumeFrom'>;
 
 export type Precondition = z.infer<typeof preconditionSchema>;
 export type WireManifestEntry = z.infer<typeof wireManifestEntrySchema>;
@@ -251,7 +259,7 @@ const AGENT_TYPES = [
   'auth', 'error', 'manifestRequest', 'mkdir', 'symlink', 'setMeta', 'fileBegin', 'abort', 'delete', 'heartbeat', 'flush',
 ] as const satisfies readonly MessageType[];
 const RECEIVER_TYPES = [
-  'hello', 'welcome', 'error', 'manifestPage', 'results', 'credit', 'flushed',
+  'hello', 'welcome', 'error', 'manifestPage', 'results', 'credit', 'flushed', 'resumeFrom',
 ] as const satisfies readonly MessageType[];
 
 /** Types the agent may send (chunk frames too, which are not control messages). */

@@ -16,6 +16,7 @@ import { startServer } from '../transport/server.js';
 import { TreeWriter } from './apply.js';
 import { createHttpHandler, createMetrics } from './http.js';
 import { acquireReceiverLock } from './lock.js';
+import { PartialStore } from './partials.js';
 import { PathGuard } from './pathguard.js';
 import { removeLeftoverTemps } from './recover.js';
 import { ReceiverSession, type SessionLimits } from './session.js';
@@ -71,6 +72,10 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   const guard = new PathGuard(root, stateDir.relToRoot);
   const writer = new TreeWriter(join(stateDir.abs, 'displaced'), (path, reason) => log.info(`removed ${path}: ${reason}`));
   const sessions = new Set<Promise<void>>();
+  const partials = new PartialStore(join(stateDir.abs, 'partial'));
+  await mkdir(partials.dir, { recursive: true, mode: 0o700 });
+  const pruned = await partials.prune(Date.now());
+  if (pruned > 0) log.info(`removed ${pruned} unfinished transfer(s) older than a week`);
 
   let server;
   try {
@@ -88,7 +93,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
         log.info(`agent connected from ${remote}`);
         manifest.setState('agentConnected', 1);
         manifest.setState('lastContact', Date.now());
-        const session = new ReceiverSession({ conn, manifest, guard, writer, hasher, log, limits: LIMITS, now: Date.now, observer: metrics });
+        const session = new ReceiverSession({ conn, manifest, guard, writer, hasher, log, limits: LIMITS, now: Date.now, observer: metrics, partials });
         const done = session.run();
         sessions.add(done);
         try {

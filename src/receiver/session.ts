@@ -11,6 +11,7 @@ import type { Logger } from '../log.js';
 import type { Manifest } from '../manifest/manifest.js';
 import type { AgentFrame } from '../protocol/codec.js';
 import { manifestPages, resultBatches } from '../protocol/batch.js';
+import { RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type {
   DeleteMessage, FileBeginMessage, MkdirMessage, ResultItem, SetMetaMessage, SymlinkMessage,
 } from '../protocol/messages.js';
@@ -19,6 +20,7 @@ import type { FileHasher } from '../scan/hash.js';
 import type { Connection } from '../transport/connection.js';
 import type { TreeWriter } from './apply.js';
 import type { PathGuard } from './pathguard.js';
+import type { PartialStore } from './partials.js';
 import { StagedFile } from './staging.js';
 
 export interface SessionLimits {
@@ -43,6 +45,8 @@ export interface SessionDeps {
   readonly now: () => number;
   /** Told about every committed group and every failed op (metrics). */
   readonly observer?: { committed(files: number, bytes: number): void; failed(): void };
+  /** Where unfinished large transfers wait for the next connection. */
+  readonly partials: PartialStore;
 }
 
 type Precondition = FileBeginMessage['old'];
@@ -62,7 +66,7 @@ interface PendingOp {
 }
 
 /** A file transfer in progress; `staged` is null when its data is being discarded (op already failed). */
-interface Transfer { readonly path: string; staged: StagedFile | null; remaining: number }
+interface Transfer { readonly path: string; staged: StagedFile | null; remaining: number; readonly resumable: boolean }
 
 export interface SessionCounters { files: number; bytes: number; ops: number; failed: number }
 
@@ -98,7 +102,7 @@ export class ReceiverSession {
     this.ended = true;
     await this.queue;
     await this.commit().catch((err: unknown) => this.deps.log.error('COMMIT_FAILED', describeError(err)));
-    for (const t of this.transfers.values()) if (t.staged !== null) await this.discard(t.path, t.staged);
+    for (const t of this.transfers.values()) if (t.staged !== null) await this.leaveUnfinished(t.path, t.staged, t.resumable);
     this.transfers.clear();
   }
 
@@ -190,20 +194,27 @@ export class ReceiverSession {
       throw new ProtocolError('TOO_MANY_TRANSFERS', `more than ${this.deps.limits.maxInFlight} files in transfer at once`);
     }
     const abs = await this.admit(msg.op, msg.path, msg.old);
+    const resumable = msg.resumable === true && msg.size >= RESUMABLE_MIN_BYTES;
     let staged: StagedFile | null = null;
     if (abs !== null) {
       try {
         await this.deps.guard.prepareParents(msg.path);
         const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'file');
         if (displaced) this.deps.manifest.removeTree(msg.path);
-        staged = await StagedFile.create(abs, msg, this.deps.hasher.createStreamHasher());
+        staged = await StagedFile.create(abs, msg, this.deps.hasher.createStreamHasher(), resumable ? this.deps.partials : undefined);
       } catch (err) {
         if (err instanceof ProtocolError && err.code !== 'UNSAFE_PATH') throw err;
         this.failFrom(msg.op, msg.path, err);
       }
     }
-    const transfer: Transfer = { path: msg.path, staged, remaining: msg.size };
-    if (msg.size === 0) await this.finishTransfer(msg.op, transfer);
+    if (resumable) {
+      // The agent waits for this before sending data; a failed begin gets only its result.
+      if (staged === null) return;
+      this.deps.conn.send({ type: 'resumeFrom', op: msg.op, offset: staged.bytesWritten });
+      if (staged.bytesWritten > 0) this.deps.log.info(`${msg.path}: resuming at byte ${staged.bytesWritten} of ${msg.size}`);
+    }
+    const transfer: Transfer = { path: msg.path, staged, remaining: msg.size - (staged?.bytesWritten ?? 0), resumable };
+    if (transfer.remaining === 0) await this.finishTransfer(msg.op, transfer);
     else this.transfers.set(msg.op, transfer);
   }
 
@@ -408,6 +419,21 @@ export class ReceiverSession {
    * Drops a staged file. Its temporary name came and went in the parent directory, which changed
    * that directory's mtime: put back the recorded one, as a commit does after its renames.
    */
+  /** The connection ended mid-transfer: keep a large file's data for the next connection, else discard it. */
+  private async leaveUnfinished(path: string, staged: StagedFile, resumable: boolean): Promise<void> {
+    if (resumable && staged.bytesWritten >= 1 << 20) {
+      try {
+        await staged.keepAsPartial(this.deps.partials);
+        await this.restoreDirTime(parentOf(path));
+        this.deps.log.info(`${path}: kept ${staged.bytesWritten} of ${staged.target.size} bytes to resume later`);
+        return;
+      } catch (err) {
+        this.deps.log.warn('PARTIAL_FAILED', `${path}: cannot keep the unfinished transfer (${describeError(err)}); it will start over`);
+      }
+    }
+    await this.discard(path, staged);
+  }
+
   private async discard(path: string, staged: StagedFile): Promise<void> {
     await staged.abort();
     await this.restoreDirTime(parentOf(path));

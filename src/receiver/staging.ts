@@ -8,6 +8,7 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { utimeValue } from '../entry.js';
 import { ProtocolError, WarmsyncError } from '../errors.js';
+import type { PartialStore } from './partials.js';
 
 /** Temporary files are recognisable so scans skip them and crash recovery removes them. */
 export const TEMP_PREFIX = '.warmsync-tmp.';
@@ -32,11 +33,46 @@ export class StagedFile {
     readonly target: StagedTarget,
   ) {}
 
-  static async create(finalPath: string, target: StagedTarget, hasher: StreamHasher): Promise<StagedFile> {
+  /**
+   * Opens a temporary file beside `finalPath`. With `partials`, an unfinished earlier transfer of
+   * the same content is continued: its bytes are hashed again (the hash covers the whole file) and
+   * `bytesWritten` says where the agent must resume.
+   */
+  static async create(finalPath: string, target: StagedTarget, hasher: StreamHasher, partials?: PartialStore): Promise<StagedFile> {
     const tempPath = join(dirname(finalPath), TEMP_PREFIX + randomBytes(12).toString('hex'));
+    const resumed = partials ? await partials.take(target.hash, target.size, tempPath) : null;
+    if (resumed !== null) {
+      const handle = await open(tempPath, 'r+');
+      const staged = new StagedFile(finalPath, tempPath, handle, hasher, target);
+      try {
+        await staged.rehashPrefix(resumed);
+      } catch (err) {
+        await staged.abort();
+        throw err;
+      }
+      return staged;
+    }
     // 'wx': never reuse or follow anything already at the temp name.
     const handle = await open(tempPath, 'wx', 0o600);
     return new StagedFile(finalPath, tempPath, handle, hasher, target);
+  }
+
+  private async rehashPrefix(length: number): Promise<void> {
+    const buffer = Buffer.allocUnsafe(Math.min(1 << 20, length));
+    while (this.written < length) {
+      const { bytesRead } = await this.handle.read(buffer, 0, Math.min(buffer.byteLength, length - this.written), this.written);
+      if (bytesRead === 0) break;
+      this.hasher.update(buffer.subarray(0, bytesRead));
+      this.written += bytesRead;
+    }
+    await this.handle.truncate(this.written);
+  }
+
+  /** Keeps what arrived so far (fsynced) for a later connection to continue; the temp file is gone. */
+  async keepAsPartial(partials: PartialStore): Promise<void> {
+    await this.handle.sync();
+    await this.close();
+    await partials.keep(this.tempPath, this.target.hash, this.target.size);
   }
 
   get bytesWritten(): number {

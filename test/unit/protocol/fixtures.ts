@@ -43,6 +43,7 @@ export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; 
     name: 'fileBegin', from: 'agent',
     msg: { type: 'fileBegin', op: 0xffffffff, path: 'filestore/ab/ab12', size: Number.MAX_SAFE_INTEGER, mtimeMs: 1, mode: 0o600, hash: HASH, old: null },
   },
+  { name: 'fileBegin resumable', from: 'agent', msg: { type: 'fileBegin', op: 4, path: 'big.bin', size: 1 << 30, mtimeMs: 1, mode: 0o644, hash: HASH, old: null, resumable: true } },
   { name: 'fileBegin empty file', from: 'agent', msg: { type: 'fileBegin', op: 3, path: 'empty', size: 0, mtimeMs: 1, mode: 0, hash: 'ef46db3751d8e999', old: null } },
   { name: 'abort', from: 'agent', msg: { type: 'abort', op: 7 } },
   {
@@ -60,6 +61,7 @@ export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; 
   },
   { name: 'credit', from: 'receiver', msg: { type: 'credit', bytes: 1048576 } },
   { name: 'flushed', from: 'receiver', msg: { type: 'flushed', id: 9 } },
+  { name: 'resumeFrom', from: 'receiver', msg: { type: 'resumeFrom', op: 7, offset: 16 << 20 } },
 ];
 
 /** A control frame around arbitrary JSON text or value, without any validation. */
