@@ -21,7 +21,9 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: string[]
   try {
     return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, strict: true, allowPositionals: false }).values;
   } catch (err) {
-    throw new UsageError('BAD_FLAG', `${command}: ${describeError(err).replace(/\. To specify a positional argument.*$/, '')} (see warmsync ${command} --help)`);
+    // One line: node's messages can span several (e.g. a value that looks like a flag).
+    const text = describeError(err).replace(/\. To specify a positional argument.*$/s, '').replace(/\s*\n\s*/g, ' ');
+    throw new UsageError('BAD_FLAG', `${command}: ${text} (see warmsync ${command} --help)`);
   }
 }
 

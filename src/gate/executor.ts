@@ -57,10 +57,12 @@ export class GateExecutor {
 
   /** Records snapshot time T (monotonic) and applies every tombstone it allows. */
   async applySnapshot(snapshotTime: number, times: GateTimes): Promise<SnapshotOutcome> {
-    const previous = this.manifest.getNumber('snapshotTime');
-    const advanced = previous === null || snapshotTime >= previous;
-    const effective = advanced ? snapshotTime : previous;
     return this.manifest.withWriteLock(async () => {
+      // Read under the write lock: another snapshot (the receiver's poller, a second command) may
+      // have recorded a newer T since this call was made, and T must never move backwards.
+      const previous = this.manifest.getNumber('snapshotTime');
+      const advanced = previous === null || snapshotTime >= previous;
+      const effective = advanced ? snapshotTime : previous;
       if (advanced) this.manifest.setState('snapshotTime', effective);
       this.manifest.setState('skewMs', times.skewMs);
       this.manifest.setState('deleteGraceMs', times.deleteGraceMs);

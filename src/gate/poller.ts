@@ -4,7 +4,7 @@
  * `warmsync snapshot`. A failing, hanging or garbage-printing command is logged and changes
  * nothing; the receiver keeps serving. Runs never overlap.
  */
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatTime, parseTime } from '../time.js';
@@ -42,14 +42,45 @@ export function startSnapshotPoller(options: PollerOptions): SnapshotPoller {
   let stopped = false;
   let running: Promise<boolean> | null = null;
 
+  // The command runs in its own process group, and a run that overstays is killed as a whole group:
+  // /bin/sh does not always exec its last command, and killing only the shell would leave a hung
+  // psql behind on every interval.
   const run = (): Promise<string> => new Promise((resolve, reject) => {
-    execFile('/bin/sh', ['-c', options.command], { timeout: options.timeoutMs, maxBuffer: MAX_OUTPUT_BYTES, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      if (err) {
-        const why = err.killed ? `killed after ${options.timeoutMs} ms` : `exit ${String(err.code ?? err.signal)}`;
-        reject(new Error(`${why}${stderr.trim() ? `: ${stderr.trim().slice(0, 300)}` : ''}`));
-      } else {
-        resolve(stdout);
+    const child = spawn('/bin/sh', ['-c', options.command], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let bytes = 0;
+    let killed: string | null = null;
+    const kill = (why: string): void => {
+      killed ??= why;
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // the group is already gone
       }
+      // Whatever escaped the group must not keep this run open through our pipes.
+      child.stdout.destroy();
+      child.stderr.destroy();
+    };
+    const timer = setTimeout(() => kill(`killed after ${options.timeoutMs} ms`), options.timeoutMs);
+    const collect = (into: 'out' | 'err') => (data: Buffer): void => {
+      bytes += data.byteLength;
+      if (bytes > MAX_OUTPUT_BYTES) return kill(`killed: printed more than ${MAX_OUTPUT_BYTES} bytes`);
+      (into === 'out' ? out : err).push(data);
+    };
+    child.stdout.on('data', collect('out'));
+    child.stderr.on('data', collect('err'));
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const stderr = Buffer.concat(err).toString('utf8').trim();
+      const detail = stderr ? `: ${stderr.slice(0, 300)}` : '';
+      if (killed !== null) reject(new Error(`${killed}${detail}`));
+      else if (code !== 0) reject(new Error(`exit ${String(code ?? signal)}${detail}`));
+      else resolve(Buffer.concat(out).toString('utf8'));
     });
   });
 

@@ -41,10 +41,16 @@ export class Manifest {
     this.statements = {
       get: db.prepare<[string], EntryRow>('SELECT * FROM entries WHERE path = ?'),
       all: db.prepare<[], EntryRow>('SELECT * FROM entries ORDER BY path'),
+      // Born: the source mtime, but never later than the watermark the receiver held when it first
+      // recorded the path. A file rewritten after the DB referenced it, and first seen only then,
+      // has a late mtime; yet if it had existed before W the agent would have delivered it before W,
+      // so a path first recorded now existed no earlier than W. Before any watermark (the first
+      // sync) nothing is known: born 0, never quarantined. When in doubt, keep the file.
       // A path recorded again keeps its born time while the row exists (tombstone cancelled or
       // content updated): the file never left the standby. Only a removed row starts a new life.
       upsert: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at)
-        VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target, @mtimeMs, NULL, 0, @now)
+        VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target,
+          MIN(@mtimeMs, COALESCE((SELECT value FROM state WHERE key = 'watermark'), 0)), NULL, 0, @now)
         ON CONFLICT (path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mtime_ms = excluded.mtime_ms,
           mode = excluded.mode, hash = excluded.hash, target = excluded.target, deleted_at = NULL, damaged = 0,
           recorded_at = excluded.recorded_at,

@@ -65,7 +65,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   // status and promote judge safety with the skew the receiver runs with.
   manifest.setState('skewMs', options.times.skewMs);
   manifest.setState('deleteGraceMs', options.times.deleteGraceMs);
-  const skewMs = (): number => options.times.skewMs;
+  // What status reports too: the skew last recorded (by this receiver, or a later `snapshot --skew`).
+  const skewMs = (): number => manifest.getNumber('skewMs') ?? options.times.skewMs;
   const metrics = createMetrics(manifest, skewMs);
 
   const hasher = await createHasher();

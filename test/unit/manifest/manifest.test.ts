@@ -43,8 +43,13 @@ function freshStateDir(): string {
   return path.join(tmp, `state-${counter++}`);
 }
 
+/**
+ * A manifest whose receiver already holds a watermark far ahead, so born = the entry mtime (the
+ * watermark bound on born times has its own cases below).
+ */
 function freshManifest(): Manifest {
   const m = Manifest.open(freshStateDir());
+  m.setState('watermark', Number.MAX_SAFE_INTEGER);
   open.push(m);
   return m;
 }
@@ -183,6 +188,26 @@ describe('Manifest: opening', () => {
     assert.throws(() => openDatabase(f, { readonly: true }), { name: 'WarmsyncError', code: 'MANIFEST_OPEN' });
     assert.equal(existsSync(f), false);
   });
+});
+
+describe('Manifest: born is bounded by the watermark held at first record', () => {
+  const cases: ReadonlyArray<[string, number | null, number]> = [
+    ['no watermark yet (first sync): born 0, never born-after', null, 0],
+    ['watermark before the mtime: born = the watermark', T - 1000, T - 1000],
+    ['watermark after the mtime: born = the mtime', T + 1000, T],
+  ];
+  for (const [name, watermark, born] of cases) {
+    test(name, () => {
+      const m = Manifest.open(freshStateDir());
+      open.push(m);
+      if (watermark !== null) m.setState('watermark', watermark);
+      m.recordPresent(file('p', { mtimeMs: T }), NOW);
+      assert.equal(m.get('p')?.bornMs, born);
+      m.setState('watermark', T + 5000);
+      m.recordPresent(file('p', { mtimeMs: T + 10 }), NOW);
+      assert.equal(m.get('p')?.bornMs, born, 'a re-record keeps born');
+    });
+  }
 });
 
 describe('Manifest: recordPresent and born times', () => {

@@ -1,0 +1,101 @@
+/**
+ * gate/status: buildStatus carries every field `status --json` documents (safe, reason, T, W,
+ * recovery target, tombstones, counts, last contact and its age, receiver and agent, quarantine),
+ * and formatStatus starts with SAFE or UNSAFE followed by the reason.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { buildStatus, formatStatus, type StatusInput } from '../../../src/gate/status.js';
+
+const T = Date.parse('2026-11-26T10:00:00.000Z');
+const NOW = T + 3_600_000;
+
+const input = (over: Partial<StatusInput> = {}): StatusInput => ({
+  root: '/srv/standby', now: NOW, files: 12, bytes: 3456, dirs: 3, symlinks: 1, tombstones: 2,
+  oldestTombstone: T - 60_000, snapshotTime: T, watermark: T + 5000, skewMs: 2000, lastContact: NOW - 4000,
+  agentConnected: true, receiverPid: 4242, quarantined: 7, ...over,
+});
+
+describe('buildStatus', () => {
+  test('carries every documented field', () => {
+    const s = buildStatus(input());
+    assert.deepEqual(s, {
+      root: '/srv/standby', safe: true, reason: s.reason, snapshotTime: T, watermark: T + 5000, recoveryTarget: T + 3000,
+      skewMs: 2000, tombstonesPending: 2, oldestTombstone: T - 60_000, files: 12, bytes: 3456, dirs: 3, symlinks: 1,
+      lastContact: NOW - 4000, lastContactAgeMs: 4000, agentConnected: true, receiverRunning: true, receiverPid: 4242, quarantined: 7,
+    });
+    assert.match(s.reason, /3000 ms ahead/);
+    // JSON-safe: what `status --json` prints parses back to the same object.
+    assert.deepEqual(JSON.parse(JSON.stringify(s)), s);
+  });
+
+  const cases: Array<{ name: string; over: Partial<StatusInput>; safe: boolean; recoveryTarget: number | null; reason: RegExp }> = [
+    { name: 'W == T + skew is safe', over: { watermark: T + 2000 }, safe: true, recoveryTarget: T, reason: /0 ms ahead/ },
+    { name: 'W one ms short is unsafe', over: { watermark: T + 1999 }, safe: false, recoveryTarget: T - 1, reason: /1 ms behind/ },
+    { name: 'no watermark is unsafe, no recovery target', over: { watermark: null }, safe: false, recoveryTarget: null, reason: /no watermark/ },
+    { name: 'no snapshot time is unsafe, recovery target still W - skew', over: { snapshotTime: null }, safe: false, recoveryTarget: T + 3000, reason: /no DB snapshot time/ },
+    { name: 'a larger skew can make it unsafe', over: { skewMs: 6000 }, safe: false, recoveryTarget: T - 1000, reason: /1000 ms behind/ },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const s = buildStatus(input(c.over));
+      assert.equal(s.safe, c.safe);
+      assert.equal(s.recoveryTarget, c.recoveryTarget);
+      assert.match(s.reason, c.reason);
+    });
+  }
+
+  test('no receiver: not running, null pid', () => {
+    const s = buildStatus(input({ receiverPid: null, agentConnected: false }));
+    assert.equal(s.receiverRunning, false);
+    assert.equal(s.receiverPid, null);
+    assert.equal(s.agentConnected, false);
+  });
+  test('never contacted: lastContact and its age are null', () => {
+    const s = buildStatus(input({ lastContact: null }));
+    assert.equal(s.lastContact, null);
+    assert.equal(s.lastContactAgeMs, null);
+  });
+  test('a last contact ahead of this host\'s clock has age 0, never negative', () => {
+    assert.equal(buildStatus(input({ lastContact: NOW + 5000 })).lastContactAgeMs, 0);
+  });
+  test('no tombstones: count 0, oldest null', () => {
+    const s = buildStatus(input({ tombstones: 0, oldestTombstone: null }));
+    assert.equal(s.tombstonesPending, 0);
+    assert.equal(s.oldestTombstone, null);
+  });
+});
+
+describe('formatStatus', () => {
+  test('safe: the first line is "SAFE: reason"', () => {
+    const s = buildStatus(input());
+    const lines = formatStatus(s).split('\n');
+    assert.equal(lines[0], `SAFE: ${s.reason}`);
+  });
+  test('unsafe: the first line is "UNSAFE: reason"', () => {
+    const s = buildStatus(input({ watermark: null }));
+    assert.match(formatStatus(s).split('\n')[0] ?? '', /^UNSAFE: no watermark/);
+  });
+  test('the human text names T, W, the recovery target, tombstones, counts, contact, receiver and quarantine', () => {
+    const text = formatStatus(buildStatus(input()));
+    for (const needle of [
+      '2026-11-26T10:00:00.000Z', // T
+      '2026-11-26T10:00:05.000Z', // W
+      '2026-11-26T10:00:03.000Z', // recovery target
+      '2 pending, oldest deleted 2026-11-26T09:59:00.000Z',
+      '12 (3456 bytes), 3 dirs, 1 symlinks',
+      '(4 s ago)',
+      'running (pid 4242), agent connected',
+      '7 file(s)',
+    ]) assert.ok(text.includes(needle), `${JSON.stringify(needle)} missing from:\n${text}`);
+  });
+  test('nothing recorded yet: "never" and "none yet", receiver not running', () => {
+    const text = formatStatus(buildStatus(input({ snapshotTime: null, watermark: null, lastContact: null, receiverPid: null, agentConnected: false, tombstones: 0, oldestTombstone: null })));
+    assert.match(text, /^UNSAFE: /);
+    assert.match(text, /DB snapshot \(T\) +never/);
+    assert.match(text, /watermark \(W\) +never/);
+    assert.match(text, /recovery target +none yet/);
+    assert.match(text, /receiver +not running/);
+    assert.match(text, /tombstones +0 pending\n/);
+  });
+});
