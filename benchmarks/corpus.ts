@@ -1,0 +1,235 @@
+/**
+ * A seeded, Artifactory-like source tree (the shape warmsync is built for):
+ *
+ *   data/filestore/xx/<sha1>   binaries named by the SHA-1 of their content; sizes lognormal around a
+ *                              20 KiB median (sigma 1.2, clamped to 64 B..4 MiB), plus one 2-8 MiB
+ *                              file per 2,000 (at least 2)
+ *   etc/...                    configuration files (text)
+ *   logs/ work/ backup/ data/tmp/ data/filestore/_pre/
+ *                              what EXCLUDES skips: ~3 % more files that neither side may copy
+ *
+ * Everything (names, sizes, contents, mtimes) follows from the seed. `mutate` changes a tree the way a
+ * day of use does (add 1 % binaries, delete 0.5 %, edit some etc/ files, append to a log), also from a
+ * seed. Content is AES-128-CTR keystream: incompressible and fast to make.
+ */
+import { createCipheriv, createHash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+/** The rsync --exclude-from file both sides use. */
+export const EXCLUDES = [
+  '# Artifactory: what a standby must not copy',
+  '/logs/',
+  '/work/',
+  '/backup/',
+  '/data/tmp/',
+  '/data/filestore/_pre/',
+  '',
+].join('\n');
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const MEDIAN = 20 * KiB;
+const SIGMA = 1.2;
+/** 2024-01-01T00:00:00Z: base mtimes are spread over the year after it. */
+const EPOCH_S = 1_704_067_200;
+
+/** A small fast PRNG (mulberry32) seeded from a string. */
+export class Rng {
+  private state: number;
+
+  constructor(seed: string) {
+    this.state = createHash('sha256').update(seed).digest().readUInt32LE(0);
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) | 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  }
+
+  int(min: number, maxInclusive: number): number {
+    return min + Math.floor(this.next() * (maxInclusive - min + 1));
+  }
+
+  normal(): number {
+    const u = 1 - this.next();
+    const v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+
+  hex(chars: number): string {
+    let s = '';
+    while (s.length < chars) s += Math.floor(this.next() * 0x1_0000_0000).toString(16).padStart(8, '0');
+    return s.slice(0, chars);
+  }
+}
+
+/** `size` bytes of keystream for `label` under `seed`. */
+export function content(seed: string, label: string, size: number): Buffer {
+  const key = createHash('sha256').update(`${seed}\0${label}`).digest();
+  const cipher = createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
+  return cipher.update(Buffer.alloc(size));
+}
+
+/** A binary size: lognormal, median 20 KiB. */
+export function binarySize(rng: Rng, max = 4 * MiB): number {
+  return Math.max(64, Math.min(max, Math.round(MEDIAN * Math.exp(SIGMA * rng.normal()))));
+}
+
+function write(root: string, rel: string, data: Buffer | string, mtimeS?: number): number {
+  const abs = join(root, rel);
+  mkdirSync(dirname(abs), { recursive: true });
+  writeFileSync(abs, data);
+  if (mtimeS !== undefined) utimesSync(abs, mtimeS, mtimeS);
+  return typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+}
+
+/** Writes a binary into data/filestore/xx/<sha1>; returns its relative path and size. */
+export function writeBinary(root: string, seed: string, label: string, size: number, mtimeS?: number): { rel: string; bytes: number } {
+  const data = content(seed, label, size);
+  const sha1 = createHash('sha1').update(data).digest('hex');
+  const rel = `data/filestore/${sha1.slice(0, 2)}/${sha1}`;
+  return { rel, bytes: write(root, rel, data, mtimeS) };
+}
+
+function configText(rng: Rng, lines: number): string {
+  const out: string[] = [];
+  for (let i = 0; i < lines; i++) out.push(`  ${rng.hex(6)}.${rng.hex(4)}: "${rng.hex(rng.int(8, 40))}"`);
+  return out.join('\n') + '\n';
+}
+
+const CONFIGS: ReadonlyArray<readonly [string, number]> = [
+  ['etc/system.yaml', 80], ['etc/artifactory/artifactory.config.latest.xml', 900], ['etc/artifactory/artifactory.system.properties', 60],
+  ['etc/artifactory/binarystore.xml', 30], ['etc/artifactory/logback.xml', 120], ['etc/artifactory/artifactory.lic', 10],
+  ['etc/access/access.config.latest.yml', 200], ['etc/access/logback.xml', 90], ['etc/security/master.key', 1], ['etc/security/join.key', 1],
+  ['etc/router/logback.xml', 60], ['etc/metadata/logback.xml', 60], ['etc/frontend/logback.xml', 40], ['etc/event/logback.xml', 40],
+  ['etc/artifactory/plugins/cleanup.groovy', 150], ['etc/artifactory/plugins/replication.groovy', 200], ['etc/artifactory/plugins/README.md', 20],
+  ['etc/artifactory/ui/logo.svg', 40], ['etc/replicator/replicator.yaml', 50], ['etc/observability/observability.yaml', 30],
+];
+
+export interface CorpusStats { readonly files: number; readonly bytes: number; readonly excludedFiles: number; readonly excludedBytes: number }
+
+/** Generates the tree for `seed` with `binaries` filestore files under `root` (which may exist, empty). */
+export function generateCorpus(root: string, seed: string, binaries: number): CorpusStats {
+  const rng = new Rng(`${seed}:corpus`);
+  let files = 0;
+  let bytes = 0;
+  const mtime = (): number => EPOCH_S + rng.int(0, 365 * 86_400);
+  for (const [rel, lines] of CONFIGS) {
+    bytes += write(root, rel, configText(rng, lines), mtime());
+    files++;
+  }
+  const big = Math.max(2, Math.round(binaries / 2000));
+  for (let i = 0; i < binaries; i++) {
+    const size = i < big ? rng.int(2 * MiB, 8 * MiB) : binarySize(rng);
+    bytes += writeBinary(root, seed, `bin-${i}`, size, mtime()).bytes;
+    files++;
+  }
+  // What the excludes file skips (~3 % of the binaries' count): logs, work, backups, temp, partial uploads.
+  let excludedFiles = 0;
+  let excludedBytes = 0;
+  const extra = Math.max(5, Math.round(binaries * 0.006));
+  const skipped = (rel: string, data: Buffer | string): void => {
+    excludedBytes += write(root, rel, data, mtime());
+    excludedFiles++;
+  };
+  for (let i = 0; i < extra; i++) {
+    skipped(`logs/artifactory-service.${i}.log`, configText(rng, 200));
+    skipped(`work/artifactory/tomcat/${rng.hex(8)}.tmp`, content(seed, `work-${i}`, binarySize(rng, 256 * KiB)));
+    skipped(`backup/backup-daily/current/repositories/${rng.hex(12)}.xml`, configText(rng, 50));
+    skipped(`data/tmp/${rng.hex(16)}`, content(seed, `tmp-${i}`, binarySize(rng, 256 * KiB)));
+    skipped(`data/filestore/_pre/${rng.hex(40)}`, content(seed, `pre-${i}`, binarySize(rng, 256 * KiB)));
+  }
+  return { files, bytes, excludedFiles, excludedBytes };
+}
+
+/** The filestore binaries now in the tree (sorted, relative paths), skipping _pre/. */
+export function listBinaries(root: string): string[] {
+  const base = join(root, 'data/filestore');
+  const out: string[] = [];
+  for (const dir of readdirSync(base).sort()) {
+    if (dir === '_pre') continue;
+    for (const name of readdirSync(join(base, dir)).sort()) out.push(`data/filestore/${dir}/${name}`);
+  }
+  return out;
+}
+
+export interface MutationStats { readonly added: number; readonly addedBytes: number; readonly deleted: number; readonly edited: number }
+
+/** A day of use: add 1 % binaries, delete 0.5 %, edit 5 etc/ files, append to a log (excluded). */
+export function mutate(root: string, seed: string): MutationStats {
+  const rng = new Rng(`${seed}:mutate`);
+  const binaries = listBinaries(root);
+  const nDelete = Math.max(1, Math.round(binaries.length * 0.005));
+  const nAdd = Math.max(1, Math.round(binaries.length * 0.01));
+  const victims = new Set<number>();
+  for (let guard = 0; victims.size < nDelete && guard < nDelete * 100; guard++) victims.add(rng.int(0, binaries.length - 1));
+  for (const i of victims) unlinkSync(join(root, binaries[i] as string));
+  let addedBytes = 0;
+  for (let i = 0; i < nAdd; i++) addedBytes += writeBinary(root, seed, `mut-${i}`, binarySize(rng)).bytes;
+  const configs = CONFIGS.map(([rel]) => rel);
+  let edited = 0;
+  for (let i = 0; i < 5; i++) {
+    const rel = configs[rng.int(0, configs.length - 1)] as string;
+    const fd = openSync(join(root, rel), 'a');
+    try {
+      writeSync(fd, `# edited ${seed} ${i}: ${rng.hex(24)}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    edited++;
+  }
+  const log = join(root, 'logs/artifactory-service.0.log');
+  writeFileSync(log, `mutate ${seed}: ${rng.hex(32)}\n`, { flag: 'a' });
+  return { added: nAdd, addedBytes, deleted: victims.size, edited };
+}
+
+/** One `bytes`-long binary under data/filestore/, written in 8 MiB pieces (named by its SHA-1). */
+export function writeBigBinary(root: string, seed: string, bytes: number): string {
+  const key = createHash('sha256').update(`${seed}\0big`).digest();
+  const cipher = createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
+  const sha1 = createHash('sha1');
+  const tmp = join(root, 'data/filestore/big.partial');
+  mkdirSync(dirname(tmp), { recursive: true });
+  const fd = openSync(tmp, 'w');
+  const zeros = Buffer.alloc(8 * MiB);
+  try {
+    for (let done = 0; done < bytes;) {
+      const n = Math.min(zeros.length, bytes - done);
+      const piece = cipher.update(zeros.subarray(0, n));
+      sha1.update(piece);
+      for (let off = 0; off < piece.length;) off += writeSync(fd, piece, off);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const hex = sha1.digest('hex');
+  const rel = `data/filestore/${hex.slice(0, 2)}/${hex}`;
+  mkdirSync(dirname(join(root, rel)), { recursive: true });
+  renameSync(tmp, join(root, rel));
+  return rel;
+}
+
+/** Files and bytes under `root` (for reports). */
+export function treeSize(root: string): { files: number; bytes: number } {
+  let files = 0;
+  let bytes = 0;
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop() as string;
+    for (const d of readdirSync(dir, { withFileTypes: true })) {
+      const abs = join(dir, d.name);
+      if (d.isDirectory()) stack.push(abs);
+      else if (d.isFile()) {
+        files++;
+        bytes += statSync(abs).size;
+      }
+    }
+  }
+  return { files, bytes };
+}

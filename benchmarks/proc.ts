@@ -1,0 +1,182 @@
+/**
+ * Child processes for the benchmarks: every process is spawned in its own process group and
+ * tracked, so `killAll()` (called by the runner in `finally` and on SIGINT/SIGTERM) ends it and
+ * anything it forked. Timed runs go through `/usr/bin/time -v` when it exists (peak RSS from the
+ * kernel's ru_maxrss), otherwise /proc/<pid>/status VmHWM is polled.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+const TIME_BIN = '/usr/bin/time';
+export const HAVE_TIME = existsSync(TIME_BIN);
+
+const tracked = new Set<ChildProcess>();
+
+export interface Measured {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly wallMs: number;
+  /** Date.now() at spawn and at exit, to line up with timestamps in the child's log. */
+  readonly startedAt: number;
+  readonly endedAt: number;
+  /** Peak resident set of the command (and, through time -v, its largest reaped child), KiB. */
+  readonly peakRssKiB: number | null;
+}
+
+export interface SpawnOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+}
+
+/** Spawns `cmd` in a new process group, tracked until it exits. */
+export function spawnTracked(cmd: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  const child = spawn(cmd, args, {
+    cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+  });
+  tracked.add(child);
+  child.on('close', () => tracked.delete(child));
+  child.on('error', () => tracked.delete(child));
+  return child;
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch { /* already gone */ }
+  }
+}
+
+/** Waits for `child` to exit, at most `timeoutMs`; resolves false on timeout. */
+export function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** SIGTERM to the process (not its group, so it can shut down cleanly), then SIGKILL to the group. */
+export async function stopProcess(child: ChildProcess, graceMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  if (!(await waitExit(child, graceMs))) {
+    killGroup(child, 'SIGKILL');
+    await waitExit(child, 5_000);
+  }
+}
+
+/** Kills every tracked process group. Safe to call more than once. */
+export async function killAll(): Promise<void> {
+  const children = [...tracked];
+  for (const child of children) killGroup(child, 'SIGKILL');
+  await Promise.all(children.map((c) => waitExit(c, 5_000)));
+  tracked.clear();
+}
+
+/** VmHWM (peak resident set) of a live process, KiB, or null when it cannot be read. */
+export function vmHwmKiB(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Collects a child's stdout and stderr as text. */
+export function collect(child: ChildProcess): { stdout: () => string; stderr: () => string } {
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  return { stdout: () => out, stderr: () => err };
+}
+
+/**
+ * Runs `cmd args` to completion and times it (wall clock, spawn to exit). Killed (group-wide)
+ * after `timeoutMs`, which rejects.
+ */
+export async function runMeasured(cmd: string, args: readonly string[], options: SpawnOptions & { timeoutMs: number }): Promise<Measured> {
+  const scratch = HAVE_TIME ? await mkdtemp(join(tmpdir(), 'warmsync-bench-time-')) : null;
+  const timeFile = scratch === null ? null : join(scratch, 'time.txt');
+  try {
+    const startedAt = Date.now();
+    const t0 = performance.now();
+    const child = timeFile === null
+      ? spawnTracked(cmd, args, options)
+      : spawnTracked(TIME_BIN, ['-v', '-o', timeFile, cmd, ...args], options);
+    const output = collect(child);
+    let polledKiB: number | null = null;
+    const poll = timeFile === null
+      ? setInterval(() => {
+        const v = vmHwmKiB(child.pid);
+        if (v !== null) polledKiB = Math.max(polledKiB ?? 0, v);
+      }, 20)
+      : null;
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code, signal) => resolve({ code, signal }));
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        killGroup(child, 'SIGKILL');
+        reject(new Error(`${cmd} ${args.join(' ')} did not finish within ${options.timeoutMs} ms\nstderr: ${output.stderr().slice(-2000)}`));
+      }, options.timeoutMs);
+    });
+    try {
+      const { code, signal } = await Promise.race([exit, timeout]);
+      const wallMs = performance.now() - t0;
+      const endedAt = Date.now();
+      let peakRssKiB: number | null = polledKiB as number | null;
+      if (timeFile !== null) {
+        const report = await readFile(timeFile, 'utf8').catch(() => '');
+        const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(report);
+        peakRssKiB = m ? Number(m[1]) : null;
+        // time -v reports the child's status as its own exit code: 128 + signal when killed.
+      }
+      return { code, signal, stdout: output.stdout(), stderr: output.stderr(), wallMs, startedAt, endedAt, peakRssKiB };
+    } finally {
+      clearTimeout(timer);
+      if (poll !== null) clearInterval(poll);
+    }
+  } finally {
+    if (scratch !== null) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Runs a command for its output only (set-up steps, version probes); bounded. */
+export async function runQuiet(cmd: string, args: readonly string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawnTracked(cmd, args);
+  const output = collect(child);
+  const done = await new Promise<number | null | 'timeout'>((resolve) => {
+    const timer = setTimeout(() => {
+      killGroup(child, 'SIGKILL');
+      resolve('timeout');
+    }, timeoutMs);
+    child.once('error', () => {
+      clearTimeout(timer);
+      resolve(127);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  if (done === 'timeout') return { code: null, stdout: output.stdout(), stderr: output.stderr() + `\n(killed after ${timeoutMs} ms)` };
+  return { code: done, stdout: output.stdout(), stderr: output.stderr() };
+}

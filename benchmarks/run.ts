@@ -1,0 +1,548 @@
+/**
+ * The benchmark runner: `npm run bench` (quick) or `npm run bench -- --full`.
+ *
+ * Builds warmsync, makes a seeded corpus in a temp dir under os.tmpdir(), starts an rsync daemon on
+ * 127.0.0.1, runs the scenarios (scenarios.ts) with warmsync and each competitor alternating, and
+ * reports medians, min-max and per-pair ratios (warmsync / competitor, lower is better) as JSON in
+ * benchmarks/results/<timestamp>.json and a markdown table on stdout and in docs/benchmarks.md
+ * (between the bench:begin/end markers; the rest of that file is left alone).
+ *
+ * Results are compared, not asserted: the exit status says whether the harness ran, not whether a
+ * target was met. Every child process is killed and the temp dir removed on exit, even on failure.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { stopAll } from '../scripts/lib/cli-process.js';
+import { cpSide, ensureLsyncd, localRsyncSide, lsyncdLive, rsyncDaemonSide, rsyncHasFsync, rsyncVersion, RsyncDaemon } from './competitors.js';
+import { EXCLUDES, generateCorpus, writeBigBinary, type CorpusStats } from './corpus.js';
+import { HAVE_TIME, killAll, runQuiet } from './proc.js';
+import {
+  Persistent, freshScenario, liveScenario, mutationBefore, resyncScenario,
+  type Comparison, type Context, type LiveRecord, type ScenarioResult,
+} from './scenarios.js';
+import type { RunRecord, Standby } from './side.js';
+import { warmsyncLive, warmsyncSide, type WarmsyncStandby } from './warmsync.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SCENARIOS = ['initial', 'noop', 'mutation', 'live', 'bigfile'] as const;
+type ScenarioId = (typeof SCENARIOS)[number];
+
+const USAGE = `Usage: npm run bench [-- options]
+
+  --full            20,000 files (~0.9 GB) and a 2 GiB single file (default: quick, 5,000 files, 512 MiB)
+  --files N         filestore binaries in the corpus
+  --big-mib N       size of the single large file, MiB
+  --pairs N         rounds of warmsync + each competitor (default 3)
+  --only LIST       comma-separated subset of ${SCENARIOS.join(', ')}
+  --live-files N    files written in the live scenario (default 200)
+  --live-rate N     files per second in the live scenario (default 50)
+  --seed S          corpus seed (default "warmsync")
+  --timeout-s N     limit for any single timed run (default 1800)
+  --no-build        do not run \`npm run build\` first
+  --no-docs         do not rewrite docs/benchmarks.md
+  --keep            keep the temp dir (its path is printed)`;
+
+interface Options {
+  readonly mode: 'quick' | 'full';
+  readonly files: number;
+  readonly bigMiB: number;
+  readonly pairs: number;
+  readonly only: readonly ScenarioId[];
+  readonly liveFiles: number;
+  readonly liveRate: number;
+  readonly seed: string;
+  readonly timeoutMs: number;
+  readonly build: boolean;
+  readonly docs: boolean;
+  readonly keep: boolean;
+}
+
+function positive(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, not ${JSON.stringify(value)}`);
+  return n;
+}
+
+function parseOptions(argv: string[]): Options | null {
+  const { values } = parseArgs({
+    args: argv, strict: true,
+    options: {
+      full: { type: 'boolean' }, files: { type: 'string' }, 'big-mib': { type: 'string' }, pairs: { type: 'string' }, only: { type: 'string' },
+      'live-files': { type: 'string' }, 'live-rate': { type: 'string' }, seed: { type: 'string' }, 'timeout-s': { type: 'string' },
+      'no-build': { type: 'boolean' }, 'no-docs': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return null;
+  const full = values.full === true;
+  const only = values.only === undefined ? [...SCENARIOS] : values.only.split(',').map((s) => s.trim());
+  for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`--only: unknown scenario ${JSON.stringify(s)}; scenarios: ${SCENARIOS.join(', ')}`);
+  return {
+    mode: full ? 'full' : 'quick',
+    files: positive('files', values.files, full ? 20_000 : 5_000),
+    bigMiB: positive('big-mib', values['big-mib'], full ? 2048 : 512),
+    pairs: positive('pairs', values.pairs, 3),
+    only: only as ScenarioId[],
+    liveFiles: positive('live-files', values['live-files'], 200),
+    liveRate: positive('live-rate', values['live-rate'], 50),
+    seed: values.seed ?? 'warmsync',
+    timeoutMs: positive('timeout-s', values['timeout-s'], 1800) * 1000,
+    build: values['no-build'] !== true,
+    docs: values['no-docs'] !== true,
+    keep: values.keep === true,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and formatting
+
+function median(xs: readonly number[]): number {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+function spread(xs: readonly number[]): { med: number; min: number; max: number } {
+  const f = xs.filter(Number.isFinite);
+  return { med: median(f), min: f.length ? Math.min(...f) : NaN, max: f.length ? Math.max(...f) : NaN };
+}
+
+function fmtValue(ms: number, metric: string): string {
+  if (!Number.isFinite(ms)) return '-';
+  if (metric !== 'time') return `${ms.toFixed(1)} ms`;
+  return ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`;
+}
+
+function fmtSpread(xs: readonly number[], metric: string): string {
+  const s = spread(xs);
+  if (!Number.isFinite(s.med)) return '-';
+  return `${fmtValue(s.med, metric)} (${fmtValue(s.min, metric)}–${fmtValue(s.max, metric)})`;
+}
+
+function ratios(c: Comparison): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(c.warmsync.length, c.other.length); i++) out.push((c.warmsync[i] as number) / (c.other[i] as number));
+  return out.filter(Number.isFinite);
+}
+
+function verdict(c: Comparison): string {
+  const t = c.target;
+  if (t === undefined) return '';
+  if (t.maxMs !== undefined) {
+    const m = median(c.warmsync);
+    return Number.isFinite(m) ? (m <= t.maxMs ? 'met' : 'missed') : '-';
+  }
+  if (t.maxRatio !== undefined) {
+    const r = median(ratios(c));
+    return Number.isFinite(r) ? (r <= t.maxRatio ? 'met' : 'missed') : '-';
+  }
+  return '';
+}
+
+const mb = (kib: number | null | undefined): string => (kib === null || kib === undefined ? '-' : `${Math.round(kib / 1024)} MB`);
+
+function maxOf(xs: ReadonlyArray<number | null | undefined>): number | null {
+  const f = xs.filter((x): x is number => typeof x === 'number');
+  return f.length ? Math.max(...f) : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+interface Machine {
+  readonly date: string;
+  readonly nproc: number;
+  readonly cpu: string;
+  readonly ramGiB: number;
+  readonly kernel: string;
+  readonly node: string;
+  readonly rsync: string | null;
+  readonly lsyncd: string | null;
+  readonly tmpFs: string;
+  readonly warmsyncCommit: string;
+  readonly peakRssSource: string;
+}
+
+interface Report {
+  readonly options: Options;
+  readonly machine: Machine;
+  readonly corpus: CorpusStats & { readonly generateMs: number };
+  readonly loadAvgStart: number[];
+  loadAvgEnd: number[];
+  readonly setupNotes: string[];
+  readonly scenarios: ScenarioResult[];
+  durationMs: number;
+}
+
+function tmpFilesystem(path: string): string {
+  try {
+    let best = { mount: '', type: '?', dev: '?' };
+    for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+      const [dev, mount, type] = line.split(' ');
+      if (dev === undefined || mount === undefined || type === undefined) continue;
+      if ((path === mount || path.startsWith(mount.endsWith('/') ? mount : mount + '/')) && mount.length > best.mount.length) best = { mount, type, dev };
+    }
+    return `${path} on ${best.mount} (${best.type}, ${best.dev})`;
+  } catch {
+    return path;
+  }
+}
+
+function gitCommit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head} + uncommitted changes in src/` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const la = (xs: readonly number[]): string => xs.map((x) => x.toFixed(2)).join(', ');
+
+function isLive(r: RunRecord | LiveRecord): r is LiveRecord {
+  return 'latenciesMs' in r;
+}
+
+function markdown(report: Report): string {
+  const { options: o, machine: m, corpus: c } = report;
+  const out: string[] = [];
+  out.push(`Run ${m.date}, ${o.mode} mode (\`npm run bench${o.mode === 'full' ? ' -- --full' : ''}\`), ${o.pairs} pairs per scenario, seed "${o.seed}", in ${(report.durationMs / 60_000).toFixed(1)} min.`);
+  out.push('');
+  out.push(`Corpus: ${c.files.toLocaleString('en')} files, ${(c.bytes / 1048576).toFixed(0)} MiB synced (${o.files.toLocaleString('en')} filestore binaries, median ~20 KiB, plus etc/); `
+    + `${c.excludedFiles.toLocaleString('en')} files (${(c.excludedBytes / 1048576).toFixed(0)} MiB) under the excluded dirs. Single large file: ${o.bigMiB} MiB.`);
+  out.push('');
+  out.push('| machine | |');
+  out.push('| --- | --- |');
+  out.push(`| CPU | ${m.nproc} × ${m.cpu} |`);
+  out.push(`| RAM | ${m.ramGiB.toFixed(1)} GiB |`);
+  out.push(`| kernel, temp dir | ${m.kernel}; ${m.tmpFs} |`);
+  out.push(`| Node.js | ${m.node} |`);
+  out.push(`| rsync | ${m.rsync ?? 'missing'} |`);
+  out.push(`| lsyncd | ${m.lsyncd ?? 'not available'} |`);
+  out.push(`| warmsync | ${m.warmsyncCommit} |`);
+  out.push(`| load average (1, 5, 15 min) | start ${la(report.loadAvgStart)}; end ${la(report.loadAvgEnd)} |`);
+  out.push('');
+  for (const note of report.setupNotes) out.push(`- ${note}`);
+  if (report.setupNotes.length) out.push('');
+
+  out.push('Times are wall clock, process start to exit, medians with (min–max) over the pairs. Ratio = warmsync / competitor per pair, '
+    + 'median then each pair: below 1 means warmsync is faster. Targets are issue 5\'s (stated there for 20k and 100k files).');
+  out.push('');
+  out.push('| scenario | competitor | warmsync | competitor | ratio (per pair) | target | |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const s of report.scenarios) {
+    if (s.error !== undefined && s.comparisons.every((cmp) => cmp.warmsync.length === 0)) {
+      out.push(`| ${s.title} | | failed: ${s.error.split('\n')[0]?.slice(0, 200)} | | | | |`);
+      continue;
+    }
+    for (const cmp of s.comparisons) {
+      const r = ratios(cmp);
+      const ratio = r.length ? `${median(r).toFixed(2)}× (${r.map((x) => x.toFixed(2)).join(', ')})` : '-';
+      const metric = cmp.metric === 'time' ? s.title : `${s.title}: ${cmp.metric}`;
+      out.push(`| ${metric} | ${cmp.competitor} | ${fmtSpread(cmp.warmsync, cmp.metric)} | ${fmtSpread(cmp.other, cmp.metric)} | ${ratio} | ${cmp.target?.text ?? 'floor'} | ${verdict(cmp)} |`);
+    }
+    if (s.error !== undefined) out.push(`| ${s.title} | | incomplete: ${s.error.split('\n')[0]?.slice(0, 200)} | | | | |`);
+  }
+  out.push('');
+
+  // Live details
+  const live = report.scenarios.find((s) => s.id === 'live');
+  if (live && live.runs.length) {
+    out.push('Live runs (latency from the writer\'s close to the file at its final name on the standby):');
+    out.push('');
+    out.push('| round | side | p50 | p90 | p99 | max | missing | watcher peak RSS | receiver peak RSS |');
+    out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const run of live.runs) {
+      if (!isLive(run.record)) continue;
+      const r = run.record;
+      const f = (x: number | null): string => (x === null ? '-' : `${x.toFixed(1)} ms`);
+      out.push(`| ${run.round + 1} | ${run.side} | ${f(r.p50Ms)} | ${f(r.p90Ms)} | ${f(r.p99Ms)} | ${f(r.maxMs)} | ${r.missing} | ${mb(r.watcherPeakRssKiB)} | ${mb(r.receiverPeakRssKiB)} |`);
+    }
+    out.push('');
+  }
+
+  // Memory
+  out.push(`Peak RSS (max over the scenario's runs; ${m.peakRssSource}):`);
+  out.push('');
+  out.push('| scenario | warmsync agent | warmsync receiver | competitors (client process) |');
+  out.push('| --- | --- | --- | --- |');
+  for (const s of report.scenarios) {
+    const once = s.runs.filter((r) => !isLive(r.record));
+    if (once.length === 0) continue;
+    const mine = once.filter((r) => r.side === 'warmsync').map((r) => r.record as RunRecord);
+    const others = [...new Set(once.filter((r) => r.side !== 'warmsync').map((r) => r.side))]
+      .map((side) => `${side} ${mb(maxOf(once.filter((r) => r.side === side).map((r) => (r.record as RunRecord).peakRssKiB)))}`);
+    out.push(`| ${s.title} | ${mb(maxOf(mine.map((r) => r.peakRssKiB)))} | ${mb(maxOf(mine.map((r) => r.receiverPeakRssKiB)))} | ${others.join('; ')} |`);
+  }
+  out.push('');
+
+  // Where warmsync's time goes
+  out.push('Where warmsync\'s time goes (medians; start-up = wall − the agent\'s --json elapsedMs; scan+plan = to the agent\'s "scanned" log line, '
+    + 'which comes after the walk, hashing, connecting, fetching the manifest and planning; transfer = from that line to the end):');
+  out.push('');
+  out.push('| scenario | wall | start-up | scan+plan | transfer+apply | hashed | files sent | MiB sent |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const s of report.scenarios) {
+    const mine = s.runs.filter((r) => r.side === 'warmsync' && !isLive(r.record)).map((r) => r.record as RunRecord);
+    if (mine.length === 0) continue;
+    const ph = mine.map((r) => r.phases).filter((p) => p !== undefined);
+    const num = (k: string): number => median(mine.map((r) => Number(r.summary?.[k])));
+    out.push(`| ${s.title} | ${fmtValue(median(mine.map((r) => r.wallMs)), 'time')} | ${fmtValue(median(ph.map((p) => p.startupMs)), 'time')} | `
+      + `${fmtValue(median(ph.map((p) => p.scanPlanMs)), 'time')} | ${fmtValue(median(ph.map((p) => p.transferMs)), 'time')} | `
+      + `${num('hashed')} | ${num('filesSent')} | ${(num('bytesSent') / 1048576).toFixed(1)} |`);
+  }
+  out.push('');
+  const notes = report.scenarios.flatMap((s) => s.notes.map((n) => `${s.title}: ${n}`));
+  for (const n of notes) out.push(`- ${n}`);
+  if (notes.length) out.push('');
+  out.push(`Load average before each scenario: ${report.scenarios.map((s) => `${s.id} ${la(s.loadAvgBefore)}`).join('; ')}.`);
+  return out.join('\n');
+}
+
+const BEGIN = '<!-- bench:begin: written by benchmarks/run.ts from its latest run; edit outside these markers -->';
+const END = '<!-- bench:end -->';
+
+const DOC_HEAD = `# Benchmarks
+
+warmsync side by side with its competitors, each measured in the same run on the same machine:
+rsync through an rsync daemon on 127.0.0.1 (the fair wire comparison; plain, and with \`--fsync\`
+for warmsync's durability), local \`rsync -a\` and \`cp -a\` as floors, \`cp -a\` + \`sync\` for the
+single large file, and lsyncd (delay 0, pushing to the same rsync daemon) for live latency. Issue 5
+holds the targets. Ratios are warmsync / competitor: below 1 means warmsync is faster.
+
+## How to rerun
+
+\`\`\`
+npm run bench                  # quick: 5,000 binaries (~0.2 GB), 512 MiB single file, a few minutes
+npm run bench -- --full        # 20,000 binaries (~0.9 GB), 2 GiB single file
+npm run bench -- --files 2000 --pairs 5 --only initial,noop
+npm run bench -- --help
+\`\`\`
+
+It builds warmsync, generates the seeded corpus (\`benchmarks/corpus.ts\`) in a temp dir under
+\`os.tmpdir()\`, starts an rsync daemon on a free port, installs lsyncd with apt-get when it is missing
+(and says so; the live comparison is skipped if that fails), runs every scenario with warmsync and
+the competitors alternating (warmsync, C1, C2, ..., then again: at least 3 rounds), checks each
+standby after each run (untimed), and writes \`benchmarks/results/<timestamp>.json\` (every run,
+including warmsync's phase split and peak RSS) and the section below. Run nothing else meanwhile:
+the ratios are only as good as the machine is quiet. \`sync\` runs (untimed) before every timed run.
+
+Both sides use the same excludes file (\`/logs/ /work/ /backup/ /data/tmp/ /data/filestore/_pre/\`),
+\`rsync -a --delete\` on the rsync side, \`agent --once --json\` against a running receiver on the
+warmsync side (fresh receiver, standby and agent cache per run where the scenario says "fresh").
+
+`;
+
+async function writeDocs(section: string): Promise<string> {
+  const path = join(REPO, 'docs/benchmarks.md');
+  const block = `${BEGIN}\n\n## Latest results\n\n${section}\n\n${END}`;
+  const existing = existsSync(path) ? await readFile(path, 'utf8') : null;
+  let text: string;
+  if (existing !== null && existing.includes(BEGIN) && existing.includes(END)) {
+    text = existing.slice(0, existing.indexOf(BEGIN)) + block + existing.slice(existing.indexOf(END) + END.length);
+  } else {
+    text = `${DOC_HEAD}${block}\n`;
+  }
+  await writeFile(path, text);
+  return path;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  let options: Options | null;
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
+    return 2;
+  }
+  if (options === null) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const o = options;
+  const say = (line: string): void => void process.stderr.write(line + '\n');
+  const started = Date.now();
+  const loadAvgStart = os.loadavg();
+  say(`warmsync benchmarks, ${o.mode} mode: ${o.files} binaries, ${o.pairs} pairs, scenarios ${o.only.join(', ')}; load average ${la(loadAvgStart)}`);
+  if (o.pairs < 3) say(`note: --pairs ${o.pairs} is below the 3 pairs the results need to mean much`);
+  if (loadAvgStart[0] !== undefined && loadAvgStart[0] > os.availableParallelism()) say(`note: the 1-min load average (${loadAvgStart[0].toFixed(2)}) exceeds the ${os.availableParallelism()} CPUs: expect noise`);
+
+  if (o.build) {
+    say('building (npm run build)...');
+    const b = await runQuiet('npm', ['run', 'build', '--silent'], 600_000);
+    if (b.code !== 0) {
+      say(`bench: npm run build failed:\n${b.stdout}${b.stderr}`);
+      return 1;
+    }
+  }
+
+  const root = await mkdtemp(join(os.tmpdir(), 'warmsync-bench-'));
+  let cleaned = false;
+  let daemon: RsyncDaemon | null = null;
+  let persistent: Persistent | null = null;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await persistent?.closeAll().catch(() => undefined);
+    await daemon?.stop().catch(() => undefined);
+    await killAll();
+    stopAll();
+    if (o.keep) say(`kept ${root}`);
+    else await rm(root, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    say(`${signal}: stopping every child process and removing ${root}`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const src = join(root, 'src');
+    const standbys = join(root, 'standbys');
+    const work = join(root, 'work');
+    await mkdir(src);
+    await mkdir(standbys);
+    await mkdir(work);
+    const tokenFile = join(work, 'token');
+    await writeFile(tokenFile, 'bench-token-0123456789abcdef0123456789\n', { mode: 0o600 });
+    const excludesFile = join(work, 'excludes.txt');
+    await writeFile(excludesFile, EXCLUDES);
+
+    say(`generating the corpus in ${src}...`);
+    const g0 = Date.now();
+    const corpus = generateCorpus(src, o.seed, o.files);
+    const generateMs = Date.now() - g0;
+    say(`  ${corpus.files} files, ${(corpus.bytes / 1048576).toFixed(0)} MiB (+${corpus.excludedFiles} excluded files) in ${(generateMs / 1000).toFixed(1)} s`);
+
+    const setupNotes: string[] = [];
+    const rsync = await rsyncVersion();
+    if (rsync === null) throw new Error('rsync is not installed (apt-get install -y rsync)');
+    const hasFsync = await rsyncHasFsync();
+    if (!hasFsync) setupNotes.push(`${rsync} has no --fsync option: the "rsync daemon --fsync" competitor is left out`);
+    daemon = await RsyncDaemon.start(work, standbys);
+    say(`rsync daemon on 127.0.0.1:${daemon.port} (TCP_NODELAY)`);
+
+    let lsyncdVersion: string | null = null;
+    let lsyncdWhy = 'not requested';
+    if (o.only.includes('live')) {
+      const l = await ensureLsyncd(say);
+      lsyncdVersion = l.version;
+      if (l.installed) setupNotes.push(`lsyncd was missing and was installed with apt-get by this run (${l.version ?? 'failed'}).`);
+      if (l.version === null) {
+        lsyncdWhy = l.why ?? 'unavailable';
+        say(`lsyncd unavailable, the live comparison runs warmsync alone: ${lsyncdWhy}`);
+        setupNotes.push(`lsyncd unavailable: ${lsyncdWhy}`);
+      }
+    }
+
+    const machine: Machine = {
+      date: new Date().toISOString(), nproc: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown',
+      ramGiB: os.totalmem() / 2 ** 30, kernel: `Linux ${os.release()}`, node: process.version, rsync, lsyncd: lsyncdVersion,
+      tmpFs: tmpFilesystem(os.tmpdir()), warmsyncCommit: gitCommit(),
+      peakRssSource: HAVE_TIME ? 'agent and clients from /usr/bin/time -v, receiver and watchers from /proc/PID/status VmHWM' : '/proc/PID/status VmHWM polled every 20 ms',
+    };
+
+    const tool = { excludesFile, timeoutMs: o.timeoutMs };
+    const ws = warmsyncSide({ tokenFile, excludesFile, stateRoot: join(work, 'agent-state'), timeoutMs: o.timeoutMs });
+    const rsyncd = rsyncDaemonSide(daemon, tool, false);
+    const liveDaemon = daemon;
+    let bigSrc: string | null = null;
+    const ctx: Context = {
+      src, standbys, seed: o.seed, pairs: o.pairs, liveFiles: o.liveFiles, liveRate: o.liveRate,
+      async bigSrc() {
+        if (bigSrc === null) {
+          const dir = join(root, 'big-src');
+          await mkdir(dir);
+          say(`writing a ${o.bigMiB} MiB binary...`);
+          writeBigBinary(dir, o.seed, o.bigMiB * 1048576);
+          bigSrc = dir;
+        }
+        return bigSrc;
+      },
+      warmsync: ws, rsyncDaemon: rsyncd, rsyncDaemonFsync: hasFsync ? rsyncDaemonSide(daemon, tool, true) : null,
+      localRsync: localRsyncSide(tool), cp: cpSide(tool, false), cpSync: cpSide(tool, true),
+      warmsyncLive: (standby: Standby) => warmsyncLive({ tokenFile, excludesFile, stateRoot: join(work, 'agent-state'), timeoutMs: o.timeoutMs }, standby as WarmsyncStandby),
+      lsyncdLive: (standby: Standby) => (lsyncdVersion === null ? lsyncdWhy : lsyncdLive(liveDaemon, standby.dir, { ...tool, workDir: work, delay: 0 })),
+      say,
+    };
+    persistent = new Persistent(ctx);
+    const p = persistent;
+    const fsyncSide = ctx.rsyncDaemonFsync;
+
+    const report: Report = {
+      options: o, machine, corpus: { ...corpus, generateMs }, loadAvgStart, loadAvgEnd: [], setupNotes, scenarios: [], durationMs: 0,
+    };
+    const plans: Record<ScenarioId, { title: string; run: () => Promise<ScenarioResult> }> = {
+      initial: {
+        title: 'Initial sync',
+        run: () => freshScenario(ctx, 'initial', 'Initial sync', async () => src, [
+          [rsyncd, { maxRatio: 1.0, text: '<= 1.0×' }],
+          ...(fsyncSide ? [[fsyncSide, { maxRatio: 0.5, text: '<= 0.5×' }] as const] : []),
+          [ctx.localRsync, undefined], [ctx.cp, undefined],
+        ]),
+      },
+      noop: {
+        title: 'No-op resync',
+        run: () => resyncScenario(ctx, p, 'noop', 'No-op resync', [
+          [rsyncd, { maxRatio: 0.5, text: '<= 0.5× (at 100k files)' }], ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [ctx.localRsync, undefined],
+        ], () => null),
+      },
+      mutation: {
+        title: 'Resync after 1 % mutation',
+        run: () => resyncScenario(ctx, p, 'mutation', 'Resync after 1 % mutation', [
+          [rsyncd, { maxRatio: 0.5, text: '<= 0.5×' }], ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [ctx.localRsync, undefined],
+        ], mutationBefore(ctx)),
+      },
+      live: { title: 'Live latency', run: () => liveScenario(ctx, p) },
+      bigfile: {
+        title: `Single ${o.bigMiB} MiB file`,
+        run: () => freshScenario(ctx, 'bigfile', `Single ${o.bigMiB} MiB file`, () => ctx.bigSrc(), [
+          [ctx.cpSync, { maxRatio: 1.25, text: '>= 0.8× throughput (<= 1.25× time)' }],
+          ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [rsyncd, undefined],
+        ]),
+      },
+    };
+
+    for (const id of SCENARIOS) {
+      if (!o.only.includes(id)) continue;
+      const loadAvgBefore = os.loadavg();
+      say(`\n== ${plans[id].title} (load average ${la(loadAvgBefore)})`);
+      const t0 = Date.now();
+      let result: ScenarioResult;
+      try {
+        result = await plans[id].run();
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        say(`  ${id} failed: ${message}`);
+        result = { id, title: plans[id].title, comparisons: [], runs: [], notes: [], loadAvgBefore, durationMs: 0, error: message };
+      }
+      report.scenarios.push({ ...result, loadAvgBefore, durationMs: Date.now() - t0 });
+    }
+
+    report.loadAvgEnd = os.loadavg();
+    report.durationMs = Date.now() - started;
+    const table = markdown(report);
+    const resultsDir = join(REPO, 'benchmarks/results');
+    await mkdir(resultsDir, { recursive: true });
+    const jsonPath = join(resultsDir, `${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`);
+    await writeFile(jsonPath, JSON.stringify(report, null, 2) + '\n');
+    process.stdout.write(table + '\n');
+    say(`\nwrote ${jsonPath}`);
+    if (o.docs) say(`wrote ${await writeDocs(table)}`);
+    return report.scenarios.some((s) => s.error !== undefined) ? 1 : 0;
+  } finally {
+    await cleanup();
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,340 @@
+/**
+ * The scenarios. Each runs warmsync and its competitors alternately, round after round
+ * (warmsync, C1, C2, ..., warmsync, C1, C2, ...), so that drift in a shared machine's load hits both
+ * sides alike; round i's warmsync run is paired with round i's run of each competitor.
+ *
+ *   initial   fresh standby per run: full copy of the corpus
+ *   noop      a synced standby per side, nothing changed
+ *   mutation  before each round the source gets a fresh 1 % mutation (corpus.mutate); every side
+ *             syncs it into its own standby, which matched the source before the round
+ *   live      close on source -> file present at its final name on the standby, 50 files/s
+ *   bigfile   fresh standby per run: one large binary
+ *
+ * Results are compared, not asserted: nothing here fails on a target, it only reports it.
+ */
+import { existsSync, lstatSync, readdirSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Rng, binarySize, mutate, writeBinary } from './corpus.js';
+import { runQuiet } from './proc.js';
+import type { LiveSide, RunRecord, Side, Standby } from './side.js';
+
+export interface Target {
+  /** warmsync/competitor must be <= this (medians). */
+  readonly maxRatio?: number;
+  /** or warmsync's own median must be <= this (ms). */
+  readonly maxMs?: number;
+  readonly text: string;
+}
+
+export interface Comparison {
+  readonly competitor: string;
+  /** What is compared: "time" (wall ms of a sync), "p50 latency", "p99 latency". */
+  readonly metric: string;
+  /** Per round, warmsync then the competitor (null where a run failed). */
+  readonly warmsync: number[];
+  readonly other: number[];
+  readonly target?: Target;
+}
+
+export interface RunLog {
+  readonly round: number;
+  readonly side: string;
+  readonly record: RunRecord | LiveRecord;
+}
+
+export interface ScenarioResult {
+  readonly id: string;
+  readonly title: string;
+  readonly comparisons: Comparison[];
+  readonly runs: RunLog[];
+  readonly notes: string[];
+  readonly loadAvgBefore: number[];
+  readonly durationMs: number;
+  error?: string;
+}
+
+export interface LiveRecord {
+  readonly latenciesMs: number[];
+  readonly p50Ms: number | null;
+  readonly p90Ms: number | null;
+  readonly p99Ms: number | null;
+  readonly maxMs: number | null;
+  readonly missing: number;
+  readonly watcherPeakRssKiB: number | null;
+  readonly receiverPeakRssKiB: number | null;
+}
+
+export interface Context {
+  readonly src: string;
+  /** Created on demand by the big-file scenario. */
+  bigSrc(): Promise<string>;
+  /** Where standby dirs go (the rsync daemon's module root). */
+  readonly standbys: string;
+  readonly seed: string;
+  readonly pairs: number;
+  readonly liveFiles: number;
+  readonly liveRate: number;
+  readonly warmsync: Side;
+  readonly rsyncDaemon: Side;
+  readonly rsyncDaemonFsync: Side | null;
+  readonly localRsync: Side;
+  readonly cp: Side;
+  readonly cpSync: Side;
+  /** warmsync's live agent on warmsync's persistent standby. */
+  warmsyncLive(standby: Standby): LiveSide;
+  /** lsyncd on the rsync daemon's persistent standby, or the reason it is skipped. */
+  lsyncdLive(standby: Standby): LiveSide | string;
+  say(line: string): void;
+}
+
+/** The directories EXCLUDES names, plus warmsync's state dir: skipped by checkStandby. */
+const SKIPPED = new Set(['logs', 'work', 'backup', 'data/tmp', 'data/filestore/_pre', '.warmsync']);
+
+/**
+ * Untimed check after every run: each file the source holds (outside the excluded dirs) is on the
+ * standby with the same size. Extra files are allowed (warmsync keeps deletions as tombstones).
+ */
+export function checkStandby(src: string, dst: string): string[] {
+  const problems: string[] = [];
+  const stack = [''];
+  while (stack.length > 0 && problems.length < 10) {
+    const rel = stack.pop() as string;
+    for (const d of readdirSync(join(src, rel), { withFileTypes: true })) {
+      const child = rel === '' ? d.name : `${rel}/${d.name}`;
+      if (SKIPPED.has(child)) continue;
+      if (d.isDirectory()) stack.push(child);
+      else if (d.isFile()) {
+        const there = (() => {
+          try {
+            return lstatSync(join(dst, child));
+          } catch {
+            return null;
+          }
+        })();
+        if (there === null) problems.push(`${child} missing`);
+        else if (there.size !== lstatSync(join(src, child)).size) problems.push(`${child} has ${there.size} bytes, source ${lstatSync(join(src, child)).size}`);
+      }
+    }
+  }
+  return problems;
+}
+
+/** Flushes dirty pages so that no run pays for the previous run's writeback. */
+async function settle(): Promise<void> {
+  await runQuiet('sync', [], 300_000);
+}
+
+let labelCounter = 0;
+function label(prefix: string): string {
+  return `${prefix}-${++labelCounter}`;
+}
+
+function slug(name: string): string {
+  return name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+}
+
+async function timedRun(side: Side, standby: Standby, src: string, round: number, result: ScenarioResult, say: (l: string) => void): Promise<number> {
+  await settle();
+  const record = await standby.sync(src);
+  const problems = checkStandby(src, standby.dir);
+  if (problems.length > 0) throw new Error(`${side.name} left the standby incomplete: ${problems.join('; ')}`);
+  result.runs.push({ round, side: side.name, record });
+  say(`  round ${round + 1}: ${side.name.padEnd(22)} ${record.wallMs.toFixed(0).padStart(7)} ms`);
+  return record.wallMs;
+}
+
+function newResult(id: string, title: string): ScenarioResult {
+  return { id, title, comparisons: [], runs: [], notes: [], loadAvgBefore: [], durationMs: 0 };
+}
+
+function comparisons(result: ScenarioResult, competitors: ReadonlyArray<readonly [Side, Target | undefined]>, metric = 'time'): Map<string, Comparison> {
+  const map = new Map<string, Comparison>();
+  for (const [side, target] of competitors) {
+    const c: Comparison = { competitor: side.name, metric, warmsync: [], other: [], ...(target ? { target } : {}) };
+    result.comparisons.push(c);
+    map.set(side.name, c);
+  }
+  return map;
+}
+
+/** Fresh standby per run: open, time one sync, close, delete. */
+export async function freshScenario(ctx: Context, id: string, title: string, src: () => Promise<string>, competitors: ReadonlyArray<readonly [Side, Target | undefined]>): Promise<ScenarioResult> {
+  const result = newResult(id, title);
+  const byName = comparisons(result, competitors);
+  const source = await src();
+  for (let round = 0; round < ctx.pairs; round++) {
+    let mine = NaN;
+    for (const side of [ctx.warmsync, ...competitors.map(([s]) => s)]) {
+      const dir = join(ctx.standbys, label(`${id}-${slug(side.name)}`));
+      const standby = await side.open(dir, `state-${label(id)}`);
+      try {
+        const ms = await timedRun(side, standby, source, round, result, ctx.say);
+        if (side === ctx.warmsync) mine = ms;
+        else {
+          const c = byName.get(side.name) as Comparison;
+          c.warmsync.push(mine);
+          c.other.push(ms);
+        }
+      } finally {
+        await standby.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+  }
+  return result;
+}
+
+/** Persistent standbys (one per side, synced once, untimed), reused by noop, mutation and live. */
+export class Persistent {
+  private readonly standbys = new Map<string, Standby>();
+
+  constructor(private readonly ctx: Context) {}
+
+  async get(side: Side): Promise<Standby> {
+    const have = this.standbys.get(side.name);
+    if (have) return have;
+    const dir = join(this.ctx.standbys, `persistent-${slug(side.name)}`);
+    const standby = await side.open(dir, `persistent-${slug(side.name)}`);
+    this.standbys.set(side.name, standby);
+    this.ctx.say(`  (untimed) first sync of the ${side.name} standby`);
+    await standby.sync(this.ctx.src);
+    return standby;
+  }
+
+  async closeAll(): Promise<void> {
+    for (const s of this.standbys.values()) await s.close().catch(() => undefined);
+    this.standbys.clear();
+  }
+}
+
+/** Re-sync into persistent standbys; `beforeRound` changes the source (or not). */
+export async function resyncScenario(ctx: Context, persistent: Persistent, id: string, title: string, competitors: ReadonlyArray<readonly [Side, Target | undefined]>, beforeRound: (round: number) => string | null): Promise<ScenarioResult> {
+  const result = newResult(id, title);
+  const byName = comparisons(result, competitors);
+  const sides = [ctx.warmsync, ...competitors.map(([s]) => s)];
+  const standbys = new Map<Side, Standby>();
+  for (const side of sides) standbys.set(side, await persistent.get(side));
+  // One untimed no-op pass first, so every side starts from the same steady state (warm caches).
+  for (const side of sides) await (standbys.get(side) as Standby).sync(ctx.src);
+  for (let round = 0; round < ctx.pairs; round++) {
+    const note = beforeRound(round);
+    if (note !== null) ctx.say(`  round ${round + 1}: ${note}`);
+    let mine = NaN;
+    for (const side of sides) {
+      const ms = await timedRun(side, standbys.get(side) as Standby, ctx.src, round, result, ctx.say);
+      if (side === ctx.warmsync) mine = ms;
+      else {
+        const c = byName.get(side.name) as Comparison;
+        c.warmsync.push(mine);
+        c.other.push(ms);
+      }
+    }
+  }
+  return result;
+}
+
+export function mutationBefore(ctx: Context): (round: number) => string {
+  return (round) => {
+    const m = mutate(ctx.src, `${ctx.seed}:round-${round}`);
+    return `mutated the source: +${m.added} binaries (${(m.addedBytes / 1048576).toFixed(1)} MiB), -${m.deleted}, ${m.edited} etc/ edits`;
+  };
+}
+
+export function percentile(sorted: readonly number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] as number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (pred()) return true;
+    await sleep(10);
+  }
+  return pred();
+}
+
+/**
+ * One live run: start the replicator, wait for a sentinel file to arrive (its start-up sync is
+ * done), then write `count` new binaries at `rate` per second and record, for each, the time from
+ * the writer's close to the file existing at its final name on the standby (polled every 1 ms;
+ * both warmsync and rsync rename a finished temp file into place, so existence means complete).
+ */
+export async function liveRun(ctx: Context, side: LiveSide, runLabel: string): Promise<LiveRecord> {
+  const run = await side.start(ctx.src);
+  let stopped: { watcherPeakRssKiB: number | null; receiverPeakRssKiB: number | null } | null = null;
+  try {
+    const sentinel = `etc/bench-sentinel-${runLabel}.txt`;
+    writeFileSync(join(ctx.src, sentinel), `${runLabel}\n`);
+    if (!(await waitUntil(() => existsSync(join(run.standbyDir, sentinel)), 300_000))) {
+      throw new Error(`${side.name}: the start-up sync did not deliver ${sentinel} within 300 s`);
+    }
+    await sleep(1000);
+    const rng = new Rng(`${ctx.seed}:live:${runLabel}`);
+    const pending = new Map<string, number>();
+    const latencies: number[] = [];
+    const poll = setInterval(() => {
+      const now = performance.now();
+      for (const [rel, closedAt] of pending) {
+        if (existsSync(join(run.standbyDir, rel))) {
+          latencies.push(now - closedAt);
+          pending.delete(rel);
+        }
+      }
+    }, 1);
+    try {
+      const interval = 1000 / ctx.liveRate;
+      const start = performance.now();
+      for (let k = 0; k < ctx.liveFiles; k++) {
+        const wait = start + k * interval - performance.now();
+        if (wait > 0) await sleep(wait);
+        const size = binarySize(rng, 256 * 1024);
+        const { rel } = writeBinary(ctx.src, ctx.seed, `live-${runLabel}-${k}`, size);
+        pending.set(rel, performance.now());
+      }
+      await waitUntil(() => pending.size === 0, 60_000);
+    } finally {
+      clearInterval(poll);
+    }
+    stopped = await run.stop();
+    const sorted = [...latencies].sort((a, b) => a - b);
+    return {
+      latenciesMs: latencies.map((x) => Math.round(x * 10) / 10),
+      p50Ms: percentile(sorted, 50), p90Ms: percentile(sorted, 90), p99Ms: percentile(sorted, 99), maxMs: sorted.at(-1) ?? null,
+      missing: pending.size, watcherPeakRssKiB: stopped.watcherPeakRssKiB, receiverPeakRssKiB: stopped.receiverPeakRssKiB,
+    };
+  } finally {
+    if (stopped === null) await run.stop().catch(() => undefined);
+  }
+}
+
+export async function liveScenario(ctx: Context, persistent: Persistent): Promise<ScenarioResult> {
+  const result = newResult('live', `Live latency: close on source -> present on standby, ${ctx.liveFiles} files at ${ctx.liveRate}/s`);
+  const mine = ctx.warmsyncLive(await persistent.get(ctx.warmsync));
+  const rsyncStandby = await persistent.get(ctx.rsyncDaemon);
+  const theirs = ctx.lsyncdLive(rsyncStandby);
+  if (typeof theirs === 'string') result.notes.push(`lsyncd skipped: ${theirs}`);
+  const lsyncdName = typeof theirs === 'string' ? 'lsyncd (skipped)' : theirs.name;
+  const p50: Comparison = { competitor: lsyncdName, metric: 'p50 latency', warmsync: [], other: [], target: { maxMs: 10, text: 'p50 <= 10 ms' } };
+  const p99: Comparison = { competitor: lsyncdName, metric: 'p99 latency', warmsync: [], other: [], target: { maxMs: 50, text: 'p99 <= 50 ms' } };
+  result.comparisons.push(p50, p99);
+  for (let round = 0; round < ctx.pairs; round++) {
+    const sides: LiveSide[] = typeof theirs === 'string' ? [mine] : [mine, theirs];
+    for (const side of sides) {
+      await settle();
+      const rec = await liveRun(ctx, side, `${slug(side.name)}-${round + 1}`);
+      result.runs.push({ round, side: side.name, record: rec });
+      const f = (x: number | null): string => (x === null ? '-' : x.toFixed(1));
+      ctx.say(`  round ${round + 1}: ${side.name.padEnd(22)} p50 ${f(rec.p50Ms)} ms, p99 ${f(rec.p99Ms)} ms, max ${f(rec.maxMs)} ms, missing ${rec.missing}`);
+      const w = side === mine;
+      (w ? p50.warmsync : p50.other).push(rec.p50Ms ?? NaN);
+      (w ? p99.warmsync : p99.other).push(rec.p99Ms ?? NaN);
+    }
+  }
+  return result;
+}

@@ -1,0 +1,103 @@
+/**
+ * The warmsync side, driven through bin/warmsync.js as a user would: a receiver per standby
+ * (started before timing, stopped after), `agent --once --json` timed per run, and the live agent
+ * for the latency scenario.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BIN, startReceiverProcess, type ReceiverProcess } from '../scripts/lib/cli-process.js';
+import { collect, runMeasured, spawnTracked, stopProcess, vmHwmKiB } from './proc.js';
+import type { LiveRun, LiveSide, Phases, RunRecord, Side, Standby } from './side.js';
+
+export interface WarmsyncConfig {
+  readonly tokenFile: string;
+  readonly excludesFile: string;
+  /** Agent state dirs (the hash cache) go here, one per standby: outside the source root. */
+  readonly stateRoot: string;
+  readonly timeoutMs: number;
+}
+
+export interface WarmsyncStandby extends Standby {
+  readonly url: string;
+  readonly agentStateDir: string;
+  receiverPeakRssKiB(): number | null;
+}
+
+/** Bounded stop of a receiver started by startReceiverProcess. */
+async function stopReceiver(receiver: ReceiverProcess): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([
+    receiver.stop().then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 15_000))),
+  ]);
+  clearTimeout(timer);
+  if (!stopped) receiver.child.kill('SIGKILL');
+}
+
+/** From an agent's stderr: the time of its first "scanned ..." line (epoch ms), or null. */
+function scannedAt(stderr: string): number | null {
+  const m = /^(\S+) INFO\s+scanned /m.exec(stderr);
+  if (!m) return null;
+  const t = Date.parse(m[1] as string);
+  return Number.isFinite(t) ? t : null;
+}
+
+function agentArgs(cfg: WarmsyncConfig, src: string, url: string, stateDir: string): string[] {
+  return [BIN, 'agent', '--root', src, '--connect', url, '--token-file', cfg.tokenFile, '--exclude-from', cfg.excludesFile, '--state-dir', stateDir];
+}
+
+export function warmsyncSide(cfg: WarmsyncConfig): Side & { open(dir: string, label: string): Promise<WarmsyncStandby> } {
+  return {
+    name: 'warmsync',
+    async open(dir, label) {
+      await mkdir(dir, { recursive: true });
+      const agentStateDir = join(cfg.stateRoot, label);
+      const receiver = await startReceiverProcess(['--root', dir, '--listen', '127.0.0.1:0', '--token-file', cfg.tokenFile]);
+      const receiverPeak = (): number | null => vmHwmKiB(receiver.child.pid);
+      return {
+        dir, url: receiver.url, agentStateDir,
+        receiverPeakRssKiB: receiverPeak,
+        async sync(src): Promise<RunRecord> {
+          const r = await runMeasured(process.execPath, [...agentArgs(cfg, src, receiver.url, agentStateDir), '--once', '--json'], { timeoutMs: cfg.timeoutMs });
+          if (r.code !== 0) throw new Error(`warmsync agent exited ${r.code}: ${r.stderr.trim().slice(-2000)}\nreceiver: ${receiver.stderr().slice(-2000)}`);
+          const summary = JSON.parse(r.stdout.trim().split('\n').pop() as string) as Record<string, unknown>;
+          const elapsedMs = typeof summary.elapsedMs === 'number' ? summary.elapsedMs : r.wallMs;
+          const runStart = r.endedAt - elapsedMs;
+          const scanned = scannedAt(r.stderr);
+          const phases: Phases | undefined = scanned === null ? undefined : {
+            startupMs: r.wallMs - elapsedMs, scanPlanMs: scanned - runStart, transferMs: r.endedAt - scanned, elapsedMs,
+          };
+          return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB, receiverPeakRssKiB: receiverPeak(), phases, summary };
+        },
+        close: () => stopReceiver(receiver),
+      };
+    },
+  };
+}
+
+/** `warmsync agent` without --once, against an already synced warmsync standby. */
+export function warmsyncLive(cfg: WarmsyncConfig, standby: WarmsyncStandby): LiveSide {
+  return {
+    name: 'warmsync live agent',
+    async start(src): Promise<LiveRun> {
+      const child: ChildProcess = spawnTracked(process.execPath, agentArgs(cfg, src, standby.url, standby.agentStateDir));
+      const out = collect(child);
+      // Ready once it watches and has connected; the runner then waits for a sentinel file.
+      const deadline = Date.now() + 120_000;
+      while (!/watching /.test(out.stderr()) || !/connected to /.test(out.stderr())) {
+        if (child.exitCode !== null) throw new Error(`live agent exited ${child.exitCode}: ${out.stderr().slice(-2000)}`);
+        if (Date.now() > deadline) throw new Error(`live agent not ready within 120 s: ${out.stderr().slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return {
+        standbyDir: standby.dir,
+        async stop() {
+          const watcherPeakRssKiB = vmHwmKiB(child.pid);
+          await stopProcess(child);
+          return { watcherPeakRssKiB, receiverPeakRssKiB: standby.receiverPeakRssKiB() };
+        },
+      };
+    },
+  };
+}
