@@ -4,7 +4,7 @@
  * quarantine. Every removal happens under the manifest's write lock, re-reading the row first, so
  * the receiver can never be re-creating the same path at that moment; every removal is logged.
  */
-import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { EntryKind, ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
@@ -15,6 +15,7 @@ import { compareTreeOrder } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
 import { formatTime } from '../time.js';
 import { bornAfter, tombstonesAllowed, type GateTimes } from './policy.js';
+import { lstatOrNull } from '../receiver/lstat.js';
 
 export interface Removal { readonly path: string; readonly kind: EntryKind; readonly reason: string }
 
@@ -29,13 +30,6 @@ export interface SnapshotOutcome {
   readonly pending: number;
   /** Tombstones T allowed that could not be applied (e.g. a directory that still has content). */
   readonly held: readonly { path: string; why: string }[];
-}
-
-async function lstatOrNull(abs: string) {
-  return lstat(abs).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return null;
-    throw err;
-  });
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -93,7 +87,7 @@ export class GateExecutor {
     try {
       const abs = this.guard.resolve(row.path);
       if (!(await this.guard.parentsExist(row.path))) return null; // an ancestor is gone: so is the path
-      const st = await lstatOrNull(abs);
+      const st = lstatOrNull(abs);
       if (st === null) return null;
       if (st.isDirectory()) {
         if (row.kind !== 'dir') return 'a directory now stands where a file was recorded';
@@ -139,7 +133,7 @@ export class GateExecutor {
       for (const row of plan) {
         try {
           const abs = this.guard.resolve(row.path);
-          const present = (await this.guard.parentsExist(row.path)) && (await lstatOrNull(abs)) !== null;
+          const present = (await this.guard.parentsExist(row.path)) && (lstatOrNull(abs)) !== null;
           if (present) {
             if (quarantineDir === null) await unlink(abs);
             else await moveInto(abs, join(quarantineDir, row.path));
@@ -177,13 +171,13 @@ export class GateExecutor {
       const now = Date.now();
       for (const e of report.entries) {
         const from = join(quarantineDir, e.path);
-        if (!e.wasPresent || (await lstatOrNull(from)) === null) {
+        if (!e.wasPresent || (lstatOrNull(from)) === null) {
           skipped.push({ path: e.path, why: 'not in the quarantine (it was already absent at promotion)' });
           continue;
         }
         try {
           const abs = this.guard.resolve(e.path);
-          if ((await lstatOrNull(abs)) !== null || this.manifest.get(e.path) !== undefined) {
+          if ((lstatOrNull(abs)) !== null || this.manifest.get(e.path) !== undefined) {
             skipped.push({ path: e.path, why: 'something is at that path again' });
             continue;
           }

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { utimeValue, type EntryKind } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 import { TEMP_PREFIX } from './staging.js';
+import { lstatOrNull } from './lstat.js';
 
 export type RemovalLog = (path: string, reason: string) => void;
 
@@ -16,13 +17,6 @@ function kindOf(st: { isDirectory(): boolean; isSymbolicLink(): boolean; isFile(
   if (st.isSymbolicLink()) return 'symlink';
   if (st.isFile()) return 'file';
   return 'other';
-}
-
-async function lstatOrNull(abs: string) {
-  return lstat(abs).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return null;
-    throw err;
-  });
 }
 
 export class TreeWriter {
@@ -39,7 +33,7 @@ export class TreeWriter {
    * Returns true when a directory tree was moved (the caller drops its manifest rows).
    */
   async makeRoomFor(rel: string, abs: string, kind: EntryKind): Promise<boolean> {
-    const st = await lstatOrNull(abs);
+    const st = lstatOrNull(abs);
     if (st === null) return false;
     const existing = kindOf(st);
     if (existing === kind || (existing !== 'dir' && kind !== 'dir')) return false;
@@ -103,12 +97,12 @@ export class TreeWriter {
 
   /** Is the file at `abs` present with this size? (a cheap check before trusting a setMeta). */
   async hasFile(abs: string, size: number): Promise<boolean> {
-    const st = await lstatOrNull(abs);
+    const st = lstatOrNull(abs);
     return st !== null && st.isFile() && st.size === size;
   }
 
   async hasKind(abs: string, kind: EntryKind): Promise<boolean> {
-    const st = await lstatOrNull(abs);
+    const st = lstatOrNull(abs);
     return st !== null && kindOf(st) === kind;
   }
 

@@ -6,6 +6,7 @@
  */
 import { lstat, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { lstatOrNull } from './lstat.js';
 import { ProtocolError } from '../errors.js';
 import { ancestorsOf, isWithin, relPathProblem } from '../relpath.js';
 
@@ -46,10 +47,7 @@ export class PathGuard {
     this.resolve(rel);
     for (const dir of ancestorsOf(rel)) {
       const abs = join(this.root, dir);
-      const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return null;
-        throw err;
-      });
+      const st = lstatOrNull(abs);
       if (st === null) {
         if (!create) return false;
         await mkdir(abs, { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
