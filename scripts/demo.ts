@@ -85,7 +85,7 @@ async function main(): Promise<void> {
     say(`receiver stopped (exit ${code}); demo ${same && skipped && stillThere && tomb ? 'OK' : 'FAILED'}`);
     if (!(same && skipped && stillThere && tomb && code === 0)) process.exitCode = 1;
   } finally {
-    stopAll();
+    await stopAll();
     await ws.cleanup();
   }
 }

@@ -120,6 +120,14 @@ class LiveSession {
   private readonly stuck = new Map<string, number>();
   private reconciledFrom: number | null = null;
   private lastFull = 0;
+  /**
+   * Files hashed while racy (mtime younger than RACY_MS), so not cached -> when to look again.
+   * Looking again once they are old enough hashes and caches them, so that an agent restart does
+   * not re-read every file replicated live since the last full scan.
+   */
+  private readonly racy = new Map<string, number>();
+  /** The mirror proved stale (a CONFLICT): only a fresh manifest, i.e. a full pass, can fix that. */
+  private resync = false;
   private closed = false;
 
   constructor(
@@ -149,7 +157,8 @@ class LiveSession {
     try {
       await this.fullPass();
       while (!this.closed && !this.signal.aborted) {
-        if (this.hooks.takeRescanRequest() || Date.now() - this.lastFull >= this.options.rescanIntervalMs) await this.fullPass();
+        if (this.hooks.takeRescanRequest() || this.resync || Date.now() - this.lastFull >= this.options.rescanIntervalMs) await this.fullPass();
+        this.markRacyDue(Date.now());
         const batch = this.dirty.takeQuiet(Date.now(), this.options.quietMs, MAX_BATCH, (p) => this.isBusy(p));
         if (batch.length > 0) {
           await this.processBatch(batch);
@@ -199,14 +208,28 @@ class LiveSession {
     this.mirror = pass.mirror;
     this.stuck.clear();
     pass.report.failures.forEach((f) => this.onFailure(f, pass.scanStarted));
+    this.resync = false; // the mirror was just fetched: a conflict in this pass is retried against it
     for (const path of pass.scan.incomplete) this.stuck.set(path, pass.scanStarted);
     this.reconciledFrom = pass.scanStarted;
     this.lastFull = Date.now();
     this.sender.heartbeat(this.watermark());
   }
 
+  private markRacyDue(now: number): void {
+    for (const [path, due] of this.racy) {
+      if (due > now) continue;
+      this.racy.delete(path);
+      this.dirty.mark(path, now);
+    }
+  }
+
   private onFailure(f: OpFailure, firstSeen: number): void {
-    if (RETRYABLE.has(f.code)) {
+    if (f.code === 'CONFLICT') {
+      // The standby holds something else than the mirror says: sending the same precondition again
+      // would conflict again, forever. Re-read the manifest (a full pass) before the next try.
+      this.dirty.mark(f.path, Date.now(), { firstSeen });
+      this.resync = true;
+    } else if (RETRYABLE.has(f.code)) {
       this.dirty.mark(f.path, Date.now(), { firstSeen });
     } else {
       this.stuck.set(f.path, firstSeen);
@@ -215,7 +238,9 @@ class LiveSession {
   }
 
   private async processBatch(batch: readonly DirtyPath[]): Promise<void> {
-    const entries: Entry[] = [];
+    // By path: a new directory's subtree and a file inside it can both be in one batch, and two
+    // changes for one path would race each other's precondition (the second one a CONFLICT).
+    const entries = new Map<string, Entry>();
     const rows = new Map<string, ManifestEntry>();
     const firstSeen = new Map<string, number>();
     for (const d of batch) {
@@ -224,12 +249,11 @@ class LiveSession {
         this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
         continue;
       }
-      entries.push(...found.entries);
+      for (const e of found.entries) entries.set(e.path, e);
       for (const r of found.rows) rows.set(r.path, r);
-      for (const e of found.entries) firstSeen.set(e.path, d.firstSeen);
-      for (const r of found.rows) if (!firstSeen.has(r.path)) firstSeen.set(r.path, d.firstSeen);
+      for (const p of [...found.entries, ...found.rows].map((x) => x.path)) firstSeen.set(p, Math.min(firstSeen.get(p) ?? Infinity, d.firstSeen));
     }
-    const changes = diffTrees(entries, rows.values(), { hides: this.tree.hides });
+    const changes = diffTrees(entries.values(), rows.values(), { hides: this.tree.hides });
     for (const change of changes) await this.submit(change, firstSeen.get(change.path) ?? Date.now());
   }
 
@@ -288,6 +312,7 @@ class LiveSession {
         const result = await this.tree.hasher.hashFile(abs, { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino });
         hash = result.hash;
         if (Date.now() - result.mtimeMs >= RACY_MS) this.tree.cache.remember([{ path: d.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash }]);
+        else this.racy.set(d.path, result.mtimeMs + RACY_MS + 1);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? (err instanceof WarmsyncError ? err.code : '');
         if (code === 'FILE_CHANGED') return 'unstable';

@@ -240,7 +240,9 @@ export class Sender {
   /**
    * Streams one file. The content was hashed by the scan; if the file no longer matches the scanned
    * size and mtime, the transfer is aborted (the receiver would reject it anyway) and reported as
-   * FILE_CHANGED so the agent rescans it.
+   * FILE_CHANGED so the agent rescans it. The check runs before the last chunk goes out (before
+   * fileBegin, for an empty file): the receiver completes a transfer on its last byte, so a failure
+   * reported after that could describe a file the receiver has in fact committed.
    */
   private async transfer(op: number, entry: Entry, old: Precondition): Promise<void> {
     const abs = join(this.root, entry.path);
@@ -252,6 +254,7 @@ export class Sender {
       this.settleLocally(op, entry.path, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'FILE_CHANGED' : 'UNREADABLE', describeError(err));
       return;
     }
+    let begun = false;
     try {
       const begin = { type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash: entry.hash ?? '', old } as const;
       let offset = 0;
@@ -259,33 +262,43 @@ export class Sender {
         // Large: the receiver may hold the start of it from an interrupted connection.
         const resumeAt = new Promise<number | null>((resolve) => this.resumeWaiters.set(op, resolve));
         this.conn.send({ ...begin, resumable: true });
+        begun = true;
         const at = await resumeAt;
         if (at === null) return; // the op failed; its result says why
         offset = at;
-      } else {
-        this.conn.send(begin);
       }
       const buffer = Buffer.allocUnsafe(Math.min(MAX_CHUNK_BYTES, this.limits.window, Math.max(1, entry.size)));
-      while (offset < entry.size) {
+      while (true) {
         const want = Math.min(buffer.byteLength, entry.size - offset);
-        const { bytesRead } = await handle.read(buffer, 0, want, offset);
-        if (bytesRead === 0) break; // shrank since the scan
-        await this.waitForCredit(bytesRead);
-        const sent = this.conn.sendChunk(op, offset, buffer.subarray(0, bytesRead));
-        // encodeChunk copied the data, so the buffer is free again; wait only when ws is backed up.
-        if (this.conn.bufferedAmount > SOCKET_HIGH_WATER) await sent;
-        else sent.catch(() => undefined);
-        offset += bytesRead;
-        this.bytesOnWire += bytesRead;
-      }
-      const st = await handle.stat();
-      if (offset !== entry.size || st.size !== entry.size || Math.trunc(st.mtimeMs) !== entry.mtimeMs) {
-        if (offset < entry.size) this.conn.send({ type: 'abort', op });
-        this.settleLocally(op, entry.path, 'FILE_CHANGED', `${entry.path} changed while it was sent; it will be sent again`);
+        const { bytesRead } = want > 0 ? await handle.read(buffer, 0, want, offset) : { bytesRead: 0 };
+        const last = bytesRead === 0 || offset + bytesRead >= entry.size; // 0 bytes early: shrank since the scan
+        if (last) {
+          const st = await handle.stat();
+          if (offset + bytesRead !== entry.size || st.size !== entry.size || Math.trunc(st.mtimeMs) !== entry.mtimeMs) {
+            if (begun) this.conn.send({ type: 'abort', op });
+            this.settleLocally(op, entry.path, 'FILE_CHANGED', `${entry.path} changed while it was sent; it will be sent again`);
+            return;
+          }
+        }
+        if (!begun) {
+          this.conn.send(begin);
+          begun = true;
+        }
+        if (bytesRead > 0) {
+          await this.waitForCredit(bytesRead);
+          const sent = this.conn.sendChunk(op, offset, buffer.subarray(0, bytesRead));
+          // encodeChunk copied the data, so the buffer is free again; wait only when ws is backed up.
+          if (this.conn.bufferedAmount > SOCKET_HIGH_WATER) await sent;
+          else sent.catch(() => undefined);
+          offset += bytesRead;
+          this.bytesOnWire += bytesRead;
+        }
+        if (last) break;
       }
     } catch (err) {
       if (this.failure === null) {
-        this.conn.send({ type: 'abort', op });
+        // An abort for a transfer the receiver never heard of would be a protocol violation.
+        if (begun) this.conn.send({ type: 'abort', op });
         this.settleLocally(op, entry.path, 'READ_FAILED', describeError(err));
       }
     } finally {

@@ -6,6 +6,7 @@
 import { relative, sep } from 'node:path';
 import type { Stats } from 'node:fs';
 import { watch, type FSWatcher } from 'chokidar';
+import { parentOf } from '../relpath.js';
 
 export interface WatchOptions {
   /** Same predicate as the scanner's: is this path (a dir when isDir) excluded? */
@@ -38,6 +39,9 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     const rel = toRel(abs);
     if (rel === '' || rel.startsWith('..')) return;
     options.onDirty(rel, event === 'addDir');
+    // Adding or removing a name changes its directory's mtime, which the standby mirrors too.
+    const parent = parentOf(rel);
+    if (event !== 'change' && parent !== '') options.onDirty(parent, false);
   });
   watcher.on('error', (err) => options.onError(err as NodeJS.ErrnoException));
   const ready = new Promise<void>((resolve) => watcher.once('ready', () => resolve()));

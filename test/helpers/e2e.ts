@@ -1,7 +1,7 @@
 /**
  * What the e2e tests share: a standby (temp dirs + a real `warmsync receiver` on 127.0.0.1), the
  * agent run the way cron would run it, tree building and comparison, read-only looks into the
- * receiver's manifest, and bounded waits. Call `closeStandbys()` from after(): it stops every
+ * receiver's manifest, the live agent (the daemon), convergence and bounded waits. Call `closeStandbys()` from after(): it stops every
  * process and removes every temp dir opened here.
  */
 import assert from 'node:assert/strict';
@@ -10,11 +10,12 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { OnceSummary } from '../../src/agent/agent.js';
 import {
-  runCli, startReceiverProcess, stopAll, workspace, type ReceiverProcess, type RunResult, type Workspace,
+  runCli, startAgentProcess, startReceiverProcess, stopAll, workspace, type AgentProcess, type ReceiverProcess, type RunResult,
+  type Workspace,
 } from '../../scripts/lib/cli-process.js';
-import { readTree, type TreeItem } from './tree.js';
+import { describeTreeDiff, readTree, type TreeItem } from './tree.js';
 
-export { runCli, type RunResult, type OnceSummary };
+export { runCli, type AgentProcess, type RunResult, type OnceSummary };
 
 /** The default state dir, inside each root (agent cache on the source, manifest on the standby). */
 export const STATE_DIR = '.warmsync';
@@ -52,9 +53,20 @@ export async function openStandby(): Promise<Standby> {
   return { ...ws, receiver, url: receiver.url };
 }
 
+/**
+ * Starts a new receiver on `s`'s root and on the same port as before (after the previous one was
+ * killed, say), and makes it `s.receiver`: an agent keeps dialling the same URL.
+ */
+export async function restartReceiver(s: Standby): Promise<ReceiverProcess> {
+  const port = new URL(s.url).port;
+  s.receiver = await startReceiverProcess(receiverArgs(s).map((a) => (a === '127.0.0.1:0' ? `127.0.0.1:${port}` : a)));
+  assert.equal(s.receiver.url, s.url, 'the receiver came back on another address');
+  return s.receiver;
+}
+
 /** Stops every process started here (SIGKILL stragglers) and removes every workspace. */
 export async function closeStandbys(): Promise<void> {
-  stopAll();
+  await stopAll();
   await Promise.all(opened.splice(0).map((ws) => ws.cleanup()));
 }
 
@@ -73,6 +85,24 @@ export async function syncOnce(s: Standby, extra: readonly string[] = [], timeou
   assert.equal(r.code, 0, `agent exited ${r.code}\nstderr: ${r.stderr}\nreceiver: ${s.receiver.stderr().slice(-4000)}`);
   const last = r.stdout.trim().split('\n').at(-1) ?? '';
   return JSON.parse(last) as OnceSummary;
+}
+
+/** `warmsync agent` without --once (the daemon), against `s`; stop it with `stop()` or closeStandbys(). */
+export function startLiveAgent(s: Standby, extra: readonly string[] = []): AgentProcess {
+  return startAgentProcess(['--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, ...extra]);
+}
+
+/** The fields of `status --json` the CLI contract guarantees (shared/DESIGN.md), plus the skew it judged with. */
+export interface StatusJson {
+  safe: boolean; reason: string; snapshotTime: number | null; watermark: number | null; recoveryTarget: number | null;
+  tombstonesPending: number; skewMs: number;
+}
+
+/** `warmsync status --root DST --json`, parsed (asserts exit 0). */
+export async function statusJson(dst: string): Promise<StatusJson> {
+  const r = await runCli(['status', '--root', dst, '--json'], { timeoutMs: 20_000 });
+  assert.equal(r.code, 0, `status exited ${r.code}\nstderr: ${r.stderr}`);
+  return JSON.parse(r.stdout) as StatusJson;
 }
 
 /**
@@ -173,6 +203,37 @@ export async function exists(abs: string): Promise<boolean> {
   return lstat(abs).then(() => true, () => false);
 }
 
+// ---- the agent's hash cache (read-only) -------------------------------------------------------
+
+/** The agent's hash cache in the source's default state dir (src/scan/cache.ts). */
+export const AGENT_CACHE = join(STATE_DIR, 'agent-cache.sqlite');
+
+/**
+ * Source files (the state dir aside) for which the agent's cache holds no row matching their
+ * current size, mtime (whole ms) and inode: the files a restarted agent would have to hash.
+ */
+export async function uncachedFiles(src: string): Promise<string[]> {
+  const files: Array<{ path: string; size: number; mtimeMs: number; ino: number }> = [];
+  async function visit(dir: string, prefix: string): Promise<void> {
+    for (const name of await readdir(dir)) {
+      const rel = prefix === '' ? name : `${prefix}/${name}`;
+      if (isStateDir(rel)) continue;
+      const st = await lstat(join(dir, name));
+      if (st.isDirectory()) await visit(join(dir, name), rel);
+      else if (st.isFile()) files.push({ path: rel, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino });
+    }
+  }
+  await visit(src, '');
+  const db = new Database(join(src, AGENT_CACHE), { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    const lookup = db.prepare('SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime_ms = ? AND ino = ?').pluck();
+    return files.filter((f) => lookup.get(f.path, f.size, f.mtimeMs, f.ino) === undefined).map((f) => f.path).sort();
+  } finally {
+    db.close();
+  }
+}
+
 // ---- the receiver's manifest (read-only) ------------------------------------------------------
 
 export interface ManifestRow {
@@ -213,6 +274,60 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   while (!(await check())) {
     if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * How the receiver's manifest disagrees with a source tree (one line per path, at most `max`), or
+ * '' when its live rows are exactly the source's paths, with the same kind, size, mode, mtime and
+ * link target. Paths deleted on the source must be tombstones by then.
+ */
+export function describeManifestDiff(source: Record<string, TreeItem>, dst: string, max = 30): string {
+  const live = new Map(manifestRows(dst).filter((r) => r.deleted_at === null).map((r) => [r.path, r]));
+  const lines: string[] = [];
+  for (const [path, item] of Object.entries(source)) {
+    const row = live.get(path);
+    live.delete(path);
+    if (row === undefined) {
+      lines.push(`- ${path}: no live manifest row`);
+      continue;
+    }
+    const want = { kind: item.kind, size: item.kind === 'file' ? item.size : null, mode: item.kind === 'symlink' ? null : item.mode, mtime: item.mtimeMs, target: item.target };
+    const got = { kind: row.kind, size: row.kind === 'file' ? row.size : null, mode: row.kind === 'symlink' ? null : row.mode, mtime: row.mtime_ms, target: row.target };
+    const fields = (Object.keys(want) as Array<keyof typeof want>).filter((k) => want[k] !== got[k]);
+    if (fields.length > 0) lines.push(`~ ${path}: manifest ${fields.map((k) => `${k} ${String(got[k])}, source ${String(want[k])}`).join('; ')}`);
+  }
+  for (const path of live.keys()) lines.push(`+ ${path}: live manifest row, not on the source (no tombstone)`);
+  const shown = lines.slice(0, max);
+  if (lines.length > max) shown.push(`... and ${lines.length - max} more`);
+  return shown.join('\n');
+}
+
+/**
+ * Polls until the standby holds exactly the source (content, mode, mtimes, link targets), apart
+ * from the state dir and the paths the manifest holds as tombstones (the gate keeps those on the
+ * standby), and the manifest records exactly that (describeManifestDiff): applied, then recorded.
+ * Fails after `timeoutMs` with a readable diff; `context()` adds, say, process logs.
+ */
+export async function waitForConvergence(s: Workspace, options: { timeoutMs?: number; what?: string; context?: () => string } = {}): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (true) {
+    try {
+      const tombstones = new Set(tombstonePaths(s.dst));
+      const [source, standby] = await Promise.all([readSynced(s.src), readSynced(s.dst, (rel) => tombstones.has(rel))]);
+      last = describeTreeDiff(source, standby);
+      if (last === '') last = describeManifestDiff(source, s.dst);
+      if (last === '') return;
+    } catch (err) {
+      // A path vanished between readdir and lstat (a temp file renamed into place, a source edit): look again.
+      last = `could not read the trees: ${(err as Error).message}`;
+    }
+    if (Date.now() > deadline) {
+      assert.fail(`${options.what ?? 'the standby'} did not converge within ${timeoutMs} ms:\n${last}${options.context ? '\n' + options.context() : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

@@ -40,3 +40,24 @@ export async function readTree(root: string, options: { skip?: (rel: string) => 
   await visit(root, '');
   return out;
 }
+
+/**
+ * A readable account of how `actual` differs from `expected` (one line per path, at most `max`
+ * lines), or '' when they are identical.
+ */
+export function describeTreeDiff(expected: Record<string, TreeItem>, actual: Record<string, TreeItem>, max = 30): string {
+  const lines: string[] = [];
+  for (const path of [...new Set([...Object.keys(expected), ...Object.keys(actual)])].sort()) {
+    const e = expected[path];
+    const a = actual[path];
+    if (e === undefined) lines.push(`+ ${path}: only on the standby (${a?.kind})`);
+    else if (a === undefined) lines.push(`- ${path}: missing on the standby (${e.kind})`);
+    else {
+      const fields = (Object.keys(e) as Array<keyof TreeItem>).filter((k) => e[k] !== a[k]);
+      if (fields.length > 0) lines.push(`~ ${path}: ${fields.map((k) => `${k} ${String(e[k])} != ${String(a[k])}`).join(', ')}`);
+    }
+  }
+  const shown = lines.slice(0, max);
+  if (lines.length > max) shown.push(`... and ${lines.length - max} more`);
+  return shown.join('\n');
+}
