@@ -34,6 +34,8 @@ export interface LiveOptions extends AgentOptions {
 /** Errors a reconnect cannot fix. */
 const FINAL = new Set(['AUTH_FAILED', 'VERSION_MISMATCH', 'SOURCE_EMPTY', 'MASS_DELETE', 'SOURCE_MISSING', 'SOURCE_NOT_DIR', 'BAD_URL']);
 const MAX_BATCH = 2000;
+/** How often the live agent logs what it replicated (only when it did something). */
+const ACTIVITY_LOG_MS = 60_000;
 /** A hash is remembered only when the file's mtime is this old: a same-tick rewrite could hide. */
 const RACY_MS = 1000;
 
@@ -129,6 +131,7 @@ class LiveSession {
   /** The mirror proved stale (a CONFLICT): only a fresh manifest, i.e. a full pass, can fix that. */
   private resync = false;
   private closed = false;
+  private activity = { since: Date.now(), applied: 0, deletions: 0, failed: 0 };
 
   constructor(
     private readonly options: LiveOptions,
@@ -153,7 +156,10 @@ class LiveSession {
       this.closed = true;
       this.wakeUp();
     });
-    const heartbeat = setInterval(() => this.sender.heartbeat(this.watermark()), this.options.heartbeatMs);
+    const heartbeat = setInterval(() => {
+      this.sender.heartbeat(this.watermark());
+      this.reportActivity(Date.now());
+    }, this.options.heartbeatMs);
     try {
       await this.fullPass();
       while (!this.closed && !this.signal.aborted) {
@@ -215,6 +221,17 @@ class LiveSession {
     this.sender.heartbeat(this.watermark());
   }
 
+  /** Info-level: one line a minute when something was replicated, never a line per file. */
+  private reportActivity(now: number): void {
+    if (now - this.activity.since < ACTIVITY_LOG_MS) return;
+    const a = this.activity;
+    if (a.applied + a.failed > 0) {
+      const w = this.watermark();
+      this.options.log.info(`last ${Math.round((now - a.since) / 1000)} s: ${a.applied} change(s) replicated (${a.deletions} deletion(s) held as tombstones), ${a.failed} failed; watermark ${w === null ? 'none' : `${now - w} ms behind`}`);
+    }
+    this.activity = { since: now, applied: 0, deletions: 0, failed: 0 };
+  }
+
   private markRacyDue(now: number): void {
     for (const [path, due] of this.racy) {
       if (due > now) continue;
@@ -270,9 +287,15 @@ class LiveSession {
     }
     void result.then((failure) => {
       this.inFlight.delete(change.path);
-      if (failure === null) applyToMirror(this.mirror, change, deletedAt);
-      else if (!this.closed) this.onFailure(failure, seen);
-      else this.dirty.mark(change.path, Date.now(), { firstSeen: seen });
+      if (failure === null) {
+        applyToMirror(this.mirror, change, deletedAt);
+        this.activity.applied++;
+        if (change.new === null) this.activity.deletions++;
+      } else {
+        this.activity.failed++;
+        if (!this.closed) this.onFailure(failure, seen);
+        else this.dirty.mark(change.path, Date.now(), { firstSeen: seen });
+      }
       this.wakeUp();
     });
   }
