@@ -1,15 +1,18 @@
 /**
  * `npm run demo`: the engine on local temp dirs. Builds a small Artifactory-like tree, starts a
- * real receiver and runs a real agent against it on 127.0.0.1, shows the standby matching the
- * source (minus what the excludes skip), then changes the source and syncs again.
- * Exits 0 with everything it started stopped and its temp dirs removed.
+ * real receiver and a real live agent on 127.0.0.1, shows the standby matching the source (minus
+ * what the excludes skip), then changes the source while the agent watches: new uploads arrive
+ * within milliseconds, a garbage-collected binary is held as a tombstone, and `warmsync status`
+ * says whether failing over is safe. Exits 0 with everything it started stopped and its temp dirs
+ * removed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { readTree } from '../test/helpers/tree.js';
-import { runCli, startReceiverProcess, stopAll, workspace } from './lib/cli-process.js';
+import { runCli, startAgentProcess, startReceiverProcess, stopAll, workspace } from './lib/cli-process.js';
 
 const say = (line = ''): void => void process.stdout.write(line + '\n');
 
@@ -22,10 +25,22 @@ async function upload(root: string, size: number): Promise<string> {
   return `data/filestore/${sha1.slice(0, 2)}/${sha1}`;
 }
 
-async function main(): Promise<void> {
+/** Polls `check` every 2 ms until it holds; returns the ms it took. Throws after `timeoutMs`. */
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<number> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(2);
+  }
+  return performance.now() - started;
+}
+
+const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
+
+async function main(): Promise<boolean> {
   const ws = await workspace();
   try {
-    say('warmsync demo: an Artifactory-like tree replicated to a standby on 127.0.0.1');
+    say('warmsync demo: an Artifactory-like tree replicated live to a standby on 127.0.0.1');
     say(`  source  ${ws.src}`);
     say(`  standby ${ws.dst}`);
     const binaries: string[] = [];
@@ -45,52 +60,71 @@ async function main(): Promise<void> {
     const receiver = await startReceiverProcess(['--root', ws.dst, '--listen', '127.0.0.1:0', '--token-file', ws.tokenFile, '--log-level', 'warn']);
     say(`$ warmsync receiver --root ${ws.dst} --listen 127.0.0.1:0 --token-file ${ws.tokenFile}`);
     say(`  listening on ${receiver.url}`);
+    const agent = startAgentProcess(['--root', ws.src, '--connect', receiver.url, '--token-file', ws.tokenFile, '--exclude-from', excludes]);
+    say(`$ warmsync agent --root ${ws.src} --connect ${receiver.url} --token-file ${ws.tokenFile} --exclude-from ${excludes}`);
 
-    const agentArgs = ['agent', '--root', ws.src, '--connect', receiver.url, '--token-file', ws.tokenFile, '--exclude-from', excludes, '--once', '--json', '--log-level', 'warn'];
-    const first = await runCli(agentArgs);
-    say(`$ warmsync agent --root ${ws.src} --connect ${receiver.url} --exclude-from ${excludes} --once --json`);
-    say(`  exit ${first.code}: ${first.stdout.trim()}`);
-    if (first.code !== 0) throw new Error(`agent failed: ${first.stderr}`);
-
-    const isExcluded = (rel: string): boolean => rel === 'logs' || rel === 'data/tmp' || rel === '.warmsync';
-    const source = await readTree(ws.src, { skip: isExcluded });
-    const standby = await readTree(ws.dst, { skip: isExcluded });
-    const same = JSON.stringify(source) === JSON.stringify(standby);
-    say(`  standby matches the source (content, modes, mtimes) for ${Object.keys(source).length} paths: ${same ? 'yes' : 'NO'}`);
-    const skipped = await readFile(join(ws.dst, 'logs/request.log')).then(() => false, () => true);
-    say(`  logs/ kept off the standby: ${skipped ? 'yes' : 'NO'}`);
+    const skip = (rel: string): boolean => rel === 'logs' || rel === 'data/tmp' || rel === '.warmsync';
+    const same = async (): Promise<boolean> => JSON.stringify(await readTree(ws.src, { skip })) === JSON.stringify(await readTree(ws.dst, { skip }));
+    const initialMs = await until('the initial sync', same);
+    say(`  initial sync: the standby matches the source (content, modes, mtimes) after ${Math.round(initialMs)} ms`);
+    const logsKept = !(await exists(join(ws.dst, 'logs')));
+    say(`  logs/ and data/tmp/ kept off the standby: ${logsKept && !(await exists(join(ws.dst, 'data/tmp'))) ? 'yes' : 'NO'}`);
     say();
 
-    say('Now the source changes: 3 new uploads, one garbage-collected binary, an edited config.');
-    for (let i = 0; i < 3; i++) await upload(ws.src, 2048);
+    say('The agent keeps watching. Three uploads, one after another:');
+    for (let i = 0; i < 3; i++) {
+      const path = await upload(ws.src, 2048 + i);
+      const ms = await until(path, () => exists(join(ws.dst, path)));
+      say(`  ${path}: on the standby ${ms.toFixed(1)} ms after it was written`);
+    }
     const collected = binaries[0] as string;
     await unlink(join(ws.src, collected));
-    await writeFile(join(ws.src, 'etc/system.yaml'), 'shared:\n  database:\n    type: postgresql\n    maxOpenConnections: 100\n');
-    const second = await runCli(agentArgs);
-    say(`$ warmsync agent ... --once --json`);
-    say(`  exit ${second.code}: ${second.stdout.trim()}`);
-    if (second.code !== 0) throw new Error(`agent failed: ${second.stderr}`);
-    const stillThere = await readFile(join(ws.dst, collected)).then(() => true, () => false);
-    const db = new Database(join(ws.dst, '.warmsync/manifest.sqlite'), { readonly: true });
-    const tomb = db.prepare('SELECT deleted_at FROM entries WHERE path = ?').get(collected) as { deleted_at: number } | undefined;
-    db.close();
-    say(`  ${collected}: deleted on the source, ${stillThere ? 'still on the standby' : 'GONE from the standby'}, tombstone recorded at ${tomb ? new Date(tomb.deleted_at).toISOString() : 'NONE'}`);
-    say('  (it stays until the standby database\'s snapshot time has passed the deletion: the DB may still reference it)');
-
-    const third = await runCli(agentArgs);
-    say(`$ warmsync agent ... --once --json   # nothing changed`);
-    say(`  exit ${third.code}: ${third.stdout.trim()}`);
-    const code = await receiver.stop();
+    const manifest = join(ws.dst, '.warmsync/manifest.sqlite');
+    const tombstone = (): number | null => {
+      const db = new Database(manifest, { readonly: true });
+      try {
+        return (db.prepare('SELECT deleted_at FROM entries WHERE path = ?').get(collected) as { deleted_at: number | null } | undefined)?.deleted_at ?? null;
+      } finally {
+        db.close();
+      }
+    };
+    await until('the tombstone', async () => tombstone() !== null);
+    const held = await exists(join(ws.dst, collected));
+    say(`  garbage collection deleted ${collected} on the source: tombstone recorded, file ${held ? 'still on the standby' : 'GONE'}`);
+    say('  (it stays until the standby database has caught up past the deletion: the DB may still reference it)');
     say();
-    say(`receiver stopped (exit ${code}); demo ${same && skipped && stillThere && tomb ? 'OK' : 'FAILED'}`);
-    if (!(same && skipped && stillThere && tomb && code === 0)) process.exitCode = 1;
+
+    await until('the watermark to pass the last change', async () => {
+      const s = JSON.parse((await runCli(['status', '--root', ws.dst, '--json'])).stdout) as { watermark: number | null };
+      return s.watermark !== null && s.watermark > Date.now() - 5000;
+    });
+    const status = JSON.parse((await runCli(['status', '--root', ws.dst, '--json'])).stdout) as { watermark: number; skewMs: number };
+    const t = new Date(status.watermark - status.skewMs - 1000).toISOString();
+    say(`Say the standby DB has replayed up to ${t} (its snapshot time T):`);
+    const snap = await runCli(['snapshot', '--root', ws.dst, '--time', t]);
+    say(`$ warmsync snapshot --root ${ws.dst} --time ${t}`);
+    for (const line of snap.stdout.trim().split('\n')) say(`  ${line}`);
+    const human = await runCli(['status', '--root', ws.dst]);
+    say(`$ warmsync status --root ${ws.dst}`);
+    for (const line of human.stdout.trim().split('\n')) say(`  ${line}`);
+    say();
+
+    const agentCode = await agent.stop('SIGTERM');
+    const receiverCode = await receiver.stop();
+    say(`agent stopped (exit ${agentCode}), receiver stopped (exit ${receiverCode})`);
+    const ok = logsKept && held && human.stdout.startsWith('SAFE') && agentCode === 0 && receiverCode === 0;
+    say(`demo ${ok ? 'OK' : 'FAILED'}`);
+    return ok;
   } finally {
     await stopAll();
     await ws.cleanup();
   }
 }
 
-await main().catch((err: unknown) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-});
+process.exitCode = await main().then(
+  (ok) => (ok ? 0 : 1),
+  (err: unknown) => {
+    process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  },
+);

@@ -73,16 +73,16 @@ export function buildStatus(input: StatusInput): StatusReport {
 
 export function formatStatus(s: StatusReport): string {
   const ago = s.lastContactAgeMs === null ? '' : ` (${Math.round(s.lastContactAgeMs / 1000)} s ago)`;
-  return [
-    `${s.safe ? 'SAFE' : 'UNSAFE'}: ${s.reason}`,
-    `  root              ${s.root}`,
-    `  files             ${s.files} (${s.bytes} bytes), ${s.dirs} dirs, ${s.symlinks} symlinks`,
-    `  tombstones        ${s.tombstonesPending} pending${s.oldestTombstone === null ? '' : `, oldest deleted ${formatTime(s.oldestTombstone)}`}`,
-    `  DB snapshot (T)   ${formatTime(s.snapshotTime)}`,
-    `  watermark (W)     ${formatTime(s.watermark)}`,
-    `  recovery target   ${s.recoveryTarget === null ? 'none yet' : `${formatTime(s.recoveryTarget)} (recover the standby DB to at most this time; skew ${s.skewMs} ms)`}`,
-    `  last agent contact ${formatTime(s.lastContact)}${ago}`,
-    `  receiver          ${s.receiverRunning ? `running (pid ${s.receiverPid}), agent ${s.agentConnected ? 'connected' : 'not connected'}` : 'not running'}`,
-    `  quarantined       ${s.quarantined} file(s)`,
-  ].join('\n');
+  const rows: Array<[string, string]> = [
+    ['root', s.root],
+    ['files', `${s.files} (${s.bytes} bytes), ${s.dirs} dirs, ${s.symlinks} symlinks`],
+    ['tombstones', `${s.tombstonesPending} pending${s.oldestTombstone === null ? '' : `, oldest deleted ${formatTime(s.oldestTombstone)}`}`],
+    ['DB snapshot (T)', formatTime(s.snapshotTime)],
+    ['watermark (W)', formatTime(s.watermark)],
+    ['recovery target', s.recoveryTarget === null ? 'none yet' : `${formatTime(s.recoveryTarget)} (recover the standby DB to at most this time; skew ${s.skewMs} ms)`],
+    ['last agent contact', `${formatTime(s.lastContact)}${ago}`],
+    ['receiver', s.receiverRunning ? `running (pid ${s.receiverPid}), agent ${s.agentConnected ? 'connected' : 'not connected'}` : 'not running'],
+    ['quarantined', `${s.quarantined} file(s)`],
+  ];
+  return [`${s.safe ? 'SAFE' : 'UNSAFE'}: ${s.reason}`, ...rows.map(([label, value]) => `  ${label.padEnd(19)} ${value}`)].join('\n');
 }
