@@ -20,11 +20,17 @@ export const ROOT_HELP = `  --root DIR           the standby tree (the receiver'
 
 export interface Opened { root: string; stateDir: StateDir; manifest: Manifest; log: Logger }
 
-export function openRoot(command: string, flags: { root?: string; 'state-dir'?: string; 'log-level'?: string }): Opened {
+/** Opens the receiver's manifest for `--root` (and `--state-dir`), runs `fn`, and closes it again. */
+export async function withRoot<T>(command: string, flags: { root?: string; 'state-dir'?: string; 'log-level'?: string }, fn: (opened: Opened) => Promise<T>): Promise<T> {
   const log = createLogger(parseLogLevel(flags['log-level']));
   const root = resolve(required(command, 'root', flags.root));
   const stateDir = resolveStateDir(root, flags['state-dir']);
-  return { root, stateDir, manifest: Manifest.openExisting(stateDir.abs), log };
+  const manifest = Manifest.openExisting(stateDir.abs);
+  try {
+    return await fn({ root, stateDir, manifest, log });
+  } finally {
+    manifest.close();
+  }
 }
 
 /** --skew / --delete-grace, or their defaults. */

@@ -4,7 +4,7 @@ import { WarmsyncError } from '../errors.js';
 import { runningReceiver } from '../receiver/lock.js';
 import { formatTime } from '../time.js';
 import { parseFlags, parseTimeFlag, required } from './args.js';
-import { ROOT_HELP, ROOT_OPTIONS, TIME_HELP, TIME_OPTIONS, gateTimes, openRoot, print } from './gate-options.js';
+import { ROOT_HELP, ROOT_OPTIONS, TIME_HELP, TIME_OPTIONS, gateTimes, print, withRoot } from './gate-options.js';
 
 export const PROMOTE_HELP = `Usage: warmsync promote --root DIR --time T [--dry-run] [--purge] [options]
 
@@ -38,8 +38,7 @@ export async function promoteCommand(argv: string[]): Promise<number> {
   }
   const time = parseTimeFlag('time', required('promote', 'time', flags.time));
   const times = gateTimes(flags);
-  const { root, stateDir, manifest, log } = openRoot('promote', flags);
-  try {
+  return withRoot('promote', flags, async ({ root, stateDir, manifest, log }) => {
     const pid = runningReceiver(stateDir.abs);
     if (pid !== null && manifest.getNumber('agentConnected') === 1) {
       throw new WarmsyncError('AGENT_CONNECTED', `an agent is connected to the receiver (pid ${pid}) on this root; stop the agent (or the receiver) before promoting`);
@@ -63,7 +62,5 @@ export async function promoteCommand(argv: string[]): Promise<number> {
     ];
     print(flags.json, { dryRun: false, safe: verdict.safe, snapshotTime: time, quarantine: outcome.id, removed: outcome.removed.map((r) => r.path), failed: outcome.failed }, lines.join('\n'));
     return outcome.failed.length > 0 ? 1 : 0;
-  } finally {
-    manifest.close();
-  }
+  });
 }

@@ -1,7 +1,7 @@
 import { GateExecutor } from '../gate/executor.js';
 import { WarmsyncError } from '../errors.js';
 import { parseFlags } from './args.js';
-import { ROOT_HELP, ROOT_OPTIONS, openRoot, print } from './gate-options.js';
+import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
 
 export const RESTORE_HELP = `Usage: warmsync restore --root DIR [--id ID] [--list]
 
@@ -21,8 +21,7 @@ export async function restoreCommand(argv: string[]): Promise<number> {
     process.stdout.write(RESTORE_HELP + '\n');
     return 0;
   }
-  const { root, stateDir, manifest, log } = openRoot('restore', flags);
-  try {
+  return withRoot('restore', flags, async ({ root, stateDir, manifest, log }) => {
     const executor = new GateExecutor(manifest, root, stateDir, log);
     const ids = await executor.quarantines();
     if (flags.list) {
@@ -36,7 +35,5 @@ export async function restoreCommand(argv: string[]): Promise<number> {
     const lines = [...outcome.restored.map((p) => `restored ${p}`), ...outcome.skipped.map((s) => `skipped ${s.path}: ${s.why}`), `${outcome.restored.length} restored, ${outcome.skipped.length} skipped`];
     print(flags.json, { id, ...outcome }, lines.join('\n'));
     return 0;
-  } finally {
-    manifest.close();
-  }
+  });
 }

@@ -1,7 +1,7 @@
 import { GateExecutor } from '../gate/executor.js';
 import { formatTime } from '../time.js';
 import { parseFlags, parseTimeFlag, required } from './args.js';
-import { ROOT_HELP, ROOT_OPTIONS, TIME_HELP, TIME_OPTIONS, gateTimes, openRoot, print } from './gate-options.js';
+import { ROOT_HELP, ROOT_OPTIONS, TIME_HELP, TIME_OPTIONS, gateTimes, print, withRoot } from './gate-options.js';
 
 export const SNAPSHOT_HELP = `Usage: warmsync snapshot --root DIR --time T [options]
 
@@ -27,8 +27,7 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
   }
   const time = parseTimeFlag('time', required('snapshot', 'time', flags.time));
   const times = gateTimes(flags);
-  const { root, stateDir, manifest, log } = openRoot('snapshot', flags);
-  try {
+  return withRoot('snapshot', flags, async ({ root, stateDir, manifest, log }) => {
     const outcome = await new GateExecutor(manifest, root, stateDir, log).applySnapshot(time, times);
     if (!outcome.advanced) {
       log.warn('SNAPSHOT_OLDER', `--time ${formatTime(time)} is older than the recorded snapshot ${formatTime(outcome.previous)}; kept the recorded one`);
@@ -41,7 +40,5 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
     ];
     print(flags.json, { ...outcome, removed: outcome.removed.map((r) => r.path) }, lines.join('\n'));
     return 0;
-  } finally {
-    manifest.close();
-  }
+  });
 }

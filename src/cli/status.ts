@@ -2,7 +2,7 @@ import { buildStatus, formatStatus } from '../gate/status.js';
 import { DEFAULT_SKEW_MS } from '../gate/policy.js';
 import { runningReceiver } from '../receiver/lock.js';
 import { parseFlags } from './args.js';
-import { ROOT_HELP, ROOT_OPTIONS, openRoot, print } from './gate-options.js';
+import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
 
 export const STATUS_HELP = `Usage: warmsync status --root DIR [--json]
 
@@ -22,12 +22,11 @@ export async function statusCommand(argv: string[]): Promise<number> {
     process.stdout.write(STATUS_HELP + '\n');
     return 0;
   }
-  const { root, stateDir, manifest } = openRoot('status', flags);
-  try {
+  return withRoot('status', flags, async ({ root, stateDir, manifest }) => {
     const counts = manifest.counts();
     const receiverPid = runningReceiver(stateDir.abs);
     const report = buildStatus({
-      root, now: Date.now(), ...counts, tombstones: counts.tombstones,
+      root, now: Date.now(), ...counts,
       snapshotTime: manifest.getNumber('snapshotTime'),
       watermark: manifest.getNumber('watermark'),
       skewMs: manifest.getNumber('skewMs') ?? DEFAULT_SKEW_MS,
@@ -38,7 +37,5 @@ export async function statusCommand(argv: string[]): Promise<number> {
     });
     print(flags.json, report, formatStatus(report));
     return 0;
-  } finally {
-    manifest.close();
-  }
+  });
 }

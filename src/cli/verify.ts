@@ -1,7 +1,7 @@
 import { verifyTree } from '../receiver/verify.js';
 import { createHasher } from '../scan/hash.js';
 import { parseFlags } from './args.js';
-import { ROOT_HELP, ROOT_OPTIONS, openRoot, print } from './gate-options.js';
+import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
 
 export const VERIFY_HELP = `Usage: warmsync verify --root DIR [--json]
 
@@ -20,8 +20,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     process.stdout.write(VERIFY_HELP + '\n');
     return 0;
   }
-  const { root, stateDir, manifest } = openRoot('verify', flags);
-  try {
+  return withRoot('verify', flags, async ({ root, stateDir, manifest }) => {
     const report = await verifyTree(manifest, root, stateDir.relToRoot, await createHasher());
     const problems = report.corrupt.length + report.missing.length + report.stray.length;
     const lines = [
@@ -34,7 +33,5 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     ];
     print(flags.json, { ok: problems === 0, ...report }, lines.join('\n'));
     return problems === 0 ? 0 : 1;
-  } finally {
-    manifest.close();
-  }
+  });
 }
