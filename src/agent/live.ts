@@ -34,6 +34,8 @@ export interface LiveOptions extends AgentOptions {
 /** Errors a reconnect cannot fix. */
 const FINAL = new Set(['AUTH_FAILED', 'VERSION_MISMATCH', 'SOURCE_EMPTY', 'MASS_DELETE', 'SOURCE_MISSING', 'SOURCE_NOT_DIR', 'BAD_URL']);
 const MAX_BATCH = 2000;
+/** Full-rescan period while the watcher is out of inotify watches. */
+const DEGRADED_RESCAN_MS = 30_000;
 /** How often the live agent logs what it replicated (only when it did something). */
 const ACTIVITY_LOG_MS = 60_000;
 /** A hash is remembered only when the file's mtime is this old: a same-tick rewrite could hide. */
@@ -48,6 +50,8 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
     wake?.();
   };
   let rescanRequested = false;
+  // Out of inotify watches: events may be missing for part of the tree, so rescan often instead.
+  let rescanEveryMs = options.rescanIntervalMs;
   const watcher = watchTree(options.root, {
     isExcluded: tree.isExcluded,
     onDirty: (path, subtree) => {
@@ -56,7 +60,8 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
     },
     onError: (err) => {
       if (err.code === 'ENOSPC' || err.code === 'EMFILE') {
-        log.error('WATCH_LIMIT', `the watcher ran out of inotify watches or file handles (${err.code}); raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n. Falling back to a full rescan every ${Math.round(options.rescanIntervalMs / 1000)} s until then`);
+        rescanEveryMs = Math.min(options.rescanIntervalMs, DEGRADED_RESCAN_MS);
+        log.error('WATCH_LIMIT', `the watcher ran out of inotify watches or file handles (${err.code}); raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n, then restart the agent. Until then: a full rescan every ${Math.round(rescanEveryMs / 1000)} s`);
       } else {
         log.warn('WATCH_ERROR', `watcher error: ${describeError(err)}; running a full rescan`);
       }
@@ -88,6 +93,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
           setWake: (fn) => {
             wake = fn;
           },
+          rescanEveryMs: () => rescanEveryMs,
           takeRescanRequest: () => {
             const r = rescanRequested;
             rescanRequested = false;
@@ -111,6 +117,8 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
 interface Hooks {
   setWake(fn: () => void): void;
   takeRescanRequest(): boolean;
+  /** The full-rescan period now in force (shorter once the watcher is known to miss events). */
+  rescanEveryMs(): number;
 }
 
 /** One connection's worth of live replication. Returns when the connection closes or on abort. */
@@ -163,7 +171,7 @@ class LiveSession {
     try {
       await this.fullPass();
       while (!this.closed && !this.signal.aborted) {
-        if (this.hooks.takeRescanRequest() || this.resync || Date.now() - this.lastFull >= this.options.rescanIntervalMs) await this.fullPass();
+        if (this.hooks.takeRescanRequest() || this.resync || Date.now() - this.lastFull >= this.hooks.rescanEveryMs()) await this.fullPass();
         this.markRacyDue(Date.now());
         const batch = this.dirty.takeQuiet(Date.now(), this.options.quietMs, MAX_BATCH, (p) => this.isBusy(p));
         if (batch.length > 0) {
@@ -171,7 +179,7 @@ class LiveSession {
           continue;
         }
         const dueIn = this.dirty.nextDueIn(Date.now(), this.options.quietMs);
-        await this.waitFor(Math.min(dueIn === null ? Infinity : Math.max(dueIn, 1), this.lastFull + this.options.rescanIntervalMs - Date.now(), 1000));
+        await this.waitFor(Math.min(dueIn === null ? Infinity : Math.max(dueIn, 1), this.lastFull + this.hooks.rescanEveryMs() - Date.now(), 1000));
       }
       if (this.signal.aborted) await this.drain();
     } finally {
