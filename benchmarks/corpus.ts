@@ -14,7 +14,9 @@
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 
 /** The rsync --exclude-from file both sides use. */
 export const EXCLUDES = [
@@ -213,6 +215,44 @@ export function writeBigBinary(root: string, seed: string, bytes: number): strin
   mkdirSync(dirname(join(root, rel)), { recursive: true });
   renameSync(tmp, join(root, rel));
   return rel;
+}
+
+/**
+ * Writes `bytes` of keystream to `root/rel` in place (no temp name: a live watcher sees it grow),
+ * 1 MiB per write, asynchronously so that the caller's timers keep running meanwhile. Calls
+ * `onStarted` once the first MiB is written; resolves with performance.now() at its close.
+ */
+export async function writeLargeFile(root: string, seed: string, rel: string, bytes: number, onStarted: () => void): Promise<number> {
+  const key = createHash('sha256').update(`${seed}\0large:${rel}`).digest();
+  const cipher = createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
+  const zeros = Buffer.alloc(MiB);
+  mkdirSync(dirname(join(root, rel)), { recursive: true });
+  const handle = await open(join(root, rel), 'w');
+  try {
+    for (let done = 0; done < bytes;) {
+      const piece = cipher.update(zeros.subarray(0, Math.min(MiB, bytes - done)));
+      for (let off = 0; off < piece.length;) off += (await handle.write(piece, off)).bytesWritten;
+      if (done === 0) onStarted();
+      done += piece.length;
+    }
+  } finally {
+    await handle.close();
+  }
+  return performance.now();
+}
+
+/**
+ * A wide, shallow tree for the watch-memory scenario: `files` 1-byte files spread over `dirs`
+ * directories named 00, 01, ... (hex). Fast: ~100k files in a few seconds.
+ */
+export function generateFlatTree(root: string, files: number, dirs: number): void {
+  const names: string[] = [];
+  for (let d = 0; d < dirs; d++) {
+    const name = d.toString(16).padStart(2, '0');
+    mkdirSync(join(root, name), { recursive: true });
+    names.push(name);
+  }
+  for (let i = 0; i < files; i++) writeFileSync(join(root, names[i % dirs] as string, `f${i}`), 'x');
 }
 
 /** Files and bytes under `root` (for reports). */

@@ -5,7 +5,7 @@
  * kernel's ru_maxrss), otherwise /proc/<pid>/status VmHWM is polled.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,15 +86,69 @@ export async function killAll(): Promise<void> {
   tracked.clear();
 }
 
-/** VmHWM (peak resident set) of a live process, KiB, or null when it cannot be read. */
-export function vmHwmKiB(pid: number | undefined): number | null {
+/** VmRSS (resident set now) and VmHWM (its peak) of a live process, KiB, or null when unreadable. */
+export function memoryKiB(pid: number | undefined): { rssKiB: number; hwmKiB: number } | null {
   if (pid === undefined) return null;
   try {
-    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : null;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const rss = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    const hwm = /^VmHWM:\s+(\d+) kB/m.exec(status);
+    return rss && hwm ? { rssKiB: Number(rss[1]), hwmKiB: Number(hwm[1]) } : null;
   } catch {
     return null;
   }
+}
+
+/** VmHWM (peak resident set) of a live process, KiB, or null when it cannot be read. */
+export function vmHwmKiB(pid: number | undefined): number | null {
+  return memoryKiB(pid)?.hwmKiB ?? null;
+}
+
+/**
+ * Resets a process's VmHWM to its current RSS (writes 5 to /proc/PID/clear_refs, Linux >= 4.0), so
+ * that a later VmHWM is the peak of what happened in between. False when the kernel refuses.
+ */
+export function resetPeakRss(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** User + system CPU a live process has used, in clock ticks (USER_HZ, 100 per second on Linux), or null. */
+export function cpuTicks(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks : null;
+  } catch {
+    return null;
+  }
+}
+export const TICKS_PER_S = 100;
+
+/** The inotify watches a live process holds: `inotify wd:` lines over /proc/PID/fdinfo/*, or null. */
+export function inotifyWatches(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return null;
+  }
+  let watches = 0;
+  for (const fd of fds) {
+    try {
+      watches += (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').match(/^inotify wd:/gm) ?? []).length;
+    } catch { /* closed meanwhile */ }
+  }
+  return watches;
 }
 
 /** Collects a child's stdout and stderr as text. */

@@ -10,28 +10,40 @@
  *   live      close on source -> file present at its final name on the standby, 50 files/s
  *   bigfile   fresh standby per run: one large binary
  *
+ * The live agent under load (small files behind a large one, a burst, 100k-file watch memory) is in
+ * watching.ts: warmsync alone, each on its own temp tree, reported against issue 3's targets.
+ *
  * Results are compared, not asserted: nothing here fails on a target, it only reports it.
  */
-import { existsSync, lstatSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Arrivals } from './arrivals.js';
 import { Rng, binarySize, mutate, writeBinary } from './corpus.js';
 import { runQuiet } from './proc.js';
-import type { LiveSide, RunRecord, Side, Standby } from './side.js';
+import type { LiveRun, LiveSide, RunRecord, Side, Standby } from './side.js';
+import type { WarmsyncSide } from './warmsync.js';
+import type { BehindRecord, BurstRecord, WatchRecord } from './watching.js';
 
 export interface Target {
   /** warmsync/competitor must be <= this (medians). */
   readonly maxRatio?: number;
-  /** or warmsync's own median must be <= this (ms). */
-  readonly maxMs?: number;
+  /** or warmsync's own median (worst value, with `worst`) must be <= this, in the comparison's unit. */
+  readonly max?: number;
+  readonly worst?: boolean;
   readonly text: string;
 }
+
+/** How a comparison's values print: time (ms, shown as ms or s), ms (one decimal), MB (MiB), count. */
+export type Unit = 'time' | 'ms' | 'MB' | 'count';
 
 export interface Comparison {
   readonly competitor: string;
   /** What is compared: "time" (wall ms of a sync), "p50 latency", "p99 latency". */
   readonly metric: string;
+  /** Default: "time" when metric is "time", else "ms". */
+  readonly unit?: Unit;
   /** Per round, warmsync then the competitor (null where a run failed). */
   readonly warmsync: number[];
   readonly other: number[];
@@ -41,7 +53,14 @@ export interface Comparison {
 export interface RunLog {
   readonly round: number;
   readonly side: string;
-  readonly record: RunRecord | LiveRecord;
+  readonly record: RunRecord | LiveRecord | BehindRecord | BurstRecord | WatchRecord;
+}
+
+/** A table of per-round details printed under the main table. */
+export interface DetailTable {
+  readonly caption: string;
+  readonly header: readonly string[];
+  readonly rows: string[][];
 }
 
 export interface ScenarioResult {
@@ -50,6 +69,7 @@ export interface ScenarioResult {
   readonly comparisons: Comparison[];
   readonly runs: RunLog[];
   readonly notes: string[];
+  tables?: DetailTable[];
   readonly loadAvgBefore: number[];
   readonly durationMs: number;
   error?: string;
@@ -68,6 +88,8 @@ export interface LiveRecord {
 
 export interface Context {
   readonly src: string;
+  /** A new empty directory for one scenario's own trees; the scenario removes it. */
+  scratch(name: string): Promise<string>;
   /** Created on demand by the big-file scenario. */
   bigSrc(): Promise<string>;
   /** Where standby dirs go (the rsync daemon's module root). */
@@ -76,7 +98,11 @@ export interface Context {
   readonly pairs: number;
   readonly liveFiles: number;
   readonly liveRate: number;
-  readonly warmsync: Side;
+  readonly behindMiB: number;
+  readonly burstFiles: number;
+  readonly watchFiles: number;
+  readonly timeoutMs: number;
+  readonly warmsync: WarmsyncSide;
   readonly rsyncDaemon: Side;
   readonly rsyncDaemonFsync: Side | null;
   readonly localRsync: Side;
@@ -122,16 +148,16 @@ export function checkStandby(src: string, dst: string): string[] {
 }
 
 /** Flushes dirty pages so that no run pays for the previous run's writeback. */
-async function settle(): Promise<void> {
+export async function settle(): Promise<void> {
   await runQuiet('sync', [], 300_000);
 }
 
 let labelCounter = 0;
-function label(prefix: string): string {
+export function label(prefix: string): string {
   return `${prefix}-${++labelCounter}`;
 }
 
-function slug(name: string): string {
+export function slug(name: string): string {
   return name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
 }
 
@@ -145,7 +171,7 @@ async function timedRun(side: Side, standby: Standby, src: string, round: number
   return record.wallMs;
 }
 
-function newResult(id: string, title: string): ScenarioResult {
+export function newResult(id: string, title: string): ScenarioResult {
   return { id, title, comparisons: [], runs: [], notes: [], loadAvgBefore: [], durationMs: 0 };
 }
 
@@ -248,9 +274,9 @@ export function percentile(sorted: readonly number[], p: number): number | null 
   return sorted[rank] as number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<boolean> {
+export async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (pred()) return true;
@@ -260,33 +286,37 @@ async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<boolea
 }
 
 /**
- * One live run: start the replicator, wait for a sentinel file to arrive (its start-up sync is
- * done), then write `count` new binaries at `rate` per second and record, for each, the time from
- * the writer's close to the file existing at its final name on the standby (polled every 1 ms;
- * both warmsync and rsync rename a finished temp file into place, so existence means complete).
+ * Waits until a running replicator's start-up sync is done: writes a sentinel file on the source and
+ * waits (bounded) for it to appear on the standby, then lets it settle for a second.
+ */
+export async function awaitStartupSync(src: string, run: LiveRun, sideName: string, runLabel: string, timeoutMs = 300_000): Promise<void> {
+  const sentinel = `etc/bench-sentinel-${runLabel}.txt`;
+  mkdirSync(dirname(join(src, sentinel)), { recursive: true });
+  writeFileSync(join(src, sentinel), `${runLabel}\n`);
+  if (!(await waitUntil(() => existsSync(join(run.standbyDir, sentinel)), timeoutMs))) {
+    throw new Error(`${sideName}: the start-up sync did not deliver ${sentinel} within ${Math.round(timeoutMs / 1000)} s`);
+  }
+  await sleep(1000);
+}
+
+/** p50/p90/p99/max of latencies (ms). */
+export function latencySummary(latencies: readonly number[]): Pick<LiveRecord, 'p50Ms' | 'p90Ms' | 'p99Ms' | 'maxMs'> {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  return { p50Ms: percentile(sorted, 50), p90Ms: percentile(sorted, 90), p99Ms: percentile(sorted, 99), maxMs: sorted.at(-1) ?? null };
+}
+
+/**
+ * One live run: start the replicator, wait for its start-up sync (a sentinel file), then write
+ * `count` new binaries at `rate` per second and record, for each, the time from the writer's close
+ * to the file at its final name, full size, on the standby (Arrivals: polled every 1 ms).
  */
 export async function liveRun(ctx: Context, side: LiveSide, runLabel: string): Promise<LiveRecord> {
   const run = await side.start(ctx.src);
   let stopped: { watcherPeakRssKiB: number | null; receiverPeakRssKiB: number | null } | null = null;
   try {
-    const sentinel = `etc/bench-sentinel-${runLabel}.txt`;
-    writeFileSync(join(ctx.src, sentinel), `${runLabel}\n`);
-    if (!(await waitUntil(() => existsSync(join(run.standbyDir, sentinel)), 300_000))) {
-      throw new Error(`${side.name}: the start-up sync did not deliver ${sentinel} within 300 s`);
-    }
-    await sleep(1000);
+    await awaitStartupSync(ctx.src, run, side.name, runLabel);
     const rng = new Rng(`${ctx.seed}:live:${runLabel}`);
-    const pending = new Map<string, number>();
-    const latencies: number[] = [];
-    const poll = setInterval(() => {
-      const now = performance.now();
-      for (const [rel, closedAt] of pending) {
-        if (existsSync(join(run.standbyDir, rel))) {
-          latencies.push(now - closedAt);
-          pending.delete(rel);
-        }
-      }
-    }, 1);
+    const arrivals = new Arrivals(run.standbyDir);
     try {
       const interval = 1000 / ctx.liveRate;
       const start = performance.now();
@@ -294,19 +324,18 @@ export async function liveRun(ctx: Context, side: LiveSide, runLabel: string): P
         const wait = start + k * interval - performance.now();
         if (wait > 0) await sleep(wait);
         const size = binarySize(rng, 256 * 1024);
-        const { rel } = writeBinary(ctx.src, ctx.seed, `live-${runLabel}-${k}`, size);
-        pending.set(rel, performance.now());
+        const { rel, bytes } = writeBinary(ctx.src, ctx.seed, `live-${runLabel}-${k}`, size);
+        arrivals.expect(rel, performance.now(), bytes);
       }
-      await waitUntil(() => pending.size === 0, 60_000);
+      await arrivals.waitAll(60_000);
     } finally {
-      clearInterval(poll);
+      arrivals.stop();
     }
     stopped = await run.stop();
-    const sorted = [...latencies].sort((a, b) => a - b);
+    const latencies = arrivals.latencies();
     return {
-      latenciesMs: latencies.map((x) => Math.round(x * 10) / 10),
-      p50Ms: percentile(sorted, 50), p90Ms: percentile(sorted, 90), p99Ms: percentile(sorted, 99), maxMs: sorted.at(-1) ?? null,
-      missing: pending.size, watcherPeakRssKiB: stopped.watcherPeakRssKiB, receiverPeakRssKiB: stopped.receiverPeakRssKiB,
+      latenciesMs: latencies.map((x) => Math.round(x * 10) / 10), ...latencySummary(latencies),
+      missing: arrivals.missing, watcherPeakRssKiB: stopped.watcherPeakRssKiB, receiverPeakRssKiB: stopped.receiverPeakRssKiB,
     };
   } finally {
     if (stopped === null) await run.stop().catch(() => undefined);
@@ -320,8 +349,8 @@ export async function liveScenario(ctx: Context, persistent: Persistent): Promis
   const theirs = ctx.lsyncdLive(rsyncStandby);
   if (typeof theirs === 'string') result.notes.push(`lsyncd skipped: ${theirs}`);
   const lsyncdName = typeof theirs === 'string' ? 'lsyncd (skipped)' : theirs.name;
-  const p50: Comparison = { competitor: lsyncdName, metric: 'p50 latency', warmsync: [], other: [], target: { maxMs: 10, text: 'p50 <= 10 ms' } };
-  const p99: Comparison = { competitor: lsyncdName, metric: 'p99 latency', warmsync: [], other: [], target: { maxMs: 50, text: 'p99 <= 50 ms' } };
+  const p50: Comparison = { competitor: lsyncdName, metric: 'p50 latency', warmsync: [], other: [], target: { max: 10, text: 'p50 <= 10 ms' } };
+  const p99: Comparison = { competitor: lsyncdName, metric: 'p99 latency', warmsync: [], other: [], target: { max: 50, text: 'p99 <= 50 ms' } };
   result.comparisons.push(p50, p99);
   for (let round = 0; round < ctx.pairs; round++) {
     const sides: LiveSide[] = typeof theirs === 'string' ? [mine] : [mine, theirs];

@@ -43,6 +43,11 @@ export interface Side {
 /** A live replicator watching `src` into a standby; the runner measures latency on `standbyDir`. */
 export interface LiveRun {
   readonly standbyDir: string;
+  /** The watching process and (warmsync) the receiver, for /proc readings; absent when unknown. */
+  readonly watcherPid?: number;
+  readonly receiverPid?: number;
+  /** The watcher's stderr so far (warmsync: its log lines). */
+  log?(): string;
   /** Stops it; returns the peak RSS of the watcher (and of warmsync's receiver), KiB. */
   stop(): Promise<{ watcherPeakRssKiB: number | null; receiverPeakRssKiB: number | null }>;
 }

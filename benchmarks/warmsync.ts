@@ -21,6 +21,7 @@ export interface WarmsyncConfig {
 export interface WarmsyncStandby extends Standby {
   readonly url: string;
   readonly agentStateDir: string;
+  readonly receiverPid: number | undefined;
   receiverPeakRssKiB(): number | null;
 }
 
@@ -47,7 +48,11 @@ function agentArgs(cfg: WarmsyncConfig, src: string, url: string, stateDir: stri
   return [BIN, 'agent', '--root', src, '--connect', url, '--token-file', cfg.tokenFile, '--exclude-from', cfg.excludesFile, '--state-dir', stateDir];
 }
 
-export function warmsyncSide(cfg: WarmsyncConfig): Side & { open(dir: string, label: string): Promise<WarmsyncStandby> } {
+export interface WarmsyncSide extends Side {
+  open(dir: string, label: string): Promise<WarmsyncStandby>;
+}
+
+export function warmsyncSide(cfg: WarmsyncConfig): WarmsyncSide {
   return {
     name: 'warmsync',
     async open(dir, label) {
@@ -56,7 +61,7 @@ export function warmsyncSide(cfg: WarmsyncConfig): Side & { open(dir: string, la
       const receiver = await startReceiverProcess(['--root', dir, '--listen', '127.0.0.1:0', '--token-file', cfg.tokenFile]);
       const receiverPeak = (): number | null => vmHwmKiB(receiver.child.pid);
       return {
-        dir, url: receiver.url, agentStateDir,
+        dir, url: receiver.url, agentStateDir, receiverPid: receiver.child.pid,
         receiverPeakRssKiB: receiverPeak,
         async sync(src): Promise<RunRecord> {
           const r = await runMeasured(process.execPath, [...agentArgs(cfg, src, receiver.url, agentStateDir), '--once', '--json'], { timeoutMs: cfg.timeoutMs });
@@ -86,12 +91,15 @@ export function warmsyncLive(cfg: WarmsyncConfig, standby: WarmsyncStandby): Liv
       // Ready once it watches and has connected; the runner then waits for a sentinel file.
       const deadline = Date.now() + 120_000;
       while (!/watching /.test(out.stderr()) || !/connected to /.test(out.stderr())) {
-        if (child.exitCode !== null) throw new Error(`live agent exited ${child.exitCode}: ${out.stderr().slice(-2000)}`);
-        if (Date.now() > deadline) throw new Error(`live agent not ready within 120 s: ${out.stderr().slice(-2000)}`);
+        const why = child.exitCode !== null ? `live agent exited ${child.exitCode}` : Date.now() > deadline ? 'live agent not ready within 120 s' : null;
+        if (why !== null) {
+          await stopProcess(child);
+          throw new Error(`${why}: ${out.stderr().slice(-2000)}`);
+        }
         await new Promise((r) => setTimeout(r, 50));
       }
       return {
-        standbyDir: standby.dir,
+        standbyDir: standby.dir, watcherPid: child.pid, receiverPid: standby.receiverPid, log: out.stderr,
         async stop() {
           const watcherPeakRssKiB = vmHwmKiB(child.pid);
           await stopProcess(child);
