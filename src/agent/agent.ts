@@ -10,7 +10,6 @@ import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { checkSafety, type SafetyOptions } from '../plan/safety.js';
-import { fromWireEntry } from '../protocol/messages.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
 import { createHasher, type FileHasher } from '../scan/hash.js';
 import { scanTree, type ScanResult } from '../scan/scanner.js';
@@ -95,7 +94,13 @@ export class SourceTree {
     const scan = await scanTree(this.root, { isExcluded: this.isExcluded, cache: this.cache, hasher: this.hasher, onWarning: this.warn });
     const mirror = new Map<string, ManifestEntry>();
     await sender.fetchManifest((entries) => {
-      for (const e of entries) mirror.set(e.path, { ...fromWireEntry(e), bornMs: 0 });
+      // A plain literal per row (not a spread): 100k rows share one hidden class, half the memory.
+      for (const e of entries) {
+        mirror.set(e.path, {
+          path: e.path, kind: e.kind, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, hash: e.hash, target: e.target,
+          bornMs: 0, deletedAt: e.deletedAt, damaged: e.damaged,
+        });
+      }
     });
     const changes = diffTrees(scan.entries, mirror.values(), { hides: this.hides, unknown: scan.incomplete });
     let standbyFiles = 0;

@@ -285,11 +285,6 @@ export function toWireEntry(e: WireManifestEntry | ManifestEntry): WireManifestE
   };
 }
 
-/** A received manifest row as the shared vocabulary's ManifestEntry (bornMs stays on the receiver). */
-export function fromWireEntry(w: WireManifestEntry): Omit<ManifestEntry, 'bornMs'> {
-  return toWireEntry(w);
-}
-
 /**
  * An `error` message that always validates: the code is forced into [A-Z_]{1,64} (invalid
  * characters become "_") and the message is cut to MAX_ERROR_MESSAGE_CHARS.

@@ -34,6 +34,9 @@ export interface SessionLimits {
   readonly commitDelayMs: number;
 }
 
+/** Files at least this large are committed on their own (see addPending). */
+const LARGE_FILE_BYTES = 8 << 20;
+
 export interface SessionDeps {
   readonly conn: Connection;
   readonly manifest: Manifest;
@@ -120,10 +123,18 @@ export class ReceiverSession {
   /** Nothing more to read right now: hand back credit and any results that are ready. */
   private whenIdle(): void {
     this.sendCredit();
+    this.scheduleCommit();
+    this.sendResults();
+  }
+
+  /**
+   * Commits what is waiting `commitDelayMs` from now, busy or not: a large transfer streaming in
+   * keeps the queue busy, and small files finished meanwhile must not wait for it to end.
+   */
+  private scheduleCommit(): void {
     if (this.pending.length > 0 && this.commitTimer === null) {
       this.commitTimer = setTimeout(() => this.enqueue(() => this.commit()), this.deps.limits.commitDelayMs);
     }
-    this.sendResults();
   }
 
   private onFatal(err: unknown): void {
@@ -345,10 +356,14 @@ export class ReceiverSession {
   }
 
   private async addPending(item: PendingOp, bytes: number): Promise<void> {
+    const { commitOps, commitBytes } = this.deps.limits;
+    // A large file's fsync takes long: commit it in a group of its own, the small ones first.
+    const large = bytes >= LARGE_FILE_BYTES;
+    if (large) await this.commit();
     this.pending.push(item);
     this.pendingBytes += bytes;
-    const { commitOps, commitBytes } = this.deps.limits;
-    if (this.pending.length >= commitOps || this.pendingBytes >= commitBytes) await this.commit();
+    if (large || this.pending.length >= commitOps || this.pendingBytes >= commitBytes) await this.commit();
+    else this.scheduleCommit();
   }
 
   /** The group commit. Must run inside the queue (or after it drained). */

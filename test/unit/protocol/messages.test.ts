@@ -1,21 +1,20 @@
 /**
- * messages helpers: wire entries convert to and from the shared vocabulary, and errorMessage
+ * messages helpers: manifest rows convert to wire entries (bornMs stays home), and errorMessage
  * always builds an `error` message the peer accepts.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ManifestEntry } from '../../../src/entry.js';
-import { decodeFrame, encodeControl, errorMessage, fromWireEntry, toWireEntry } from '../../../src/protocol/index.js';
+import { decodeFrame, encodeControl, errorMessage, toWireEntry } from '../../../src/protocol/index.js';
 import { FILE_ENTRY, LINK_ENTRY } from './fixtures.js';
 
 describe('wire entries', () => {
-  test('a manifest row minus bornMs, both ways', () => {
+  test('a manifest row minus bornMs', () => {
     const row: ManifestEntry = { ...LINK_ENTRY, bornMs: 42 };
     const wire = toWireEntry(row);
     assert.deepEqual(wire, LINK_ENTRY);
     assert.ok(!('bornMs' in wire));
-    assert.deepEqual(fromWireEntry(wire), LINK_ENTRY);
-    assert.notEqual(fromWireEntry(FILE_ENTRY), FILE_ENTRY, 'a copy, not the same object');
+    assert.notEqual(toWireEntry(FILE_ENTRY), FILE_ENTRY, 'a copy, not the same object');
   });
 });
 
