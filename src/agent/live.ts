@@ -15,6 +15,7 @@ import { diffTrees, type Change } from '../plan/diff.js';
 import { isWithin } from '../relpath.js';
 import { scanTree } from '../scan/scanner.js';
 import { dial } from '../transport/client.js';
+import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
 import { watchTree } from '../watch/watcher.js';
 import { RETRYABLE, SourceTree, applyToMirror, type AgentOptions } from './agent.js';
@@ -34,6 +35,8 @@ export interface LiveOptions extends AgentOptions {
 /** Errors a reconnect cannot fix. */
 const FINAL = new Set(['AUTH_FAILED', 'VERSION_MISMATCH', 'SOURCE_EMPTY', 'MASS_DELETE', 'SOURCE_MISSING', 'SOURCE_NOT_DIR', 'BAD_URL']);
 const MAX_BATCH = 2000;
+/** Files at least this large are read outside the batch loop (see processBatch). */
+const LARGE_FILE_BYTES = 4 << 20;
 /** Full-rescan period while the watcher is out of inotify watches. */
 const DEGRADED_RESCAN_MS = 30_000;
 /** How often the live agent logs what it replicated (only when it did something). */
@@ -128,6 +131,8 @@ class LiveSession {
   private readonly inFlight = new Map<string, number>();
   /** Paths whose change failed in a way only a later rescan can fix -> first observed. */
   private readonly stuck = new Map<string, number>();
+  /** Large files being hashed in the background -> first observed. */
+  private readonly readingLarge = new Map<string, number>();
   private reconciledFrom: number | null = null;
   private lastFull = 0;
   /**
@@ -151,7 +156,7 @@ class LiveSession {
   ) {}
 
   private watermark(): number | null {
-    const pending = [...this.inFlight.values(), ...this.stuck.values()];
+    const pending = [...this.inFlight.values(), ...this.stuck.values(), ...this.readingLarge.values()];
     const oldestDirty = this.dirty.oldestFirstSeen();
     if (oldestDirty !== null) pending.push(oldestDirty);
     return computeWatermark({ now: Date.now(), settleMs: this.options.settleMs, reconciledFrom: this.reconciledFrom, pending });
@@ -205,19 +210,19 @@ class LiveSession {
   /** On shutdown: let in-flight ops finish (bounded), then send a last heartbeat. */
   private async drain(): Promise<void> {
     const deadline = Date.now() + 10_000;
-    while (this.inFlight.size > 0 && !this.closed && Date.now() < deadline) await sleep(20);
+    while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed && Date.now() < deadline) await sleep(20);
     this.sender.heartbeat(this.watermark());
   }
 
   private isBusy(path: string): boolean {
-    if (this.inFlight.has(path)) return true;
+    if (this.inFlight.has(path) || this.readingLarge.has(path)) return true;
     for (const p of this.inFlight.keys()) if (isWithin(p, path) || isWithin(path, p)) return true;
     return false;
   }
 
   private async fullPass(): Promise<void> {
     // Ops in flight would race the full plan's preconditions: let them land first.
-    while (this.inFlight.size > 0 && !this.closed) await sleep(5);
+    while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed) await sleep(5);
     const pass = await this.tree.reconcile(this.sender, this.options.safety);
     this.mirror = pass.mirror;
     this.stuck.clear();
@@ -262,7 +267,35 @@ class LiveSession {
     }
   }
 
+  /**
+   * Large files are read in the background, so the small files behind them are not held up by a
+   * long hash (or by the retries while such a file is still being written).
+   */
   private async processBatch(batch: readonly DirtyPath[]): Promise<void> {
+    const now: DirtyPath[] = [];
+    for (const d of batch) {
+      const st = lstatOrNull(join(this.tree.root, d.path));
+      if (st !== null && st.isFile() && st.size >= LARGE_FILE_BYTES) this.replicateInBackground(d);
+      else now.push(d);
+    }
+    await this.replicate(now);
+  }
+
+  private replicateInBackground(d: DirtyPath): void {
+    this.readingLarge.set(d.path, d.firstSeen);
+    void this.replicate([d])
+      .catch((err: unknown) => {
+        this.stuck.set(d.path, d.firstSeen);
+        this.options.log.warn('READ_FAILED', `${d.path}: ${describeError(err)} (retried at the next full rescan; the watermark waits for it)`);
+      })
+      .finally(() => {
+        this.readingLarge.delete(d.path);
+        this.wakeUp();
+      });
+  }
+
+  /** Looks at dirty paths again, plans against the mirror and submits the changes. */
+  private async replicate(batch: readonly DirtyPath[]): Promise<void> {
     // By path: a new directory's subtree and a file inside it can both be in one batch, and two
     // changes for one path would race each other's precondition (the second one a CONFLICT).
     const entries = new Map<string, Entry>();

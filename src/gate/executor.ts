@@ -15,7 +15,7 @@ import { compareTreeOrder } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
 import { formatTime } from '../time.js';
 import { bornAfter, tombstonesAllowed, type GateTimes } from './policy.js';
-import { lstatOrNull } from '../receiver/lstat.js';
+import { lstatOrNull } from '../lstat.js';
 
 export interface Removal { readonly path: string; readonly kind: EntryKind; readonly reason: string }
 

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { utimeValue, type EntryKind } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 import { TEMP_PREFIX } from './staging.js';
-import { lstatOrNull } from './lstat.js';
+import { lstatOrNull } from '../lstat.js';
 
 export type RemovalLog = (path: string, reason: string) => void;
 

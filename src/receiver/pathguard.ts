@@ -6,7 +6,7 @@
  */
 import { lstat, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { lstatOrNull } from './lstat.js';
+import { lstatOrNull } from '../lstat.js';
 import { ProtocolError } from '../errors.js';
 import { ancestorsOf, isWithin, relPathProblem } from '../relpath.js';
 
