@@ -48,11 +48,8 @@ const AGENT_OPTIONS = {
 } as const;
 
 export async function agentCommand(argv: string[]): Promise<number> {
-  const flags = parseFlags('agent', argv, AGENT_OPTIONS);
-  if (flags.help) {
-    process.stdout.write(AGENT_HELP + '\n');
-    return 0;
-  }
+  const flags = parseFlags('agent', argv, AGENT_OPTIONS, AGENT_HELP);
+  if (flags === null) return 0;
   const log = createLogger(parseLogLevel(flags['log-level']));
   const root = resolve(required('agent', 'root', flags.root));
   const url = parseConnectUrl(required('agent', 'connect', flags.connect));

@@ -17,7 +17,19 @@ export const COMMON_OPTIONS = {
   'log-level': { type: 'string' },
 } as const satisfies OptionSpec;
 
-export function parseFlags<T extends OptionSpec>(command: string, argv: string[], options: T) {
+/**
+ * Parses `argv` strictly. With --help it prints `help` and returns null: the command then exits 0.
+ */
+export function parseFlags<T extends OptionSpec>(command: string, argv: string[], options: T, help: string) {
+  const values = parseStrict(command, argv, options);
+  if ((values as { help?: boolean }).help) {
+    process.stdout.write(help + '\n');
+    return null;
+  }
+  return values;
+}
+
+function parseStrict<T extends OptionSpec>(command: string, argv: string[], options: T) {
   try {
     return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, strict: true, allowPositionals: false }).values;
   } catch (err) {

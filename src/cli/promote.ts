@@ -31,11 +31,8 @@ ${ROOT_HELP}
 export async function promoteCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('promote', argv, {
     ...ROOT_OPTIONS, ...TIME_OPTIONS, time: { type: 'string' }, 'dry-run': { type: 'boolean' }, purge: { type: 'boolean' },
-  });
-  if (flags.help) {
-    process.stdout.write(PROMOTE_HELP + '\n');
-    return 0;
-  }
+  }, PROMOTE_HELP);
+  if (flags === null) return 0;
   const time = parseTimeFlag('time', required('promote', 'time', flags.time));
   const times = gateTimes(flags);
   return withRoot('promote', flags, async ({ root, stateDir, manifest, log }) => {

@@ -37,11 +37,8 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('receiver', argv, {
     root: { type: 'string' }, listen: { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' },
     'snapshot-cmd': { type: 'string' }, 'snapshot-interval': { type: 'string' }, ...TIME_OPTIONS,
-  });
-  if (flags.help) {
-    process.stdout.write(RECEIVER_HELP + '\n');
-    return 0;
-  }
+  }, RECEIVER_HELP);
+  if (flags === null) return 0;
   const log = createLogger(parseLogLevel(flags['log-level']));
   const root = resolve(required('receiver', 'root', flags.root));
   const { host, port } = parseListen(required('receiver', 'listen', flags.listen));

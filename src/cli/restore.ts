@@ -16,11 +16,8 @@ ${ROOT_HELP}
   -h, --help           this text`;
 
 export async function restoreCommand(argv: string[]): Promise<number> {
-  const flags = parseFlags('restore', argv, { ...ROOT_OPTIONS, id: { type: 'string' }, list: { type: 'boolean' } });
-  if (flags.help) {
-    process.stdout.write(RESTORE_HELP + '\n');
-    return 0;
-  }
+  const flags = parseFlags('restore', argv, { ...ROOT_OPTIONS, id: { type: 'string' }, list: { type: 'boolean' } }, RESTORE_HELP);
+  if (flags === null) return 0;
   return withRoot('restore', flags, async ({ root, stateDir, manifest, log }) => {
     const executor = new GateExecutor(manifest, root, stateDir, log);
     const ids = await executor.quarantines();

@@ -20,11 +20,8 @@ ${ROOT_HELP}
   -h, --help           this text`;
 
 export async function snapshotCommand(argv: string[]): Promise<number> {
-  const flags = parseFlags('snapshot', argv, { ...ROOT_OPTIONS, ...TIME_OPTIONS, time: { type: 'string' } });
-  if (flags.help) {
-    process.stdout.write(SNAPSHOT_HELP + '\n');
-    return 0;
-  }
+  const flags = parseFlags('snapshot', argv, { ...ROOT_OPTIONS, ...TIME_OPTIONS, time: { type: 'string' } }, SNAPSHOT_HELP);
+  if (flags === null) return 0;
   const time = parseTimeFlag('time', required('snapshot', 'time', flags.time));
   const times = gateTimes(flags);
   return withRoot('snapshot', flags, async ({ root, stateDir, manifest, log }) => {

@@ -17,11 +17,8 @@ ${ROOT_HELP}
   -h, --help           this text`;
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const flags = parseFlags('status', argv, ROOT_OPTIONS);
-  if (flags.help) {
-    process.stdout.write(STATUS_HELP + '\n');
-    return 0;
-  }
+  const flags = parseFlags('status', argv, ROOT_OPTIONS, STATUS_HELP);
+  if (flags === null) return 0;
   return withRoot('status', flags, async ({ root, stateDir, manifest }) => {
     const counts = manifest.counts();
     const receiverPid = runningReceiver(stateDir.abs);

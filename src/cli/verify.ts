@@ -15,11 +15,8 @@ ${ROOT_HELP}
   -h, --help           this text`;
 
 export async function verifyCommand(argv: string[]): Promise<number> {
-  const flags = parseFlags('verify', argv, ROOT_OPTIONS);
-  if (flags.help) {
-    process.stdout.write(VERIFY_HELP + '\n');
-    return 0;
-  }
+  const flags = parseFlags('verify', argv, ROOT_OPTIONS, VERIFY_HELP);
+  if (flags === null) return 0;
   return withRoot('verify', flags, async ({ root, stateDir, manifest }) => {
     const report = await verifyTree(manifest, root, stateDir.relToRoot, await createHasher());
     const problems = report.corrupt.length + report.missing.length + report.stray.length;

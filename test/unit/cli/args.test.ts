@@ -49,8 +49,8 @@ describe('parseInteger and parseTimeFlag', () => {
 
 describe('parseFlags', () => {
   test('unknown flags and missing values name the flag', () => {
-    usageError(() => parseFlags('agent', ['--frobnicate'], { root: { type: 'string' } }), /agent: .*--frobnicate/);
-    usageError(() => parseFlags('agent', ['--root'], { root: { type: 'string' } }), /agent: .*--root/);
+    usageError(() => parseFlags('agent', ['--frobnicate'], { root: { type: 'string' } }, 'help'), /agent: .*--frobnicate/);
+    usageError(() => parseFlags('agent', ['--root'], { root: { type: 'string' } }, 'help'), /agent: .*--root/);
   });
 });
 
