@@ -1,11 +1,19 @@
 /**
- * Logging: one line per event on stderr, with a stable code where there is one (docs/errors.md).
- * stdout stays for results (`listening on ...`, summaries, --json).
+ * Logging: pino behind a four-method interface. One event per line on stderr; every warning and
+ * error carries its stable code (docs/errors.md) as the `code` field. stdout stays for results
+ * (`listening on ...`, summaries, --json).
+ *
+ * Formats: `json` (one JSON object per line: what journald and log shippers want; the default when
+ * stderr is not a terminal) and `text` (`TIME LEVEL CODE: message`, the default on a terminal,
+ * coloured there unless NO_COLOR is set). Lines are written synchronously (no worker thread), so
+ * the last lines before an exit are never lost.
  */
+import { pino, type Logger as Pino } from 'pino';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+export type LogFormat = 'json' | 'text';
 
-const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
 export interface Logger {
   debug(message: string): void;
@@ -14,16 +22,77 @@ export interface Logger {
   error(code: string, message: string): void;
 }
 
-export function createLogger(level: LogLevel = 'info', write: (line: string) => void = (line) => process.stderr.write(line + '\n')): Logger {
-  const min = RANK[level];
-  const emit = (lvl: Exclude<LogLevel, 'silent'>, message: string, code?: string): void => {
-    if (RANK[lvl] < min) return;
-    write(`${new Date().toISOString()} ${lvl.toUpperCase().padEnd(5)} ${code ? code + ': ' : ''}${message}`);
-  };
+/** What a JSON log line holds (pino's fields as configured below). */
+export interface LogRecord { level: string; time: string; code?: string; msg: string }
+
+/** Terminal escape codes for the level label; nothing else is coloured. */
+const COLOR: Record<string, string> = { debug: '\x1b[90m', info: '\x1b[36m', warn: '\x1b[33m', error: '\x1b[31m' };
+
+/** `TIME LEVEL CODE: message`, the text format (the format warmsync always had). */
+export function formatText(record: LogRecord, color: boolean): string {
+  const label = record.level.toUpperCase().padEnd(5);
+  const level = color ? `${COLOR[record.level] ?? ''}${label}\x1b[0m` : label;
+  return `${record.time} ${level} ${record.code ? record.code + ': ' : ''}${record.msg}`;
+}
+
+/** Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org). */
+export function useColor(isTTY: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
+  return isTTY && (env['NO_COLOR'] ?? '') === '';
+}
+
+/** The format when none is asked for: text for a person at a terminal, JSON for everything else. */
+export function defaultLogFormat(isTTY: boolean = process.stderr.isTTY === true): LogFormat {
+  return isTTY ? 'text' : 'json';
+}
+
+let stderrLines: ((line: string) => void) | null = null;
+
+/**
+ * While a progress bar owns the terminal, stderr log lines go through `route` (which prints them
+ * above the bar) so that neither tears the other; null restores direct writes.
+ */
+export function routeStderrLines(route: ((line: string) => void) | null): void {
+  stderrLines = route;
+}
+
+function writeStderr(line: string): void {
+  if (stderrLines !== null) stderrLines(line);
+  else process.stderr.write(line + '\n');
+}
+
+export interface LoggerOptions {
+  readonly level?: LogLevel;
+  /** Default: defaultLogFormat() for stderr; text for a custom `write`. */
+  readonly format?: LogFormat;
+  /** Receives each line without its newline. Default: stderr. */
+  readonly write?: (line: string) => void;
+  /** Colour the level in text lines. Default: only for stderr on a terminal without NO_COLOR. */
+  readonly color?: boolean;
+}
+
+/** `createLogger(level)` logs to stderr; `createLogger(level, write)` hands text lines to `write` (tests). */
+export function createLogger(level: LogLevel = 'info', write?: (line: string) => void): Logger {
+  return write === undefined ? createLoggerWith({ level }) : createLoggerWith({ level, write });
+}
+
+export function createLoggerWith(options: LoggerOptions): Logger {
+  const toStderr = options.write === undefined;
+  const write = options.write ?? writeStderr;
+  const format = options.format ?? (toStderr ? defaultLogFormat() : 'text');
+  const color = options.color ?? (toStderr && useColor(process.stderr.isTTY === true));
+  const destination = format === 'json'
+    ? { write: (s: string) => write(s.endsWith('\n') ? s.slice(0, -1) : s) }
+    : { write: (s: string) => write(formatText(JSON.parse(s) as LogRecord, color)) };
+  const log: Pino = pino({
+    level: options.level ?? 'info',
+    base: null,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  }, destination);
   return {
-    debug: (m) => emit('debug', m),
-    info: (m) => emit('info', m),
-    warn: (code, m) => emit('warn', m, code),
-    error: (code, m) => emit('error', m, code),
+    debug: (m) => log.debug(m),
+    info: (m) => log.info(m),
+    warn: (code, m) => log.warn({ code }, m),
+    error: (code, m) => log.error({ code }, m),
   };
 }

@@ -8,15 +8,16 @@ import type { ManifestEntry } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
-import { diffTrees, type Change } from '../plan/diff.js';
+import { actionOf, diffTrees, type Change } from '../plan/diff.js';
 import { checkSafety, type SafetyOptions } from '../plan/safety.js';
+import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
 import { createHasher, type FileHasher } from '../scan/hash.js';
 import { scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../receiver/staging.js';
 import { isWithin, baseName } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
-import { dial } from '../transport/client.js';
+import { dial, type ClientTls } from '../transport/client.js';
 import { Sender, type OpFailure, type SendReport } from './sender.js';
 
 export interface AgentOptions {
@@ -28,6 +29,10 @@ export interface AgentOptions {
   readonly safety: SafetyOptions;
   readonly connectAttempts: number;
   readonly log: Logger;
+  /** How to trust a wss:// receiver (default: the system CAs). */
+  readonly tls?: ClientTls;
+  /** Told how the first reconciliation (the initial scan and sync) is going. */
+  readonly progress?: ProgressSink | null;
 }
 
 export interface OnceSummary {
@@ -63,8 +68,11 @@ export class SourceTree {
   /** Is this standby path hidden by the rules (so never deleted there)? */
   readonly hides: (path: string, isDir: boolean) => boolean;
   warnings = 0;
+  /** Reports the first reconciliation only: later ones are the quiet routine. */
+  private progress: ProgressSink | null;
 
-  private constructor(readonly root: string, rules: readonly FilterRule[], stateDir: StateDir, readonly cache: AgentCache, readonly hasher: FileHasher, readonly log: Logger) {
+  private constructor(readonly root: string, rules: readonly FilterRule[], stateDir: StateDir, readonly cache: AgentCache, readonly hasher: FileHasher, readonly log: Logger, progress: ProgressSink | null) {
+    this.progress = progress;
     const matcher = new ExcludeMatcher(rules);
     const stateRel = stateDir.relToRoot;
     const isState = (path: string): boolean => stateRel !== null && isWithin(path, stateRel);
@@ -73,14 +81,14 @@ export class SourceTree {
     this.hides = (path, isDir) => isState(path) || matcher.hides(path, isDir);
   }
 
-  static async open(root: string, rules: readonly FilterRule[], stateDir: StateDir, log: Logger): Promise<SourceTree> {
+  static async open(root: string, rules: readonly FilterRule[], stateDir: StateDir, log: Logger, progress: ProgressSink | null = null): Promise<SourceTree> {
     const rootStat = await stat(root).catch(() => null);
     if (rootStat === null) throw new WarmsyncError('SOURCE_MISSING', `source root ${root} does not exist (is its disk mounted?); nothing was sent`);
     if (!rootStat.isDirectory()) throw new WarmsyncError('SOURCE_NOT_DIR', `source root ${root} is not a directory`);
     await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
     const cache = AgentCache.open(agentCachePath(stateDir.abs));
     if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
-    return new SourceTree(root, rules, stateDir, cache, await createHasher(), log);
+    return new SourceTree(root, rules, stateDir, cache, await createHasher(), log, progress);
   }
 
   readonly warn = (code: string, message: string): void => {
@@ -90,8 +98,20 @@ export class SourceTree {
 
   /** One full reconciliation over `sender`'s connection. Throws a safety halt before sending anything. */
   async reconcile(sender: Sender, safety: SafetyOptions): Promise<PassResult> {
+    const progress = this.progress;
+    this.progress = null;
+    try {
+      return await this.reconcilePass(sender, safety, progress);
+    } finally {
+      progress?.done();
+    }
+  }
+
+  private async reconcilePass(sender: Sender, safety: SafetyOptions, progress: ProgressSink | null): Promise<PassResult> {
     const scanStarted = Date.now();
-    const scan = await scanTree(this.root, { isExcluded: this.isExcluded, cache: this.cache, hasher: this.hasher, onWarning: this.warn });
+    progress?.phase('hashing', null);
+    const hasher = progress === null ? this.hasher : countingHasher(this.hasher, (bytes) => progress.add(1, bytes));
+    const scan = await scanTree(this.root, { isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn });
     const mirror = new Map<string, ManifestEntry>();
     await sender.fetchManifest((entries) => {
       // A plain literal per row (not a spread): 100k rows share one hidden class, half the memory.
@@ -110,7 +130,14 @@ export class SourceTree {
     const s = scan.stats;
     this.log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache); ${changes.length} change(s) to send`);
     const deletedAt = Date.now();
-    const report = await sender.send(changes, deletedAt);
+    if (progress !== null) {
+      const transfers = changes.flatMap((c) => (actionOf(c) === 'transfer' && c.new !== null ? [c.new.size] : []));
+      progress.phase('sending', { files: transfers.length, bytes: transfers.reduce((a, b) => a + b, 0) });
+      sender.onProgress = (files, bytes) => progress.add(files, bytes);
+    }
+    const report = await sender.send(changes, deletedAt).finally(() => {
+      sender.onProgress = null;
+    });
     changes.forEach((change, i) => {
       if (report.outcomes[i] === null) applyToMirror(mirror, change, deletedAt);
     });
@@ -135,7 +162,7 @@ export function applyToMirror(mirror: Map<string, ManifestEntry>, change: Change
 export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
   const started = Date.now();
   const { log } = options;
-  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log);
+  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null);
   const summary: OnceSummary = {
     filesScanned: 0, filesSent: 0, bytesSent: 0, skippedUnchanged: 0, metaUpdates: 0, tombstones: 0,
     hashed: 0, passes: 0, warnings: 0, elapsedMs: 0,
@@ -143,7 +170,7 @@ export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
   try {
     const session = await dial({
       url: options.url, token: options.token, attempts: options.connectAttempts,
-      baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log,
+      baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log, tls: options.tls,
     });
     const sender = new Sender(session.conn, session, options.root);
     try {

@@ -46,7 +46,7 @@ const RACY_MS = 1000;
 
 export async function runLive(options: LiveOptions, signal: AbortSignal): Promise<void> {
   const { log } = options;
-  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log);
+  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null);
   const dirty = new Coalescer();
   let wake: (() => void) | null = null;
   const poke = (): void => {
@@ -80,7 +80,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
     while (!signal.aborted) {
       let session;
       try {
-        session = await dial({ url: options.url, token: options.token, attempts: 1, baseDelayMs: 0, maxDelayMs: 0, handshakeTimeoutMs: 10_000, log });
+        session = await dial({ url: options.url, token: options.token, attempts: 1, baseDelayMs: 0, maxDelayMs: 0, handshakeTimeoutMs: 10_000, log, tls: options.tls });
       } catch (err) {
         if (err instanceof WarmsyncError && FINAL.has(err.code)) throw err;
         failedAttempts++;

@@ -47,6 +47,8 @@ export class Sender {
   private slotWaiters: Array<() => void> = [];
   private failure: WarmsyncError | null = null;
   private manifestHandler: ((msg: Extract<ReceiverMessage, { type: 'manifestPage' }>) => void) | null = null;
+  /** Told of file bytes as they go out (a resumed file's kept prefix counts as done) and of each file fully sent. */
+  onProgress: ((files: number, bytes: number) => void) | null = null;
 
   constructor(
     private readonly conn: Connection,
@@ -266,6 +268,7 @@ export class Sender {
         const at = await resumeAt;
         if (at === null) return; // the op failed; its result says why
         offset = at;
+        this.onProgress?.(0, offset);
       }
       const buffer = Buffer.allocUnsafe(Math.min(MAX_CHUNK_BYTES, this.limits.window, Math.max(1, entry.size)));
       while (true) {
@@ -292,8 +295,12 @@ export class Sender {
           else sent.catch(() => undefined);
           offset += bytesRead;
           this.bytesOnWire += bytesRead;
+          this.onProgress?.(0, bytesRead);
         }
-        if (last) break;
+        if (last) {
+          this.onProgress?.(1, 0);
+          break;
+        }
       }
     } catch (err) {
       if (this.failure === null) {

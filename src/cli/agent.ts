@@ -2,10 +2,11 @@ import { resolve } from 'node:path';
 import { runOnce, type OnceSummary } from '../agent/agent.js';
 import { runLive } from '../agent/live.js';
 import { excludeRule, loadExcludeFiles, type FilterRule } from '../config/excludes.js';
-import { createLogger } from '../log.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
+import { createProgress, progressMode } from '../progress/progress.js';
 import { resolveStateDir } from '../statedir.js';
-import { inCommandLineOrder, parseConnectUrl, parseFlags, parseInteger, parseLogLevel, readToken, required } from './args.js';
+import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
+import { COMMON_HELP, commandLogger, parseConnectUrl, parseFlags, parseInteger, readToken, repeatedInOrder, required } from './args.js';
 
 export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT [--once] [options]
 
@@ -21,7 +22,11 @@ full rescan runs every --rescan-interval as a safety net. SIGTERM/SIGINT stop it
 
 Options:
   --root DIR            the source tree
-  --connect URL         the receiver, ws://HOST:PORT
+  --connect URL         the receiver, ws://HOST:PORT or wss://HOST:PORT (TLS)
+  --ca FILE             wss://: trust the receiver certificate signed by this CA (PEM; or the
+                        self-signed certificate itself). Default: the system CAs
+  --tls-fingerprint FP  wss://: trust exactly the certificate with this SHA-256 fingerprint
+                        (as openssl x509 -noout -fingerprint -sha256 prints it)
   --once                sync once and exit 0 when the standby matches
   --rescan-interval SEC full reconciliation this often while watching (default 600)
   --token-file F        file holding the shared secret (default: $WARMSYNC_TOKEN)
@@ -32,10 +37,9 @@ Options:
                         of the standby's files (default ${DEFAULT_SAFETY.maxDeleteShare * 100}; runs deleting at most
                         ${DEFAULT_SAFETY.minDeletesToHalt} files are never halted)
   --connect-attempts N  tries before giving up on an unreachable receiver (default 5)
-  --json                print the summary as JSON on stdout
-  --log-level LEVEL     debug, info (default), warn, error, silent
-  --debug               print stack traces for unexpected errors
-  -h, --help            this text
+  --json                print the summary as JSON on stdout (and no progress)
+  --quiet               no progress (on a terminal a bar; otherwise a line every 5 s)
+${COMMON_HELP}
 
 Exit status: 0 the standby matches; 1 failure (nothing half-written is ever left at a final
 path); 2 bad usage or an unreadable excludes file.`;
@@ -44,20 +48,20 @@ const AGENT_OPTIONS = {
   root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
   'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
   'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
-  'rescan-interval': { type: 'string' },
+  'rescan-interval': { type: 'string' }, quiet: { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
 } as const;
 
 export async function agentCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('agent', argv, AGENT_OPTIONS, AGENT_HELP);
   if (flags === null) return 0;
-  const log = createLogger(parseLogLevel(flags['log-level']));
+  const log = commandLogger(flags);
   const root = resolve(required('agent', 'root', flags.root));
   const url = parseConnectUrl(required('agent', 'connect', flags.connect));
   const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
   const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
   // In command-line order, like rsync: the first matching rule wins.
   const rules: FilterRule[] = [];
-  for (const { name, value } of inCommandLineOrder(argv, AGENT_OPTIONS, ['exclude', 'exclude-from'])) {
+  for (const { name, value } of repeatedInOrder(flags, ['exclude', 'exclude-from'])) {
     if (name === 'exclude') rules.push(excludeRule(value));
     else rules.push(...await loadExcludeFiles([value]));
   }
@@ -65,7 +69,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const token = readToken('agent', flags['token-file'], log);
 
   const rescanSec = parseInteger('rescan-interval', flags['rescan-interval'], 600, 1, 7 * 86_400);
-  const options = { root, url, token, stateDir, rules, log, connectAttempts, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 } };
+  const tls = clientTls(url, flags);
+  const progress = createProgress(progressMode(flags), log);
+  const options = { root, url, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 } };
   if (!flags.once) {
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void => {

@@ -4,8 +4,9 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readConfigFile, validateConfig, type FlagSpec } from '../config/file.js';
 import { UsageError, describeError } from '../errors.js';
-import type { Logger, LogLevel } from '../log.js';
+import { LOG_LEVELS, createLoggerWith, type Logger, type LogFormat, type LogLevel } from '../log.js';
 import { parseTime } from '../time.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -15,10 +16,26 @@ export const COMMON_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
   debug: { type: 'boolean' },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
+  config: { type: 'string' },
 } as const satisfies OptionSpec;
 
+/** The help lines for COMMON_OPTIONS that every command's --help ends with. */
+export const COMMON_HELP = `  --config FILE        read flags from FILE (.json, .yaml or .yml; keys are flag names,
+                       repeatable flags take lists); flags on the command line win
+  --log-level LEVEL    debug, info (default), warn, error, silent
+  --log-format FORMAT  json (default when stderr is not a terminal) or text
+  --debug              print stack traces for unexpected errors
+  -h, --help           this text`;
+
+type Repeated = Array<{ name: string; value: string }>;
+/** The repeatable values of each parsed flag set, in order: the config file's, then the command line's. */
+const repeatedOrder = new WeakMap<object, Repeated>();
+
 /**
- * Parses `argv` strictly. With --help it prints `help` and returns null: the command then exits 0.
+ * Parses `argv` strictly, then merges the `--config` file under it (a flag given on the command
+ * line replaces that key of the file; for a repeatable flag, the whole list). With --help it
+ * prints `help` and returns null: the command then exits 0.
  */
 export function parseFlags<T extends OptionSpec>(command: string, argv: string[], options: T, help: string) {
   const values = parseStrict(command, argv, options);
@@ -26,7 +43,28 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: string[]
     process.stdout.write(help + '\n');
     return null;
   }
-  return values;
+  const all: OptionSpec = { ...COMMON_OPTIONS, ...options };
+  const multiple = Object.keys(all).filter((k) => all[k]?.multiple === true);
+  const fromArgv = inCommandLineOrder(argv, options, multiple);
+  const file = (values as { config?: string }).config;
+  if (file === undefined) {
+    repeatedOrder.set(values, fromArgv);
+    return values;
+  }
+  const fromFile = validateConfig(command, file, readConfigFile(file), all as Record<string, FlagSpec>);
+  const given = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined));
+  const merged = { ...fromFile, ...given } as typeof values;
+  const fileRepeats = Object.entries(fromFile).flatMap(([name, v]) => (Array.isArray(v) && !(name in given) ? v.map((value) => ({ name, value })) : []));
+  repeatedOrder.set(merged, [...fileRepeats, ...fromArgv]);
+  return merged;
+}
+
+/**
+ * The values of repeatable `names` of a parseFlags result, in order (the config file's first, then
+ * the command line's), as rsync reads --exclude and --exclude-from: first matching rule wins.
+ */
+export function repeatedInOrder(flags: object, names: readonly string[]): Repeated {
+  return (repeatedOrder.get(flags) ?? []).filter((r) => names.includes(r.name));
 }
 
 function parseStrict<T extends OptionSpec>(command: string, argv: string[], options: T) {
@@ -54,10 +92,22 @@ export function required(command: string, flag: string, value: string | undefine
 }
 
 export function parseLogLevel(value: string | undefined): LogLevel {
-  const levels: LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
   if (value === undefined) return 'info';
-  if (!levels.includes(value as LogLevel)) throw new UsageError('BAD_FLAG', `--log-level must be one of ${levels.join(', ')}, not ${JSON.stringify(value)}`);
+  if (!LOG_LEVELS.includes(value as LogLevel)) throw new UsageError('BAD_FLAG', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(value)}`);
   return value as LogLevel;
+}
+
+export function parseLogFormat(value: string | undefined): LogFormat | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'json' && value !== 'text') throw new UsageError('BAD_FLAG', `--log-format must be json or text, not ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** The logger a command runs with: --log-level and --log-format, on stderr. */
+export function commandLogger(flags: { 'log-level'?: string; 'log-format'?: string }): Logger {
+  const format = parseLogFormat(flags['log-format']);
+  const level = parseLogLevel(flags['log-level']);
+  return createLoggerWith(format === undefined ? { level } : { level, format });
 }
 
 export function parseInteger(flag: string, value: string | undefined, fallback: number, min: number, max: number): number {

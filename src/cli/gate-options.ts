@@ -1,10 +1,10 @@
 /** Flags and set-up shared by the operator commands (snapshot, promote, status, verify, restore). */
 import { resolve } from 'node:path';
-import { createLogger, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 import { DEFAULT_DELETE_GRACE_MS, DEFAULT_SKEW_MS, type GateTimes } from '../gate/policy.js';
 import { Manifest } from '../manifest/manifest.js';
 import { resolveStateDir, type StateDir } from '../statedir.js';
-import { parseInteger, parseLogLevel, required } from './args.js';
+import { commandLogger, parseInteger, required } from './args.js';
 
 export const ROOT_OPTIONS = { root: { type: 'string' }, 'state-dir': { type: 'string' }, json: { type: 'boolean' } } as const;
 export const TIME_OPTIONS = { skew: { type: 'string' }, 'delete-grace': { type: 'string' } } as const;
@@ -21,8 +21,8 @@ export const ROOT_HELP = `  --root DIR           the standby tree (the receiver'
 export interface Opened { root: string; stateDir: StateDir; manifest: Manifest; log: Logger }
 
 /** Opens the receiver's manifest for `--root` (and `--state-dir`), runs `fn`, and closes it again. */
-export async function withRoot<T>(command: string, flags: { root?: string; 'state-dir'?: string; 'log-level'?: string }, fn: (opened: Opened) => Promise<T>): Promise<T> {
-  const log = createLogger(parseLogLevel(flags['log-level']));
+export async function withRoot<T>(command: string, flags: { root?: string; 'state-dir'?: string; 'log-level'?: string; 'log-format'?: string }, fn: (opened: Opened) => Promise<T>): Promise<T> {
+  const log = commandLogger(flags);
   const root = resolve(required(command, 'root', flags.root));
   const stateDir = resolveStateDir(root, flags['state-dir']);
   const manifest = Manifest.openExisting(stateDir.abs);

@@ -3,7 +3,7 @@ import { failoverVerdict } from '../gate/policy.js';
 import { WarmsyncError } from '../errors.js';
 import { runningReceiver } from '../receiver/lock.js';
 import { formatTime } from '../time.js';
-import { parseFlags, parseTimeFlag, required } from './args.js';
+import { COMMON_HELP, parseFlags, parseTimeFlag, required } from './args.js';
 import { ROOT_HELP, ROOT_OPTIONS, TIME_HELP, TIME_OPTIONS, gateTimes, print, withRoot } from './gate-options.js';
 
 export const PROMOTE_HELP = `Usage: warmsync promote --root DIR --time T [--dry-run] [--purge] [options]
@@ -26,7 +26,7 @@ Options:
   --purge              delete instead of quarantining
 ${TIME_HELP}
 ${ROOT_HELP}
-  -h, --help           this text`;
+${COMMON_HELP}`;
 
 export async function promoteCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('promote', argv, {

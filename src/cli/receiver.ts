@@ -1,10 +1,10 @@
 import { resolve } from 'node:path';
-import { createLogger } from '../log.js';
 import { startReceiver } from '../receiver/receiver.js';
 import { resolveStateDir } from '../statedir.js';
 import { UsageError } from '../errors.js';
-import { parseFlags, parseInteger, parseListen, parseLogLevel, readToken, required } from './args.js';
+import { COMMON_HELP, commandLogger, parseFlags, parseInteger, parseListen, readToken, required } from './args.js';
 import { TIME_HELP, TIME_OPTIONS, gateTimes } from './gate-options.js';
+import { SERVER_TLS_OPTIONS, serverTls } from './tls.js';
 
 export const RECEIVER_HELP = `Usage: warmsync receiver --root DIR --listen HOST:PORT [options]
 
@@ -17,6 +17,9 @@ Options:
   --root DIR           the standby tree (must exist)
   --listen HOST:PORT   where to accept agents; port 0 picks a free one. Prints
                        "listening on ws://HOST:PORT" on stdout once ready
+  --tls-cert FILE      serve wss:// (and the HTTP endpoints over https) with this PEM
+  --tls-key FILE       certificate (chain) and its private key; agents then need a
+                       wss:// URL and --ca or --tls-fingerprint (or a publicly trusted cert)
   --token-file F       file holding the shared secret (default: $WARMSYNC_TOKEN)
   --state-dir DIR      manifest and recovery data (default: ROOT/.warmsync, never synced)
   --snapshot-cmd CMD   run CMD (with /bin/sh) every --snapshot-interval seconds; its stdout
@@ -24,9 +27,7 @@ Options:
                        PostgreSQL: psql -XAtc "SELECT pg_last_xact_replay_timestamp()"
   --snapshot-interval SEC   default 60; a run is killed after min(SEC, 30) seconds
 ${TIME_HELP}
-  --log-level LEVEL    debug, info (default), warn, error, silent
-  --debug              print stack traces for unexpected errors
-  -h, --help           this text
+${COMMON_HELP}
 
 HTTP on the same port: GET /healthz (liveness, safe/unsafe) and GET /metrics (Prometheus text;
 send the token as "Authorization: Bearer TOKEN").
@@ -36,10 +37,10 @@ Stops cleanly on SIGTERM or SIGINT (exit 0).`;
 export async function receiverCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('receiver', argv, {
     root: { type: 'string' }, listen: { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' },
-    'snapshot-cmd': { type: 'string' }, 'snapshot-interval': { type: 'string' }, ...TIME_OPTIONS,
+    'snapshot-cmd': { type: 'string' }, 'snapshot-interval': { type: 'string' }, ...TIME_OPTIONS, ...SERVER_TLS_OPTIONS,
   }, RECEIVER_HELP);
   if (flags === null) return 0;
-  const log = createLogger(parseLogLevel(flags['log-level']));
+  const log = commandLogger(flags);
   const root = resolve(required('receiver', 'root', flags.root));
   const { host, port } = parseListen(required('receiver', 'listen', flags.listen));
   const stateDir = resolveStateDir(root, flags['state-dir']);
@@ -50,8 +51,9 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const intervalSec = parseInteger('snapshot-interval', flags['snapshot-interval'], 60, 1, 86_400);
   const snapshotCommand = flags['snapshot-cmd'] === undefined ? null : { command: flags['snapshot-cmd'], intervalMs: intervalSec * 1000 };
   const token = readToken('receiver', flags['token-file'], log);
+  const tls = serverTls(flags);
 
-  const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotCommand });
+  const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotCommand, tls });
   process.stdout.write(`listening on ${receiver.url}\n`);
   log.info(`receiver on ${root}, state in ${stateDir.abs}`);
   const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {

@@ -1,6 +1,6 @@
 import { GateExecutor } from '../gate/executor.js';
 import { WarmsyncError } from '../errors.js';
-import { parseFlags } from './args.js';
+import { COMMON_HELP, parseFlags } from './args.js';
 import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
 
 export const RESTORE_HELP = `Usage: warmsync restore --root DIR [--id ID] [--list]
@@ -13,7 +13,7 @@ Options:
   --id ID              the quarantine (a directory name under STATE_DIR/quarantine/)
   --list               list the quarantines and exit
 ${ROOT_HELP}
-  -h, --help           this text`;
+${COMMON_HELP}`;
 
 export async function restoreCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('restore', argv, { ...ROOT_OPTIONS, id: { type: 'string' }, list: { type: 'boolean' } }, RESTORE_HELP);

@@ -1,6 +1,6 @@
 import { GateExecutor } from '../gate/executor.js';
 import { formatTime } from '../time.js';
-import { parseFlags, parseTimeFlag, required } from './args.js';
+import { COMMON_HELP, parseFlags, parseTimeFlag, required } from './args.js';
 import { ROOT_HELP, ROOT_OPTIONS, TIME_HELP, TIME_OPTIONS, gateTimes, print, withRoot } from './gate-options.js';
 
 export const SNAPSHOT_HELP = `Usage: warmsync snapshot --root DIR --time T [options]
@@ -17,7 +17,7 @@ Options:
   --time T             the DB snapshot time
 ${TIME_HELP}
 ${ROOT_HELP}
-  -h, --help           this text`;
+${COMMON_HELP}`;
 
 export async function snapshotCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('snapshot', argv, { ...ROOT_OPTIONS, ...TIME_OPTIONS, time: { type: 'string' } }, SNAPSHOT_HELP);

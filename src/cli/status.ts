@@ -1,7 +1,7 @@
 import { buildStatus, formatStatus } from '../gate/status.js';
 import { DEFAULT_SKEW_MS } from '../gate/policy.js';
 import { runningReceiver } from '../receiver/lock.js';
-import { parseFlags } from './args.js';
+import { COMMON_HELP, parseFlags } from './args.js';
 import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
 
 export const STATUS_HELP = `Usage: warmsync status --root DIR [--json]
@@ -14,7 +14,7 @@ Exit status 0 whether safe or not; 1 when the manifest cannot be read.
 
 Options:
 ${ROOT_HELP}
-  -h, --help           this text`;
+${COMMON_HELP}`;
 
 export async function statusCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('status', argv, ROOT_OPTIONS, STATUS_HELP);

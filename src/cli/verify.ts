@@ -1,6 +1,7 @@
 import { verifyTree } from '../receiver/verify.js';
+import { countingHasher, createProgress, progressMode } from '../progress/progress.js';
 import { createHasher } from '../scan/hash.js';
-import { parseFlags } from './args.js';
+import { COMMON_HELP, parseFlags } from './args.js';
 import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
 
 export const VERIFY_HELP = `Usage: warmsync verify --root DIR [--json]
@@ -12,13 +13,22 @@ agent reconciliation sends them again. Exit status 1 when anything is reported.
 
 Options:
 ${ROOT_HELP}
-  -h, --help           this text`;
+  --quiet              no progress (on a terminal a bar; otherwise a line every 5 s)
+${COMMON_HELP}`;
 
 export async function verifyCommand(argv: string[]): Promise<number> {
-  const flags = parseFlags('verify', argv, ROOT_OPTIONS, VERIFY_HELP);
+  const flags = parseFlags('verify', argv, { ...ROOT_OPTIONS, quiet: { type: 'boolean' } }, VERIFY_HELP);
   if (flags === null) return 0;
-  return withRoot('verify', flags, async ({ root, stateDir, manifest }) => {
-    const report = await verifyTree(manifest, root, stateDir.relToRoot, await createHasher());
+  return withRoot('verify', flags, async ({ root, stateDir, manifest, log }) => {
+    const progress = createProgress(progressMode(flags), log);
+    let hasher = await createHasher();
+    if (progress !== null) {
+      // The total counts live files; tombstoned ones still on disk are hashed too, so the end may pass it.
+      const { files, bytes } = manifest.counts();
+      progress.phase('verifying', { files, bytes });
+      hasher = countingHasher(hasher, (size) => progress.add(1, size));
+    }
+    const report = await verifyTree(manifest, root, stateDir.relToRoot, hasher).finally(() => progress?.done());
     const problems = report.corrupt.length + report.missing.length + report.stray.length;
     const lines = [
       ...report.corrupt.map((p) => `corrupt ${p.path}: ${p.detail}`),

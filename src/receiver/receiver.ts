@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import { Manifest } from '../manifest/manifest.js';
 import { createHasher } from '../scan/hash.js';
 import type { StateDir } from '../statedir.js';
-import { startServer } from '../transport/server.js';
+import { startServer, type ServerTls } from '../transport/server.js';
 import { TreeWriter } from './apply.js';
 import { createHttpHandler, createMetrics } from './http.js';
 import { acquireReceiverLock } from './lock.js';
@@ -31,6 +31,8 @@ export interface ReceiverOptions {
   readonly times: GateTimes;
   /** --snapshot-cmd and its interval; null when the snapshot time comes from `warmsync snapshot`. */
   readonly snapshotCommand: { readonly command: string; readonly intervalMs: number } | null;
+  /** Serve wss:// (and https://) with this certificate and key. */
+  readonly tls?: ServerTls | null;
 }
 
 export interface RunningReceiver {
@@ -89,6 +91,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
       maxInFlight: LIMITS.maxInFlight,
       handshakeTimeoutMs: 10_000,
       log,
+      tls: options.tls ?? null,
       onHttp: createHttpHandler(manifest, metrics, options.token, skewMs),
       onSession: async (conn, remote) => {
         log.info(`agent connected from ${remote}`);

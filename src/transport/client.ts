@@ -1,8 +1,12 @@
 /**
- * The agent's dialling side: connects, proves it holds the token, checks that the receiver holds it
- * too, and retries unreachable receivers a bounded number of times with capped, jittered backoff.
+ * The agent's dialling side: connects (over TLS for wss://, trusting the system CAs, a given CA,
+ * or a pinned certificate fingerprint), proves it holds the token, checks that the receiver holds
+ * it too, and retries unreachable receivers a bounded number of times with capped, jittered
+ * backoff. TLS failures are final: retrying cannot make a wrong certificate right.
  */
-import { WebSocket } from 'ws';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { WebSocket, type ClientOptions } from 'ws';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, pickProtocol, receiverMac } from '../protocol/handshake.js';
 import { MAX_FRAME_BYTES, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';
@@ -18,7 +22,22 @@ export interface DialOptions {
   readonly maxDelayMs: number;
   readonly handshakeTimeoutMs: number;
   readonly log: Logger;
+  readonly tls?: ClientTls | undefined;
 }
+
+/** How to trust a wss:// receiver; neither field: the system CAs. */
+export interface ClientTls {
+  /** PEM: the CA that signed the receiver's certificate, or the self-signed certificate itself. */
+  readonly ca?: Buffer;
+  /** The receiver certificate's SHA-256 fingerprint, `AB:CD:...` (uppercase): trust exactly that certificate. */
+  readonly fingerprint?: string;
+}
+
+/** Certificate verification failures (node's codes): the receiver's certificate is not trusted. */
+const UNTRUSTED = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE', 'CERT_REJECTED', 'INVALID_CA',
+]);
 
 export interface Session {
   readonly conn: Connection;
@@ -32,8 +51,9 @@ export async function dial(options: DialOptions): Promise<Session> {
   for (let attempt = 1; attempt <= options.attempts; attempt++) {
     let conn: Connection;
     try {
-      conn = await openConnection(options.url, options.handshakeTimeoutMs);
+      conn = await openConnection(options.url, options.handshakeTimeoutMs, options.tls);
     } catch (err) {
+      if (err instanceof WarmsyncError && err.code.startsWith('TLS_')) throw err;
       lastError = err;
       if (attempt < options.attempts) {
         const delay = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
@@ -48,19 +68,54 @@ export async function dial(options: DialOptions): Promise<Session> {
   throw new WarmsyncError('UNREACHABLE', `cannot reach the receiver at ${options.url} after ${options.attempts} attempts: ${describeError(lastError)}`);
 }
 
-function openConnection(url: string, timeoutMs: number): Promise<Connection> {
+function openConnection(url: string, timeoutMs: number, tls: ClientTls | undefined): Promise<Connection> {
   return new Promise((resolve, reject) => {
+    const wsOptions: ClientOptions = { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs };
+    if (tls?.ca !== undefined) wsOptions.ca = tls.ca;
+    // Pinned: the chain is not checked, the certificate itself is (below, before a byte is sent on the WebSocket).
+    if (tls?.fingerprint !== undefined) wsOptions.rejectUnauthorized = false;
     let ws: WebSocket;
     try {
-      ws = new WebSocket(url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs });
+      ws = new WebSocket(url, wsOptions);
     } catch (err) {
       reject(new WarmsyncError('BAD_URL', `invalid receiver URL ${url}: ${describeError(err)}`));
       return;
     }
+    let failed = false;
+    if (tls?.fingerprint !== undefined && url.startsWith('wss:')) {
+      const pinned = tls.fingerprint;
+      ws.once('upgrade', (res: IncomingMessage) => {
+        const actual = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
+        if (actual === pinned) return;
+        failed = true;
+        ws.terminate();
+        reject(new WarmsyncError('TLS_FINGERPRINT', `the receiver at ${url} presented a certificate with SHA-256 fingerprint ${actual}, not the pinned ${pinned}`));
+      });
+    }
     // Wrap synchronously: the receiver's hello can arrive in the same packet as the upgrade reply.
-    ws.once('open', () => resolve(new Connection(ws, 'receiver')));
-    ws.once('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code ?? err.message)));
+    ws.once('open', () => {
+      if (!failed) resolve(new Connection(ws, 'receiver'));
+    });
+    ws.once('error', (err: NodeJS.ErrnoException) => reject(tlsError(url, err) ?? new Error(err.code === 'ECONNRESET' && url.startsWith('ws:') ? 'ECONNRESET (if the receiver serves TLS, use wss://)' : err.code ?? err.message)));
   });
+}
+
+/** A TLS failure as one line that says what to do, or null for other errors. */
+function tlsError(url: string, err: NodeJS.ErrnoException): WarmsyncError | null {
+  const code = err.code ?? '';
+  if (UNTRUSTED.has(code)) {
+    return new WarmsyncError('TLS_UNTRUSTED', `the receiver's certificate at ${url} is not trusted (${code}): pass --ca FILE (its CA, or the self-signed certificate) or --tls-fingerprint SHA256`);
+  }
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    return new WarmsyncError('TLS_UNTRUSTED', `the receiver's certificate at ${url} is outside its validity period (${code})`);
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new WarmsyncError('TLS_HOSTNAME', `the receiver's certificate does not name the host of ${url}: ${err.message}`);
+  }
+  if (code === 'EPROTO' || code.startsWith('ERR_SSL_')) {
+    return new WarmsyncError('TLS_PROTOCOL', `TLS handshake with ${url} failed (${code}): is the receiver serving TLS (--tls-cert)? Use ws:// for a plain receiver`);
+  }
+  return null;
 }
 
 async function handshake(conn: Connection, options: DialOptions): Promise<Session> {

@@ -1,9 +1,10 @@
 /**
- * The receiver's listening side: one HTTP server carrying the WebSocket endpoint (and, later, plain
- * HTTP endpoints). Authenticates each agent with the HMAC challenge-response before handing over
+ * The receiver's listening side: one HTTP (or, with a certificate, HTTPS) server carrying the
+ * WebSocket endpoint and the plain HTTP endpoints. Authenticates each agent with the HMAC challenge-response before handing over
  * the connection, and admits one agent at a time.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
@@ -27,7 +28,11 @@ export interface ServerOptions {
   readonly onSession: (conn: Connection, remote: string) => Promise<void>;
   /** Plain HTTP requests (anything that is not a WebSocket upgrade). */
   readonly onHttp?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** PEM certificate (chain) and key: serve wss:// and https:// instead of ws:// and http://. */
+  readonly tls?: ServerTls | null;
 }
+
+export interface ServerTls { readonly cert: Buffer; readonly key: Buffer }
 
 export interface RunningServer {
   readonly url: string;
@@ -35,9 +40,15 @@ export interface RunningServer {
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const http = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     if (options.onHttp) options.onHttp(req, res);
     else res.writeHead(404).end();
+  };
+  const tls = options.tls ?? null;
+  const http = tls === null ? createServer(onRequest) : createTlsServer({ cert: tls.cert, key: tls.key }, onRequest);
+  // A client that fails the TLS handshake (an agent without --ca, a port scanner) is no news.
+  http.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+    options.log.debug(`TLS handshake with ${socket.remoteAddress ?? '?'} failed: ${err.code ?? err.message}`);
   });
   // Compression off: it would cost far more CPU than it saves on already-compressed binaries.
   const wss = new WebSocketServer({ server: http, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
@@ -85,7 +96,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
 
   return {
-    url: `ws://${host}:${address.port}`,
+    url: `${tls === null ? 'ws' : 'wss'}://${host}:${address.port}`,
     close: () => new Promise<void>((resolve) => {
       for (const client of wss.clients) client.terminate();
       wss.close(() => http.close(() => resolve()));

@@ -104,7 +104,7 @@ describe('gate e2e', { concurrency: true }, () => {
       const recorded = (await statusJson(s.dst)).snapshotTime as number;
       const r = await cli(['snapshot', '--root', s.dst, '--time', iso(recorded - 1000)]);
       assert.match(r.stdout, new RegExp(`^snapshot time ${iso(recorded).replace(/\./g, '\\.')} \\(unchanged: the given time was older\\)`));
-      assert.match(r.stderr, /WARN +SNAPSHOT_OLDER: --time .* is older than the recorded snapshot/);
+      assert.match(r.stderr, /"level":"warn",.*"code":"SNAPSHOT_OLDER","msg":"--time .* is older than the recorded snapshot/);
       assert.equal((await statusJson(s.dst)).snapshotTime, recorded);
     });
 
@@ -217,7 +217,7 @@ describe('gate e2e', { concurrency: true }, () => {
     test('promote warns FILESTORE_BEHIND when W < T + skew (and not when W >= T + skew)', { timeout: 60_000 }, async () => {
       const w = (await statusJson(s.dst)).watermark as number;
       const behind = await cli(['promote', '--root', s.dst, '--time', String(w - DEFAULT_SKEW + 1), '--dry-run']);
-      assert.match(behind.stderr, /WARN +FILESTORE_BEHIND: UNSAFE: the filestore is 1 ms behind the DB snapshot plus skew.*recovery target was /);
+      assert.match(behind.stderr, /"level":"warn",.*"code":"FILESTORE_BEHIND","msg":"UNSAFE: the filestore is 1 ms behind the DB snapshot plus skew.*recovery target was /);
       const safe = await cli(['promote', '--root', s.dst, '--time', String(w - DEFAULT_SKEW), '--dry-run']);
       assert.doesNotMatch(safe.stderr, /FILESTORE_BEHIND/);
     });
@@ -345,7 +345,7 @@ describe('gate e2e', { concurrency: true }, () => {
       // The file leaves the disk inside the poller's transaction; its row goes when that commits.
       await waitFor('the poller to apply the tombstone (file and row gone)',
         async () => !(await exists(join(s.dst, 'filestore/aa/one'))) && manifestRow(s.dst, 'filestore/aa/one') === undefined, 10_000);
-      await waitFor('the log line', () => /INFO +removed filestore\/aa\/one: tombstone applied/.test(receiver.stderr()), 5000);
+      await waitFor('the log line', () => /"level":"info",.*"msg":"removed filestore\/aa\/one: tombstone applied/.test(receiver.stderr()), 5000);
       assert.equal((await statusJson(s.dst)).snapshotTime, t);
 
       const base = s.url.replace(/^ws:/, 'http:');
@@ -381,9 +381,9 @@ describe('gate e2e', { concurrency: true }, () => {
 
     test('a garbage, failing or hanging --snapshot-cmd is logged, applies nothing, and agents are still served', { timeout: 60_000 }, async () => {
       const commands: Array<[string, RegExp]> = [
-        ['echo garbage', /WARN +SNAPSHOT_CMD_OUTPUT: snapshot command printed "garbage", not a time; nothing applied/],
-        ['echo no such database >&2; exit 3', /WARN +SNAPSHOT_CMD_FAILED: snapshot command failed \(exit 3: no such database\); nothing applied/],
-        ['sleep 5', /WARN +SNAPSHOT_CMD_FAILED: snapshot command failed \(killed after 1000 ms\); nothing applied/],
+        ['echo garbage', /"code":"SNAPSHOT_CMD_OUTPUT","msg":"snapshot command printed \\"garbage\\", not a time; nothing applied/],
+        ['echo no such database >&2; exit 3', /"code":"SNAPSHOT_CMD_FAILED","msg":"snapshot command failed \(exit 3: no such database\); nothing applied/],
+        ['sleep 5', /"code":"SNAPSHOT_CMD_FAILED","msg":"snapshot command failed \(killed after 1000 ms\); nothing applied/],
       ];
       await Promise.all(commands.map(async ([command, logged]) => {
         const ws = await openWorkspace();

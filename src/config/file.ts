@@ -1,0 +1,112 @@
+/**
+ * `--config FILE`: a command's flags as a JSON or YAML file (by extension). The schema is derived
+ * from the command's own flag spec, so every flag has a key of the same name (`token-file`,
+ * `exclude-from`, ...) without a list to keep in step: string flags take a string (or a number),
+ * switches a boolean, repeatable flags a list. Unknown keys are refused with the nearest known one.
+ */
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { UsageError, describeError } from '../errors.js';
+
+/** The shape of a util.parseArgs option, as far as a config file cares. */
+export interface FlagSpec { readonly type: 'string' | 'boolean'; readonly multiple?: boolean }
+
+export type ConfigValues = Record<string, string | boolean | string[]>;
+
+/** Flags that make no sense in a file. */
+const NOT_IN_FILE = new Set(['help', 'config']);
+
+const text = z.union([z.string(), z.number()]).transform(String);
+
+function schemaFor(spec: FlagSpec): z.ZodType<string | boolean | string[]> {
+  if (spec.type === 'boolean') return z.boolean();
+  if (spec.multiple) return z.union([z.array(text), text.transform((v) => [v])]);
+  return text;
+}
+
+function expectation(spec: FlagSpec): string {
+  if (spec.type === 'boolean') return 'true or false';
+  return spec.multiple ? 'a list of strings' : 'a string';
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+/** Reads and parses FILE: `.json`, or `.yaml`/`.yml`. */
+export function readConfigFile(file: string): unknown {
+  const ext = extname(file).toLowerCase();
+  if (ext !== '.json' && ext !== '.yaml' && ext !== '.yml') {
+    throw new UsageError('BAD_CONFIG', `--config ${file}: name it .json, .yaml or .yml (the extension picks the parser)`);
+  }
+  let source: string;
+  try {
+    source = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError('BAD_CONFIG', `--config ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+  }
+  try {
+    return ext === '.json' ? JSON.parse(source) as unknown : parseYaml(source, { prettyErrors: true }) as unknown;
+  } catch (err) {
+    throw new UsageError('BAD_CONFIG', `--config ${file}: not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${describeError(err).split('\n')[0] ?? ''}`);
+  }
+}
+
+/**
+ * Checks `raw` (a parsed config file) against `flags`, a command's flag spec, and returns the
+ * values as util.parseArgs would have produced them. Throws BAD_CONFIG naming the file and key.
+ */
+export function validateConfig(command: string, file: string, raw: unknown, flags: Readonly<Record<string, FlagSpec>>): ConfigValues {
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new UsageError('BAD_CONFIG', `${file}: expected a mapping of ${command} flag names to values, got ${describeValue(raw)}`);
+  }
+  const keys = Object.keys(flags).filter((k) => !NOT_IN_FILE.has(k));
+  for (const key of Object.keys(raw)) {
+    if (keys.includes(key)) continue;
+    const near = closest(key, keys);
+    throw new UsageError('BAD_CONFIG', `${file}: unknown key "${key}" for ${command}${near === null ? '' : `; did you mean "${near}"?`} (keys are the flag names of warmsync ${command} --help)`);
+  }
+  const shape = Object.fromEntries(keys.map((k) => [k, schemaFor(flags[k] as FlagSpec).optional()]));
+  const result = z.object(shape).safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const key = String(issue?.path[0] ?? '');
+    const value = (raw as Record<string, unknown>)[key];
+    throw new UsageError('BAD_CONFIG', `${file}: key "${key}" must be ${expectation(flags[key] as FlagSpec)}, not ${describeValue(value)}`);
+  }
+  const values: ConfigValues = {};
+  for (const [k, v] of Object.entries(result.data)) if (v !== undefined) values[k] = v as string | boolean | string[];
+  return values;
+}
+
+/** The candidate nearest to `name` by edit distance, if it is near enough to be a likely typo. */
+export function closest(name: string, candidates: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(name.toLowerCase(), c);
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min((row[j] as number) + 1, (next[j - 1] as number) + 1, (row[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length] as number;
+}
