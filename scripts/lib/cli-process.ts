@@ -81,7 +81,7 @@ export function startReceiverProcess(args: string[], env: NodeJS.ProcessEnv = {}
     const timer = setTimeout(() => reject(new Error(`receiver did not start within 20 s\nstderr: ${p.stderr()}`)), 20_000);
     let started = false;
     p.onOutput(() => {
-      const m = /listening on (ws:\/\/\S+)/.exec(p.stdout());
+      const m = /listening on (wss?:\/\/\S+)/.exec(p.stdout());
       if (m === null || started) return;
       started = true;
       clearTimeout(timer);

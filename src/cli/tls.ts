@@ -2,6 +2,7 @@
  * TLS flags: the receiver's --tls-cert/--tls-key and the agent's --ca/--tls-fingerprint, read and
  * checked before anything starts, so a bad file is one exit-2 line instead of a failure later.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { UsageError, describeError } from '../errors.js';
@@ -55,7 +56,8 @@ export function clientTls(url: string, flags: { ca?: string; 'tls-fingerprint'?:
   if (fingerprint !== undefined) return { fingerprint: parseFingerprint(fingerprint) };
   const pem = readPem('ca', ca as string);
   try {
-    createSecureContext({ ca: pem });
+    // createSecureContext accepts a file without any certificate in it; this does not.
+    new X509Certificate(pem);
   } catch (err) {
     throw new UsageError('TLS_FILE', `--ca ${ca as string}: ${describeError(err)} (a PEM certificate)`);
   }

@@ -53,7 +53,8 @@ export function readConfigFile(file: string): unknown {
   try {
     return ext === '.json' ? JSON.parse(source) as unknown : parseYaml(source, { prettyErrors: true }) as unknown;
   } catch (err) {
-    throw new UsageError('BAD_CONFIG', `--config ${file}: not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${describeError(err).split('\n')[0] ?? ''}`);
+    const first = (describeError(err).split('\n')[0] ?? '').replace(/:$/, '');
+    throw new UsageError('BAD_CONFIG', `--config ${file}: not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${first}`);
   }
 }
 
@@ -80,8 +81,10 @@ export function validateConfig(command: string, file: string, raw: unknown, flag
     const value = (raw as Record<string, unknown>)[key];
     throw new UsageError('BAD_CONFIG', `${file}: key "${key}" must be ${expectation(flags[key] as FlagSpec)}, not ${describeValue(value)}`);
   }
+  // In the file's order: exclude and exclude-from rules apply in the order they are written.
+  const data = result.data as Record<string, string | boolean | string[] | undefined>;
   const values: ConfigValues = {};
-  for (const [k, v] of Object.entries(result.data)) if (v !== undefined) values[k] = v as string | boolean | string[];
+  for (const k of Object.keys(raw)) if (data[k] !== undefined) values[k] = data[k];
   return values;
 }
 
