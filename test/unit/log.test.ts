@@ -43,8 +43,8 @@ describe('text lines', () => {
     const { lines, log } = capture('info', 'text');
     log.warn('SNAPSHOT_OLDER', 'kept the recorded one');
     log.info('plain');
-    assert.match(lines[0] as string, /^\d{4}-\d\d-\d\dT[\d:.]+Z WARN  SNAPSHOT_OLDER: kept the recorded one$/);
-    assert.match(lines[1] as string, /^\S+ INFO  plain$/);
+    assert.match(lines[0] as string, /^\d{4}-\d\d-\d\dT[\d:.]+Z WARN {2}SNAPSHOT_OLDER: kept the recorded one$/);
+    assert.match(lines[1] as string, /^\S+ INFO {2}plain$/);
   });
   test('colour marks the level only', () => {
     const line = formatText({ level: 'error', time: 'T', code: 'X', msg: 'm' }, true);
