@@ -6,7 +6,7 @@ import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { createProgress, progressMode } from '../progress/progress.js';
 import { resolveStateDir } from '../statedir.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
-import { COMMON_HELP, commandLogger, parseConnectUrl, parseFlags, parseInteger, readToken, repeatedInOrder, required } from './args.js';
+import { commandLogger, commonHelp, parseConnectUrl, parseFlags, parseInteger, readToken, repeatedInOrder, required } from './args.js';
 
 export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT [--once] [options]
 
@@ -39,10 +39,10 @@ Options:
   --connect-attempts N  tries before giving up on an unreachable receiver (default 5)
   --json                print the summary as JSON on stdout (and no progress)
   --quiet               no progress (on a terminal a bar; otherwise a line every 5 s)
-${COMMON_HELP}
+${commonHelp(24)}
 
 Exit status: 0 the standby matches; 1 failure (nothing half-written is ever left at a final
-path); 2 bad usage or an unreadable excludes file.`;
+path); 2 bad usage or a bad input file (excludes, --config, token, TLS files).`;
 
 const AGENT_OPTIONS = {
   root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },

@@ -20,13 +20,24 @@ export const COMMON_OPTIONS = {
   config: { type: 'string' },
 } as const satisfies OptionSpec;
 
-/** The help lines for COMMON_OPTIONS that every command's --help ends with. */
-export const COMMON_HELP = `  --config FILE        read flags from FILE (.json, .yaml or .yml; keys are flag names,
-                       repeatable flags take lists); flags on the command line win
-  --log-level LEVEL    debug, info (default), warn, error, silent
-  --log-format FORMAT  json (default when stderr is not a terminal) or text
-  --debug              print stack traces for unexpected errors
-  -h, --help           this text`;
+const COMMON_LINES: ReadonlyArray<readonly [string, ...string[]]> = [
+  ['--config FILE', 'read flags from FILE (.json, .yaml or .yml; keys are flag names,', 'repeatable flags take lists); flags on the command line win'],
+  ['--log-level LEVEL', 'debug, info (default), warn, error, silent'],
+  ['--log-format FORMAT', 'json (default when stderr is not a terminal) or text'],
+  ['--debug', 'print stack traces for unexpected errors'],
+  ['-h, --help', 'this text'],
+];
+
+/** The help lines for COMMON_OPTIONS that every command's --help ends with, descriptions at `column`. */
+export function commonHelp(column = 23): string {
+  return COMMON_LINES.flatMap(([term, first, ...rest]) => [
+    `  ${term}`.padEnd(column) + first,
+    ...rest.map((line) => ' '.repeat(column) + line),
+  ]).join('\n');
+}
+
+/** commonHelp() for the commands whose descriptions start at column 23. */
+export const COMMON_HELP = commonHelp();
 
 type Repeated = Array<{ name: string; value: string }>;
 /** The repeatable values of each parsed flag set, in order: the config file's, then the command line's. */

@@ -31,7 +31,10 @@ Commands:
   promote    at failover: quarantine files the promoted DB cannot reference
   restore    undo a promotion's quarantine
 
-Run \`warmsync COMMAND --help\` for a command's options. Also: warmsync --version.`;
+Run \`warmsync COMMAND --help\` for a command's options; every command also reads them from
+--config FILE (JSON or YAML). Also: warmsync --version.
+
+Exit status: 0 success; 1 failure (or verify found differences); 2 bad usage or input file.`;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
