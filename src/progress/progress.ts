@@ -30,7 +30,7 @@ export const LINE_INTERVAL_MS = 5000;
 const BAR_WIDTH = 24;
 
 /** A sink for `mode`, or null for 'off'. */
-export function createProgress(mode: ProgressMode, log: Logger, now: () => number = Date.now): ProgressSink | null {
+export function createProgress(mode: ProgressMode, log: Logger, now: () => number = Date.now, lineIntervalMs = LINE_INTERVAL_MS): ProgressSink | null {
   if (mode === 'off') return null;
   let current: { label: string; total: Counts | null; startedMs: number; done: Counts } | null = null;
   const state = (): ProgressState | null => (current === null ? null : { ...current, done: { ...current.done }, nowMs: now() });
@@ -75,7 +75,7 @@ export function createProgress(mode: ProgressMode, log: Logger, now: () => numbe
           b.render();
         });
       } else {
-        timer = setInterval(() => log.info(renderProgress(state() as ProgressState)), LINE_INTERVAL_MS);
+        timer = setInterval(() => log.info(renderProgress(state() as ProgressState)), lineIntervalMs);
         timer.unref();
       }
     },
