@@ -5,10 +5,19 @@
  * switches a boolean, repeatable flags a list. Unknown keys are refused with the nearest known one.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { extname } from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import type { ZodType } from 'zod';
 import { UsageError, describeError } from '../errors.js';
+
+// yaml and zod load only when a command is given --config: importing them took 135 and 92 ms here
+// (a busy 2-core machine), more than `status` spends on its work. parseFlags is synchronous, hence
+// require rather than import().
+const require = createRequire(import.meta.url);
+const lazy = {
+  yaml: () => require('yaml') as typeof import('yaml'),
+  zod: () => (require('zod') as typeof import('zod')).z,
+};
 
 /** The shape of a util.parseArgs option, as far as a config file cares. */
 export interface FlagSpec { readonly type: 'string' | 'boolean'; readonly multiple?: boolean }
@@ -18,9 +27,9 @@ export type ConfigValues = Record<string, string | boolean | string[]>;
 /** Flags that make no sense in a file. */
 const NOT_IN_FILE = new Set(['help', 'config']);
 
-const text = z.union([z.string(), z.number()]).transform(String);
-
-function schemaFor(spec: FlagSpec): z.ZodType<string | boolean | string[]> {
+function schemaFor(spec: FlagSpec): ZodType<string | boolean | string[]> {
+  const z = lazy.zod();
+  const text = z.union([z.string(), z.number()]).transform(String);
   if (spec.type === 'boolean') return z.boolean();
   if (spec.multiple) return z.union([z.array(text), text.transform((v) => [v])]);
   return text;
@@ -51,7 +60,7 @@ export function readConfigFile(file: string): unknown {
     throw new UsageError('BAD_CONFIG', `--config ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
   }
   try {
-    return ext === '.json' ? JSON.parse(source) as unknown : parseYaml(source, { prettyErrors: true }) as unknown;
+    return ext === '.json' ? JSON.parse(source) as unknown : lazy.yaml().parse(source, { prettyErrors: true }) as unknown;
   } catch (err) {
     const first = (describeError(err).split('\n')[0] ?? '').replace(/:$/, '');
     throw new UsageError('BAD_CONFIG', `--config ${file}: not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${first}`);
@@ -74,7 +83,7 @@ export function validateConfig(command: string, file: string, raw: unknown, flag
     throw new UsageError('BAD_CONFIG', `${file}: unknown key "${key}" for ${command}${near === null ? '' : `; did you mean "${near}"?`} (keys are the flag names of warmsync ${command} --help)`);
   }
   const shape = Object.fromEntries(keys.map((k) => [k, schemaFor(flags[k] as FlagSpec).optional()]));
-  const result = z.object(shape).safeParse(raw);
+  const result = lazy.zod().object(shape).safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
     const key = String(issue?.path[0] ?? '');
