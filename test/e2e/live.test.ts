@@ -260,7 +260,7 @@ describe('live replication: one agent watching, one standby', () => {
     await unlink(src('top.txt'));
     await mkdir(src('outage/sub'), { recursive: true });
     await writeFile(src('outage/sub/x.txt'), 'x\n');
-    await agent.waitForLog(/RECONNECT: cannot reach/, 10_000, logFrom);
+    await agent.waitForLog(/"code":"RECONNECT","msg":"cannot reach/, 10_000, logFrom);
 
     await restartReceiver(s);
     await writeFile(src('docs/after-restart.txt'), 'written just after the receiver came back\n');
