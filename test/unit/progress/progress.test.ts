@@ -30,11 +30,11 @@ describe('plain lines', () => {
     sink.add(1, 1024);
     const deadline = Date.now() + 5000;
     while (lines.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    assert.match(lines[0] ?? '', /INFO {2}sending: {2}25% 1\/4 files, 1\.00 KiB\/4\.00 KiB, 512 B\/s, ETA 6 s$/);
+    assert.match(lines[0] ?? '', /INFO {2}sending: {2}25% 1\/4 files, 1\.00 KiB\/4\.00 KiB, 512 B\/s, ETA 6\.0 s$/);
     sink.add(3, 3072);
     clock = 4000;
     sink.done();
-    assert.match(lines.at(-1) ?? '', /INFO {2}sending: done, 4 files, 4\.00 KiB in 4 s \(1\.00 KiB\/s\)$/);
+    assert.match(lines.at(-1) ?? '', /INFO {2}sending: done, 4 files, 4\.00 KiB in 4\.0 s \(1\.00 KiB\/s\)$/);
     const count = lines.length;
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(lines.length, count, 'no line after done');

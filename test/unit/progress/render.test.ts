@@ -10,7 +10,7 @@ import { etaMs, formatBytes, formatDuration, fractionDone, renderProgress } from
 describe('units', () => {
   const bytes: ReadonlyArray<[number, string]> = [[0, '0 B'], [1023, '1023 B'], [1024, '1.00 KiB'], [1536, '1.50 KiB'], [20 * 2 ** 20, '20.0 MiB'], [3 * 2 ** 40, '3.00 TiB']];
   for (const [n, want] of bytes) test(`${n} bytes`, () => assert.equal(formatBytes(n), want));
-  const durations: ReadonlyArray<[number, string]> = [[0, '0 s'], [59_400, '59 s'], [61_000, '1m01s'], [3_600_000 + 5 * 60_000, '1h05m']];
+  const durations: ReadonlyArray<[number, string]> = [[0, '0.0 s'], [420, '0.4 s'], [9_949, '9.9 s'], [9_950, '10 s'], [59_400, '59 s'], [61_000, '1m01s'], [3_600_000 + 5 * 60_000, '1h05m']];
   for (const [ms, want] of durations) test(`${ms} ms`, () => assert.equal(formatDuration(ms), want));
 });
 
