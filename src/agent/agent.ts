@@ -127,14 +127,14 @@ export class SourceTree {
     for (const m of mirror.values()) if (m.kind === 'file' && m.deletedAt === null) standbyFiles++;
     const halt = checkSafety(changes, scan.entries.length, standbyFiles, safety);
     if (halt !== null) throw new WarmsyncError(halt.code, halt.message);
-    const s = scan.stats;
-    this.log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache); ${changes.length} change(s) to send`);
-    const deletedAt = Date.now();
     if (progress !== null) {
       const transfers = changes.flatMap((c) => (actionOf(c) === 'transfer' && c.new !== null ? [c.new.size] : []));
       progress.phase('sending', { files: transfers.length, bytes: transfers.reduce((a, b) => a + b, 0) });
       sender.onProgress = (files, bytes) => progress.add(files, bytes);
     }
+    const s = scan.stats;
+    this.log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache); ${changes.length} change(s) to send`);
+    const deletedAt = Date.now();
     const report = await sender.send(changes, deletedAt).finally(() => {
       sender.onProgress = null;
     });
