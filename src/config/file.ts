@@ -24,8 +24,8 @@ export interface FlagSpec { readonly type: 'string' | 'boolean'; readonly multip
 
 export type ConfigValues = Record<string, string | boolean | string[]>;
 
-/** Flags that make no sense in a file. */
-const NOT_IN_FILE = new Set(['help', 'config']);
+/** Flags that make no sense in a file (--debug acts before any file is read: stack traces of its errors). */
+const NOT_IN_FILE = new Set(['help', 'config', 'debug']);
 
 function schemaFor(spec: FlagSpec): ZodType<string | boolean | string[]> {
   const z = lazy.zod();

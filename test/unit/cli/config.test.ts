@@ -15,7 +15,7 @@ import { UsageError } from '../../../src/errors.js';
 const SPEC: Record<string, FlagSpec> = {
   root: { type: 'string' }, once: { type: 'boolean' }, exclude: { type: 'string', multiple: true },
   'exclude-from': { type: 'string', multiple: true }, 'max-delete': { type: 'string' }, 'token-file': { type: 'string' },
-  help: { type: 'boolean' }, config: { type: 'string' },
+  help: { type: 'boolean' }, config: { type: 'string' }, debug: { type: 'boolean' },
 };
 
 function badConfig(fn: () => unknown, pattern: RegExp): void {
@@ -44,6 +44,7 @@ describe('validateConfig', () => {
     ['camelCase spelling of a flag', { tokenFile: 't' }, /unknown key "tokenFile" for agent; did you mean "token-file"\?/],
     ['unknown key, nothing near', { frobnicate: 1 }, /unknown key "frobnicate" for agent \(keys are the flag names/],
     ['help is not a key', { help: true }, /unknown key "help"/],
+    ['debug is not a key (command line only)', { debug: true }, /unknown key "debug"/],
     ['a boolean given as a string', { once: 'yes' }, /^a\.yaml: key "once" must be true or false, not string "yes"$/],
     ['a string given as a list', { root: ['a'] }, /key "root" must be a string, not a list/],
     ['a list holding a mapping', { exclude: [{ a: 1 }] }, /key "exclude" must be a list of strings, not a list/],
