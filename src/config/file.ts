@@ -79,6 +79,7 @@ export function validateConfig(command: string, file: string, raw: unknown, flag
   const keys = Object.keys(flags).filter((k) => !NOT_IN_FILE.has(k));
   for (const key of Object.keys(raw)) {
     if (keys.includes(key)) continue;
+    if (NOT_IN_FILE.has(key)) throw new UsageError('BAD_CONFIG', `${file}: "${key}" cannot be set in a config file; give --${key} on the command line`);
     const near = closest(key, keys);
     throw new UsageError('BAD_CONFIG', `${file}: unknown key "${key}" for ${command}${near === null ? '' : `; did you mean "${near}"?`} (keys are the flag names of warmsync ${command} --help)`);
   }
