@@ -64,7 +64,15 @@ async function main(): Promise<boolean> {
     say(`$ warmsync agent --root ${ws.src} --connect ${receiver.url} --token-file ${ws.tokenFile} --exclude-from ${excludes}`);
 
     const skip = (rel: string): boolean => rel === 'logs' || rel === 'data/tmp' || rel === '.warmsync';
-    const same = async (): Promise<boolean> => JSON.stringify(await readTree(ws.src, { skip })) === JSON.stringify(await readTree(ws.dst, { skip }));
+    // The receiver's temporary files come and go while the tree is read: a vanished one means "not yet".
+    const same = async (): Promise<boolean> => {
+      try {
+        return JSON.stringify(await readTree(ws.src, { skip })) === JSON.stringify(await readTree(ws.dst, { skip }));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw err;
+      }
+    };
     const initialMs = await until('the initial sync', same);
     say(`  initial sync: the standby matches the source (content, modes, mtimes) after ${Math.round(initialMs)} ms`);
     const logsKept = !(await exists(join(ws.dst, 'logs')));
