@@ -137,6 +137,7 @@ export async function createPair(bin: string, dir: string, applyDelayMs: number)
   const pdir = join(dir, 'primary');
   const sdir = join(dir, 'standby');
   const socketDir = join(dir, 'sockets');
+  await mkdir(dir, { recursive: true, mode: 0o755 });
   await pgOwnedDir(pdir);
   await pgOwnedDir(socketDir);
   runPg(bin, 'initdb', ['-D', pdir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions']);

@@ -21,8 +21,8 @@ recovery target W - skew, without its apply delay, and then promote it:
 A DB recovered no further than that references only binaries this standby holds.
 
 With --apply it writes them into PGDATA/postgresql.auto.conf (as the data dir's owner) and
-restarts the standby with pg_ctl. With --standby it first refuses if the standby has already
-replayed past the target, and afterwards waits until the DB is promoted and prints its last
+restarts the standby with pg_ctl. With --standby it first pauses the standby's replay and
+refuses if it has already replayed past the target, and afterwards waits until the DB is promoted and prints its last
 transaction time T, for \`warmsync promote --time T\`. If the DB waits for WAL that will never
 come (the target lies beyond the last WAL it received), it is promoted where it stands after
 10 s without replay progress: everything it replayed is before the target.
@@ -33,8 +33,8 @@ Options:
   --pgdata DIR         the standby's data directory
   --pg-bin DIR         where pg_ctl is (default: /usr/lib/postgresql/MAJOR/bin for the data
                        dir's PG_VERSION, else pg_ctl on PATH)
-  --standby URL        the standby DB (postgres://USER@HOST:PORT/DB): checked before, waited
-                       for after
+  --standby URL        the standby DB (postgres://USER@HOST:PORT/DB): paused and checked
+                       before, waited for after
   --timeout SEC        how long to wait for the promotion (default 300)
 ${ROOT_HELP}
   -h, --help           this text`;
@@ -56,11 +56,20 @@ async function standbyState(url: string): Promise<StandbyState> {
   });
 }
 
-/** Refuses when the standby already replayed a commit at or after the target: it cannot go back. */
-async function checkNotPastTarget(url: string, plan: FailoverPlan, log: Logger): Promise<void> {
+/**
+ * Pauses the standby's replay (it keeps replaying after the primary died, one apply delay behind,
+ * and must not pass the target while we work), then refuses when it already replayed a commit at
+ * or after the target: it cannot go back.
+ */
+async function pauseAndCheck(url: string, plan: FailoverPlan, log: Logger): Promise<void> {
   let state: StandbyState;
   try {
     state = await standbyState(url);
+    if (state.inRecovery) {
+      await withPg(url, 10_000, (client) => client.query('SELECT pg_wal_replay_pause()'));
+      state = await standbyState(url);
+      log.info(`standby replay paused; last replayed commit ${formatTime(state.replayedMs)}`);
+    }
   } catch (err) {
     log.warn(classifyPgError(err, `--standby ${redactUrl(url)}`).code, `cannot check the standby before applying (${describeError(err)}); PostgreSQL itself refuses a target before its consistent point`);
     return;
@@ -112,7 +121,9 @@ async function restart(pgdata: string, binDir: string | undefined): Promise<void
     throw new WarmsyncError('PG_CTL_FAILED', `cannot run ${ctl}: ${describeError(err)}; give --pg-bin`);
   });
   if (out.code !== 0) {
-    throw new WarmsyncError('PG_CTL_FAILED', `${ctl} ${args.join(' ')} exited ${out.code}: ${out.text.trim().split('\n').slice(-3).join(' / ')} (server log: ${join(pgdata, 'warmsync-failover.log')})`);
+    const logFile = join(pgdata, 'warmsync-failover.log');
+    const serverSaid = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').filter((l) => /FATAL|PANIC|ERROR/.test(l)).slice(-2);
+    throw new WarmsyncError('PG_CTL_FAILED', `${ctl} restart exited ${out.code}: ${[...serverSaid, out.text.trim().split('\n').slice(-1)[0] ?? ''].join(' / ')} (server log: ${logFile})`);
   }
 }
 
@@ -171,7 +182,7 @@ export async function failoverCommand(argv: string[]): Promise<number> {
     if (!existsSync(join(pgdata, 'standby.signal')) && !existsSync(join(pgdata, 'recovery.signal'))) {
       throw new WarmsyncError('NOT_STANDBY_DATA', `${pgdata} has no standby.signal or recovery.signal: not a standby's data directory (or already promoted)`);
     }
-    if (flags.standby !== undefined) await checkNotPastTarget(flags.standby, plan, log);
+    if (flags.standby !== undefined) await pauseAndCheck(flags.standby, plan, log);
     await writeAutoConf(pgdata, plan);
     log.info(`wrote ${conf.length} settings to ${join(pgdata, 'postgresql.auto.conf')}; restarting the standby`);
     await restart(pgdata, flags['pg-bin']);

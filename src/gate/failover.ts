@@ -24,8 +24,7 @@ export function failoverPlan(watermark: number | null, skewMs: number): Failover
   return {
     watermark, skewMs, recoveryTarget,
     settings: [
-      // ISO 8601 with Z: PostgreSQL reads it as timestamptz, whatever the server's TimeZone.
-      ['recovery_target_time', formatTime(recoveryTarget)],
+      ['recovery_target_time', pgTimestamp(recoveryTarget)],
       // off: stop before a commit stamped exactly at the target, so every replayed commit is < target.
       ['recovery_target_inclusive', 'off'],
       ['recovery_target_action', 'promote'],
@@ -33,6 +32,14 @@ export function failoverPlan(watermark: number | null, skewMs: number): Failover
       ['recovery_min_apply_delay', '0'],
     ],
   };
+}
+
+/**
+ * A timestamptz as PostgreSQL prints it, with an explicit +00 zone (whatever the server's TimeZone).
+ * Not ISO 8601's Z: recovery_target_time refuses zone abbreviations.
+ */
+export function pgTimestamp(ms: number): string {
+  return formatTime(ms).replace('T', ' ').replace('Z', '+00');
 }
 
 /** A configuration line, value quoted as postgresql.conf wants it. */
