@@ -150,6 +150,8 @@ export async function createPair(bin: string, dir: string, applyDelayMs: number)
     'wal_level = replica', 'max_wal_senders = 5', 'wal_keep_size = 512', 'hot_standby = on',
     // Crash safety of the OS is not what the drill tests: a process crash loses nothing with fsync off.
     'fsync = off', 'shared_buffers = 32MB', 'max_connections = 40', "password_encryption = 'scram-sha-256'",
+    // Tests compare the snapshot time with each row's exact commit time.
+    'track_commit_timestamp = on',
   ]);
   primary.start();
   await primary.ready();
