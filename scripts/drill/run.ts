@@ -64,3 +64,9 @@ for (const r of rows) say(line(r));
 for (const d of drills) for (const r of d.results) if (r.error !== null) say(`seed ${d.seed} ${r.procedure}: ${r.error}`);
 await writeFile(jsonPath, JSON.stringify({ seed, runs, long: values.long ?? false, ...settings, minRunMs, maxRunMs, drills }, null, 2) + '\n');
 say(`\nJSON: ${jsonPath}`);
+// The claim under test: the W-bounded procedure never leaves a referenced binary missing or corrupt.
+const broken = runsWith('bounded', (r) => r.error !== null || (r.missing ?? 0) > 0 || (r.corrupt ?? 0) > 0);
+if (broken > 0) {
+  say(`drill: the W-bounded procedure failed or lost binaries in ${broken} run(s)`);
+  process.exitCode = 1;
+}
