@@ -31,7 +31,7 @@ export function postgresSource(url: string, timeoutMs: number, log: Logger): Sna
   let warnedStale = false;
 
   // One short connection per read: nothing idles between polls that a restarting server could
-  // break, and a read is bounded by the timeout as a whole.
+  // break. Connecting and the query are each bounded by the timeout.
   const query = (): Promise<{ standby: boolean; replayed_ms: string | null; caught_up: boolean | null }> =>
     withPg(url, timeoutMs, async (client) => {
       const row = (await client.query<{ standby: boolean; replayed_ms: string | null; caught_up: boolean | null }>(QUERY)).rows[0];
