@@ -27,7 +27,7 @@ export interface DrillOptions {
   readonly seed: number;
   /** PostgreSQL bin dir (scripts/drill/pg.ts, ensurePostgres). */
   readonly pgBin: string;
-  /** The kill comes at a seeded moment between these (ms after the workload starts). */
+  /** The kill comes at a seeded moment between these (ms after the workload's first commit). */
   readonly minRunMs: number;
   readonly maxRunMs: number;
   readonly procedures: readonly Procedure[];
@@ -193,6 +193,8 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
     workload.stderr.on('data', (d: Buffer) => (workloadErr += d.toString()));
     const workloadExit = new Promise<void>((r) => workload.once('close', () => r()));
 
+    // The clock starts at the first commit: under load, starting the workload alone can take seconds.
+    await until('the workload\'s first commit', async () => (await readFile(workloadLog, 'utf8').catch(() => '')).length > 0 || workload.exitCode !== null, 120_000);
     const killAfterMs = o.minRunMs + Math.floor(rng.next() * (o.maxRunMs - o.minRunMs));
     await sleep(killAfterMs);
     if (workload.exitCode !== null) throw new Error(`the workload died early: ${workloadErr.trim()}`);
