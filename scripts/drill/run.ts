@@ -1,11 +1,12 @@
 /**
- * `npm run drill [-- --seed S] [--runs N] [--long] [--json FILE]`: the failover drill
+ * `npm run drill [-- --seed S] [--runs N] [--long] [--json FILE]` (JSON default: TMPDIR/warmsync-drill-SEED.json): the failover drill
  * (scripts/drill/drill.ts) N times on seeds S, S+1, ..., each with the three procedures side by
  * side; prints the seed first, a table at the end, and writes every figure as JSON.
  * Short (default): 3 runs, the crash 6-12 s into the workload. --long: 20 runs, 10-30 s.
  */
 import { writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROCEDURES, runDrill, type DrillResult, type ProcedureResult } from './drill.js';
 import { ensurePostgres } from './pg.js';
@@ -23,7 +24,7 @@ if (!Number.isInteger(seed) || !Number.isInteger(runs) || runs < 1) {
   process.exit(2);
 }
 const [minRunMs, maxRunMs] = values.long ? [10_000, 30_000] : [6_000, 12_000];
-const jsonPath = resolve(values.json ?? 'drill-results.json');
+const jsonPath = resolve(values.json ?? join(tmpdir(), `warmsync-drill-${seed}.json`));
 
 let pgBin: string;
 try {
