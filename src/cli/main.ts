@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   restore: async () => (await import('./restore.js')).restoreCommand,
   status: async () => (await import('./status.js')).statusCommand,
   verify: async () => (await import('./verify.js')).verifyCommand,
+  failover: async () => (await import('./failover.js')).failoverCommand,
 };
 
 export const MAIN_HELP = `Usage: warmsync COMMAND [options]
@@ -30,6 +31,7 @@ Commands:
   verify     re-hash the standby against the manifest; exit 1 on any difference
   promote    at failover: quarantine files the promoted DB cannot reference
   restore    undo a promotion's quarantine
+  failover   at failover: the PostgreSQL recovery target W - skew (prints or applies it)
 
 Run \`warmsync COMMAND --help\` for a command's options; every command also reads them from
 --config FILE (JSON or YAML). Also: warmsync --version.

@@ -4,6 +4,7 @@ import { resolveStateDir } from '../statedir.js';
 import { UsageError } from '../errors.js';
 import { COMMON_HELP, commandLogger, parseFlags, parseInteger, parseListen, readToken, required } from './args.js';
 import { TIME_HELP, TIME_OPTIONS, gateTimes } from './gate-options.js';
+import { checkPostgresUrl } from '../gate/pg.js';
 import { SERVER_TLS_OPTIONS, serverTls } from './tls.js';
 
 export const RECEIVER_HELP = `Usage: warmsync receiver --root DIR --listen HOST:PORT [options]
@@ -25,7 +26,12 @@ Options:
   --snapshot-cmd CMD   run CMD (with /bin/sh) every --snapshot-interval seconds; its stdout
                        is the standby DB's snapshot time, applied like \`warmsync snapshot\`.
                        PostgreSQL: psql -XAtc "SELECT pg_last_xact_replay_timestamp()"
-  --snapshot-interval SEC   default 60; a run is killed after min(SEC, 30) seconds
+  --snapshot-source URL   instead of --snapshot-cmd, for a PostgreSQL standby: reads
+                       pg_last_xact_replay_timestamp() at postgres://USER@HOST:PORT/DB every
+                       --snapshot-interval seconds (password: in the URL or ~/.pgpass). An
+                       idle primary keeps T still (safe; add a heartbeat: docs/failover.md)
+  --snapshot-interval SEC   default 60; a run is killed (or a query abandoned) after
+                       min(SEC, 30) seconds
 ${TIME_HELP}
 ${COMMON_HELP}
 
@@ -37,7 +43,7 @@ Stops cleanly on SIGTERM or SIGINT (exit 0).`;
 export async function receiverCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('receiver', argv, {
     root: { type: 'string' }, listen: { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' },
-    'snapshot-cmd': { type: 'string' }, 'snapshot-interval': { type: 'string' }, ...TIME_OPTIONS, ...SERVER_TLS_OPTIONS,
+    'snapshot-cmd': { type: 'string' }, 'snapshot-source': { type: 'string' }, 'snapshot-interval': { type: 'string' }, ...TIME_OPTIONS, ...SERVER_TLS_OPTIONS,
   }, RECEIVER_HELP);
   if (flags === null) return 0;
   const log = commandLogger(flags);
@@ -45,15 +51,22 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const { host, port } = parseListen(required('receiver', 'listen', flags.listen));
   const stateDir = resolveStateDir(root, flags['state-dir']);
   const times = gateTimes(flags);
-  if (flags['snapshot-interval'] !== undefined && flags['snapshot-cmd'] === undefined) {
-    throw new UsageError('BAD_FLAG', 'receiver: --snapshot-interval needs --snapshot-cmd');
+  const command = flags['snapshot-cmd'];
+  const postgresUrl = flags['snapshot-source'];
+  if (command !== undefined && postgresUrl !== undefined) {
+    throw new UsageError('BAD_FLAG', 'receiver: give --snapshot-cmd or --snapshot-source, not both');
   }
+  if (flags['snapshot-interval'] !== undefined && command === undefined && postgresUrl === undefined) {
+    throw new UsageError('BAD_FLAG', 'receiver: --snapshot-interval needs --snapshot-cmd or --snapshot-source');
+  }
+  if (postgresUrl !== undefined) checkPostgresUrl('snapshot-source', postgresUrl);
   const intervalSec = parseInteger('snapshot-interval', flags['snapshot-interval'], 60, 1, 86_400);
-  const snapshotCommand = flags['snapshot-cmd'] === undefined ? null : { command: flags['snapshot-cmd'], intervalMs: intervalSec * 1000 };
+  const spec = command !== undefined ? { command } : postgresUrl !== undefined ? { postgresUrl } : null;
+  const snapshotSource = spec === null ? null : { spec, intervalMs: intervalSec * 1000 };
   const token = readToken('receiver', flags['token-file'], log);
   const tls = serverTls(flags);
 
-  const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotCommand, tls });
+  const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotSource, tls });
   process.stdout.write(`listening on ${receiver.url}\n`);
   log.info(`receiver on ${root}, state in ${stateDir.abs}`);
   const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {

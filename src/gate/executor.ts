@@ -15,6 +15,7 @@ import { compareTreeOrder } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
 import { formatTime } from '../time.js';
 import { bornAfter, tombstonesAllowed, type GateTimes } from './policy.js';
+import { splitByReferences } from './references.js';
 import { lstatOrNull } from '../lstat.js';
 
 export interface Removal { readonly path: string; readonly kind: EntryKind; readonly reason: string }
@@ -120,12 +121,15 @@ export class GateExecutor {
   /**
    * Moves (or with purge, deletes) every path of the plan. Quarantine: STATE/quarantine/ID/ keeps
    * the same relative paths, plus report.json listing each entry; `restore` moves them back.
+   * With `referenced` (file names the promoted DB references), a path of the plan whose name is in
+   * it stays where it is and is listed in `kept`.
    */
-  async promote(snapshotTime: number, times: GateTimes, purge: boolean): Promise<{ id: string | null; removed: Removal[]; failed: { path: string; why: string }[] }> {
+  async promote(snapshotTime: number, times: GateTimes, purge: boolean, referenced: ReadonlySet<string> | null = null): Promise<{ id: string | null; removed: Removal[]; kept: string[]; failed: { path: string; why: string }[] }> {
     const id = purge ? null : new Date().toISOString().replace(/[:.]/g, '-');
     const quarantineDir = id === null ? null : join(this.stateDir.abs, 'quarantine', id);
     return this.manifest.withWriteLock(async () => {
-      const plan = this.planPromotion(snapshotTime, times);
+      const { move: plan, keep } = splitByReferences(this.planPromotion(snapshotTime, times), referenced);
+      for (const row of keep) this.log.info(`kept ${row.path}: the promoted DB references it (${row.reason})`);
       const removed: Removal[] = [];
       const failed: { path: string; why: string }[] = [];
       const report: object[] = [];
@@ -152,7 +156,7 @@ export class GateExecutor {
         const body = { id, createdAt: now, snapshotTime, skewMs: times.skewMs, deleteGraceMs: times.deleteGraceMs, root: this.root, entries: report };
         await writeFile(join(quarantineDir, REPORT_FILE), JSON.stringify(body, null, 2) + '\n');
       }
-      return { id, removed, failed };
+      return { id, removed, kept: keep.map((row) => row.path), failed };
     });
   }
 

@@ -1,30 +1,45 @@
 /**
- * The receiver's --snapshot-cmd: runs an operator-supplied command every interval (e.g. a psql
- * one-liner printing pg_last_xact_replay_timestamp()), reads its stdout as a time, and acts like
- * `warmsync snapshot`. A failing, hanging or garbage-printing command is logged and changes
- * nothing; the receiver keeps serving. Runs never overlap.
+ * The receiver's snapshot poller: every interval it asks a snapshot source for the standby DB's
+ * snapshot time and acts like `warmsync snapshot`. Two sources: --snapshot-cmd (an operator command
+ * printing a time, e.g. a psql one-liner; here) and --snapshot-source postgres://... (pgsource.ts).
+ * A source that fails, hangs or gives garbage is logged with a code and changes nothing; the
+ * receiver keeps serving. Runs never overlap.
  */
 import { spawn } from 'node:child_process';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatTime, parseTime } from '../time.js';
 import type { GateExecutor } from './executor.js';
+import { postgresSource } from './pgsource.js';
 import type { GateTimes } from './policy.js';
 
+/** A time to apply, or why there is none (a stable code and one line for the log). */
+export type SnapshotReading = { readonly time: number } | { readonly code: string; readonly problem: string };
+
+export interface SnapshotSource {
+  /** Never rejects: failures come back as a reading with a code. Bounded by the source's timeout. */
+  read(): Promise<SnapshotReading>;
+}
+
+/** What the receiver's flags chose. */
+export type SnapshotSourceSpec = { readonly command: string } | { readonly postgresUrl: string };
+
+export function openSnapshotSource(spec: SnapshotSourceSpec, timeoutMs: number, log: Logger): SnapshotSource {
+  return 'command' in spec ? commandSource(spec.command, timeoutMs) : postgresSource(spec.postgresUrl, timeoutMs, log);
+}
+
 export interface PollerOptions {
-  readonly command: string;
+  readonly source: SnapshotSource;
   readonly intervalMs: number;
-  /** A run still going after this long is killed. */
-  readonly timeoutMs: number;
   readonly executor: GateExecutor;
   readonly times: GateTimes;
   readonly log: Logger;
 }
 
 export interface SnapshotPoller {
-  /** Runs the command once now (also what the timer does). Resolves true when a time was applied. */
+  /** Reads the source once now (also what the timer does). Resolves true when a time was applied. */
   runOnce(): Promise<boolean>;
-  /** Stops the timer and waits for a run in progress (bounded by timeoutMs). */
+  /** Stops the timer and waits for a run in progress (bounded by the source's timeout). */
   stop(): Promise<void>;
 }
 
@@ -36,17 +51,13 @@ export function parseSnapshotOutput(stdout: string): number | null {
   return line === undefined ? null : parseTime(line);
 }
 
-export function startSnapshotPoller(options: PollerOptions): SnapshotPoller {
-  const { log } = options;
-  let timer: NodeJS.Timeout | null = null;
-  let stopped = false;
-  let running: Promise<boolean> | null = null;
-
+/** --snapshot-cmd: runs `command` with /bin/sh; a run still going after timeoutMs is killed. */
+export function commandSource(command: string, timeoutMs: number): SnapshotSource {
   // The command runs in its own process group, and a run that overstays is killed as a whole group:
   // /bin/sh does not always exec its last command, and killing only the shell would leave a hung
   // psql behind on every interval.
   const run = (): Promise<string> => new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', options.command], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/bin/sh', ['-c', command], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let bytes = 0;
@@ -62,7 +73,7 @@ export function startSnapshotPoller(options: PollerOptions): SnapshotPoller {
       child.stdout.destroy();
       child.stderr.destroy();
     };
-    const timer = setTimeout(() => kill(`killed after ${options.timeoutMs} ms`), options.timeoutMs);
+    const timer = setTimeout(() => kill(`killed after ${timeoutMs} ms`), timeoutMs);
     const collect = (into: 'out' | 'err') => (data: Buffer): void => {
       bytes += data.byteLength;
       if (bytes > MAX_OUTPUT_BYTES) return kill(`killed: printed more than ${MAX_OUTPUT_BYTES} bytes`);
@@ -84,22 +95,37 @@ export function startSnapshotPoller(options: PollerOptions): SnapshotPoller {
     });
   });
 
+  return {
+    read: async () => {
+      let stdout: string;
+      try {
+        stdout = await run();
+      } catch (err) {
+        return { code: 'SNAPSHOT_CMD_FAILED', problem: `snapshot command failed (${describeError(err)})` };
+      }
+      const time = parseSnapshotOutput(stdout);
+      if (time === null) return { code: 'SNAPSHOT_CMD_OUTPUT', problem: `snapshot command printed ${JSON.stringify(stdout.trim().slice(0, 120))}, not a time` };
+      return { time };
+    },
+  };
+}
+
+export function startSnapshotPoller(options: PollerOptions): SnapshotPoller {
+  const { log } = options;
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let running: Promise<boolean> | null = null;
+
   const runOnce = async (): Promise<boolean> => {
-    let stdout: string;
-    try {
-      stdout = await run();
-    } catch (err) {
-      log.warn('SNAPSHOT_CMD_FAILED', `snapshot command failed (${describeError(err)}); nothing applied`);
+    const reading = await options.source.read();
+    if (!('time' in reading)) {
+      log.warn(reading.code, `${reading.problem}; nothing applied`);
       return false;
     }
-    const time = parseSnapshotOutput(stdout);
-    if (time === null) {
-      log.warn('SNAPSHOT_CMD_OUTPUT', `snapshot command printed ${JSON.stringify(stdout.trim().slice(0, 120))}, not a time; nothing applied`);
-      return false;
-    }
+    const { time } = reading;
     try {
       const outcome = await options.executor.applySnapshot(time, options.times);
-      if (!outcome.advanced) log.debug(`snapshot command gave ${formatTime(time)}, older than the recorded ${formatTime(outcome.previous)}; ignored`);
+      if (!outcome.advanced) log.debug(`snapshot source gave ${formatTime(time)}, older than the recorded ${formatTime(outcome.previous)}; ignored`);
       if (outcome.removed.length > 0 || outcome.held.length > 0) {
         log.info(`snapshot ${formatTime(outcome.snapshotTime)}: removed ${outcome.removed.length}, ${outcome.pending} tombstone(s) still held`);
       }

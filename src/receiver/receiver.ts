@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { WarmsyncError, describeError } from '../errors.js';
 import { GateExecutor } from '../gate/executor.js';
 import type { GateTimes } from '../gate/policy.js';
-import { startSnapshotPoller, type SnapshotPoller } from '../gate/poller.js';
+import { openSnapshotSource, startSnapshotPoller, type SnapshotPoller, type SnapshotSourceSpec } from '../gate/poller.js';
 import type { Logger } from '../log.js';
 import { Manifest } from '../manifest/manifest.js';
 import { createHasher } from '../scan/hash.js';
@@ -29,10 +29,10 @@ export interface ReceiverOptions {
   readonly token: string;
   readonly log: Logger;
   readonly times: GateTimes;
-  /** --snapshot-cmd and its interval; null when the snapshot time comes from `warmsync snapshot`. */
-  readonly snapshotCommand: { readonly command: string; readonly intervalMs: number } | null;
   /** Serve wss:// (and https://) with this certificate and key. */
   readonly tls?: ServerTls | null;
+  /** --snapshot-cmd or --snapshot-source and the interval; null when the snapshot time comes from `warmsync snapshot`. */
+  readonly snapshotSource: { readonly spec: SnapshotSourceSpec; readonly intervalMs: number } | null;
 }
 
 export interface RunningReceiver {
@@ -118,11 +118,11 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   }
 
   let poller: SnapshotPoller | null = null;
-  if (options.snapshotCommand !== null) {
+  if (options.snapshotSource !== null) {
+    const { spec, intervalMs } = options.snapshotSource;
     poller = startSnapshotPoller({
-      command: options.snapshotCommand.command,
-      intervalMs: options.snapshotCommand.intervalMs,
-      timeoutMs: Math.min(options.snapshotCommand.intervalMs, 30_000),
+      source: openSnapshotSource(spec, Math.min(intervalMs, 30_000), log),
+      intervalMs,
       executor: new GateExecutor(manifest, root, stateDir, log),
       times: options.times,
       log,

@@ -15,7 +15,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import type { Entry } from '../../../src/entry.js';
 import { GateExecutor } from '../../../src/gate/executor.js';
 import type { GateTimes } from '../../../src/gate/policy.js';
-import { parseSnapshotOutput, startSnapshotPoller, type SnapshotPoller } from '../../../src/gate/poller.js';
+import { commandSource, parseSnapshotOutput, startSnapshotPoller, type SnapshotPoller } from '../../../src/gate/poller.js';
 import { createLogger } from '../../../src/log.js';
 import { Manifest } from '../../../src/manifest/manifest.js';
 import { resolveStateDir } from '../../../src/statedir.js';
@@ -82,7 +82,7 @@ describe('a real poller against a real Manifest and GateExecutor', () => {
 
   /** A poller whose timer will not fire during a test (runOnce drives it). */
   function poller(command: string, timeoutMs = 5000, intervalMs = 600_000): SnapshotPoller {
-    const p = startSnapshotPoller({ command, intervalMs, timeoutMs, executor, times: TIMES, log: createLogger('debug', (l) => lines.push(l)) });
+    const p = startSnapshotPoller({ source: commandSource(command, timeoutMs), intervalMs, executor, times: TIMES, log: createLogger('debug', (l) => lines.push(l)) });
     pollers.push(p);
     return p;
   }
