@@ -49,6 +49,7 @@ export class Connection {
    * half-open connection (a stalled network, a frozen peer) is noticed and the agent reconnects.
    */
   keepAlive(intervalMs: number, timeoutMs: number): void {
+    ({ intervalMs, timeoutMs } = keepAliveOverride(intervalMs, timeoutMs));
     let lastHeard = Date.now();
     const heard = (): void => {
       lastHeard = Date.now();
@@ -143,6 +144,16 @@ export class Connection {
     // A peer that never answers the close handshake must not keep us waiting.
     setTimeout(() => this.ws.terminate(), 2000).unref();
   }
+}
+
+/**
+ * WARMSYNC_KEEPALIVE_MS (undocumented in --help; docs/reliability.md): the silence after which a
+ * peer is cut off, pinging four times as often. The fault tests stall links and must not wait 20 s.
+ */
+function keepAliveOverride(intervalMs: number, timeoutMs: number): { intervalMs: number; timeoutMs: number } {
+  const value = Number(process.env['WARMSYNC_KEEPALIVE_MS']);
+  if (!Number.isInteger(value) || value < 100) return { intervalMs, timeoutMs };
+  return { intervalMs: Math.max(25, Math.floor(value / 4)), timeoutMs: value };
 }
 
 function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
