@@ -30,7 +30,10 @@ export class Connection {
     this.closed = new Promise((resolve) => {
       ws.once('close', (code, reason) => resolve({ code, reason: reason.toString('utf8') }));
     });
-    ws.on('error', () => undefined); // surfaced through 'close'
+    ws.on('error', (err: Error & { code?: string }) => {
+      // Surfaced through 'close'; but ws refuses a message over maxPayload itself, and why must be logged.
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.failure ??= new ProtocolError('FRAME_TOO_LARGE', `a message over the ${MAX_FRAME_BYTES}-byte limit`);
+    });
     ws.on('message', (data, isBinary) => {
       if (this.failure !== null) return;
       try {
