@@ -6,7 +6,7 @@
 // converges to a verify-clean standby.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { open, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -80,7 +80,7 @@ describe('manifest damage', () => {
   test('truncated to half: refused as MANIFEST_CORRUPT, rebuilt from the tree', { timeout: 120_000 }, async () => {
     const s = await stoppedStandby();
     const file = join(s.dst, MANIFEST);
-    const { size } = await (await import('node:fs/promises')).stat(file);
+    const { size } = await stat(file);
     await truncate(file, Math.floor(size / 2 / 4096) * 4096);
     await assertRefused(s, 'MANIFEST_CORRUPT');
     await assertRebuilds(s, false);
