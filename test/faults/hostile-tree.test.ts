@@ -124,7 +124,7 @@ describe('hostile source trees', () => {
         await new Promise((r) => setImmediate(r));
       }
     })();
-    const runs = LONG ? 30 : 6;
+    const runs = LONG ? 30 : 4;
     try {
       for (let i = 0; i < runs; i++) {
         const r = await runAgent(s);
