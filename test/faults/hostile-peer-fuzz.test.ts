@@ -28,6 +28,11 @@ const seed = faultSeed('hostile-peer');
 const rng = new Rng(seed);
 const MUTATIONS = LONG ? 3000 : 150;
 const MTIME = Date.parse('2025-01-01T00:00:00Z');
+/**
+ * The real agent after the attacks. Mutations that happened to be valid planted files inside the
+ * root (dozens in --long mode); deleting them all trips the mass-deletion halt, as it should.
+ */
+const REAL_AGENT = ['--max-delete', '100'];
 /** Attack name -> times run. */
 const ran = new Map<string, number>();
 
@@ -349,7 +354,7 @@ describe('hostile peer fuzzer', () => {
       }
     })();
     const idle = await Promise.all(Array.from({ length: 20 }, () => RawPeer.connect(s.url)));
-    await syncOnce(s);
+    await syncOnce(s, REAL_AGENT);
     stop = true;
     await drip;
     for (const socket of sockets) socket.destroy();
@@ -361,7 +366,7 @@ describe('hostile peer fuzzer', () => {
 
   test('afterwards a real agent is served and the standby matches the source', { timeout: 120_000 }, async () => {
     await waitForReceiverIdle(s.dst, 20_000);
-    await syncOnce(s);
+    await syncOnce(s, REAL_AGENT);
     const tombstones = tombstonePaths(s.dst);
     // Everything the hostile peer planted inside the root is now a tombstone (kept, gated), nothing else differs.
     await assertSameTree(s.src, s.dst, { skipDst: (rel) => tombstones.some((t) => rel === t || rel.startsWith(t + '/')) });
