@@ -61,6 +61,9 @@ export class Rng {
   }
 }
 
+/** Names of Versions.writeAtomic's temporary files. */
+const WRITER_TEMP = '.writer-';
+
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -97,7 +100,7 @@ export class Versions {
     this.record(rel, content);
     this.writes++;
     const abs = join(root, rel);
-    const temp = join(dirname(abs), `.writer-${randomBytes(6).toString('hex')}`);
+    const temp = join(dirname(abs), `${WRITER_TEMP}${randomBytes(6).toString('hex')}`);
     await writeFile(temp, content);
     await rename(temp, abs);
   }
@@ -136,7 +139,8 @@ export class StandbyPoller {
       const names = await readdir(dir).catch(() => [] as string[]);
       for (const name of names) {
         const rel = prefix === '' ? name : `${prefix}/${name}`;
-        if (isStateDir(rel) || name.startsWith(TEMP_PREFIX)) continue;
+        // A writer's own temp file is not a tracked path: it passes through prefixes while being written.
+        if (isStateDir(rel) || name.startsWith(TEMP_PREFIX) || name.startsWith(WRITER_TEMP)) continue;
         const abs = join(dir, name);
         const st = await lstat(abs).catch(() => null);
         if (st === null) continue;
