@@ -105,7 +105,9 @@ export class SourceTree {
     const changes = diffTrees(scan.entries, mirror.values(), { hides: this.hides, unknown: scan.incomplete });
     let standbyFiles = 0;
     for (const m of mirror.values()) if (m.kind === 'file' && m.deletedAt === null) standbyFiles++;
-    const halt = checkSafety(changes, scan.entries.length, standbyFiles, safety);
+    // A path the scan could not read (unreadable, or changing while hashed) is there, not deleted:
+    // a source holding only such paths is not an empty (unmounted) one.
+    const halt = checkSafety(changes, scan.entries.length + scan.incomplete.length, standbyFiles, safety);
     if (halt !== null) throw new WarmsyncError(halt.code, halt.message);
     const s = scan.stats;
     this.log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache); ${changes.length} change(s) to send`);

@@ -26,6 +26,16 @@ async function assertVerifyClean(s: Standby): Promise<void> {
   assert.equal(r.code, 0, `verify:\n${r.stdout}${r.stderr}`);
 }
 
+/** Root reads every file whatever its mode: unreadable-file tests run the agent as nobody. */
+const NOBODY = 65534;
+
+function agentAsNobody(s: Standby, token: string): { code: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, 'agent', '--root', s.src, '--connect', s.url, '--token-file', token, '--once'], {
+    uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 60_000,
+  });
+  return { code: r.status, stderr: r.stderr };
+}
+
 describe('hostile source trees', () => {
   test('odd names are synced faithfully, unsyncable ones skipped with one warning each', { timeout: 120_000 }, async () => {
     const s = await openStandby();
@@ -60,7 +70,6 @@ describe('hostile source trees', () => {
 
   test('unreadable files and directories: skipped with a warning, standby copies kept, picked up once readable', { timeout: 120_000 }, async () => {
     const s = await openStandby();
-    const NOBODY = 65534;
     await mkdir(join(s.src, 'locked'));
     await writeFile(join(s.src, 'locked/inside.txt'), 'v1\n');
     await writeFile(join(s.src, 'secret.txt'), 'v1\n');
@@ -77,12 +86,7 @@ describe('hostile source trees', () => {
       }
     };
     await chmod(s.dir, 0o755);
-    const asNobody = (): { code: number | null; stderr: string } => {
-      const r = spawnSync(process.execPath, [BIN, 'agent', '--root', s.src, '--connect', s.url, '--token-file', token, '--once'], {
-        uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 60_000,
-      });
-      return { code: r.status, stderr: r.stderr };
-    };
+    const asNobody = (): { code: number | null; stderr: string } => agentAsNobody(s, token);
     // First everything is readable except fresh.txt; then secret.txt and locked/ are changed and locked.
     await chmod(join(s.src, 'fresh.txt'), 0o000);
     await chownTree(s.src);
@@ -108,6 +112,22 @@ describe('hostile source trees', () => {
     assert.doesNotMatch(r.stderr, /UNREADABLE/);
     await assertSameTree(s.src, s.dst);
     await assertVerifyClean(s);
+  });
+
+  test('a source whose only file is unreadable is not taken for an empty (unmounted) one', { timeout: 60_000 }, async () => {
+    const s = await openStandby();
+    await writeFile(join(s.src, 'only.txt'), 'v1\n');
+    await syncOnce(s);
+    const token = join(s.dir, 'token-nobody');
+    await copyFile(s.tokenFile, token);
+    await chmod(s.dir, 0o755);
+    for (const p of [token, s.src, join(s.src, '.warmsync'), join(s.src, '.warmsync/agent-cache.sqlite'), join(s.src, 'only.txt')]) await chown(p, NOBODY, NOBODY);
+    await chmod(join(s.src, 'only.txt'), 0o000);
+    const r = agentAsNobody(s, token);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /UNREADABLE: only\.txt/);
+    assert.doesNotMatch(r.stderr, /SOURCE_EMPTY/);
+    assert.deepEqual(tombstonePaths(s.dst), []);
   });
 
   test('a file rewritten in place while it is read is never shipped torn', { timeout: 180_000 }, async () => {
