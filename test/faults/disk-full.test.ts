@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
 import {
@@ -17,8 +17,12 @@ import {
 
 const mounted: string[] = [];
 after(async () => {
+  // Stops the receiver; removing the workspace fails at the mount point, so unmount, then remove it.
   await closeStandbys().catch(() => undefined);
-  for (const dir of mounted) execFileSync('umount', ['-l', dir]);
+  for (const dir of mounted) {
+    execFileSync('umount', ['-l', dir]);
+    await rm(dirname(dir), { recursive: true, force: true });
+  }
 });
 
 function tryMount(dir: string, size: string): string | null {
