@@ -8,7 +8,13 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { long: { type: 'boolean' }, seed: { type: 'string' } }, strict: true });
+let values: { long?: boolean; seed?: string };
+try {
+  ({ values } = parseArgs({ options: { long: { type: 'boolean' }, seed: { type: 'string' } }, strict: true }));
+} catch (err) {
+  process.stderr.write(`test:faults: ${(err as Error).message}; usage: npm run test:faults [-- --long] [-- --seed N]\n`);
+  process.exit(2);
+}
 const dir = fileURLToPath(new URL('.', import.meta.url));
 const files = readdirSync(dir).filter((name) => name.endsWith('.test.ts')).sort().map((name) => dir + name);
 const env = { ...process.env };
