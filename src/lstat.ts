@@ -6,5 +6,11 @@
 import { lstatSync, type Stats } from 'node:fs';
 
 export function lstatOrNull(abs: string): Stats | null {
-  return lstatSync(abs, { throwIfNoEntry: false }) ?? null;
+  try {
+    return lstatSync(abs, { throwIfNoEntry: false }) ?? null;
+  } catch (err) {
+    // An ancestor is no longer a directory (replaced by a file): nothing there either.
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw err;
+  }
 }

@@ -125,7 +125,9 @@ export class SourceTree {
     const changes = diffTrees(scan.entries, mirror.values(), { hides: this.hides, unknown: scan.incomplete });
     let standbyFiles = 0;
     for (const m of mirror.values()) if (m.kind === 'file' && m.deletedAt === null) standbyFiles++;
-    const halt = checkSafety(changes, scan.entries.length, standbyFiles, safety);
+    // A path the scan could not read (unreadable, or changing while hashed) is there, not deleted:
+    // a source holding only such paths is not an empty (unmounted) one.
+    const halt = checkSafety(changes, scan.entries.length + scan.incomplete.length, standbyFiles, safety);
     if (halt !== null) throw new WarmsyncError(halt.code, halt.message);
     if (progress !== null) {
       const transfers = changes.flatMap((c) => (actionOf(c) === 'transfer' && c.new !== null ? [c.new.size] : []));

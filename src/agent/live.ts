@@ -361,10 +361,18 @@ class LiveSession {
       const self: Entry = { ...base, kind: 'dir', size: 0, hash: null, target: null };
       if (!d.subtree && row?.kind === 'dir') return { entries: [self], rows: [row] };
       // A new directory (or one that replaced something): everything below it, as a scan would see it.
-      const sub = await scanTree(abs, {
-        isExcluded: (p, isDir) => this.tree.isExcluded(`${d.path}/${p}`, isDir),
-        cache: null, hasher: this.tree.hasher, onWarning: this.tree.warn,
-      });
+      let sub;
+      try {
+        sub = await scanTree(abs, {
+          isExcluded: (p, isDir) => this.tree.isExcluded(`${d.path}/${p}`, isDir),
+          cache: null, hasher: this.tree.hasher, onWarning: this.tree.warn,
+        });
+      } catch (err) {
+        // Replaced or removed while it was scanned: look again once it settles (for the whole
+        // source root these codes are final; for a directory inside it they are just a race).
+        if (err instanceof WarmsyncError && (err.code === 'SOURCE_MISSING' || err.code === 'SOURCE_NOT_DIR')) return 'unstable';
+        throw err;
+      }
       const entries = [self, ...sub.entries.map((e) => ({ ...e, path: `${d.path}/${e.path}` }))];
       return { entries, rows: below() };
     }
@@ -380,7 +388,7 @@ class LiveSession {
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? (err instanceof WarmsyncError ? err.code : '');
         if (code === 'FILE_CHANGED') return 'unstable';
-        if (code === 'ENOENT') return { entries: [], rows: row ? [row] : [] };
+        if (code === 'ENOENT' || code === 'ENOTDIR') return { entries: [], rows: row ? [row] : [] };
         throw err;
       }
     }

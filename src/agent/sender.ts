@@ -253,7 +253,8 @@ export class Sender {
       handle = await open(abs, 'r');
     } catch (err) {
       // Vanished or unreadable since the scan: nothing was sent for it, so the result is ours to give.
-      this.settleLocally(op, entry.path, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'FILE_CHANGED' : 'UNREADABLE', describeError(err));
+      const gone = ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
+      this.settleLocally(op, entry.path, gone ? 'FILE_CHANGED' : 'UNREADABLE', describeError(err));
       return;
     }
     let begun = false;

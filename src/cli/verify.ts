@@ -1,24 +1,36 @@
+import { resolve } from 'node:path';
+import { rebuildManifest, type RebuildReport } from '../receiver/rebuild.js';
 import { verifyTree } from '../receiver/verify.js';
 import { countingHasher, createProgress, progressMode } from '../progress/progress.js';
 import { createHasher } from '../scan/hash.js';
-import { COMMON_HELP, parseFlags } from './args.js';
+import { resolveStateDir } from '../statedir.js';
+import { COMMON_HELP, parseFlags, required } from './args.js';
 import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
 
-export const VERIFY_HELP = `Usage: warmsync verify --root DIR [--json]
+export const VERIFY_HELP = `Usage: warmsync verify --root DIR [--json] [--quiet] [--rebuild]
 
 Re-reads every file of the standby and hashes it (in parallel) against the manifest. Reports
 corrupt files (content differs, even with the same size and mtime), missing ones and strays
 (on disk, not in the manifest). Corrupt and missing entries are marked damaged, so the next
 agent reconciliation sends them again. Exit status 1 when anything is reported.
 
+With --rebuild (the receiver must be stopped): the recovery from a damaged manifest
+(MANIFEST_CORRUPT). Moves the old manifest aside (kept, never deleted), hashes every file of
+the tree and records it in a new one. Tombstones still readable from the old file are kept;
+the others are lost: those files look live until the next agent run records their deletion
+again, later than the first time (they are kept longer). Born times restart at 0, so
+\`promote\` quarantines nothing older. Run \`agent --once\` afterwards.
+
 Options:
 ${ROOT_HELP}
   --quiet              no progress (on a terminal a bar; otherwise a line every 5 s)
+  --rebuild            rebuild the manifest from the tree (see above)
 ${COMMON_HELP}`;
 
 export async function verifyCommand(argv: string[]): Promise<number> {
-  const flags = parseFlags('verify', argv, { ...ROOT_OPTIONS, quiet: { type: 'boolean' } }, VERIFY_HELP);
+  const flags = parseFlags('verify', argv, { ...ROOT_OPTIONS, quiet: { type: 'boolean' }, rebuild: { type: 'boolean' } }, VERIFY_HELP);
   if (flags === null) return 0;
+  if (flags.rebuild) return rebuild(flags);
   return withRoot('verify', flags, async ({ root, stateDir, manifest, log }) => {
     const progress = createProgress(progressMode(flags), log);
     let hasher = await createHasher();
@@ -41,4 +53,24 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     print(flags.json, { ok: problems === 0, ...report }, lines.join('\n'));
     return problems === 0 ? 0 : 1;
   });
+}
+
+async function rebuild(flags: { root?: string; 'state-dir'?: string; json?: boolean }): Promise<number> {
+  const root = resolve(required('verify', 'root', flags.root));
+  const stateDir = resolveStateDir(root, flags['state-dir']);
+  const report = await rebuildManifest(root, stateDir, await createHasher());
+  print(flags.json, report, rebuildSummary(report));
+  return 0;
+}
+
+function rebuildSummary(r: RebuildReport): string {
+  const tombstones = r.tombstonesKept === null
+    ? 'the old manifest was unreadable: every tombstone is lost (files deleted on the source look live until the next agent run records their deletion again)'
+    : `${r.tombstonesKept} tombstone(s) carried over from the old manifest, ${r.tombstonesDropped} dropped (their file changed or is gone)`;
+  return [
+    ...r.warnings.map((w) => `warning ${w.path}: ${w.detail}`),
+    r.movedAside === null ? 'no manifest was there' : `old manifest kept as ${r.movedAside}`,
+    `REBUILT: ${r.files} files (${r.bytesHashed} bytes hashed), ${r.dirs} dirs, ${r.symlinks} symlinks recorded; ${tombstones}; `
+      + 'born times restart at 0. Run `warmsync agent --once` next.',
+  ].join('\n');
 }

@@ -20,7 +20,16 @@ function loadMigrations(): Migration[] {
     .map((name) => ({ version: Number(name.slice(0, 3)), name, sql: readFileSync(new URL(name, SQL_DIR), 'utf8') }));
 }
 
-export function openDatabase(file: string, options: { readonly?: boolean } = {}): Database.Database {
+export interface OpenOptions {
+  readonly readonly?: boolean;
+  /**
+   * Run SQLite's quick_check first (reads every page: milliseconds per MB). A damaged page can hide
+   * until a query reaches it; the receiver and `verify` find out before they act on the manifest.
+   */
+  readonly check?: boolean;
+}
+
+export function openDatabase(file: string, options: OpenOptions = {}): Database.Database {
   let db: Database.Database;
   try {
     db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
@@ -35,6 +44,7 @@ export function openDatabase(file: string, options: { readonly?: boolean } = {})
     if (appId !== APPLICATION_ID && !(appId === 0 && tables.n === 0)) {
       throw new WarmsyncError('MANIFEST_FOREIGN', `${file} is not a warmsync manifest (application_id ${appId}); move it aside or point --state-dir elsewhere`);
     }
+    if (options.check) checkIntegrity(db, file);
     if (!options.readonly) {
       // Refuse a newer schema before changing anything in the file (journal mode included).
       const migrations = loadMigrations();
@@ -49,8 +59,24 @@ export function openDatabase(file: string, options: { readonly?: boolean } = {})
   } catch (err) {
     db.close();
     if (err instanceof WarmsyncError) throw err;
-    throw new WarmsyncError('MANIFEST_CORRUPT', `manifest ${file} is unreadable (${describeError(err)}); see docs/errors.md#manifest_corrupt`, { cause: err });
+    throw new WarmsyncError('MANIFEST_CORRUPT', corruptMessage(file, describeError(err)), { cause: err });
   }
+}
+
+/** SQLite's quick_check: every page read, b-trees and records checked. Throws MANIFEST_CORRUPT. */
+export function checkIntegrity(db: Database.Database, file: string): void {
+  let first: string;
+  try {
+    first = (db.pragma('quick_check(1)', { simple: true }) as string | undefined) ?? 'no answer';
+  } catch (err) {
+    first = describeError(err);
+  }
+  if (first !== 'ok') throw new WarmsyncError('MANIFEST_CORRUPT', corruptMessage(file, first));
+}
+
+export function corruptMessage(file: string, problem: string): string {
+  return `manifest ${file} is unreadable (${problem.replace(/\s*\n\s*/g, '; ')}); stop the receiver and run \`warmsync verify --root ROOT --rebuild\` `
+    + '(it keeps the damaged file; see docs/reliability.md, "Manifest damage")';
 }
 
 function checkVersion(db: Database.Database, file: string, migrations: readonly Migration[]): void {

@@ -80,20 +80,23 @@ export class Manifest {
     };
   }
 
-  /** Opens (creating if needed) the manifest in `stateDir`. */
-  static open(stateDir: string): Manifest {
+  /** Opens (creating if needed) the manifest in `stateDir`; `check` runs SQLite's quick_check first. */
+  static open(stateDir: string, options: { check?: boolean } = {}): Manifest {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const file = join(stateDir, MANIFEST_FILE);
-    return new Manifest(openDatabase(file), file);
+    return new Manifest(openDatabase(file, options), file);
   }
 
-  /** Opens the manifest an earlier receiver created (operator commands never create one). */
+  /**
+   * Opens the manifest an earlier receiver created (operator commands never create one), after
+   * SQLite's quick_check: an operator acting on a damaged manifest must hear so first.
+   */
   static openExisting(stateDir: string): Manifest {
     const file = join(stateDir, MANIFEST_FILE);
     if (!existsSync(file)) {
       throw new WarmsyncError('NO_MANIFEST', `no manifest at ${file}: has a receiver run on this root? (or pass the receiver's --state-dir)`);
     }
-    return new Manifest(openDatabase(file), file);
+    return new Manifest(openDatabase(file, { check: true }), file);
   }
 
   get(path: string): ManifestEntry | undefined {

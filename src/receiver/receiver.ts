@@ -18,7 +18,7 @@ import { createHttpHandler, createMetrics } from './http.js';
 import { acquireReceiverLock } from './lock.js';
 import { PartialStore } from './partials.js';
 import { PathGuard } from './pathguard.js';
-import { removeLeftoverTemps } from './recover.js';
+import { refuseEmptiedManifest, removeLeftoverTemps } from './recover.js';
 import { ReceiverSession, type SessionLimits } from './session.js';
 
 export interface ReceiverOptions {
@@ -57,7 +57,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
       const removed = await removeLeftoverTemps(root, stateDir.abs);
       log.warn('RECOVERED', `the previous receiver did not stop cleanly; removed ${removed} temporary file(s)`);
     }
-    manifest = Manifest.open(stateDir.abs);
+    await refuseEmptiedManifest(root, stateDir.abs);
+    manifest = Manifest.open(stateDir.abs, { check: true });
   } catch (err) {
     lock.release();
     throw err;

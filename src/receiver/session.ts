@@ -93,6 +93,8 @@ export class ReceiverSession {
   private results: ResultItem[] = [];
   private credit = 0;
   private ended = false;
+  /** onFatal logged why the session is closing (else a failure found by the codec is logged at the end). */
+  private failureLogged = false;
   readonly counters: SessionCounters = { files: 0, bytes: 0, ops: 0, failed: 0 };
 
   constructor(private readonly deps: SessionDeps) {}
@@ -103,6 +105,9 @@ export class ReceiverSession {
     conn.onFrame((frame) => this.enqueue(() => this.handle(frame as AgentFrame)));
     await conn.closed;
     this.ended = true;
+    // A frame that failed to decode or validate closed the connection before the session saw it.
+    const failure = conn.protocolFailure;
+    if (failure !== null && !this.failureLogged) this.deps.log.warn(failure.code, `closed the session: ${failure.message}`);
     await this.queue;
     await this.commit().catch((err: unknown) => this.deps.log.error('COMMIT_FAILED', describeError(err)));
     for (const t of this.transfers.values()) if (t.staged !== null) await this.leaveUnfinished(t.path, t.staged, t.resumable);
@@ -138,6 +143,7 @@ export class ReceiverSession {
   }
 
   private onFatal(err: unknown): void {
+    this.failureLogged = true;
     if (err instanceof ProtocolError) {
       this.deps.log.warn(err.code, `closing the session: ${err.message}`);
       this.deps.conn.fail(err);

@@ -30,7 +30,10 @@ export class Connection {
     this.closed = new Promise((resolve) => {
       ws.once('close', (code, reason) => resolve({ code, reason: reason.toString('utf8') }));
     });
-    ws.on('error', () => undefined); // surfaced through 'close'
+    ws.on('error', (err: Error & { code?: string }) => {
+      // Surfaced through 'close'; but ws refuses a message over maxPayload itself, and why must be logged.
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.failure ??= new ProtocolError('FRAME_TOO_LARGE', `a message over the ${MAX_FRAME_BYTES}-byte limit`);
+    });
     ws.on('message', (data, isBinary) => {
       if (this.failure !== null) return;
       try {
@@ -49,6 +52,7 @@ export class Connection {
    * half-open connection (a stalled network, a frozen peer) is noticed and the agent reconnects.
    */
   keepAlive(intervalMs: number, timeoutMs: number): void {
+    ({ intervalMs, timeoutMs } = keepAliveOverride(intervalMs, timeoutMs));
     let lastHeard = Date.now();
     const heard = (): void => {
       lastHeard = Date.now();
@@ -143,6 +147,16 @@ export class Connection {
     // A peer that never answers the close handshake must not keep us waiting.
     setTimeout(() => this.ws.terminate(), 2000).unref();
   }
+}
+
+/**
+ * WARMSYNC_KEEPALIVE_MS (undocumented in --help; docs/reliability.md): the silence after which a
+ * peer is cut off, pinging four times as often. The fault tests stall links and must not wait 20 s.
+ */
+function keepAliveOverride(intervalMs: number, timeoutMs: number): { intervalMs: number; timeoutMs: number } {
+  const value = Number(process.env['WARMSYNC_KEEPALIVE_MS']);
+  if (!Number.isInteger(value) || value < 100) return { intervalMs, timeoutMs };
+  return { intervalMs: Math.max(25, Math.floor(value / 4)), timeoutMs: value };
 }
 
 function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {

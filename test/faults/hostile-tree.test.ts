@@ -1,0 +1,185 @@
+// Faults: hostile source trees. Names with newlines and leading dashes and paths near 4096 bytes
+// are synced faithfully; names that are not valid UTF-8 (or hold U+FFFD or a backslash) are skipped
+// with exactly one warning each, so two names can never land on one; files and directories the
+// agent cannot read (run as `nobody`: root reads everything) are skipped with a warning, their
+// standby copies kept, and picked up once readable; a file rewritten in place while the agent
+// reads it is never shipped torn; a directory replaced by a file and back converges.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmod, chown, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { BIN } from '../../scripts/lib/cli-process.js';
+import {
+  assertSameTree, closeStandbys, openStandby, runAgent, runCli, startLiveAgent, syncOnce, tombstonePaths, waitForConvergence,
+  type Standby,
+} from '../helpers/e2e.js';
+import { LONG, Rng, StandbyPoller, Versions, faultSeed } from '../helpers/faults.js';
+
+after(closeStandbys);
+
+const seed = faultSeed('hostile-tree');
+const rng = new Rng(seed);
+
+async function assertVerifyClean(s: Standby): Promise<void> {
+  const r = await runCli(['verify', '--root', s.dst], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `verify:\n${r.stdout}${r.stderr}`);
+}
+
+/** Root reads every file whatever its mode: unreadable-file tests run the agent as nobody. */
+const NOBODY = 65534;
+/** Running the agent as another user takes root; elsewhere those tests are skipped, saying why. */
+const NOT_ROOT = process.getuid?.() === 0 ? false : 'needs root, to run the agent as nobody (root reads every file whatever its mode)';
+
+function agentAsNobody(s: Standby, token: string): { code: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, 'agent', '--root', s.src, '--connect', s.url, '--token-file', token, '--once'], {
+    uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 60_000,
+  });
+  return { code: r.status, stderr: r.stderr };
+}
+
+describe('hostile source trees', () => {
+  test('odd names are synced faithfully, unsyncable ones skipped with one warning each', { timeout: 120_000 }, async () => {
+    const s = await openStandby();
+    const odd = ['line\nbreak.txt', '-rf', '--help', '-', ' lead and trail ', 'tab\there', 'quote"\'`$(x)', 'ünïcödé-日本.txt'];
+    for (const name of odd) await writeFile(join(s.src, name), `content of ${JSON.stringify(name)}\n`);
+    // A path just under the 4096-byte limit (absolute paths stay under PATH_MAX).
+    let deep = s.src;
+    const segments: string[] = [];
+    while (segments.join('/').length + 250 < 3900 - s.src.length) segments.push(`d${segments.length}`.padEnd(240, 'x'));
+    for (const seg of segments) await mkdir((deep = join(deep, seg)));
+    await writeFile(join(deep, 'deep.txt'), 'deep\n');
+    // Unsyncable: invalid UTF-8 (two that decode to the same string), a literal U+FFFD, a backslash,
+    // and a directory with an invalid name (one warning for it, none for what it holds).
+    const srcBuf = Buffer.from(s.src + '/');
+    const bad = [Buffer.from([0x62, 0xff]), Buffer.from([0x62, 0xfe]), Buffer.from('b\ufffd'), Buffer.from('back\\slash'), Buffer.from([0x64, 0xc3, 0x28])];
+    for (const name of bad.slice(0, 4)) await writeFile(Buffer.concat([srcBuf, name]), 'bad name\n');
+    await mkdir(Buffer.concat([srcBuf, bad[4] as Buffer]));
+    for (let i = 0; i < 3; i++) await writeFile(Buffer.concat([srcBuf, bad[4] as Buffer, Buffer.from(`/inner-${i}`)]), 'inner\n');
+
+    for (let run = 0; run < 2; run++) {
+      const r = await runAgent(s);
+      assert.equal(r.code, 0, r.stderr);
+      const warnings = r.stderr.split('\n').filter((l) => l.includes('UNSYNCABLE_NAME'));
+      assert.equal(warnings.length, bad.length, `one warning per unsyncable name, run ${run + 1}:\n${warnings.join('\n')}`);
+      assert.doesNotMatch(r.stderr, /inner-/, 'warned about the contents of a skipped directory');
+    }
+    const skipBad = (rel: string): boolean => rel.includes('\ufffd') || rel.includes('\\');
+    await assertSameTree(s.src, s.dst, { skipSrc: skipBad });
+    assert.deepEqual((await readdir(s.dst)).filter(skipBad), [], 'an unsyncable name reached the standby');
+    await assertVerifyClean(s);
+  });
+
+  test('unreadable files and directories: skipped with a warning, standby copies kept, picked up once readable', { timeout: 120_000, skip: NOT_ROOT }, async () => {
+    const s = await openStandby();
+    await mkdir(join(s.src, 'locked'));
+    await writeFile(join(s.src, 'locked/inside.txt'), 'v1\n');
+    await writeFile(join(s.src, 'secret.txt'), 'v1\n');
+    await writeFile(join(s.src, 'fresh.txt'), 'new and unreadable\n');
+    await writeFile(join(s.src, 'plain.txt'), 'plain\n');
+    const token = join(s.dir, 'token-nobody');
+    await copyFile(s.tokenFile, token);
+    await chown(token, NOBODY, NOBODY);
+    const chownTree = async (dir: string): Promise<void> => {
+      await chown(dir, NOBODY, NOBODY);
+      for (const e of await readdir(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) await chownTree(join(dir, e.name));
+        else await chown(join(dir, e.name), NOBODY, NOBODY);
+      }
+    };
+    await chmod(s.dir, 0o755);
+    const asNobody = (): { code: number | null; stderr: string } => agentAsNobody(s, token);
+    // First everything is readable except fresh.txt; then secret.txt and locked/ are changed and locked.
+    await chmod(join(s.src, 'fresh.txt'), 0o000);
+    await chownTree(s.src);
+    let r = asNobody();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr.split('\n').filter((l) => /"code":"UNREADABLE","msg":"fresh\.txt/.test(l)).length, 1, r.stderr);
+    await writeFile(join(s.src, 'secret.txt'), 'v2\n');
+    await writeFile(join(s.src, 'locked/inside.txt'), 'v2\n');
+    await chmod(join(s.src, 'secret.txt'), 0o000);
+    await chmod(join(s.src, 'locked'), 0o000);
+    r = asNobody();
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /"code":"UNREADABLE","msg":"secret\.txt/);
+    assert.match(r.stderr, /"code":"UNREADABLE","msg":"locked/);
+    assert.deepEqual(tombstonePaths(s.dst), [], 'an unreadable path was taken for deleted');
+    assert.equal((await runCli(['verify', '--root', s.dst], { timeoutMs: 30_000 })).code, 0);
+    assert.equal(await readFile(join(s.dst, 'secret.txt'), 'utf8'), 'v1\n', 'the standby copy was not kept');
+    assert.equal(await readFile(join(s.dst, 'locked/inside.txt'), 'utf8'), 'v1\n');
+    // Readable again: retried and shipped.
+    for (const [rel, mode] of [['fresh.txt', 0o644], ['secret.txt', 0o644], ['locked', 0o755]] as const) await chmod(join(s.src, rel), mode);
+    r = asNobody();
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /UNREADABLE/);
+    await assertSameTree(s.src, s.dst);
+    await assertVerifyClean(s);
+  });
+
+  test('a source whose only file is unreadable is not taken for an empty (unmounted) one', { timeout: 60_000, skip: NOT_ROOT }, async () => {
+    const s = await openStandby();
+    await writeFile(join(s.src, 'only.txt'), 'v1\n');
+    await syncOnce(s);
+    const token = join(s.dir, 'token-nobody');
+    await copyFile(s.tokenFile, token);
+    await chmod(s.dir, 0o755);
+    for (const p of [token, s.src, join(s.src, '.warmsync'), join(s.src, '.warmsync/agent-cache.sqlite'), join(s.src, 'only.txt')]) await chown(p, NOBODY, NOBODY);
+    await chmod(join(s.src, 'only.txt'), 0o000);
+    const r = agentAsNobody(s, token);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /"code":"UNREADABLE","msg":"only\.txt/);
+    assert.doesNotMatch(r.stderr, /SOURCE_EMPTY/);
+    assert.deepEqual(tombstonePaths(s.dst), []);
+  });
+
+  test('a file rewritten in place while it is read is never shipped torn', { timeout: 180_000 }, async () => {
+    const s = await openStandby();
+    const versions = new Versions();
+    await mkdir(join(s.src, 'hot'));
+    const files = Array.from({ length: 4 }, (_, i) => `hot/file-${i}`);
+    for (const rel of files) await versions.writeInPlace(s.src, rel, rng.bytes(256 * 1024));
+    const poller = new StandbyPoller(s.dst, versions, 10);
+    let stop = false;
+    const writer = (async () => {
+      while (!stop) {
+        await versions.writeInPlace(s.src, rng.pick(files), rng.bytes(rng.int(128, 256) * 1024));
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    const runs = LONG ? 30 : 4;
+    try {
+      for (let i = 0; i < runs; i++) {
+        const r = await runAgent(s);
+        assert.ok(r.code === 0 || /SYNC_INCOMPLETE/.test(r.stderr), r.stderr);
+      }
+    } finally {
+      stop = true;
+      await writer;
+    }
+    await syncOnce(s);
+    await assertSameTree(s.src, s.dst);
+    const checks = await poller.stop();
+    process.stdout.write(`# hostile-tree: ${versions.writes} in-place rewrites during ${runs} agent runs, ${checks} standby checks, 0 torn files\n`);
+    await assertVerifyClean(s);
+  });
+
+  test('a directory replaced by a file and back, under a live agent', { timeout: 120_000 }, async () => {
+    const s = await openStandby();
+    await mkdir(join(s.src, 'swap/sub'), { recursive: true });
+    for (const rel of ['swap/a', 'swap/b', 'swap/sub/c']) await writeFile(join(s.src, rel), `${rel}\n`);
+    const agent = startLiveAgent(s);
+    const context = (): string => `\nagent:\n${agent.stderr().slice(-2000)}\nreceiver:\n${s.receiver.stderr().slice(-2000)}`;
+    await waitForConvergence(s, { timeoutMs: 30_000, context });
+    for (let round = 0; round < (LONG ? 10 : 2); round++) {
+      await rm(join(s.src, 'swap'), { recursive: true });
+      await writeFile(join(s.src, 'swap'), `now a file, round ${round}\n`);
+      await waitForConvergence(s, { timeoutMs: 30_000, what: 'dir -> file', context });
+      await rm(join(s.src, 'swap'));
+      await mkdir(join(s.src, 'swap/sub'), { recursive: true });
+      await writeFile(join(s.src, 'swap/sub/d'), `round ${round}\n`);
+      await waitForConvergence(s, { timeoutMs: 30_000, what: 'file -> dir', context });
+    }
+    assert.equal(await agent.stop(), 0);
+    await assertVerifyClean(s);
+  });
+});

@@ -1,0 +1,243 @@
+/**
+ * What the fault suite (test/faults/) shares: the seed and the quick/long mode, a seeded random
+ * source, a record of every version of every file the test wrote (the standby may only ever hold
+ * one of them at a final path), a poller checking that while processes are being killed, process
+ * memory (RSS from /proc), and a snapshot of a whole directory area to prove nothing was written
+ * outside the standby root.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { lstat, readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { isStateDir, TEMP_PREFIX } from './e2e.js';
+
+/** `npm run test:faults -- --long` sets this: more kill points, more iterations. */
+export const LONG = process.env['WARMSYNC_FAULT_LONG'] === '1';
+
+/** WARMSYNC_FAULT_SEED replays a run; otherwise a fresh seed, printed so a failure can be replayed. */
+export function faultSeed(suite: string): number {
+  const given = process.env['WARMSYNC_FAULT_SEED'];
+  const seed = given !== undefined && given !== '' ? Number(given) >>> 0 : randomBytes(4).readUInt32BE(0);
+  process.stdout.write(`# ${suite}: WARMSYNC_FAULT_SEED=${seed}${LONG ? ' (long mode)' : ''}\n`);
+  return seed;
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same kill points and the same trees. */
+export class Rng {
+  private state: number;
+  constructor(seed: number) {
+    this.state = seed >>> 0;
+  }
+
+  /** A float in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** An integer in [min, max]. */
+  int(min: number, max: number): number {
+    return min + Math.floor(this.next() * (max - min + 1));
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)] as T;
+  }
+
+  /** `n` bytes derived from the seed (cheap: one random word repeated with a counter). */
+  bytes(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let word = this.int(0, 0xffffffff);
+    for (let i = 0; i + 4 <= n; i += 4) {
+      word = (Math.imul(word, 1664525) + 1013904223) >>> 0;
+      out.writeUInt32LE(word, i);
+    }
+    for (let i = n - (n % 4); i < n; i++) out[i] = this.int(0, 255);
+    return out;
+  }
+}
+
+/** Names of Versions.writeAtomic's temporary files. */
+const WRITER_TEMP = '.writer-';
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * Every content each source path ever had (sha256), recorded *before* it is written. A regular file
+ * at a final path on the standby whose content is not among its path's versions is a torn,
+ * partial or foreign file: the invariant this suite exists to check.
+ */
+export class Versions {
+  private readonly byPath = new Map<string, Set<string>>();
+  writes = 0;
+
+  record(rel: string, content: Buffer): void {
+    let set = this.byPath.get(rel);
+    if (set === undefined) this.byPath.set(rel, (set = new Set()));
+    set.add(sha256(content));
+  }
+
+  has(rel: string, digest: string): boolean {
+    return this.byPath.get(rel)?.has(digest) ?? false;
+  }
+
+  /** Writes `content` in place (non-atomically: the file is briefly empty, which is recorded too). */
+  async writeInPlace(root: string, rel: string, content: Buffer): Promise<void> {
+    this.record(rel, Buffer.alloc(0));
+    this.record(rel, content);
+    this.writes++;
+    await writeFile(join(root, rel), content);
+  }
+
+  /** Writes `content` atomically (temp + rename), as most writers of large files do. */
+  async writeAtomic(root: string, rel: string, content: Buffer): Promise<void> {
+    this.record(rel, content);
+    this.writes++;
+    const abs = join(root, rel);
+    const temp = join(dirname(abs), `${WRITER_TEMP}${randomBytes(6).toString('hex')}`);
+    await writeFile(temp, content);
+    await rename(temp, abs);
+  }
+}
+
+export interface TreeCheck { files: number; checks: number }
+
+/**
+ * Checks the standby's final paths again and again while faults are injected: every regular file
+ * (outside the state dir, temp files aside) must hold one of its path's recorded versions. Files are
+ * re-hashed only when their inode, size, mtime or ctime moved. Violations are collected, not thrown
+ * (the poller runs in the background); `stop()` returns the tally and fails on any violation.
+ */
+export class StandbyPoller {
+  private readonly seen = new Map<string, string>();
+  private readonly violations: string[] = [];
+  private stopped = false;
+  private readonly loop: Promise<void>;
+  checks = 0;
+
+  constructor(private readonly root: string, private readonly versions: Versions, private readonly intervalMs = 30) {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      await this.checkOnce();
+      await new Promise((r) => setTimeout(r, this.intervalMs));
+    }
+  }
+
+  /** One pass over the tree; also usable on its own. */
+  async checkOnce(): Promise<number> {
+    let files = 0;
+    const visit = async (dir: string, prefix: string): Promise<void> => {
+      const names = await readdir(dir).catch(() => [] as string[]);
+      for (const name of names) {
+        const rel = prefix === '' ? name : `${prefix}/${name}`;
+        // A writer's own temp file is not a tracked path: it passes through prefixes while being written.
+        if (isStateDir(rel) || name.startsWith(TEMP_PREFIX) || name.startsWith(WRITER_TEMP)) continue;
+        const abs = join(dir, name);
+        const st = await lstat(abs).catch(() => null);
+        if (st === null) continue;
+        if (st.isDirectory()) {
+          await visit(abs, rel);
+          continue;
+        }
+        if (!st.isFile()) continue;
+        files++;
+        const key = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+        if (this.seen.get(rel) === key) continue;
+        const content = await readFile(abs).catch(() => null);
+        if (content === null) continue; // renamed over or removed between lstat and read
+        const again = await lstat(abs).catch(() => null);
+        // Only judge bytes that were at this path the whole time (a rename can land mid-read).
+        if (again === null || again.ino !== st.ino || again.ctimeMs !== st.ctimeMs) continue;
+        if (!this.versions.has(rel, sha256(content))) {
+          this.violations.push(`${rel}: ${content.length} bytes at a final path, not a version the test wrote (sha256 ${sha256(content).slice(0, 16)})`);
+        }
+        this.seen.set(rel, key);
+      }
+    };
+    await visit(this.root, '');
+    this.checks++;
+    return files;
+  }
+
+  async stop(): Promise<number> {
+    this.stopped = true;
+    await this.loop;
+    await this.checkOnce();
+    assert.deepEqual(this.violations.slice(0, 20), [], `${this.violations.length} partial or unverified file(s) seen at final paths`);
+    return this.checks;
+  }
+}
+
+/** Resident set size of a process in bytes (Linux /proc), or null when it has exited. */
+export function rssBytes(pid: number): number | null {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Samples the RSS of some processes every `intervalMs` until stopped; keeps the peak per name. */
+export class RssSampler {
+  readonly peak = new Map<string, number>();
+  readonly samples = new Map<string, number[]>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly pids: () => Record<string, number | undefined>, intervalMs = 100) {
+    this.timer = setInterval(() => this.sample(), intervalMs);
+  }
+
+  sample(): void {
+    for (const [name, pid] of Object.entries(this.pids())) {
+      if (pid === undefined) continue;
+      const rss = rssBytes(pid);
+      if (rss === null) continue;
+      this.peak.set(name, Math.max(this.peak.get(name) ?? 0, rss));
+      const list = this.samples.get(name) ?? [];
+      list.push(rss);
+      this.samples.set(name, list);
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+export const MiB = 1 << 20;
+
+/**
+ * Every path below `dir` with its kind, size, mode and content hash (symlinks: target), skipping
+ * `skip(rel)`: taken before and after an attack, two equal snapshots prove nothing was written.
+ */
+export async function snapshotArea(dir: string, skip: (rel: string) => boolean = () => false): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const visit = async (abs: string, prefix: string): Promise<void> => {
+    for (const name of (await readdir(abs)).sort()) {
+      const rel = prefix === '' ? name : `${prefix}/${name}`;
+      if (skip(rel)) continue;
+      const path = join(abs, name);
+      const st = await lstat(path);
+      if (st.isDirectory()) {
+        out[rel] = `dir ${(st.mode & 0o7777).toString(8)}`;
+        await visit(path, rel);
+      } else if (st.isSymbolicLink()) {
+        out[rel] = `symlink ${await readlink(path)}`;
+      } else {
+        out[rel] = `file ${st.size} ${(st.mode & 0o7777).toString(8)} ${st.isFile() ? sha256(await readFile(path)) : 'special'}`;
+      }
+    }
+  };
+  await visit(dir, '');
+  return out;
+}

@@ -1,0 +1,128 @@
+/**
+ * A hand-driven agent for hostile-peer tests: a real WebSocket to the receiver, the real codec and
+ * handshake (src/protocol) to authenticate, then whatever bytes the test wants to send. It records
+ * every message the receiver sends back and how the connection ended.
+ */
+import { WebSocket } from 'ws';
+import { decodeFrame, encodeChunk, encodeControl } from '../../src/protocol/codec.js';
+import { agentMac, newNonce } from '../../src/protocol/handshake.js';
+import type { ControlMessage, ReceiverMessage, ResultItem } from '../../src/protocol/messages.js';
+
+export interface Closed { code: number; reason: string }
+
+export class RawPeer {
+  readonly messages: ReceiverMessage[] = [];
+  readonly closed: Promise<Closed>;
+  private closedInfo: Closed | null = null;
+  private waiters: Array<() => void> = [];
+  private nextFlush = 1_000_000;
+
+  private constructor(private readonly ws: WebSocket) {
+    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => {
+      this.closedInfo = { code, reason: reason.toString() };
+      this.wake();
+      resolve(this.closedInfo);
+    }));
+    ws.on('error', () => undefined);
+    ws.on('message', (data: Buffer) => {
+      this.messages.push(decodeFrame(data, 'receiver').message);
+      this.wake();
+    });
+  }
+
+  static connect(url: string, timeoutMs = 10_000): Promise<RawPeer> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs, maxPayload: 64 << 20 });
+      const peer = new RawPeer(ws);
+      ws.once('open', () => resolve(peer));
+      ws.once('error', reject);
+    });
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** The first message satisfying `pick`, or null once the connection closed or `timeoutMs` passed. */
+  async waitFor(pick: (m: ReceiverMessage) => boolean, timeoutMs = 10_000): Promise<ReceiverMessage | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.messages.find(pick);
+      if (found !== undefined) return found;
+      if (this.closedInfo !== null || Date.now() > deadline) return null;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 50);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The receiver's hello (its nonce). */
+  async hello(): Promise<Extract<ReceiverMessage, { type: 'hello' }>> {
+    const hello = await this.waitFor((m) => m.type === 'hello');
+    if (hello?.type !== 'hello') throw new Error(`no hello from the receiver: ${JSON.stringify(this.messages)}`);
+    return hello;
+  }
+
+  /** The `auth` message a real agent would send after `hello`. */
+  static authFor(token: string, receiverNonce: string): ControlMessage {
+    const nonce = newNonce();
+    return { type: 'auth', protocol: 1, nonce, mac: agentMac(token, receiverNonce, nonce) };
+  }
+
+  /** Authenticates as a real agent does; returns the auth message sent (to replay it elsewhere). */
+  async authenticate(token: string): Promise<ControlMessage> {
+    const hello = await this.hello();
+    const auth = RawPeer.authFor(token, hello.nonce);
+    this.send(auth);
+    if ((await this.waitFor((m) => m.type === 'welcome')) === null) throw new Error(`not welcomed: ${JSON.stringify(this.messages)}`);
+    return auth;
+  }
+
+  send(msg: ControlMessage): void {
+    this.ws.send(encodeControl(msg));
+  }
+
+  /** A control frame holding any JSON at all (fields the typed encoder would refuse). */
+  sendJson(obj: unknown): void {
+    this.sendRaw(Buffer.concat([Buffer.from([0x01]), Buffer.from(JSON.stringify(obj))]));
+  }
+
+  sendChunk(transferId: number, offset: number, data: Buffer): void {
+    this.sendRaw(encodeChunk(transferId, offset, data));
+  }
+
+  sendRaw(data: Buffer | string): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(data);
+  }
+
+  /** Sends a flush; returns every result received before `flushed`, or null when the connection closed. */
+  async flush(timeoutMs = 10_000): Promise<ResultItem[] | null> {
+    const id = this.nextFlush++;
+    this.send({ type: 'flush', id });
+    const done = await this.waitFor((m) => m.type === 'flushed' && m.id === id, timeoutMs);
+    return done === null ? null : this.messages.flatMap((m) => (m.type === 'results' ? m.items : []));
+  }
+
+  /** The `error` the receiver sent before closing, if any. */
+  get error(): { code: string; message: string } | null {
+    const e = this.messages.find((m) => m.type === 'error');
+    return e?.type === 'error' ? { code: e.code, message: e.message } : null;
+  }
+
+  get isClosed(): boolean {
+    return this.closedInfo !== null;
+  }
+
+  /** Closes (if still open) and waits, bounded, for the close to complete. */
+  async close(timeoutMs = 5_000): Promise<Closed | null> {
+    if (this.closedInfo === null) this.ws.close();
+    const timer = new Promise<null>((r) => setTimeout(() => r(null), timeoutMs).unref());
+    const result = await Promise.race([this.closed, timer]);
+    if (result === null) this.ws.terminate();
+    return result;
+  }
+}
