@@ -62,7 +62,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
       poke();
     },
     onError: (err) => {
-      if (err.code === 'ENOSPC' || err.code === 'EMFILE') {
+      if (err.code === 'ENOSPC' || err.code === 'EMFILE' || err.code === 'ENFILE') {
         rescanEveryMs = Math.min(options.rescanIntervalMs, DEGRADED_RESCAN_MS);
         log.error('WATCH_LIMIT', `the watcher ran out of inotify watches or file handles (${err.code}); raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n, then restart the agent. Until then: a full rescan every ${Math.round(rescanEveryMs / 1000)} s`);
       } else {
