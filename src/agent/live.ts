@@ -8,6 +8,8 @@
  */
 import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { wholeMs, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
@@ -43,6 +45,18 @@ const DEGRADED_RESCAN_MS = 30_000;
 const ACTIVITY_LOG_MS = 60_000;
 /** A hash is remembered only when the file's mtime is this old: a same-tick rewrite could hide. */
 const RACY_MS = 1000;
+
+/**
+ * One full garbage collection, after a full pass. The pass allocates a few hundred bytes per file
+ * that die with it (walk, cache snapshot, manifest pages, plan), and V8 keeps the heap it grew for
+ * them: at 100,000 files the idle agent held ~135 MB of heap for ~27 MB of live objects, and no GC
+ * ran in the next 25 s to give it back. A daemon that then idles for hours should not keep that.
+ * Node offers no API for a GC; this is the documented V8 flag, exposed in a throwaway context.
+ */
+function releaseGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
 
 export async function runLive(options: LiveOptions, signal: AbortSignal): Promise<void> {
   const { log } = options;
@@ -232,6 +246,7 @@ class LiveSession {
     this.reconciledFrom = pass.scanStarted;
     this.lastFull = Date.now();
     this.sender.heartbeat(this.watermark());
+    releaseGarbage();
   }
 
   /** Info-level: one line a minute when something was replicated, never a line per file. */
