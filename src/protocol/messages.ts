@@ -59,7 +59,33 @@ const receiverId = matching('a receiver id (1..128 characters, no control charac
 
 /** Why `p` may not name a file on the wire, or null: relpath.ts rules plus well-formed Unicode. */
 function wirePathProblem(p: string): string | null {
+  if (isPlainPath(p)) return null;
   return relPathProblem(p) ?? (LONE_SURROGATE.test(p) ? 'lone surrogate (not valid Unicode)' : null);
+}
+
+/**
+ * A quick, sufficient test for a canonical wire path, one pass over the characters (relPathProblem
+ * splits and measures UTF-8 bytes: ~5 us a path, half a second for a 100,000-row manifest). True
+ * only for paths of at most 1365 UTF-16 units (so at most 4095 UTF-8 bytes) whose segments are 1..85
+ * units (at most 255 bytes), not "." or "..", without NUL, backslash or any surrogate. Anything
+ * else, valid or not, gets the full check.
+ */
+export function isPlainPath(p: string): boolean {
+  const n = p.length;
+  if (n === 0 || n > 1365) return false;
+  let start = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? p.charCodeAt(i) : 0x2f;
+    if (c === 0x2f) {
+      const len = i - start;
+      if (len === 0 || len > 85) return false;
+      if (p.charCodeAt(start) === 0x2e && (len === 1 || (len === 2 && p.charCodeAt(start + 1) === 0x2e))) return false;
+      start = i + 1;
+    } else if (c === 0 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /** A canonical relative path (src/relpath.ts); a malformed one is reported as BAD_PATH. */

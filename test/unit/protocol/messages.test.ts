@@ -1,15 +1,16 @@
 /**
  * messages helpers: manifest rows convert to wire entries (bornMs stays home), errorMessage
  * always builds an `error` message the peer accepts, and the hand-written manifestPage check
- * accepts exactly what the schema accepts.
+ * accepts exactly what the schema accepts, and the quick path check accepts only canonical paths.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { ManifestEntry } from '../../../src/entry.js';
 import {
-  MAX_PAGE_ENTRIES, decodeFrame, encodeControl, errorMessage, isValidManifestPage, manifestPageSchema, toWireEntry,
+  MAX_PAGE_ENTRIES, decodeFrame, encodeControl, errorMessage, isPlainPath, isValidManifestPage, manifestPageSchema, toWireEntry,
 } from '../../../src/protocol/index.js';
+import { relPathProblem } from '../../../src/relpath.js';
 import { FILE_ENTRY, LINK_ENTRY } from './fixtures.js';
 
 describe('wire entries', () => {
@@ -79,6 +80,22 @@ describe('isValidManifestPage (the hand-written fast path) agrees with manifestP
     const ok = { type: 'manifestPage', entries: [FILE_ENTRY, LINK_ENTRY], done: true };
     for (const page of [ok, { ...ok, extra: 1 }, { type: 'manifestPage', entries: [], done: false }, { ...ok, entries: Array(MAX_PAGE_ENTRIES + 1).fill(FILE_ENTRY) }, { ...ok, entries: {} }]) {
       assert.equal(isValidManifestPage(page), manifestPageSchema.safeParse(page).success, JSON.stringify(page).slice(0, 200));
+    }
+  });
+});
+
+describe('isPlainPath (the quick path check) only accepts canonical paths', () => {
+  const char = fc.constantFrom('a', 'b', '.', '/', '\\', '\u0000', 'é', '\ud83d\ude00', '\ud800', 'x'.repeat(40));
+  test('on random strings of path-like characters', () => {
+    fc.assert(fc.property(fc.array(char, { maxLength: 12 }).map((cs) => cs.join('')), (p) => {
+      if (isPlainPath(p)) assert.equal(relPathProblem(p), null, JSON.stringify(p));
+    }), { numRuns: 5000 });
+  });
+
+  test('accepts ordinary paths, rejects the edge cases', () => {
+    for (const p of ['a', 'etc/system.yaml', 'data/filestore/ab/ab01', '.hidden', 'a/..b', 'x'.repeat(85)]) assert.ok(isPlainPath(p), p);
+    for (const p of ['', '/a', 'a/', 'a//b', '.', '..', 'a/./b', 'a/../b', 'a\\b', 'a\u0000b', 'x'.repeat(86), 'é/\ud800', 'a/'.repeat(700) + 'a']) {
+      assert.ok(!isPlainPath(p), JSON.stringify(p).slice(0, 40));
     }
   });
 });
