@@ -121,9 +121,11 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
       onWarning('SPECIAL_FILE', `${rel} skipped: ${special}`, rel);
       return null;
     }
-    const common = { path: rel, mtimeMs: wholeMs(st.mtimeMs), mode: st.mode & 0o7777, ino: st.ino };
-    if (st.isFile()) return { ...common, kind: 'file', size: st.size, target: null };
-    if (st.isDirectory()) return { ...common, kind: 'dir', size: 0, target: null };
+    // One literal per entry, all of one shape: no intermediate object, one hidden class.
+    const mtimeMs = wholeMs(st.mtimeMs);
+    const mode = st.mode & 0o7777;
+    if (st.isFile()) return { path: rel, kind: 'file', size: st.size, mtimeMs, mode, ino: st.ino, target: null };
+    if (st.isDirectory()) return { path: rel, kind: 'dir', size: 0, mtimeMs, mode, ino: st.ino, target: null };
     let bytes: Buffer;
     try {
       bytes = fs.readlinkSync(abs, { encoding: 'buffer' });
@@ -139,7 +141,7 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
       onWarning('UNSYNCABLE_NAME', `${rel} skipped: its symlink target is not valid UTF-8`);
       return null;
     }
-    return { ...common, kind: 'symlink', size: bytes.length, target };
+    return { path: rel, kind: 'symlink', size: bytes.length, mtimeMs, mode, ino: st.ino, target };
   }
 
   function skipOrThrow(err: unknown, rel: string, what: string): null {
