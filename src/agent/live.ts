@@ -15,6 +15,7 @@ import { wholeMs, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { isWithin } from '../relpath.js';
+import type { CacheRow } from '../scan/cache.js';
 import { scanTree } from '../scan/scanner.js';
 import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
@@ -356,6 +357,22 @@ class LiveSession {
     });
   }
 
+  /**
+   * A new directory's files were hashed by a subtree scan, which has no cache (its paths are
+   * relative to the subtree): remember what it hashed, and look again at racy files later, as
+   * for a file described alone; else an agent restart would hash them all again.
+   */
+  private rememberHashes(dir: string, cacheable: readonly CacheRow[], entries: readonly Entry[]): void {
+    const remembered = new Set<string>();
+    const rows = cacheable.map((r) => {
+      const path = `${dir}/${r.path}`;
+      remembered.add(path);
+      return { ...r, path };
+    });
+    this.tree.cache.remember(rows);
+    for (const e of entries) if (e.kind === 'file' && !remembered.has(e.path)) this.racy.set(e.path, e.mtimeMs + RACY_MS + 1);
+  }
+
   /** What the source and the mirror hold at a dirty path (and below it, for a new or vanished directory). */
   private async describe(d: DirtyPath): Promise<{ entries: Entry[]; rows: ManifestEntry[] } | 'unstable'> {
     const abs = join(this.tree.root, d.path);
@@ -381,6 +398,7 @@ class LiveSession {
         cache: null, hasher: this.tree.hasher, onWarning: this.tree.warn,
       });
       const entries = [self, ...sub.entries.map((e) => ({ ...e, path: `${d.path}/${e.path}` }))];
+      this.rememberHashes(d.path, sub.cacheable, entries);
       return { entries, rows: below() };
     }
     if (!st.isFile()) return { entries: [], rows: [] };

@@ -63,6 +63,11 @@ export interface ScanResult {
    * A directory here was listed in `entries` but its contents were not read. Keep, don't delete.
    */
   incomplete: string[];
+  /**
+   * The files this scan hashed whose mtime was old enough to cache (see racyMs). Already in
+   * `cache` when there is one; a caller scanning without it (a subtree) can remember them itself.
+   */
+  cacheable: CacheRow[];
 }
 
 /** Retries after FILE_CHANGED before a file is skipped as FILE_UNSTABLE. */
@@ -182,7 +187,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
 
   entries.sort((a, b) => compareTreeOrder(a.path, b.path));
   incomplete.sort(compareTreeOrder);
-  return { entries, stats, incomplete };
+  return { entries, stats, incomplete, cacheable: fresh };
 }
 
 async function hashWithRetry(hasher: FileHasher, absPath: string, w: WalkEntry): Promise<HashResult> {
