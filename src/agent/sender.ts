@@ -31,6 +31,12 @@ type Precondition = Extract<AgentMessage, { type: 'fileBegin' }>['old'];
 
 /** Bytes above which sending waits for ws to hand data to the OS (socket-level backpressure). */
 const SOCKET_HIGH_WATER = 8 << 20;
+/**
+ * Ops sent and not yet answered, at most. The credit window counts file bytes only, so without
+ * this 100,000 small files would all be queued on the receiver at once (~300 MB there). A few
+ * of the receiver's commit groups (512 ops) keep it busy.
+ */
+const MAX_UNANSWERED_OPS = 2048;
 
 export class Sender {
   private nextOp = 1;
@@ -45,6 +51,7 @@ export class Sender {
   private bytesOnWire = 0;
   private readonly transfers = new Set<Promise<void>>();
   private slotWaiters: Array<() => void> = [];
+  private answerWaiters: Array<() => void> = [];
   private failure: WarmsyncError | null = null;
   private manifestHandler: ((msg: Extract<ReceiverMessage, { type: 'manifestPage' }>) => void) | null = null;
   /** Told of file bytes as they go out (a resumed file's kept prefix counts as done) and of each file fully sent. */
@@ -75,6 +82,7 @@ export class Sender {
           this.resumeWaiters.delete(item.op);
           w.resolve(item.ok ? null : { path: w.path, code: item.code ?? 'FAILED', message: item.message ?? '' });
         }
+        this.wakeAnswerWaiters();
         return;
       case 'credit':
         this.unconsumed = Math.max(0, this.unconsumed - msg.bytes);
@@ -105,7 +113,7 @@ export class Sender {
   private abandon(error: WarmsyncError): void {
     if (this.failure !== null) return;
     this.failure = error;
-    for (const wake of [...this.creditWaiters.splice(0), ...this.slotWaiters.splice(0), ...this.flushWaiters.values()]) wake();
+    for (const wake of [...this.creditWaiters.splice(0), ...this.slotWaiters.splice(0), ...this.answerWaiters.splice(0), ...this.flushWaiters.values()]) wake();
     this.flushWaiters.clear();
     for (const resume of this.resumeWaiters.values()) resume(null);
     this.resumeWaiters.clear();
@@ -172,6 +180,9 @@ export class Sender {
     const action = actionOf(change);
     const old: Precondition = change.old === null ? null : { kind: change.old.kind, hash: change.old.hash, deletedAt: change.old.deletedAt };
     const next = change.new;
+    while (this.waiting.size >= MAX_UNANSWERED_OPS && this.failure === null) {
+      await new Promise<void>((resolve) => this.answerWaiters.push(resolve));
+    }
     if (action === 'transfer') await this.takeSlot();
     this.check();
     const op = this.nextOp++;
@@ -320,5 +331,10 @@ export class Sender {
     if (w === undefined) return;
     this.waiting.delete(op);
     w.resolve({ path, code, message });
+    this.wakeAnswerWaiters();
+  }
+
+  private wakeAnswerWaiters(): void {
+    if (this.waiting.size < MAX_UNANSWERED_OPS) for (const wake of this.answerWaiters.splice(0)) wake();
   }
 }

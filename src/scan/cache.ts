@@ -40,6 +40,15 @@ export interface CacheRow {
   hash: string;
 }
 
+/** All rows by path (AgentCache.readAll). */
+export type CacheSnapshot = Map<string, Omit<CacheRow, 'path'>>;
+
+/** What `AgentCache.lookup` answers, from a snapshot. */
+export function lookupIn(rows: CacheSnapshot, path: string, size: number, mtimeMs: number, ino: number): string | null {
+  const r = rows.get(path);
+  return r !== undefined && r.size === size && r.mtimeMs === mtimeMs && r.ino === ino ? r.hash : null;
+}
+
 /** `<stateDir>/agent-cache.sqlite` */
 export function agentCachePath(stateDir: string): string {
   return path.join(stateDir, AGENT_CACHE_FILE);
@@ -52,7 +61,7 @@ export class AgentCache {
   readonly #lookup: Database.Statement<[string, number, number, number], string>;
   readonly #upsert: Database.Statement<[string, number, number, number, string]>;
   readonly #delete: Database.Statement<[string]>;
-  readonly #allPaths: Database.Statement<[], string>;
+  readonly #allRows: Database.Statement<[], unknown[]>;
   readonly #upsertAll: (rows: readonly CacheRow[]) => void;
   readonly #deleteAll: (paths: readonly string[]) => void;
 
@@ -66,7 +75,7 @@ export class AgentCache {
        ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms,
          ino = excluded.ino, hash = excluded.hash`);
     this.#delete = db.prepare<[string]>('DELETE FROM files WHERE path = ?');
-    this.#allPaths = db.prepare<[], string>('SELECT path FROM files').pluck();
+    this.#allRows = db.prepare<[], unknown[]>('SELECT path, size, mtime_ms, ino, hash FROM files').raw();
     this.#upsertAll = db.transaction((rows: readonly CacheRow[]) => {
       for (const r of rows) this.#upsert.run(r.path, r.size, r.mtimeMs, r.ino, r.hash);
     });
@@ -110,20 +119,30 @@ export class AgentCache {
     return this.#guard('read', () => this.#lookup.get(path, size, mtimeMs, ino) ?? null);
   }
 
+  /**
+   * Every row at once, for a full scan: it asks about every file, and one query costs a fraction of
+   * one lookup per file (100,000 lookups took ~1 s of CPU). `lookupIn` reads it; `forget` then drops
+   * the rows the scan no longer saw.
+   */
+  readAll(): CacheSnapshot {
+    return this.#guard('read', () => {
+      const rows: CacheSnapshot = new Map();
+      for (const [path, size, mtimeMs, ino, hash] of this.#allRows.iterate() as Iterable<[string, number, number, number, string]>) {
+        rows.set(path, { size, mtimeMs, ino, hash });
+      }
+      return rows;
+    });
+  }
+
+  /** Drops the rows of `paths`, in one transaction. */
+  forget(paths: readonly string[]): void {
+    if (paths.length > 0) this.#guard('write', () => this.#deleteAll(paths));
+  }
+
   /** Records (or replaces) rows, all in one transaction. */
   remember(rows: readonly CacheRow[]): void {
     if (rows.length === 0) return;
     this.#guard('write', () => this.#upsertAll(rows));
-  }
-
-  /** Drops every row whose path is not in `livePaths` (after a complete scan); returns how many. */
-  forgetMissing(livePaths: ReadonlySet<string>): number {
-    return this.#guard('write', () => {
-      const dead: string[] = [];
-      for (const p of this.#allPaths.iterate()) if (!livePaths.has(p)) dead.push(p);
-      if (dead.length > 0) this.#deleteAll(dead);
-      return dead.length;
-    });
   }
 
   close(): void {

@@ -21,7 +21,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Entry } from '../entry.js';
 import { describeError, WarmsyncError } from '../errors.js';
 import { compareTreeOrder } from '../relpath.js';
-import type { AgentCache, CacheRow } from './cache.js';
+import { lookupIn, type AgentCache, type CacheRow, type CacheSnapshot } from './cache.js';
 import type { FileHasher, HashResult } from './hash.js';
 import { walkTree, type WalkEntry, type WalkOptions, type WarningHandler } from './walk.js';
 
@@ -63,6 +63,11 @@ export interface ScanResult {
    * A directory here was listed in `entries` but its contents were not read. Keep, don't delete.
    */
   incomplete: string[];
+  /**
+   * The files this scan hashed whose mtime was old enough to cache (see racyMs). Already in
+   * `cache` when there is one; a caller scanning without it (a subtree) can remember them itself.
+   */
+  cacheable: CacheRow[];
 }
 
 /** Retries after FILE_CHANGED before a file is skipped as FILE_UNSTABLE. */
@@ -84,6 +89,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   const fresh: CacheRow[] = [];
   const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0 };
   let cache = options.cache;
+  let known: CacheSnapshot = new Map();
 
   const onWarning: WarningHandler = (code, message, relPath) => {
     if (relPath !== undefined && (code === 'UNREADABLE' || code === 'FILE_UNSTABLE')) incomplete.push(relPath);
@@ -127,6 +133,14 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     }
   };
 
+  if (cache !== null) {
+    try {
+      known = cache.readAll();
+    } catch (err) {
+      dropCache(err);
+    }
+  }
+
   // A small promise pool: the walk waits while `concurrency` hashes are running.
   const inFlight = new Set<Promise<void>>();
   const failures: unknown[] = [];
@@ -143,14 +157,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
         stats.symlinks++;
         continue;
       }
-      let cached: string | null = null;
-      if (cache !== null) {
-        try {
-          cached = cache.lookup(w.path, w.size, w.mtimeMs, w.ino);
-        } catch (err) {
-          dropCache(err);
-        }
-      }
+      const cached = lookupIn(known, w.path, w.size, w.mtimeMs, w.ino);
       if (cached !== null) {
         stats.cached++;
         addFile(w.path, w.size, w.mtimeMs, w.mode, cached);
@@ -171,7 +178,8 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   if (cache !== null) {
     try {
       cache.remember(fresh);
-      cache.forgetMissing(new Set(entries.filter((e) => e.kind === 'file').map((e) => e.path)));
+      for (const e of entries) if (e.kind === 'file') known.delete(e.path);
+      cache.forget([...known.keys()]);
     } catch (err) {
       dropCache(err);
     }
@@ -179,7 +187,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
 
   entries.sort((a, b) => compareTreeOrder(a.path, b.path));
   incomplete.sort(compareTreeOrder);
-  return { entries, stats, incomplete };
+  return { entries, stats, incomplete, cacheable: fresh };
 }
 
 async function hashWithRetry(hasher: FileHasher, absPath: string, w: WalkEntry): Promise<HashResult> {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { WarmsyncError } from '../../../src/errors.js';
-import { AgentCache, agentCachePath, type CacheRow } from '../../../src/scan/cache.js';
+import { AgentCache, agentCachePath, lookupIn, type CacheRow } from '../../../src/scan/cache.js';
 
 let tmp: string;
 let counter = 0;
@@ -109,13 +109,18 @@ describe('AgentCache: lookup and remember', () => {
     cache.close();
   });
 
-  it('forgetMissing drops rows for paths no longer live', () => {
+  it('readAll returns every row, lookupIn answers like lookup, forget drops rows', () => {
     const cache = AgentCache.open(freshFile());
-    cache.remember([row('a'), row('b'), row('c')]);
-    assert.equal(cache.forgetMissing(new Set(['a', 'c', 'not-cached'])), 1);
+    cache.remember([row('a'), row('b'), row('c', { size: 20, hash: 'fedcba9876543210' })]);
+    const all = cache.readAll();
+    assert.deepEqual([...all.keys()].sort(), ['a', 'b', 'c']);
+    for (const [p, size, mtime, ino] of [['a', 10, 1_700_000_000_123, 42], ['c', 20, 1_700_000_000_123, 42], ['c', 10, 1_700_000_000_123, 42], ['a', 10, 1_700_000_000_124, 42], ['a', 10, 1_700_000_000_123, 43], ['zz', 10, 1_700_000_000_123, 42]] as const) {
+      assert.equal(lookupIn(all, p, size, mtime, ino), cache.lookup(p, size, mtime, ino), `${p} ${size} ${mtime} ${ino}`);
+    }
+    cache.forget(['b', 'not-cached']);
     assert.equal(cache.lookup('b', 10, 1_700_000_000_123, 42), null);
     assert.equal(cache.lookup('a', 10, 1_700_000_000_123, 42), '0123456789abcdef');
-    assert.equal(cache.forgetMissing(new Set(['a', 'c'])), 0);
+    assert.deepEqual([...cache.readAll().keys()].sort(), ['a', 'c']);
     cache.close();
   });
 });

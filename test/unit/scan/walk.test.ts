@@ -265,7 +265,7 @@ describe('walkTree: streaming', () => {
   it('walks a tree larger than its buffer completely with a slow consumer, and stops early on break', async () => {
     const root = await freshDir();
     const dirs = 10;
-    const perDir = 500; // 5000 files: above HIGH_WATER (4096), so listing must pause and resume
+    const perDir = 500; // 5000 files in 10 directories: the consumer is slower than the listing
     await writeFile(path.join(root, 'origin'), '');
     for (let d = 0; d < dirs; d++) {
       mkdirSync(path.join(root, `d${d}`));
