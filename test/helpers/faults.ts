@@ -61,6 +61,9 @@ export class Rng {
   }
 }
 
+/** The unit in which a write in progress becomes visible to readers. */
+const PAGE_BYTES = 4096;
+
 /** Names of Versions.writeAtomic's temporary files. */
 const WRITER_TEMP = '.writer-';
 
@@ -87,9 +90,14 @@ export class Versions {
     return this.byPath.get(rel)?.has(digest) ?? false;
   }
 
-  /** Writes `content` in place (non-atomically: the file is briefly empty, which is recorded too). */
+  /**
+   * Writes `content` in place (non-atomically). Readers can see the file empty (the truncation)
+   * and, while the write is under way, any page-sized prefix of it: the kernel grows the size a
+   * page at a time and sets the mtime before copying, so such a state is a real state of the
+   * source that no stat check can tell from a finished one. All of them are recorded as versions.
+   */
   async writeInPlace(root: string, rel: string, content: Buffer): Promise<void> {
-    this.record(rel, Buffer.alloc(0));
+    for (let end = 0; end < content.length; end += PAGE_BYTES) this.record(rel, content.subarray(0, end));
     this.record(rel, content);
     this.writes++;
     await writeFile(join(root, rel), content);
