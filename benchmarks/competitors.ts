@@ -10,7 +10,8 @@
  * - lsyncd with delay 0 pushing to the same rsync daemon, for live latency. Installed with apt-get
  *   when missing (and said so); skipped with a message when that fails.
  */
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from '../scripts/lib/net.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { collect, runMeasured, runQuiet, spawnTracked, stopProcess, vmHwmKiB } from './proc.js';
@@ -19,19 +20,6 @@ import type { LiveRun, LiveSide, RunRecord, Side, Standby } from './side.js';
 export interface ToolConfig {
   readonly excludesFile: string;
   readonly timeoutMs: number;
-}
-
-/** A free TCP port on 127.0.0.1 (closed again before it is returned). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitForPort(port: number, timeoutMs: number): Promise<boolean> {

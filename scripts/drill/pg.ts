@@ -7,7 +7,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { appendFile, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePort } from '../lib/net.js';
 import { join } from 'node:path';
 import pg from 'pg';
 
@@ -61,22 +61,19 @@ function runPg(bin: string, tool: string, args: string[]): string {
 }
 
 /** A directory the postgres user owns (and may enter: its parents must be traversable). */
+/** For a test file: the bin dir (installing PostgreSQL when missing), or why the tests must skip. */
+export function postgresForTests(): { pgBin: string; skip: string | false } {
+  try {
+    return { pgBin: ensurePostgres((line) => process.stderr.write(`${line}\n`)), skip: false };
+  } catch (err) {
+    return { pgBin: '', skip: `PostgreSQL unavailable: ${(err as Error).message}` };
+  }
+}
+
 export async function pgOwnedDir(path: string): Promise<void> {
   await mkdir(path, { recursive: true, mode: 0o700 });
   const user = pgUser();
   if (user !== null) await chown(path, user.uid, user.gid);
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export class PgServer {

@@ -9,15 +9,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PROCEDURES, runDrill } from '../../scripts/drill/drill.js';
-import { ensurePostgres } from '../../scripts/drill/pg.js';
+import { postgresForTests } from '../../scripts/drill/pg.js';
 
-let pgBin = '';
-let skip: string | false = false;
-try {
-  pgBin = ensurePostgres((line) => process.stderr.write(`${line}\n`));
-} catch (err) {
-  skip = `PostgreSQL unavailable: ${(err as Error).message}`;
-}
+const { pgBin, skip } = postgresForTests();
 
 const SEEDS = [7, 8];
 

@@ -21,17 +21,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { postgresSource } from '../../src/gate/pgsource.js';
 import { createLogger } from '../../src/log.js';
-import { createPair, ensurePostgres, freePort, until, type PgPair } from '../../scripts/drill/pg.js';
+import { createPair, postgresForTests, until, type PgPair } from '../../scripts/drill/pg.js';
+import { freePort } from '../../scripts/lib/net.js';
 import { assertCleanFailure, closeStandbys, openStandby, openWorkspace, runCli, statusJson, syncOnce } from '../helpers/e2e.js';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
 
-let pgBin = '';
-let skip: string | false = false;
-try {
-  pgBin = ensurePostgres((line) => process.stderr.write(`${line}\n`));
-} catch (err) {
-  skip = `PostgreSQL unavailable: ${(err as Error).message}`;
-}
+const { pgBin, skip } = postgresForTests();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
