@@ -14,9 +14,12 @@ import {
   assertSameTree, closeStandbys, findTempFiles, openStandby, restartReceiver, runCli, startLiveAgent, syncOnce, tombstonePaths,
   waitForConvergence, waitForReceiverIdle, type Standby,
 } from '../helpers/e2e.js';
-import { LONG, MiB, Rng, StandbyPoller, Versions, faultSeed } from '../helpers/faults.js';
+import { LONG, MiB, Rng, StandbyPoller, Versions, faultSeed, haltPollers } from '../helpers/faults.js';
 
-after(closeStandbys);
+after(async () => {
+  await haltPollers();
+  await closeStandbys();
+});
 
 const seed = faultSeed('crash');
 const rng = new Rng(seed);

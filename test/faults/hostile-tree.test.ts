@@ -14,9 +14,12 @@ import {
   assertSameTree, closeStandbys, openStandby, runAgent, runCli, startLiveAgent, syncOnce, tombstonePaths, waitForConvergence,
   type Standby,
 } from '../helpers/e2e.js';
-import { LONG, Rng, StandbyPoller, Versions, faultSeed } from '../helpers/faults.js';
+import { LONG, Rng, StandbyPoller, Versions, faultSeed, haltPollers } from '../helpers/faults.js';
 
-after(closeStandbys);
+after(async () => {
+  await haltPollers();
+  await closeStandbys();
+});
 
 const seed = faultSeed('hostile-tree');
 const rng = new Rng(seed);

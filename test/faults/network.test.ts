@@ -12,7 +12,7 @@ import { startAgentProcess, startReceiverProcess, type AgentProcess } from '../.
 import {
   closeStandbys, findTempFiles, openWorkspace, receiverArgs, runCli, waitForConvergence, type Standby,
 } from '../helpers/e2e.js';
-import { LONG, MiB, Rng, RssSampler, StandbyPoller, Versions, faultSeed } from '../helpers/faults.js';
+import { LONG, MiB, Rng, RssSampler, StandbyPoller, Versions, faultSeed, haltPollers } from '../helpers/faults.js';
 import { FaultProxy } from '../helpers/proxy.js';
 
 const seed = faultSeed('network');
@@ -24,6 +24,7 @@ const RSS_LIMIT = 400 * MiB;
 
 let proxy: FaultProxy | null = null;
 after(async () => {
+  await haltPollers();
   await proxy?.close();
   await closeStandbys();
 });

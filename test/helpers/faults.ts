@@ -121,7 +121,15 @@ export interface TreeCheck { files: number; checks: number }
  * (outside the state dir, temp files aside) must hold one of its path's recorded versions. Files are
  * re-hashed only when their inode, size, mtime or ctime moved. Violations are collected, not thrown
  * (the poller runs in the background); `stop()` returns the tally and fails on any violation.
+ * A test that fails before `stop()` leaves it running: `haltPollers()` (in an `after` hook) ends
+ * every poller still running, so the test file's process can exit.
  */
+const runningPollers = new Set<StandbyPoller>();
+
+export async function haltPollers(): Promise<void> {
+  await Promise.all([...runningPollers].map((p) => p.halt()));
+}
+
 export class StandbyPoller {
   private readonly seen = new Map<string, string>();
   private readonly violations: string[] = [];
@@ -131,6 +139,14 @@ export class StandbyPoller {
 
   constructor(private readonly root: string, private readonly versions: Versions, private readonly intervalMs = 30) {
     this.loop = this.run();
+    runningPollers.add(this);
+  }
+
+  /** Ends the background loop without judging what it saw. */
+  async halt(): Promise<void> {
+    this.stopped = true;
+    runningPollers.delete(this);
+    await this.loop;
   }
 
   private async run(): Promise<void> {
@@ -177,8 +193,7 @@ export class StandbyPoller {
   }
 
   async stop(): Promise<number> {
-    this.stopped = true;
-    await this.loop;
+    await this.halt();
     await this.checkOnce();
     assert.deepEqual(this.violations.slice(0, 20), [], `${this.violations.length} partial or unverified file(s) seen at final paths`);
     return this.checks;
