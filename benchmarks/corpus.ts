@@ -36,12 +36,12 @@ const SIGMA = 1.2;
 /** 2024-01-01T00:00:00Z: base mtimes are spread over the year after it. */
 const EPOCH_S = 1_704_067_200;
 
-/** A small fast PRNG (mulberry32) seeded from a string. */
+/** A small fast PRNG (mulberry32), seeded from a string (hashed) or a 32-bit number (as is). */
 export class Rng {
   private state: number;
 
-  constructor(seed: string) {
-    this.state = createHash('sha256').update(seed).digest().readUInt32LE(0);
+  constructor(seed: string | number) {
+    this.state = typeof seed === 'number' ? seed >>> 0 : createHash('sha256').update(seed).digest().readUInt32LE(0);
   }
 
   /** Uniform in [0, 1). */
@@ -61,6 +61,22 @@ export class Rng {
     const u = 1 - this.next();
     const v = this.next();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)] as T;
+  }
+
+  /** `n` bytes derived from the stream (cheap: one random word stepped by an LCG). */
+  bytes(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let word = this.int(0, 0xffffffff);
+    for (let i = 0; i + 4 <= n; i += 4) {
+      word = (Math.imul(word, 1664525) + 1013904223) >>> 0;
+      out.writeUInt32LE(word, i);
+    }
+    for (let i = n - (n % 4); i < n; i++) out[i] = this.int(0, 255);
+    return out;
   }
 
   hex(chars: number): string {

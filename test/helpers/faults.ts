@@ -23,43 +23,8 @@ export function faultSeed(suite: string): number {
   return seed;
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same kill points and the same trees. */
-export class Rng {
-  private state: number;
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** A float in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
-  /** An integer in [min, max]. */
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-
-  pick<T>(items: readonly T[]): T {
-    return items[Math.floor(this.next() * items.length)] as T;
-  }
-
-  /** `n` bytes derived from the seed (cheap: one random word repeated with a counter). */
-  bytes(n: number): Buffer {
-    const out = Buffer.allocUnsafe(n);
-    let word = this.int(0, 0xffffffff);
-    for (let i = 0; i + 4 <= n; i += 4) {
-      word = (Math.imul(word, 1664525) + 1013904223) >>> 0;
-      out.writeUInt32LE(word, i);
-    }
-    for (let i = n - (n % 4); i < n; i++) out[i] = this.int(0, 255);
-    return out;
-  }
-}
+/** The seeded PRNG the benchmarks use: the same seed gives the same kill points and the same trees. */
+export { Rng } from '../../benchmarks/corpus.js';
 
 /** The unit in which a write in progress becomes visible to readers. */
 const PAGE_BYTES = 4096;
