@@ -7,7 +7,7 @@
 // and the receiver still serves a real `warmsync agent --once`, leaving the standby identical.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,9 +16,9 @@ import { decodeFrame, encodeChunk, encodeControl } from '../../src/protocol/code
 import { agentMac, newNonce } from '../../src/protocol/handshake.js';
 import type { ControlMessage, ReceiverMessage, ResultItem } from '../../src/protocol/messages.js';
 import {
-  assertSameTree, buildTree, closeStandbys, exists, findTempFiles, openStandby, settleTimes, syncOnce, tombstonePaths,
-  waitFor, waitForReceiverIdle, type Standby,
+  assertSameTree, closeStandbys, exists, findTempFiles, syncOnce, tombstonePaths, waitFor, waitForReceiverIdle, type Standby,
 } from '../helpers/e2e.js';
+import { openTargetStandby } from '../helpers/peer.js';
 
 after(closeStandbys);
 
@@ -151,17 +151,7 @@ describe('hostile peers write nothing', () => {
   const planted = new Set<string>();
 
   before(async () => {
-    s = await openStandby();
-    outside = join(s.dir, 'outside');
-    await mkdir(outside);
-    await buildTree(s.src, {
-      'etc/system.yaml': 'shared: {}\n',
-      'data/filestore/ab/abcdef': randomBytes(3000),
-      'data/empty': { dir: true },
-      'links/current': { symlink: '../etc/system.yaml' },
-    });
-    await settleTimes(s.src);
-    await syncOnce(s);
+    ({ s, outside } = await openTargetStandby());
     workspaceEntries = (await readdir(s.dir)).sort();
   });
 

@@ -8,19 +8,16 @@
 // test/e2e/hostile-peer.test.ts covers the first cases of each kind; this adds the rest.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { encodeChunk, encodeControl } from '../../src/protocol/codec.js';
 import type { ControlMessage } from '../../src/protocol/messages.js';
 import { createHasher, type FileHasher } from '../../src/scan/hash.js';
 import {
-  assertSameTree, buildTree, closeStandbys, findTempFiles, manifestRows, openStandby, settleTimes, syncOnce, tombstonePaths, waitForReceiverIdle,
-  type Standby,
+  assertSameTree, closeStandbys, findTempFiles, manifestRows, syncOnce, tombstonePaths, waitForReceiverIdle, type Standby,
 } from '../helpers/e2e.js';
 import { LONG, Rng, faultSeed, snapshotArea } from '../helpers/faults.js';
-import { RawPeer } from '../helpers/peer.js';
+import { RawPeer, openTargetStandby } from '../helpers/peer.js';
 
 after(closeStandbys);
 
@@ -51,18 +48,8 @@ describe('hostile peer fuzzer', () => {
   let baseline: Record<string, string>;
 
   before(async () => {
-    s = await openStandby();
+    ({ s, outside } = await openTargetStandby());
     hasher = await createHasher();
-    outside = join(s.dir, 'outside');
-    await mkdir(outside);
-    await buildTree(s.src, {
-      'etc/system.yaml': 'shared: {}\n',
-      'data/filestore/ab/abcdef': randomBytes(3000),
-      'data/empty': { dir: true },
-      'links/current': { symlink: '../etc/system.yaml' },
-    });
-    await settleTimes(s.src);
-    await syncOnce(s);
     baseline = await snapshotArea(s.dir, (rel) => rel === 'dst/.warmsync' || rel === 'src/.warmsync');
   });
 

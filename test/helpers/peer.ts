@@ -3,10 +3,33 @@
  * handshake (src/protocol) to authenticate, then whatever bytes the test wants to send. It records
  * every message the receiver sends back and how the connection ended.
  */
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { decodeFrame, encodeChunk, encodeControl } from '../../src/protocol/codec.js';
 import { agentMac, newNonce } from '../../src/protocol/handshake.js';
 import type { ControlMessage, ReceiverMessage, ResultItem } from '../../src/protocol/messages.js';
+import { buildTree, openStandby, settleTimes, syncOnce, type Standby } from './e2e.js';
+
+/**
+ * A standby for hostile-peer tests: synced once with a file, an empty dir and a symlink to aim at,
+ * and `outside`, a directory beside the standby root that nothing may ever write into.
+ */
+export async function openTargetStandby(): Promise<{ s: Standby; outside: string }> {
+  const s = await openStandby();
+  const outside = join(s.dir, 'outside');
+  await mkdir(outside);
+  await buildTree(s.src, {
+    'etc/system.yaml': 'shared: {}\n',
+    'data/filestore/ab/abcdef': randomBytes(3000),
+    'data/empty': { dir: true },
+    'links/current': { symlink: '../etc/system.yaml' },
+  });
+  await settleTimes(s.src);
+  await syncOnce(s);
+  return { s, outside };
+}
 
 export interface Closed { code: number; reason: string }
 
