@@ -46,6 +46,8 @@ const DEGRADED_RESCAN_MS = 30_000;
 const ACTIVITY_LOG_MS = 60_000;
 /** A hash is remembered only when the file's mtime is this old: a same-tick rewrite could hide. */
 const RACY_MS = 1000;
+/** Retries of one path in a row after which the agent says so (once) instead of retrying silently. */
+const RETRIES_BEFORE_WARNING = 20;
 
 /**
  * One full garbage collection, after a full pass. The pass allocates a few hundred bytes per file
@@ -156,6 +158,8 @@ class LiveSession {
    * not re-read every file replicated live since the last full scan.
    */
   private readonly racy = new Map<string, number>();
+  /** Paths retried without success since their last success -> how many times in a row. */
+  private readonly retries = new Map<string, number>();
   /** The mirror proved stale (a CONFLICT): only a fresh manifest, i.e. a full pass, can fix that. */
   private resync = false;
   private closed = false;
@@ -241,6 +245,7 @@ class LiveSession {
     const pass = await this.tree.reconcile(this.sender, this.options.safety);
     this.mirror = pass.mirror;
     this.stuck.clear();
+    this.retries.clear();
     pass.report.failures.forEach((f) => this.onFailure(f, pass.scanStarted));
     this.resync = false; // the mirror was just fetched: a conflict in this pass is retried against it
     for (const path of pass.scan.incomplete) this.stuck.set(path, pass.scanStarted);
@@ -270,6 +275,7 @@ class LiveSession {
   }
 
   private onFailure(f: OpFailure, firstSeen: number): void {
+    if (RETRYABLE.has(f.code)) this.countRetry(f.path, `${f.code} ${f.message}`);
     if (f.code === 'CONFLICT') {
       // The standby holds something else than the mirror says: sending the same precondition again
       // would conflict again, forever. Re-read the manifest (a full pass) before the next try.
@@ -280,6 +286,19 @@ class LiveSession {
     } else {
       this.stuck.set(f.path, firstSeen);
       this.options.log.warn(f.code, `${f.path}: ${f.message} (retried at the next full rescan; the watermark waits for it)`);
+    }
+  }
+
+  /**
+   * A retry is routine (a file still being written), so it is logged at debug level; a path that
+   * keeps failing gets one warning, since something other than a busy writer may be at work.
+   */
+  private countRetry(path: string, why: string): void {
+    const n = (this.retries.get(path) ?? 0) + 1;
+    this.retries.set(path, n);
+    this.options.log.debug(`${path}: ${why} (retry ${n})`);
+    if (n === RETRIES_BEFORE_WARNING) {
+      this.options.log.warn('RETRYING', `${path} failed ${n} times in a row (last: ${why}); still retrying, and the watermark waits for it`);
     }
   }
 
@@ -320,6 +339,7 @@ class LiveSession {
     for (const d of batch) {
       const found = await this.describe(d);
       if (found === 'unstable') {
+        this.countRetry(d.path, 'changing while it was read');
         this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
         continue;
       }
@@ -345,6 +365,7 @@ class LiveSession {
     void result.then((failure) => {
       this.inFlight.delete(change.path);
       if (failure === null) {
+        this.retries.delete(change.path);
         applyToMirror(this.mirror, change, deletedAt);
         this.activity.applied++;
         if (change.new === null) this.activity.deletions++;

@@ -7,7 +7,7 @@
  */
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Entry } from '../entry.js';
+import { wholeMs, type Entry } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { actionOf, type Change } from '../plan/diff.js';
 import { MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
@@ -289,7 +289,7 @@ export class Sender {
         const last = bytesRead === 0 || offset + bytesRead >= entry.size; // 0 bytes early: shrank since the scan
         if (last) {
           const st = await handle.stat();
-          if (offset + bytesRead !== entry.size || st.size !== entry.size || Math.trunc(st.mtimeMs) !== entry.mtimeMs) {
+          if (offset + bytesRead !== entry.size || st.size !== entry.size || wholeMs(st.mtimeMs) !== entry.mtimeMs) {
             if (begun) this.conn.send({ type: 'abort', op });
             this.settleLocally(op, entry.path, 'FILE_CHANGED', `${entry.path} changed while it was sent; it will be sent again`);
             return;

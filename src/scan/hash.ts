@@ -15,7 +15,7 @@
 import { constants as fsConstants, type BigIntStats } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import xxhash from 'xxhash-wasm';
-import { wholeMs } from '../entry.js';
+import { wholeMsOfNs } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 
 /** What `hashFile` read: the hash and the metadata of exactly the bytes that were hashed. */
@@ -123,7 +123,7 @@ export async function createHasher(options: HasherOptions = {}): Promise<FileHas
       const before = await handle.stat({ bigint: true });
       if (!before.isFile()) throw changed(absPath, 'it is no longer a regular file');
       const size = Number(before.size);
-      const mtimeMs = wholeMs(Number(before.mtimeMs));
+      const mtimeMs = wholeMsOfNs(before.mtimeNs);
       const ino = Number(before.ino);
       if (expect !== undefined
         && (expect.size !== size || expect.mtimeMs !== mtimeMs || (expect.ino !== undefined && expect.ino !== ino))) {

@@ -13,6 +13,7 @@
 import assert from 'node:assert/strict';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { appendFile, chmod, mkdir, open, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -87,6 +88,15 @@ describe('live replication: one agent watching, one standby', () => {
     await writeFile(src('top.txt'), 'at the root\n');
     await converge('after a live add');
     assert.equal(manifestRow(s.dst, 'docs/added.txt')?.deleted_at, null);
+  });
+
+  test('live add: a file whose mtime lies 50 ns below a millisecond boundary', { timeout: 30_000 }, async () => {
+    // Written aside and renamed in, so the watcher sees it only once it has its odd mtime.
+    await writeFile(src('docs/.edge.tmp'), 'a hair below the millisecond\n');
+    execFileSync('touch', ['-d', '@1790000000.123999950', src('docs/.edge.tmp')]);
+    await rename(src('docs/.edge.tmp'), src('docs/edge.bin'));
+    await converge('after adding a file with an edge mtime');
+    assert.equal(manifestRow(s.dst, 'docs/edge.bin')?.mtime_ms, 1_790_000_000_124);
   });
 
   test('live edit: content, mode, and content with mode', { timeout: 30_000 }, async () => {

@@ -6,6 +6,7 @@
 // changes travel as metadata updates.
 import assert from 'node:assert/strict';
 import { chmod, lstat, mkdir, open, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -245,4 +246,20 @@ test('(f) chmod-only and touch-only changes travel as metadata updates, not cont
   assert.deepEqual(after, inodes);
   assert.equal(manifestRow(s.dst, 'chmod-me.sh')?.mode, 0o755);
   assert.equal(manifestRow(s.dst, 'touch-me.txt')?.mtime_ms, PAST + 777);
+});
+
+test('(g) a file whose mtime lies 50 ns below a millisecond boundary is sent, and cached like any other', { timeout: 60_000 }, async () => {
+  // Node's float mtimeMs rounds such a time up to the next millisecond; once, every check of this
+  // file disagreed with its hash's exact floor, so it "changed while it was sent" on every pass.
+  const s = await openStandby();
+  await buildTree(s.src, { 'edge.bin': 'a hair below the millisecond\n', 'plain.txt': 'plain\n' });
+  execFileSync('touch', ['-d', '@1790000000.123999950', join(s.src, 'edge.bin')]);
+  const first = await syncOnce(s);
+  assert.equal(first.filesSent, 2);
+  assert.equal(first.passes, 1, 'no retry pass');
+  await assertSameTree(s.src, s.dst);
+  assert.equal(manifestRow(s.dst, 'edge.bin')?.mtime_ms, 1_790_000_000_124);
+  const again = await syncOnce(s);
+  assert.equal(again.filesSent, 0);
+  assert.equal(again.hashed, 0, 'the hash was cached under the same mtime the next scan sees');
 });
