@@ -102,7 +102,10 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
         if (err instanceof WarmsyncError && FINAL.has(err.code)) throw err;
         failedAttempts++;
         const delay = Math.min(30_000, 250 * 2 ** Math.min(failedAttempts, 7)) * (0.5 + Math.random() / 2);
-        log.warn('RECONNECT', `cannot reach ${options.url} (${describeError(err)}); retrying in ${Math.round(delay)} ms`);
+        // A TLS failure keeps its own code (it needs the operator, not patience), but is retried:
+        // the receiver's certificate may be renewed or fixed while the agent waits.
+        const code = err instanceof WarmsyncError && err.code.startsWith('TLS_') ? err.code : 'RECONNECT';
+        log.warn(code, `cannot reach ${options.url} (${describeError(err)}); retrying in ${Math.round(delay)} ms`);
         await sleep(delay, undefined, { signal }).catch(() => undefined);
         continue;
       }
@@ -371,8 +374,9 @@ class LiveSession {
         if (change.new === null) this.activity.deletions++;
       } else {
         this.activity.failed++;
-        if (!this.closed) this.onFailure(failure, seen);
-        else this.dirty.mark(change.path, Date.now(), { firstSeen: seen });
+        // The connection is gone: every op still waiting fails with it, and the reconnect's full pass covers them.
+        if (this.closed || this.sender.failed) this.dirty.mark(change.path, Date.now(), { firstSeen: seen });
+        else this.onFailure(failure, seen);
       }
       this.wakeUp();
     });

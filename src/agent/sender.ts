@@ -125,6 +125,17 @@ export class Sender {
     return this.conn;
   }
 
+  /** The session is over (connection lost, or the receiver gave up on us): nothing more will be applied. */
+  get failed(): boolean {
+    return this.failure !== null;
+  }
+
+  /** Writing to the socket failed (a reset mid-transfer): the connection is lost, not the file unreadable. */
+  private writeFailed(err: unknown): void {
+    this.abandon(this.conn.protocolFailure ?? new WarmsyncError('CONNECTION_LOST', `sending to the receiver failed: ${describeError(err)}`));
+    this.conn.close();
+  }
+
   /** Why the session ended, when it did because of the receiver or the connection; else `fallback`. */
   failureOr(fallback: WarmsyncError): WarmsyncError {
     return this.failure ?? fallback;
@@ -303,8 +314,11 @@ export class Sender {
           await this.waitForCredit(bytesRead);
           const sent = this.conn.sendChunk(op, offset, buffer.subarray(0, bytesRead));
           // encodeChunk copied the data, so the buffer is free again; wait only when ws is backed up.
-          if (this.conn.bufferedAmount > SOCKET_HIGH_WATER) await sent;
-          else sent.catch(() => undefined);
+          const settled = sent.catch((err: unknown) => this.writeFailed(err));
+          if (this.conn.bufferedAmount > SOCKET_HIGH_WATER) {
+            await settled;
+            this.check();
+          }
           offset += bytesRead;
           this.bytesOnWire += bytesRead;
           this.onProgress?.(0, bytesRead);
@@ -315,6 +329,7 @@ export class Sender {
         }
       }
     } catch (err) {
+      // After a failed session, everything waiting was already answered with its cause.
       if (this.failure === null) {
         // An abort for a transfer the receiver never heard of would be a protocol violation.
         if (begun) this.conn.send({ type: 'abort', op });

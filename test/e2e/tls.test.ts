@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { get } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startReceiverProcess, type ReceiverProcess } from '../../scripts/lib/cli-process.js';
+import { startAgentProcess, startReceiverProcess, type ReceiverProcess } from '../../scripts/lib/cli-process.js';
 import {
   assertCleanFailure, assertSameTree, buildTree, closeStandbys, openStandby, openWorkspace, readSynced, receiverArgs, runCli,
   type Standby,
@@ -105,6 +105,21 @@ describe('TLS', { concurrency: true }, () => {
     const last = assertCleanFailure(await agent(s, ['--tls-fingerprint', fingerprintLine(certs.leafPem)]), 1, /TLS_FINGERPRINT: the receiver at wss:\/\/\S+ presented a certificate with SHA-256 fingerprint /);
     const otherFp = fingerprintLine(certs.otherPem).split('=')[1] as string;
     assert.ok(last.includes(otherFp), `the line names the certificate seen (${otherFp}): ${last}`);
+    assert.deepEqual(await readSynced(s.dst), {}, 'nothing was written');
+  });
+
+  test('the live agent logs a refused certificate under its TLS code and keeps retrying', { timeout: 60_000 }, async () => {
+    const s = await tlsStandby(certs.otherPem, certs.otherKey);
+    await buildTree(s.src, { 'a.txt': 'a\n' });
+    const live = startAgentProcess(['--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, '--ca', certs.caPem]);
+    try {
+      const first = await live.waitForLog(/"code":"TLS_UNTRUSTED"[^\n]*is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)[^\n]*retrying in \d+ ms/, 30_000);
+      await live.waitForLog(/"code":"TLS_UNTRUSTED"/, 30_000, first.index + first[0].length);
+      assert.equal(live.child.exitCode, null, 'still running');
+      assert.doesNotMatch(live.stderr(), /"code":"RECONNECT"/);
+    } finally {
+      assert.equal(await live.stop(), 0);
+    }
     assert.deepEqual(await readSynced(s.dst), {}, 'nothing was written');
   });
 

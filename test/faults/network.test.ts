@@ -79,6 +79,8 @@ test('latency, throttling, cuts mid-file and half-open stalls: the live agent re
     }
     assert.equal(receiver.child.exitCode, null, 'the receiver died');
     assert.equal(await agent.stop(), 0);
+    // Every source file stayed readable: a transfer cut short by the network is a lost connection.
+    assert.doesNotMatch(agent.stderr(), /"code":"READ_FAILED"/);
     await poller.stop();
     rss.stop();
     assert.deepEqual(await findTempFiles(s.dst), []);
