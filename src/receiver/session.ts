@@ -436,10 +436,6 @@ export class ReceiverSession {
     this.sendResults();
   }
 
-  /**
-   * Drops a staged file. Its temporary name came and went in the parent directory, which changed
-   * that directory's mtime: put back the recorded one, as a commit does after its renames.
-   */
   /** The connection ended mid-transfer: keep a large file's data for the next connection, else discard it. */
   private async leaveUnfinished(path: string, staged: StagedFile, resumable: boolean): Promise<void> {
     if (resumable && staged.bytesWritten >= 1 << 20) {
@@ -455,6 +451,10 @@ export class ReceiverSession {
     await this.discard(path, staged);
   }
 
+  /**
+   * Drops a staged file. Its temporary name came and went in the parent directory, which changed
+   * that directory's mtime: put back the recorded one, as a commit does after its renames.
+   */
   private async discard(path: string, staged: StagedFile): Promise<void> {
     await staged.abort();
     await this.restoreDirTime(parentOf(path));
