@@ -94,23 +94,27 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
     await watcher.ready;
     log.info(`watching ${options.root}`);
     let failedAttempts = 0;
+    /** Capped, jittered exponential backoff: one line per attempt, then a sleep (cut short by a stop). */
+    const backOff = async (code: string, why: string): Promise<void> => {
+      failedAttempts++;
+      const delay = Math.min(30_000, 250 * 2 ** Math.min(failedAttempts, 7)) * (0.5 + Math.random() / 2);
+      log.warn(code, `${why}; retrying in ${Math.round(delay)} ms`);
+      await sleep(delay, undefined, { signal }).catch(() => undefined);
+    };
     while (!signal.aborted) {
       let session;
       try {
         session = await dial({ url: options.url, token: options.token, attempts: 1, baseDelayMs: 0, maxDelayMs: 0, handshakeTimeoutMs: 10_000, log, tls: options.tls });
       } catch (err) {
         if (err instanceof WarmsyncError && FINAL.has(err.code)) throw err;
-        failedAttempts++;
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(failedAttempts, 7)) * (0.5 + Math.random() / 2);
         // A TLS failure keeps its own code (it needs the operator, not patience), but is retried:
         // the receiver's certificate may be renewed or fixed while the agent waits.
         const code = err instanceof WarmsyncError && err.code.startsWith('TLS_') ? err.code : 'RECONNECT';
-        log.warn(code, `cannot reach ${options.url} (${describeError(err)}); retrying in ${Math.round(delay)} ms`);
-        await sleep(delay, undefined, { signal }).catch(() => undefined);
+        await backOff(code, `cannot reach ${options.url} (${describeError(err)})`);
         continue;
       }
-      failedAttempts = 0;
       log.info(`connected to ${options.url}`);
+      let busy = false;
       try {
         await new LiveSession(options, tree, dirty, new Sender(session.conn, session, options.root), signal, {
           setWake: (fn) => {
@@ -123,13 +127,21 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
             return r;
           },
         }).run();
+        failedAttempts = 0;
       } catch (err) {
         if (err instanceof WarmsyncError && FINAL.has(err.code)) throw err;
-        if (!signal.aborted) log.warn('CONNECTION_LOST', `${describeError(err)}; reconnecting`);
+        busy = err instanceof WarmsyncError && err.code === 'BUSY';
+        if (!busy) {
+          failedAttempts = 0;
+          if (!signal.aborted) log.warn('CONNECTION_LOST', `${describeError(err)}; reconnecting`);
+        }
       } finally {
         session.conn.close();
         await session.conn.closed;
       }
+      // Usually this agent's own previous connection, which the receiver holds until its keepalive
+      // gives up on it (up to 20 s after a half-open link): retrying at once would hammer it.
+      if (busy) await backOff('BUSY', 'the receiver is still serving another agent session (this agent\'s previous connection, until the receiver notices it is gone; or another agent with the same token)');
     }
   } finally {
     await watcher.close();
@@ -323,8 +335,11 @@ class LiveSession {
     this.readingLarge.set(d.path, d.firstSeen);
     void this.replicate([d])
       .catch((err: unknown) => {
+        // The connection went while it was being sent: submit() marked it dirty, the reconnect's full pass covers it.
+        if (this.closed || this.sender.failed) return;
         this.stuck.set(d.path, d.firstSeen);
-        this.options.log.warn('READ_FAILED', `${d.path}: ${describeError(err)} (retried at the next full rescan; the watermark waits for it)`);
+        const code = err instanceof WarmsyncError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'READ_FAILED');
+        this.options.log.warn(code, `${d.path}: ${describeError(err)} (retried at the next full rescan; the watermark waits for it)`);
       })
       .finally(() => {
         this.readingLarge.delete(d.path);

@@ -12,7 +12,7 @@
 // watcher's doing, not the safety-net rescan's.
 import assert from 'node:assert/strict';
 import { statSync, watch, type FSWatcher } from 'node:fs';
-import { appendFile, chmod, mkdir, open, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, open, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -23,6 +23,7 @@ import {
   settleTimes, startLiveAgent, statusJson, tombstonePaths, uncachedFiles, waitFor, waitForConvergence, waitForReceiverIdle,
   type AgentProcess, type Standby, type TreeSpec,
 } from '../helpers/e2e.js';
+import { RawPeer } from '../helpers/peer.js';
 
 after(closeStandbys);
 
@@ -323,4 +324,27 @@ describe('live replication: one agent watching, one standby', () => {
     await waitForReceiverIdle(s.dst, 20_000);
     assert.deepEqual(await findTempFiles(s.dst), []);
   });
+});
+
+test('a receiver busy with another session: the live agent backs off (BUSY, growing delays), then syncs once the slot frees', { timeout: 60_000 }, async () => {
+  const s = await openStandby();
+  await buildTree(s.src, { 'a.txt': 'waits for the slot\n' });
+  // An authenticated session holds the receiver's one agent slot, as a half-open old connection does.
+  const holder = await RawPeer.connect(s.url);
+  await holder.authenticate((await readFile(s.tokenFile, 'utf8')).trim());
+  const agent = startLiveAgent(s);
+  try {
+    await agent.waitForLog(/"code":"BUSY"/, 20_000);
+    await sleep(3000);
+    const delays = [...agent.stderr().matchAll(/"code":"BUSY","msg":"the receiver is still serving another agent session[^"]*retrying in (\d+) ms"/g)].map((m) => Number(m[1]));
+    // Jittered 250 ms * 2^n: 250-500, 500-1000, 1000-2000 ms... An agent that redialled at once made dozens a second.
+    assert.ok(delays.length >= 1 && delays.length <= 5, `BUSY retries in ~3 s: ${delays.join(', ')}`);
+    for (let i = 1; i < delays.length; i++) assert.ok((delays[i] as number) > (delays[i - 1] as number) / 2, `delays grow: ${delays.join(', ')}`);
+    assert.deepEqual(await readSynced(s.dst), {}, 'nothing synced while another session holds the slot');
+    await holder.close();
+    await waitForConvergence(s, { what: 'the standby once the slot is free', timeoutMs: 30_000 });
+  } finally {
+    await holder.close();
+    assert.equal(await agent.stop(), 0);
+  }
 });
