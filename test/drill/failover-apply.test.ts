@@ -14,7 +14,7 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { createPair, postgresForTests, type PgPair } from '../../scripts/drill/pg.js';
+import { createPair, postgresForTests, stopServers, type PgPair } from '../../scripts/drill/pg.js';
 import { closeStandbys, openStandby, runCli, statusJson, syncOnce } from '../helpers/e2e.js';
 
 const { pgBin, skip } = postgresForTests();
@@ -28,13 +28,7 @@ describe('warmsync failover --apply on a real standby', { skip }, () => {
 
   after(async () => {
     await closeStandbys();
-    for (const server of [pair?.primary, pair?.standby]) {
-      try {
-        server?.stop('immediate');
-      } catch {
-        // not running
-      }
-    }
+    stopServers([pair?.primary, pair?.standby]);
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 

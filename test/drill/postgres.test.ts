@@ -22,7 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import { postgresSource } from '../../src/gate/pgsource.js';
 import { createLogger, createLoggerWith, type LogRecord } from '../../src/log.js';
 import { formatTime } from '../../src/time.js';
-import { createPair, postgresForTests, until, type PgPair } from '../../scripts/drill/pg.js';
+import { createPair, postgresForTests, stopServers, until, type PgPair } from '../../scripts/drill/pg.js';
 import { freePort } from '../../scripts/lib/net.js';
 import { assertCleanFailure, closeStandbys, openStandby, openWorkspace, runCli, statusJson, syncOnce } from '../helpers/e2e.js';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
@@ -46,13 +46,7 @@ describe('PostgreSQL snapshot source, failover settings and reference check', { 
   });
   after(async () => {
     await closeStandbys();
-    for (const s of [pair?.primary, pair?.standby]) {
-      try {
-        s?.stop('immediate');
-      } catch {
-        // not running
-      }
-    }
+    stopServers([pair?.primary, pair?.standby]);
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
