@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXCLUDES, Rng } from '../../benchmarks/corpus.js';
 import { runCli, startAgentProcess, startReceiverProcess, stopAll } from '../lib/cli-process.js';
-import { PgServer, createPair, until } from './pg.js';
+import { PgServer, createPair, stopServers, until } from './pg.js';
 
 export type Procedure = 'bounded' | 'naive' | 'rsync';
 export const PROCEDURES: readonly Procedure[] = ['bounded', 'naive', 'rsync'];
@@ -284,13 +284,7 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
     return { seed: o.seed, killAfterMs, killedAt, committed: committed.ids.size, uploads: committed.uploads, gcs: committed.gcs, watermark, recoveryTarget, results };
   } finally {
     await stopAll();
-    for (const s of servers) {
-      try {
-        s.stop('immediate');
-      } catch {
-        // already stopped, or never started
-      }
-    }
+    stopServers(servers);
     if (process.env.DRILL_KEEP === '1') o.say(`  kept ${dir} (DRILL_KEEP=1)`);
     else await rm(dir, { recursive: true, force: true });
   }

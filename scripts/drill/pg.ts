@@ -127,6 +127,17 @@ export class PgServer {
 
 export interface PgPair { primary: PgServer; standby: PgServer }
 
+/** Stops each server like a crash, skipping those that are not running (for cleanup after a failure). */
+export function stopServers(servers: ReadonlyArray<PgServer | undefined>): void {
+  for (const server of servers) {
+    try {
+      server?.stop('immediate');
+    } catch {
+      // already stopped, or never started
+    }
+  }
+}
+
 /**
  * A primary and a streaming standby under `dir` (which must exist and be traversable), the standby
  * replaying `applyDelayMs` behind. Password auth for the role `pwuser` (password `secret`), trust

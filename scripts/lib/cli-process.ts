@@ -53,8 +53,15 @@ interface Tracked {
   onOutput(listener: () => void): void;
 }
 
-function spawnTracked(args: string[], env: NodeJS.ProcessEnv): Tracked {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * A command prefix that runs warmsync in a prepared environment (a namespace, say): node and
+ * warmsync's arguments are appended. It must exec them, so that the pid signalled is warmsync's.
+ */
+export type Launcher = readonly string[];
+
+function spawnTracked(args: string[], env: NodeJS.ProcessEnv, launcher: Launcher = []): Tracked {
+  const argv = [...launcher, process.execPath, BIN, ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let stdout = '';
   let stderr = '';
@@ -116,8 +123,8 @@ export interface AgentProcess {
 }
 
 /** Starts `warmsync agent ...args` (pass no --once: it keeps running until stopped). */
-export function startAgentProcess(args: string[], env: NodeJS.ProcessEnv = {}): AgentProcess {
-  const p = spawnTracked(['agent', ...args], env);
+export function startAgentProcess(args: string[], env: NodeJS.ProcessEnv = {}, launcher: Launcher = []): AgentProcess {
+  const p = spawnTracked(['agent', ...args], env, launcher);
   let exitCode: number | null | undefined;
   void p.exited.then((code) => {
     exitCode = code;

@@ -10,13 +10,15 @@
  * deletion time. The cure is a heartbeat on the primary (a row updated every few seconds, like
  * pt-heartbeat: docs/failover.md), never a guess such as "now" when the received WAL is all
  * replayed: the primary may have committed more that has not reached the standby yet. After
- * STALE_AFTER_MS without movement the source says so once in the log, with that hint.
+ * `staleAfterMs` (default 5 minutes) without movement the source says so once in the log, with
+ * that hint.
  */
 import type { Logger } from '../log.js';
 import { formatTime } from '../time.js';
 import { classifyPgError, redactUrl, withPg } from './pg.js';
 import type { SnapshotReading, SnapshotSource } from './poller.js';
 
+/** How long T may stay put before SNAPSHOT_STALE is logged (tests shorten it). */
 const STALE_AFTER_MS = 5 * 60_000;
 
 /** floor() keeps T at or before the replayed commit; the epoch text keeps it exact (no Date rounding). */
@@ -24,7 +26,7 @@ const QUERY = `SELECT pg_is_in_recovery() AS standby,
   floor(extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS replayed_ms,
   pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() AS caught_up`;
 
-export function postgresSource(url: string, timeoutMs: number, log: Logger): SnapshotSource {
+export function postgresSource(url: string, timeoutMs: number, log: Logger, staleAfterMs = STALE_AFTER_MS): SnapshotSource {
   const where = `snapshot source ${redactUrl(url)}`;
   let last: number | null = null;
   let lastMovedAt = Date.now();
@@ -59,7 +61,7 @@ export function postgresSource(url: string, timeoutMs: number, log: Logger): Sna
         last = time;
         lastMovedAt = now;
         warnedStale = false;
-      } else if (!warnedStale && now - lastMovedAt >= STALE_AFTER_MS) {
+      } else if (!warnedStale && now - lastMovedAt >= staleAfterMs) {
         warnedStale = true;
         const why = row.caught_up === true
           ? 'the standby has replayed all it received: the primary is idle (add a heartbeat, docs/failover.md)'

@@ -2,8 +2,8 @@
  * `warmsync failover` without a database: the settings it prints for the watermark and skew the
  * receiver recorded (human and --json), and its refusals: no watermark yet (NO_WATERMARK), --apply
  * without --pgdata (exit 2), a data dir that is not a standby's (NOT_STANDBY_DATA, nothing
- * written), a --standby that is not a postgres URL (exit 2). Applying to a real standby is what
- * the drill (drill.test.ts) does.
+ * written), a --standby that is not a postgres URL (exit 2). Applying to a real standby:
+ * failover-apply.test.ts (and the drill, drill.test.ts).
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';

@@ -20,8 +20,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { postgresSource } from '../../src/gate/pgsource.js';
-import { createLogger } from '../../src/log.js';
-import { createPair, postgresForTests, until, type PgPair } from '../../scripts/drill/pg.js';
+import { createLogger, createLoggerWith, type LogRecord } from '../../src/log.js';
+import { formatTime } from '../../src/time.js';
+import { createPair, postgresForTests, stopServers, until, type PgPair } from '../../scripts/drill/pg.js';
 import { freePort } from '../../scripts/lib/net.js';
 import { assertCleanFailure, closeStandbys, openStandby, openWorkspace, runCli, statusJson, syncOnce } from '../helpers/e2e.js';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
@@ -45,13 +46,7 @@ describe('PostgreSQL snapshot source, failover settings and reference check', { 
   });
   after(async () => {
     await closeStandbys();
-    for (const s of [pair?.primary, pair?.standby]) {
-      try {
-        s?.stop('immediate');
-      } catch {
-        // not running
-      }
-    }
+    stopServers([pair?.primary, pair?.standby]);
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
@@ -117,6 +112,72 @@ describe('PostgreSQL snapshot source, failover settings and reference check', { 
       const r = await src.read();
       return 'time' in r && r.time === beat;
     }, 30_000);
+  });
+
+  test('T unmoving past the stale period: SNAPSHOT_STALE once, naming the case (idle primary, paused replay); T still returned', async () => {
+    const STALE_MS = 1500;
+    const records: LogRecord[] = [];
+    const log = createLoggerWith({ level: 'debug', format: 'json', write: (l) => records.push(JSON.parse(l) as LogRecord) });
+    const src = postgresSource(pair.standby.url(), 5000, log, STALE_MS);
+    const byDefault = postgresSource(pair.standby.url(), 5000, log);
+    const stale = (): LogRecord[] => records.filter((r) => r.code === 'SNAPSHOT_STALE');
+    /** The whole warning for T stuck at `t` for `why`; the seconds it names must be the period at least. */
+    const assertStaleText = (record: LogRecord, t: number, why: string): void => {
+      assert.equal(record.level, 'warn');
+      const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      const m = new RegExp(`^snapshot source postgres://postgres@127\\.0\\.0\\.1:\\d+/postgres: the replay time has stayed at ${escape(formatTime(t))} for (\\d+) s; ${escape(why)}\\. T stays there, which is safe; tombstones wait$`).exec(record.msg);
+      assert.ok(m !== null, record.msg);
+      assert.ok(Number(m[1]) >= STALE_MS / 1000, `warned after ${m[1]} s`);
+    };
+    /** Reads until SNAPSHOT_STALE number `count` is logged; every reading on the way must be T itself. */
+    const readUntilStale = async (t: number, count: number): Promise<LogRecord> => {
+      const deadline = Date.now() + 30_000;
+      while (stale().length < count) {
+        assert.ok(Date.now() < deadline, `no SNAPSHOT_STALE number ${count} within 30 s: ${JSON.stringify(records)}`);
+        for (const source of [src, byDefault]) assert.deepEqual(await source.read(), { time: t }, 'a stale T is still the time to apply');
+        await sleep(100);
+      }
+      assert.equal(stale().length, count, 'warned more than once');
+      return stale()[count - 1] as LogRecord;
+    };
+    const beat = async (): Promise<number> => {
+      await pair.primary.query('UPDATE heartbeat SET at = now() WHERE id = 1');
+      return lastCommitMs();
+    };
+
+    // Idle primary: everything received is replayed.
+    let last = await lastCommitMs();
+    await until('the standby to replay the last commit', async () => {
+      const r = await src.read();
+      return 'time' in r && r.time === last;
+    }, 30_000);
+    assertStaleText(await readUntilStale(last, 1), last, 'the standby has replayed all it received: the primary is idle (add a heartbeat, docs/failover.md)');
+    // Once per stall, however long it lasts.
+    await sleep(STALE_MS + 200);
+    assert.deepEqual(await src.read(), { time: last });
+    assert.equal(stale().length, 1, 'a second warning for the same stall');
+
+    // A commit moves T, which ends the stall. Then replay is paused on the standby while the
+    // primary commits: WAL received, not replayed, and T stuck again.
+    last = await beat();
+    await until('T to reach the heartbeat commit', async () => {
+      const r = await src.read();
+      return 'time' in r && r.time === last;
+    }, 30_000);
+    await pair.standby.query('SELECT pg_wal_replay_pause()');
+    try {
+      await beat();
+      await until('the standby to receive the commit it may not replay', async () => {
+        const [row] = await pair.standby.query<{ behind: boolean }>('SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AS behind');
+        return row?.behind === true;
+      }, 30_000);
+      assertStaleText(await readUntilStale(last, 2), last, 'the standby has WAL it has not replayed: replication or replay is stalled, or recovery_min_apply_delay is longer than that');
+    } finally {
+      await pair.standby.query('SELECT pg_wal_replay_resume()');
+    }
+    // The default period (5 minutes) never warned in all this.
+    assert.equal(stale().length, 2);
+    assert.equal(records.filter((r) => r.level === 'warn' || r.level === 'error').length, 2, JSON.stringify(records));
   });
 
   test('the receiver records the standby\'s time with --snapshot-source', async () => {

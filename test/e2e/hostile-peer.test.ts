@@ -11,136 +11,30 @@ import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { WebSocket } from 'ws';
-import { decodeFrame, encodeChunk, encodeControl } from '../../src/protocol/codec.js';
-import { agentMac, newNonce } from '../../src/protocol/handshake.js';
-import type { ControlMessage, ReceiverMessage, ResultItem } from '../../src/protocol/messages.js';
+import type { ResultItem } from '../../src/protocol/messages.js';
 import {
   assertSameTree, closeStandbys, exists, findTempFiles, syncOnce, tombstonePaths, waitFor, waitForReceiverIdle, type Standby,
 } from '../helpers/e2e.js';
-import { openTargetStandby } from '../helpers/peer.js';
+import { RawPeer, fileBegin, openTargetStandby } from '../helpers/peer.js';
 
 after(closeStandbys);
 
 const WAIT_MS = 10_000;
-const FAKE_HASH = '0123456789abcdef';
 
-/** A hand-driven WebSocket peer: sends whatever it is told, records what the receiver says. */
-class Peer {
-  readonly messages: ReceiverMessage[] = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  private wake: (() => void) | null = null;
-  private nextFlush = 1_000_000;
-
-  private constructor(private readonly ws: WebSocket) {
-    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => {
-      this.wake?.();
-      resolve({ code, reason: reason.toString() });
-    }));
-    ws.on('error', () => undefined);
-    ws.on('message', (data: Buffer) => {
-      this.messages.push(decodeFrame(data, 'receiver').message);
-      this.wake?.();
-    });
-  }
-
-  static connect(url: string): Promise<Peer> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: WAIT_MS });
-      const peer = new Peer(ws);
-      ws.once('open', () => resolve(peer));
-      ws.once('error', reject);
-    });
-  }
-
-  /** The first message satisfying `pick`; fails after WAIT_MS or when the connection closes first. */
-  async waitFor(pick: (m: ReceiverMessage) => boolean): Promise<ReceiverMessage> {
-    const deadline = Date.now() + WAIT_MS;
-    for (;;) {
-      const found = this.messages.find(pick);
-      if (found !== undefined) return found;
-      if (this.ws.readyState === WebSocket.CLOSED) assert.fail(`connection closed; got ${JSON.stringify(this.messages)}`);
-      if (Date.now() > deadline) assert.fail(`no matching message within ${WAIT_MS} ms; got ${JSON.stringify(this.messages)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 100);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  }
-
-  async hello(): Promise<{ nonce: string }> {
-    const hello = await this.waitFor((m) => m.type === 'hello');
-    assert.ok(hello.type === 'hello');
-    return hello;
-  }
-
-  /** Proves it holds `token`, as a real agent does; returns once welcomed. */
-  async authenticate(token: string): Promise<void> {
-    const hello = await this.hello();
-    const nonce = newNonce();
-    this.send({ type: 'auth', protocol: 1, nonce, mac: agentMac(token, hello.nonce, nonce) });
-    await this.waitFor((m) => m.type === 'welcome');
-  }
-
-  send(msg: ControlMessage): void {
-    this.ws.send(encodeControl(msg));
-  }
-
-  /** A control frame with any JSON at all (e.g. paths the typed encoder would not let through). */
-  sendJson(obj: object): void {
-    this.ws.send(Buffer.concat([Buffer.from([0x01]), Buffer.from(JSON.stringify(obj))]));
-  }
-
-  sendChunk(transferId: number, offset: number, data: Buffer): void {
-    this.ws.send(encodeChunk(transferId, offset, data));
-  }
-
-  sendRaw(data: Buffer | string): void {
-    this.ws.send(data);
-  }
-
-  /** Sends a flush and returns the results that arrived before `flushed`. */
-  async flush(): Promise<ResultItem[]> {
-    const id = this.nextFlush++;
-    this.send({ type: 'flush', id });
-    await this.waitFor((m) => m.type === 'flushed' && m.id === id);
-    return this.messages.flatMap((m) => (m.type === 'results' ? m.items : []));
-  }
-
-  /** Waits for the receiver to close the connection, after telling us why (`error` with `code`). */
-  async expectRejected(code: string): Promise<void> {
-    const closed = await withTimeout(this.closed, 'the receiver to close the connection');
-    const error = this.messages.find((m) => m.type === 'error');
-    assert.equal(error?.type === 'error' ? error.code : undefined, code, `expected error ${code}, got ${JSON.stringify(this.messages)} (close ${closed.code})`);
-    assert.notEqual(closed.code, 1000, 'a protocol violation must not close as normal');
-    if (code === 'AUTH_FAILED') assert.equal(this.messages.some((m) => m.type === 'welcome'), false, 'welcomed despite a wrong MAC');
-  }
-
-  async close(): Promise<void> {
-    this.ws.close();
-    await withTimeout(this.closed, 'the connection to close');
-  }
-
-  terminate(): void {
-    this.ws.terminate();
-  }
+/** The receiver closed the connection, after telling the peer why (`error` with `code`), and not as a normal close. */
+async function assertRejected(peer: RawPeer, code: string): Promise<void> {
+  const closed = await peer.closedWithin(WAIT_MS);
+  assert.ok(closed !== null, `the receiver did not close the connection within ${WAIT_MS} ms; got ${JSON.stringify(peer.messages)}`);
+  assert.equal(peer.error?.code, code, `expected error ${code}, got ${JSON.stringify(peer.messages)} (close ${closed.code})`);
+  assert.notEqual(closed.code, 1000, 'a protocol violation must not close as normal');
+  if (code === 'AUTH_FAILED') assert.equal(peer.messages.some((m) => m.type === 'welcome'), false, 'welcomed despite a wrong MAC');
 }
 
-function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]);
-}
-
-function fileBegin(op: number, path: string, size: number, hash = FAKE_HASH): object {
-  return { type: 'fileBegin', op, path, size, mtimeMs: Date.parse('2025-01-01T00:00:00Z'), mode: 0o644, hash, old: null };
+/** Flushes, and fails if the receiver closed the connection instead of answering. */
+async function flushed(peer: RawPeer): Promise<ResultItem[]> {
+  const results = await peer.flush(WAIT_MS);
+  assert.ok(results !== null, `no flushed within ${WAIT_MS} ms; got ${JSON.stringify(peer.messages)}`);
+  return results;
 }
 
 describe('hostile peers write nothing', () => {
@@ -178,54 +72,53 @@ describe('hostile peers write nothing', () => {
     socket.on('error', () => undefined);
     let reply = '';
     socket.on('data', (d: Buffer) => (reply += d.toString('latin1')));
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    let closed = false;
+    socket.once('close', () => (closed = true));
     socket.write(Buffer.concat([randomBytes(512), Buffer.from('\r\n\r\nGET / HTTP/1.1\r\n\r\n'), randomBytes(4096)]));
-    await withTimeout(closed, 'the receiver to drop the TCP connection');
+    await waitFor('the receiver to drop the TCP connection', () => closed, WAIT_MS);
     assert.match(reply, /^HTTP\/1\.1 400 /);
     await assertUnharmed();
   });
 
   test('a text frame before auth is rejected', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.hello();
     peer.sendRaw('{"type":"auth"}');
-    await peer.expectRejected('BAD_FRAME');
+    await assertRejected(peer, 'BAD_FRAME');
     await assertUnharmed();
   });
 
   test('binary garbage before auth is rejected', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.hello();
     peer.sendRaw(Buffer.concat([Buffer.from([0x7f]), randomBytes(2048)]));
-    await peer.expectRejected('BAD_FRAME');
+    await assertRejected(peer, 'BAD_FRAME');
     await assertUnharmed();
   });
 
   test('a fileBegin (and its data) before auth is rejected', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.hello();
     peer.sendJson(fileBegin(1, 'unauthenticated.txt', 5));
     peer.sendChunk(1, 0, Buffer.from('pwned'));
-    await peer.expectRejected('UNEXPECTED_MESSAGE');
+    await assertRejected(peer, 'UNEXPECTED_MESSAGE');
     await assertUnharmed(['unauthenticated.txt']);
   });
 
   test('an oversized frame before auth is refused unparsed', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     const hello = await peer.hello();
-    const nonce = newNonce();
-    peer.sendJson({ type: 'auth', protocol: 1, nonce, mac: agentMac(s.token, hello.nonce, nonce), padding: 'x'.repeat(256 * 1024) });
-    await peer.expectRejected('FRAME_TOO_LARGE');
+    peer.sendJson({ ...RawPeer.authFor(s.token, hello.nonce), padding: 'x'.repeat(256 * 1024) });
+    await assertRejected(peer, 'FRAME_TOO_LARGE');
     await assertUnharmed();
   });
 
   test('an auth with a wrong MAC is rejected, and ops after it are ignored', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     const hello = await peer.hello();
-    const nonce = newNonce();
-    peer.send({ type: 'auth', protocol: 1, nonce, mac: agentMac('not-the-token-at-all-0123456789', hello.nonce, nonce) });
+    peer.send(RawPeer.authFor('not-the-token-at-all-0123456789', hello.nonce));
     peer.sendJson({ type: 'mkdir', op: 1, path: 'after-bad-auth', mode: 0o755, mtimeMs: 0, old: null });
-    await peer.expectRejected('AUTH_FAILED');
+    await assertRejected(peer, 'AUTH_FAILED');
     await assertUnharmed(['after-bad-auth']);
   });
 
@@ -237,11 +130,11 @@ describe('hostile peers write nothing', () => {
         { type: 'symlink', op: 1, path, target: outside, mtimeMs: 0, old: null },
         { type: 'delete', op: 1, path, deletedAt: Date.now(), old: null },
       ]) {
-        const peer = await Peer.connect(s.url);
+        const peer = await RawPeer.connect(s.url);
         await peer.authenticate(s.token);
         peer.sendJson(op);
         if ('size' in op) peer.sendChunk(1, 0, Buffer.from('pwned'));
-        await peer.expectRejected('BAD_PATH');
+        await assertRejected(peer, 'BAD_PATH');
         await waitForReceiverIdle(s.dst);
       }
       await assertUnharmed(['escape', 'b']);
@@ -249,7 +142,7 @@ describe('hostile peers write nothing', () => {
   }
 
   test('a symlink out of the root is never written through', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.authenticate(s.token);
     peer.send({ type: 'symlink', op: 1, path: 'link', target: outside, mtimeMs: Date.now(), old: null });
     planted.add('link');
@@ -258,8 +151,8 @@ describe('hostile peers write nothing', () => {
     peer.sendJson({ type: 'mkdir', op: 3, path: 'link/sub', mode: 0o755, mtimeMs: 0, old: null });
     peer.sendJson({ type: 'symlink', op: 4, path: 'link/sneaky', target: '/etc/passwd', mtimeMs: 0, old: null });
     peer.sendJson(fileBegin(5, 'link/empty', 0));
-    const results = await peer.flush();
-    await peer.close();
+    const results = await flushed(peer);
+    assert.ok((await peer.close(WAIT_MS)) !== null, 'the connection did not close');
     const byOp = new Map(results.map((r) => [r.op, r]));
     assert.equal(byOp.get(1)?.ok, true, 'the symlink itself is a legitimate op');
     for (const op of [2, 3, 4, 5]) {
@@ -270,47 +163,47 @@ describe('hostile peers write nothing', () => {
   });
 
   test('a file whose content does not match its checksum never reaches its final path', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.authenticate(s.token);
     const content = randomBytes(200_000);
     peer.sendJson(fileBegin(1, 'data/bad-checksum.bin', content.length));
     peer.sendChunk(1, 0, content.subarray(0, 100_000));
     peer.sendChunk(1, 100_000, content.subarray(100_000));
-    const results = await peer.flush();
-    await peer.close();
+    const results = await flushed(peer);
+    assert.ok((await peer.close(WAIT_MS)) !== null, 'the connection did not close');
     assert.deepEqual(results.map((r) => [r.op, r.ok, r.code]), [[1, false, 'CHECKSUM_MISMATCH']]);
     await assertUnharmed(['data/bad-checksum.bin']);
   });
 
   test('chunks for an unknown transfer are rejected', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.authenticate(s.token);
     peer.sendChunk(77, 0, Buffer.from('orphan data'));
-    await peer.expectRejected('UNKNOWN_TRANSFER');
+    await assertRejected(peer, 'UNKNOWN_TRANSFER');
     await assertUnharmed();
   });
 
   test('a chunk at an offset past the end is rejected, leaving no partial file', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.authenticate(s.token);
     peer.sendJson(fileBegin(1, 'gap.bin', 10));
     peer.sendChunk(1, 0, Buffer.from('abc'));
     peer.sendChunk(1, 100, Buffer.from('xyz'));
-    await peer.expectRejected('BAD_OFFSET');
+    await assertRejected(peer, 'BAD_OFFSET');
     await assertUnharmed(['gap.bin']);
   });
 
   test('a chunk running past the announced size is rejected, leaving no partial file', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.authenticate(s.token);
     peer.sendJson(fileBegin(1, 'overflow.bin', 10));
     peer.sendChunk(1, 0, Buffer.alloc(20, 0x41));
-    await peer.expectRejected('BAD_OFFSET');
+    await assertRejected(peer, 'BAD_OFFSET');
     await assertUnharmed(['overflow.bin']);
   });
 
   test('more transfers in flight than the receiver allows: rejected, every staged file removed', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.authenticate(s.token);
     const welcome = peer.messages.find((m) => m.type === 'welcome');
     assert.ok(welcome?.type === 'welcome');
@@ -320,19 +213,18 @@ describe('hostile peers write nothing', () => {
       peer.sendJson(fileBegin(op, `data/flood-${op}.bin`, 100));
       peer.sendChunk(op, 0, Buffer.alloc(10, op));
     }
-    await peer.expectRejected('TOO_MANY_TRANSFERS');
+    await assertRejected(peer, 'TOO_MANY_TRANSFERS');
     await assertUnharmed(names);
   });
 
   test('a transfer cut off mid-file leaves no partial file', { timeout: 60_000 }, async () => {
-    const peer = await Peer.connect(s.url);
+    const peer = await RawPeer.connect(s.url);
     await peer.authenticate(s.token);
     peer.sendJson(fileBegin(1, 'data/cut-off.bin', 1_000_000));
     peer.sendChunk(1, 0, randomBytes(300_000));
     // Wait until the receiver has started staging it, then drop the connection without a close frame.
     await waitFor('the receiver to stage the transfer', async () => (await findTempFiles(s.dst)).length > 0);
-    peer.terminate();
-    await withTimeout(peer.closed, 'the connection to close');
+    assert.ok((await peer.terminate()) !== null, 'the connection did not close');
     await waitForReceiverIdle(s.dst);
     await assertUnharmed(['data/cut-off.bin']);
   });

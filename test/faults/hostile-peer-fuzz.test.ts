@@ -17,7 +17,7 @@ import {
   assertSameTree, closeStandbys, findTempFiles, manifestRows, syncOnce, tombstonePaths, waitForReceiverIdle, type Standby,
 } from '../helpers/e2e.js';
 import { LONG, Rng, faultSeed, snapshotArea } from '../helpers/faults.js';
-import { RawPeer, openTargetStandby } from '../helpers/peer.js';
+import { RawPeer, fileBegin, openTargetStandby } from '../helpers/peer.js';
 
 after(closeStandbys);
 
@@ -35,10 +35,6 @@ const ran = new Map<string, number>();
 
 function count(name: string, n = 1): void {
   ran.set(name, (ran.get(name) ?? 0) + n);
-}
-
-function fileBegin(op: number, path: unknown, size: number, hash = '0123456789abcdef'): object {
-  return { type: 'fileBegin', op, path, size, mtimeMs: MTIME, mode: 0o644, hash, old: null };
 }
 
 describe('hostile peer fuzzer', () => {
@@ -79,7 +75,7 @@ describe('hostile peer fuzzer', () => {
 
   /** The receiver closed the connection after sending `code`, and logged it. */
   async function assertRejected(peer: RawPeer, code: string, what: string, tally = what): Promise<void> {
-    const closed = await Promise.race([peer.closed, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
+    const closed = await peer.closedWithin(15_000);
     assert.notEqual(closed, null, `${what}: the receiver did not close the connection`);
     // Over maxPayload, ws refuses the message itself: the peer gets close code 1009 instead of an error message.
     if (closed?.code !== 1009) assert.equal(peer.error?.code, code, `${what}: expected ${code}, got ${JSON.stringify(peer.messages.slice(-3))}`);

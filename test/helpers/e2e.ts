@@ -10,8 +10,8 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { OnceSummary } from '../../src/agent/agent.js';
 import {
-  runCli, startAgentProcess, startReceiverProcess, stopAll, workspace, type AgentProcess, type ReceiverProcess, type RunResult,
-  type Workspace,
+  runCli, startAgentProcess, startReceiverProcess, stopAll, workspace, type AgentProcess, type Launcher, type ReceiverProcess,
+  type RunResult, type Workspace,
 } from '../../scripts/lib/cli-process.js';
 import { describeTreeDiff, readTree, type TreeItem } from './tree.js';
 
@@ -87,9 +87,12 @@ export async function syncOnce(s: Standby, extra: readonly string[] = [], timeou
   return JSON.parse(last) as OnceSummary;
 }
 
-/** `warmsync agent` without --once (the daemon), against `s`; stop it with `stop()` or closeStandbys(). */
-export function startLiveAgent(s: Standby, extra: readonly string[] = []): AgentProcess {
-  return startAgentProcess(['--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, ...extra]);
+/**
+ * `warmsync agent` without --once (the daemon), against `s`, started through `launcher` if given;
+ * stop it with `stop()` or closeStandbys().
+ */
+export function startLiveAgent(s: Standby, extra: readonly string[] = [], launcher: Launcher = []): AgentProcess {
+  return startAgentProcess(['--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, ...extra], {}, launcher);
 }
 
 /** The fields of `status --json` the CLI contract guarantees (shared/DESIGN.md), plus the skew it judged with. */

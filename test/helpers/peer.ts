@@ -33,6 +33,11 @@ export async function openTargetStandby(): Promise<{ s: Standby; outside: string
 
 export interface Closed { code: number; reason: string }
 
+/** A `fileBegin` for any path (also ones the typed encoder would refuse); send it with sendJson. */
+export function fileBegin(op: number, path: unknown, size: number, hash = '0123456789abcdef'): object {
+  return { type: 'fileBegin', op, path, size, mtimeMs: Date.parse('2025-01-01T00:00:00Z'), mode: 0o644, hash, old: null };
+}
+
 export class RawPeer {
   readonly messages: ReceiverMessage[] = [];
   readonly closed: Promise<Closed>;
@@ -140,12 +145,24 @@ export class RawPeer {
     return this.closedInfo !== null;
   }
 
+  /** How the connection ended, or null if it is still open after `timeoutMs`. */
+  closedWithin(timeoutMs: number): Promise<Closed | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs)));
+    return Promise.race([this.closed, expired]).finally(() => clearTimeout(timer));
+  }
+
   /** Closes (if still open) and waits, bounded, for the close to complete. */
   async close(timeoutMs = 5_000): Promise<Closed | null> {
     if (this.closedInfo === null) this.ws.close();
-    const timer = new Promise<null>((r) => setTimeout(() => r(null), timeoutMs).unref());
-    const result = await Promise.race([this.closed, timer]);
+    const result = await this.closedWithin(timeoutMs);
     if (result === null) this.ws.terminate();
     return result;
+  }
+
+  /** Drops the TCP connection without a close frame (a peer that vanished mid-transfer). */
+  terminate(timeoutMs = 5_000): Promise<Closed | null> {
+    this.ws.terminate();
+    return this.closedWithin(timeoutMs);
   }
 }

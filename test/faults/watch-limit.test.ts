@@ -1,0 +1,96 @@
+// Faults: the live agent runs out of inotify watches. The agent runs in a user namespace of its own
+// (`unshare -Ur`) whose inotify watch limit (/proc/sys/user/max_inotify_watches, per user namespace
+// since Linux 4.11) is lowered to 1, so the real kernel refuses the second watch with ENOSPC while
+// the machine-wide limit, shared with other processes, stays as it is. The root directory is then
+// the only one watched. Checked: the agent logs WATCH_LIMIT with its advice and the rescan period
+// it falls back to (min(--rescan-interval, 30 s)), keeps running, and a change deep in the
+// unwatched part of the tree reaches the standby through the periodic full rescan.
+// Needs unprivileged user namespaces (or root); skipped otherwise, except under CI (CI set).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Launcher } from '../../scripts/lib/cli-process.js';
+import type { LogRecord } from '../../src/log.js';
+import {
+  buildTree, closeStandbys, openStandby, settleTimes, startLiveAgent, waitForConvergence, type AgentProcess, type Standby,
+} from '../helpers/e2e.js';
+
+after(closeStandbys);
+
+const LIMIT_FILE = '/proc/sys/user/max_inotify_watches';
+/** Runs warmsync in a new user namespace whose inotify watch limit is 1 (only the source root gets a watch). */
+const ONE_WATCH: Launcher = ['unshare', '-Ur', 'sh', '-c', `echo 1 > ${LIMIT_FILE} && exec "$@"`, 'sh'];
+/** The summary line of a full pass (src/agent/agent.ts). */
+const PASS = /scanned \d+ files, \d+ dirs, \d+ symlinks \(\d+ hashed, \d+ from cache\); \d+ change\(s\) to send/;
+/** The same, for a pass that found something to send. */
+const CHANGES_FOUND = /scanned \d+ files, \d+ dirs, \d+ symlinks \(\d+ hashed, \d+ from cache\); [1-9]\d* change\(s\) to send/;
+const ADVICE = 'raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n, then restart the agent';
+
+/** Why the namespace route cannot run here, or null when it can. */
+function namespaceRefused(): string | null {
+  try {
+    execFileSync(ONE_WATCH[0] as string, [...ONE_WATCH.slice(1), 'cat', LIMIT_FILE], { stdio: 'pipe', timeout: 10_000 });
+    return null;
+  } catch (err) {
+    return (err as { stderr?: Buffer }).stderr?.toString().trim() || String(err);
+  }
+}
+
+/** The agent's WATCH_LIMIT log record (it waits for it). */
+async function watchLimitRecord(agent: AgentProcess): Promise<LogRecord> {
+  const [line] = await agent.waitForLog(/^.*"code":"WATCH_LIMIT".*$/m, 20_000);
+  return JSON.parse(line) as LogRecord;
+}
+
+describe('live agent out of inotify watches', () => {
+  let s: Standby;
+  let refused: string | null;
+
+  before(async () => {
+    refused = namespaceRefused();
+    // CI runs as root on this kind of machine and must run these tests: there a refusal is a failure.
+    if (refused !== null) assert.equal(process.env['CI'], undefined, `cannot lower the inotify limit in a user namespace under CI (${refused})`);
+    s = await openStandby();
+    await buildTree(s.src, {
+      'etc/system.yaml': 'shared: {}\n',
+      'data/filestore/ab/abcdef': randomBytes(5000),
+      'data/filestore/cd/cdef01': randomBytes(7000),
+      'logs': { dir: true },
+    });
+    await settleTimes(s.src);
+  });
+
+  test('WATCH_LIMIT names the fix and the 30 s fallback (default --rescan-interval 600)', { timeout: 60_000 }, async (t) => {
+    if (refused !== null) return t.skip(`user namespaces refused here (${refused})`);
+    const agent = startLiveAgent(s, [], ONE_WATCH);
+    const record = await watchLimitRecord(agent);
+    assert.equal(record.level, 'error');
+    assert.match(record.msg, /\(ENOSPC\)/, 'the kernel refused a watch for lack of watches');
+    assert.ok(record.msg.includes(ADVICE), `no advice in: ${record.msg}`);
+    assert.match(record.msg, /Until then: a full rescan every 30 s$/);
+    await waitForConvergence(s, { what: 'the initial sync', context: agent.stderr });
+    assert.equal(await agent.stop(), 0, `the agent did not stop cleanly:\n${agent.stderr()}`);
+  });
+
+  test('a change in an unwatched directory arrives through the periodic rescan', { timeout: 60_000 }, async (t) => {
+    if (refused !== null) return t.skip(`user namespaces refused here (${refused})`);
+    const agent = startLiveAgent(s, ['--rescan-interval', '2'], ONE_WATCH);
+    const record = await watchLimitRecord(agent);
+    assert.match(record.msg, /\(ENOSPC\).*Until then: a full rescan every 2 s$/);
+    // The standby is in sync already (previous test): wait for the agent's first full pass to end.
+    await agent.waitForLog(PASS, 20_000);
+    const mark = agent.stderr().length;
+    // Two levels below the only watched directory: no inotify event reaches the agent.
+    await writeFile(join(s.src, 'data/filestore/ab/abcdef'), randomBytes(6000));
+    await writeFile(join(s.src, 'data/filestore/cd/new'), 'written while unwatched\n');
+    await waitForConvergence(s, { timeoutMs: 20_000, what: 'the unwatched change', context: agent.stderr });
+    // Found by a full pass, not by an event: a rescan after the writes counts the changes (a pass
+    // already under way when they were made may have logged 0 first).
+    await agent.waitForLog(CHANGES_FOUND, 5_000, mark);
+    assert.equal(agent.child.exitCode, null, 'the agent stopped');
+    assert.equal(await agent.stop(), 0, `the agent did not stop cleanly:\n${agent.stderr()}`);
+  });
+});
