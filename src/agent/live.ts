@@ -22,6 +22,7 @@ import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
 import { watchTree } from '../watch/watcher.js';
 import { RETRYABLE, SourceTree, applyToMirror, type AgentOptions } from './agent.js';
+import { BusyPaths } from './busypaths.js';
 import { Sender, type OpFailure } from './sender.js';
 import { computeWatermark } from './watermark.js';
 
@@ -46,6 +47,8 @@ const DEGRADED_RESCAN_MS = 30_000;
 const ACTIVITY_LOG_MS = 60_000;
 /** A hash is remembered only when the file's mtime is this old: a same-tick rewrite could hide. */
 const RACY_MS = 1000;
+/** The longest the loop pauses between two looks at the dirty paths (see run). */
+const MAX_PACE_MS = 200;
 /** Retries of one path in a row after which the agent says so (once) instead of retrying silently. */
 const RETRIES_BEFORE_WARNING = 20;
 
@@ -160,7 +163,7 @@ interface Hooks {
 class LiveSession {
   private mirror = new Map<string, ManifestEntry>();
   /** Paths with an op in flight -> when the change was first observed. */
-  private readonly inFlight = new Map<string, number>();
+  private readonly inFlight = new BusyPaths();
   /** Paths whose change failed in a way only a later rescan can fix -> first observed. */
   private readonly stuck = new Map<string, number>();
   /** Large files being hashed in the background -> first observed. */
@@ -212,13 +215,22 @@ class LiveSession {
       while (!this.closed && !this.signal.aborted) {
         if (this.hooks.takeRescanRequest() || this.resync || Date.now() - this.lastFull >= this.hooks.rescanEveryMs()) await this.fullPass();
         this.markRacyDue(Date.now());
+        const lookStarted = performance.now();
         const batch = this.dirty.takeQuiet(Date.now(), this.options.quietMs, MAX_BATCH, (p) => this.isBusy(p));
         if (batch.length > 0) {
           await this.processBatch(batch);
           continue;
         }
-        const dueIn = this.dirty.nextDueIn(Date.now(), this.options.quietMs);
+        // Paths waiting behind an op in flight are not due: a settled op wakes this loop.
+        const dueIn = this.dirty.nextDueIn(Date.now(), this.options.quietMs, (p) => this.isBusy(p));
+        // A look that found nothing to take costs time in proportion to the paths waiting (a burst
+        // leaves thousands behind ops in flight, and every settled op wakes this loop): the next
+        // look comes no sooner than ten times that, so looking takes at most ~10% of the agent's
+        // time instead of nearly all of it. Negligible when few paths wait.
+        const nextLookAt = performance.now() + Math.min(MAX_PACE_MS, (performance.now() - lookStarted) * 10);
         await this.waitFor(Math.min(dueIn === null ? Infinity : Math.max(dueIn, 1), this.lastFull + this.hooks.rescanEveryMs() - Date.now(), 1000));
+        const early = nextLookAt - performance.now();
+        if (early >= 1) await sleep(early);
       }
       if (this.signal.aborted) await this.drain();
     } finally {
@@ -249,9 +261,7 @@ class LiveSession {
   }
 
   private isBusy(path: string): boolean {
-    if (this.inFlight.has(path) || this.readingLarge.has(path)) return true;
-    for (const p of this.inFlight.keys()) if (isWithin(p, path) || isWithin(path, p)) return true;
-    return false;
+    return this.readingLarge.has(path) || this.inFlight.overlaps(path);
   }
 
   private async fullPass(): Promise<void> {
@@ -370,7 +380,10 @@ class LiveSession {
   }
 
   private async submit(change: Change, seen: number): Promise<void> {
-    this.inFlight.set(change.path, seen);
+    // Only an op that creates, removes or replaces a directory holds up what lies below it; new
+    // metadata for a directory the standby has does not (see BusyPaths).
+    const dirUpdate = change.new?.kind === 'dir' && change.old?.kind === 'dir' && change.old.deletedAt === null;
+    this.inFlight.add(change.path, seen, !dirUpdate && (change.new?.kind === 'dir' || change.old?.kind === 'dir'));
     const deletedAt = Date.now();
     let result: Promise<OpFailure | null>;
     try {

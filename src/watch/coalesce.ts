@@ -51,10 +51,14 @@ export class Coalescer {
     return oldest;
   }
 
-  /** ms until the next path becomes quiet (0 when one already is), or null when none waits. */
-  nextDueIn(now: number, quietMs: number): number | null {
+  /**
+   * ms until the next path that is not `busy` becomes quiet (0 when one already is), or null when
+   * none waits. A busy path's turn comes when its op settles, which the caller hears of anyway.
+   */
+  nextDueIn(now: number, quietMs: number, busy: (path: string) => boolean = () => false): number | null {
     let due: number | null = null;
-    for (const m of this.marks.values()) {
+    for (const [path, m] of this.marks) {
+      if (busy(path)) continue;
       const wait = Math.max(0, m.lastSeen + quietMs - now);
       if (due === null || wait < due) due = wait;
     }
