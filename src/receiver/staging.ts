@@ -10,7 +10,7 @@
  * the fsyncs, which start as soon as a file is verified (seal) and run while later files arrive.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fsync, ftruncateSync, futimesSync, openSync, read, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fdatasync, fsync, ftruncateSync, futimesSync, openSync, read, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { utimeValue } from '../entry.js';
@@ -25,6 +25,14 @@ export function isTempName(name: string): boolean {
 }
 
 const fsyncAsync = promisify(fsync);
+const fdatasyncAsync = promisify(fdatasync);
+
+/**
+ * A large file's data is flushed in the background each time this much more has arrived, so the
+ * disk writes while the rest streams in instead of all at the final fsync (512 MiB here: 1.0 s
+ * for the final fsync alone, 0.05-0.6 s with these flushes; the same total time for small files).
+ */
+const FLUSH_EVERY_BYTES = 32 << 20;
 const readAsync = promisify(read);
 
 export interface StreamHasher { update(data: Uint8Array): void; digest(): string }
@@ -35,6 +43,10 @@ export class StagedFile {
   private written = 0;
   private closed = false;
   private sealing: Promise<void> | null = null;
+  /** The background flush in progress (it holds the descriptor: close only after it). */
+  private flushing: Promise<void> | null = null;
+  private flushFailure: unknown = null;
+  private unflushed = 0;
 
   private constructor(
     readonly finalPath: string,
@@ -79,6 +91,7 @@ export class StagedFile {
 
   /** Keeps what arrived so far (fsynced) for a later connection to continue; the temp file is gone. */
   async keepAsPartial(partials: PartialStore): Promise<void> {
+    await this.flushed();
     await fsyncAsync(this.fd);
     this.close();
     await partials.keep(this.tempPath, this.target.hash, this.target.size);
@@ -106,6 +119,23 @@ export class StagedFile {
     }
     this.hasher.update(data);
     this.written += data.byteLength;
+    this.unflushed += data.byteLength;
+    if (this.unflushed >= FLUSH_EVERY_BYTES && this.flushing === null) {
+      this.unflushed = 0;
+      this.flushing = fdatasyncAsync(this.fd)
+        .catch((err: unknown) => {
+          this.flushFailure ??= err;
+        })
+        .finally(() => {
+          this.flushing = null;
+        });
+    }
+  }
+
+  /** Waits for the background flush, if any; throws what it failed with. */
+  private async flushed(): Promise<void> {
+    if (this.flushing !== null) await this.flushing;
+    if (this.flushFailure !== null) throw this.flushFailure;
   }
 
   /** Checks the content against the announced hash; on mismatch removes the temp file and throws CHECKSUM_MISMATCH. */
@@ -128,6 +158,7 @@ export class StagedFile {
   }
 
   private async sealNow(): Promise<void> {
+    await this.flushed();
     fchmodSync(this.fd, this.target.mode);
     const t = utimeValue(this.target.mtimeMs);
     futimesSync(this.fd, t, t);
@@ -143,6 +174,7 @@ export class StagedFile {
   async abort(): Promise<void> {
     // A seal under way still uses the descriptor: let it end (it closes it) before removing the file.
     if (this.sealing !== null) await this.sealing.catch(() => undefined);
+    await this.flushed().catch(() => undefined);
     try {
       this.close();
     } catch {
