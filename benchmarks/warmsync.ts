@@ -38,7 +38,8 @@ async function stopReceiver(receiver: ReceiverProcess): Promise<void> {
 
 /** From an agent's stderr: the time of its first "scanned ..." line (epoch ms), or null. */
 function scannedAt(stderr: string): number | null {
-  const m = /^(\S+) INFO\s+scanned /m.exec(stderr);
+  // A JSON line (the default when stderr is not a terminal, as here) or a text one (--log-format text).
+  const m = /^\{"level":"info","time":"([^"]+)","msg":"scanned /m.exec(stderr) ?? /^(\S+) INFO\s+scanned /m.exec(stderr);
   if (!m) return null;
   const t = Date.parse(m[1] as string);
   return Number.isFinite(t) ? t : null;

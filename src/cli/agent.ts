@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
-import { runOnce, type OnceSummary } from '../agent/agent.js';
-import { runLive } from '../agent/live.js';
+import type { OnceSummary } from '../agent/agent.js';
 import { excludeRule, loadExcludeFiles, type FilterRule } from '../config/excludes.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { createProgress, progressMode } from '../progress/progress.js';
@@ -80,9 +79,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
+    // Loaded here, not at the top: --help and bad flags stay fast, and --once never loads the watcher.
+    const { runLive } = await import('../agent/live.js');
     await runLive({ ...options, rescanIntervalMs: rescanSec * 1000, quietMs: 2, settleMs: 1000, heartbeatMs: 1000 }, stop.signal);
     return 0;
   }
+  const { runOnce } = await import('../agent/agent.js');
   const summary = await runOnce(options);
   process.stdout.write(flags.json ? JSON.stringify(summary) + '\n' : formatSummary(summary) + '\n');
   return 0;

@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { startReceiver } from '../receiver/receiver.js';
 import { resolveStateDir } from '../statedir.js';
 import { UsageError } from '../errors.js';
 import { COMMON_HELP, commandLogger, parseFlags, parseInteger, parseListen, readToken, required } from './args.js';
@@ -66,6 +65,8 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const token = readToken('receiver', flags['token-file'], log);
   const tls = serverTls(flags);
 
+  // Loaded here, not at the top: --help and bad flags do not pay for the server, zod and prom-client.
+  const { startReceiver } = await import('../receiver/receiver.js');
   const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotSource, tls });
   process.stdout.write(`listening on ${receiver.url}\n`);
   log.info(`receiver on ${root}, state in ${stateDir.abs}`);

@@ -4,7 +4,8 @@
  * one when a phase ends), nothing with --json or --quiet. The work reports through ProgressSink;
  * it never knows which form is showing.
  */
-import { SingleBar } from 'cli-progress';
+import { createRequire } from 'node:module';
+import type { SingleBar } from 'cli-progress';
 import type { Logger } from '../log.js';
 import { routeStderrLines } from '../log.js';
 import type { FileHasher } from '../scan/hash.js';
@@ -24,6 +25,11 @@ export function progressMode(flags: { json?: boolean; quiet?: boolean }, stderrI
   if (flags.json || flags.quiet) return 'off';
   return stderrIsTTY ? 'bar' : 'lines';
 }
+
+// cli-progress loads only when a bar is shown (a terminal): a run with --json, --quiet or its
+// stderr in a log does not pay for it at start-up. createProgress is synchronous, hence require.
+const require = createRequire(import.meta.url);
+const loadBar = (): typeof SingleBar => (require('cli-progress') as typeof import('cli-progress')).SingleBar;
 
 /** Period of the plain lines when stderr is not a terminal. */
 export const LINE_INTERVAL_MS = 5000;
@@ -58,7 +64,8 @@ export function createProgress(mode: ProgressMode, log: Logger, now: () => numbe
       end();
       current = { label, total, startedMs: now(), done: { files: 0, bytes: 0 } };
       if (mode === 'bar') {
-        const b = new SingleBar({
+        const Bar = loadBar();
+        const b = new Bar({
           stream: process.stderr,
           format: () => renderProgress(state() as ProgressState, BAR_WIDTH),
           fps: 5,

@@ -3,12 +3,16 @@
  * room when a path changes kind. Every method takes a path the PathGuard has already resolved.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, lutimes, mkdir, open, readdir, rename, rmdir, symlink, unlink, utimes } from 'node:fs/promises';
+import { chmodSync, closeSync, fsync, lstatSync, mkdirSync, openSync, utimesSync } from 'node:fs';
+import { lstat, lutimes, mkdir, open, readdir, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { utimeValue, type EntryKind } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 import { TEMP_PREFIX } from './staging.js';
 import { lstatOrNull } from '../lstat.js';
+import { promisify } from 'node:util';
+
+const fsyncAsync = promisify(fsync);
 
 export type RemovalLog = (path: string, reason: string) => void;
 
@@ -49,21 +53,27 @@ export class TreeWriter {
     return existing === 'dir';
   }
 
+  // ensureDir and setDirTime are synchronous: metadata calls of microseconds, which as promises
+  // would queue in libuv's pool behind the group commit's fsyncs (see staging.ts).
+
   /** Creates the directory if needed and sets its mode; its mtime is set by `setDirTime` once its contents settle. */
   async ensureDir(abs: string, mode: number): Promise<void> {
-    await mkdir(abs, { mode }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
-    const st = await lstat(abs);
-    if (!st.isDirectory()) throw new WarmsyncError('APPLY_FAILED', `${abs} is not a directory after mkdir`);
-    await chmod(abs, mode);
+    try {
+      mkdirSync(abs, { mode });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    if (!lstatSync(abs).isDirectory()) throw new WarmsyncError('APPLY_FAILED', `${abs} is not a directory after mkdir`);
+    chmodSync(abs, mode);
   }
 
   async setDirTime(abs: string, mtimeMs: number): Promise<void> {
     const t = utimeValue(mtimeMs);
-    await utimes(abs, t, t).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    });
+    try {
+      utimesSync(abs, t, t);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 
   /** Creates or replaces a symlink atomically: a temporary link renamed over the path. */
@@ -109,11 +119,11 @@ export class TreeWriter {
   /** fsyncs each directory once: makes renames and creations inside it durable. */
   async fsyncDirs(dirs: Iterable<string>): Promise<void> {
     await Promise.all([...dirs].map(async (dir) => {
-      const handle = await open(dir, 'r');
+      const fd = openSync(dir, 'r');
       try {
-        await handle.sync();
+        await fsyncAsync(fd);
       } finally {
-        await handle.close();
+        closeSync(fd);
       }
     }));
   }

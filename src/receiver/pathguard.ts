@@ -4,7 +4,7 @@
  * symlink or a non-directory: each ancestor is lstat'ed, so a symlink the agent itself created
  * (`a -> /etc`) cannot be used to write `a/passwd`.
  */
-import { lstat, mkdir } from 'node:fs/promises';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { lstatOrNull } from '../lstat.js';
 import { ProtocolError } from '../errors.js';
@@ -50,12 +50,13 @@ export class PathGuard {
       const st = lstatOrNull(abs);
       if (st === null) {
         if (!create) return false;
-        await mkdir(abs, { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'EEXIST') throw err;
-        });
+        try {
+          mkdirSync(abs, { mode: 0o755 });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
         // Re-check: whatever exists now must be a real directory.
-        const again = await lstat(abs);
-        if (!again.isDirectory()) throw unsafe(rel, dir);
+        if (!lstatSync(abs).isDirectory()) throw unsafe(rel, dir);
       } else if (!st.isDirectory()) {
         throw unsafe(rel, dir);
       }

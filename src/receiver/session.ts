@@ -270,6 +270,8 @@ export class ReceiverSession {
       this.failFrom(op, transfer.path, err);
       return;
     }
+    // Start the fsync now, so it runs while later files arrive; the group commit waits for it.
+    staged.seal().catch(() => undefined);
     const t = staged.target;
     const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: t.hash, target: null };
     await this.addPending({ op, path: transfer.path, staged, record: (now) => this.deps.manifest.recordPresent(entry, now) }, t.size);
