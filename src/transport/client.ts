@@ -68,20 +68,9 @@ export async function dial(options: DialOptions): Promise<Session> {
   throw new WarmsyncError('UNREACHABLE', `cannot reach the receiver at ${options.url} after ${options.attempts} attempts: ${describeError(lastError)}`);
 }
 
-/**
- * A zero masking key: ws then sends each frame as it is instead of copying and XORing every byte
- * of it (6 % of the agent's CPU profile for a 512 MiB file, plus the copy's garbage). Masking
- * protects HTTP proxies from frames a hostile *browser script* shapes to look like requests; this
- * client is no browser, talks to one authenticated receiver, and over wss:// nothing in between can
- * read the frames anyway. The receiver cannot tell a zero key from a random one.
- */
-function zeroMask(mask: Buffer): void {
-  mask.fill(0);
-}
-
 function openConnection(url: string, timeoutMs: number, tls: ClientTls | undefined): Promise<Connection> {
   return new Promise((resolve, reject) => {
-    const wsOptions: ClientOptions = { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs, generateMask: zeroMask };
+    const wsOptions: ClientOptions = { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs };
     if (tls?.ca !== undefined) wsOptions.ca = tls.ca;
     // Pinned: the chain is not checked, the certificate itself is (below, before a byte is sent on the WebSocket).
     if (tls?.fingerprint !== undefined) wsOptions.rejectUnauthorized = false;
