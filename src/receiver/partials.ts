@@ -3,9 +3,9 @@
  * A partial is named by the content it is a prefix of (hash and size), so it can only ever be
  * resumed into that same content; the full file is still verified against the hash at the end.
  */
-import { statSync, type Stats } from 'node:fs';
 import { readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { lstatOrNull } from '../lstat.js';
 
 /** Partials kept longer than this are removed at receiver start. */
 const MAX_AGE_MS = 7 * 86_400_000;
@@ -20,8 +20,9 @@ export class PartialStore {
   /** Moves a partial to `destination` and returns its length, or null when there is none to use. */
   async take(hash: string, size: number, destination: string): Promise<number | null> {
     const source = this.pathFor(hash, size);
-    // Synchronous: there is usually none, and a rejected promise would capture an async stack trace.
-    const st = statOrNull(source);
+    // There is usually none: lstatOrNull answers that without a rejected promise. A symlink here is
+    // not a partial (not a regular file) and is removed like any unusable one.
+    const st = lstatOrNull(source);
     if (st === null || !st.isFile() || st.size === 0 || st.size >= size) {
       if (st !== null) await unlink(source).catch(() => undefined);
       return null;
@@ -53,13 +54,5 @@ export class PartialStore {
       }
     }
     return removed;
-  }
-}
-
-function statOrNull(abs: string): Stats | null {
-  try {
-    return statSync(abs, { throwIfNoEntry: false }) ?? null;
-  } catch {
-    return null;
   }
 }
