@@ -8,7 +8,7 @@ import { lstat, lutimes, mkdir, open, readdir, rename, rmdir, symlink, unlink } 
 import { dirname, join } from 'node:path';
 import { utimeValue, type EntryKind } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
-import { TEMP_PREFIX } from './staging.js';
+import { tempPathBeside } from './staging.js';
 import { lstatOrNull } from '../lstat.js';
 import { promisify } from 'node:util';
 
@@ -78,7 +78,7 @@ export class TreeWriter {
 
   /** Creates or replaces a symlink atomically: a temporary link renamed over the path. */
   async writeSymlink(abs: string, target: string, mtimeMs: number): Promise<void> {
-    const temp = join(dirname(abs), TEMP_PREFIX + randomBytes(12).toString('hex'));
+    const temp = tempPathBeside(abs);
     await symlink(target, temp);
     try {
       const t = utimeValue(mtimeMs);

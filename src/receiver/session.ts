@@ -15,7 +15,7 @@ import { RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type {
   DeleteMessage, FileBeginMessage, MkdirMessage, ResultItem, SetMetaMessage, SymlinkMessage,
 } from '../protocol/messages.js';
-import { isWithin, parentOf } from '../relpath.js';
+import { ancestorsOf, parentOf } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
 import type { Connection } from '../transport/connection.js';
 import type { TreeWriter } from './apply.js';
@@ -88,6 +88,8 @@ export class ReceiverSession {
   private queued = 0;
   private readonly transfers = new Map<number, Transfer>();
   private pending: PendingOp[] = [];
+  /** Every pending op's path and its ancestors: `settle` looks a path up here instead of scanning `pending`. */
+  private pendingPrefixes = new Set<string>();
   private pendingBytes = 0;
   private commitTimer: NodeJS.Timeout | null = null;
   private results: ResultItem[] = [];
@@ -187,7 +189,7 @@ export class ReceiverSession {
 
   /** Commits first when a waiting op touches `path` or lies below it, so ops on a path stay in order. */
   private async settle(path: string): Promise<void> {
-    if (this.pending.some((p) => isWithin(p.path, path))) await this.commit();
+    if (this.pendingPrefixes.has(path)) await this.commit();
   }
 
   /**
@@ -218,7 +220,10 @@ export class ReceiverSession {
         await this.deps.guard.prepareParents(msg.path);
         const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'file');
         if (displaced) this.deps.manifest.removeTree(msg.path);
-        staged = await StagedFile.create(abs, msg, this.deps.hasher.createStreamHasher(), resumable ? this.deps.partials : undefined);
+        const hasher = this.deps.hasher.createStreamHasher();
+        // A resumable file may continue a kept partial: wait for it, to tell the agent where to
+        // resume. Any other file's create runs in the background, its chunks queued behind it.
+        staged = resumable ? await StagedFile.create(abs, msg, hasher, this.deps.partials) : StagedFile.begin(abs, msg, hasher);
       } catch (err) {
         if (err instanceof ProtocolError && err.code !== 'UNSAFE_PATH') throw err;
         this.failFrom(msg.op, msg.path, err);
@@ -242,35 +247,28 @@ export class ReceiverSession {
       throw new ProtocolError('BAD_OFFSET', `transfer ${op} (${transfer.path}) sent more bytes than it announced`);
     }
     transfer.remaining -= data.byteLength;
-    this.credit += data.byteLength;
-    if (transfer.staged !== null) {
-      try {
-        await transfer.staged.write(offset, data);
-      } catch (err) {
-        await this.discard(transfer.path, transfer.staged);
-        if (err instanceof ProtocolError) throw err;
-        transfer.staged = null;
-        this.failFrom(op, transfer.path, err);
-      }
-    }
+    const bytes = data.byteLength;
+    // Credit goes back once the bytes are written (a write may wait for its file's create), so
+    // what the receiver holds in memory stays within the agent's window. A failed write is
+    // reported when the group commit seals the file.
+    if (transfer.staged === null) this.returnCredit(bytes);
+    else void transfer.staged.write(offset, data).then(() => this.returnCredit(bytes));
     if (transfer.remaining === 0) {
       this.transfers.delete(op);
       await this.finishTransfer(op, transfer);
     }
-    if (this.credit >= 1 << 20) this.sendCredit();
+  }
+
+  private returnCredit(bytes: number): void {
+    this.credit += bytes;
+    if (this.credit >= 1 << 20 || this.queued === 0) this.sendCredit();
   }
 
   private async finishTransfer(op: number, transfer: Transfer): Promise<void> {
     const staged = transfer.staged;
     if (staged === null) return; // already failed and reported
-    try {
-      await staged.verify();
-    } catch (err) {
-      await this.discard(transfer.path, staged);
-      this.failFrom(op, transfer.path, err);
-      return;
-    }
-    // Start the fsync now, so it runs while later files arrive; the group commit waits for it.
+    // Start verifying and fsyncing now, so it runs while later files arrive; the group commit
+    // waits for it and reports a file that failed (a write error, CHECKSUM_MISMATCH).
     staged.seal().catch(() => undefined);
     const t = staged.target;
     const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: t.hash, target: null };
@@ -369,6 +367,8 @@ export class ReceiverSession {
     const large = bytes >= LARGE_FILE_BYTES;
     if (large) await this.commit();
     this.pending.push(item);
+    this.pendingPrefixes.add(item.path);
+    for (const dir of ancestorsOf(item.path)) this.pendingPrefixes.add(dir);
     this.pendingBytes += bytes;
     if (large || this.pending.length >= commitOps || this.pendingBytes >= commitBytes) await this.commit();
     else this.scheduleCommit();
@@ -383,6 +383,7 @@ export class ReceiverSession {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
+    this.pendingPrefixes = new Set();
     this.pendingBytes = 0;
     const { writer, manifest, guard } = this.deps;
 

@@ -65,5 +65,6 @@ test('a partial is only used for the same hash and size; a corrupt one fails ver
   assert.equal(resumed.bytesWritten, 1 << 20);
   await resumed.write(1 << 20, content.subarray(1 << 20));
   await assert.rejects(resumed.verify(), /CHECKSUM|hashed to/);
+  await resumed.abort(); // as the session does with a file that failed
   assert.equal((await readdir(dir)).filter((n) => n.startsWith('.warmsync-tmp.')).length, 0, 'no temp file left behind');
 });

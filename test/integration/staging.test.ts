@@ -1,0 +1,85 @@
+/**
+ * StagedFile.begin: the temp file is created in the background and chunks queue behind the create.
+ * The bytes land in order, a bad offset is refused at once, and a create that fails is reported by
+ * seal with its own code, leaving nothing behind and removing nothing it did not create.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { ProtocolError } from '../../src/errors.js';
+import { StagedFile, isTempName } from '../../src/receiver/staging.js';
+import { createHasher, type FileHasher } from '../../src/scan/hash.js';
+
+let dir: string;
+let hasher: FileHasher;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'warmsync-staging-'));
+  hasher = await createHasher();
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+function targetOf(content: Buffer, mtimeMs = 1_700_000_000_123) {
+  return { size: content.byteLength, hash: hasher.hashBytes(content), mode: 0o640, mtimeMs };
+}
+
+test('chunks written before the create finished land in order; seal and install give the file', async () => {
+  const content = randomBytes(300_000);
+  const final = join(dir, 'ordered.bin');
+  const staged = StagedFile.begin(final, targetOf(content), hasher.createStreamHasher());
+  // Not awaited: every chunk is queued while the create may still be running.
+  for (let offset = 0; offset < content.byteLength; offset += 65_536) {
+    void staged.write(offset, content.subarray(offset, offset + 65_536));
+  }
+  await staged.seal();
+  await staged.install();
+  assert.ok((await readFile(final)).equals(content));
+  const st = await lstat(final);
+  assert.equal(st.mode & 0o777, 0o640);
+  assert.equal(Math.floor(st.mtimeMs), 1_700_000_000_123);
+  assert.deepEqual((await readdir(dir)).filter(isTempName), []);
+});
+
+test('a chunk at the wrong offset is refused at once, while the create may still run', async () => {
+  const content = randomBytes(1000);
+  const staged = StagedFile.begin(join(dir, 'offsets.bin'), targetOf(content), hasher.createStreamHasher());
+  void staged.write(0, content.subarray(0, 400));
+  assert.throws(() => staged.write(500, content.subarray(500)), (err: unknown) => err instanceof ProtocolError && err.code === 'BAD_OFFSET' && /expected 400/.test(err.message));
+  assert.throws(() => staged.write(400, Buffer.alloc(601)), (err: unknown) => err instanceof ProtocolError && /past the announced size 1000/.test(err.message));
+  await staged.abort();
+  assert.deepEqual((await readdir(dir)).filter(isTempName), []);
+});
+
+test('content that does not match its hash fails seal with CHECKSUM_MISMATCH; abort removes the temp file', async () => {
+  const content = randomBytes(5000);
+  const staged = StagedFile.begin(join(dir, 'corrupt.bin'), { ...targetOf(content), hash: '0123456789abcdef' }, hasher.createStreamHasher());
+  void staged.write(0, content);
+  await assert.rejects(staged.seal(), (err: { code?: string }) => err.code === 'CHECKSUM_MISMATCH');
+  await staged.abort();
+  assert.deepEqual((await readdir(dir)).filter(isTempName), []);
+  await assert.rejects(lstat(join(dir, 'corrupt.bin')), { code: 'ENOENT' });
+});
+
+test('a create that fails is reported by seal with its code; chunks queued behind it are dropped', async () => {
+  const content = randomBytes(2000);
+  const staged = StagedFile.begin(join(dir, 'no-such-dir', 'f.bin'), targetOf(content), hasher.createStreamHasher());
+  const written = staged.write(0, content);
+  await written; // settles (never rejects) even though nothing could be written
+  await assert.rejects(staged.seal(), { code: 'ENOENT' });
+  assert.equal(staged.bytesWritten, 0);
+  await staged.abort();
+});
+
+test('abort after a failed create removes nothing: the temp name was never ours', async () => {
+  // A file the receiver did not create sits where the temp name would go only if names repeated;
+  // here the create fails because the directory is a file, and abort must leave that file alone.
+  const notADir = join(dir, 'plain-file');
+  await writeFile(notADir, 'keep me');
+  const staged = StagedFile.begin(join(notADir, 'f.bin'), targetOf(Buffer.from('x')), hasher.createStreamHasher());
+  await assert.rejects(staged.ready(), { code: 'ENOTDIR' });
+  await staged.abort();
+  assert.equal(await readFile(notADir, 'utf8'), 'keep me');
+});
