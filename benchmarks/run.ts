@@ -36,7 +36,7 @@ type ScenarioId = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench [-- options]
 
-  --full            20,000 files (~0.9 GB) and a 2 GiB single file (default: quick, 5,000 files, 512 MiB)
+  --full            100,000 files (~4.2 GB) (default: quick, 20,000 files, ~0.9 GB); a 2 GiB single file in both
   --files N         filestore binaries in the corpus
   --big-mib N       size of the single large file, MiB
   --pairs N         rounds of warmsync + each competitor (default 3)
@@ -93,8 +93,9 @@ function parseOptions(argv: string[]): Options | null {
   for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`--only: unknown scenario ${JSON.stringify(s)}; scenarios: ${SCENARIOS.join(', ')}`);
   return {
     mode: full ? 'full' : 'quick',
-    files: positive('files', values.files, full ? 20_000 : 5_000),
-    bigMiB: positive('big-mib', values['big-mib'], full ? 2048 : 512),
+    // Issue 5's sizes: quick 20k files (about 1 GB), full 100k; one 2 GiB file in both.
+    files: positive('files', values.files, full ? 100_000 : 20_000),
+    bigMiB: positive('big-mib', values['big-mib'], 2048),
     pairs: positive('pairs', values.pairs, 3),
     only: only as ScenarioId[],
     liveFiles: positive('live-files', values['live-files'], 200),
@@ -356,8 +357,8 @@ holds the targets. Ratios are warmsync / competitor: below 1 means warmsync is f
 ## How to rerun
 
 \`\`\`
-npm run bench                  # quick: 5,000 binaries (~0.2 GB), 512 MiB single file, ~15 minutes
-npm run bench -- --full        # 20,000 binaries (~0.9 GB), 2 GiB single file
+npm run bench                  # quick: 20,000 binaries (~0.9 GB), 2 GiB single file
+npm run bench -- --full        # 100,000 binaries (~4.2 GB), 2 GiB single file
 npm run bench -- --files 2000 --pairs 5 --only initial,noop
 npm run bench -- --only behind-large,burst,watch-memory   # the live agent under load, warmsync alone
 npm run bench -- --help
