@@ -136,12 +136,27 @@ export class ReceiverSession {
 
   /**
    * Commits what is waiting `commitDelayMs` from now, busy or not: a large transfer streaming in
-   * keeps the queue busy, and small files finished meanwhile must not wait for it to end.
+   * keeps the queue busy, and small files finished meanwhile must not wait for it to end. Sooner
+   * when every waiting file is fsynced and no frame is waiting: a lone file (a live agent's usual
+   * case) lands as soon as its fsync returns, while a burst, which keeps frames coming, still
+   * gathers into groups.
    */
   private scheduleCommit(): void {
-    if (this.pending.length > 0 && this.commitTimer === null) {
-      this.commitTimer = setTimeout(() => this.enqueue(() => this.commit()), this.deps.limits.commitDelayMs);
-    }
+    if (this.pending.length === 0 || this.commitTimer !== null) return;
+    let fired = false;
+    const fire = (): void => {
+      if (fired) return;
+      fired = true;
+      if (this.commitTimer !== null) clearTimeout(this.commitTimer);
+      this.commitTimer = null;
+      this.enqueue(() => this.commit());
+    };
+    this.commitTimer = setTimeout(fire, this.deps.limits.commitDelayMs);
+    const timer = this.commitTimer;
+    void Promise.all(this.pending.map((p) => p.staged?.seal().catch(() => undefined))).then(() => {
+      // Not if that group was committed meanwhile (a later timer is another group's).
+      if (this.commitTimer === timer && this.queued === 0) fire();
+    });
   }
 
   private onFatal(err: unknown): void {
