@@ -2,11 +2,11 @@
  * The small vocabulary messages.ts describes every message with: a Check takes an untrusted JSON
  * value and returns null (valid) or the list of its problems, each with the location of the field.
  *
- * Written by hand, not with a schema library: the agent decodes only a handful of message types,
- * and loading zod (97 modules) cost it ~130 ms of CPU at every start, more than the rest of a no-op
- * `agent --once` on a small tree. A valid value allocates nothing here (a manifestPage carries up
- * to 2000 entries). Every problem reads "missing" or "expected X, got Y", so that validate.ts can
- * prefix it with the field's location, e.g. `fileBegin.size: expected a non-negative safe integer, got -1`.
+ * Written by hand, not with a schema library: loading zod (97 modules) cost every `agent --once`
+ * ~130 ms of CPU before it did anything, half of what a no-op on a small tree costs without it.
+ * A valid value allocates nothing here but each object's key list. Every problem reads "missing" or
+ * "expected X, got Y", so that validate.ts can prefix it with the field's location, e.g.
+ * `fileBegin.size: expected a non-negative safe integer, got -1`.
  */
 import { clip, describeValue } from './describe.js';
 
@@ -22,13 +22,14 @@ export interface Issue {
  * Validates one value: null when it is a valid T, else its problems (at least one). `T` exists
  * only for the compiler, so that a message's check and its TypeScript type cannot drift apart.
  */
-export type Check<T> = ((v: unknown) => Issue[] | null) & { readonly checks?: T };
+export type Check<T> = ((v: unknown) => Issue[] | null) & { readonly valueType?: T };
 
 /** "missing" for an absent field, "expected ..., got ..." otherwise. */
-export function expected(what: string, v: unknown): string {
+function expected(what: string, v: unknown): string {
   return v === undefined ? 'missing' : `expected ${what}, got ${describeValue(v)}`;
 }
 
+/** A problem of the value itself (validate.ts reports one with `badPath` as BAD_PATH). */
 export function issue(message: string, badPath = false): Issue[] {
   return [{ path: [], message, badPath }];
 }
@@ -38,17 +39,14 @@ export function leaf<T>(what: string, test: (v: unknown) => boolean): Check<T> {
   return (v) => (test(v) ? null : issue(expected(what, v)));
 }
 
-// intIn and matching inline their test instead of going through leaf(): one call less per field
-// of each of a manifestPage's up to 2000 entries.
-
 /** A safe integer in min..max. */
 export function intIn(what: string, min: number, max: number): Check<number> {
-  return (v) => (Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max ? null : issue(expected(what, v)));
+  return leaf(what, (v) => Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max);
 }
 
 /** A string matching `pattern` (which must not carry the g or y flag: test() would keep state). */
 export function matching(what: string, pattern: RegExp): Check<string> {
-  return (v) => (typeof v === 'string' && pattern.test(v) ? null : issue(expected(what, v)));
+  return leaf(what, (v) => typeof v === 'string' && pattern.test(v));
 }
 
 /** `check`, or null. */
@@ -93,7 +91,10 @@ export function strictObject<T>(shape: Shape<T>, what: string, refine?: (v: T) =
     }
     // JSON.parse makes "__proto__" an own key like any other, so it is caught here too.
     const own = Object.keys(obj);
-    if (own.length !== present) (issues ??= []).push(...issue(unknownKeys(own.filter((k) => !Object.hasOwn(shape, k)))));
+    if (own.length !== present) {
+      const unknown = own.filter((k) => !Object.hasOwn(shape, k));
+      if (unknown.length > 0) (issues ??= []).push(...issue(unknownKeys(unknown)));
+    }
     if (issues === null && refine) return refine(obj as T);
     return issues;
   };
