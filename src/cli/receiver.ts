@@ -65,7 +65,7 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const token = readToken('receiver', flags['token-file'], log);
   const tls = serverTls(flags);
 
-  // Loaded here, not at the top: --help and bad flags do not pay for the server, zod and prom-client.
+  // Loaded here, not at the top: --help and bad flags do not pay for the server and prom-client.
   const { startReceiver } = await import('../receiver/receiver.js');
   const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotSource, tls });
   process.stdout.write(`listening on ${receiver.url}\n`);

@@ -3,11 +3,11 @@
  * first problem: BAD_MESSAGE (shape), BAD_PATH (a path field), UNEXPECTED_MESSAGE (a type the
  * sender's role never sends). Nothing received is acted on before it passes through here.
  */
-import type { z } from 'zod';
 import { ProtocolError } from '../errors.js';
+import type { Issue } from './check.js';
 import { clip, describeValue } from './describe.js';
 import {
-  AGENT_TO_RECEIVER, MESSAGE_SCHEMAS, PATH_ISSUE, RECEIVER_TO_AGENT, isValidManifestPage,
+  AGENT_TO_RECEIVER, MESSAGE_CHECKS, RECEIVER_TO_AGENT, isValidManifestPage,
   type AgentMessage, type ControlMessage, type MessageType, type ReceiverMessage,
 } from './messages.js';
 
@@ -34,36 +34,29 @@ export function parseControl(obj: unknown, from: Role): ControlMessage {
   if (!allowed.has(type)) {
     throw new ProtocolError('UNEXPECTED_MESSAGE', `${type}: not a message the ${from} sends`);
   }
-  // The one bulk message: checked by hand first; the schema runs only to explain a rejection.
+  // The one bulk message: its quick yes first; the generic check runs only to explain a rejection.
   if (type === 'manifestPage' && isValidManifestPage(obj)) return obj as ControlMessage;
-  const result = MESSAGE_SCHEMAS[type].safeParse(obj);
-  if (!result.success) throw issueError(type, result.error.issues);
-  return result.data;
+  const issues = MESSAGE_CHECKS[type](obj);
+  if (issues !== null) throw issueError(type, issues);
+  return obj as ControlMessage;
 }
 
 export function isMessageType(type: string): type is MessageType {
-  return Object.hasOwn(MESSAGE_SCHEMAS, type);
+  return Object.hasOwn(MESSAGE_CHECKS, type);
 }
 
-/** One ProtocolError for a failed parse: a path problem first (BAD_PATH), else the first issue. */
-function issueError(type: MessageType, issues: readonly z.core.$ZodIssue[]): ProtocolError {
-  const pathIssue = issues.find((i) => i.code === 'custom' && i.params?.['code'] === PATH_ISSUE);
+/** One ProtocolError for a failed check: a path problem first (BAD_PATH), else the first issue. */
+function issueError(type: MessageType, issues: readonly Issue[]): ProtocolError {
+  const pathIssue = issues.find((i) => i.badPath);
   const issue = pathIssue ?? issues[0];
   if (issue === undefined) return new ProtocolError('BAD_MESSAGE', `${type}: invalid`);
-  const text = issue.code === 'unrecognized_keys' ? unknownKeys(issue.keys) : issue.message;
   const more = issues.length > 1 ? ` (+${issues.length - 1} more)` : '';
-  return new ProtocolError(pathIssue ? 'BAD_PATH' : 'BAD_MESSAGE', `${type}${formatPath(issue.path)}: ${text}${more}`);
-}
-
-function unknownKeys(keys: readonly string[]): string {
-  const shown = keys.slice(0, 3).map((k) => JSON.stringify(clip(k, 40))).join(', ');
-  const rest = keys.length > 3 ? ` and ${keys.length - 3} more` : '';
-  return `unknown key${keys.length === 1 ? '' : 's'} ${shown}${rest}`;
+  return new ProtocolError(pathIssue ? 'BAD_PATH' : 'BAD_MESSAGE', `${type}${formatPath(issue.path)}: ${issue.message}${more}`);
 }
 
 /** ["entries", 3, "hash"] -> ".entries[3].hash" */
-function formatPath(path: readonly PropertyKey[]): string {
+function formatPath(path: readonly (string | number)[]): string {
   let out = '';
-  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : `.${clip(String(seg), 40)}`;
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : `.${clip(seg, 40)}`;
   return out;
 }

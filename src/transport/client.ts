@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { WebSocket, type ClientOptions } from 'ws';
+import { WebSocket, type ClientOptions } from './ws.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, pickProtocol, receiverMac } from '../protocol/handshake.js';
 import { MAX_FRAME_BYTES, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';

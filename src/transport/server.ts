@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer } from './ws.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, receiverMac } from '../protocol/handshake.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';

@@ -1,14 +1,14 @@
 /**
  * messages helpers: manifest rows convert to wire entries (bornMs stays home), errorMessage
- * always builds an `error` message the peer accepts, and the hand-written manifestPage check
- * accepts exactly what the schema accepts, and the quick path check accepts only canonical paths.
+ * always builds an `error` message the peer accepts, and the quick manifestPage check
+ * accepts exactly what the full check accepts, and the quick path check accepts only canonical paths.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { ManifestEntry } from '../../../src/entry.js';
 import {
-  MAX_PAGE_ENTRIES, decodeFrame, encodeControl, errorMessage, isPlainPath, isValidManifestPage, manifestPageSchema, toWireEntry,
+  MAX_PAGE_ENTRIES, decodeFrame, encodeControl, errorMessage, isPlainPath, isValidManifestPage, MESSAGE_CHECKS, toWireEntry,
 } from '../../../src/protocol/index.js';
 import { relPathProblem } from '../../../src/relpath.js';
 import { FILE_ENTRY, LINK_ENTRY } from './fixtures.js';
@@ -47,7 +47,7 @@ describe('errorMessage', () => {
   });
 });
 
-describe('isValidManifestPage (the hand-written fast path) agrees with manifestPageSchema', () => {
+describe('isValidManifestPage (the quick yes) agrees with the manifestPage check', () => {
   // Each field drawn from valid and invalid values alike, keys sometimes dropped or added.
   const field = {
     path: fc.constantFrom('a', 'etc/x.yaml', 'a/../b', '/abs', '', 'a//b', 'x\u0000y', '\ud800', 'ok/é'),
@@ -72,14 +72,14 @@ describe('isValidManifestPage (the hand-written fast path) agrees with manifestP
   test('on random pages of valid and invalid entries', () => {
     fc.assert(fc.property(fc.array(fc.oneof(entry, valid), { maxLength: 4 }), fc.constantFrom<unknown>(true, false, 1), (entries, done) => {
       const page = { type: 'manifestPage', entries, done };
-      assert.equal(isValidManifestPage(page), manifestPageSchema.safeParse(page).success, JSON.stringify(page));
+      assert.equal(isValidManifestPage(page), MESSAGE_CHECKS.manifestPage(page) === null, JSON.stringify(page));
     }), { numRuns: 3000 });
   });
 
   test('on page-level problems', () => {
     const ok = { type: 'manifestPage', entries: [FILE_ENTRY, LINK_ENTRY], done: true };
     for (const page of [ok, { ...ok, extra: 1 }, { type: 'manifestPage', entries: [], done: false }, { ...ok, entries: Array(MAX_PAGE_ENTRIES + 1).fill(FILE_ENTRY) }, { ...ok, entries: {} }]) {
-      assert.equal(isValidManifestPage(page), manifestPageSchema.safeParse(page).success, JSON.stringify(page).slice(0, 200));
+      assert.equal(isValidManifestPage(page), MESSAGE_CHECKS.manifestPage(page) === null, JSON.stringify(page).slice(0, 200));
     }
   });
 });
