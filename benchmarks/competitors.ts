@@ -7,7 +7,7 @@
  *   plain and with `--fsync` (durable like warmsync) when this rsync has it;
  * - local `rsync -a` and `cp -a` as floors (no network, no fsync);
  * - `cp -a` + `sync` of every copied file and directory (the big-file floor with warmsync's durability);
- * - lsyncd with delay 0 pushing to the same rsync daemon, for live latency. Installed with apt-get
+ * - lsyncd with delay 0 and with its default delay, pushing to the same rsync daemon, for live latency. Installed with apt-get
  *   when missing (and said so); skipped with a message when that fails.
  */
 import { connect } from 'node:net';
@@ -165,10 +165,13 @@ function luaString(s: string): string {
   return JSON.stringify(s);
 }
 
-/** lsyncd (`default.rsync`, delay 0) pushing to an rsync-daemon standby that is already in sync. */
-export function lsyncdLive(daemon: RsyncDaemon, standbyDir: string, cfg: ToolConfig & { workDir: string; delay: number }): LiveSide {
+/**
+ * lsyncd (`default.rsync`) pushing to an rsync-daemon standby that is already in sync: with `delay`
+ * seconds of event aggregation, or with lsyncd's own default (15 s in lsyncd 2.2) when it is null.
+ */
+export function lsyncdLive(daemon: RsyncDaemon, standbyDir: string, cfg: ToolConfig & { workDir: string; delay: number | null }): LiveSide {
   return {
-    name: `lsyncd delay ${cfg.delay}`,
+    name: cfg.delay === null ? 'lsyncd default delay' : `lsyncd delay ${cfg.delay}`,
     async start(src): Promise<LiveRun> {
       const conf = join(cfg.workDir, `lsyncd-${Date.now()}.lua`);
       const log = conf.replace(/\.lua$/, '.log');
@@ -178,7 +181,7 @@ export function lsyncdLive(daemon: RsyncDaemon, standbyDir: string, cfg: ToolCon
         `  default.rsync,`,
         `  source = ${luaString(src)},`,
         `  target = ${luaString(daemon.url(standbyDir))},`,
-        `  delay = ${cfg.delay},`,
+        ...(cfg.delay === null ? [] : [`  delay = ${cfg.delay},`]),
         `  excludeFrom = ${luaString(cfg.excludesFile)},`,
         `  rsync = { archive = true },`,
         `}`,

@@ -351,7 +351,7 @@ const DOC_HEAD = `# Benchmarks
 warmsync side by side with its competitors, each measured in the same run on the same machine:
 rsync through an rsync daemon on 127.0.0.1 (the fair wire comparison; plain, and with \`--fsync\`
 for warmsync's durability), local \`rsync -a\` and \`cp -a\` as floors, \`cp -a\` + \`sync\` for the
-single large file, and lsyncd (delay 0, pushing to the same rsync daemon) for live latency. Issue 5
+single large file, and lsyncd (delay 0, and its default delay, pushing to the same rsync daemon) for live latency. Issue 5
 holds the targets. Ratios are warmsync / competitor: below 1 means warmsync is faster.
 
 ## How to rerun
@@ -519,7 +519,7 @@ async function main(): Promise<number> {
       warmsync: ws, rsyncDaemon: rsyncd, rsyncDaemonFsync: hasFsync ? rsyncDaemonSide(daemon, tool, true) : null,
       localRsync: localRsyncSide(tool), cp: cpSide(tool, false), cpSync: cpSide(tool, true),
       warmsyncLive: (standby: Standby) => warmsyncLive({ tokenFile, excludesFile, stateRoot: join(work, 'agent-state'), timeoutMs: o.timeoutMs }, standby as WarmsyncStandby),
-      lsyncdLive: (standby: Standby) => (lsyncdVersion === null ? lsyncdWhy : lsyncdLive(liveDaemon, standby.dir, { ...tool, workDir: work, delay: 0 })),
+      lsyncdLive: (standby: Standby, delay: number | null) => (lsyncdVersion === null ? lsyncdWhy : lsyncdLive(liveDaemon, standby.dir, { ...tool, workDir: work, delay })),
       say,
     };
     persistent = new Persistent(ctx);
