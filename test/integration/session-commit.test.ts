@@ -1,0 +1,110 @@
+/**
+ * The receiver session's group commit over a real WebSocket pair on 127.0.0.1 (no handshake: the
+ * session starts after it). A lone file is committed as soon as it is fsynced, not after the
+ * commit delay: with a delay of a minute, its result and the file on disk come within seconds.
+ * A burst (frames keep coming) still commits as one group.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { createLogger } from '../../src/log.js';
+import { Manifest } from '../../src/manifest/manifest.js';
+import type { ControlMessage } from '../../src/protocol/index.js';
+import { TreeWriter } from '../../src/receiver/apply.js';
+import { PartialStore } from '../../src/receiver/partials.js';
+import { PathGuard } from '../../src/receiver/pathguard.js';
+import { ReceiverSession } from '../../src/receiver/session.js';
+import { createHasher, type FileHasher } from '../../src/scan/hash.js';
+import { Connection } from '../../src/transport/connection.js';
+import { WebSocket, WebSocketServer } from '../../src/transport/ws.js';
+
+let dir: string;
+let hasher: FileHasher;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'warmsync-session-'));
+  hasher = await createHasher();
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+interface Pair { agent: Connection; received: ControlMessage[]; session: Promise<void>; manifest: Manifest; close(): Promise<void> }
+
+/** A session on a fresh root with a one-minute commit delay, and the agent's end of the socket. */
+async function openSession(name: string): Promise<Pair & { root: string }> {
+  const root = join(dir, name);
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const accepted = new Promise<WebSocket>((resolve) => server.once('connection', resolve));
+  const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  await new Promise<void>((resolve, reject) => client.once('open', resolve).once('error', reject));
+  const receiverConn = new Connection(await accepted, 'agent');
+  const agent = new Connection(client, 'receiver');
+  receiverConn.markAuthenticated();
+  agent.markAuthenticated();
+  const manifest = Manifest.open(join(root, '.warmsync'));
+  const session = new ReceiverSession({
+    conn: receiverConn, manifest, guard: new PathGuard(root, '.warmsync'), writer: new TreeWriter(join(root, '.warmsync', 'displaced'), () => undefined),
+    hasher, log: createLogger('error'), now: Date.now, partials: new PartialStore(join(root, '.warmsync', 'partial')),
+    limits: { maxInFlight: 64, commitOps: 512, commitBytes: 64 << 20, commitDelayMs: 60_000 },
+  }).run();
+  const received: ControlMessage[] = [];
+  agent.onFrame((frame) => {
+    if (frame.kind === 'control') received.push(frame.message);
+  });
+  return {
+    root, agent, received, session, manifest,
+    async close() {
+      client.close();
+      await session;
+      manifest.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function sendFile(agent: Connection, op: number, path: string, content: Buffer): Promise<void> {
+  agent.send({ type: 'fileBegin', op, path, size: content.byteLength, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: hasher.hashBytes(content), old: null });
+  return agent.sendChunk(op, 0, content);
+}
+
+async function resultsFor(received: ControlMessage[], ops: number, withinMs: number): Promise<number> {
+  const started = Date.now();
+  const answered = (): number => received.reduce((n, m) => n + (m.type === 'results' ? m.items.length : 0), 0);
+  while (answered() < ops && Date.now() - started < withinMs) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(answered(), ops, `${ops} result(s) within ${withinMs} ms`);
+  return Date.now() - started;
+}
+
+test('a lone file is committed once fsynced, long before the commit delay', async () => {
+  const s = await openSession('lone');
+  try {
+    const content = Buffer.from('lone file content\n');
+    await sendFile(s.agent, 1, 'a.txt', content);
+    const tookMs = await resultsFor(s.received, 1, 10_000);
+    assert.ok(tookMs < 10_000);
+    assert.deepEqual(await readFile(join(s.root, 'a.txt')), content);
+    assert.equal(s.manifest.get('a.txt')?.hash, hasher.hashBytes(content));
+    const results = s.received.filter((m) => m.type === 'results');
+    assert.deepEqual(results.flatMap((m) => (m.type === 'results' ? m.items : [])), [{ op: 1, ok: true }]);
+  } finally {
+    await s.close();
+  }
+});
+
+test('files sent back to back are committed together as one group', async () => {
+  const s = await openSession('burst');
+  try {
+    const files = Array.from({ length: 40 }, (_, i) => Buffer.from(`file ${i}\n`.repeat(i + 1)));
+    await Promise.all(files.map((content, i) => sendFile(s.agent, i + 1, `f${i}.txt`, content)));
+    await resultsFor(s.received, files.length, 10_000);
+    for (const [i, content] of files.entries()) assert.deepEqual(await readFile(join(s.root, `f${i}.txt`)), content);
+    // One commit sends one results message for its group; a commit per file would send 40.
+    const messages = s.received.filter((m) => m.type === 'results').length;
+    assert.ok(messages < files.length / 2, `${messages} results messages for ${files.length} files`);
+  } finally {
+    await s.close();
+  }
+});
