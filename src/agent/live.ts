@@ -446,11 +446,19 @@ class LiveSession {
       const self: Entry = { ...base, kind: 'dir', size: 0, hash: null, target: null };
       if (!d.subtree && row?.kind === 'dir') return { entries: [self], rows: [row] };
       // A new directory (or one that replaced something): everything below it, as a scan would see it.
+      // A file still being written below it is not waited for (a large one being copied in held
+      // every other change up for a second or more, retried and hashed again as it grew): it is
+      // looked at again on its own, where a large file is read in the background.
+      const unstable: string[] = [];
       let sub;
       try {
         sub = await scanTree(abs, {
           isExcluded: (p, isDir) => this.tree.isExcluded(`${d.path}/${p}`, isDir),
-          cache: null, hasher: this.tree.hasher, onWarning: this.tree.warn,
+          cache: null, hasher: this.tree.hasher, hashRetries: 0,
+          onWarning: (code, message, path) => {
+            if (code === 'FILE_UNSTABLE' && path !== undefined) unstable.push(path);
+            else this.tree.warn(code, message);
+          },
         });
       } catch (err) {
         // Replaced or removed while it was scanned: look again once it settles (for the whole
@@ -460,6 +468,7 @@ class LiveSession {
       }
       const entries = [self, ...sub.entries.map((e) => ({ ...e, path: `${d.path}/${e.path}` }))];
       this.rememberHashes(d.path, sub.cacheable, entries);
+      for (const path of unstable) this.dirty.mark(`${d.path}/${path}`, Date.now(), { firstSeen: d.firstSeen });
       return { entries, rows: below() };
     }
     if (!st.isFile()) return { entries: [], rows: [] };

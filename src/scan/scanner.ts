@@ -39,6 +39,12 @@ export interface ScanOptions extends WalkOptions {
    * @default 1000
    */
   racyMs?: number;
+  /**
+   * Retries (50 ms apart) of a file that changed while it was hashed, before it is skipped as
+   * FILE_UNSTABLE.
+   * @default HASH_RETRIES
+   */
+  hashRetries?: number;
 }
 
 export interface ScanStats {
@@ -78,6 +84,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   const { hasher, isExcluded } = options;
   const concurrency = options.concurrency ?? 8;
   const racyMs = options.racyMs ?? 1000;
+  const hashRetries = options.hashRetries ?? HASH_RETRIES;
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new WarmsyncError('INVALID_OPTION', `scan concurrency must be a positive integer, got ${concurrency}`);
   }
@@ -109,7 +116,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     const absPath = rootPrefix + w.path;
     let result: HashResult;
     try {
-      result = await hashWithRetry(hasher, absPath, w);
+      result = await hashWithRetry(hasher, absPath, w, hashRetries);
     } catch (err) {
       const code = codeOf(err);
       if (code === 'ENOENT' || code === 'ENOTDIR') return; // deleted meanwhile: absent, as it should be
@@ -190,13 +197,13 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   return { entries, stats, incomplete, cacheable: fresh };
 }
 
-async function hashWithRetry(hasher: FileHasher, absPath: string, w: WalkEntry): Promise<HashResult> {
+async function hashWithRetry(hasher: FileHasher, absPath: string, w: WalkEntry, retries: number): Promise<HashResult> {
   for (let attempt = 0; ; attempt++) {
     try {
       // First attempt: the bytes must be the file the walk listed. Retries take it as it now is.
       return await hasher.hashFile(absPath, attempt === 0 ? { size: w.size, mtimeMs: w.mtimeMs, ino: w.ino } : undefined);
     } catch (err) {
-      if (codeOf(err) !== 'FILE_CHANGED' || attempt >= HASH_RETRIES) throw err;
+      if (codeOf(err) !== 'FILE_CHANGED' || attempt >= retries) throw err;
       await delay(RETRY_DELAY_MS);
     }
   }
