@@ -264,6 +264,17 @@ describe('scanTree: files that change, vanish or cannot be read while hashed', (
     cache.close();
   });
 
+  it('hashRetries 0 (the live agent, for a new directory): one attempt, then FILE_UNSTABLE at once', async () => {
+    const fx = await makeTree();
+    const { hasher: h, attempts } = faultyHasher('a/b', async () => changed());
+    const opts = optionsFor(fx, null, { hasher: h, hashRetries: 0 });
+    const { entries, incomplete } = await scanTree(fx.root, opts);
+    assert.equal(attempts.length, 1, 'no retry');
+    assert.ok(!entries.some((e) => e.path === 'a/b'));
+    assert.deepEqual(incomplete, ['a/b']);
+    assert.deepEqual(opts.warnings, [{ code: 'FILE_UNSTABLE', path: 'a/b' }]);
+  });
+
   it('a file deleted before it is hashed is dropped silently', async () => {
     const fx = await makeTree();
     const { hasher: h } = faultyHasher('a/b', (_attempt, absPath) => unlink(absPath));
