@@ -21,7 +21,7 @@ import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
 import { watchTree } from '../watch/watcher.js';
-import { RETRYABLE, SourceTree, applyToMirror, type AgentOptions } from './agent.js';
+import { RETRYABLE, SourceTree, applyToMirror, mirrorAfter, type AgentOptions } from './agent.js';
 import { BusyPaths } from './busypaths.js';
 import { Sender, type OpFailure } from './sender.js';
 import { computeWatermark } from './watermark.js';
@@ -268,7 +268,7 @@ class LiveSession {
     // Ops in flight would race the full plan's preconditions: let them land first.
     while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed) await sleep(5);
     const pass = await this.tree.reconcile(this.sender, this.options.safety);
-    this.mirror = pass.mirror;
+    this.mirror = mirrorAfter(pass);
     this.stuck.clear();
     this.retries.clear();
     pass.report.failures.forEach((f) => this.onFailure(f, pass.scanStarted));

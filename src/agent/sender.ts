@@ -2,17 +2,25 @@
  * Sends planned changes to the receiver and collects their results. Directory, symlink, metadata
  * and tombstone ops are small control messages sent in plan order; file content goes in up to
  * `maxInFlight` concurrent transfers whose chunks interleave, so a large file never holds up the
- * small ones behind it. Memory stays flat: each transfer reads into its own bounded buffer, and no
- * more than the receiver's credit window of file data is ever unacknowledged.
+ * small ones behind it. Memory stays flat: a large transfer reads into its own bounded buffer, the
+ * small ones share one, and no more than the receiver's credit window of file data is ever
+ * unacknowledged.
+ *
+ * A file under SYNC_READ_MAX_BYTES is read with synchronous calls, for the reason the scan hashes it
+ * so (scan/hash.ts): for a ~20 KiB file a round trip through libuv's pool per call costs more than
+ * the call. Larger files are read through the pool, so the event loop is never held for long.
  */
+import { closeSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { wholeMs, type Entry } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { actionOf, type Change } from '../plan/diff.js';
-import { MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
+import { frameChunkInPlace } from '../protocol/codec.js';
+import { CHUNK_HEADER_BYTES, MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type { AgentMessage, ReceiverMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
+import { SYNC_READ_MAX_BYTES } from '../scan/hash.js';
 
 export interface OpFailure { readonly path: string; readonly code: string; readonly message: string }
 
@@ -29,7 +37,11 @@ export interface SendReport {
 
 type Precondition = Extract<AgentMessage, { type: 'fileBegin' }>['old'];
 
-/** Bytes above which sending waits for ws to hand data to the OS (socket-level backpressure). */
+/**
+ * Bytes queued in ws above which no more file data is sent until the last chunk is handed to the OS
+ * (socket-level backpressure). Every queued byte is a copy in this process (ws's masked frame):
+ * the credit window alone would let 32 MiB of them pile up while the receiver fsyncs.
+ */
 const SOCKET_HIGH_WATER = 8 << 20;
 /**
  * Ops sent and not yet answered, at most. The credit window counts file bytes only, so without
@@ -37,6 +49,11 @@ const SOCKET_HIGH_WATER = 8 << 20;
  * of the receiver's commit groups (512 ops) keep it busy.
  */
 const MAX_UNANSWERED_OPS = 2048;
+/**
+ * Chunks of large files read at once, at most (each into a frame of up to 1 MiB): libuv's pool has
+ * 4 threads, and up to 64 transfers each holding a frame of its own came to 64 MiB.
+ */
+const LARGE_FILE_FRAMES = 4;
 
 export class Sender {
   private nextOp = 1;
@@ -49,10 +66,16 @@ export class Sender {
   private inFlight = 0;
   /** File bytes actually sent (a resumed transfer sends only its rest). */
   private bytesOnWire = 0;
+  /** Settles when the last chunk sent is handed to the OS; null once it has been. */
+  private lastChunkUnwritten: Promise<void> | null = null;
   private readonly transfers = new Set<Promise<void>>();
   private slotWaiters: Array<() => void> = [];
   private answerWaiters: Array<() => void> = [];
   private failure: WarmsyncError | null = null;
+  /** Every small file is read into this (as a chunk frame) and sent before the next one starts. */
+  private readonly smallFileFrame = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + SYNC_READ_MAX_BYTES);
+  /** The chunks of larger files are read into these, each held from its read until it is sent. */
+  private readonly largeFileFrames: FramePool;
   private manifestHandler: ((msg: Extract<ReceiverMessage, { type: 'manifestPage' }>) => void) | null = null;
   /** Told of file bytes as they go out (a resumed file's kept prefix counts as done) and of each file fully sent. */
   onProgress: ((files: number, bytes: number) => void) | null = null;
@@ -62,6 +85,7 @@ export class Sender {
     private readonly limits: { readonly window: number; readonly maxInFlight: number },
     private readonly root: string,
   ) {
+    this.largeFileFrames = new FramePool(LARGE_FILE_FRAMES, CHUNK_HEADER_BYTES + Math.min(MAX_CHUNK_BYTES, limits.window));
     conn.onFrame((frame) => {
       if (frame.kind !== 'control') return this.abandon(new ProtocolError('UNEXPECTED_MESSAGE', 'the receiver sent file data'));
       this.onMessage(frame.message as ReceiverMessage);
@@ -85,8 +109,7 @@ export class Sender {
         this.wakeAnswerWaiters();
         return;
       case 'credit':
-        this.unconsumed = Math.max(0, this.unconsumed - msg.bytes);
-        for (const wake of this.creditWaiters.splice(0)) wake();
+        this.returnCredit(msg.bytes);
         return;
       case 'resumeFrom':
         this.resumeWaiters.get(msg.op)?.(msg.offset);
@@ -253,35 +276,50 @@ export class Sender {
     this.slotWaiters.shift()?.();
   }
 
+  /**
+   * Takes the credit for `bytes` of file data that go out right after: waits while ws is backed up
+   * (SOCKET_HIGH_WATER) and while the receiver's window is full.
+   */
   private async waitForCredit(bytes: number): Promise<void> {
-    while (this.unconsumed + bytes > this.limits.window && this.unconsumed > 0 && this.failure === null) {
-      await new Promise<void>((resolve) => this.creditWaiters.push(resolve));
+    while (this.failure === null) {
+      if (this.lastChunkUnwritten !== null && this.conn.bufferedAmount > SOCKET_HIGH_WATER) {
+        await this.lastChunkUnwritten;
+      } else if (this.unconsumed + bytes > this.limits.window && this.unconsumed > 0) {
+        await new Promise<void>((resolve) => this.creditWaiters.push(resolve));
+      } else {
+        break;
+      }
     }
     this.check();
     this.unconsumed += bytes;
+  }
+
+  /** The receiver consumed `bytes`, or a transfer gave back credit it took and did not use. */
+  private returnCredit(bytes: number): void {
+    this.unconsumed = Math.max(0, this.unconsumed - bytes);
+    for (const wake of this.creditWaiters.splice(0)) wake();
   }
 
   /**
    * Streams one file. The content was hashed by the scan; if the file no longer matches the scanned
    * size and mtime, the transfer is aborted (the receiver would reject it anyway) and reported as
    * FILE_CHANGED so the agent rescans it. The check runs before the last chunk goes out (before
-   * fileBegin, for an empty file): the receiver completes a transfer on its last byte, so a failure
+   * anything, for a small file): the receiver completes a transfer on its last byte, so a failure
    * reported after that could describe a file the receiver has in fact committed.
    */
   private async transfer(op: number, entry: Entry, old: Precondition): Promise<void> {
+    if (entry.size < SYNC_READ_MAX_BYTES && entry.size <= this.limits.window) return this.transferSmall(op, entry, old);
     const abs = join(this.root, entry.path);
     let handle;
     try {
       handle = await open(abs, 'r');
     } catch (err) {
-      // Vanished or unreadable since the scan: nothing was sent for it, so the result is ours to give.
-      const gone = ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
-      this.settleLocally(op, entry.path, gone ? 'FILE_CHANGED' : 'UNREADABLE', describeError(err));
+      this.openFailed(op, entry.path, err);
       return;
     }
     let begun = false;
     try {
-      const begin = { type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash: entry.hash ?? '', old } as const;
+      const begin = fileBegin(op, entry, old);
       let offset = 0;
       if (entry.size >= RESUMABLE_MIN_BYTES) {
         // Large: the receiver may hold the start of it from an interrupted connection.
@@ -293,39 +331,33 @@ export class Sender {
         offset = at;
         this.onProgress?.(0, offset);
       }
-      const buffer = Buffer.allocUnsafe(Math.min(MAX_CHUNK_BYTES, this.limits.window, Math.max(1, entry.size)));
       while (true) {
-        const want = Math.min(buffer.byteLength, entry.size - offset);
-        const { bytesRead } = want > 0 ? await handle.read(buffer, 0, want, offset) : { bytesRead: 0 };
-        const last = bytesRead === 0 || offset + bytesRead >= entry.size; // 0 bytes early: shrank since the scan
-        if (last) {
-          const st = await handle.stat();
-          if (offset + bytesRead !== entry.size || st.size !== entry.size || wholeMs(st.mtimeMs) !== entry.mtimeMs) {
+        // Data is read in after the chunk header's room: the frame goes out as it is (sendData).
+        const frame = await this.largeFileFrames.take();
+        try {
+          const want = Math.min(frame.byteLength - CHUNK_HEADER_BYTES, entry.size - offset);
+          const { bytesRead } = want > 0 ? await handle.read(frame, CHUNK_HEADER_BYTES, want, offset) : { bytesRead: 0 };
+          const last = bytesRead === 0 || offset + bytesRead >= entry.size; // 0 bytes early: shrank since the scan
+          if (last && !unchangedSinceScan(entry, offset + bytesRead, await handle.stat())) {
             if (begun) this.conn.send({ type: 'abort', op });
-            this.settleLocally(op, entry.path, 'FILE_CHANGED', `${entry.path} changed while it was sent; it will be sent again`);
+            this.changedWhileSent(op, entry.path);
             return;
           }
-        }
-        if (!begun) {
-          this.conn.send(begin);
-          begun = true;
-        }
-        if (bytesRead > 0) {
-          await this.waitForCredit(bytesRead);
-          const sent = this.conn.sendChunk(op, offset, buffer.subarray(0, bytesRead));
-          // encodeChunk copied the data, so the buffer is free again; wait only when ws is backed up.
-          const settled = sent.catch((err: unknown) => this.writeFailed(err));
-          if (this.conn.bufferedAmount > SOCKET_HIGH_WATER) {
-            await settled;
-            this.check();
+          if (!begun) {
+            this.conn.send(begin);
+            begun = true;
           }
-          offset += bytesRead;
-          this.bytesOnWire += bytesRead;
-          this.onProgress?.(0, bytesRead);
-        }
-        if (last) {
-          this.onProgress?.(1, 0);
-          break;
+          if (bytesRead > 0) {
+            await this.waitForCredit(bytesRead);
+            this.sendData(op, offset, frame, bytesRead);
+            offset += bytesRead;
+          }
+          if (last) {
+            this.onProgress?.(1, 0);
+            break;
+          }
+        } finally {
+          this.largeFileFrames.give(frame);
         }
       }
     } catch (err) {
@@ -340,6 +372,81 @@ export class Sender {
     }
   }
 
+  /**
+   * A file under SYNC_READ_MAX_BYTES in one go: the credit for its whole size is taken first, then
+   * open, read, fstat, close and the sends run with no await between them, so one buffer serves
+   * every small transfer. Nothing is sent before the fstat has shown the file unchanged since the scan.
+   */
+  private async transferSmall(op: number, entry: Entry, old: Precondition): Promise<void> {
+    try {
+      await this.waitForCredit(entry.size);
+    } catch {
+      return; // the session failed: everything waiting was already answered with its cause
+    }
+    const frame = this.smallFileFrame;
+    let fd;
+    try {
+      fd = openSync(join(this.root, entry.path), 'r');
+    } catch (err) {
+      this.returnCredit(entry.size);
+      this.openFailed(op, entry.path, err);
+      return;
+    }
+    let bytesRead = 0;
+    let st: Stats;
+    try {
+      // Stops at the scanned size: a file that grew is caught by the fstat below.
+      while (bytesRead < entry.size) {
+        const n = readSync(fd, frame, CHUNK_HEADER_BYTES + bytesRead, entry.size - bytesRead, bytesRead);
+        if (n === 0) break;
+        bytesRead += n;
+      }
+      st = fstatSync(fd);
+    } catch (err) {
+      this.returnCredit(entry.size);
+      this.settleLocally(op, entry.path, 'READ_FAILED', describeError(err));
+      return;
+    } finally {
+      closeSync(fd);
+    }
+    if (!unchangedSinceScan(entry, bytesRead, st)) {
+      this.returnCredit(entry.size);
+      this.changedWhileSent(op, entry.path);
+      return;
+    }
+    this.conn.send(fileBegin(op, entry, old));
+    if (bytesRead > 0) this.sendData(op, 0, frame, bytesRead);
+    this.onProgress?.(1, 0);
+  }
+
+  /**
+   * Sends `bytes` bytes of data, read into `frame` after its chunk header's room, as one chunk whose
+   * credit is already taken. ws copies the frame before this returns (Connection.sendChunkFrame), so
+   * `frame` is free again. A failed write fails the session.
+   */
+  private sendData(op: number, offset: number, frame: Buffer, bytes: number): void {
+    const chunk = frameChunkInPlace(frame.subarray(0, CHUNK_HEADER_BYTES + bytes), op, offset);
+    const written: Promise<void> = this.conn.sendChunkFrame(chunk).then(
+      () => {
+        if (this.lastChunkUnwritten === written) this.lastChunkUnwritten = null;
+      },
+      (err: unknown) => this.writeFailed(err),
+    );
+    this.lastChunkUnwritten = written;
+    this.bytesOnWire += bytes;
+    this.onProgress?.(0, bytes);
+  }
+
+  /** Vanished or unreadable since the scan: nothing was sent for it, so the result is ours to give. */
+  private openFailed(op: number, path: string, err: unknown): void {
+    const gone = ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
+    this.settleLocally(op, path, gone ? 'FILE_CHANGED' : 'UNREADABLE', describeError(err));
+  }
+
+  private changedWhileSent(op: number, path: string): void {
+    this.settleLocally(op, path, 'FILE_CHANGED', `${path} changed while it was sent; it will be sent again`);
+  }
+
   /** Resolves an op's result on the agent side (the receiver's own result for it is then ignored). */
   private settleLocally(op: number, path: string, code: string, message: string): void {
     const w = this.waiting.get(op);
@@ -351,5 +458,39 @@ export class Sender {
 
   private wakeAnswerWaiters(): void {
     if (this.waiting.size < MAX_UNANSWERED_OPS) for (const wake of this.answerWaiters.splice(0)) wake();
+  }
+}
+
+function fileBegin(op: number, entry: Entry, old: Precondition): Extract<AgentMessage, { type: 'fileBegin' }> {
+  return { type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash: entry.hash ?? '', old };
+}
+
+/** `bytesRead` bytes were read to EOF (or to the scanned size), and `st` is the open file's fstat after that. */
+function unchangedSinceScan(entry: Entry, bytesRead: number, st: Stats): boolean {
+  return bytesRead === entry.size && st.size === entry.size && wholeMs(st.mtimeMs) === entry.mtimeMs;
+}
+
+/** At most `max` buffers of `size` bytes, handed out and given back; a taker waits while all are out. */
+class FramePool {
+  private readonly free: Buffer[] = [];
+  private made = 0;
+  private readonly waiters: Array<(frame: Buffer) => void> = [];
+
+  constructor(private readonly max: number, private readonly size: number) {}
+
+  async take(): Promise<Buffer> {
+    const frame = this.free.pop();
+    if (frame !== undefined) return frame;
+    if (this.made < this.max) {
+      this.made++;
+      return Buffer.allocUnsafe(this.size);
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  give(frame: Buffer): void {
+    const waiter = this.waiters.shift();
+    if (waiter !== undefined) waiter(frame);
+    else this.free.push(frame);
   }
 }

@@ -63,21 +63,38 @@ export function encodeControl(msg: ControlMessage): Buffer {
  * so the result can go straight to `ws.send`. The caller may reuse `data` as soon as this returns.
  */
 export function encodeChunk(transferId: number, offset: number, data: Uint8Array): Buffer {
+  checkChunk(transferId, offset, data.length);
+  const frame = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + data.length);
+  frame.set(data, CHUNK_HEADER_BYTES);
+  return writeChunkHeader(frame, transferId, offset);
+}
+
+/**
+ * One chunk frame built in place, without a copy: the data was read into `frame` from byte
+ * CHUNK_HEADER_BYTES on, and the header is written over its first 13 bytes. Returns `frame`.
+ */
+export function frameChunkInPlace(frame: Buffer, transferId: number, offset: number): Buffer {
+  checkChunk(transferId, offset, frame.length - CHUNK_HEADER_BYTES);
+  return writeChunkHeader(frame, transferId, offset);
+}
+
+function checkChunk(transferId: number, offset: number, dataLength: number): void {
   if (!Number.isInteger(transferId) || transferId < 0 || transferId > 0xffffffff) {
     throw new RangeError(`chunk transfer id ${transferId} is not a uint32`);
   }
-  if (data.length < 1 || data.length > MAX_CHUNK_BYTES) {
-    throw new RangeError(`chunk of ${data.length} bytes: expected 1..${MAX_CHUNK_BYTES}`);
+  if (dataLength < 1 || dataLength > MAX_CHUNK_BYTES) {
+    throw new RangeError(`chunk of ${dataLength} bytes: expected 1..${MAX_CHUNK_BYTES}`);
   }
-  if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > Number.MAX_SAFE_INTEGER) {
-    throw new RangeError(`chunk offset ${offset} (+${data.length} bytes) is not a non-negative safe integer`);
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + dataLength > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(`chunk offset ${offset} (+${dataLength} bytes) is not a non-negative safe integer`);
   }
-  const frame = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + data.length);
+}
+
+function writeChunkHeader(frame: Buffer, transferId: number, offset: number): Buffer {
   frame[0] = FRAME_CHUNK;
   frame.writeUInt32BE(transferId, 1);
   frame.writeUInt32BE(Math.floor(offset / TWO_32), 5);
   frame.writeUInt32BE(offset % TWO_32, 9);
-  frame.set(data, CHUNK_HEADER_BYTES);
   return frame;
 }
 

@@ -3,7 +3,7 @@ export * from './limits.js';
 export * from './messages.js';
 export { parseControl, isMessageType, type Role } from './validate.js';
 export {
-  encodeControl, encodeChunk, decodeFrame,
+  encodeControl, encodeChunk, frameChunkInPlace, decodeFrame,
   type Frame, type ControlFrame, type ChunkFrame, type AgentFrame, type ReceiverFrame,
 } from './codec.js';
 export { manifestPages, resultBatches } from './batch.js';

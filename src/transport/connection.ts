@@ -4,7 +4,7 @@
  */
 import type { WebSocket } from 'ws';
 import { ProtocolError, describeError } from '../errors.js';
-import { decodeFrame, encodeChunk, encodeControl, type Frame } from '../protocol/codec.js';
+import { decodeFrame, encodeControl, type Frame } from '../protocol/codec.js';
 import { MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES } from '../protocol/limits.js';
 import { errorMessage, type ControlMessage } from '../protocol/messages.js';
 
@@ -122,14 +122,21 @@ export class Connection {
     if (this.isOpen) this.ws.send(encodeControl(message));
   }
 
-  /** Sends file data; settles once the frame is written to the socket (or the connection closed). */
-  sendChunk(transferId: number, offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * Sends a chunk frame built with frameChunkInPlace; settles once ws has written it to the socket
+   * (or the connection closed). The agent may refill `frame` as soon as this returns: ws masks a
+   * client's frame into a copy of its own before `send` returns (RFC 6455: every client frame is
+   * masked; test/unit/transport/connection.test.ts pins it). A server's frames are not masked, ws
+   * would hold `frame` itself until written, so only the agent's side may call this.
+   */
+  sendChunkFrame(frame: Buffer): Promise<void> {
+    if (this.peer !== 'receiver') throw new Error('sendChunkFrame: only the agent sends file data');
     return new Promise((resolve, reject) => {
       if (!this.isOpen) {
         reject(new ProtocolError('CLOSED', 'connection closed'));
         return;
       }
-      this.ws.send(encodeChunk(transferId, offset, data), (err) => (err ? reject(err) : resolve()));
+      this.ws.send(frame, (err) => (err ? reject(err) : resolve()));
     });
   }
 

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import fs, { existsSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { appendFile, lstat, mkdtemp, rename, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import xxhash from 'xxhash-wasm';
 import { wholeMs } from '../../../src/entry.js';
 import { WarmsyncError } from '../../../src/errors.js';
-import { createHasher, type FileHasher } from '../../../src/scan/hash.js';
+import { SYNC_READ_MAX_BYTES, createHasher, type FileHasher } from '../../../src/scan/hash.js';
 
 const MiB = 1024 * 1024;
 /** An mtime utimes can restore exactly (no sub-second part). */
@@ -107,6 +108,24 @@ describe('hashFile', () => {
       const r = await hasher.hashFile(file);
       assert.equal(r.hash, reference(data), `size ${size}`);
       assert.equal(r.size, size);
+    }
+  });
+
+  it('reads a file under SYNC_READ_MAX_BYTES synchronously, one at or above it through the thread pool', async (t) => {
+    const readSync = t.mock.method(fs, 'readSync');
+    syncBuiltinESMExports(); // hash.ts imported it by name
+    try {
+      for (const [size, sync] of [[SYNC_READ_MAX_BYTES - 1, true], [SYNC_READ_MAX_BYTES, false], [0, true]] as const) {
+        const data = randomBytes(size);
+        const file = path.join(dir, `path-${size}`);
+        await writeFile(file, data);
+        const before = readSync.mock.callCount();
+        assert.equal((await hasher.hashFile(file)).hash, reference(data), `size ${size}`);
+        assert.equal(readSync.mock.callCount() > before, sync, `size ${size}: read with readSync`);
+      }
+    } finally {
+      t.mock.restoreAll();
+      syncBuiltinESMExports();
     }
   });
 

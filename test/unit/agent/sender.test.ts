@@ -1,0 +1,154 @@
+/**
+ * Sender.transfer against a scripted receiver on a real WebSocket: files below SYNC_READ_MAX_BYTES
+ * take the synchronous path (one shared frame), larger ones the pooled asynchronous one. Both must
+ * deliver the exact bytes, and both must refuse a file that changed since the scan (FILE_CHANGED),
+ * before its last byte goes out; a small file that fails gives its credit back.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { appendFile, mkdtemp, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { WebSocket, WebSocketServer } from 'ws';
+import { Sender } from '../../../src/agent/sender.js';
+import { wholeMs, type Entry } from '../../../src/entry.js';
+import type { Change } from '../../../src/plan/diff.js';
+import type { AgentMessage } from '../../../src/protocol/messages.js';
+import { SYNC_READ_MAX_BYTES } from '../../../src/scan/hash.js';
+import { Connection } from '../../../src/transport/connection.js';
+
+/** What the scripted receiver saw of one op. */
+interface Seen { begin: Extract<AgentMessage, { type: 'fileBegin' }>; data: Buffer[]; aborted: boolean }
+
+/**
+ * A receiver that takes every file: credits each chunk and answers ok once all bytes arrived (or at
+ * fileBegin, for an empty file). Records what arrived per op.
+ */
+function scriptReceiver(conn: Connection, seen: Map<number, Seen>): void {
+  const received = new Map<number, number>();
+  conn.onFrame((frame) => {
+    if (frame.kind === 'chunk') {
+      const s = seen.get(frame.transferId);
+      assert.ok(s !== undefined, 'a chunk after its fileBegin');
+      s.data.push(Buffer.from(frame.data));
+      const total = (received.get(frame.transferId) ?? 0) + frame.data.length;
+      received.set(frame.transferId, total);
+      conn.send({ type: 'credit', bytes: frame.data.length });
+      if (total === s.begin.size) conn.send({ type: 'results', items: [{ op: frame.transferId, ok: true }] });
+      return;
+    }
+    const msg = frame.message as AgentMessage;
+    if (msg.type === 'fileBegin') {
+      seen.set(msg.op, { begin: msg, data: [], aborted: false });
+      if (msg.size === 0) conn.send({ type: 'results', items: [{ op: msg.op, ok: true }] });
+    } else if (msg.type === 'abort') {
+      const s = seen.get(msg.op);
+      if (s !== undefined) s.aborted = true;
+      conn.send({ type: 'results', items: [{ op: msg.op, ok: false, code: 'ABORTED' }] });
+    } else if (msg.type === 'flush') {
+      conn.send({ type: 'flushed', id: msg.id });
+    }
+  });
+}
+
+describe('Sender file transfers', () => {
+  let dir: string;
+  let wss: WebSocketServer;
+  let url: string;
+  const sockets: WebSocket[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'warmsync-sender-'));
+    wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    await once(wss, 'listening');
+    url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    for (const s of [...sockets, ...wss.clients]) s.terminate();
+    wss.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A Sender on a fresh connection to a scripted receiver, and what that receiver saw. */
+  async function connect(window: number): Promise<{ sender: Sender; seen: Map<number, Seen> }> {
+    const seen = new Map<number, Seen>();
+    wss.once('connection', (ws) => {
+      const conn = new Connection(ws, 'agent');
+      conn.markAuthenticated();
+      scriptReceiver(conn, seen);
+    });
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    sockets.push(ws);
+    await once(ws, 'open');
+    const conn = new Connection(ws, 'receiver');
+    conn.markAuthenticated();
+    return { sender: new Sender(conn, { window, maxInFlight: 8 }, dir), seen };
+  }
+
+  /** Writes a file and returns the Entry a scan would have listed for it. */
+  async function scanned(name: string, content: Buffer): Promise<Entry> {
+    await writeFile(join(dir, name), content);
+    await utimes(join(dir, name), 1_700_000_000, 1_700_000_000);
+    const st = await stat(join(dir, name));
+    return { path: name, kind: 'file', size: st.size, mtimeMs: wholeMs(st.mtimeMs), mode: 0o644, hash: '0123456789abcdef', target: null };
+  }
+
+  const created = (entry: Entry): Change => ({ path: entry.path, old: null, new: entry });
+  const sizes: [string, number][] = [
+    ['empty', 0],
+    ['just under the threshold (synchronous)', SYNC_READ_MAX_BYTES - 1],
+    ['at the threshold (asynchronous, one chunk)', SYNC_READ_MAX_BYTES],
+    ['of several chunks', 2 * SYNC_READ_MAX_BYTES + 12_345],
+  ];
+
+  it('sends the exact bytes of each file, whichever path it takes', async () => {
+    const { sender, seen } = await connect(32 << 20);
+    const contents = sizes.map(([, size]) => randomBytes(size));
+    const entries = await Promise.all(sizes.map((_, i) => scanned(`whole-${i}`, contents[i] as Buffer)));
+    const report = await sender.send(entries.map(created), Date.now());
+    assert.deepEqual(report.outcomes, entries.map(() => null));
+    assert.equal(report.bytesSent, contents.reduce((n, c) => n + c.length, 0));
+    for (const [i, entry] of entries.entries()) {
+      const s = [...seen.values()].find((v) => v.begin.path === entry.path);
+      assert.ok(s !== undefined, `${sizes[i]?.[0]}: fileBegin sent`);
+      assert.ok(Buffer.concat(s.data).equals(contents[i] as Buffer), `${sizes[i]?.[0]}: the same bytes`);
+    }
+  });
+
+  const changes: [string, (abs: string) => Promise<void>][] = [
+    ['grew', (abs) => appendFile(abs, 'x')],
+    ['shrank', async (abs) => truncate(abs, (await stat(abs)).size - 1)],
+    ['kept its size but got a new mtime', (abs) => utimes(abs, 1_700_000_100, 1_700_000_100)],
+  ];
+  for (const [what, change] of changes) {
+    it(`FILE_CHANGED for a file that ${what} since the scan, on both sides of the threshold`, async () => {
+      const { sender, seen } = await connect(32 << 20);
+      const cases = sizes.filter(([, size]) => size > 0);
+      const entries = await Promise.all(cases.map(([, size], i) => scanned(`${what.split(' ')[0]}-${i}`, randomBytes(size))));
+      for (const e of entries) await change(join(dir, e.path));
+      const report = await sender.send(entries.map(created), Date.now());
+      report.outcomes.forEach((o, i) => assert.equal(o?.code, 'FILE_CHANGED', cases[i]?.[0]));
+      for (const s of seen.values()) {
+        // A file read in chunks may be begun before its end is read; it must then be aborted.
+        assert.ok(s.aborted, `${s.begin.path}: begun, so aborted`);
+        assert.ok(Buffer.concat(s.data).length < s.begin.size, `${s.begin.path}: never complete on the receiver`);
+      }
+      // The synchronous path checks before it sends anything.
+      assert.ok(![...seen.values()].some((s) => s.begin.size === SYNC_READ_MAX_BYTES - 1), 'the small file was never begun');
+      assert.ok([...seen.values()].some((s) => s.begin.size > SYNC_READ_MAX_BYTES), 'the file of several chunks was begun');
+    });
+  }
+
+  it('a small file that changed gives its credit back: the next ones still fit the window', async () => {
+    // Each file takes most of the window; credit kept by the failed one would stall the rest forever.
+    const { sender } = await connect(SYNC_READ_MAX_BYTES + SYNC_READ_MAX_BYTES / 2);
+    const first = await scanned('credit-0', randomBytes(SYNC_READ_MAX_BYTES - 1));
+    await appendFile(join(dir, first.path), 'x');
+    const rest = await Promise.all([1, 2, 3].map((i) => scanned(`credit-${i}`, randomBytes(SYNC_READ_MAX_BYTES - 1))));
+    const report = await sender.send([first, ...rest].map(created), Date.now());
+    assert.deepEqual(report.outcomes.map((o) => o?.code ?? null), ['FILE_CHANGED', null, null, null]);
+  });
+});
