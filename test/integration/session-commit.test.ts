@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createLogger } from '../../src/log.js';
 import { Manifest } from '../../src/manifest/manifest.js';
+import { encodeChunk } from '../../src/protocol/codec.js';
 import type { ControlMessage } from '../../src/protocol/index.js';
 import { TreeWriter } from '../../src/receiver/apply.js';
 import { PartialStore } from '../../src/receiver/partials.js';
@@ -67,7 +68,7 @@ async function openSession(name: string): Promise<Pair & { root: string }> {
 
 function sendFile(agent: Connection, op: number, path: string, content: Buffer): Promise<void> {
   agent.send({ type: 'fileBegin', op, path, size: content.byteLength, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: hasher.hashBytes(content), old: null });
-  return agent.sendChunk(op, 0, content);
+  return agent.sendChunkFrame(encodeChunk(op, 0, content));
 }
 
 async function resultsFor(received: ControlMessage[], ops: number, withinMs: number): Promise<number> {
