@@ -36,13 +36,31 @@ async function stopReceiver(receiver: ReceiverProcess): Promise<void> {
   if (!stopped) receiver.child.kill('SIGKILL');
 }
 
-/** From an agent's stderr: the time of its first "scanned ..." line (epoch ms), or null. */
-function scannedAt(stderr: string): number | null {
-  // A JSON line (the default when stderr is not a terminal, as here) or a text one (--log-format text).
-  const m = /^\{"level":"info","time":"([^"]+)","msg":"scanned /m.exec(stderr) ?? /^(\S+) INFO\s+scanned /m.exec(stderr);
-  if (!m) return null;
-  const t = Date.parse(m[1] as string);
-  return Number.isFinite(t) ? t : null;
+/**
+ * The first info line of a warmsync log whose message starts with `prefix`: its time (epoch ms)
+ * and message. Reads JSON lines (the default when stderr is not a terminal, as here) and text
+ * ones (--log-format text).
+ */
+export function findLogLine(log: string, prefix: string): { at: number; msg: string } | null {
+  for (const line of log.split('\n')) {
+    let time: string | undefined;
+    let msg: string | undefined;
+    if (line.startsWith('{')) {
+      try {
+        const record = JSON.parse(line) as { level?: unknown; time?: unknown; msg?: unknown };
+        if (record.level === 'info' && typeof record.time === 'string' && typeof record.msg === 'string') ({ time, msg } = record as { time: string; msg: string });
+      } catch {
+        continue;
+      }
+    } else {
+      const m = /^(\S+) INFO\s+(.*)$/.exec(line);
+      if (m) [, time, msg] = m;
+    }
+    if (time === undefined || msg === undefined || !msg.startsWith(prefix)) continue;
+    const at = Date.parse(time);
+    if (Number.isFinite(at)) return { at, msg };
+  }
+  return null;
 }
 
 function agentArgs(cfg: WarmsyncConfig, src: string, url: string, stateDir: string): string[] {
@@ -70,7 +88,7 @@ export function warmsyncSide(cfg: WarmsyncConfig): WarmsyncSide {
           const summary = JSON.parse(r.stdout.trim().split('\n').pop() as string) as Record<string, unknown>;
           const elapsedMs = typeof summary.elapsedMs === 'number' ? summary.elapsedMs : r.wallMs;
           const runStart = r.endedAt - elapsedMs;
-          const scanned = scannedAt(r.stderr);
+          const scanned = findLogLine(r.stderr, 'scanned ')?.at ?? null;
           const phases: Phases | undefined = scanned === null ? undefined : {
             startupMs: r.wallMs - elapsedMs, scanPlanMs: scanned - runStart, transferMs: r.endedAt - scanned, elapsedMs,
           };

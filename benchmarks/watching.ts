@@ -29,7 +29,7 @@ import {
   type Comparison, type Context, type LiveRecord, type ScenarioResult, type Target, type Unit,
 } from './scenarios.js';
 import type { LiveRun } from './side.js';
-import type { WarmsyncStandby } from './warmsync.js';
+import { findLogLine, type WarmsyncStandby } from './warmsync.js';
 
 const MiB = 1024 * 1024;
 const SIDE = 'warmsync live agent';
@@ -326,15 +326,6 @@ export async function burstScenario(ctx: Context): Promise<ScenarioResult> {
 // ---------------------------------------------------------------------------------------------
 
 /** Epoch ms of the first log line matching `pattern` (lines start with an ISO timestamp), or null. */
-function loggedAt(log: string, pattern: RegExp): number | null {
-  for (const line of log.split('\n')) {
-    if (!pattern.test(line)) continue;
-    const t = Date.parse(line.slice(0, line.indexOf(' ')));
-    return Number.isFinite(t) ? t : null;
-  }
-  return null;
-}
-
 interface Sample { readonly t: number; readonly ticks: number }
 
 /**
@@ -364,12 +355,12 @@ async function watchRound(ctx: Context, src: string, standby: WarmsyncStandby, r
   const t0 = performance.now();
   return withLiveAgent(ctx, standby, src, async (run) => {
     const log = run.log ?? ((): string => '');
-    const sinceSpawn = (pattern: RegExp): number | null => {
-      const at = loggedAt(log(), pattern);
-      return at === null ? null : at - spawnedAt;
+    const sinceSpawn = (prefix: string): number | null => {
+      const line = findLogLine(log(), prefix);
+      return line === null ? null : line.at - spawnedAt;
     };
     const scannedPerf = (): number | null => {
-      const s = sinceSpawn(/ INFO\s+scanned /);
+      const s = sinceSpawn('scanned ');
       return s === null ? null : t0 + s;
     };
     const budget = Math.min(ctx.timeoutMs, 600_000);
@@ -378,7 +369,7 @@ async function watchRound(ctx: Context, src: string, standby: WarmsyncStandby, r
     const ticks = cpuTicks(run.watcherPid);
     const watches = inotifyWatches(run.watcherPid);
     const receiver = memoryKiB(run.receiverPid);
-    const counts = / INFO\s+scanned .*\((\d+) hashed, (\d+) from cache\)/.exec(log());
+    const counts = /\((\d+) hashed, (\d+) from cache\)/.exec(findLogLine(log(), 'scanned ')?.msg ?? '');
     // Only now (it would disturb the idle reading): one new file, to prove the agent is watching.
     const arrivals = new Arrivals(run.standbyDir);
     let liveCheckMs: number | null = null;
@@ -392,7 +383,7 @@ async function watchRound(ctx: Context, src: string, standby: WarmsyncStandby, r
     }
     return {
       kind: 'watch', files: ctx.watchFiles,
-      watchingMs: sinceSpawn(/ INFO\s+watching /), connectedMs: sinceSpawn(/ INFO\s+connected to /), scannedMs: sinceSpawn(/ INFO\s+scanned /),
+      watchingMs: sinceSpawn('watching '), connectedMs: sinceSpawn('connected to '), scannedMs: sinceSpawn('scanned '),
       idleMs: idleAt === null ? null : idleAt - t0,
       hashed: counts ? Number(counts[1]) : null, fromCache: counts ? Number(counts[2]) : null,
       agentRssIdleKiB: agent?.rssKiB ?? null, agentPeakRssKiB: agent?.hwmKiB ?? null, inotifyWatches: watches,
