@@ -456,6 +456,8 @@ export class ReceiverSession {
 
   /** The connection ended mid-transfer: keep a large file's data for the next connection, else discard it. */
   private async leaveUnfinished(path: string, staged: StagedFile, resumable: boolean): Promise<void> {
+    // Chunks still on their way to disk count: let them land first (a failed one fails keepAsPartial).
+    await staged.ready().catch(() => undefined);
     if (resumable && staged.bytesWritten >= 1 << 20) {
       try {
         await staged.keepAsPartial(this.deps.partials);

@@ -43,6 +43,22 @@ test('chunks written before the create finished land in order; seal and install 
   assert.deepEqual((await readdir(dir)).filter(isTempName), []);
 });
 
+test('1 MiB chunks and small ones mixed, all queued at once, land in order', async () => {
+  const content = randomBytes((3 << 20) + 777);
+  const final = join(dir, 'large.bin');
+  const staged = StagedFile.begin(final, targetOf(content), hasher.createStreamHasher());
+  const sizes = [1 << 20, 1000, 1 << 20, 300 << 10, 5, (3 << 20) + 777 - (2 << 20) - 1000 - (300 << 10) - 5];
+  let offset = 0;
+  for (const size of sizes) {
+    void staged.write(offset, content.subarray(offset, offset + size));
+    offset += size;
+  }
+  assert.equal(offset, content.byteLength);
+  await staged.seal();
+  await staged.install();
+  assert.ok((await readFile(final)).equals(content));
+});
+
 test('a chunk at the wrong offset is refused at once, while the create may still run', async () => {
   const content = randomBytes(1000);
   const staged = StagedFile.begin(join(dir, 'offsets.bin'), targetOf(content), hasher.createStreamHasher());
