@@ -82,7 +82,11 @@ export class StagedFile {
    * behind the create, and `ready`, `verify` or `seal` report a failed create (EACCES, ENOSPC).
    */
   static begin(finalPath: string, target: StagedTarget, hasher: StreamHasher): StagedFile {
-    const staged = new StagedFile(finalPath, tempPathBeside(finalPath), hasher, target);
+    return StagedFile.beginAt(finalPath, tempPathBeside(finalPath), target, hasher);
+  }
+
+  private static beginAt(finalPath: string, tempPath: string, target: StagedTarget, hasher: StreamHasher): StagedFile {
+    const staged = new StagedFile(finalPath, tempPath, hasher, target);
     // One create at a time: creates made in parallel contend in the kernel and cost more in all.
     const previous = lastCreate;
     const created = staged.enqueue(async () => {
@@ -103,7 +107,8 @@ export class StagedFile {
     const tempPath = tempPathBeside(finalPath);
     const resumed = partials ? await partials.take(target.hash, target.size, tempPath) : null;
     if (resumed === null) {
-      const staged = StagedFile.begin(finalPath, target, hasher);
+      // No partial was moved to the temp name: create the file there.
+      const staged = StagedFile.beginAt(finalPath, tempPath, target, hasher);
       await staged.ready();
       return staged;
     }
