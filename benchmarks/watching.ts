@@ -369,7 +369,7 @@ async function watchRound(ctx: Context, src: string, standby: WarmsyncStandby, r
     const ticks = cpuTicks(run.watcherPid);
     const watches = inotifyWatches(run.watcherPid);
     const receiver = memoryKiB(run.receiverPid);
-    const counts = /\((\d+) hashed, (\d+) from cache\)/.exec(findLogLine(log(), 'scanned ')?.msg ?? '');
+    const counts = /\((\d+) hashed, (\d+) from cache/.exec(findLogLine(log(), 'scanned ')?.msg ?? '');
     // Only now (it would disturb the idle reading): one new file, to prove the agent is watching.
     const arrivals = new Arrivals(run.standbyDir);
     let liveCheckMs: number | null = null;

@@ -16,7 +16,11 @@ export interface Entry {
   readonly mtimeMs: number;
   /** Permission bits only (mode & 0o7777). */
   readonly mode: number;
-  /** xxh64 of the content as 16 lowercase hex digits, for files; null otherwise. */
+  /**
+   * xxh64 of the content as 16 lowercase hex digits, for files; null otherwise. On the agent, also
+   * null for a file the scan left for the sender to hash (ScanOptions.needsHash); a manifest row
+   * always has it.
+   */
   readonly hash: string | null;
   /** Link target, for symlinks; null otherwise. Stored verbatim, never followed. */
   readonly target: string | null;

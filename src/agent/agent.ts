@@ -1,11 +1,13 @@
 /**
  * What both agent modes share: the source tree's exclusion rules, the hash cache, and one full
- * reconciliation pass (scan -> fetch the receiver's manifest -> plan -> safety check -> send ->
- * flush). `runOnce` is `agent --once`: passes until the standby matches. live.ts keeps watching.
+ * reconciliation pass (fetch the receiver's manifest -> scan -> plan -> safety check -> send ->
+ * flush). The manifest comes first so that the scan hashes only the files whose hash decides
+ * what to do: a file with no row of its size on the standby is sent whatever its hash, and the
+ * sender hashes it from the bytes it sends. `runOnce` is `agent --once`: passes until the standby matches. live.ts keeps watching.
  */
 import { mkdir, stat } from 'node:fs/promises';
 import type { Entry, ManifestEntry } from '../entry.js';
-import { WarmsyncError } from '../errors.js';
+import { WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
 import { actionOf, diffTrees, type Change } from '../plan/diff.js';
@@ -13,7 +15,7 @@ import { checkSafety, type SafetyOptions } from '../plan/safety.js';
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
 import { createHasher, type FileHasher } from '../scan/hash.js';
-import { scanTree, type ScanResult } from '../scan/scanner.js';
+import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../receiver/staging.js';
 import { isWithin, baseName } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
@@ -111,12 +113,15 @@ export class SourceTree {
 
   private async reconcilePass(sender: Sender, safety: SafetyOptions, progress: ProgressSink | null): Promise<PassResult> {
     const scanStarted = Date.now();
-    progress?.phase('hashing', null);
-    const hasher = progress === null ? this.hasher : countingHasher(this.hasher, (bytes) => progress.add(1, bytes));
-    const scan = await scanTree(this.root, { isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn });
     const mirror = new Map<string, ManifestEntry>();
     await sender.fetchManifest((entries) => {
       for (const e of entries) mirror.set(e.path, manifestRow(e, 0, e.deletedAt, e.damaged));
+    });
+    progress?.phase('hashing', null);
+    const hasher = progress === null ? this.hasher : countingHasher(this.hasher, (bytes) => progress.add(1, bytes));
+    const scan = await scanTree(this.root, {
+      isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
+      needsHash: (path, size) => hashDecides(mirror.get(path), size),
     });
     const changes = diffTrees(scan.entries, mirror.values(), { hides: this.hides, unknown: scan.incomplete });
     let standbyFiles = 0;
@@ -131,12 +136,24 @@ export class SourceTree {
       sender.onProgress = (files, bytes) => progress.add(files, bytes);
     }
     const s = scan.stats;
-    this.log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache); ${changes.length} change(s) to send`);
+    this.log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache, ${s.unhashed} to hash while sending); ${changes.length} change(s) to send`);
     const deletedAt = Date.now();
     const report = await sender.send(changes, deletedAt).finally(() => {
       sender.onProgress = null;
     });
+    this.rememberSentHashes(report);
     return { scanStarted, scan, changes, report, mirror, deletedAt };
+  }
+
+  /** Caches the hashes the sender computed, so the next scan does not read those files again. */
+  private rememberSentHashes(report: SendReport): void {
+    const rows = report.hashedWhileSent.filter((h) => isCacheable(h.mtimeMs, h.hashedAt));
+    if (rows.length === 0) return;
+    try {
+      this.cache.remember(rows);
+    } catch (err) {
+      this.warn('CACHE_FAILED', `${describeError(err)}; ${rows.length} hash(es) will be computed again next time`);
+    }
   }
 
   close(): void {
@@ -145,12 +162,26 @@ export class SourceTree {
 }
 
 /**
+ * Does a file's hash decide what the plan does with it? Only when the standby holds an undamaged
+ * file of the same size at its path (live or tombstoned): same hash, no transfer (diff.ts actionOf).
+ * Any other file is transferred, so the sender hashes it on the way instead of the scan.
+ */
+export function hashDecides(row: ManifestEntry | undefined, size: number): boolean {
+  return row !== undefined && row.kind === 'file' && !row.damaged && row.size === size;
+}
+
+/**
  * The pass's mirror updated by every change the receiver applied: the live agent plans against it.
  * `agent --once` never asks for it, so a first sync of 100k files does not build 100k rows at its end.
  */
 export function mirrorAfter(pass: PassResult): Map<string, ManifestEntry> {
+  const sentHashes = new Map(pass.report.hashedWhileSent.map((h) => [h.path, h.hash]));
   pass.changes.forEach((change, i) => {
-    if (pass.report.outcomes[i] === null) applyToMirror(pass.mirror, change, pass.deletedAt);
+    if (pass.report.outcomes[i] !== null) return;
+    const next = change.new;
+    // A file the scan left unhashed: the receiver recorded the hash the sender computed.
+    const sent = next?.kind === 'file' && next.hash === null ? { ...change, new: { ...next, hash: sentHashes.get(change.path) ?? null } } : change;
+    applyToMirror(pass.mirror, sent, pass.deletedAt);
   });
   return pass.mirror;
 }
@@ -189,7 +220,7 @@ export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
       url: options.url, token: options.token, attempts: options.connectAttempts,
       baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log, tls: options.tls,
     });
-    const sender = new Sender(session.conn, session, options.root);
+    const sender = new Sender(session.conn, session, options.root, tree.hasher);
     try {
       let failures: readonly OpFailure[] = [];
       for (let pass = 1; pass <= MAX_PASSES; pass++) {
@@ -197,7 +228,7 @@ export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
         const { scanStarted, scan, report } = await tree.reconcile(sender, options.safety);
         if (pass === 1) {
           summary.filesScanned = scan.stats.files;
-          summary.hashed = scan.stats.hashed;
+          summary.hashed = scan.stats.hashed + report.hashedWhileSent.length;
           summary.skippedUnchanged = scan.stats.files - report.filesSent - report.metaUpdates;
         }
         summary.filesSent += report.filesSent;

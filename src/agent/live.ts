@@ -16,7 +16,7 @@ import { WarmsyncError, describeError } from '../errors.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { isWithin } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
-import { scanTree } from '../scan/scanner.js';
+import { RACY_MS, scanTree } from '../scan/scanner.js';
 import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
@@ -45,8 +45,6 @@ const LARGE_FILE_BYTES = 4 << 20;
 const DEGRADED_RESCAN_MS = 30_000;
 /** How often the live agent logs what it replicated (only when it did something). */
 const ACTIVITY_LOG_MS = 60_000;
-/** A hash is remembered only when the file's mtime is this old: a same-tick rewrite could hide. */
-const RACY_MS = 1000;
 /** The longest the loop pauses between two looks at the dirty paths (see run). */
 const MAX_PACE_MS = 200;
 /** Retries of one path in a row after which the agent says so (once) instead of retrying silently. */
@@ -119,7 +117,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
       log.info(`connected to ${options.url}`);
       let busy = false;
       try {
-        await new LiveSession(options, tree, dirty, new Sender(session.conn, session, options.root), signal, {
+        await new LiveSession(options, tree, dirty, new Sender(session.conn, session, options.root, tree.hasher), signal, {
           setWake: (fn) => {
             wake = fn;
           },

@@ -6,12 +6,16 @@
  * small ones share one, and no more than the receiver's credit window of file data is ever
  * unacknowledged.
  *
+ * A file the scan did not hash (it is new on the standby: ScanOptions.needsHash) is hashed here, from
+ * the very bytes sent, so it is read once instead of twice: a small file's hash goes in its
+ * fileBegin, a larger file's in a `fileEnd` after its last chunk (protocol version 2).
+ *
  * A file under SYNC_READ_MAX_BYTES is read with synchronous calls, for the reason the scan hashes it
  * so (scan/hash.ts): for a ~20 KiB file a round trip through libuv's pool per call costs more than
  * the call. Larger files are read through the pool, so the event loop is never held for long.
  */
 import { closeSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { wholeMs, type Entry } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
@@ -20,9 +24,20 @@ import { frameChunkInPlace } from '../protocol/codec.js';
 import { CHUNK_HEADER_BYTES, MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type { AgentMessage, ReceiverMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
-import { SYNC_READ_MAX_BYTES } from '../scan/hash.js';
+import { SYNC_READ_MAX_BYTES, type FileHasher, type StreamHasher } from '../scan/hash.js';
 
 export interface OpFailure { readonly path: string; readonly code: string; readonly message: string }
+
+/** A file the sender hashed while sending it: the hash, and the file it is the hash of. */
+export interface HashedWhileSent {
+  readonly path: string;
+  readonly hash: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ino: number;
+  /** When the last byte was read (the cache's racy-file rule needs it). */
+  readonly hashedAt: number;
+}
 
 export interface SendReport {
   readonly ops: number;
@@ -33,6 +48,8 @@ export interface SendReport {
   readonly failures: readonly OpFailure[];
   /** Per change, in the order given: null when applied and recorded, else why not. */
   readonly outcomes: readonly (OpFailure | null)[];
+  /** Files sent without a hash from the scan, hashed on the way (whatever their outcome). */
+  readonly hashedWhileSent: readonly HashedWhileSent[];
 }
 
 type Precondition = Extract<AgentMessage, { type: 'fileBegin' }>['old'];
@@ -77,6 +94,7 @@ export class Sender {
   /** The chunks of larger files are read into these, each held from its read until it is sent. */
   private readonly largeFileFrames: FramePool;
   private manifestHandler: ((msg: Extract<ReceiverMessage, { type: 'manifestPage' }>) => void) | null = null;
+  private hashedWhileSent: HashedWhileSent[] = [];
   /** Told of file bytes as they go out (a resumed file's kept prefix counts as done) and of each file fully sent. */
   onProgress: ((files: number, bytes: number) => void) | null = null;
 
@@ -84,6 +102,7 @@ export class Sender {
     private readonly conn: Connection,
     private readonly limits: { readonly window: number; readonly maxInFlight: number },
     private readonly root: string,
+    private readonly hasher: FileHasher,
   ) {
     this.largeFileFrames = new FramePool(LARGE_FILE_FRAMES, CHUNK_HEADER_BYTES + Math.min(MAX_CHUNK_BYTES, limits.window));
     conn.onFrame((frame) => {
@@ -201,7 +220,12 @@ export class Sender {
     await this.flush();
     const outcomes = await Promise.all(results);
     this.check();
-    return { ops: results.length, ...counts, bytesSent: this.bytesOnWire - bytesBefore, failures: outcomes.filter((f): f is OpFailure => f !== null), outcomes };
+    const hashedWhileSent = this.hashedWhileSent;
+    this.hashedWhileSent = [];
+    return {
+      ops: results.length, ...counts, bytesSent: this.bytesOnWire - bytesBefore,
+      failures: outcomes.filter((f): f is OpFailure => f !== null), outcomes, hashedWhileSent,
+    };
   }
 
   /**
@@ -301,11 +325,11 @@ export class Sender {
   }
 
   /**
-   * Streams one file. The content was hashed by the scan; if the file no longer matches the scanned
-   * size and mtime, the transfer is aborted (the receiver would reject it anyway) and reported as
-   * FILE_CHANGED so the agent rescans it. The check runs before the last chunk goes out (before
-   * anything, for a small file): the receiver completes a transfer on its last byte, so a failure
-   * reported after that could describe a file the receiver has in fact committed.
+   * Streams one file. If the file no longer matches the scanned size and mtime, the transfer is
+   * aborted (the receiver would reject it anyway) and reported as FILE_CHANGED so the agent rescans
+   * it. The check runs before the last chunk goes out (before anything, for a small file): the
+   * receiver completes a transfer that carried its hash on its last byte, so a failure reported
+   * after that could describe a file the receiver has in fact committed.
    */
   private async transfer(op: number, entry: Entry, old: Precondition): Promise<void> {
     if (entry.size < SYNC_READ_MAX_BYTES && entry.size <= this.limits.window) return this.transferSmall(op, entry, old);
@@ -317,9 +341,11 @@ export class Sender {
       this.openFailed(op, entry.path, err);
       return;
     }
+    // Not hashed by the scan: hash the bytes as they go out, and announce the hash in fileEnd.
+    const hasher = entry.hash === null ? this.hasher.createStreamHasher() : null;
     let begun = false;
     try {
-      const begin = fileBegin(op, entry, old);
+      const begin = fileBegin(op, entry, entry.hash, old);
       let offset = 0;
       if (entry.size >= RESUMABLE_MIN_BYTES) {
         // Large: the receiver may hold the start of it from an interrupted connection.
@@ -329,6 +355,7 @@ export class Sender {
         const at = await resumeAt;
         if (at === null) return; // the op failed; its result says why
         offset = at;
+        if (hasher !== null) await this.hashPrefix(handle, hasher, offset);
         this.onProgress?.(0, offset);
       }
       while (true) {
@@ -338,7 +365,8 @@ export class Sender {
           const want = Math.min(frame.byteLength - CHUNK_HEADER_BYTES, entry.size - offset);
           const { bytesRead } = want > 0 ? await handle.read(frame, CHUNK_HEADER_BYTES, want, offset) : { bytesRead: 0 };
           const last = bytesRead === 0 || offset + bytesRead >= entry.size; // 0 bytes early: shrank since the scan
-          if (last && !unchangedSinceScan(entry, offset + bytesRead, await handle.stat())) {
+          const st = last ? await handle.stat() : null;
+          if (st !== null && !unchangedSinceScan(entry, offset + bytesRead, st)) {
             if (begun) this.conn.send({ type: 'abort', op });
             this.changedWhileSent(op, entry.path);
             return;
@@ -348,11 +376,17 @@ export class Sender {
             begun = true;
           }
           if (bytesRead > 0) {
+            hasher?.update(frame.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + bytesRead));
             await this.waitForCredit(bytesRead);
             this.sendData(op, offset, frame, bytesRead);
             offset += bytesRead;
           }
-          if (last) {
+          if (st !== null) {
+            if (hasher !== null) {
+              const hash = hasher.digest();
+              this.conn.send({ type: 'fileEnd', op, hash });
+              this.noteHashed(entry, hash, st);
+            }
             this.onProgress?.(1, 0);
             break;
           }
@@ -372,10 +406,31 @@ export class Sender {
     }
   }
 
+  /** Hashes the first `length` bytes of a resumed file, which the receiver kept and which are not sent again. */
+  private async hashPrefix(handle: FileHandle, hasher: StreamHasher, length: number): Promise<void> {
+    const frame = await this.largeFileFrames.take();
+    try {
+      for (let at = 0; at < length;) {
+        const { bytesRead } = await handle.read(frame, 0, Math.min(frame.byteLength, length - at), at);
+        if (bytesRead === 0) return; // shrank since the scan: the fstat after the last read says so
+        hasher.update(frame.subarray(0, bytesRead));
+        at += bytesRead;
+      }
+    } finally {
+      this.largeFileFrames.give(frame);
+    }
+  }
+
+  private noteHashed(entry: Entry, hash: string, st: Stats): void {
+    this.hashedWhileSent.push({ path: entry.path, hash, size: entry.size, mtimeMs: entry.mtimeMs, ino: st.ino, hashedAt: Date.now() });
+  }
+
   /**
    * A file under SYNC_READ_MAX_BYTES in one go: the credit for its whole size is taken first, then
    * open, read, fstat, close and the sends run with no await between them, so one buffer serves
-   * every small transfer. Nothing is sent before the fstat has shown the file unchanged since the scan.
+   * every small transfer. Nothing is sent before the fstat has shown the file unchanged since the
+   * scan, and the hash (when the scan left it to us) is of the bytes in the buffer, so it goes in
+   * the fileBegin.
    */
   private async transferSmall(op: number, entry: Entry, old: Precondition): Promise<void> {
     try {
@@ -414,7 +469,12 @@ export class Sender {
       this.changedWhileSent(op, entry.path);
       return;
     }
-    this.conn.send(fileBegin(op, entry, old));
+    let hash = entry.hash;
+    if (hash === null) {
+      hash = this.hasher.hashBytes(frame.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + bytesRead));
+      this.noteHashed(entry, hash, st);
+    }
+    this.conn.send(fileBegin(op, entry, hash, old));
     if (bytesRead > 0) this.sendData(op, 0, frame, bytesRead);
     this.onProgress?.(1, 0);
   }
@@ -461,8 +521,9 @@ export class Sender {
   }
 }
 
-function fileBegin(op: number, entry: Entry, old: Precondition): Extract<AgentMessage, { type: 'fileBegin' }> {
-  return { type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash: entry.hash ?? '', old };
+/** `hash` null: the content is hashed as it is sent and the hash follows in fileEnd. */
+function fileBegin(op: number, entry: Entry, hash: string | null, old: Precondition): Extract<AgentMessage, { type: 'fileBegin' }> {
+  return { type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash, old };
 }
 
 /** `bytesRead` bytes were read to EOF (or to the scanned size), and `st` is the open file's fstat after that. */

@@ -1,5 +1,5 @@
 /**
- * Control messages of protocol version 1: the TypeScript type of each message, its check
+ * Control messages of protocol version 2: the TypeScript type of each message, its check
  * (check.ts), and which side may send each type. docs/protocol.md describes every field.
  *
  * All objects are strict (an unknown key is an error: a new field needs a new protocol version).
@@ -179,12 +179,16 @@ export interface MkdirMessage { type: 'mkdir'; op: number; path: string; mode: n
 export interface SymlinkMessage { type: 'symlink'; op: number; path: string; target: string; mtimeMs: number; old: Precondition | null }
 export interface SetMetaMessage { type: 'setMeta'; op: number; path: string; mode: number; mtimeMs: number; old: Precondition | null }
 /**
- * `resumable` (optional, default false): the agent waits for a `resumeFrom` before sending data, so
- * the receiver can continue a transfer an earlier connection left unfinished.
+ * `hash`: the content's xxh64, or null when the agent hashes the content as it sends it; a
+ * `fileEnd` then follows the last chunk with the hash. `resumable` (optional, default false): the
+ * agent waits for a `resumeFrom` before sending data, so the receiver can continue a transfer an
+ * earlier connection left unfinished.
  */
 export interface FileBeginMessage {
-  type: 'fileBegin'; op: number; path: string; size: number; mtimeMs: number; mode: number; hash: string; old: Precondition | null; resumable?: boolean;
+  type: 'fileBegin'; op: number; path: string; size: number; mtimeMs: number; mode: number; hash: string | null; old: Precondition | null; resumable?: boolean;
 }
+/** Completes the transfer of a fileBegin sent without a hash: every chunk is sent, this is the content's hash. */
+export interface FileEndMessage { type: 'fileEnd'; op: number; hash: string }
 /**
  * Abandons the transfer of fileBegin `op` (the source changed or vanished while it was being sent,
  * or its result already came back as a failure): no chunk of it follows, and that fileBegin's result
@@ -203,7 +207,7 @@ export interface ResumeFromMessage { type: 'resumeFrom'; op: number; offset: num
 
 export type ControlMessage =
   | HelloMessage | AuthMessage | WelcomeMessage | ErrorMessage | ManifestRequestMessage | MkdirMessage | SymlinkMessage
-  | SetMetaMessage | FileBeginMessage | AbortMessage | DeleteMessage | HeartbeatMessage | FlushMessage
+  | SetMetaMessage | FileBeginMessage | FileEndMessage | AbortMessage | DeleteMessage | HeartbeatMessage | FlushMessage
   | ManifestPageMessage | ResultsMessage | CreditMessage | FlushedMessage | ResumeFromMessage;
 export type MessageType = ControlMessage['type'];
 export type MessageOf<T extends MessageType> = Extract<ControlMessage, { type: T }>;
@@ -224,7 +228,8 @@ export const MESSAGE_CHECKS: { readonly [T in MessageType]: Check<MessageOf<T>> 
   mkdir: message('mkdir', { op: uint32, path: relPath, mode, mtimeMs: safeInt, old }),
   symlink: message('symlink', { op: uint32, path: relPath, target: symlinkTarget, mtimeMs: safeInt, old }),
   setMeta: message('setMeta', { op: uint32, path: relPath, mode, mtimeMs: safeInt, old }),
-  fileBegin: message('fileBegin', { op: uint32, path: relPath, size, mtimeMs: safeInt, mode, hash, old, resumable: optional(bool) }),
+  fileBegin: message('fileBegin', { op: uint32, path: relPath, size, mtimeMs: safeInt, mode, hash: nullableHash, old, resumable: optional(bool) }),
+  fileEnd: message('fileEnd', { op: uint32, hash }),
   abort: message('abort', { op: uint32 }),
   delete: message('delete', { op: uint32, path: relPath, deletedAt: safeInt, old }),
   heartbeat: message('heartbeat', { now: safeInt, watermark: nullableSafeInt }),
@@ -239,7 +244,7 @@ export const MESSAGE_CHECKS: { readonly [T in MessageType]: Check<MessageOf<T>> 
 // ---- direction ----------------------------------------------------------------------------------
 
 const AGENT_TYPES = [
-  'auth', 'error', 'manifestRequest', 'mkdir', 'symlink', 'setMeta', 'fileBegin', 'abort', 'delete', 'heartbeat', 'flush',
+  'auth', 'error', 'manifestRequest', 'mkdir', 'symlink', 'setMeta', 'fileBegin', 'fileEnd', 'abort', 'delete', 'heartbeat', 'flush',
 ] as const satisfies readonly MessageType[];
 const RECEIVER_TYPES = [
   'hello', 'welcome', 'error', 'manifestPage', 'results', 'credit', 'flushed', 'resumeFrom',

@@ -1,8 +1,12 @@
 /**
  * Unfinished large transfers, kept so a new connection can continue instead of starting over.
- * A partial is named by the content it is a prefix of (hash and size), so it can only ever be
- * resumed into that same content; the full file is still verified against the hash at the end.
+ * A partial is named by the content it is a prefix of: its hash and size when the agent announced
+ * the hash up front, else (the agent hashes while it sends) the file's path, size and mtime, the
+ * quick check's notion of "the same file". Either way the full file is still verified against the
+ * hash at the end, so a partial resumed into other content fails with CHECKSUM_MISMATCH, is dropped,
+ * and the next attempt starts over.
  */
+import { createHash } from 'node:crypto';
 import { readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lstatOrNull } from '../lstat.js';
@@ -10,16 +14,25 @@ import { lstatOrNull } from '../lstat.js';
 /** Partials kept longer than this are removed at receiver start. */
 const MAX_AGE_MS = 7 * 86_400_000;
 
+/** What a transfer's partial is named by (see the top of this file). */
+export interface PartialContent { readonly size: number; readonly hash: string | null; readonly mtimeMs: number }
+
+/** The partial's file name for `content` arriving at `finalPath`. */
+export function partialName(finalPath: string, content: PartialContent): string {
+  if (content.hash !== null) return `${content.hash}-${content.size}`;
+  const pathDigest = createHash('sha256').update(finalPath).digest('hex').slice(0, 32);
+  return `p${pathDigest}-${content.mtimeMs}-${content.size}`;
+}
+
 export class PartialStore {
   constructor(readonly dir: string) {}
 
-  private pathFor(hash: string, size: number): string {
-    return join(this.dir, `${hash}-${size}`);
-  }
-
-  /** Moves a partial to `destination` and returns its length, or null when there is none to use. */
-  async take(hash: string, size: number, destination: string): Promise<number | null> {
-    const source = this.pathFor(hash, size);
+  /**
+   * Moves the partial `name` (see partialName) to `destination` and returns its length, or null when
+   * there is none to use (none kept, or not shorter than `size`).
+   */
+  async take(name: string, size: number, destination: string): Promise<number | null> {
+    const source = join(this.dir, name);
     // There is usually none: lstatOrNull answers that without a rejected promise. A symlink here is
     // not a partial (not a regular file) and is removed like any unusable one.
     const st = lstatOrNull(source);
@@ -37,9 +50,9 @@ export class PartialStore {
     }
   }
 
-  /** Keeps `tempFile` (already fsynced) as the partial of (hash, size). */
-  async keep(tempFile: string, hash: string, size: number): Promise<void> {
-    await rename(tempFile, this.pathFor(hash, size));
+  /** Keeps `tempFile` (already fsynced) as the partial `name`. */
+  async keep(tempFile: string, name: string): Promise<void> {
+    await rename(tempFile, join(this.dir, name));
   }
 
   /** Removes partials older than a week; returns how many. */

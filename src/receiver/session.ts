@@ -13,7 +13,7 @@ import type { AgentFrame } from '../protocol/codec.js';
 import { manifestPages, resultBatches } from '../protocol/batch.js';
 import { RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type {
-  DeleteMessage, FileBeginMessage, MkdirMessage, ResultItem, SetMetaMessage, SymlinkMessage,
+  DeleteMessage, FileBeginMessage, FileEndMessage, MkdirMessage, ResultItem, SetMetaMessage, SymlinkMessage,
 } from '../protocol/messages.js';
 import { ancestorsOf, parentOf } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
@@ -68,8 +68,11 @@ interface PendingOp {
   readonly stillThere?: () => Promise<boolean>;
 }
 
-/** A file transfer in progress; `staged` is null when its data is being discarded (op already failed). */
-interface Transfer { readonly path: string; staged: StagedFile | null; remaining: number; readonly resumable: boolean }
+/**
+ * A file transfer in progress; `staged` is null when its data is being discarded (op already failed).
+ * `hashLater`: its fileBegin carried no hash, so it completes on its `fileEnd`, not on its last byte.
+ */
+interface Transfer { readonly path: string; staged: StagedFile | null; remaining: number; readonly resumable: boolean; readonly hashLater: boolean }
 
 export interface SessionCounters { files: number; bytes: number; ops: number; failed: number }
 
@@ -177,6 +180,7 @@ export class ReceiverSession {
     switch (msg.type) {
       case 'manifestRequest': return this.sendManifest();
       case 'fileBegin': return this.onFileBegin(msg);
+      case 'fileEnd': return this.onFileEnd(msg);
       case 'abort': return this.onAbort(msg.op);
       case 'mkdir': return this.onMkdir(msg);
       case 'symlink': return this.onSymlink(msg);
@@ -250,8 +254,8 @@ export class ReceiverSession {
       this.deps.conn.send({ type: 'resumeFrom', op: msg.op, offset: staged.bytesWritten });
       if (staged.bytesWritten > 0) this.deps.log.info(`${msg.path}: resuming at byte ${staged.bytesWritten} of ${msg.size}`);
     }
-    const transfer: Transfer = { path: msg.path, staged, remaining: msg.size - (staged?.bytesWritten ?? 0), resumable };
-    if (transfer.remaining === 0) await this.finishTransfer(msg.op, transfer);
+    const transfer: Transfer = { path: msg.path, staged, remaining: msg.size - (staged?.bytesWritten ?? 0), resumable, hashLater: msg.hash === null };
+    if (transfer.remaining === 0 && !transfer.hashLater) await this.finishTransfer(msg.op, transfer);
     else this.transfers.set(msg.op, transfer);
   }
 
@@ -268,10 +272,24 @@ export class ReceiverSession {
     // reported when the group commit seals the file.
     if (transfer.staged === null) this.returnCredit(bytes);
     else void transfer.staged.write(offset, data).then(() => this.returnCredit(bytes));
-    if (transfer.remaining === 0) {
+    if (transfer.remaining === 0 && !transfer.hashLater) {
       this.transfers.delete(op);
       await this.finishTransfer(op, transfer);
     }
+  }
+
+  private async onFileEnd(msg: FileEndMessage): Promise<void> {
+    const transfer = this.transfers.get(msg.op);
+    if (transfer === undefined) throw new ProtocolError('UNKNOWN_TRANSFER', `fileEnd for transfer ${msg.op}, which is not in progress`);
+    if (!transfer.hashLater) {
+      throw new ProtocolError('UNEXPECTED_MESSAGE', `fileEnd for transfer ${msg.op} (${transfer.path}), whose fileBegin already carried its hash`);
+    }
+    if (transfer.remaining > 0) {
+      throw new ProtocolError('BAD_OFFSET', `fileEnd for transfer ${msg.op} (${transfer.path}) before its last ${transfer.remaining} bytes`);
+    }
+    this.transfers.delete(msg.op);
+    transfer.staged?.expectHash(msg.hash);
+    await this.finishTransfer(msg.op, transfer);
   }
 
   private returnCredit(bytes: number): void {
@@ -286,7 +304,7 @@ export class ReceiverSession {
     // waits for it and reports a file that failed (a write error, CHECKSUM_MISMATCH).
     staged.seal().catch(() => undefined);
     const t = staged.target;
-    const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: t.hash, target: null };
+    const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: staged.hash, target: null };
     await this.addPending({ op, path: transfer.path, staged, record: (now) => this.deps.manifest.recordPresent(entry, now) }, t.size);
   }
 

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { utimeValue } from '../entry.js';
 import { ProtocolError, WarmsyncError } from '../errors.js';
-import type { PartialStore } from './partials.js';
+import { partialName, type PartialStore } from './partials.js';
 
 /** Temporary files are recognisable so scans skip them and crash recovery removes them. */
 export const TEMP_PREFIX = '.warmsync-tmp.';
@@ -53,7 +53,8 @@ const readAsync = promisify(read);
 
 export interface StreamHasher { update(data: Uint8Array): void; digest(): string }
 
-export interface StagedTarget { readonly size: number; readonly hash: string; readonly mode: number; readonly mtimeMs: number }
+/** What the file must become. `hash` null: announced later (`expectHash`), before `seal`. */
+export interface StagedTarget { readonly size: number; readonly hash: string | null; readonly mode: number; readonly mtimeMs: number }
 
 export class StagedFile {
   /** Bytes taken by `write` (checked as they arrive); `written` counts those on disk. */
@@ -69,13 +70,27 @@ export class StagedFile {
   private flushing: Promise<void> | null = null;
   private flushFailure: unknown = null;
   private unflushed = 0;
+  /** The hash the content must have; null until the agent has announced it. */
+  private expected: string | null;
 
   private constructor(
     readonly finalPath: string,
     readonly tempPath: string,
     private readonly hasher: StreamHasher,
     readonly target: StagedTarget,
-  ) {}
+  ) {
+    this.expected = target.hash;
+  }
+
+  /** The announced content hash (null until announced). */
+  get hash(): string | null {
+    return this.expected;
+  }
+
+  /** The agent hashed the content while sending it and announces the hash now (fileEnd). */
+  expectHash(hash: string): void {
+    this.expected = hash;
+  }
 
   /**
    * Starts creating a temporary file beside `finalPath` and returns at once: `write` queues data
@@ -105,7 +120,7 @@ export class StagedFile {
    */
   static async create(finalPath: string, target: StagedTarget, hasher: StreamHasher, partials?: PartialStore): Promise<StagedFile> {
     const tempPath = tempPathBeside(finalPath);
-    const resumed = partials ? await partials.take(target.hash, target.size, tempPath) : null;
+    const resumed = partials ? await partials.take(partialName(finalPath, target), target.size, tempPath) : null;
     if (resumed === null) {
       // No partial was moved to the temp name: create the file there.
       const staged = StagedFile.beginAt(finalPath, tempPath, target, hasher);
@@ -159,7 +174,7 @@ export class StagedFile {
     await this.flushed();
     await fsyncAsync(this.fd);
     this.close();
-    await partials.keep(this.tempPath, this.target.hash, this.target.size);
+    await partials.keep(this.tempPath, partialName(this.finalPath, this.target));
   }
 
   /** Bytes on disk: after `ready`, every byte `write` took unless a write failed. */
@@ -215,9 +230,11 @@ export class StagedFile {
    */
   async verify(): Promise<void> {
     await this.ready();
+    // The session seals a file only once its hash is announced: this is a bug, not bad input.
+    if (this.expected === null) throw new Error(`${this.finalPath}: verified before its hash was announced`);
     const actual = this.hasher.digest();
-    if (actual !== this.target.hash) {
-      throw new WarmsyncError('CHECKSUM_MISMATCH', `content of ${this.finalPath} hashed to ${actual}, the agent announced ${this.target.hash}; not applied`);
+    if (actual !== this.expected) {
+      throw new WarmsyncError('CHECKSUM_MISMATCH', `content of ${this.finalPath} hashed to ${actual}, the agent announced ${this.expected}; not applied`);
     }
   }
 

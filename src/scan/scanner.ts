@@ -36,7 +36,7 @@ export interface ScanOptions extends WalkOptions {
   concurrency?: number;
   /**
    * A hash is cached only when the file's mtime is at least this old when hashing ends.
-   * @default 1000
+   * @default RACY_MS
    */
   racyMs?: number;
   /**
@@ -45,6 +45,12 @@ export interface ScanOptions extends WalkOptions {
    * @default HASH_RETRIES
    */
   hashRetries?: number;
+  /**
+   * Whether a file the cache cannot vouch for must be hashed now. False: it is listed with a null
+   * hash, for the sender to hash as it sends it (a file the plan transfers whatever its hash).
+   * @default every file is hashed
+   */
+  needsHash?: (path: string, size: number) => boolean;
 }
 
 export interface ScanStats {
@@ -58,6 +64,9 @@ export interface ScanStats {
   hashedBytes: number;
   /** Files whose hash came from the cache. */
   cached: number;
+  /** Files listed with a null hash (see needsHash), and their bytes. */
+  unhashed: number;
+  unhashedBytes: number;
 }
 
 export interface ScanResult {
@@ -76,6 +85,14 @@ export interface ScanResult {
   cacheable: CacheRow[];
 }
 
+/** A file is racily clean (see the top of this file) until its mtime is this old. */
+export const RACY_MS = 1000;
+
+/** May a hash of a file with this mtime, finished at `hashedAt`, be cached? (see racyMs) */
+export function isCacheable(mtimeMs: number, hashedAt: number, racyMs = RACY_MS): boolean {
+  return hashedAt - mtimeMs >= racyMs;
+}
+
 /** Retries after FILE_CHANGED before a file is skipped as FILE_UNSTABLE. */
 export const HASH_RETRIES = 3;
 const RETRY_DELAY_MS = 50;
@@ -83,7 +100,7 @@ const RETRY_DELAY_MS = 50;
 export async function scanTree(root: string, options: ScanOptions): Promise<ScanResult> {
   const { hasher, isExcluded } = options;
   const concurrency = options.concurrency ?? 8;
-  const racyMs = options.racyMs ?? 1000;
+  const racyMs = options.racyMs ?? RACY_MS;
   const hashRetries = options.hashRetries ?? HASH_RETRIES;
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new WarmsyncError('INVALID_OPTION', `scan concurrency must be a positive integer, got ${concurrency}`);
@@ -94,7 +111,8 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   const entries: Entry[] = [];
   const incomplete: string[] = [];
   const fresh: CacheRow[] = [];
-  const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0 };
+  const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0, unhashed: 0, unhashedBytes: 0 };
+  const needsHash = options.needsHash ?? ((): boolean => true);
   let cache = options.cache;
   let known: CacheSnapshot = new Map();
 
@@ -106,7 +124,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     cache = null;
     onWarning('CACHE_FAILED', `${describeError(err)}; continuing without the cache`);
   };
-  const addFile = (relPath: string, size: number, mtimeMs: number, mode: number, hash: string): void => {
+  const addFile = (relPath: string, size: number, mtimeMs: number, mode: number, hash: string | null): void => {
     entries.push({ path: relPath, kind: 'file', size, mtimeMs, mode, hash, target: null });
     stats.files++;
     stats.bytes += size;
@@ -135,7 +153,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     stats.hashedBytes += result.size;
     // Metadata from the hashed bytes' own fstat: it may be newer than the walk's lstat after a retry.
     addFile(w.path, result.size, result.mtimeMs, result.mode, result.hash);
-    if (hashedAt - result.mtimeMs >= racyMs) {
+    if (isCacheable(result.mtimeMs, hashedAt, racyMs)) {
       fresh.push({ path: w.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash: result.hash });
     }
   };
@@ -168,6 +186,12 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
       if (cached !== null) {
         stats.cached++;
         addFile(w.path, w.size, w.mtimeMs, w.mode, cached);
+        continue;
+      }
+      if (!needsHash(w.path, w.size)) {
+        stats.unhashed++;
+        stats.unhashedBytes += w.size;
+        addFile(w.path, w.size, w.mtimeMs, w.mode, null);
         continue;
       }
       while (inFlight.size >= concurrency) await Promise.race(inFlight);

@@ -175,6 +175,41 @@ describe('hostile peers write nothing', () => {
     await assertUnharmed(['data/bad-checksum.bin']);
   });
 
+  test('a file whose fileEnd hash does not match its content never reaches its final path', { timeout: 60_000 }, async () => {
+    const peer = await RawPeer.connect(s.url);
+    await peer.authenticate(s.token);
+    const content = randomBytes(200_000);
+    peer.sendJson(fileBegin(1, 'data/bad-file-end.bin', content.length, null));
+    peer.sendChunk(1, 0, content);
+    peer.sendJson({ type: 'fileEnd', op: 1, hash: '0123456789abcdef' });
+    const results = await flushed(peer);
+    assert.ok((await peer.close(WAIT_MS)) !== null, 'the connection did not close');
+    assert.deepEqual(results.map((r) => [r.op, r.ok, r.code]), [[1, false, 'CHECKSUM_MISMATCH']]);
+    await assertUnharmed(['data/bad-file-end.bin']);
+  });
+
+  const misplacedFileEnds: Array<[string, (peer: RawPeer) => void, string]> = [
+    ['for an unknown transfer', () => undefined, 'UNKNOWN_TRANSFER'],
+    ['before the last bytes', (peer) => {
+      peer.sendJson(fileBegin(9, 'data/early-end.bin', 10, null));
+      peer.sendChunk(9, 0, Buffer.from('abc'));
+    }, 'BAD_OFFSET'],
+    ['for a transfer whose fileBegin carried its hash', (peer) => {
+      peer.sendJson(fileBegin(9, 'data/hashed-end.bin', 10));
+      peer.sendChunk(9, 0, Buffer.from('abc'));
+    }, 'UNEXPECTED_MESSAGE'],
+  ];
+  for (const [what, before, code] of misplacedFileEnds) {
+    test(`a fileEnd ${what} is rejected, leaving no partial file`, { timeout: 60_000 }, async () => {
+      const peer = await RawPeer.connect(s.url);
+      await peer.authenticate(s.token);
+      before(peer);
+      peer.sendJson({ type: 'fileEnd', op: 9, hash: '0123456789abcdef' });
+      await assertRejected(peer, code);
+      await assertUnharmed(['data/early-end.bin', 'data/hashed-end.bin']);
+    });
+  }
+
   test('chunks for an unknown transfer are rejected', { timeout: 60_000 }, async () => {
     const peer = await RawPeer.connect(s.url);
     await peer.authenticate(s.token);

@@ -24,9 +24,9 @@ const LIMIT_FILE = '/proc/sys/user/max_inotify_watches';
 /** Runs warmsync in a new user namespace whose inotify watch limit is 1 (only the source root gets a watch). */
 const ONE_WATCH: Launcher = ['unshare', '-Ur', 'sh', '-c', `echo 1 > ${LIMIT_FILE} && exec "$@"`, 'sh'];
 /** The summary line of a full pass (src/agent/agent.ts). */
-const PASS = /scanned \d+ files, \d+ dirs, \d+ symlinks \(\d+ hashed, \d+ from cache\); \d+ change\(s\) to send/;
+const PASS = /scanned \d+ files, \d+ dirs, \d+ symlinks \(\d+ hashed, \d+ from cache, \d+ to hash while sending\); \d+ change\(s\) to send/;
 /** The same, for a pass that found something to send. */
-const CHANGES_FOUND = /scanned \d+ files, \d+ dirs, \d+ symlinks \(\d+ hashed, \d+ from cache\); [1-9]\d* change\(s\) to send/;
+const CHANGES_FOUND = /scanned \d+ files, \d+ dirs, \d+ symlinks \(\d+ hashed, \d+ from cache, \d+ to hash while sending\); [1-9]\d* change\(s\) to send/;
 const ADVICE = 'raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n, then restart the agent';
 
 /** Why the namespace route cannot run here, or null when it can. */

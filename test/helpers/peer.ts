@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { decodeFrame, encodeChunk, encodeControl } from '../../src/protocol/codec.js';
 import { agentMac, newNonce } from '../../src/protocol/handshake.js';
+import { PROTOCOL_VERSION } from '../../src/protocol/limits.js';
 import type { ControlMessage, ReceiverMessage, ResultItem } from '../../src/protocol/messages.js';
 import { buildTree, openStandby, settleTimes, syncOnce, type Standby } from './e2e.js';
 
@@ -34,7 +35,7 @@ export async function openTargetStandby(): Promise<{ s: Standby; outside: string
 export interface Closed { code: number; reason: string }
 
 /** A `fileBegin` for any path (also ones the typed encoder would refuse); send it with sendJson. */
-export function fileBegin(op: number, path: unknown, size: number, hash = '0123456789abcdef'): object {
+export function fileBegin(op: number, path: unknown, size: number, hash: string | null = '0123456789abcdef'): object {
   return { type: 'fileBegin', op, path, size, mtimeMs: Date.parse('2025-01-01T00:00:00Z'), mode: 0o644, hash, old: null };
 }
 
@@ -98,7 +99,7 @@ export class RawPeer {
   /** The `auth` message a real agent would send after `hello`. */
   static authFor(token: string, receiverNonce: string): ControlMessage {
     const nonce = newNonce();
-    return { type: 'auth', protocol: 1, nonce, mac: agentMac(token, receiverNonce, nonce) };
+    return { type: 'auth', protocol: PROTOCOL_VERSION, nonce, mac: agentMac(token, receiverNonce, nonce) };
   }
 
   /** Authenticates as a real agent does; returns the auth message sent (to replay it elsewhere). */

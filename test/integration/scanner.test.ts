@@ -76,7 +76,7 @@ describe('scanTree with the agent cache', () => {
     assert.deepEqual(incomplete, []);
     const n = fx.files.size;
     const bytes = [...fx.files.values()].reduce((s, c) => s + Buffer.byteLength(c), 0);
-    assert.deepEqual(stats, { files: n, dirs: 8, symlinks: 1, bytes, hashed: n, hashedBytes: bytes, cached: 0 });
+    assert.deepEqual(stats, { files: n, dirs: 8, symlinks: 1, bytes, hashed: n, hashedBytes: bytes, cached: 0, unhashed: 0, unhashedBytes: 0 });
     assert.deepEqual(entries.map((e) => e.path), [...entries.map((e) => e.path)].sort(compareTreeOrder));
     assert.ok(!entries.some((e) => e.path.startsWith('.warmsync')), 'the state dir is excluded by the caller');
     const idx = (p: string): number => entries.findIndex((e) => e.path === p);
@@ -96,6 +96,30 @@ describe('scanTree with the agent cache', () => {
     assert.equal(dir?.size, 0);
     assert.equal(dir?.hash, null);
     assert.equal(dir?.target, null);
+  });
+
+  it('needsHash false: a file the cache cannot vouch for is listed unhashed and not cached; a cached hash is still used', async () => {
+    const fx = await makeTree();
+    const cache = AgentCache.open(agentCachePath(fx.stateDir));
+    await scanTree(fx.root, optionsFor(fx, cache));
+    await utimes(path.join(fx.root, 'a/b'), LATER, LATER);
+    const asked: Array<[string, number]> = [];
+    const { entries, stats } = await scanTree(fx.root, {
+      ...optionsFor(fx, cache),
+      needsHash: (p, size) => {
+        asked.push([p, size]);
+        return false;
+      },
+    });
+    assert.deepEqual(asked, [['a/b', Buffer.byteLength('nested')]], 'asked only about the file the cache cannot vouch for');
+    assert.deepEqual({ hashed: stats.hashed, cached: stats.cached, unhashed: stats.unhashed, unhashedBytes: stats.unhashedBytes },
+      { hashed: 0, cached: fx.files.size - 1, unhashed: 1, unhashedBytes: Buffer.byteLength('nested') });
+    const changed = entries.find((e) => e.path === 'a/b');
+    assert.deepEqual(changed && { hash: changed.hash, size: changed.size, mtimeMs: changed.mtimeMs },
+      { hash: null, size: Buffer.byteLength('nested'), mtimeMs: LATER.getTime() });
+    const again = await scanTree(fx.root, optionsFor(fx, cache));
+    assert.equal(again.stats.hashed, 1, 'nothing was cached for the unhashed file');
+    cache.close();
   });
 
   it('a restart with the cache hashes 0 files; touching one file\'s mtime hashes exactly 1', async () => {

@@ -17,11 +17,17 @@ import { Sender } from '../../../src/agent/sender.js';
 import { wholeMs, type Entry } from '../../../src/entry.js';
 import type { Change } from '../../../src/plan/diff.js';
 import type { AgentMessage } from '../../../src/protocol/messages.js';
-import { SYNC_READ_MAX_BYTES } from '../../../src/scan/hash.js';
+import { SYNC_READ_MAX_BYTES, createHasher } from '../../../src/scan/hash.js';
 import { Connection } from '../../../src/transport/connection.js';
 
 /** What the scripted receiver saw of one op. */
-interface Seen { begin: Extract<AgentMessage, { type: 'fileBegin' }>; data: Buffer[]; aborted: boolean }
+interface Seen {
+  begin: Extract<AgentMessage, { type: 'fileBegin' }>;
+  data: Buffer[];
+  aborted: boolean;
+  /** The fileEnd's hash, and how many bytes had arrived when it came. */
+  end: { hash: string; bytesBefore: number } | null;
+}
 
 /**
  * A receiver that takes every file: credits each chunk and answers ok once all bytes arrived (or at
@@ -42,8 +48,12 @@ function scriptReceiver(conn: Connection, seen: Map<number, Seen>): void {
     }
     const msg = frame.message as AgentMessage;
     if (msg.type === 'fileBegin') {
-      seen.set(msg.op, { begin: msg, data: [], aborted: false });
+      seen.set(msg.op, { begin: msg, data: [], aborted: false, end: null });
       if (msg.size === 0) conn.send({ type: 'results', items: [{ op: msg.op, ok: true }] });
+    } else if (msg.type === 'fileEnd') {
+      const s = seen.get(msg.op);
+      assert.ok(s !== undefined, 'a fileEnd after its fileBegin');
+      s.end = { hash: msg.hash, bytesBefore: Buffer.concat(s.data).length };
     } else if (msg.type === 'abort') {
       const s = seen.get(msg.op);
       if (s !== undefined) s.aborted = true;
@@ -85,7 +95,7 @@ describe('Sender file transfers', () => {
     await once(ws, 'open');
     const conn = new Connection(ws, 'receiver');
     conn.markAuthenticated();
-    return { sender: new Sender(conn, { window, maxInFlight: 8 }, dir), seen };
+    return { sender: new Sender(conn, { window, maxInFlight: 8 }, dir, await createHasher()), seen };
   }
 
   /** Writes a file and returns the Entry a scan would have listed for it. */
@@ -115,6 +125,33 @@ describe('Sender file transfers', () => {
       const s = [...seen.values()].find((v) => v.begin.path === entry.path);
       assert.ok(s !== undefined, `${sizes[i]?.[0]}: fileBegin sent`);
       assert.ok(Buffer.concat(s.data).equals(contents[i] as Buffer), `${sizes[i]?.[0]}: the same bytes`);
+    }
+  });
+
+  it('hashes a file the scan did not, from the bytes it sends: in fileBegin when small, in fileEnd after the last chunk when not', async () => {
+    const { sender, seen } = await connect(32 << 20);
+    const hasher = await createHasher();
+    const cases = sizes.filter(([, size]) => size > 0);
+    const contents = cases.map(([, size]) => randomBytes(size));
+    const entries = await Promise.all(cases.map(async (_, i) => ({ ...(await scanned(`unhashed-${i}`, contents[i] as Buffer)), hash: null })));
+    const report = await sender.send(entries.map(created), Date.now());
+    assert.deepEqual(report.outcomes, entries.map(() => null));
+    for (const [i, entry] of entries.entries()) {
+      const what = cases[i]?.[0];
+      const content = contents[i] as Buffer;
+      const s = [...seen.values()].find((v) => v.begin.path === entry.path);
+      assert.ok(s !== undefined, `${what}: fileBegin sent`);
+      const expected = hasher.hashBytes(content);
+      if (content.length < SYNC_READ_MAX_BYTES) {
+        assert.equal(s.begin.hash, expected, `${what}: the hash goes in fileBegin`);
+        assert.equal(s.end, null, `${what}: no fileEnd`);
+      } else {
+        assert.equal(s.begin.hash, null, `${what}: fileBegin without a hash`);
+        assert.deepEqual(s.end, { hash: expected, bytesBefore: content.length }, `${what}: fileEnd after every byte, with the hash`);
+      }
+      const st = await stat(join(dir, entry.path));
+      const noted = report.hashedWhileSent.find((h) => h.path === entry.path);
+      assert.deepEqual(noted && { ...noted, hashedAt: 0 }, { path: entry.path, hash: expected, size: content.length, mtimeMs: entry.mtimeMs, ino: st.ino, hashedAt: 0 });
     }
   });
 

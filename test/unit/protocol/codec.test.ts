@@ -185,9 +185,10 @@ const BAD: BadCase[] = [
   { name: 'bad path reported before other problems', frame: rawControl({ ...fileBegin, size: -1, path: '/x' }), code: 'BAD_PATH', mentions: 'fileBegin.path' },
   // fields
   { name: 'missing field', frame: rawControl(withField(fileBegin, 'hash', undefined)), code: 'BAD_MESSAGE', mentions: 'fileBegin.hash: missing' },
-  { name: 'uppercase hash', frame: rawControl(withField(fileBegin, 'hash', HASH.toUpperCase())), code: 'BAD_MESSAGE', mentions: 'fileBegin.hash: expected an xxh64 hash' },
+  { name: 'uppercase hash', frame: rawControl(withField(fileBegin, 'hash', HASH.toUpperCase())), code: 'BAD_MESSAGE', mentions: 'fileBegin.hash: expected null or an xxh64 hash' },
   { name: 'short hash', frame: rawControl(withField(fileBegin, 'hash', HASH.slice(1))), code: 'BAD_MESSAGE', mentions: 'fileBegin.hash' },
-  { name: 'null hash on fileBegin', frame: rawControl(withField(fileBegin, 'hash', null)), code: 'BAD_MESSAGE', mentions: 'fileBegin.hash: expected an xxh64 hash' },
+  { name: 'null hash on fileEnd', frame: rawControl({ type: 'fileEnd', op: 1, hash: null }), code: 'BAD_MESSAGE', mentions: 'fileEnd.hash: expected an xxh64 hash' },
+  { name: 'fileEnd from the receiver', frame: rawControl({ type: 'fileEnd', op: 1, hash: HASH }), from: 'receiver', code: 'UNEXPECTED_MESSAGE', mentions: 'fileEnd' },
   { name: 'negative size', frame: rawControl(withField(fileBegin, 'size', -1)), code: 'BAD_MESSAGE', mentions: 'fileBegin.size: expected a non-negative safe integer, got -1' },
   { name: 'size as a string', frame: rawControl(withField(fileBegin, 'size', '12')), code: 'BAD_MESSAGE', mentions: 'fileBegin.size: expected a non-negative safe integer, got "12"' },
   { name: 'size over 2^53-1', frame: rawControl('{"type":"fileBegin","op":1,"path":"a","size":9007199254740993,"mtimeMs":1,"mode":0,"hash":"0123456789abcdef","old":null}'), code: 'BAD_MESSAGE', mentions: 'fileBegin.size' },

@@ -25,7 +25,7 @@ export const LINK_ENTRY: WireManifestEntry = {
 /** One valid message of every type, each with the role that sends it. */
 export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; readonly msg: ControlMessage }> = [
   { name: 'hello', from: 'receiver', msg: { type: 'hello', protocols: [1, 2], nonce: NONCE_A, receiverId: 'standby-1 (dc2)' } },
-  { name: 'auth', from: 'agent', msg: { type: 'auth', protocol: 1, nonce: NONCE_B, mac: MAC } },
+  { name: 'auth', from: 'agent', msg: { type: 'auth', protocol: 2, nonce: NONCE_B, mac: MAC } },
   { name: 'welcome', from: 'receiver', msg: { type: 'welcome', mac: MAC, window: 8 * 1024 * 1024, maxInFlight: 64 } },
   { name: 'error from agent', from: 'agent', msg: { type: 'error', code: 'AUTH_FAILED', message: 'wrong token' } },
   { name: 'error from receiver', from: 'receiver', msg: { type: 'error', code: 'BAD_PATH', message: '' } },
@@ -44,6 +44,8 @@ export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; 
     msg: { type: 'fileBegin', op: 0xffffffff, path: 'filestore/ab/ab12', size: Number.MAX_SAFE_INTEGER, mtimeMs: 1, mode: 0o600, hash: HASH, old: null },
   },
   { name: 'fileBegin resumable', from: 'agent', msg: { type: 'fileBegin', op: 4, path: 'big.bin', size: 1 << 30, mtimeMs: 1, mode: 0o644, hash: HASH, old: null, resumable: true } },
+  { name: 'fileBegin, hash to follow', from: 'agent', msg: { type: 'fileBegin', op: 5, path: 'data/new.bin', size: 3 << 20, mtimeMs: 1, mode: 0o644, hash: null, old: null } },
+  { name: 'fileEnd', from: 'agent', msg: { type: 'fileEnd', op: 5, hash: HASH } },
   { name: 'fileBegin empty file', from: 'agent', msg: { type: 'fileBegin', op: 3, path: 'empty', size: 0, mtimeMs: 1, mode: 0, hash: 'ef46db3751d8e999', old: null } },
   { name: 'abort', from: 'agent', msg: { type: 'abort', op: 7 } },
   {

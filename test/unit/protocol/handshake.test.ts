@@ -83,14 +83,15 @@ describe('nonces', () => {
 
 describe('pickProtocol', () => {
   const cases: ReadonlyArray<[readonly number[], number | null]> = [
-    [[1], 1],
-    [[3, 2, 1], 1],
-    [[1, 1], 1],
-    [[2], null],
+    [[2], 2],
+    [[3, 2, 1], 2],
+    [[2, 2], 2],
+    [[1], null],
+    [[3], null],
     [[], null],
   ];
   for (const [offered, expected] of cases) test(`[${offered.join(', ')}] -> ${expected}`, () => assert.equal(pickProtocol(offered), expected));
-  test('this build speaks version 1', () => assert.equal(PROTOCOL_VERSION, 1));
+  test('this build speaks version 2', () => assert.equal(PROTOCOL_VERSION, 2));
 });
 
 test('a full exchange through the codec authenticates both sides', () => {
@@ -98,7 +99,7 @@ test('a full exchange through the codec authenticates both sides', () => {
   const hello = decodeFrame(encodeControl({ type: 'hello', protocols: [PROTOCOL_VERSION], nonce: newNonce(), receiverId: 'standby' }), 'receiver');
   assert.ok(hello.message.type === 'hello');
   const protocol = pickProtocol(hello.message.protocols);
-  assert.equal(protocol, 1);
+  assert.equal(protocol, PROTOCOL_VERSION);
   // agent -> receiver: auth
   const agentNonce = newNonce();
   const auth = decodeFrame(encodeControl({
