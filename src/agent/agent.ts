@@ -223,6 +223,7 @@ export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
     const sender = new Sender(session.conn, session, options.root, tree.hasher);
     try {
       let failures: readonly OpFailure[] = [];
+      const unreadable = new Set<string>();
       for (let pass = 1; pass <= MAX_PASSES; pass++) {
         summary.passes = pass;
         const { scanStarted, scan, report } = await tree.reconcile(sender, options.safety);
@@ -235,10 +236,16 @@ export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
         summary.bytesSent += report.bytesSent;
         summary.metaUpdates += report.metaUpdates;
         summary.tombstones += report.tombstones;
-        failures = report.failures;
+        // A new file is first read by the sender (the scan leaves it unhashed): one it cannot read is
+        // skipped with a warning, as the scan skips one, and is not a failed sync.
+        for (const f of report.failures) {
+          if (f.code === 'UNREADABLE' && !unreadable.has(f.path)) tree.warn('UNREADABLE', `${f.path}: ${f.message}; skipped`);
+          if (f.code === 'UNREADABLE') unreadable.add(f.path);
+        }
+        failures = report.failures.filter((f) => f.code !== 'UNREADABLE');
         if (failures.length === 0) {
           // Everything the scan saw is now durable on the standby: changes before the scan began are covered.
-          if (scan.incomplete.length === 0) sender.heartbeat(scanStarted);
+          if (scan.incomplete.length === 0 && unreadable.size === 0) sender.heartbeat(scanStarted);
           break;
         }
         for (const f of failures.slice(0, 20)) log.warn(f.code, `${f.path}: ${f.message}`);
