@@ -192,6 +192,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     }
   }
 
+  // Already in the walk's tree order except the files hashed meanwhile (they land when done): cheap.
   entries.sort((a, b) => compareTreeOrder(a.path, b.path));
   incomplete.sort(compareTreeOrder);
   return { entries, stats, incomplete, cacheable: fresh };
