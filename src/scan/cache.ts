@@ -42,8 +42,9 @@ export interface CacheRow {
 
 /**
  * Every row of the cache, for a full scan, which asks about every file: one column at a time (plain
- * arrays of strings and numbers, indexed by a Map from path), not an object per row. Rows of 100,000
- * files as objects took ~0.4 s of CPU to build and stayed garbage for the GC to trace.
+ * arrays of strings and numbers, indexed by a Map from path), not an object per row. For 100,000
+ * rows: 0.32-0.52 s of CPU as objects, 0.18-0.30 s as columns (7 reads each, on a loaded box), and
+ * 100,000 fewer objects for the GC to trace while the scan runs.
  *
  * The scan `claim`s each file it found; the rows never claimed are the files gone since (`unclaimed`),
  * for `AgentCache.forget`.

@@ -96,7 +96,7 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
     return { dir, names, next: 0 };
   };
 
-  const open: Listing[] = [list('') as Listing];
+  const open: Listing[] = [list('') as Listing]; // the root's listing throws rather than returning null
   let lastTurn = Date.now();
   while (open.length > 0) {
     const listing = open[open.length - 1] as Listing;
