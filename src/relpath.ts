@@ -58,17 +58,24 @@ export function isWithin(p: string, dir: string): boolean {
 }
 
 /**
- * Order in which a tree is created: parents before children. Compares segment by segment so that
- * "a/b" sorts right after "a" (plain string order would put "a-x" between them).
+ * Order in which a tree is created: parents before children. The order of comparing segment by
+ * segment, so that "a/b" sorts right after "a" (plain string order would put "a-x" between them).
+ * Computed without splitting: at the first differing UTF-16 unit, a "/" (the end of a segment) sorts
+ * before any other unit, and a path that is a prefix of the other sorts first. That is the same
+ * order, with no arrays allocated per comparison (a 100,000-entry sort makes ~1.7 million of them).
  */
 export function compareTreeOrder(a: string, b: string): number {
-  const sa = a.split('/');
-  const sb = b.split('/');
-  const n = Math.min(sa.length, sb.length);
+  const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
-    const x = sa[i] as string;
-    const y = sb[i] as string;
-    if (x !== y) return x < y ? -1 : 1;
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) {
+      if (x === SLASH) return -1;
+      if (y === SLASH) return 1;
+      return x - y;
+    }
   }
-  return sa.length - sb.length;
+  return a.length - b.length;
 }
+
+const SLASH = 0x2f;

@@ -40,13 +40,74 @@ export interface CacheRow {
   hash: string;
 }
 
-/** All rows by path (AgentCache.readAll). */
-export type CacheSnapshot = Map<string, Omit<CacheRow, 'path'>>;
+/**
+ * Every row of the cache, for a full scan, which asks about every file: one column at a time (plain
+ * arrays of strings and numbers, indexed by a Map from path), not an object per row. For 100,000
+ * rows: 0.32-0.52 s of CPU as objects, 0.18-0.30 s as columns (7 reads each, on a loaded box), and
+ * 100,000 fewer objects for the GC to trace while the scan runs.
+ *
+ * The scan `claim`s each file it found; the rows never claimed are the files gone since (`unclaimed`),
+ * for `AgentCache.forget`.
+ */
+export class CacheSnapshot {
+  readonly #rowOf = new Map<string, number>();
+  readonly #paths: readonly string[];
+  readonly #sizes: readonly number[];
+  readonly #mtimes: readonly number[];
+  readonly #inos: readonly number[];
+  readonly #hashes: readonly string[];
+  readonly #claimed: Uint8Array;
+  #claimedCount = 0;
 
-/** What `AgentCache.lookup` answers, from a snapshot. */
-export function lookupIn(rows: CacheSnapshot, path: string, size: number, mtimeMs: number, ino: number): string | null {
-  const r = rows.get(path);
-  return r !== undefined && r.size === size && r.mtimeMs === mtimeMs && r.ino === ino ? r.hash : null;
+  /** Columns of the same rows, in the same order. */
+  constructor(paths: readonly string[], sizes: readonly number[], mtimes: readonly number[], inos: readonly number[], hashes: readonly string[]) {
+    const n = paths.length;
+    this.#paths = paths;
+    this.#sizes = sizes;
+    this.#mtimes = mtimes;
+    this.#inos = inos;
+    this.#hashes = hashes;
+    this.#claimed = new Uint8Array(n);
+    for (let i = 0; i < n; i++) this.#rowOf.set(paths[i] as string, i);
+  }
+
+  static empty(): CacheSnapshot {
+    return new CacheSnapshot([], [], [], [], []);
+  }
+
+  get size(): number {
+    return this.#paths.length;
+  }
+
+  /**
+   * What `AgentCache.lookup` answers: the cached hash when size, mtime and inode all match the row of
+   * `path`, else null. A match also claims the row (the file is still there, as recorded).
+   */
+  claimIfSame(path: string, size: number, mtimeMs: number, ino: number): string | null {
+    const i = this.#rowOf.get(path);
+    if (i === undefined || this.#sizes[i] !== size || this.#mtimes[i] !== mtimeMs || this.#inos[i] !== ino) return null;
+    this.#claim(i);
+    return this.#hashes[i] as string;
+  }
+
+  /** Claims the row of `path`, if there is one: a file of that path exists (hashed anew, say). */
+  claim(path: string): void {
+    const i = this.#rowOf.get(path);
+    if (i !== undefined) this.#claim(i);
+  }
+
+  /** The paths of the rows not claimed, in the cache's order. */
+  unclaimed(): string[] {
+    if (this.#claimedCount === this.#paths.length) return [];
+    return this.#paths.filter((_, i) => this.#claimed[i] === 0);
+  }
+
+  #claim(i: number): void {
+    if (this.#claimed[i] === 0) {
+      this.#claimed[i] = 1;
+      this.#claimedCount++;
+    }
+  }
 }
 
 /** `<stateDir>/agent-cache.sqlite` */
@@ -61,7 +122,7 @@ export class AgentCache {
   readonly #lookup: Database.Statement<[string, number, number, number], string>;
   readonly #upsert: Database.Statement<[string, number, number, number, string]>;
   readonly #delete: Database.Statement<[string]>;
-  readonly #allRows: Database.Statement<[], unknown[]>;
+  readonly #readColumns: () => CacheSnapshot;
   readonly #upsertAll: (rows: readonly CacheRow[]) => void;
   readonly #deleteAll: (paths: readonly string[]) => void;
 
@@ -75,7 +136,15 @@ export class AgentCache {
        ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms,
          ino = excluded.ino, hash = excluded.hash`);
     this.#delete = db.prepare<[string]>('DELETE FROM files WHERE path = ?');
-    this.#allRows = db.prepare<[], unknown[]>('SELECT path, size, mtime_ms, ino, hash FROM files').raw();
+    // One plucked query per column, all in path order, in one read transaction: flat arrays cost a
+    // fraction of an array per row (better-sqlite3's raw rows), let alone an object per row.
+    const column = <T>(name: string): Database.Statement<[], T> => db.prepare<[], T>(`SELECT ${name} FROM files ORDER BY path`).pluck();
+    const paths = column<string>('path');
+    const sizes = column<number>('size');
+    const mtimes = column<number>('mtime_ms');
+    const inos = column<number>('ino');
+    const hashes = column<string>('hash');
+    this.#readColumns = db.transaction(() => new CacheSnapshot(paths.all(), sizes.all(), mtimes.all(), inos.all(), hashes.all()));
     this.#upsertAll = db.transaction((rows: readonly CacheRow[]) => {
       for (const r of rows) this.#upsert.run(r.path, r.size, r.mtimeMs, r.ino, r.hash);
     });
@@ -120,18 +189,12 @@ export class AgentCache {
   }
 
   /**
-   * Every row at once, for a full scan: it asks about every file, and one query costs a fraction of
-   * one lookup per file (100,000 lookups took ~1 s of CPU). `lookupIn` reads it; `forget` then drops
-   * the rows the scan no longer saw.
+   * Every row at once, for a full scan: it asks about every file, and one read costs a fraction of
+   * one lookup per file (100,000 lookups took ~1 s of CPU). `forget` then drops the rows the scan
+   * did not claim.
    */
   readAll(): CacheSnapshot {
-    return this.#guard('read', () => {
-      const rows: CacheSnapshot = new Map();
-      for (const [path, size, mtimeMs, ino, hash] of this.#allRows.iterate() as Iterable<[string, number, number, number, string]>) {
-        rows.set(path, { size, mtimeMs, ino, hash });
-      }
-      return rows;
-    });
+    return this.#guard('read', () => this.#readColumns());
   }
 
   /** Drops the rows of `paths`, in one transaction. */

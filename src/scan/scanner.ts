@@ -21,7 +21,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Entry } from '../entry.js';
 import { describeError, WarmsyncError } from '../errors.js';
 import { compareTreeOrder } from '../relpath.js';
-import { lookupIn, type AgentCache, type CacheRow, type CacheSnapshot } from './cache.js';
+import { CacheSnapshot, type AgentCache, type CacheRow } from './cache.js';
 import type { FileHasher, HashResult } from './hash.js';
 import { walkTree, type WalkEntry, type WalkOptions, type WarningHandler } from './walk.js';
 
@@ -114,7 +114,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0, unhashed: 0, unhashedBytes: 0 };
   const needsHash = options.needsHash ?? ((): boolean => true);
   let cache = options.cache;
-  let known: CacheSnapshot = new Map();
+  let known = CacheSnapshot.empty();
 
   const onWarning: WarningHandler = (code, message, relPath) => {
     if (relPath !== undefined && (code === 'UNREADABLE' || code === 'FILE_UNSTABLE')) incomplete.push(relPath);
@@ -153,6 +153,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     stats.hashedBytes += result.size;
     // Metadata from the hashed bytes' own fstat: it may be newer than the walk's lstat after a retry.
     addFile(w.path, result.size, result.mtimeMs, result.mode, result.hash);
+    known.claim(w.path); // not gone: its row is replaced below, or kept while the mtime is racy
     if (isCacheable(result.mtimeMs, hashedAt, racyMs)) {
       fresh.push({ path: w.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash: result.hash });
     }
@@ -182,7 +183,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
         stats.symlinks++;
         continue;
       }
-      const cached = lookupIn(known, w.path, w.size, w.mtimeMs, w.ino);
+      const cached = known.claimIfSame(w.path, w.size, w.mtimeMs, w.ino);
       if (cached !== null) {
         stats.cached++;
         addFile(w.path, w.size, w.mtimeMs, w.mode, cached);
@@ -209,13 +210,13 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   if (cache !== null) {
     try {
       cache.remember(fresh);
-      for (const e of entries) if (e.kind === 'file') known.delete(e.path);
-      cache.forget([...known.keys()]);
+      cache.forget(known.unclaimed()); // the files the scan did not find (or could not read)
     } catch (err) {
       dropCache(err);
     }
   }
 
+  // Already in the walk's tree order except the files hashed meanwhile (they land when done): cheap.
   entries.sort((a, b) => compareTreeOrder(a.path, b.path));
   incomplete.sort(compareTreeOrder);
   return { entries, stats, incomplete, cacheable: fresh };

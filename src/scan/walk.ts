@@ -19,11 +19,15 @@
  * Exclusion is a plain predicate; an excluded directory is pruned (never listed, nothing below it
  * is offered to the predicate).
  *
+ * Entries come in tree order (relpath.ts compareTreeOrder): each directory's names are sorted and a
+ * directory's subtree follows it before its next sibling, so a consumer that needs the order (the
+ * scanner, and after it the planner) sorts an already sorted list, which costs next to nothing.
+ *
  * One directory at a time, synchronously (readdirSync + lstatSync), depth first: a promise per
  * entry (an async walker's lstat) cost ~4x the CPU and most of the garbage of a 100,000-file
- * scan. Memory is bounded by the largest directory, not the tree, since the walk only lists the
- * next directory once the consumer took the previous one's entries; and it gives the event loop
- * a turn at least every YIELD_MS, so timers and sockets are not starved by a long walk.
+ * scan. Memory is bounded by the listings of the directories from the root down to the current
+ * one, not by the tree, since a directory is listed only once the consumer took its entry; and the
+ * walk gives the event loop a turn at least every YIELD_MS, so timers and sockets are not starved.
  */
 import * as fs from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -71,33 +75,46 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
   const rootPrefix = absRoot.endsWith('/') ? absRoot : `${absRoot}/`;
   const toAbs = (rel: string): string => (rel === '' ? absRoot : rootPrefix + rel);
 
-  const pending = [''];
-  let lastTurn = Date.now();
-  while (pending.length > 0) {
-    const dir = pending.pop() as string;
+  /** A listed directory: its names in order, and how many of them were taken. */
+  interface Listing { dir: string; names: fs.Dirent[]; next: number }
+  const list = (dir: string): Listing | null => {
     let names: fs.Dirent[];
     try {
       names = fs.readdirSync(toAbs(dir), { withFileTypes: true });
     } catch (err) {
       if (dir === '') throw walkError(root, absRoot, err);
       const code = codeOf(err);
-      if (code === 'ENOENT' || code === 'ENOTDIR') continue; // deleted or replaced since it was listed
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null; // deleted or replaced since it was listed
       if (code === 'EACCES' || code === 'EPERM') {
         onWarning('UNREADABLE', `${dir}: cannot list directory (${code}); its contents are skipped`, dir);
-        continue;
+        return null;
       }
       throw new WarmsyncError('SCAN_FAILED', `${toAbs(dir)}: cannot list directory: ${describeError(err)}`, { cause: err });
     }
-    for (const d of names) {
-      const entry = toWalkEntry(dir === '' ? d.name : `${dir}/${d.name}`, d);
-      if (entry === null) continue;
-      if (entry.kind === 'dir') pending.push(entry.path);
-      yield entry;
+    // Names hold no "/", so plain code-unit order of the names is tree order of their paths.
+    names.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    return { dir, names, next: 0 };
+  };
+
+  const open: Listing[] = [list('') as Listing]; // the root's listing throws rather than returning null
+  let lastTurn = Date.now();
+  while (open.length > 0) {
+    const listing = open[open.length - 1] as Listing;
+    if (listing.next === listing.names.length) {
+      open.pop();
+      continue;
     }
+    const d = listing.names[listing.next++] as fs.Dirent;
+    const entry = toWalkEntry(listing.dir === '' ? d.name : `${listing.dir}/${d.name}`, d);
+    if (entry === null) continue;
+    yield entry;
+    if (entry.kind !== 'dir') continue;
     if (Date.now() - lastTurn >= YIELD_MS) {
       await turn();
       lastTurn = Date.now();
     }
+    const below = list(entry.path);
+    if (below !== null) open.push(below);
   }
 
   function toWalkEntry(rel: string, d: fs.Dirent): WalkEntry | null {

@@ -173,6 +173,27 @@ describe('compareTreeOrder', () => {
     }));
   });
 
+  test('property: the same order as comparing segment by segment, for any segments', () => {
+    // The definition, spelled out: compare the segments in turn; a path that runs out first sorts first.
+    const bySegments = (a: string, b: string): number => {
+      const sa = a.split('/');
+      const sb = b.split('/');
+      for (let i = 0; i < Math.min(sa.length, sb.length); i++) {
+        const x = sa[i] as string;
+        const y = sb[i] as string;
+        if (x !== y) return x < y ? -1 : 1;
+      }
+      return sa.length - sb.length;
+    };
+    // Units below and above "/" ("-", ".", " ", control characters), and astral characters.
+    const unit = fc.constantFrom('a', 'b', '-', '.', ' ', '\u0001', '0', 'Z', 'é', '\uFFFD', '\u{1F600}', '\uE000');
+    const segment = fc.array(unit, { minLength: 1, maxLength: 4 }).map((u) => u.join(''));
+    const relPath = fc.array(segment, { minLength: 1, maxLength: 4 }).map((s) => s.join('/'));
+    fc.assert(fc.property(relPath, relPath, (a, b) => {
+      assert.equal(Math.sign(compareTreeOrder(a, b)), Math.sign(bySegments(a, b)), `${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+    }), { numRuns: 2000 });
+  });
+
   test('property: a total order (antisymmetric, and 0 only for equal paths)', () => {
     const relPath = fc.array(fc.constantFrom('a', 'b', 'a-x', 'a.b', 'ab'), { minLength: 1, maxLength: 3 }).map((s) => s.join('/'));
     fc.assert(fc.property(relPath, relPath, (a, b) => {

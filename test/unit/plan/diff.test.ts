@@ -251,6 +251,13 @@ describe('diffTrees: order', () => {
     assert.deepEqual(summary(changes), ['delete a', 'transfer b']);
   });
 
+  test('a manifest listing a path twice is planned against the later row, and that path is not deleted', () => {
+    const stale = live(file('a', { hash: 'ffffffffffffffff' }));
+    assert.deepEqual(diffTrees([file('a')], [stale, live(file('a'))], keepAll), []);
+    const changes = diffTrees([file('a')], [live(file('a')), stale], keepAll);
+    assert.deepEqual(changes, [{ path: 'a', old: stale, new: file('a') }]);
+  });
+
   test('property: deletions precede upserts; deletions children-first, upserts parents-first; input order is irrelevant', () => {
     const segment = fc.constantFrom('a', 'b', 'a-x', 'ab', 'é');
     const pathArb = fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join('/'));

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { WarmsyncError } from '../../../src/errors.js';
-import { AgentCache, agentCachePath, lookupIn, type CacheRow } from '../../../src/scan/cache.js';
+import { AgentCache, agentCachePath, type CacheRow } from '../../../src/scan/cache.js';
 
 let tmp: string;
 let counter = 0;
@@ -109,18 +109,38 @@ describe('AgentCache: lookup and remember', () => {
     cache.close();
   });
 
-  it('readAll returns every row, lookupIn answers like lookup, forget drops rows', () => {
+  it('readAll returns every row; claimIfSame answers like lookup; unclaimed lists the rest; forget drops rows', () => {
     const cache = AgentCache.open(freshFile());
-    cache.remember([row('a'), row('b'), row('c', { size: 20, hash: 'fedcba9876543210' })]);
+    cache.remember([row('c', { size: 20, hash: 'fedcba9876543210' }), row('a'), row('b')]);
     const all = cache.readAll();
-    assert.deepEqual([...all.keys()].sort(), ['a', 'b', 'c']);
-    for (const [p, size, mtime, ino] of [['a', 10, 1_700_000_000_123, 42], ['c', 20, 1_700_000_000_123, 42], ['c', 10, 1_700_000_000_123, 42], ['a', 10, 1_700_000_000_124, 42], ['a', 10, 1_700_000_000_123, 43], ['zz', 10, 1_700_000_000_123, 42]] as const) {
-      assert.equal(lookupIn(all, p, size, mtime, ino), cache.lookup(p, size, mtime, ino), `${p} ${size} ${mtime} ${ino}`);
+    assert.equal(all.size, 3);
+    assert.deepEqual(all.unclaimed(), ['a', 'b', 'c']);
+    for (const [p, size, mtime, ino] of [['a', 10, 1_700_000_000_123, 42], ['c', 20, 1_700_000_000_123, 42], ['c', 10, 1_700_000_000_123, 42], ['a', 10, 1_700_000_000_124, 42], ['a', 10, 1_700_000_000_123, 43], ['b', 11, 1_700_000_000_123, 42], ['zz', 10, 1_700_000_000_123, 42]] as const) {
+      assert.equal(all.claimIfSame(p, size, mtime, ino), cache.lookup(p, size, mtime, ino), `${p} ${size} ${mtime} ${ino}`);
     }
+    // Only a match claims: "b" was asked about with another size.
+    assert.deepEqual(all.unclaimed(), ['b']);
+    all.claim('zz');
+    assert.deepEqual(all.unclaimed(), ['b']);
+    all.claim('b');
+    assert.deepEqual(all.unclaimed(), []);
     cache.forget(['b', 'not-cached']);
     assert.equal(cache.lookup('b', 10, 1_700_000_000_123, 42), null);
     assert.equal(cache.lookup('a', 10, 1_700_000_000_123, 42), '0123456789abcdef');
-    assert.deepEqual([...cache.readAll().keys()].sort(), ['a', 'c']);
+    assert.deepEqual(cache.readAll().unclaimed(), ['a', 'c']);
+    cache.close();
+  });
+
+  it('reads a large snapshot with inode numbers above 2^32', () => {
+    const cache = AgentCache.open(freshFile());
+    cache.remember(Array.from({ length: 20_000 }, (_, i) => row(`d/${i}`, { ino: 2 ** 40 + i, hash: i.toString(16).padStart(16, '0') })));
+    const all = cache.readAll();
+    assert.equal(all.size, 20_000);
+    for (const i of [0, 1, 9_999, 19_999]) {
+      assert.equal(all.claimIfSame(`d/${i}`, 10, 1_700_000_000_123, 2 ** 40 + i), i.toString(16).padStart(16, '0'));
+      assert.equal(all.claimIfSame(`d/${i}`, 10, 1_700_000_000_123, 2 ** 40 + i + 1), null);
+    }
+    assert.equal(all.unclaimed().length, 19_996);
     cache.close();
   });
 });

@@ -91,6 +91,22 @@ describe('walkTree: kinds and metadata', () => {
   });
 });
 
+describe('walkTree: order', () => {
+  it('yields in tree order: names sorted, each directory followed by its whole subtree', async () => {
+    const root = await freshDir();
+    for (const d of ['a/b/c', 'a-x', 'a.y/z', 'B', 'caf\u00e9']) await mkdir(path.join(root, d), { recursive: true });
+    for (const f of ['a/b/c/f', 'a/b/g', 'a/0', 'a-x/f', 'a.y/z/f', 'ab', 'B/f', 'caf\u00e9/f', 'top']) await writeFile(path.join(root, f), '');
+    const { entries } = await walkAll(root);
+    assert.deepEqual([...entries.keys()], [
+      'B', 'B/f',
+      'a', 'a/0', 'a/b', 'a/b/c', 'a/b/c/f', 'a/b/g',
+      'a-x', 'a-x/f', 'a.y', 'a.y/z', 'a.y/z/f', 'ab',
+      'caf\u00e9', 'caf\u00e9/f',
+      'top',
+    ]);
+  });
+});
+
 describe('walkTree: root errors', () => {
   it('SOURCE_MISSING for a missing root (also a dangling symlink root)', async () => {
     const missing = path.join(tmp, 'nope');
