@@ -21,10 +21,11 @@ import { parseArgs } from 'node:util';
 import { stopAll } from '../scripts/lib/cli-process.js';
 import { cpSide, ensureLsyncd, localRsyncSide, lsyncdLive, rsyncDaemonSide, rsyncHasFsync, rsyncVersion, RsyncDaemon } from './competitors.js';
 import { EXCLUDES, generateCorpus, writeBigBinary, type CorpusStats } from './corpus.js';
+import { nodeImportFsFloor, nodeStartFloor, walkFloor } from './floors.js';
 import { HAVE_TIME, killAll, runQuiet } from './proc.js';
 import {
   Persistent, freshScenario, liveScenario, mutationBefore, resyncScenario,
-  type Comparison, type Context, type LiveRecord, type RunLog, type ScenarioResult, type Unit,
+  type Comparison, type Context, type Floor, type LiveRecord, type RunLog, type ScenarioResult, type Unit,
 } from './scenarios.js';
 import type { RunRecord, Standby } from './side.js';
 import { behindLargeScenario, burstScenario, watchMemoryScenario } from './watching.js';
@@ -142,10 +143,20 @@ function fmtSpread(xs: readonly number[], unit: Unit): string {
   return s.min === s.max ? fmtValue(s.med, unit) : `${fmtValue(s.med, unit)} (${fmtValue(s.min, unit)}–${fmtValue(s.max, unit)})`;
 }
 
-function ratios(c: Comparison): number[] {
+/** a[i] / b[i] per round, where both ran. */
+function pairRatios(a: readonly number[], b: readonly number[]): number[] {
   const out: number[] = [];
-  for (let i = 0; i < Math.min(c.warmsync.length, c.other.length); i++) out.push((c.warmsync[i] as number) / (c.other[i] as number));
+  for (let i = 0; i < Math.min(a.length, b.length); i++) out.push((a[i] as number) / (b[i] as number));
   return out.filter(Number.isFinite);
+}
+
+function ratios(c: Comparison): number[] {
+  return pairRatios(c.warmsync, c.other);
+}
+
+/** "median× (pair, pair, ...)", or "-" when no pair ran. */
+function fmtRatios(r: readonly number[]): string {
+  return r.length ? `${median(r).toFixed(2)}× (${r.map((x) => x.toFixed(2)).join(', ')})` : '-';
 }
 
 function verdict(c: Comparison): string {
@@ -266,8 +277,7 @@ function markdown(report: Report): string {
       continue;
     }
     for (const cmp of s.comparisons) {
-      const r = ratios(cmp);
-      const ratio = r.length ? `${median(r).toFixed(2)}× (${r.map((x) => x.toFixed(2)).join(', ')})` : '-';
+      const ratio = fmtRatios(ratios(cmp));
       const metric = cmp.metric === 'time' ? s.title : `${s.title}: ${cmp.metric}`;
       const target = cmp.target?.text ?? (cmp.other.length ? 'floor' : '');
       out.push(`| ${metric} | ${cmp.competitor} | ${fmtSpread(cmp.warmsync, unitOf(cmp))} | ${fmtSpread(cmp.other, unitOf(cmp))} | ${ratio} | ${target} | ${verdict(cmp)} |`);
@@ -275,6 +285,7 @@ function markdown(report: Report): string {
     if (s.error !== undefined) out.push(`| ${s.title} | | incomplete: ${s.error.split('\n')[0]?.slice(0, 200)} | | | | |`);
   }
   out.push('');
+  out.push(...floorsTable(report));
 
   // Live details
   const live = report.scenarios.find((s) => s.id === 'live');
@@ -314,7 +325,7 @@ function markdown(report: Report): string {
     const once = s.runs.filter((r) => isOnce(r.record));
     if (once.length === 0) continue;
     const mine = once.filter((r) => r.side === 'warmsync').map((r) => r.record as RunRecord);
-    const others = [...new Set(once.filter((r) => r.side !== 'warmsync').map((r) => r.side))]
+    const others = [...new Set(once.filter((r) => r.side !== 'warmsync' && r.floor !== true).map((r) => r.side))]
       .map((side) => `${side} ${mb(maxOf(once.filter((r) => r.side === side).map((r) => (r.record as RunRecord).peakRssKiB)))}`);
     out.push(`| ${s.title} | ${mb(maxOf(mine.map((r) => r.peakRssKiB)))} | ${mb(maxOf(mine.map((r) => r.receiverPeakRssKiB)))} | ${others.join('; ')} |`);
   }
@@ -341,6 +352,52 @@ function markdown(report: Report): string {
   if (notes.length) out.push('');
   out.push(`Load average before each scenario: ${report.scenarios.map((s) => `${s.id} ${la(s.loadAvgBefore)}`).join('; ')}.`);
   return out.join('\n');
+}
+
+/** Per round, the wall time of `side`'s one-shot run in `s` (NaN for a round it did not finish). */
+function roundTimes(s: ScenarioResult, side: string, rounds: number): number[] {
+  const out = new Array<number>(rounds).fill(NaN);
+  for (const r of s.runs) if (r.side === side && isOnce(r.record)) out[r.round] = r.record.wallMs;
+  return out;
+}
+
+/**
+ * The floors beside the competitors with a ratio target: how far warmsync and the competitor are
+ * above each floor, and floor / competitor, the lowest warmsync / competitor ratio that anything
+ * doing at least the floor's work could reach in that round.
+ */
+function floorsTable(report: Report): string[] {
+  const rounds = report.options.pairs;
+  const withFloors = report.scenarios.filter((s) => s.floors.length > 0 && s.runs.some((r) => r.floor === true));
+  if (withFloors.length === 0) return [];
+  const out: string[] = [];
+  out.push('Floors, run in the same rounds right after the competitors: bounds a scenario\'s job cannot beat on this machine, not competitors. '
+    + 'Ratios per round, medians then each round: warmsync / floor and competitor / floor say how far each is above the floor; '
+    + 'floor / competitor is the lowest warmsync / competitor ratio that anything doing at least the floor\'s work could reach, beside the target.');
+  out.push('');
+  out.push('| scenario | floor | floor time | warmsync / floor | competitor | competitor / floor | floor / competitor = best possible | target |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const s of withFloors) {
+    const mine = roundTimes(s, 'warmsync', rounds);
+    const targeted = s.comparisons.filter((c) => c.metric === 'time' && c.target?.maxRatio !== undefined);
+    for (const f of s.floors) {
+      const floor = roundTimes(s, f.name, rounds);
+      const head = `| ${s.title} | ${f.name} | ${fmtSpread(floor, 'time')} | ${fmtRatios(pairRatios(mine, floor))}`;
+      if (targeted.length === 0) out.push(`${head} | - | - | - | |`);
+      for (const c of targeted) {
+        const theirs = roundTimes(s, c.competitor, rounds);
+        const best = pairRatios(floor, theirs);
+        const maxRatio = c.target?.maxRatio as number;
+        const reach = best.length === 0 ? '' : median(best) <= maxRatio ? ': not ruled out' : ': out of reach';
+        out.push(`${head} | ${c.competitor} | ${fmtRatios(pairRatios(theirs, floor))} | ${fmtRatios(best)} | ${c.target?.text ?? ''}${reach} |`);
+      }
+    }
+  }
+  out.push('');
+  const described = new Map(withFloors.flatMap((s) => s.floors.map((f) => [f.name, f.what] as const)));
+  for (const [name, what] of described) out.push(`- ${name}: ${what}`);
+  out.push('');
+  return out;
 }
 
 const BEGIN = '<!-- bench:begin: written by benchmarks/run.ts from its latest run; edit outside these markers -->';
@@ -517,7 +574,7 @@ async function main(): Promise<number> {
         return bigSrc;
       },
       warmsync: ws, rsyncDaemon: rsyncd, rsyncDaemonFsync: hasFsync ? rsyncDaemonSide(daemon, tool, true) : null,
-      localRsync: localRsyncSide(tool), cp: cpSide(tool, false), cpSync: cpSide(tool, true),
+      localRsync: localRsyncSide(tool), cp: cpSide(tool, 'none'), cpSync: cpSide(tool, 'fsync each'),
       warmsyncLive: (standby: Standby) => warmsyncLive({ tokenFile, excludesFile, stateRoot: join(work, 'agent-state'), timeoutMs: o.timeoutMs }, standby as WarmsyncStandby),
       lsyncdLive: (standby: Standby, delay: number | null) => (lsyncdVersion === null ? lsyncdWhy : lsyncdLive(liveDaemon, standby.dir, { ...tool, workDir: work, delay })),
       say,
@@ -525,6 +582,22 @@ async function main(): Promise<number> {
     persistent = new Persistent(ctx);
     const p = persistent;
     const fsyncSide = ctx.rsyncDaemonFsync;
+    const durableCopyFloor: Floor = {
+      side: cpSide(tool, 'syncfs'),
+      what: '`cp -a SRC/. DST/`, then one `sync -f DST` (syncfs): the same bytes made durable on the same disk in the cheapest way, with no '
+        + 'network, protocol, hashing, per-file fsync or manifest (it cannot exclude, so it also copies the excluded files). syncfs also writes back '
+        + 'what other processes left dirty on that file system: on a busy machine this floor reads high.',
+    };
+    const walk: Floor = {
+      side: walkFloor(tool),
+      what: '`find SRC` with the excluded dirs pruned, printing each entry\'s size, mtime and mode to /dev/null: one lstat per entry, in C, '
+        + 'of the source only. Any resync that finds changes by stat\'ing every source file does at least this (rsync\'s sender does it, '
+        + 'its receiver the same again on the standby).',
+    };
+    const nodeFloors: Floor[] = [
+      { side: nodeStartFloor(tool), what: 'the node that runs warmsync\'s agent, starting and exiting: the least any `agent --once` takes.' },
+      { side: nodeImportFsFloor(tool), what: 'that node running an ES module file that imports only node:fs: start-up through the module loader, as bin/warmsync.js starts.' },
+    ];
 
     const report: Report = {
       options: o, machine, corpus: { ...corpus, generateMs }, loadAvgStart, loadAvgEnd: [], setupNotes, scenarios: [], durationMs: 0,
@@ -536,19 +609,19 @@ async function main(): Promise<number> {
           [rsyncd, { maxRatio: 1.0, text: '<= 1.0×' }],
           ...(fsyncSide ? [[fsyncSide, { maxRatio: 0.5, text: '<= 0.5×' }] as const] : []),
           [ctx.localRsync, undefined], [ctx.cp, undefined],
-        ]),
+        ], [durableCopyFloor]),
       },
       noop: {
         title: 'No-op resync',
         run: () => resyncScenario(ctx, p, 'noop', 'No-op resync', [
           [rsyncd, { maxRatio: 0.5, text: '<= 0.5× (at 100k files)' }], ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [ctx.localRsync, undefined],
-        ], () => null),
+        ], [walk, ...nodeFloors], () => null),
       },
       mutation: {
         title: 'Resync after 1 % mutation',
         run: () => resyncScenario(ctx, p, 'mutation', 'Resync after 1 % mutation', [
           [rsyncd, { maxRatio: 0.5, text: '<= 0.5×' }], ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [ctx.localRsync, undefined],
-        ], mutationBefore(ctx)),
+        ], [walk], mutationBefore(ctx)),
       },
       live: { title: 'Live latency', run: () => liveScenario(ctx, p) },
       'behind-large': { title: 'Behind a large file', run: () => behindLargeScenario(ctx) },
@@ -574,7 +647,7 @@ async function main(): Promise<number> {
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         say(`  ${id} failed: ${message}`);
-        result = { id, title: plans[id].title, comparisons: [], runs: [], notes: [], loadAvgBefore, durationMs: 0, error: message };
+        result = { id, title: plans[id].title, comparisons: [], floors: [], runs: [], notes: [], loadAvgBefore, durationMs: 0, error: message };
       }
       report.scenarios.push({ ...result, loadAvgBefore, durationMs: Date.now() - t0 });
     }

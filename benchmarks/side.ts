@@ -36,6 +36,8 @@ export interface Standby {
 export interface Side {
   /** Label in tables, e.g. "rsync daemon --fsync". */
   readonly name: string;
+  /** Set on a floor that only reads the source (a walk, a process start-up): there is no standby to check. */
+  readonly writesNoStandby?: true;
   /** Opens a standby in `dir` (created; must not exist yet). */
   open(dir: string, label: string): Promise<Standby>;
 }
