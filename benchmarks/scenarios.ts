@@ -252,6 +252,7 @@ export class Persistent {
     const dir = join(this.ctx.standbys, `persistent-${slug(side.name)}`);
     const standby = await side.open(dir, `persistent-${slug(side.name)}`);
     this.standbys.set(side.name, standby);
+    if (side.writesNoStandby === true) return standby;
     this.ctx.say(`  (untimed) first sync of the ${side.name} standby`);
     await standby.sync(this.ctx.src);
     return standby;
