@@ -101,10 +101,11 @@ export class RsyncDaemon {
   }
 }
 
-async function timed(cmd: string, args: readonly string[], cfg: ToolConfig): Promise<RunRecord> {
+/** Runs one timed command; a non-zero exit throws with its stderr. */
+export async function timed(cmd: string, args: readonly string[], cfg: ToolConfig): Promise<RunRecord> {
   const r = await runMeasured(cmd, args, { timeoutMs: cfg.timeoutMs });
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim().slice(-2000)}`);
-  return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB };
+  return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB, cpuMs: r.cpuMs };
 }
 
 function simpleStandby(dir: string, sync: (src: string) => Promise<RunRecord>): Standby {

@@ -11,15 +11,8 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runMeasured } from './proc.js';
+import { timed, type ToolConfig } from './competitors.js';
 import type { RunRecord, Side, Standby } from './side.js';
-import type { ToolConfig } from './competitors.js';
-
-async function timedProbe(cmd: string, args: readonly string[], timeoutMs: number): Promise<RunRecord> {
-  const r = await runMeasured(cmd, args, { timeoutMs });
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim().slice(-2000)}`);
-  return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB };
-}
 
 /** A floor's `open`: nothing to serve, and `dir` stays empty (the runner's check is skipped for it). */
 function probeSide(name: string, run: (src: string, dir: string) => Promise<RunRecord>, prepare: (dir: string) => Promise<void> = async () => undefined): Side {
@@ -61,20 +54,20 @@ export function pruneArgs(excludes: string, src: string): string[] {
 export function walkFloor(cfg: ToolConfig): Side {
   return probeSide('walk floor (find, lstat)', async (src) => {
     const prune = pruneArgs(await readFile(cfg.excludesFile, 'utf8'), src);
-    return timedProbe('sh', ['-c', 'exec find "$@" > /dev/null', 'sh', src, ...prune, '-printf', '%s %T@ %m\\n'], cfg.timeoutMs);
+    return timed('sh', ['-c', 'exec find "$@" > /dev/null', 'sh', src, ...prune, '-printf', '%s %T@ %m\\n'], cfg);
   });
 }
 
 /** `node -e 0`: the node binary that runs warmsync's agent, starting and exiting. */
 export function nodeStartFloor(cfg: ToolConfig): Side {
-  return probeSide('node -e 0', () => timedProbe(process.execPath, ['-e', '0'], cfg.timeoutMs));
+  return probeSide('node -e 0', () => timed(process.execPath, ['-e', '0'], cfg));
 }
 
 const IMPORT_FS = 'import-node-fs.mjs';
 
 /** node running an ES module file that imports node:fs and nothing else (written into the floor's dir). */
 export function nodeImportFsFloor(cfg: ToolConfig): Side {
-  return probeSide('node: import node:fs', (_src, dir) => timedProbe(process.execPath, [join(dir, IMPORT_FS)], cfg.timeoutMs),
+  return probeSide('node: import node:fs', (_src, dir) => timed(process.execPath, [join(dir, IMPORT_FS)], cfg),
     async (dir) => {
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, IMPORT_FS), "import 'node:fs';\n");

@@ -355,10 +355,10 @@ function markdown(report: Report): string {
   return out.join('\n');
 }
 
-/** Per round, the wall time of `side`'s one-shot run in `s` (NaN for a round it did not finish). */
-function roundTimes(s: ScenarioResult, side: string, rounds: number): number[] {
+/** Per round, the wall (or CPU) time of `side`'s one-shot run in `s` (NaN for a round it did not finish or where CPU was not measured). */
+function roundTimes(s: ScenarioResult, side: string, rounds: number, of: 'wallMs' | 'cpuMs' = 'wallMs'): number[] {
   const out = new Array<number>(rounds).fill(NaN);
-  for (const r of s.runs) if (r.side === side && isOnce(r.record)) out[r.round] = r.record.wallMs;
+  for (const r of s.runs) if (r.side === side && isOnce(r.record)) out[r.round] = r.record[of] ?? NaN;
   return out;
 }
 
@@ -374,16 +374,17 @@ function floorsTable(report: Report): string[] {
   const out: string[] = [];
   out.push('Floors, run in the same rounds right after the competitors: bounds a scenario\'s job cannot beat on this machine, not competitors. '
     + 'Ratios per round, medians then each round: warmsync / floor and competitor / floor say how far each is above the floor; '
-    + 'floor / competitor is the lowest warmsync / competitor ratio that anything doing at least the floor\'s work could reach, beside the target.');
+    + 'floor / competitor is the lowest warmsync / competitor ratio that anything doing at least the floor\'s work could reach, beside the target. '
+    + 'Floor CPU is the floor\'s user + system time: well below its wall time, the floor waited for the disk or for a busy CPU.');
   out.push('');
-  out.push('| scenario | floor | floor time | warmsync / floor | competitor | competitor / floor | floor / competitor = best possible | target |');
-  out.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  out.push('| scenario | floor | floor time | floor CPU | warmsync / floor | competitor | competitor / floor | floor / competitor = best possible | target |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const s of withFloors) {
     const mine = roundTimes(s, 'warmsync', rounds);
     const targeted = s.comparisons.filter((c) => c.metric === 'time' && c.target?.maxRatio !== undefined);
     for (const f of s.floors) {
       const floor = roundTimes(s, f.name, rounds);
-      const head = `| ${s.title} | ${f.name} | ${fmtSpread(floor, 'time')} | ${fmtRatios(pairRatios(mine, floor))}`;
+      const head = `| ${s.title} | ${f.name} | ${fmtSpread(floor, 'time')} | ${fmtSpread(roundTimes(s, f.name, rounds, 'cpuMs'), 'time')} | ${fmtRatios(pairRatios(mine, floor))}`;
       if (targeted.length === 0) out.push(`${head} | - | - | - | |`);
       for (const c of targeted) {
         const theirs = roundTimes(s, c.competitor, rounds);

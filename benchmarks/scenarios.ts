@@ -185,7 +185,8 @@ async function timedRun(side: Side, standby: Standby, src: string, round: number
     if (problems.length > 0) throw new Error(`${side.name} left the standby incomplete: ${problems.join('; ')}`);
   }
   result.runs.push({ round, side: side.name, ...(floor ? { floor: true } : {}), record });
-  say(`  round ${round + 1}: ${side.name.padEnd(26)} ${record.wallMs.toFixed(0).padStart(7)} ms${floor ? ' (floor)' : ''}`);
+  const cpu = record.cpuMs === null ? '' : `, CPU ${record.cpuMs} ms`;
+  say(`  round ${round + 1}: ${side.name.padEnd(26)} ${record.wallMs.toFixed(0).padStart(7)} ms${floor ? ' (floor)' : ''}${cpu}`);
   return record.wallMs;
 }
 

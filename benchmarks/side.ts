@@ -18,6 +18,8 @@ export interface RunRecord {
   readonly wallMs: number;
   /** Peak RSS of the timed process (warmsync agent, rsync client, cp), KiB. */
   readonly peakRssKiB: number | null;
+  /** Its user + system CPU (not the receiver's, nor an rsync daemon's), ms; null when not measured. */
+  readonly cpuMs: number | null;
   /** warmsync only: the receiver's peak RSS over its life so far, KiB. */
   readonly receiverPeakRssKiB?: number | null;
   readonly phases?: Phases;
