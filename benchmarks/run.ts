@@ -414,7 +414,7 @@ single large file, and lsyncd (delay 0, and its default delay, pushing to the sa
 holds the targets. Ratios are warmsync / competitor: below 1 means warmsync is faster. Floors, measured in
 the same rounds, bound what any tool could reach on this machine: a durable copy (\`cp -a\` + \`sync -f\`)
 for the initial sync, a C walk that lstats every source entry (\`find\`) for the no-op and the 1 %
-mutation, and Node's own start-up for the no-op.
+mutation, and Node's own start-up (the least any run of warmsync's agent takes) for the no-op.
 
 ## How to rerun
 
