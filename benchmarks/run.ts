@@ -414,7 +414,7 @@ single large file, and lsyncd (delay 0, and its default delay, pushing to the sa
 holds the targets. Ratios are warmsync / competitor: below 1 means warmsync is faster. Floors, measured in
 the same rounds, bound what any tool could reach on this machine: a durable copy (\`cp -a\` + \`sync -f\`)
 for the initial sync, a C walk that lstats every source entry (\`find\`) for the no-op and the 1 %
-mutation, and Node's own start-up (the least any run of warmsync's agent takes) for the no-op.
+mutation, and Node's own start-up (the least any run of warmsync's agent takes) for both.
 
 ## How to rerun
 
@@ -626,7 +626,7 @@ async function main(): Promise<number> {
         title: 'Resync after 1 % mutation',
         run: () => resyncScenario(ctx, p, 'mutation', 'Resync after 1 % mutation', [
           [rsyncd, { maxRatio: 0.5, text: '<= 0.5×' }], ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [ctx.localRsync, undefined],
-        ], [walk], mutationBefore(ctx)),
+        ], [walk, ...nodeFloors], mutationBefore(ctx)),
       },
       live: { title: 'Live latency', run: () => liveScenario(ctx, p) },
       'behind-large': { title: 'Behind a large file', run: () => behindLargeScenario(ctx) },
