@@ -599,7 +599,7 @@ async function main(): Promise<number> {
     };
     const walk: Floor = {
       side: walkFloor(tool),
-      what: '`find SRC` with the excluded dirs pruned, printing each entry\'s size, mtime and mode to /dev/null: one lstat per entry, in C, '
+      what: '`find SRC` with the excluded dirs pruned, testing each entry\'s size (`-size -0c`, never true: nothing is printed): one lstat per entry, in C, '
         + 'of the source only. Any resync that finds changes by stat\'ing every source file does at least this (rsync\'s sender does it, '
         + 'its receiver the same again on the standby).',
     };
