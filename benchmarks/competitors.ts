@@ -5,8 +5,8 @@
  *   generated rsyncd.conf on a free port, `socket options = TCP_NODELAY` (the faster setting; the
  *   issue's 1 % resync goes from 3.7 s to 0.78 s with it), module `standby` over the standbys' dir;
  *   plain and with `--fsync` (durable like warmsync) when this rsync has it;
- * - local `rsync -a` and `cp -a` as floors (no network, no fsync);
- * - `cp -a` + `sync` of every copied file and directory (the big-file floor with warmsync's durability);
+ * - local `rsync -a` and `cp -a` for reference (no network, no fsync);
+ * - `cp -a` + `sync` of every copied file and directory (the big-file target's reference, with warmsync's durability);
  * - `cp -a` + `sync -f` (one syncfs of the standby's file system): the durable-copy floor of a tree of
  *   many files, where fsyncing them one by one in series costs more than warmsync's grouped fsyncs;
  * - lsyncd with delay 0 and with its default delay, pushing to the same rsync daemon, for live latency. Installed with apt-get
