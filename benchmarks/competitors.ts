@@ -5,8 +5,10 @@
  *   generated rsyncd.conf on a free port, `socket options = TCP_NODELAY` (the faster setting; the
  *   issue's 1 % resync goes from 3.7 s to 0.78 s with it), module `standby` over the standbys' dir;
  *   plain and with `--fsync` (durable like warmsync) when this rsync has it;
- * - local `rsync -a` and `cp -a` as floors (no network, no fsync);
- * - `cp -a` + `sync` of every copied file and directory (the big-file floor with warmsync's durability);
+ * - local `rsync -a` and `cp -a` for reference (no network, no fsync);
+ * - `cp -a` + `sync` of every copied file and directory (the big-file target's reference, with warmsync's durability);
+ * - `cp -a` + `sync -f` (one syncfs of the standby's file system): the durable-copy floor of a tree of
+ *   many files, where fsyncing them one by one in series costs more than warmsync's grouped fsyncs;
  * - lsyncd with delay 0 and with its default delay, pushing to the same rsync daemon, for live latency. Installed with apt-get
  *   when missing (and said so); skipped with a message when that fails.
  */
@@ -99,10 +101,11 @@ export class RsyncDaemon {
   }
 }
 
-async function timed(cmd: string, args: readonly string[], cfg: ToolConfig): Promise<RunRecord> {
+/** Runs one timed command; a non-zero exit throws with its stderr. */
+export async function timed(cmd: string, args: readonly string[], cfg: ToolConfig): Promise<RunRecord> {
   const r = await runMeasured(cmd, args, { timeoutMs: cfg.timeoutMs });
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim().slice(-2000)}`);
-  return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB };
+  return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB, cpuMs: r.cpuMs };
 }
 
 function simpleStandby(dir: string, sync: (src: string) => Promise<RunRecord>): Standby {
@@ -132,13 +135,26 @@ export function localRsyncSide(cfg: ToolConfig): Side {
   };
 }
 
-/** `cp -a SRC/. DST/`: the copy floor (it cannot exclude, so it also copies the ~3 % excluded files). */
-export function cpSide(cfg: ToolConfig, durable: boolean): Side {
+/**
+ * How a `cp -a` side makes its copy durable: not at all; `sync FILE...` over every copied file and
+ * directory (coreutils fsyncs them one after the other); or one `sync -f` (syncfs), which also writes
+ * back whatever else is dirty on that file system, so it is only a floor on a quiet machine.
+ */
+export type CpDurability = 'none' | 'fsync each' | 'syncfs';
+
+const CP: Record<CpDurability, { readonly name: string; readonly script: string }> = {
+  none: { name: 'cp -a (local)', script: 'cp -a -- "$1"/. "$2"/' },
+  'fsync each': { name: 'cp -a + sync', script: 'cp -a -- "$1"/. "$2"/ && find "$2" -exec sync -- {} +' },
+  syncfs: { name: 'cp -a + sync -f', script: 'cp -a -- "$1"/. "$2"/ && sync -f -- "$2"' },
+};
+
+/** `cp -a SRC/. DST/` (it cannot exclude, so it also copies the ~3 % excluded files), made durable or not. */
+export function cpSide(cfg: ToolConfig, durability: CpDurability): Side {
+  const { name, script } = CP[durability];
   return {
-    name: durable ? 'cp -a + sync' : 'cp -a (local)',
+    name,
     async open(dir) {
       await mkdir(dir, { recursive: true });
-      const script = durable ? 'cp -a -- "$1"/. "$2"/ && find "$2" -exec sync -- {} +' : 'cp -a -- "$1"/. "$2"/';
       return simpleStandby(dir, (src) => timed('sh', ['-c', script, 'sh', src, dir], cfg));
     },
   };

@@ -27,6 +27,8 @@ export interface Measured {
   readonly endedAt: number;
   /** Peak resident set of the command (and, through time -v, its largest reaped child), KiB. */
   readonly peakRssKiB: number | null;
+  /** User + system CPU of the command and its reaped children (time -v), ms; null without /usr/bin/time. */
+  readonly cpuMs: number | null;
 }
 
 export interface SpawnOptions {
@@ -197,13 +199,17 @@ export async function runMeasured(cmd: string, args: readonly string[], options:
       const wallMs = performance.now() - t0;
       const endedAt = Date.now();
       let peakRssKiB: number | null = polledKiB as number | null;
+      let cpuMs: number | null = null;
       if (timeFile !== null) {
         const report = await readFile(timeFile, 'utf8').catch(() => '');
         const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(report);
         peakRssKiB = m ? Number(m[1]) : null;
+        const user = /User time \(seconds\): ([\d.]+)/.exec(report);
+        const system = /System time \(seconds\): ([\d.]+)/.exec(report);
+        cpuMs = user && system ? Math.round((Number(user[1]) + Number(system[1])) * 1000) : null;
         // time -v reports the child's status as its own exit code: 128 + signal when killed.
       }
-      return { code, signal, stdout: output.stdout(), stderr: output.stderr(), wallMs, startedAt, endedAt, peakRssKiB };
+      return { code, signal, stdout: output.stdout(), stderr: output.stderr(), wallMs, startedAt, endedAt, peakRssKiB, cpuMs };
     } finally {
       clearTimeout(timer);
       if (poll !== null) clearInterval(poll);

@@ -21,10 +21,11 @@ import { parseArgs } from 'node:util';
 import { stopAll } from '../scripts/lib/cli-process.js';
 import { cpSide, ensureLsyncd, localRsyncSide, lsyncdLive, rsyncDaemonSide, rsyncHasFsync, rsyncVersion, RsyncDaemon } from './competitors.js';
 import { EXCLUDES, generateCorpus, writeBigBinary, type CorpusStats } from './corpus.js';
+import { nodeImportFsFloor, nodeStartFloor, walkFloor } from './floors.js';
 import { HAVE_TIME, killAll, runQuiet } from './proc.js';
 import {
   Persistent, freshScenario, liveScenario, mutationBefore, resyncScenario,
-  type Comparison, type Context, type LiveRecord, type RunLog, type ScenarioResult, type Unit,
+  type Comparison, type Context, type Floor, type LiveRecord, type RunLog, type ScenarioResult, type Unit,
 } from './scenarios.js';
 import type { RunRecord, Standby } from './side.js';
 import { behindLargeScenario, burstScenario, watchMemoryScenario } from './watching.js';
@@ -142,10 +143,20 @@ function fmtSpread(xs: readonly number[], unit: Unit): string {
   return s.min === s.max ? fmtValue(s.med, unit) : `${fmtValue(s.med, unit)} (${fmtValue(s.min, unit)}–${fmtValue(s.max, unit)})`;
 }
 
-function ratios(c: Comparison): number[] {
+/** a[i] / b[i] per round, where both ran. */
+function pairRatios(a: readonly number[], b: readonly number[]): number[] {
   const out: number[] = [];
-  for (let i = 0; i < Math.min(c.warmsync.length, c.other.length); i++) out.push((c.warmsync[i] as number) / (c.other[i] as number));
+  for (let i = 0; i < Math.min(a.length, b.length); i++) out.push((a[i] as number) / (b[i] as number));
   return out.filter(Number.isFinite);
+}
+
+function ratios(c: Comparison): number[] {
+  return pairRatios(c.warmsync, c.other);
+}
+
+/** "median× (pair, pair, ...)", or "-" when no pair ran. */
+function fmtRatios(r: readonly number[]): string {
+  return r.length ? `${median(r).toFixed(2)}× (${r.map((x) => x.toFixed(2)).join(', ')})` : '-';
 }
 
 function verdict(c: Comparison): string {
@@ -256,7 +267,8 @@ function markdown(report: Report): string {
 
   out.push('Times are wall clock, process start to exit, medians with (min–max) over the pairs. Ratio = warmsync / competitor per pair, '
     + 'median then each pair: below 1 means warmsync is faster. Targets are issue 5\'s (stated there for 20k and 100k files); '
-    + 'the live agent under load (behind a large file, burst, watch memory) runs warmsync alone on trees of its own, against issue 3\'s targets.');
+    + 'rows without a target are for reference; the floors (bounds, not competitors) have their own table below. '
+    + 'The live agent under load (behind a large file, burst, watch memory) runs warmsync alone on trees of its own, against issue 3\'s targets.');
   out.push('');
   out.push('| scenario | competitor | warmsync | competitor | ratio (per pair) | target | |');
   out.push('| --- | --- | --- | --- | --- | --- | --- |');
@@ -266,15 +278,15 @@ function markdown(report: Report): string {
       continue;
     }
     for (const cmp of s.comparisons) {
-      const r = ratios(cmp);
-      const ratio = r.length ? `${median(r).toFixed(2)}× (${r.map((x) => x.toFixed(2)).join(', ')})` : '-';
+      const ratio = fmtRatios(ratios(cmp));
       const metric = cmp.metric === 'time' ? s.title : `${s.title}: ${cmp.metric}`;
-      const target = cmp.target?.text ?? (cmp.other.length ? 'floor' : '');
+      const target = cmp.target?.text ?? '';
       out.push(`| ${metric} | ${cmp.competitor} | ${fmtSpread(cmp.warmsync, unitOf(cmp))} | ${fmtSpread(cmp.other, unitOf(cmp))} | ${ratio} | ${target} | ${verdict(cmp)} |`);
     }
     if (s.error !== undefined) out.push(`| ${s.title} | | incomplete: ${s.error.split('\n')[0]?.slice(0, 200)} | | | | |`);
   }
   out.push('');
+  out.push(...floorsTable(report));
 
   // Live details
   const live = report.scenarios.find((s) => s.id === 'live');
@@ -314,7 +326,7 @@ function markdown(report: Report): string {
     const once = s.runs.filter((r) => isOnce(r.record));
     if (once.length === 0) continue;
     const mine = once.filter((r) => r.side === 'warmsync').map((r) => r.record as RunRecord);
-    const others = [...new Set(once.filter((r) => r.side !== 'warmsync').map((r) => r.side))]
+    const others = [...new Set(once.filter((r) => r.side !== 'warmsync' && r.floor !== true).map((r) => r.side))]
       .map((side) => `${side} ${mb(maxOf(once.filter((r) => r.side === side).map((r) => (r.record as RunRecord).peakRssKiB)))}`);
     out.push(`| ${s.title} | ${mb(maxOf(mine.map((r) => r.peakRssKiB)))} | ${mb(maxOf(mine.map((r) => r.receiverPeakRssKiB)))} | ${others.join('; ')} |`);
   }
@@ -343,6 +355,57 @@ function markdown(report: Report): string {
   return out.join('\n');
 }
 
+/** Per round, the wall (or CPU) time of `side`'s one-shot run in `s` (NaN for a round it did not finish or where CPU was not measured). */
+function roundTimes(s: ScenarioResult, side: string, rounds: number, of: 'wallMs' | 'cpuMs' = 'wallMs'): number[] {
+  const out = new Array<number>(rounds).fill(NaN);
+  for (const r of s.runs) if (r.side === side && isOnce(r.record)) out[r.round] = r.record[of] ?? NaN;
+  return out;
+}
+
+/**
+ * The floors beside the competitors with a ratio target: how far warmsync and the competitor are
+ * above each floor, and floor / competitor, the lowest warmsync / competitor ratio that anything
+ * doing at least the floor's work could reach in that round.
+ */
+function floorsTable(report: Report): string[] {
+  const rounds = report.options.pairs;
+  const withFloors = report.scenarios.filter((s) => s.floors.length > 0 && s.runs.some((r) => r.floor === true));
+  if (withFloors.length === 0) return [];
+  const out: string[] = [];
+  out.push('Floors, run in the same rounds right after the competitors: bounds a scenario\'s job cannot beat on this machine, not competitors. '
+    + 'Ratios per round, medians then each round: warmsync / floor and competitor / floor say how far each is above the floor; '
+    + 'floor / competitor is the lowest warmsync / competitor ratio that anything doing at least the floor\'s work could reach, beside the target. '
+    + 'Floor CPU is the floor\'s user + system time: well below its wall time, the floor waited for the disk or for a busy CPU.');
+  out.push('');
+  out.push('| scenario | floor | floor time | floor CPU | warmsync / floor | competitor | competitor / floor | floor / competitor = best possible | target |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const s of withFloors) {
+    const mine = roundTimes(s, 'warmsync', rounds);
+    const targeted = s.comparisons.filter((c) => c.metric === 'time' && c.target?.maxRatio !== undefined);
+    for (const f of s.floors) {
+      const floor = roundTimes(s, f.name, rounds);
+      const mineOverFloor = pairRatios(mine, floor);
+      const head = `| ${s.title} | ${f.name} | ${fmtSpread(floor, 'time')} | ${fmtSpread(roundTimes(s, f.name, rounds, 'cpuMs'), 'time')} | ${fmtRatios(mineOverFloor)}`;
+      if (targeted.length === 0) out.push(`${head} | - | - | - | |`);
+      for (const c of targeted) {
+        const theirs = roundTimes(s, c.competitor, rounds);
+        const best = pairRatios(floor, theirs);
+        const maxRatio = c.target?.maxRatio as number;
+        // Every floor here bounds warmsync's own job: warmsync below it means this run's floor read high (load, writeback).
+        const reach = best.length === 0 ? ''
+          : median(mineOverFloor) < 1 ? ': no verdict, warmsync ran below this floor'
+            : median(best) <= maxRatio ? ': not ruled out' : ': out of reach';
+        out.push(`${head} | ${c.competitor} | ${fmtRatios(pairRatios(theirs, floor))} | ${fmtRatios(best)} | ${c.target?.text ?? ''}${reach} |`);
+      }
+    }
+  }
+  out.push('');
+  const described = new Map(withFloors.flatMap((s) => s.floors.map((f) => [f.name, f.what] as const)));
+  for (const [name, what] of described) out.push(`- ${name}: ${what}`);
+  out.push('');
+  return out;
+}
+
 const BEGIN = '<!-- bench:begin: written by benchmarks/run.ts from its latest run; edit outside these markers -->';
 const END = '<!-- bench:end -->';
 
@@ -350,9 +413,12 @@ const DOC_HEAD = `# Benchmarks
 
 warmsync side by side with its competitors, each measured in the same run on the same machine:
 rsync through an rsync daemon on 127.0.0.1 (the fair wire comparison; plain, and with \`--fsync\`
-for warmsync's durability), local \`rsync -a\` and \`cp -a\` as floors, \`cp -a\` + \`sync\` for the
+for warmsync's durability), local \`rsync -a\` and \`cp -a\` for reference, \`cp -a\` + \`sync\` for the
 single large file, and lsyncd (delay 0, and its default delay, pushing to the same rsync daemon) for live latency. Issue 5
-holds the targets. Ratios are warmsync / competitor: below 1 means warmsync is faster.
+holds the targets. Ratios are warmsync / competitor: below 1 means warmsync is faster. Floors, measured in
+the same rounds, bound what any tool could reach on this machine: a durable copy (\`cp -a\` + \`sync -f\`)
+for the initial sync, a C walk that lstats every source entry (\`find\`) for the no-op and the 1 %
+mutation, and Node's own start-up (the least any run of warmsync's agent takes) for both.
 
 ## How to rerun
 
@@ -517,7 +583,7 @@ async function main(): Promise<number> {
         return bigSrc;
       },
       warmsync: ws, rsyncDaemon: rsyncd, rsyncDaemonFsync: hasFsync ? rsyncDaemonSide(daemon, tool, true) : null,
-      localRsync: localRsyncSide(tool), cp: cpSide(tool, false), cpSync: cpSide(tool, true),
+      localRsync: localRsyncSide(tool), cp: cpSide(tool, 'none'), cpSync: cpSide(tool, 'fsync each'),
       warmsyncLive: (standby: Standby) => warmsyncLive({ tokenFile, excludesFile, stateRoot: join(work, 'agent-state'), timeoutMs: o.timeoutMs }, standby as WarmsyncStandby),
       lsyncdLive: (standby: Standby, delay: number | null) => (lsyncdVersion === null ? lsyncdWhy : lsyncdLive(liveDaemon, standby.dir, { ...tool, workDir: work, delay })),
       say,
@@ -525,6 +591,22 @@ async function main(): Promise<number> {
     persistent = new Persistent(ctx);
     const p = persistent;
     const fsyncSide = ctx.rsyncDaemonFsync;
+    const durableCopyFloor: Floor = {
+      side: cpSide(tool, 'syncfs'),
+      what: '`cp -a SRC/. DST/`, then one `sync -f DST` (syncfs): the same bytes made durable on the same disk in the cheapest way, with no '
+        + 'network, protocol, hashing, per-file fsync or manifest (it cannot exclude, so it also copies the excluded files). syncfs also writes back '
+        + 'what other processes left dirty on that file system: on a busy machine this floor reads high.',
+    };
+    const walk: Floor = {
+      side: walkFloor(tool),
+      what: '`find SRC` with the excluded dirs pruned, testing each entry\'s size (`-size -0c`, never true: nothing is printed): one lstat per entry, in C, '
+        + 'of the source only. Any resync that finds changes by stat\'ing every source file does at least this (rsync\'s sender does it, '
+        + 'its receiver the same again on the standby).',
+    };
+    const nodeFloors: Floor[] = [
+      { side: nodeStartFloor(tool), what: 'the node that runs warmsync\'s agent, starting and exiting: the least any `agent --once` takes.' },
+      { side: nodeImportFsFloor(tool), what: 'that node running an ES module file that imports only node:fs: start-up through the module loader, as bin/warmsync.js starts.' },
+    ];
 
     const report: Report = {
       options: o, machine, corpus: { ...corpus, generateMs }, loadAvgStart, loadAvgEnd: [], setupNotes, scenarios: [], durationMs: 0,
@@ -536,19 +618,19 @@ async function main(): Promise<number> {
           [rsyncd, { maxRatio: 1.0, text: '<= 1.0×' }],
           ...(fsyncSide ? [[fsyncSide, { maxRatio: 0.5, text: '<= 0.5×' }] as const] : []),
           [ctx.localRsync, undefined], [ctx.cp, undefined],
-        ]),
+        ], [durableCopyFloor]),
       },
       noop: {
         title: 'No-op resync',
         run: () => resyncScenario(ctx, p, 'noop', 'No-op resync', [
           [rsyncd, { maxRatio: 0.5, text: '<= 0.5× (at 100k files)' }], ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [ctx.localRsync, undefined],
-        ], () => null),
+        ], [walk, ...nodeFloors], () => null),
       },
       mutation: {
         title: 'Resync after 1 % mutation',
         run: () => resyncScenario(ctx, p, 'mutation', 'Resync after 1 % mutation', [
           [rsyncd, { maxRatio: 0.5, text: '<= 0.5×' }], ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [ctx.localRsync, undefined],
-        ], mutationBefore(ctx)),
+        ], [walk, ...nodeFloors], mutationBefore(ctx)),
       },
       live: { title: 'Live latency', run: () => liveScenario(ctx, p) },
       'behind-large': { title: 'Behind a large file', run: () => behindLargeScenario(ctx) },
@@ -574,7 +656,7 @@ async function main(): Promise<number> {
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         say(`  ${id} failed: ${message}`);
-        result = { id, title: plans[id].title, comparisons: [], runs: [], notes: [], loadAvgBefore, durationMs: 0, error: message };
+        result = { id, title: plans[id].title, comparisons: [], floors: [], runs: [], notes: [], loadAvgBefore, durationMs: 0, error: message };
       }
       report.scenarios.push({ ...result, loadAvgBefore, durationMs: Date.now() - t0 });
     }

@@ -3,6 +3,11 @@
  * (warmsync, C1, C2, ..., warmsync, C1, C2, ...), so that drift in a shared machine's load hits both
  * sides alike; round i's warmsync run is paired with round i's run of each competitor.
  *
+ * A scenario may also run floors in the same rounds, after the competitors (warmsync, C1, ..., F1,
+ * ...): bounds its job cannot beat on this machine (a durable copy, a walk of the source, Node's
+ * start-up). They are recorded apart from the competitors (ScenarioResult.floors, RunLog.floor),
+ * so that the report can say which ratio to a competitor is physically possible, not who wins.
+ *
  *   initial   fresh standby per run: full copy of the corpus
  *   noop      a synced standby per side, nothing changed
  *   mutation  before each round the source gets a fresh 1 % mutation (corpus.mutate); every side
@@ -53,6 +58,8 @@ export interface Comparison {
 export interface RunLog {
   readonly round: number;
   readonly side: string;
+  /** The run was a floor's, not a competitor's. */
+  readonly floor?: true;
   readonly record: RunRecord | LiveRecord | BehindRecord | BurstRecord | WatchRecord;
 }
 
@@ -63,10 +70,19 @@ export interface DetailTable {
   readonly rows: string[][];
 }
 
+/** A floor in a scenario: a side run in the same rounds, reported as a bound rather than compared as a competitor. */
+export interface Floor {
+  readonly side: Side;
+  /** What it does and why the scenario's job cannot go below it; printed under the floors table. */
+  readonly what: string;
+}
+
 export interface ScenarioResult {
   readonly id: string;
   readonly title: string;
   readonly comparisons: Comparison[];
+  /** The floors run with the sides (their times: the runs marked `floor`). */
+  readonly floors: Array<{ readonly name: string; readonly what: string }>;
   readonly runs: RunLog[];
   readonly notes: string[];
   tables?: DetailTable[];
@@ -161,47 +177,60 @@ export function slug(name: string): string {
   return name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
 }
 
-async function timedRun(side: Side, standby: Standby, src: string, round: number, result: ScenarioResult, say: (l: string) => void): Promise<number> {
+async function timedRun(side: Side, standby: Standby, src: string, round: number, floor: boolean, result: ScenarioResult, say: (l: string) => void): Promise<number> {
   await settle();
   const record = await standby.sync(src);
-  const problems = checkStandby(src, standby.dir);
-  if (problems.length > 0) throw new Error(`${side.name} left the standby incomplete: ${problems.join('; ')}`);
-  result.runs.push({ round, side: side.name, record });
-  say(`  round ${round + 1}: ${side.name.padEnd(22)} ${record.wallMs.toFixed(0).padStart(7)} ms`);
+  if (side.writesNoStandby !== true) {
+    const problems = checkStandby(src, standby.dir);
+    if (problems.length > 0) throw new Error(`${side.name} left the standby incomplete: ${problems.join('; ')}`);
+  }
+  result.runs.push({ round, side: side.name, ...(floor ? { floor: true } : {}), record });
+  const cpu = record.cpuMs === null ? '' : `, CPU ${record.cpuMs} ms`;
+  say(`  round ${round + 1}: ${side.name.padEnd(26)} ${record.wallMs.toFixed(0).padStart(7)} ms${floor ? ' (floor)' : ''}${cpu}`);
   return record.wallMs;
 }
 
 export function newResult(id: string, title: string): ScenarioResult {
-  return { id, title, comparisons: [], runs: [], notes: [], loadAvgBefore: [], durationMs: 0 };
+  return { id, title, comparisons: [], floors: [], runs: [], notes: [], loadAvgBefore: [], durationMs: 0 };
 }
 
-function comparisons(result: ScenarioResult, competitors: ReadonlyArray<readonly [Side, Target | undefined]>, metric = 'time'): Map<string, Comparison> {
-  const map = new Map<string, Comparison>();
+/** One round's sides in running order: warmsync, the competitors (each recording into its comparison), the floors. */
+interface Entrant {
+  readonly side: Side;
+  readonly comparison: Comparison | null;
+  readonly floor: boolean;
+}
+
+function entrants(ctx: Context, result: ScenarioResult, competitors: ReadonlyArray<readonly [Side, Target | undefined]>, floors: readonly Floor[]): Entrant[] {
+  const out: Entrant[] = [{ side: ctx.warmsync, comparison: null, floor: false }];
   for (const [side, target] of competitors) {
-    const c: Comparison = { competitor: side.name, metric, warmsync: [], other: [], ...(target ? { target } : {}) };
-    result.comparisons.push(c);
-    map.set(side.name, c);
+    const comparison: Comparison = { competitor: side.name, metric: 'time', warmsync: [], other: [], ...(target ? { target } : {}) };
+    result.comparisons.push(comparison);
+    out.push({ side, comparison, floor: false });
   }
-  return map;
+  for (const f of floors) {
+    result.floors.push({ name: f.side.name, what: f.what });
+    out.push({ side: f.side, comparison: null, floor: true });
+  }
+  return out;
 }
 
 /** Fresh standby per run: open, time one sync, close, delete. */
-export async function freshScenario(ctx: Context, id: string, title: string, src: () => Promise<string>, competitors: ReadonlyArray<readonly [Side, Target | undefined]>): Promise<ScenarioResult> {
+export async function freshScenario(ctx: Context, id: string, title: string, src: () => Promise<string>, competitors: ReadonlyArray<readonly [Side, Target | undefined]>, floors: readonly Floor[] = []): Promise<ScenarioResult> {
   const result = newResult(id, title);
-  const byName = comparisons(result, competitors);
+  const sides = entrants(ctx, result, competitors, floors);
   const source = await src();
   for (let round = 0; round < ctx.pairs; round++) {
     let mine = NaN;
-    for (const side of [ctx.warmsync, ...competitors.map(([s]) => s)]) {
+    for (const { side, comparison, floor } of sides) {
       const dir = join(ctx.standbys, label(`${id}-${slug(side.name)}`));
       const standby = await side.open(dir, `state-${label(id)}`);
       try {
-        const ms = await timedRun(side, standby, source, round, result, ctx.say);
+        const ms = await timedRun(side, standby, source, round, floor, result, ctx.say);
         if (side === ctx.warmsync) mine = ms;
-        else {
-          const c = byName.get(side.name) as Comparison;
-          c.warmsync.push(mine);
-          c.other.push(ms);
+        else if (comparison !== null) {
+          comparison.warmsync.push(mine);
+          comparison.other.push(ms);
         }
       } finally {
         await standby.close();
@@ -224,6 +253,7 @@ export class Persistent {
     const dir = join(this.ctx.standbys, `persistent-${slug(side.name)}`);
     const standby = await side.open(dir, `persistent-${slug(side.name)}`);
     this.standbys.set(side.name, standby);
+    if (side.writesNoStandby === true) return standby;
     this.ctx.say(`  (untimed) first sync of the ${side.name} standby`);
     await standby.sync(this.ctx.src);
     return standby;
@@ -236,25 +266,23 @@ export class Persistent {
 }
 
 /** Re-sync into persistent standbys; `beforeRound` changes the source (or not). */
-export async function resyncScenario(ctx: Context, persistent: Persistent, id: string, title: string, competitors: ReadonlyArray<readonly [Side, Target | undefined]>, beforeRound: (round: number) => string | null): Promise<ScenarioResult> {
+export async function resyncScenario(ctx: Context, persistent: Persistent, id: string, title: string, competitors: ReadonlyArray<readonly [Side, Target | undefined]>, floors: readonly Floor[], beforeRound: (round: number) => string | null): Promise<ScenarioResult> {
   const result = newResult(id, title);
-  const byName = comparisons(result, competitors);
-  const sides = [ctx.warmsync, ...competitors.map(([s]) => s)];
+  const sides = entrants(ctx, result, competitors, floors);
   const standbys = new Map<Side, Standby>();
-  for (const side of sides) standbys.set(side, await persistent.get(side));
+  for (const { side } of sides) standbys.set(side, await persistent.get(side));
   // One untimed no-op pass first, so every side starts from the same steady state (warm caches).
-  for (const side of sides) await (standbys.get(side) as Standby).sync(ctx.src);
+  for (const { side } of sides) await (standbys.get(side) as Standby).sync(ctx.src);
   for (let round = 0; round < ctx.pairs; round++) {
     const note = beforeRound(round);
     if (note !== null) ctx.say(`  round ${round + 1}: ${note}`);
     let mine = NaN;
-    for (const side of sides) {
-      const ms = await timedRun(side, standbys.get(side) as Standby, ctx.src, round, result, ctx.say);
+    for (const { side, comparison, floor } of sides) {
+      const ms = await timedRun(side, standbys.get(side) as Standby, ctx.src, round, floor, result, ctx.say);
       if (side === ctx.warmsync) mine = ms;
-      else {
-        const c = byName.get(side.name) as Comparison;
-        c.warmsync.push(mine);
-        c.other.push(ms);
+      else if (comparison !== null) {
+        comparison.warmsync.push(mine);
+        comparison.other.push(ms);
       }
     }
   }

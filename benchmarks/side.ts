@@ -18,6 +18,8 @@ export interface RunRecord {
   readonly wallMs: number;
   /** Peak RSS of the timed process (warmsync agent, rsync client, cp), KiB. */
   readonly peakRssKiB: number | null;
+  /** Its user + system CPU (not the receiver's, nor an rsync daemon's), ms; null when not measured. */
+  readonly cpuMs: number | null;
   /** warmsync only: the receiver's peak RSS over its life so far, KiB. */
   readonly receiverPeakRssKiB?: number | null;
   readonly phases?: Phases;
@@ -36,6 +38,8 @@ export interface Standby {
 export interface Side {
   /** Label in tables, e.g. "rsync daemon --fsync". */
   readonly name: string;
+  /** Set on a floor that only reads the source (a walk, a process start-up): there is no standby to check. */
+  readonly writesNoStandby?: true;
   /** Opens a standby in `dir` (created; must not exist yet). */
   open(dir: string, label: string): Promise<Standby>;
 }

@@ -92,7 +92,7 @@ export function warmsyncSide(cfg: WarmsyncConfig): WarmsyncSide {
           const phases: Phases | undefined = scanned === null ? undefined : {
             startupMs: r.wallMs - elapsedMs, scanPlanMs: scanned - runStart, transferMs: r.endedAt - scanned, elapsedMs,
           };
-          return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB, receiverPeakRssKiB: receiverPeak(), phases, summary };
+          return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB, cpuMs: r.cpuMs, receiverPeakRssKiB: receiverPeak(), phases, summary };
         },
         close: () => stopReceiver(receiver),
       };
