@@ -7,6 +7,9 @@
  * - Node's start-up: `node -e 0`, and node running an ES module that imports only node:fs (the
  *   module loader path bin/warmsync.js also takes), with the node that runs warmsync's agent.
  *
+ * - the loopback stream floor: the single large file through a local TCP socket into an fsynced
+ *   file, with sendfile on the sending side (STREAM_COPY_PY).
+ *
  * The durable-copy floor (`cp -a` + `sync`) writes a standby like a competitor: competitors.ts.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -72,5 +75,55 @@ export function nodeImportFsFloor(cfg: ToolConfig): Side {
     async (dir) => {
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, IMPORT_FS), "import 'node:fs';\n");
+    });
+}
+
+const STREAM_COPY = 'stream-copy.py';
+/**
+ * One file through a loopback TCP socket into a durable file, with the least copying Linux offers:
+ * a forked sender `sendfile`s it (page cache to socket, no copy through user space) and the
+ * receiver `recv_into`s one reused 1 MiB buffer, writes it out, and fsyncs once at the end. Python,
+ * but with 1 MiB per call its own overhead is a few thousand calls: the time is the kernel's.
+ */
+const STREAM_COPY_PY = `import os, socket, sys
+src, dst = sys.argv[1], sys.argv[2]
+names = [n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n))]
+if len(names) != 1:
+    sys.exit('stream floor: expected one file in %s, found %d' % (src, len(names)))
+listener = socket.socket()
+listener.bind(('127.0.0.1', 0))
+listener.listen(1)
+pid = os.fork()
+if pid == 0:
+    listener.close()
+    out = socket.create_connection(listener.getsockname())
+    with open(os.path.join(src, names[0]), 'rb') as f:
+        out.sendfile(f)
+    out.close()
+    os._exit(0)
+conn, _ = listener.accept()
+buf = bytearray(1 << 20)
+view = memoryview(buf)
+fd = os.open(os.path.join(dst, names[0]), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+while True:
+    n = conn.recv_into(buf)
+    if n == 0:
+        break
+    done = 0
+    while done < n:
+        done += os.write(fd, view[done:n])
+os.fsync(fd)
+os.close(fd)
+_, status = os.waitpid(pid, 0)
+sys.exit(0 if status == 0 else 1)
+`;
+
+/** The single large file sent through a loopback socket and fsynced (STREAM_COPY_PY), or null without python3. */
+export function streamCopyFloor(cfg: ToolConfig, python: string | null): Side | null {
+  if (python === null) return null;
+  return probeSide('loopback stream + fsync (sendfile)', (src, dir) => timed(python, [join(dir, STREAM_COPY), src, dir], cfg),
+    async (dir) => {
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, STREAM_COPY), STREAM_COPY_PY);
     });
 }
