@@ -64,7 +64,7 @@ export function findLogLine(log: string, prefix: string): { at: number; msg: str
 }
 
 function agentArgs(cfg: WarmsyncConfig, src: string, url: string, stateDir: string): string[] {
-  return [BIN, 'agent', '--root', src, '--connect', url, '--token-file', cfg.tokenFile, '--exclude-from', cfg.excludesFile, '--state-dir', stateDir];
+  return ['agent', '--root', src, '--connect', url, '--token-file', cfg.tokenFile, '--exclude-from', cfg.excludesFile, '--state-dir', stateDir];
 }
 
 export interface WarmsyncSide extends Side {
@@ -83,7 +83,7 @@ export function warmsyncSide(cfg: WarmsyncConfig): WarmsyncSide {
         dir, url: receiver.url, agentStateDir, receiverPid: receiver.child.pid,
         receiverPeakRssKiB: receiverPeak,
         async sync(src): Promise<RunRecord> {
-          const r = await runMeasured(process.execPath, [...agentArgs(cfg, src, receiver.url, agentStateDir), '--once', '--json'], { timeoutMs: cfg.timeoutMs });
+          const r = await runMeasured(BIN, [...agentArgs(cfg, src, receiver.url, agentStateDir), '--once', '--json'], { timeoutMs: cfg.timeoutMs });
           if (r.code !== 0) throw new Error(`warmsync agent exited ${r.code}: ${r.stderr.trim().slice(-2000)}\nreceiver: ${receiver.stderr().slice(-2000)}`);
           const summary = JSON.parse(r.stdout.trim().split('\n').pop() as string) as Record<string, unknown>;
           const elapsedMs = typeof summary.elapsedMs === 'number' ? summary.elapsedMs : r.wallMs;
@@ -105,7 +105,7 @@ export function warmsyncLive(cfg: WarmsyncConfig, standby: WarmsyncStandby): Liv
   return {
     name: 'warmsync live agent',
     async start(src): Promise<LiveRun> {
-      const child: ChildProcess = spawnTracked(process.execPath, agentArgs(cfg, src, standby.url, standby.agentStateDir));
+      const child: ChildProcess = spawnTracked(BIN, agentArgs(cfg, src, standby.url, standby.agentStateDir));
       const out = collect(child);
       // Ready once it watches and has connected; the runner then waits for a sentinel file.
       const deadline = Date.now() + 120_000;

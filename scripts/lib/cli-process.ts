@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** Run as an executable, as the installed command is: its first line holds node's flags. */
 export const BIN = fileURLToPath(new URL('../../bin/warmsync.js', import.meta.url));
 
 export interface RunResult { code: number | null; stdout: string; stderr: string }
@@ -15,7 +16,7 @@ export interface RunResult { code: number | null; stdout: string; stderr: string
 /** Runs `warmsync ...args` to completion (bounded by timeoutMs). */
 export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -54,13 +55,13 @@ interface Tracked {
 }
 
 /**
- * A command prefix that runs warmsync in a prepared environment (a namespace, say): node and
- * warmsync's arguments are appended. It must exec them, so that the pid signalled is warmsync's.
+ * A command prefix that runs warmsync in a prepared environment (a namespace, say): bin/warmsync.js
+ * and its arguments are appended. It must exec them, so that the pid signalled is warmsync's.
  */
 export type Launcher = readonly string[];
 
 function spawnTracked(args: string[], env: NodeJS.ProcessEnv, launcher: Launcher = []): Tracked {
-  const argv = [...launcher, process.execPath, BIN, ...args];
+  const argv = [...launcher, BIN, ...args];
   const child = spawn(argv[0] as string, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let stdout = '';

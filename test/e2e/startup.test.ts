@@ -47,3 +47,11 @@ test('agent --once loads neither zod nor the other packages it does not use', { 
     }
   }
 });
+
+test('run as a command, bin/warmsync.js starts node with its young generation capped (--max-semi-space-size=4)', { timeout: 60_000 }, async () => {
+  const s = await openStandby();
+  // The receiver was started as the installed command is: the file itself, through its first line.
+  const argv = (await readFile(`/proc/${s.receiver.child.pid}/cmdline`, 'utf8')).split('\0');
+  assert.ok(argv.includes('--max-semi-space-size=4'), argv.join(' '));
+  assert.ok(argv.some((a) => a.endsWith('/bin/warmsync.js')), argv.join(' '));
+});
