@@ -87,24 +87,25 @@ const STREAM_COPY = 'stream-copy.py';
  */
 const STREAM_COPY_PY = `import os, socket, sys
 src, dst = sys.argv[1], sys.argv[2]
-names = [n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n))]
-if len(names) != 1:
-    sys.exit('stream floor: expected one file in %s, found %d' % (src, len(names)))
+files = [os.path.join(d, n) for d, _, ns in os.walk(src) for n in ns]
+if len(files) != 1:
+    sys.exit('stream floor: expected one file under %s, found %d' % (src, len(files)))
 listener = socket.socket()
 listener.bind(('127.0.0.1', 0))
 listener.listen(1)
+address = listener.getsockname()
 pid = os.fork()
 if pid == 0:
     listener.close()
-    out = socket.create_connection(listener.getsockname())
-    with open(os.path.join(src, names[0]), 'rb') as f:
+    out = socket.create_connection(address)
+    with open(files[0], 'rb') as f:
         out.sendfile(f)
     out.close()
     os._exit(0)
 conn, _ = listener.accept()
 buf = bytearray(1 << 20)
 view = memoryview(buf)
-fd = os.open(os.path.join(dst, names[0]), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+fd = os.open(os.path.join(dst, os.path.basename(files[0])), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 while True:
     n = conn.recv_into(buf)
     if n == 0:

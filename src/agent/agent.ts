@@ -3,7 +3,8 @@
  * reconciliation pass (fetch the receiver's manifest -> scan -> plan -> safety check -> send ->
  * flush). The manifest comes first so that the scan hashes only the files whose hash decides
  * what to do: a file with no row of its size on the standby is sent whatever its hash, and the
- * sender hashes it from the bytes it sends. `runOnce` is `agent --once`: passes until the standby matches. live.ts keeps watching.
+ * sender hashes it from the bytes it sends. `runOnce` is `agent --once`: passes until the standby
+ * matches. live.ts keeps watching.
  */
 import { mkdir, stat } from 'node:fs/promises';
 import type { Entry, ManifestEntry } from '../entry.js';
@@ -166,7 +167,7 @@ export class SourceTree {
  * file of the same size at its path (live or tombstoned): same hash, no transfer (diff.ts actionOf).
  * Any other file is transferred, so the sender hashes it on the way instead of the scan.
  */
-export function hashDecides(row: ManifestEntry | undefined, size: number): boolean {
+function hashDecides(row: ManifestEntry | undefined, size: number): boolean {
   return row !== undefined && row.kind === 'file' && !row.damaged && row.size === size;
 }
 
@@ -239,8 +240,9 @@ export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
         // A new file is first read by the sender (the scan leaves it unhashed): one it cannot read is
         // skipped with a warning, as the scan skips one, and is not a failed sync.
         for (const f of report.failures) {
-          if (f.code === 'UNREADABLE' && !unreadable.has(f.path)) tree.warn('UNREADABLE', `${f.path}: ${f.message}; skipped`);
-          if (f.code === 'UNREADABLE') unreadable.add(f.path);
+          if (f.code !== 'UNREADABLE' || unreadable.has(f.path)) continue;
+          unreadable.add(f.path);
+          tree.warn('UNREADABLE', `${f.path}: ${f.message}; skipped`);
         }
         failures = report.failures.filter((f) => f.code !== 'UNREADABLE');
         if (failures.length === 0) {
