@@ -16,7 +16,7 @@ import { WarmsyncError, describeError } from '../errors.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { isWithin } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
-import { RACY_MS, scanTree } from '../scan/scanner.js';
+import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
 import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
@@ -476,7 +476,7 @@ class LiveSession {
       try {
         const result = await this.tree.hasher.hashFile(abs, { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino });
         hash = result.hash;
-        if (Date.now() - result.mtimeMs >= RACY_MS) this.tree.cache.remember([{ path: d.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash }]);
+        if (isCacheable(result.mtimeMs, Date.now())) this.tree.cache.remember([{ path: d.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash }]);
         else this.racy.set(d.path, result.mtimeMs + RACY_MS + 1);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? (err instanceof WarmsyncError ? err.code : '');
