@@ -476,7 +476,8 @@ export class ReceiverSession {
   private async leaveUnfinished(path: string, staged: StagedFile, resumable: boolean): Promise<void> {
     // Chunks still on their way to disk count: let them land first (a failed one fails keepAsPartial).
     await staged.ready().catch(() => undefined);
-    if (resumable && staged.bytesWritten >= 1 << 20) {
+    // All of it arrived (only its fileEnd was missing): a partial must be shorter than the file to be taken.
+    if (resumable && staged.bytesWritten >= 1 << 20 && staged.bytesWritten < staged.target.size) {
       try {
         await staged.keepAsPartial(this.deps.partials);
         await this.restoreDirTime(parentOf(path));

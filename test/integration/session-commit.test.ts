@@ -2,10 +2,11 @@
  * The receiver session's group commit over a real WebSocket pair on 127.0.0.1 (no handshake: the
  * session starts after it). A lone file is committed as soon as it is fsynced, not after the
  * commit delay: with a delay of a minute, its result and the file on disk come within seconds.
- * A burst (frames keep coming) still commits as one group.
+ * A burst (frames keep coming) still commits as one group. A transfer the agent hashes while it
+ * sends resumes from a kept partial and completes on its fileEnd.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { after, before, test } from 'node:test';
 import { createLogger } from '../../src/log.js';
 import { Manifest } from '../../src/manifest/manifest.js';
 import { encodeChunk } from '../../src/protocol/codec.js';
+import { RESUMABLE_MIN_BYTES } from '../../src/protocol/limits.js';
 import type { ControlMessage } from '../../src/protocol/index.js';
 import { TreeWriter } from '../../src/receiver/apply.js';
 import { PartialStore } from '../../src/receiver/partials.js';
@@ -46,9 +48,11 @@ async function openSession(name: string): Promise<Pair & { root: string }> {
   receiverConn.markAuthenticated();
   agent.markAuthenticated();
   const manifest = Manifest.open(join(root, '.warmsync'));
+  const partials = new PartialStore(join(root, '.warmsync', 'partial'));
+  await mkdir(partials.dir, { recursive: true }); // as the receiver does at start
   const session = new ReceiverSession({
     conn: receiverConn, manifest, guard: new PathGuard(root, '.warmsync'), writer: new TreeWriter(join(root, '.warmsync', 'displaced'), () => undefined),
-    hasher, log: createLogger('error'), now: Date.now, partials: new PartialStore(join(root, '.warmsync', 'partial')),
+    hasher, log: createLogger('error'), now: Date.now, partials,
     limits: { maxInFlight: 64, commitOps: 512, commitBytes: 64 << 20, commitDelayMs: 60_000 },
   }).run();
   const received: ControlMessage[] = [];
@@ -108,4 +112,52 @@ test('files sent back to back are committed together as one group', async () => 
   } finally {
     await s.close();
   }
+});
+
+/** Sends a resumable fileBegin without a hash (the agent hashes while sending) and waits for resumeFrom. */
+async function beginUnhashed(s: Pair, op: number, path: string, size: number): Promise<number> {
+  s.agent.send({ type: 'fileBegin', op, path, size, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: null, old: null, resumable: true });
+  const started = Date.now();
+  let answer: ControlMessage | undefined;
+  while ((answer = s.received.find((m) => m.type === 'resumeFrom' && m.op === op)) === undefined && Date.now() - started < 10_000) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.ok(answer?.type === 'resumeFrom', `resumeFrom for op ${op}`);
+  return answer.offset;
+}
+
+async function sendChunks(agent: Connection, op: number, content: Buffer, from: number, to: number): Promise<void> {
+  for (let at = from; at < to; at += 1 << 20) await agent.sendChunkFrame(encodeChunk(op, at, content.subarray(at, Math.min(to, at + (1 << 20)))));
+}
+
+test('a transfer hashed while sent: cut off, it resumes from what was kept and lands on its fileEnd; complete but for its fileEnd, nothing is kept', async () => {
+  const content = Buffer.alloc(RESUMABLE_MIN_BYTES, 7);
+  for (let i = 0; i < content.length; i += 4096) content.writeUInt32BE(i, i);
+  const partials = (root: string): Promise<string[]> => readdir(join(root, '.warmsync', 'partial')).catch(() => []);
+
+  const first = await openSession('unhashed');
+  assert.equal(await beginUnhashed(first, 1, 'big.bin', content.length), 0);
+  await sendChunks(first.agent, 1, content, 0, 3 << 20);
+  await first.close();
+  assert.equal((await partials(first.root)).length, 1, 'the first 3 MiB were kept');
+
+  const second = await openSession('unhashed');
+  try {
+    const offset = await beginUnhashed(second, 1, 'big.bin', content.length);
+    assert.equal(offset, 3 << 20, 'resumed where the first connection stopped');
+    await sendChunks(second.agent, 1, content, offset, content.length);
+    second.agent.send({ type: 'fileEnd', op: 1, hash: hasher.hashBytes(content) });
+    await resultsFor(second.received, 1, 20_000);
+    assert.ok((await readFile(join(second.root, 'big.bin'))).equals(content));
+    assert.equal(second.manifest.get('big.bin')?.hash, hasher.hashBytes(content));
+  } finally {
+    await second.close();
+  }
+
+  const third = await openSession('unhashed-no-end');
+  assert.equal(await beginUnhashed(third, 1, 'big.bin', content.length), 0);
+  await sendChunks(third.agent, 1, content, 0, content.length);
+  await third.close();
+  assert.deepEqual(await partials(third.root), [], 'a complete file is no partial');
+  assert.deepEqual((await readdir(third.root)).filter((n) => n.startsWith('.warmsync-tmp.')), [], 'its temp file was removed');
 });
