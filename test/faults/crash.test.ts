@@ -1,23 +1,30 @@
 // Faults: SIGKILL the receiver and, separately, the agent at seeded random points, first of an
 // initial sync (`agent --once`, rerun after each kill) and then of a live stream (the daemon, with a
-// writer changing the source all along). Throughout, a poller checks that every regular file at a
+// writer changing the source all along). In the initial sync the agent talks through a proxy that
+// goes quiet after a drawn number of bytes (early, middle or late in what the run must send, for
+// each victim in turn): the kill lands at that point of the run's own progress, however fast or
+// slow the machine. Throughout, a poller checks that every regular file at a
 // final path on the standby is a version of that path the test wrote (never a partial, torn or
 // unverified file); after each kill the manifest opens; at the end the standby equals the source,
 // `warmsync verify` is clean and no temporary file is left outside the state dir.
 import assert from 'node:assert/strict';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { startAgentProcess, type AgentProcess } from '../../scripts/lib/cli-process.js';
+import { startAgentProcess } from '../../scripts/lib/cli-process.js';
 import { Manifest } from '../../src/manifest/manifest.js';
 import {
   assertSameTree, closeStandbys, findTempFiles, openStandby, restartReceiver, runCli, startLiveAgent, syncOnce, tombstonePaths,
   waitForConvergence, waitForReceiverIdle, type Standby,
 } from '../helpers/e2e.js';
 import { LONG, MiB, Rng, StandbyPoller, Versions, faultSeed, haltPollers } from '../helpers/faults.js';
+import { FaultProxy } from '../helpers/proxy.js';
+import { RESUMABLE_MIN_BYTES } from '../../src/protocol/limits.js';
 
+let proxy: FaultProxy | null = null;
 after(async () => {
   await haltPollers();
+  await proxy?.close();
   await closeStandbys();
 });
 
@@ -27,12 +34,22 @@ const rng = new Rng(seed);
 const ONCE_KILLS = LONG ? 40 : 12;
 const LIVE_KILLS = LONG ? 40 : 10;
 
-interface Tally { receiver: number; agent: number; misses: number }
-const tally = { once: { receiver: 0, agent: 0, misses: 0 } as Tally, live: { receiver: 0, agent: 0, misses: 0 } as Tally };
+/**
+ * Where in a run's stream a kill lands, as a share of the bytes the run must send: the handshake
+ * and the first files, the middle, the last files before the run could finish.
+ */
+const STAGES = [['early', 0, 0.05], ['middle', 0.05, 0.6], ['late', 0.6, 1]] as const;
+type Victim = 'receiver' | 'agent';
+type Stage = (typeof STAGES)[number][0];
+
+const onceKills = new Map<`${Victim} ${Stage}`, number>();
+const live = { receiver: 0, agent: 0 };
 
 /** The source: small files in 16 dirs, a few of some MiB, one large enough to be resumable (16 MiB+). */
 class Source {
   readonly files: string[] = [];
+  /** Paths written since the last run began: none of their contents can be on the standby yet. */
+  private readonly fresh = new Set<string>();
   private next = 0;
   constructor(private readonly s: Standby, readonly versions: Versions) {}
 
@@ -48,13 +65,30 @@ class Source {
   async add(size: number): Promise<void> {
     const rel = `filestore/${(this.next % 16).toString(16).padStart(2, '0')}/blob-${this.next++}`;
     this.files.push(rel);
+    this.fresh.add(rel);
     await this.versions.writeAtomic(this.s.src, rel, rng.bytes(size));
+  }
+
+  /**
+   * Bytes the next run must send at the least: every file written since the last run began, in
+   * full (new content is never on the standby; a kept partial can only shorten a resumable file's
+   * transfer, so those are left out). Starts a new count.
+   */
+  async mustSend(): Promise<number> {
+    let bytes = 0;
+    for (const rel of this.fresh) {
+      const st = await lstat(join(this.s.src, rel)).catch(() => null);
+      if (st !== null && st.size < RESUMABLE_MIN_BYTES) bytes += st.size;
+    }
+    this.fresh.clear();
+    return bytes;
   }
 
   /** Some megabytes of changes: the next run has work to be killed in. */
   async churn(withBig: boolean): Promise<void> {
     for (let i = 0; i < 20; i++) {
       const rel = rng.pick(this.files.filter((f) => !f.startsWith('big/')));
+      this.fresh.add(rel);
       await this.versions.writeInPlace(this.s.src, rel, rng.bytes(rng.int(0, 48 * 1024)));
     }
     for (let i = 0; i < 3; i++) await this.add(rng.int(MiB, 3 * MiB));
@@ -78,17 +112,43 @@ function assertManifestOpens(s: Standby): void {
   }
 }
 
-function onceArgs(s: Standby): string[] {
-  return ['--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, '--once', '--connect-attempts', '20'];
+function onceArgs(s: Standby, url: string): string[] {
+  return ['--root', s.src, '--connect', url, '--token-file', s.tokenFile, '--once', '--connect-attempts', '20'];
 }
 
-/** Kills `victim` `delayMs` from now unless it exited by then; true when the kill landed. */
-async function killAfter(child: AgentProcess['child'], exited: Promise<number | null>, delayMs: number): Promise<boolean> {
-  const done = await Promise.race([exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), delayMs))]);
-  if (done || child.exitCode !== null || child.signalCode !== null) return false;
-  child.kill('SIGKILL');
-  await exited;
-  return true;
+async function killReceiver(s: Standby): Promise<void> {
+  const receiver = s.receiver;
+  const receiverExit = new Promise<number | null>((r) => receiver.child.once('close', r));
+  receiver.child.kill('SIGKILL');
+  await receiverExit;
+}
+
+/**
+ * Runs `agent --once` through the proxy held after `point` bytes and, once the stream is held
+ * there, SIGKILLs `victim`. The run cannot finish first: `point` is below what it must send. Then
+ * lets the run (or its rerun against a restarted receiver) go on to its end.
+ */
+async function killOnceRun(s: Standby, p: FaultProxy, victim: Victim, point: number, mustSend: number): Promise<void> {
+  const held = p.holdAfter(point);
+  const agent = startAgentProcess(onceArgs(s, p.url));
+  const first = await Promise.race([held.then(() => 'held' as const), agent.exited.then(() => 'exited' as const)]);
+  assert.equal(first, 'held', `agent --once ended before sending ${point} bytes, though the run had ${mustSend} bytes of new file content to send:\n${agent.stderr()}`);
+  // A moment for the receiver to act on what it got: the kill may find it writing, verifying or committing.
+  await new Promise((r) => setTimeout(r, rng.int(0, 30)));
+  if (victim === 'agent') {
+    assert.equal(agent.child.exitCode, null, `the agent exited while its stream was held:\n${agent.stderr()}`);
+    agent.child.kill('SIGKILL');
+    await agent.exited;
+    p.release();
+  } else {
+    await killReceiver(s);
+    assertManifestOpens(s);
+    p.release();
+    // The agent redials the proxy until the new receiver answers on the same port.
+    await restartReceiver(s);
+  }
+  await agent.exited;
+  assertManifestOpens(s);
 }
 
 async function finalChecks(s: Standby, poller: StandbyPoller): Promise<void> {
@@ -108,39 +168,24 @@ test('SIGKILL of the receiver and of the agent during an initial sync and a live
   await source.build();
   const poller = new StandbyPoller(s.dst, versions);
 
-  // ---- initial sync: agent --once, killed or its receiver killed, then run again ----
-  let attempts = 0;
-  for (let k = 0; tally.once.receiver + tally.once.agent < ONCE_KILLS; k++) {
-    assert.ok(attempts++ < ONCE_KILLS * 4, `only ${tally.once.receiver + tally.once.agent} kills landed in ${attempts} runs`);
+  // ---- initial sync: agent --once through the proxy, killed or its receiver killed, then run again ----
+  const target = new URL(s.url);
+  proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port) });
+  for (let k = 0; k < ONCE_KILLS; k++) {
     if (k > 0) await source.churn(k % 3 === 0);
+    const mustSend = await source.mustSend();
+    const victim: Victim = k % 2 === 0 ? 'receiver' : 'agent';
+    const [stage, from, to] = STAGES[Math.floor(k / 2) % STAGES.length] as (typeof STAGES)[number];
+    const point = Math.floor(mustSend * (from + rng.next() * (to - from)));
     await waitForReceiverIdle(s.dst, 30_000);
-    const agent = startAgentProcess(onceArgs(s));
-    const victim = (tally.once.receiver + tally.once.agent) % 2 === 0 ? 'receiver' : 'agent';
-    const delay = rng.int(100, 1500);
-    if (victim === 'agent') {
-      if (await killAfter(agent.child, agent.exited, delay)) tally.once.agent++;
-      else tally.once.misses++;
-    } else {
-      const receiver = s.receiver;
-      const receiverExit = new Promise<number | null>((r) => receiver.child.once('close', r));
-      const landed = await Promise.race([agent.exited.then(() => false), new Promise<true>((r) => setTimeout(() => r(true), delay))]);
-      if (landed) {
-        receiver.child.kill('SIGKILL');
-        await receiverExit;
-        tally.once.receiver++;
-        assertManifestOpens(s);
-        // The agent may still be dialling (it had not connected yet): it gets the new receiver.
-        await restartReceiver(s);
-      } else {
-        tally.once.misses++;
-      }
-    }
-    await agent.exited;
-    assertManifestOpens(s);
+    await killOnceRun(s, proxy, victim, point, mustSend);
+    onceKills.set(`${victim} ${stage}`, (onceKills.get(`${victim} ${stage}`) ?? 0) + 1);
   }
   await waitForReceiverIdle(s.dst, 30_000);
   await syncOnce(s, ['--connect-attempts', '20'], 120_000);
   await assertSameTree(s.src, s.dst, { skipDst: (rel) => tombstonePaths(s.dst).includes(rel) });
+  // Every victim was killed at every stage of a run.
+  assert.equal(onceKills.size, 2 * STAGES.length, `kill points covered: ${[...onceKills.keys()].join(', ')}`);
 
   // ---- live stream: the daemon runs while a writer changes the source ----
   let stopWriting = false;
@@ -155,14 +200,11 @@ test('SIGKILL of the receiver and of the agent during an initial sync and a live
   let agent = startLiveAgent(s);
   try {
     await agent.waitForLog(/connected to/, 30_000);
-    while (tally.live.receiver + tally.live.agent < LIVE_KILLS) {
+    while (live.receiver + live.agent < LIVE_KILLS) {
       await new Promise((r) => setTimeout(r, rng.int(200, 1500)));
-      if ((tally.live.receiver + tally.live.agent) % 2 === 0) {
-        const receiver = s.receiver;
-        const receiverExit = new Promise<number | null>((r) => receiver.child.once('close', r));
-        receiver.child.kill('SIGKILL');
-        await receiverExit;
-        tally.live.receiver++;
+      if ((live.receiver + live.agent) % 2 === 0) {
+        await killReceiver(s);
+        live.receiver++;
         assertManifestOpens(s);
         await new Promise((r) => setTimeout(r, rng.int(0, 500)));
         await restartReceiver(s);
@@ -170,7 +212,7 @@ test('SIGKILL of the receiver and of the agent during an initial sync and a live
         assert.equal(agent.child.exitCode, null, `the live agent exited on its own:\n${agent.stderr()}`);
         agent.child.kill('SIGKILL');
         await agent.exited;
-        tally.live.agent++;
+        live.agent++;
         assertManifestOpens(s);
         agent = startLiveAgent(s);
       }
@@ -184,9 +226,7 @@ test('SIGKILL of the receiver and of the agent during an initial sync and a live
     await writer;
   }
   await finalChecks(s, poller);
-  const total = tally.once.receiver + tally.once.agent + tally.live.receiver + tally.live.agent;
-  process.stdout.write(`# crash: seed ${seed}: ${total} kill points (initial sync: ${tally.once.receiver} receiver, ${tally.once.agent} agent, `
-    + `${tally.once.misses} runs finished before their kill; live: ${tally.live.receiver} receiver, ${tally.live.agent} agent); `
+  const points = [...onceKills].map(([where, n]) => `${n} ${where}`).join(', ');
+  process.stdout.write(`# crash: seed ${seed}: initial sync: ${ONCE_KILLS} kills (${points}); live: ${live.receiver} receiver, ${live.agent} agent; `
     + `${versions.writes} source writes; ${poller.checks} standby checks; 0 partial files seen\n`);
-  assert.ok(total >= 20, `only ${total} kill points`);
 });

@@ -3,6 +3,9 @@
  * network: latency, a bandwidth cap, connections cut mid-stream, and connections stalled without
  * being closed (half-open: nothing moves, neither side hears a FIN or RST). Settings apply to
  * whatever is forwarded next; stall() and cut() act on the connections open at that moment.
+ * holdAfter() plays a link that goes quiet at an exact point of the agent's stream: a fault test
+ * then kills a process at that point of the run's own progress, not at a wall-clock moment that a
+ * fast machine may already have passed.
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
@@ -13,7 +16,14 @@ export interface ProxySettings {
   bytesPerSec: number;
 }
 
-interface Link { readonly client: Socket; readonly upstream: Socket; stalled: boolean; forwarded: number }
+interface Link {
+  readonly client: Socket; readonly upstream: Socket; stalled: boolean; forwarded: number;
+  /** Agent -> receiver bytes read but not forwarded while a hold is on (see holdAfter). */
+  held: Buffer[];
+}
+
+/** A hold in force: how many more agent -> receiver bytes may pass, and who waits for it to bite. */
+interface Hold { budget: number; reached: () => void }
 
 export class FaultProxy {
   readonly settings: ProxySettings = { latencyMs: 0, bytesPerSec: 0 };
@@ -22,6 +32,7 @@ export class FaultProxy {
   cuts = 0;
   stalls = 0;
   private readonly links = new Set<Link>();
+  private hold: Hold | null = null;
 
   private constructor(private readonly server: Server, readonly port: number) {}
 
@@ -47,7 +58,7 @@ export class FaultProxy {
   private accept(client: Socket, target: { host: string; port: number }): void {
     this.connections++;
     const upstream = connect(target.port, target.host);
-    const link: Link = { client, upstream, stalled: false, forwarded: 0 };
+    const link: Link = { client, upstream, stalled: false, forwarded: 0, held: [] };
     this.links.add(link);
     const drop = (): void => {
       if (link.stalled) return; // half-open: the other side must find out by itself
@@ -65,21 +76,60 @@ export class FaultProxy {
 
   /** Forwards `from` to `to` one chunk at a time, each held back by the latency and the cap. */
   private pump(link: Link, from: Socket, to: Socket, counts: boolean): void {
-    from.on('data', (chunk: Buffer) => {
+    from.on('data', (data: Buffer) => {
       if (link.stalled) return;
       from.pause();
+      const chunk = counts ? this.takeHeld(link, data) : data;
+      const resume = (): void => {
+        if (!link.stalled && link.held.length === 0) from.resume();
+      };
+      if (chunk.length === 0) return; // all of it held: `from` stays paused until release()
       const { latencyMs, bytesPerSec } = this.settings;
       const delay = latencyMs + (bytesPerSec > 0 ? (chunk.length / bytesPerSec) * 1000 : 0);
       const forward = (): void => {
         if (link.stalled || to.destroyed) return;
         if (counts) link.forwarded += chunk.length;
         to.write(chunk, () => {
-          if (!link.stalled) from.resume();
+          if (counts && link.held.length > 0) this.hold?.reached();
+          resume();
         });
       };
       if (delay >= 1) setTimeout(forward, delay);
       else forward();
     });
+  }
+
+  /** Splits `data` at the hold's budget: returns what may pass now and keeps the rest on `link`. */
+  private takeHeld(link: Link, data: Buffer): Buffer {
+    const hold = this.hold;
+    if (hold === null) return data;
+    const pass = Math.min(hold.budget, data.length);
+    hold.budget -= pass;
+    if (pass < data.length) link.held.push(data.subarray(pass));
+    if (pass === 0) hold.reached();
+    return data.subarray(0, pass);
+  }
+
+  /**
+   * Lets `bytes` more agent -> receiver bytes through (all connections together), then holds every
+   * later one without closing anything. Resolves once the receiver side has been handed exactly
+   * those bytes and the next one is held; the stream then stays still until release().
+   */
+  holdAfter(bytes: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.hold = { budget: bytes, reached: resolve };
+    });
+  }
+
+  /** Ends the hold: what was held is forwarded and the links flow again. */
+  release(): void {
+    this.hold = null;
+    for (const link of this.links) {
+      const held = link.held.splice(0);
+      if (held.length === 0 || link.stalled || link.upstream.destroyed) continue;
+      link.forwarded += held.reduce((n, b) => n + b.length, 0);
+      link.upstream.write(Buffer.concat(held), () => link.client.resume());
+    }
   }
 
   /** Cuts every open connection at once (RST on both sides), as a dropped link would. */
