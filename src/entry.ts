@@ -87,3 +87,9 @@ export function sameEntry(a: Entry, b: Entry): boolean {
   return a.kind === b.kind && a.size === b.size && a.mtimeMs === b.mtimeMs && a.mode === b.mode
     && a.hash === b.hash && a.target === b.target;
 }
+
+/**
+ * Since when the agent's change feed may have missed events (on the agent's clock), and why, in one
+ * line for `status`: W is held at or below `since` until a rescan has covered what was missed.
+ */
+export interface FeedGap { readonly since: number; readonly reason: string }

@@ -12,7 +12,7 @@ import { WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
 import { actionOf, diffTrees, type Change } from '../plan/diff.js';
-import { checkSafety, type SafetyOptions } from '../plan/safety.js';
+import { checkSafety, isDeletion, type DeletionGuard, type SafetyHalt, type SafetyOptions } from '../plan/safety.js';
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
 import { createHasher, type FileHasher } from '../scan/hash.js';
@@ -30,6 +30,8 @@ export interface AgentOptions {
   readonly stateDir: StateDir;
   readonly rules: readonly FilterRule[];
   readonly safety: SafetyOptions;
+  /** --release-deletions: the first full pass sends every deletion it finds, halts or not (an operator checked the source). */
+  readonly releaseDeletions: boolean;
   readonly connectAttempts: number;
   readonly log: Logger;
   /** How to trust a wss:// receiver (default: the system CAs). */
@@ -64,7 +66,18 @@ export interface PassResult {
   readonly mirror: Map<string, ManifestEntry>;
   /** When the changes were sent: the deletedAt of the tombstones among them. */
   readonly deletedAt: number;
+  /** Deletions the plan had but a safety halt held back (live mode only; never sent). */
+  readonly held: readonly Change[];
+  /** Live files on the standby before the pass: what the share of a mass deletion is counted against. */
+  readonly standbyFiles: number;
 }
+
+/**
+ * How a pass meets a safety halt (invariant 5): `agent --once` throws it before sending anything;
+ * the live agent trips `guard` and sends everything but the deletions. `release` skips the check
+ * (--release-deletions, the operator's word that the source is as it should be).
+ */
+export interface PassSafety { readonly options: SafetyOptions; readonly guard: DeletionGuard | null; readonly release: boolean }
 
 /** The source tree as the agent sees it: exclusion, cache, hasher. */
 export class SourceTree {
@@ -101,8 +114,8 @@ export class SourceTree {
     this.log.warn(code, message);
   };
 
-  /** One full reconciliation over `sender`'s connection. Throws a safety halt before sending anything. */
-  async reconcile(sender: Sender, safety: SafetyOptions): Promise<PassResult> {
+  /** One full reconciliation over `sender`'s connection; a safety halt is met as `safety` says. */
+  async reconcile(sender: Sender, safety: PassSafety): Promise<PassResult> {
     const progress = this.progress;
     this.progress = null;
     try {
@@ -112,7 +125,7 @@ export class SourceTree {
     }
   }
 
-  private async reconcilePass(sender: Sender, safety: SafetyOptions, progress: ProgressSink | null): Promise<PassResult> {
+  private async reconcilePass(sender: Sender, safety: PassSafety, progress: ProgressSink | null): Promise<PassResult> {
     const scanStarted = Date.now();
     const mirror = new Map<string, ManifestEntry>();
     await sender.fetchManifest((entries) => {
@@ -124,13 +137,13 @@ export class SourceTree {
       isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
       needsHash: (path, size) => hashDecides(mirror.get(path), size),
     });
-    const changes = diffTrees(scan.entries, mirror.values(), { hides: this.hides, unknown: scan.incomplete });
+    const planned = diffTrees(scan.entries, mirror.values(), { hides: this.hides, unknown: scan.incomplete });
     let standbyFiles = 0;
     for (const m of mirror.values()) if (m.kind === 'file' && m.deletedAt === null) standbyFiles++;
     // A path the scan could not read (unreadable, or changing while hashed) is there, not deleted:
     // a source holding only such paths is not an empty (unmounted) one.
-    const halt = checkSafety(changes, scan.entries.length + scan.incomplete.length, standbyFiles, safety);
-    if (halt !== null) throw new WarmsyncError(halt.code, halt.message);
+    const halt = safety.release ? null : checkSafety(planned, scan.entries.length + scan.incomplete.length, standbyFiles, safety.options);
+    const { changes, held } = this.holdDeletions(planned, halt, safety);
     if (progress !== null) {
       const transfers = changes.flatMap((c) => (actionOf(c) === 'transfer' && c.new !== null ? [c.new.size] : []));
       progress.phase('sending', { files: transfers.length, bytes: transfers.reduce((a, b) => a + b, 0) });
@@ -143,7 +156,25 @@ export class SourceTree {
       sender.onProgress = null;
     });
     this.rememberSentHashes(report);
-    return { scanStarted, scan, changes, report, mirror, deletedAt };
+    return { scanStarted, scan, changes, report, mirror, deletedAt, held, standbyFiles };
+  }
+
+  /** The changes a pass may send, and the deletions a safety halt holds back (see PassSafety). */
+  private holdDeletions(planned: Change[], halt: SafetyHalt | null, safety: PassSafety): { changes: Change[]; held: Change[] } {
+    const { guard } = safety;
+    if (guard === null) {
+      if (halt !== null) throw new WarmsyncError(halt.code, halt.message);
+      return { changes: planned, held: [] };
+    }
+    if (halt !== null) guard.trip(halt);
+    else if (safety.release) guard.release();
+    const held = guard.halt === null ? [] : planned.filter(isDeletion);
+    // Nothing left to hold (the source came back): deletions flow again.
+    if (held.length === 0) {
+      guard.release();
+      return { changes: planned, held };
+    }
+    return { changes: planned.filter((c) => !isDeletion(c)), held };
   }
 
   /** Caches the hashes the sender computed, so the next scan does not read those files again. */
@@ -227,7 +258,8 @@ export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
       const unreadable = new Set<string>();
       for (let pass = 1; pass <= MAX_PASSES; pass++) {
         summary.passes = pass;
-        const { scanStarted, scan, report } = await tree.reconcile(sender, options.safety);
+        // --release-deletions lets the first pass delete whatever it finds; later passes are checked again.
+        const { scanStarted, scan, report } = await tree.reconcile(sender, { options: options.safety, guard: null, release: options.releaseDeletions && pass === 1 });
         if (pass === 1) {
           summary.filesScanned = scan.stats.files;
           summary.hashed = scan.stats.hashed + report.hashedWhileSent.length;

@@ -3,8 +3,9 @@
  * path is re-stat'ed and re-hashed before anything is sent), streams changes as soon as a path has
  * been quiet for a few ms, sends the watermark W with heartbeats, and survives everything an
  * operator does: a lost connection means reconnect (capped, jittered backoff) and a full
- * reconciliation; watcher trouble means periodic rescans instead. Only a safety halt, a wrong token
- * or a protocol mismatch stop it, since retrying cannot fix those.
+ * reconciliation; watcher trouble means periodic rescans instead. A safety halt (a mass deletion,
+ * an emptied source) holds the deletions back while everything else keeps flowing. Only a wrong
+ * token or a protocol mismatch stop it, since retrying cannot fix those.
  */
 import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { wholeMs, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import { diffTrees, type Change } from '../plan/diff.js';
+import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
+import type { Logger } from '../log.js';
 import { isWithin } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
 import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
@@ -21,7 +24,7 @@ import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
 import { watchTree } from '../watch/watcher.js';
-import { RETRYABLE, SourceTree, applyToMirror, mirrorAfter, type AgentOptions } from './agent.js';
+import { RETRYABLE, SourceTree, applyToMirror, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
 import { BusyPaths } from './busypaths.js';
 import { Sender, type OpFailure } from './sender.js';
 import { computeWatermark } from './watermark.js';
@@ -37,7 +40,9 @@ export interface LiveOptions extends AgentOptions {
 }
 
 /** Errors a reconnect cannot fix. */
-const FINAL = new Set(['AUTH_FAILED', 'VERSION_MISMATCH', 'SOURCE_EMPTY', 'MASS_DELETE', 'SOURCE_MISSING', 'SOURCE_NOT_DIR', 'BAD_URL']);
+const FINAL = new Set(['AUTH_FAILED', 'VERSION_MISMATCH', 'SOURCE_MISSING', 'SOURCE_NOT_DIR', 'BAD_URL']);
+/** File deletions are counted against --max-delete over this window (see DeletionGuard). */
+const DELETE_WINDOW_MS = 5 * 60_000;
 const MAX_BATCH = 2000;
 /** Files at least this large are read outside the batch loop (see processBatch). */
 const LARGE_FILE_BYTES = 4 << 20;
@@ -66,6 +71,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
   const { log } = options;
   const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null);
   const dirty = new Coalescer();
+  const held = new HeldDeletions(new DeletionGuard(options.safety, DELETE_WINDOW_MS), options.releaseDeletions, log);
   let wake: (() => void) | null = null;
   const poke = (): void => {
     wake?.();
@@ -117,7 +123,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
       log.info(`connected to ${options.url}`);
       let busy = false;
       try {
-        await new LiveSession(options, tree, dirty, new Sender(session.conn, session, options.root, tree.hasher), signal, {
+        await new LiveSession(options, tree, dirty, held, new Sender(session.conn, session, options.root, tree.hasher), signal, {
           setWake: (fn) => {
             wake = fn;
           },
@@ -147,6 +153,57 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
   } finally {
     await watcher.close();
     tree.close();
+  }
+}
+
+/**
+ * Deletions held back after a safety halt (invariant 5), kept across connections: the guard, the
+ * paths it holds, and one log line when it trips and one when deletions flow again.
+ */
+class HeldDeletions {
+  readonly paths = new Set<string>();
+  /** Live files on the standby at the last full pass: what a mass deletion's share is counted against. */
+  private standbyFiles = 0;
+  private logged: SafetyHalt | null = null;
+
+  constructor(private readonly guard: DeletionGuard, private release: boolean, private readonly log: Logger) {}
+
+  /** How the next full pass meets a halt; --release-deletions counts for the first pass only. */
+  passSafety(options: LiveOptions): { options: LiveOptions['safety']; guard: DeletionGuard; release: boolean } {
+    const release = this.release;
+    this.release = false;
+    return { options: options.safety, guard: this.guard, release };
+  }
+
+  afterPass(pass: PassResult): void {
+    this.paths.clear();
+    for (const c of pass.held) this.paths.add(c.path);
+    this.standbyFiles = pass.standbyFiles;
+    this.report();
+  }
+
+  /** May `change` be sent now? A deletion the guard refuses is held; a path that is back is no longer held. */
+  admit(change: Change, now: number): boolean {
+    if (!isDeletion(change)) {
+      if (this.paths.delete(change.path) && this.paths.size === 0) this.guard.release();
+      this.report();
+      return true;
+    }
+    if (this.guard.admit(change.old?.kind === 'file' ? 1 : 0, now, this.standbyFiles)) return true;
+    this.paths.add(change.path);
+    this.report();
+    return false;
+  }
+
+  private report(): void {
+    const halt = this.guard.halt;
+    if (halt === this.logged) return;
+    this.logged = halt;
+    if (halt !== null) {
+      this.log.error(halt.code, `${halt.finding}; deletions are held, not sent, while everything else keeps replicating. Check the source (is its disk mounted?), then restart the agent once with --release-deletions`);
+    } else {
+      this.log.info('deletions flow again: nothing is held back any more');
+    }
   }
 }
 
@@ -185,10 +242,15 @@ class LiveSession {
     private readonly options: LiveOptions,
     private readonly tree: SourceTree,
     private readonly dirty: Coalescer,
+    private readonly held: HeldDeletions,
     private readonly sender: Sender,
     private readonly signal: AbortSignal,
     private readonly hooks: Hooks,
   ) {}
+
+  private heartbeat(): void {
+    this.sender.heartbeat(this.watermark(), { feedIncomplete: null, deletionsHeld: this.held.paths.size });
+  }
 
   private watermark(): number | null {
     const pending = [...this.inFlight.values(), ...this.stuck.values(), ...this.readingLarge.values()];
@@ -205,7 +267,7 @@ class LiveSession {
       this.wakeUp();
     });
     const heartbeat = setInterval(() => {
-      this.sender.heartbeat(this.watermark());
+      this.heartbeat();
       this.reportActivity(Date.now());
     }, this.options.heartbeatMs);
     try {
@@ -255,7 +317,7 @@ class LiveSession {
   private async drain(): Promise<void> {
     const deadline = Date.now() + 10_000;
     while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed && Date.now() < deadline) await sleep(20);
-    this.sender.heartbeat(this.watermark());
+    this.heartbeat();
   }
 
   private isBusy(path: string): boolean {
@@ -265,7 +327,8 @@ class LiveSession {
   private async fullPass(): Promise<void> {
     // Ops in flight would race the full plan's preconditions: let them land first.
     while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed) await sleep(5);
-    const pass = await this.tree.reconcile(this.sender, this.options.safety);
+    const pass = await this.tree.reconcile(this.sender, this.held.passSafety(this.options));
+    this.held.afterPass(pass);
     this.mirror = mirrorAfter(pass);
     this.stuck.clear();
     this.retries.clear();
@@ -274,7 +337,7 @@ class LiveSession {
     for (const path of pass.scan.incomplete) this.stuck.set(path, pass.scanStarted);
     this.reconciledFrom = pass.scanStarted;
     this.lastFull = Date.now();
-    this.sender.heartbeat(this.watermark());
+    this.heartbeat();
     releaseGarbage();
   }
 
@@ -378,6 +441,8 @@ class LiveSession {
   }
 
   private async submit(change: Change, seen: number): Promise<void> {
+    // Held: the standby keeps the file, which a failover can only be glad of; W need not wait for it.
+    if (!this.held.admit(change, Date.now())) return;
     // Only an op that creates, removes or replaces a directory holds up what lies below it; new
     // metadata for a directory the standby has does not (see BusyPaths).
     const dirUpdate = change.new?.kind === 'dir' && change.old?.kind === 'dir' && change.old.deletedAt === null;

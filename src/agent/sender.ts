@@ -17,7 +17,7 @@
 import { closeSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { wholeMs, type Entry } from '../entry.js';
+import { wholeMs, type Entry, type FeedGap } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { actionOf, type Change } from '../plan/diff.js';
 import { frameChunkInPlace } from '../protocol/codec.js';
@@ -269,9 +269,12 @@ export class Sender {
     return this.transfers.size;
   }
 
-  /** Tells the receiver what the agent has durably replicated up to (see agent/watermark). */
-  heartbeat(watermark: number | null): void {
-    this.conn.send({ type: 'heartbeat', now: Date.now(), watermark });
+  /**
+   * Tells the receiver what the agent has durably replicated up to (see agent/watermark), and, from
+   * the live agent, whether its change feed is complete and how many deletions it holds back.
+   */
+  heartbeat(watermark: number | null, live: { feedIncomplete: FeedGap | null; deletionsHeld: number } | null = null): void {
+    this.conn.send({ type: 'heartbeat', now: Date.now(), watermark, ...live });
   }
 
   private expect(op: number, path: string): Promise<OpFailure | null> {

@@ -34,7 +34,11 @@ Options:
   --state-dir DIR       the agent's hash cache (default: ROOT/.warmsync, never synced)
   --max-delete PCT      halt, changing nothing, when a run would delete more than PCT %
                         of the standby's files (default ${DEFAULT_SAFETY.maxDeleteShare * 100}; runs deleting at most
-                        ${DEFAULT_SAFETY.minDeletesToHalt} files are never halted)
+                        ${DEFAULT_SAFETY.minDeletesToHalt} files are never halted). Watching, the same share
+                        within 5 minutes holds every deletion back (MASS_DELETE, shown by
+                        \`warmsync status\` on the standby) while all else keeps flowing
+  --release-deletions   after checking the source: the first full pass sends every
+                        deletion it finds, past --max-delete or from an emptied source
   --connect-attempts N  tries before giving up on an unreachable receiver (default 5)
   --json                print the summary as JSON on stdout (and no progress)
   --quiet               no progress (on a terminal a bar; otherwise a line every 5 s)
@@ -46,7 +50,7 @@ path); 2 bad usage or a bad input file (excludes, --config, token, TLS files).`;
 const AGENT_OPTIONS = {
   root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
   'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
-  'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
+  'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'release-deletions': { type: 'boolean' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
   'rescan-interval': { type: 'string' }, quiet: { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
 } as const;
 
@@ -70,7 +74,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const rescanSec = parseInteger('rescan-interval', flags['rescan-interval'], 600, 1, 7 * 86_400);
   const tls = clientTls(url, flags);
   const progress = createProgress(progressMode(flags), log);
-  const options = { root, url, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 } };
+  const options = { root, url, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 }, releaseDeletions: flags['release-deletions'] === true };
   if (!flags.once) {
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void => {

@@ -31,6 +31,8 @@ export async function statusCommand(argv: string[]): Promise<number> {
       agentConnected: receiverPid !== null && manifest.getNumber('agentConnected') === 1,
       receiverPid,
       quarantined: manifest.quarantinedCount(),
+      feedGap: manifest.feedGap(),
+      deletionsHeld: manifest.getNumber('deletionsHeld') ?? 0,
     });
     print(flags.json, report, formatStatus(report));
     return 0;

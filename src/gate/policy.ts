@@ -5,6 +5,8 @@
  *
  * When in doubt, keep the file: keeping garbage costs disk, losing a referenced binary is the disaster.
  */
+import type { FeedGap } from '../entry.js';
+import { formatTime } from '../time.js';
 
 export interface GateTimes {
   /** Margin for clock differences between the DB primary and the agent host. */
@@ -58,9 +60,11 @@ export interface FailoverVerdict {
 
 /**
  * Failing over with the standby DB at T is safe when the watermark W (every change the agent
- * observed before W is durable here) satisfies W >= T + skew.
+ * observed before W is durable here) satisfies W >= T + skew. While the agent's change feed is
+ * incomplete (`feedGap`), W is held at the gap's start, so the verdict names the gap when it is
+ * what stands between W and T.
  */
-export function failoverVerdict(snapshotTime: number | null, watermark: number | null, skewMs: number): FailoverVerdict {
+export function failoverVerdict(snapshotTime: number | null, watermark: number | null, skewMs: number, feedGap: FeedGap | null = null): FailoverVerdict {
   const recoveryTarget = watermark === null ? null : watermark - skewMs;
   if (watermark === null) {
     return { safe: false, reason: 'no watermark yet: no agent has completed a sync to this standby', recoveryTarget };
@@ -71,6 +75,13 @@ export function failoverVerdict(snapshotTime: number | null, watermark: number |
   const lead = watermark - (snapshotTime + skewMs);
   if (lead >= 0) {
     return { safe: true, reason: `the filestore is ${lead} ms ahead of the DB snapshot plus skew`, recoveryTarget };
+  }
+  if (feedGap !== null) {
+    return {
+      safe: false,
+      reason: `change feed incomplete since ${formatTime(feedGap.since)} (${feedGap.reason}): the watermark is held there until a rescan has covered it; recover the DB only up to the recovery target`,
+      recoveryTarget,
+    };
   }
   return {
     safe: false,

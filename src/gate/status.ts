@@ -2,6 +2,7 @@
  * `warmsync status`: one glance for a human, stable JSON for monitoring. Pure: built from numbers
  * the manifest holds; docs/operations.md documents every JSON field.
  */
+import type { FeedGap } from '../entry.js';
 import { formatTime } from '../time.js';
 import { failoverVerdict } from './policy.js';
 
@@ -21,6 +22,8 @@ export interface StatusInput {
   readonly agentConnected: boolean;
   readonly receiverPid: number | null;
   readonly quarantined: number;
+  readonly feedGap: FeedGap | null;
+  readonly deletionsHeld: number;
 }
 
 export interface StatusReport {
@@ -44,10 +47,14 @@ export interface StatusReport {
   receiverRunning: boolean;
   receiverPid: number | null;
   quarantined: number;
+  /** Since when the agent's change feed may have missed events, and why; null while it is complete. */
+  feedIncomplete: FeedGap | null;
+  /** Deletions the agent holds back after a safety halt (MASS_DELETE, SOURCE_EMPTY). */
+  deletionsHeld: number;
 }
 
 export function buildStatus(input: StatusInput): StatusReport {
-  const verdict = failoverVerdict(input.snapshotTime, input.watermark, input.skewMs);
+  const verdict = failoverVerdict(input.snapshotTime, input.watermark, input.skewMs, input.feedGap);
   return {
     root: input.root,
     safe: verdict.safe,
@@ -68,6 +75,8 @@ export function buildStatus(input: StatusInput): StatusReport {
     receiverRunning: input.receiverPid !== null,
     receiverPid: input.receiverPid,
     quarantined: input.quarantined,
+    feedIncomplete: input.feedGap,
+    deletionsHeld: input.deletionsHeld,
   };
 }
 
@@ -84,5 +93,11 @@ export function formatStatus(s: StatusReport): string {
     ['receiver', s.receiverRunning ? `running (pid ${s.receiverPid}), agent ${s.agentConnected ? 'connected' : 'not connected'}` : 'not running'],
     ['quarantined', `${s.quarantined} file(s)`],
   ];
+  if (s.feedIncomplete !== null) {
+    rows.push(['change feed', `incomplete since ${formatTime(s.feedIncomplete.since)}: ${s.feedIncomplete.reason}`]);
+  }
+  if (s.deletionsHeld > 0) {
+    rows.push(['deletions held', `${s.deletionsHeld} by the agent after a mass deletion or an emptied source; check the source, then restart the agent once with --release-deletions`]);
+  }
   return [`${s.safe ? 'SAFE' : 'UNSAFE'}: ${s.reason}`, ...rows.map(([label, value]) => `  ${label.padEnd(19)} ${value}`)].join('\n');
 }

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
-import type { Entry, EntryKind, ManifestEntry } from '../entry.js';
+import type { Entry, EntryKind, FeedGap, ManifestEntry } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 import { openDatabase } from './db.js';
 
@@ -27,7 +27,8 @@ function fromRow(r: EntryRow): ManifestEntry {
 export type TombstoneEntry = ManifestEntry & { readonly deletedAt: number };
 
 /** Keys of the `state` table. */
-export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid' | 'skewMs' | 'deleteGraceMs';
+export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid' | 'skewMs' | 'deleteGraceMs'
+  | 'feedIncompleteSince' | 'feedIncompleteReason' | 'deletionsHeld';
 
 export interface ManifestCounts {
   files: number; bytes: number; dirs: number; symlinks: number; tombstones: number; oldestTombstone: number | null;
@@ -164,6 +165,17 @@ export class Manifest {
   getNumber(key: StateKey): number | null {
     const v = this.statements.getState.get(key)?.value;
     return typeof v === 'number' ? v : null;
+  }
+
+  getString(key: StateKey): string | null {
+    const v = this.statements.getState.get(key)?.value;
+    return typeof v === 'string' ? v : null;
+  }
+
+  /** What the agent last said of its change feed: since when it may be incomplete, and why. */
+  feedGap(): FeedGap | null {
+    const since = this.getNumber('feedIncompleteSince');
+    return since === null ? null : { since, reason: this.getString('feedIncompleteReason') ?? 'unknown' };
   }
 
   setState(key: StateKey, value: number | string | null): void {

@@ -6,7 +6,7 @@
  * Every problem is written as "expected X" so that validate.ts can prefix it with the field's
  * location, e.g. `fileBegin.size: expected a non-negative safe integer, got -1`.
  */
-import type { EntryKind, ManifestEntry } from '../entry.js';
+import type { EntryKind, FeedGap, ManifestEntry } from '../entry.js';
 import { relPathProblem } from '../relpath.js';
 import {
   arrayOf, fieldIssue, intIn, issue, leaf, matching, optional, orNull, stringWith, strictObject,
@@ -38,6 +38,7 @@ const mac = matching('an HMAC-SHA256 (64 lowercase hex digits)', /^[0-9a-f]{64}$
 const nonce = matching('a base64 nonce of 32 bytes', /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/);
 const errorCode = matching('an error code ([A-Z_], 1..64 characters)', /^[A-Z_]{1,64}$/);
 const errorText = leaf<string>(`a string of at most ${MAX_ERROR_MESSAGE_CHARS} characters`, (v) => typeof v === 'string' && v.length <= MAX_ERROR_MESSAGE_CHARS);
+const feedGap = strictObject<FeedGap>({ since: safeInt, reason: errorText }, 'a feed gap object');
 // eslint-disable-next-line no-control-regex -- control characters are what this rejects
 const receiverId = matching('a receiver id (1..128 characters, no control characters)', /^[^\u0000-\u001f\u007f]{1,128}$/);
 
@@ -196,7 +197,15 @@ export interface FileEndMessage { type: 'fileEnd'; op: number; hash: string }
  */
 export interface AbortMessage { type: 'abort'; op: number }
 export interface DeleteMessage { type: 'delete'; op: number; path: string; deletedAt: number; old: Precondition | null }
-export interface HeartbeatMessage { type: 'heartbeat'; now: number; watermark: number | null }
+/**
+ * The agent's clock and watermark W. `feedIncomplete` (optional, default null): since when the change
+ * feed may have missed events and why; W is held at or below `since` until a rescan has covered it.
+ * `deletionsHeld` (optional, default 0): deletions the agent holds back after a safety halt.
+ */
+export interface HeartbeatMessage {
+  type: 'heartbeat'; now: number; watermark: number | null; feedIncomplete?: FeedGap | null; deletionsHeld?: number;
+}
+
 export interface FlushMessage { type: 'flush'; id: number }
 export interface ManifestPageMessage { type: 'manifestPage'; entries: WireManifestEntry[]; done: boolean }
 export interface ResultsMessage { type: 'results'; items: ResultItem[] }
@@ -232,7 +241,9 @@ export const MESSAGE_CHECKS: { readonly [T in MessageType]: Check<MessageOf<T>> 
   fileEnd: message('fileEnd', { op: uint32, hash }),
   abort: message('abort', { op: uint32 }),
   delete: message('delete', { op: uint32, path: relPath, deletedAt: safeInt, old }),
-  heartbeat: message('heartbeat', { now: safeInt, watermark: nullableSafeInt }),
+  heartbeat: message('heartbeat', {
+    now: safeInt, watermark: nullableSafeInt, feedIncomplete: optional(orNull(feedGap)), deletionsHeld: optional(uint32),
+  }),
   flush: message('flush', { id: uint32 }),
   manifestPage: message('manifestPage', { entries: arrayOf(wireManifestEntry, 'manifest entries', 0, MAX_PAGE_ENTRIES), done: bool }),
   results: message('results', { items: arrayOf(resultItem, 'results', 1, MAX_PAGE_ENTRIES) }),

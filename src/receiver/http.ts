@@ -43,7 +43,9 @@ export function createMetrics(manifest: Manifest, skewMs: () => number): Receive
     return w === null ? null : (Date.now() - w) / 1000;
   });
   gauge('warmsync_safe', '1 when failing over at the recorded snapshot time is safe (W >= T + skew)', () =>
-    (failoverVerdict(manifest.getNumber('snapshotTime'), manifest.getNumber('watermark'), skewMs()).safe ? 1 : 0));
+    (failoverVerdict(manifest.getNumber('snapshotTime'), manifest.getNumber('watermark'), skewMs(), manifest.feedGap()).safe ? 1 : 0));
+  gauge('warmsync_feed_incomplete', '1 while the agent says its change feed may have missed events (W is held)', () => (manifest.feedGap() === null ? 0 : 1));
+  gauge('warmsync_deletions_held', 'Deletions the agent holds back after a mass deletion or an emptied source', () => manifest.getNumber('deletionsHeld') ?? 0);
   gauge('warmsync_agent_connected', '1 while an agent is connected', () => manifest.getNumber('agentConnected') ?? 0);
   gauge('warmsync_quarantined_files', 'Files held in quarantines', () => manifest.quarantinedCount());
   return {
@@ -72,8 +74,11 @@ export function createHttpHandler(manifest: Manifest, metrics: ReceiverMetrics, 
       return;
     }
     if (path === '/healthz') {
-      const verdict = failoverVerdict(manifest.getNumber('snapshotTime'), manifest.getNumber('watermark'), skewMs());
-      const body = JSON.stringify({ ok: true, safe: verdict.safe, reason: verdict.reason, agentConnected: manifest.getNumber('agentConnected') === 1 });
+      const verdict = failoverVerdict(manifest.getNumber('snapshotTime'), manifest.getNumber('watermark'), skewMs(), manifest.feedGap());
+      const body = JSON.stringify({
+        ok: true, safe: verdict.safe, reason: verdict.reason, agentConnected: manifest.getNumber('agentConnected') === 1,
+        feedIncomplete: manifest.feedGap(), deletionsHeld: manifest.getNumber('deletionsHeld') ?? 0,
+      });
       res.writeHead(200, { 'content-type': 'application/json' }).end(body + '\n');
       return;
     }

@@ -13,7 +13,7 @@ import type { AgentFrame } from '../protocol/codec.js';
 import { manifestPages, resultBatches } from '../protocol/batch.js';
 import { RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type {
-  DeleteMessage, FileBeginMessage, FileEndMessage, MkdirMessage, ResultItem, SetMetaMessage, SymlinkMessage,
+  DeleteMessage, FileBeginMessage, FileEndMessage, HeartbeatMessage, MkdirMessage, ResultItem, SetMetaMessage, SymlinkMessage,
 } from '../protocol/messages.js';
 import { ancestorsOf, parentOf } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
@@ -187,8 +187,7 @@ export class ReceiverSession {
       case 'setMeta': return this.onSetMeta(msg);
       case 'delete': return this.onDelete(msg);
       case 'heartbeat':
-        this.deps.manifest.setState('lastContact', this.deps.now());
-        if (msg.watermark !== null) this.deps.manifest.setState('watermark', msg.watermark);
+        this.recordHeartbeat(msg);
         return;
       case 'flush':
         await this.commit();
@@ -199,6 +198,18 @@ export class ReceiverSession {
       default:
         throw new ProtocolError('UNEXPECTED_MESSAGE', `unexpected ${msg.type} during a session`);
     }
+  }
+
+  /** What `status` shows of the agent: contact, W, the feed's completeness, deletions it holds. */
+  private recordHeartbeat(msg: HeartbeatMessage): void {
+    const { manifest } = this.deps;
+    manifest.transaction(() => {
+      manifest.setState('lastContact', this.deps.now());
+      if (msg.watermark !== null) manifest.setState('watermark', msg.watermark);
+      manifest.setState('feedIncompleteSince', msg.feedIncomplete?.since ?? null);
+      manifest.setState('feedIncompleteReason', msg.feedIncomplete?.reason ?? null);
+      manifest.setState('deletionsHeld', msg.deletionsHeld ?? 0);
+    });
   }
 
   private async sendManifest(): Promise<void> {

@@ -157,6 +157,7 @@ describe('gate e2e', { concurrency: true }, () => {
         files: 2, bytes: 'binary aa02\n'.length + 'x=1\n'.length,
         dirs: 4, symlinks: 0, lastContact: contact, lastContactAgeMs: st.lastContactAgeMs,
         agentConnected: false, receiverRunning: true, receiverPid: s.receiver.child.pid ?? null, quarantined: 0,
+        feedIncomplete: null, deletionsHeld: 0,
       });
       // T is ten minutes past the last sync: the filestore is behind the DB.
       assert.equal(st.safe, false);

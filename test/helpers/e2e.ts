@@ -95,10 +95,13 @@ export function startLiveAgent(s: Standby, extra: readonly string[] = [], launch
   return startAgentProcess(['--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, ...extra], {}, launcher);
 }
 
-/** The fields of `status --json` the CLI contract guarantees (shared/DESIGN.md), plus the skew it judged with. */
+/**
+ * The fields of `status --json` the CLI contract guarantees (shared/DESIGN.md), plus the skew it
+ * judged with and what the live agent last said of its change feed and of deletions it holds.
+ */
 export interface StatusJson {
   safe: boolean; reason: string; snapshotTime: number | null; watermark: number | null; recoveryTarget: number | null;
-  tombstonesPending: number; skewMs: number;
+  tombstonesPending: number; skewMs: number; feedIncomplete: { since: number; reason: string } | null; deletionsHeld: number;
 }
 
 /** `warmsync status --root DST --json`, parsed (asserts exit 0). */

@@ -13,7 +13,7 @@ const NOW = T + 3_600_000;
 const input = (over: Partial<StatusInput> = {}): StatusInput => ({
   root: '/srv/standby', now: NOW, files: 12, bytes: 3456, dirs: 3, symlinks: 1, tombstones: 2,
   oldestTombstone: T - 60_000, snapshotTime: T, watermark: T + 5000, skewMs: 2000, lastContact: NOW - 4000,
-  agentConnected: true, receiverPid: 4242, quarantined: 7, ...over,
+  agentConnected: true, receiverPid: 4242, quarantined: 7, feedGap: null, deletionsHeld: 0, ...over,
 });
 
 describe('buildStatus', () => {
@@ -23,6 +23,7 @@ describe('buildStatus', () => {
       root: '/srv/standby', safe: true, reason: s.reason, snapshotTime: T, watermark: T + 5000, recoveryTarget: T + 3000,
       skewMs: 2000, tombstonesPending: 2, oldestTombstone: T - 60_000, files: 12, bytes: 3456, dirs: 3, symlinks: 1,
       lastContact: NOW - 4000, lastContactAgeMs: 4000, agentConnected: true, receiverRunning: true, receiverPid: 4242, quarantined: 7,
+      feedIncomplete: null, deletionsHeld: 0,
     });
     assert.match(s.reason, /3000 ms ahead/);
     // JSON-safe: what `status --json` prints parses back to the same object.
@@ -35,6 +36,15 @@ describe('buildStatus', () => {
     { name: 'no watermark is unsafe, no recovery target', over: { watermark: null }, safe: false, recoveryTarget: null, reason: /no watermark/ },
     { name: 'no snapshot time is unsafe, recovery target still W - skew', over: { snapshotTime: null }, safe: false, recoveryTarget: T + 3000, reason: /no DB snapshot time/ },
     { name: 'a larger skew can make it unsafe', over: { skewMs: 6000 }, safe: false, recoveryTarget: T - 1000, reason: /1000 ms behind/ },
+    {
+      name: 'W held by an incomplete feed short of T: unsafe, and the reason names the gap',
+      over: { watermark: T + 1000, feedGap: { since: T + 1001, reason: 'inotify queue overflow' } }, safe: false, recoveryTarget: T - 1000,
+      reason: /^change feed incomplete since 2026-11-26T10:00:01\.001Z \(inotify queue overflow\): the watermark is held/,
+    },
+    {
+      name: 'W held by an incomplete feed but past T + skew: still safe (W is true, only late)',
+      over: { watermark: T + 2500, feedGap: { since: T + 2501, reason: 'out of inotify watches' } }, safe: true, recoveryTarget: T + 500, reason: /500 ms ahead/,
+    },
   ];
   for (const c of cases) {
     test(c.name, () => {
@@ -97,5 +107,15 @@ describe('formatStatus', () => {
     assert.match(text, /recovery target +none yet/);
     assert.match(text, /receiver +not running/);
     assert.match(text, /tombstones +0 pending\n/);
+  });
+});
+
+describe('formatStatus: the agent\'s own trouble', () => {
+  test('an incomplete feed and held deletions each get a line; neither shows while all is well', () => {
+    const quiet = formatStatus(buildStatus(input()));
+    assert.doesNotMatch(quiet, /change feed|deletions held/);
+    const text = formatStatus(buildStatus(input({ feedGap: { since: T + 1001, reason: 'inotify queue overflow' }, deletionsHeld: 100 })));
+    assert.match(text, /change feed +incomplete since 2026-11-26T10:00:01\.001Z: inotify queue overflow/);
+    assert.match(text, /deletions held +100 by the agent .*--release-deletions/);
   });
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Entry, EntryKind, ManifestEntry } from '../../../src/entry.js';
 import type { Change } from '../../../src/plan/diff.js';
-import { DEFAULT_SAFETY, checkSafety, type SafetyOptions } from '../../../src/plan/safety.js';
+import { DEFAULT_SAFETY, DeletionGuard, checkSafety, type SafetyOptions } from '../../../src/plan/safety.js';
 
 const T = 1_764_177_919_231;
 
@@ -114,5 +114,56 @@ describe('checkSafety: messages', () => {
 
   test('the defaults: share 0.5, minimum 10', () => {
     assert.deepEqual(DEFAULT_SAFETY, { maxDeleteShare: 0.5, minDeletesToHalt: 10 });
+  });
+});
+
+describe('DeletionGuard: the live agent counts file deletions over a window', () => {
+  const WINDOW = 60_000;
+  const guard = (options: SafetyOptions = DEFAULT_SAFETY): DeletionGuard => new DeletionGuard(options, WINDOW);
+
+  test('deletions one at a time flow until the window holds more than the share, then every deletion is held', () => {
+    const g = guard();
+    const admitted = Array.from({ length: 60 }, (_, i) => g.admit(1, T + i, 100));
+    // 50 of 100 is the share itself (allowed); the 51st trips.
+    assert.deepEqual(admitted.map((a, i) => (a ? i : -1)).filter((i) => i >= 0).length, 50);
+    assert.equal(admitted[50], false);
+    assert.equal(g.halt?.code, 'MASS_DELETE');
+    assert.match(g.halt?.finding ?? '', /^51 of the standby's 100 files deleted on the source within 60 s \(51 %, above --max-delete 50 %\)$/);
+    // Held from then on: a directory, a link, a lone file hours later.
+    assert.equal(g.admit(0, T + 61, 100), false);
+    assert.equal(g.admit(1, T + 10 * WINDOW, 100), false);
+  });
+
+  test('deletions spread wider than the window never trip it', () => {
+    const g = guard();
+    for (let i = 0; i < 500; i++) assert.equal(g.admit(1, T + i * (WINDOW / 40), 100), true, `deletion ${i}`);
+    assert.equal(g.halt, null);
+  });
+
+  test('at most minDeletesToHalt in the window never trips, whatever the share', () => {
+    const g = guard();
+    for (let i = 0; i < 10; i++) assert.equal(g.admit(1, T, 10), true);
+    assert.equal(g.admit(1, T, 10), false);
+  });
+
+  test('directories and links (0 files) pass without counting', () => {
+    const g = guard();
+    for (let i = 0; i < 1000; i++) assert.equal(g.admit(0, T, 20), true);
+    assert.equal(g.halt, null);
+  });
+
+  test('trip() holds with a pass\'s verdict and keeps the first; release() empties the window', () => {
+    const g = guard();
+    for (let i = 0; i < 50; i++) g.admit(1, T, 100);
+    const halt = checkSafety(deletions(100), 0, 100, DEFAULT_SAFETY);
+    assert.ok(halt);
+    g.trip(halt);
+    g.trip({ code: 'MASS_DELETE', finding: 'later', message: 'later' });
+    assert.equal(g.halt?.code, 'SOURCE_EMPTY');
+    assert.equal(g.admit(1, T, 100), false);
+    g.release();
+    assert.equal(g.halt, null);
+    // The 50 admitted before the trip no longer count.
+    for (let i = 0; i < 50; i++) assert.equal(g.admit(1, T + 1, 100), true);
   });
 });

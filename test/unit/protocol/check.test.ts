@@ -97,6 +97,10 @@ describe('nested fields are named with their full location', () => {
       'manifestPage.entries[0].path: invalid path "a/../b": ".." segment (+1 more)'],
     ['old without deletedAt', withField(mkdir, 'old', { kind: 'dir', hash: null }), 'agent', 'BAD_MESSAGE', 'mkdir.old.deletedAt: missing'],
     ['old with a symlink target key', withField(mkdir, 'old', { kind: 'dir', hash: null, deletedAt: null, target: 'x' }), 'agent', 'BAD_MESSAGE', 'mkdir.old: unknown key "target"'],
+    ['feed gap without since', { type: 'heartbeat', now: 1, watermark: null, feedIncomplete: { reason: 'x' } }, 'agent', 'BAD_MESSAGE', 'heartbeat.feedIncomplete.since: missing'],
+    ['feed gap reason not a string', { type: 'heartbeat', now: 1, watermark: null, feedIncomplete: { since: 1, reason: 7 } }, 'agent', 'BAD_MESSAGE',
+      'heartbeat.feedIncomplete.reason: expected a string of at most 1024 characters, got 7'],
+    ['deletions held negative', { type: 'heartbeat', now: 1, watermark: null, deletionsHeld: -1 }, 'agent', 'BAD_MESSAGE', 'heartbeat.deletionsHeld: expected an integer 0..4294967295, got -1'],
   ];
   for (const [name, obj, from, code, message] of cases) test(name, () => expectRefused(obj, from, code, message));
 });

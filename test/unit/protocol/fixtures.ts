@@ -54,6 +54,11 @@ export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; 
   },
   { name: 'heartbeat', from: 'agent', msg: { type: 'heartbeat', now: 1764170000000, watermark: null } },
   { name: 'heartbeat with watermark', from: 'agent', msg: { type: 'heartbeat', now: 1764170000000, watermark: 1764169990000 } },
+  {
+    name: 'heartbeat from a live agent, feed incomplete, deletions held', from: 'agent',
+    msg: { type: 'heartbeat', now: 1764170000000, watermark: 1764169990000, feedIncomplete: { since: 1764169990001, reason: 'inotify queue overflow' }, deletionsHeld: 48 },
+  },
+  { name: 'heartbeat from a live agent, all well', from: 'agent', msg: { type: 'heartbeat', now: 1764170000000, watermark: 1764169990000, feedIncomplete: null, deletionsHeld: 0 } },
   { name: 'flush', from: 'agent', msg: { type: 'flush', id: 9 } },
   { name: 'manifestPage', from: 'receiver', msg: { type: 'manifestPage', entries: [FILE_ENTRY, DIR_ENTRY, LINK_ENTRY], done: false } },
   { name: 'manifestPage empty', from: 'receiver', msg: { type: 'manifestPage', entries: [], done: true } },

@@ -1,0 +1,69 @@
+// e2e: the live agent's mass-deletion guard (DESIGN.md invariant 5). A live agent watches a synced
+// tree; `rm -rf data/*` takes 100 of its 104 files. Deletions past --max-delete's share (50 %) are
+// held, not sent: the agent logs MASS_DELETE once and keeps running, a file written meanwhile still
+// reaches the standby, and `status` on the standby shows how many deletions are held. Emptying the
+// source under the agent is held the same way. Restarting the agent once with --release-deletions
+// sends them as tombstones and `status` shows none held.
+import assert from 'node:assert/strict';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import {
+  closeStandbys, exists, openStandby, runCli, startLiveAgent, statusJson, tombstonePaths, waitFor, waitForConvergence, type AgentProcess,
+} from '../helpers/e2e.js';
+
+after(closeStandbys);
+
+const DATA_FILES = 100;
+
+test('live: a mass deletion is held while everything else flows; --release-deletions sends it', { timeout: 180_000 }, async () => {
+  const s = await openStandby();
+  for (let d = 0; d < 10; d++) await mkdir(join(s.src, `data/${d}`), { recursive: true });
+  for (let i = 0; i < DATA_FILES; i++) await writeFile(join(s.src, `data/${i % 10}/blob-${i}`), `binary ${i}\n`);
+  await mkdir(join(s.src, 'etc'));
+  for (let i = 0; i < 4; i++) await writeFile(join(s.src, `etc/conf-${i}.yaml`), `key: ${i}\n`);
+
+  let agent: AgentProcess = startLiveAgent(s);
+  const context = (): string => `--- agent stderr (tail):\n${agent.stderr().slice(-4000)}`;
+  await waitForConvergence(s, { what: 'the initial sync', timeoutMs: 60_000, context });
+
+  // The disk "loses" its data directory: 100 of 104 files.
+  const logFrom = agent.stderr().length;
+  await rm(join(s.src, 'data'), { recursive: true });
+  await agent.waitForLog(/MASS_DELETE/, 30_000, logFrom);
+  // Everything else keeps flowing.
+  await writeFile(join(s.src, 'etc/new.yaml'), 'written during the hold\n');
+  await waitFor('etc/new.yaml on the standby', () => exists(join(s.dst, 'etc/new.yaml')), 20_000);
+
+  // Every data file is still on the standby; those not tombstoned are held, and status says how many.
+  for (let i = 0; i < DATA_FILES; i++) assert.ok(await exists(join(s.dst, `data/${i % 10}/blob-${i}`)), `data/${i % 10}/blob-${i} left the standby`);
+  const dataTombstones = (): number => tombstonePaths(s.dst).filter((p) => /^data\/\d\/blob-/.test(p)).length;
+  let held = 0;
+  await waitFor('status to count the held deletions', async () => {
+    held = (await statusJson(s.dst)).deletionsHeld;
+    return held > 0 && held + dataTombstones() >= DATA_FILES;
+  }, 20_000);
+  // Sent before the guard tripped: at most the share (52 of 104); the rest held.
+  assert.ok(dataTombstones() <= 52, `${dataTombstones()} data files tombstoned, more than --max-delete's 50 % of 104`);
+  const text = await runCli(['status', '--root', s.dst]);
+  assert.match(text.stdout, new RegExp(`deletions held +${held} by the agent .*--release-deletions`));
+  assert.equal((agent.stderr().slice(logFrom).match(/MASS_DELETE/g) ?? []).length, 1, `MASS_DELETE logged more than once:\n${context()}`);
+
+  // Emptying the whole source under the live agent is held too; the agent keeps running.
+  const emptyFrom = agent.stderr().length;
+  await rm(join(s.src, 'etc'), { recursive: true });
+  await writeFile(join(s.src, 'still-here.txt'), 'a file written after the source was emptied\n');
+  await waitFor('still-here.txt on the standby', () => exists(join(s.dst, 'still-here.txt')), 20_000);
+  assert.equal(agent.child.exitCode, null, `the agent exited:\n${context()}`);
+  assert.doesNotMatch(agent.stderr().slice(emptyFrom), /MASS_DELETE/, 'a second MASS_DELETE line while the first halt still holds');
+  assert.ok(await exists(join(s.dst, 'etc/conf-0.yaml')), 'etc/ left the standby while deletions were held');
+
+  // The operator checked the source: one restart with --release-deletions sends every deletion.
+  assert.equal(await agent.stop(), 0);
+  agent = startLiveAgent(s, ['--release-deletions']);
+  await waitForConvergence(s, { what: 'the standby after --release-deletions', timeoutMs: 60_000, context });
+  await waitFor('status to show no deletion held', async () => (await statusJson(s.dst)).deletionsHeld === 0, 20_000);
+  assert.equal(dataTombstones(), DATA_FILES);
+  assert.ok(tombstonePaths(s.dst).includes('etc/conf-0.yaml'));
+  assert.equal(await agent.stop(), 0);
+});
