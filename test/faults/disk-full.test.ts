@@ -11,6 +11,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
+import { skipOrFailUnderCI } from '../helpers/ci.js';
 import {
   assertSameTree, buildTree, closeStandbys, findTempFiles, manifestRows, openWorkspace, receiverArgs, runAgent, runCli, settleTimes,
   syncOnce, type Standby,
@@ -38,12 +39,7 @@ function tryMount(dir: string, size: string): string | null {
 test('disk full on the standby: ENOSPC reported, nothing recorded that is not on disk, recovery once space returns', { timeout: 180_000 }, async (t) => {
   const ws = await openWorkspace();
   const refused = tryMount(ws.dst, '8m');
-  if (refused !== null) {
-    // CI runs as root and must run this test: there a refused mount is a failure, not a skip.
-    assert.equal(process.env['CI'], undefined, `cannot mount a tmpfs under CI (${refused}): the disk-full test must run there`);
-    t.skip(`cannot mount a tmpfs here (${refused}); disk-full test skipped`);
-    return;
-  }
+  if (skipOrFailUnderCI(t, refused && `cannot mount a tmpfs here (${refused})`)) return;
   mounted.push(ws.dst);
   const spec: Record<string, Buffer> = {};
   for (let i = 0; i < 32; i++) spec[`filestore/${(i % 4).toString(16).padStart(2, '0')}/blob-${i}`] = randomBytes(512 * 1024);
