@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { rm, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
@@ -68,7 +68,11 @@ test('disk full on the standby: ENOSPC reported, nothing recorded that is not on
 
   // Not a byte left, not even for the manifest's own writes (heartbeats, commits): a filler file
   // in the state dir takes the rest. The receiver must still not record what it could not write.
-  await writeFile(join(s.dst, '.warmsync', 'filler'), Buffer.alloc(8 << 20)).catch((err: NodeJS.ErrnoException) => assert.equal(err.code, 'ENOSPC'));
+  // The premise is checked: the filler ran out of space, and no block is left free.
+  const filler = await writeFile(join(s.dst, '.warmsync', 'filler'), Buffer.alloc(8 << 20)).then(() => 'written whole', (err: NodeJS.ErrnoException) => err.code);
+  assert.equal(filler, 'ENOSPC', 'the 8 MiB filler should have run out of space: the standby was not full');
+  const left = await statfs(s.dst);
+  assert.equal(left.bavail, 0, `the filler left ${left.bavail} blocks of ${left.bsize} bytes free: the standby is not full`);
   await buildTree(s.src, { 'late/one.bin': randomBytes(4096), 'late/two.bin': randomBytes(10) });
   const none = await runAgent(s, ['--connect-attempts', '3'], 120_000);
   assert.equal(none.code, 1, `the agent should fail on a full standby:\n${none.stdout}${none.stderr}`);
