@@ -2,7 +2,8 @@
  * A TCP proxy on 127.0.0.1 that the fault tests put between agent and receiver to play a bad
  * network: latency, a bandwidth cap, connections cut mid-stream, and connections stalled without
  * being closed (half-open: nothing moves, neither side hears a FIN or RST). Settings apply to
- * whatever is forwarded next; stall() and cut() act on the connections open at that moment.
+ * whatever is forwarded next; stall() and cut() act on the connections open at that moment, and
+ * faultAfter() makes one of them happen at an exact byte of the agent's stream.
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
@@ -15,6 +16,9 @@ export interface ProxySettings {
 
 interface Link { readonly client: Socket; readonly upstream: Socket; stalled: boolean; forwarded: number }
 
+/** A fault waiting for its byte (faultAfter). */
+interface Armed { readonly kind: 'cut' | 'stall'; readonly bytes: number; seen: number; readonly fired: () => void }
+
 export class FaultProxy {
   readonly settings: ProxySettings = { latencyMs: 0, bytesPerSec: 0 };
   /** Connections accepted so far (a reconnecting agent makes a new one). */
@@ -22,6 +26,7 @@ export class FaultProxy {
   cuts = 0;
   stalls = 0;
   private readonly links = new Set<Link>();
+  private armed: Armed | null = null;
 
   private constructor(private readonly server: Server, readonly port: number) {}
 
@@ -67,6 +72,7 @@ export class FaultProxy {
   private pump(link: Link, from: Socket, to: Socket, counts: boolean): void {
     from.on('data', (chunk: Buffer) => {
       if (link.stalled) return;
+      if (counts && this.trip(chunk.length)) return;
       from.pause();
       const { latencyMs, bytesPerSec } = this.settings;
       const delay = latencyMs + (bytesPerSec > 0 ? (chunk.length / bytesPerSec) * 1000 : 0);
@@ -80,6 +86,36 @@ export class FaultProxy {
       if (delay >= 1) setTimeout(forward, delay);
       else forward();
     });
+  }
+
+  /**
+   * Arms a fault: once `bytes` more bytes have come from the agent (over any connection), every
+   * open connection is cut or stalled, before the chunk that reaches that byte is forwarded.
+   * Resolves when it has happened; `armedSeen` tells how far it got until then.
+   */
+  faultAfter(bytes: number, kind: 'cut' | 'stall'): Promise<void> {
+    if (this.armed !== null) throw new Error('a fault is armed already');
+    return new Promise((resolve) => {
+      this.armed = { kind, bytes, seen: 0, fired: resolve };
+    });
+  }
+
+  /** Bytes from the agent counted by the armed fault so far (0 when none is armed). */
+  get armedSeen(): number {
+    return this.armed?.seen ?? 0;
+  }
+
+  /** Counts `n` bytes from the agent against the armed fault; true when that fired it. */
+  private trip(n: number): boolean {
+    const armed = this.armed;
+    if (armed === null) return false;
+    armed.seen += n;
+    if (armed.seen < armed.bytes) return false;
+    this.armed = null;
+    if (armed.kind === 'cut') this.cut();
+    else this.stall();
+    armed.fired();
+    return true;
   }
 
   /** Cuts every open connection at once (RST on both sides), as a dropped link would. */
