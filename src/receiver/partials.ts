@@ -1,10 +1,12 @@
 /**
  * Unfinished large transfers, kept so a new connection can continue instead of starting over.
- * A partial is named by the content it is a prefix of: its hash and size when the agent announced
- * the hash up front, else (the agent hashes while it sends) the file's path, size and mtime, the
- * quick check's notion of "the same file". Either way the full file is still verified against the
- * hash at the end, so a partial resumed into other content fails with CHECKSUM_MISMATCH, is dropped,
- * and the next attempt starts over.
+ * A partial is named by the file it is a prefix of: the file's path, size and mtime, the quick
+ * check's notion of "the same file". Not by its hash, even when the agent announced one: the same
+ * file is sent with its hash up front by one pass (the live agent hashes a file it was told about)
+ * and hashed while sent by the next (a scan after a reconnect, when the hash was not cached), and
+ * a name that differed between the two would never be taken. The full file is still verified
+ * against the hash at the end, so a partial resumed into other content fails with
+ * CHECKSUM_MISMATCH, is dropped, and the next attempt starts over.
  */
 import { createHash } from 'node:crypto';
 import { readdir, rename, stat, unlink } from 'node:fs/promises';
@@ -15,11 +17,10 @@ import { lstatOrNull } from '../lstat.js';
 const MAX_AGE_MS = 7 * 86_400_000;
 
 /** What a transfer's partial is named by (see the top of this file). */
-export interface PartialContent { readonly size: number; readonly hash: string | null; readonly mtimeMs: number }
+export interface PartialContent { readonly size: number; readonly mtimeMs: number }
 
 /** The partial's file name for `content` arriving at `finalPath`. */
 export function partialName(finalPath: string, content: PartialContent): string {
-  if (content.hash !== null) return `${content.hash}-${content.size}`;
   const pathDigest = createHash('sha256').update(finalPath).digest('hex').slice(0, 32);
   return `p${pathDigest}-${content.mtimeMs}-${content.size}`;
 }

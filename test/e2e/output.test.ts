@@ -1,13 +1,15 @@
 // e2e: what bin/warmsync writes where, by output mode. stderr not a terminal (systemd, cron,
 // pipes): JSON log lines with the code as a field, plain progress lines; --json and --quiet: no
 // progress; --log-format text: the text form without colour. On a pseudo-terminal (driven with
-// `script`): a progress bar, text logs coloured, no colour with NO_COLOR, no bar with --json.
+// `script`): a progress bar, text logs coloured, no colour with NO_COLOR, no bar with --json. Those
+// two need `script`: skipped without it, except under CI (CI set), where its absence fails them.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { chmod, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { BIN } from '../../scripts/lib/cli-process.js';
+import { skipOrFailUnderCI } from '../helpers/ci.js';
 import { buildTree, closeStandbys, openStandby, runCli, type Standby } from '../helpers/e2e.js';
 
 after(closeStandbys);
@@ -33,12 +35,13 @@ function agentArgv(s: Standby & { loose: string }, extra: string[]): string[] {
   return ['agent', '--root', s.src, '--connect', s.url, '--token-file', s.loose, '--once', '--state-dir', join(s.dir, `state-${Math.random()}`), ...extra];
 }
 
-const hasScript = (() => {
+/** Why the pseudo-terminal tests cannot run here (skipped, or failed under CI), or null. */
+const NO_SCRIPT = (() => {
   try {
     execFileSync('script', ['--version'], { stdio: 'ignore' });
-    return true;
+    return null;
   } catch {
-    return false;
+    return 'no `script` (util-linux) here to drive a pseudo-terminal';
   }
 })();
 
@@ -101,7 +104,8 @@ describe('output modes', { concurrency: true }, () => {
     assert.match(r.stderr, /^warmsync: BAD_FLAG: --log-format must be json or text, not "xml"\n$/);
   });
 
-  test('on a terminal: a progress bar and coloured text logs; NO_COLOR: no colour; --json: no bar', { skip: hasScript ? false : 'no `script` (util-linux) to drive a pseudo-terminal', timeout: 90_000 }, async () => {
+  test('on a terminal: a progress bar and coloured text logs; NO_COLOR: no colour; --json: no bar', { timeout: 90_000 }, async (t) => {
+    if (skipOrFailUnderCI(t, NO_SCRIPT)) return;
     const s = await standbyWithFiles();
     const tty = await onTerminal(agentArgv(s, []), { NO_COLOR: '' });
     assert.equal(tty.code, 0, tty.output);
@@ -120,7 +124,8 @@ describe('output modes', { concurrency: true }, () => {
     assert.match(json.output, /"filesScanned":2/);
   });
 
-  test('verify on a terminal shows its bar; not with --json', { skip: hasScript ? false : 'no `script` (util-linux) to drive a pseudo-terminal', timeout: 90_000 }, async () => {
+  test('verify on a terminal shows its bar; not with --json', { timeout: 90_000 }, async (t) => {
+    if (skipOrFailUnderCI(t, NO_SCRIPT)) return;
     const s = await standbyWithFiles();
     const synced = await runCli(agentArgv(s, ['--json']));
     assert.equal(synced.code, 0, synced.stderr);

@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { rm, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
+import { skipOrFailUnderCI } from '../helpers/ci.js';
 import {
   assertSameTree, buildTree, closeStandbys, findTempFiles, manifestRows, openWorkspace, receiverArgs, runAgent, runCli, settleTimes,
   syncOnce, type Standby,
@@ -38,12 +39,7 @@ function tryMount(dir: string, size: string): string | null {
 test('disk full on the standby: ENOSPC reported, nothing recorded that is not on disk, recovery once space returns', { timeout: 180_000 }, async (t) => {
   const ws = await openWorkspace();
   const refused = tryMount(ws.dst, '8m');
-  if (refused !== null) {
-    // CI runs as root and must run this test: there a refused mount is a failure, not a skip.
-    assert.equal(process.env['CI'], undefined, `cannot mount a tmpfs under CI (${refused}): the disk-full test must run there`);
-    t.skip(`cannot mount a tmpfs here (${refused}); disk-full test skipped`);
-    return;
-  }
+  if (skipOrFailUnderCI(t, refused && `cannot mount a tmpfs here (${refused})`)) return;
   mounted.push(ws.dst);
   const spec: Record<string, Buffer> = {};
   for (let i = 0; i < 32; i++) spec[`filestore/${(i % 4).toString(16).padStart(2, '0')}/blob-${i}`] = randomBytes(512 * 1024);
@@ -72,7 +68,11 @@ test('disk full on the standby: ENOSPC reported, nothing recorded that is not on
 
   // Not a byte left, not even for the manifest's own writes (heartbeats, commits): a filler file
   // in the state dir takes the rest. The receiver must still not record what it could not write.
-  await writeFile(join(s.dst, '.warmsync', 'filler'), Buffer.alloc(8 << 20)).catch((err: NodeJS.ErrnoException) => assert.equal(err.code, 'ENOSPC'));
+  // The premise is checked: the filler ran out of space, and no block is left free.
+  const filler = await writeFile(join(s.dst, '.warmsync', 'filler'), Buffer.alloc(8 << 20)).then(() => 'written whole', (err: NodeJS.ErrnoException) => err.code);
+  assert.equal(filler, 'ENOSPC', 'the 8 MiB filler should have run out of space: the standby was not full');
+  const left = await statfs(s.dst);
+  assert.equal(left.bavail, 0, `the filler left ${left.bavail} blocks of ${left.bsize} bytes free: the standby is not full`);
   await buildTree(s.src, { 'late/one.bin': randomBytes(4096), 'late/two.bin': randomBytes(10) });
   const none = await runAgent(s, ['--connect-attempts', '3'], 120_000);
   assert.equal(none.code, 1, `the agent should fail on a full standby:\n${none.stdout}${none.stderr}`);

@@ -3,9 +3,9 @@
  * network: latency, a bandwidth cap, connections cut mid-stream, and connections stalled without
  * being closed (half-open: nothing moves, neither side hears a FIN or RST). Settings apply to
  * whatever is forwarded next; stall() and cut() act on the connections open at that moment.
- * holdAfter() plays a link that goes quiet at an exact point of the agent's stream: a fault test
- * then kills a process at that point of the run's own progress, not at a wall-clock moment that a
- * fast machine may already have passed.
+ * holdAfter() plays a link that goes quiet at an exact byte of the agent's stream, and faultAfter()
+ * cuts or stalls it there: a fault test acts at that point of the run's own progress, not at a
+ * wall-clock moment that a fast machine may already have passed.
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
@@ -17,13 +17,13 @@ export interface ProxySettings {
 }
 
 interface Link {
-  readonly client: Socket; readonly upstream: Socket; stalled: boolean; forwarded: number;
+  readonly client: Socket; readonly upstream: Socket; stalled: boolean;
   /** Agent -> receiver bytes read but not forwarded while a hold is on (see holdAfter). */
   held: Buffer[];
 }
 
 /** A hold in force: how many more agent -> receiver bytes may pass, and who waits for it to bite. */
-interface Hold { budget: number; reached: () => void }
+interface Hold { readonly bytes: number; budget: number; readonly reached: () => void }
 
 export class FaultProxy {
   readonly settings: ProxySettings = { latencyMs: 0, bytesPerSec: 0 };
@@ -48,17 +48,10 @@ export class FaultProxy {
     return `ws://127.0.0.1:${this.port}`;
   }
 
-  /** Bytes forwarded agent -> receiver on the connections open now. */
-  get forwardedNow(): number {
-    let n = 0;
-    for (const link of this.links) if (!link.stalled) n += link.forwarded;
-    return n;
-  }
-
   private accept(client: Socket, target: { host: string; port: number }): void {
     this.connections++;
     const upstream = connect(target.port, target.host);
-    const link: Link = { client, upstream, stalled: false, forwarded: 0, held: [] };
+    const link: Link = { client, upstream, stalled: false, held: [] };
     this.links.add(link);
     const drop = (): void => {
       if (link.stalled) return; // half-open: the other side must find out by itself
@@ -75,11 +68,11 @@ export class FaultProxy {
   }
 
   /** Forwards `from` to `to` one chunk at a time, each held back by the latency and the cap. */
-  private pump(link: Link, from: Socket, to: Socket, counts: boolean): void {
+  private pump(link: Link, from: Socket, to: Socket, fromAgent: boolean): void {
     from.on('data', (data: Buffer) => {
       if (link.stalled) return;
       from.pause();
-      const chunk = counts ? this.takeHeld(link, data) : data;
+      const chunk = fromAgent ? this.takeHeld(link, data) : data;
       const resume = (): void => {
         if (!link.stalled && link.held.length === 0) from.resume();
       };
@@ -88,9 +81,8 @@ export class FaultProxy {
       const delay = latencyMs + (bytesPerSec > 0 ? (chunk.length / bytesPerSec) * 1000 : 0);
       const forward = (): void => {
         if (link.stalled || to.destroyed) return;
-        if (counts) link.forwarded += chunk.length;
         to.write(chunk, () => {
-          if (counts && link.held.length > 0) this.hold?.reached();
+          if (fromAgent && link.held.length > 0) this.hold?.reached();
           resume();
         });
       };
@@ -117,8 +109,25 @@ export class FaultProxy {
    */
   holdAfter(bytes: number): Promise<void> {
     return new Promise((resolve) => {
-      this.hold = { budget: bytes, reached: resolve };
+      if (this.hold !== null) throw new Error('a hold is in force already');
+      this.hold = { bytes, budget: bytes, reached: resolve };
     });
+  }
+
+  /** Agent -> receiver bytes let through since the hold in force began (0 when none is). */
+  get holdSeen(): number {
+    return this.hold === null ? 0 : this.hold.bytes - this.hold.budget;
+  }
+
+  /**
+   * Cuts or stalls every open connection once `bytes` more bytes have come from the agent (over any
+   * connection): exactly those bytes reach the receiver. Resolves when the fault has happened.
+   */
+  async faultAfter(bytes: number, kind: 'cut' | 'stall'): Promise<void> {
+    await this.holdAfter(bytes);
+    if (kind === 'cut') this.cut();
+    else this.stall();
+    this.release();
   }
 
   /** Ends the hold: what was held is forwarded and the links flow again. */
@@ -127,7 +136,6 @@ export class FaultProxy {
     for (const link of this.links) {
       const held = link.held.splice(0);
       if (held.length === 0 || link.stalled || link.upstream.destroyed) continue;
-      link.forwarded += held.reduce((n, b) => n + b.length, 0);
       link.upstream.write(Buffer.concat(held), () => link.client.resume());
     }
   }

@@ -1,7 +1,8 @@
 /**
  * Resuming an interrupted large transfer: the receiver keeps what arrived (PartialStore), a later
- * StagedFile for the same content continues from there, hashes the kept prefix again, and the
- * finished file verifies. A partial of other content is never used.
+ * StagedFile for the same file (path, size, mtime; with or without a hash announced) continues from
+ * there, hashes the kept prefix again, and the finished file verifies. A partial of another file is
+ * never used; one of other content under the same name fails verification.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +10,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { PartialStore } from '../../src/receiver/partials.js';
+import { PartialStore, partialName } from '../../src/receiver/partials.js';
 import { StagedFile } from '../../src/receiver/staging.js';
 import { createHasher, type FileHasher } from '../../src/scan/hash.js';
 
@@ -33,19 +34,21 @@ test('a kept partial is continued from its length and the whole file verifies', 
   assert.equal(first.bytesWritten, 0);
   await first.write(0, content.subarray(0, 1 << 20));
   await first.keepAsPartial(partials);
-  assert.deepEqual(await readdir(partials.dir), [`${target.hash}-${target.size}`]);
+  assert.deepEqual(await readdir(partials.dir), [partialName(final, target)]);
 
-  const second = await StagedFile.create(final, target, hasher.createStreamHasher(), partials);
+  // Sent again hashed while sent (as a scan after a reconnect does): the same name, taken.
+  const second = await StagedFile.create(final, { ...target, hash: null }, hasher.createStreamHasher(), partials);
   assert.equal(second.bytesWritten, 1 << 20, 'continues where the first left off');
   assert.deepEqual(await readdir(partials.dir), [], 'the partial was taken');
   await second.write(1 << 20, content.subarray(1 << 20));
+  second.expectHash(target.hash); // its fileEnd
   await second.verify();
   await second.seal();
   await second.install();
   assert.ok((await readFile(final)).equals(content));
 });
 
-test('a partial is only used for the same hash and size; a corrupt one fails verification', async () => {
+test('a partial is only used for the same path, size and mtime; a corrupt one fails verification', async () => {
   const partials = new PartialStore(join(dir, 'state-b'));
   await mkdir(partials.dir, { recursive: true });
   const target = { size: content.byteLength, hash: hasher.hashBytes(content), mode: 0o644, mtimeMs: 1 };
@@ -56,9 +59,9 @@ test('a partial is only used for the same hash and size; a corrupt one fails ver
   await staged.write(0, garbage);
   await staged.keepAsPartial(partials);
 
-  const otherContent = { ...target, hash: '0123456789abcdef' };
-  const fresh = await StagedFile.create(final, otherContent, hasher.createStreamHasher(), partials);
-  assert.equal(fresh.bytesWritten, 0, 'different hash: starts over');
+  const otherFile = { ...target, mtimeMs: 2 };
+  const fresh = await StagedFile.create(final, otherFile, hasher.createStreamHasher(), partials);
+  assert.equal(fresh.bytesWritten, 0, 'different mtime: starts over');
   await fresh.abort();
 
   const resumed = await StagedFile.create(final, target, hasher.createStreamHasher(), partials);
