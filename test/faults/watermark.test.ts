@@ -1,0 +1,296 @@
+// Faults: SAFE must never lie (DESIGN.md invariant 4). A live agent replicates a source tree while
+// seeded random workloads hit it the ways a restore, an upload storm or an operator do: bursts of
+// new directory trees, deep trees moved in from outside, `rm -rf d && cp -a backup d`, renames of
+// whole trees, rm -rf and re-create, edits, and a burst past the kernel's inotify queue
+// (fs.inotify.max_queued_events) made while the agent is stopped with SIGSTOP, so the queue
+// overflows. All along a checker reads the watermark W the receiver records (what `status` prints)
+// many times a second and, for every W it sees, checks the promise itself: every source file whose
+// last change happened before W is on the standby with the same content. A file's last change is
+// its ctime, or the ctime of a directory above it if later (a tree moved in keeps its files' old
+// ctimes; the move stamps the moved directory), plus the kernel's coarse-clock tick (ctime can read
+// a few ms before the change). ctime, not mtime: `cp -a` and `tar` keep old mtimes. At the end the
+// standby must hold everything within seconds, and the checker must have judged W many times.
+// The quick mode runs one seed in `npm test`; `npm run test:faults -- --long` runs many.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, test } from 'node:test';
+import Database from 'better-sqlite3';
+import {
+  MANIFEST, closeStandbys, isStateDir, openStandby, startLiveAgent, waitForConvergence, type AgentProcess, type Standby,
+} from '../helpers/e2e.js';
+import { LONG, Rng, faultSeed } from '../helpers/faults.js';
+
+after(closeStandbys);
+
+/** How far a ctime may read before the change it stamps: the kernel's coarse clock ticks at HZ >= 100. */
+const CTIME_TICK_NS = 10_000_000n;
+const MAX_QUEUED_EVENTS = Number(readFileSync('/proc/sys/fs/inotify/max_queued_events', 'utf8'));
+
+/**
+ * Reads W where `status` reads it (the receiver's manifest) every few ms and checks each new W
+ * against the source and the standby, in the background until stop().
+ */
+class WatermarkChecker {
+  readonly lies: string[] = [];
+  /** Distinct watermarks judged, and files compared (a file is compared again only once it changed). */
+  watermarks = 0;
+  comparisons = 0;
+  highest = 0;
+  private stopped = false;
+  private readonly loop: Promise<void>;
+  /** Source path -> the state of it already found on the standby. */
+  private readonly verified = new Map<string, string>();
+  private readonly db: Database.Database;
+
+  constructor(private readonly src: string, private readonly dst: string) {
+    this.db = new Database(join(dst, MANIFEST), { readonly: true, fileMustExist: true });
+    this.db.pragma('busy_timeout = 5000');
+    this.loop = this.run();
+  }
+
+  private watermark(): number | null {
+    const row = this.db.prepare("SELECT value FROM state WHERE key = 'watermark'").get() as { value: number } | undefined;
+    return row?.value ?? null;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const w = this.watermark();
+      if (w !== null && w > this.highest) {
+        this.highest = w;
+        this.watermarks++;
+        this.check(w);
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Every file changed before `w` must be on the standby, byte for byte. */
+  private check(w: number): void {
+    const limit = BigInt(w) * 1_000_000n;
+    const visit = (rel: string, dirChanged: bigint): void => {
+      let names: string[];
+      try {
+        names = readdirSync(join(this.src, rel));
+      } catch {
+        return; // removed or replaced by a workload meanwhile
+      }
+      for (const name of names) {
+        const path = rel === '' ? name : `${rel}/${name}`;
+        if (isStateDir(path)) continue;
+        const abs = join(this.src, path);
+        let st;
+        try {
+          st = lstatSync(abs, { bigint: true });
+        } catch {
+          continue;
+        }
+        const changed = st.ctimeNs > dirChanged ? st.ctimeNs : dirChanged;
+        if (st.isDirectory()) {
+          visit(path, changed);
+          continue;
+        }
+        if (!st.isFile() || changed + CTIME_TICK_NS >= limit) continue;
+        const key = `${st.ino}:${st.ctimeNs}`;
+        if (this.verified.get(path) === key) continue;
+        this.compare(path, abs, key, w);
+      }
+    };
+    visit('', 0n);
+  }
+
+  private compare(path: string, abs: string, key: string, w: number): void {
+    let source: Buffer;
+    try {
+      source = readFileSync(abs);
+    } catch {
+      return;
+    }
+    // Judge only content that stayed put while it was read.
+    try {
+      const again = lstatSync(abs, { bigint: true });
+      if (`${again.ino}:${again.ctimeNs}` !== key) return;
+    } catch {
+      return;
+    }
+    this.comparisons++;
+    let standby: Buffer | null = null;
+    try {
+      standby = readFileSync(join(this.dst, path));
+    } catch {
+      standby = null;
+    }
+    if (standby !== null && standby.equals(source)) {
+      this.verified.set(path, key);
+      return;
+    }
+    const why = standby === null ? 'missing on the standby' : `standby holds ${standby.length} other bytes`;
+    if (this.lies.length < 50) this.lies.push(`W ${new Date(w).toISOString()}: ${path} (changed before W) ${why}`);
+    else this.lies.length++;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+    this.db.close();
+  }
+}
+
+/** The workloads: each changes the source one way and returns when its writes are done. */
+class Workloads {
+  private next = 0;
+  readonly dirs: string[] = [];
+
+  constructor(private readonly rng: Rng, private readonly s: Standby, private readonly stash: string, private readonly agent: () => AgentProcess) {}
+
+  private name(prefix: string): string {
+    return `${prefix}-${this.next++}`;
+  }
+
+  /** Writes `files` small files in a tree of `dirs` new directories under `base` (absolute), up to 4 deep. */
+  private writeTree(base: string, files: number, dirs: number): void {
+    const made = [base];
+    mkdirSync(base, { recursive: true });
+    for (let d = 0; d < dirs; d++) {
+      const parent = this.rng.pick(made);
+      const dir = join(parent, `d${d}`);
+      if (parent.split('/').length - base.split('/').length >= 4) continue;
+      mkdirSync(dir);
+      made.push(dir);
+    }
+    for (let f = 0; f < files; f++) writeFileSync(join(this.rng.pick(made), `f${f}`), this.rng.bytes(this.rng.int(1, 2048)));
+  }
+
+  /** mkdir -p and files, as an upload storm into new filestore directories. */
+  burst(files: number): void {
+    const rel = this.name('burst');
+    this.writeTree(join(this.s.src, rel), files, Math.ceil(files / 50));
+    this.dirs.push(rel);
+  }
+
+  /** A deep tree built outside the source, then moved in with one rename. */
+  moveIn(files: number): void {
+    const rel = this.name('moved');
+    this.writeTree(join(this.stash, rel), files, Math.ceil(files / 40));
+    renameSync(join(this.stash, rel), join(this.s.src, rel));
+    this.dirs.push(rel);
+  }
+
+  /** A restore: the old directory removed, then `cp -a` of a backup (old mtimes) in its place. */
+  restore(files: number): void {
+    const backup = join(this.stash, this.name('backup'));
+    this.writeTree(backup, files, Math.ceil(files / 60));
+    execFileSync('touch', ['-d', '2020-01-01', ...readdirSync(backup).map((n) => join(backup, n))]);
+    const rel = this.dirs.length > 0 ? this.rng.pick(this.dirs) : this.name('restored');
+    rmSync(join(this.s.src, rel), { recursive: true, force: true });
+    execFileSync('cp', ['-a', backup, join(this.s.src, rel)]);
+    if (!this.dirs.includes(rel)) this.dirs.push(rel);
+  }
+
+  /** A whole tree renamed within the source. */
+  renameTree(): void {
+    if (this.dirs.length === 0) return this.burst(200);
+    const from = this.rng.pick(this.dirs);
+    const to = this.name('renamed');
+    renameSync(join(this.s.src, from), join(this.s.src, to));
+    this.dirs.splice(this.dirs.indexOf(from), 1, to);
+  }
+
+  /** rm -rf of a tree, then the same names written again at once. */
+  recreate(files: number): void {
+    const rel = this.dirs.length > 0 ? this.rng.pick(this.dirs) : this.name('recreated');
+    rmSync(join(this.s.src, rel), { recursive: true, force: true });
+    this.writeTree(join(this.s.src, rel), files, Math.ceil(files / 50));
+    if (!this.dirs.includes(rel)) this.dirs.push(rel);
+  }
+
+  /** Rewrites of files already synced. */
+  edit(count: number): void {
+    const files: string[] = [];
+    const visit = (rel: string): void => {
+      for (const d of readdirSync(join(this.s.src, rel), { withFileTypes: true })) {
+        const path = rel === '' ? d.name : `${rel}/${d.name}`;
+        if (isStateDir(path)) continue;
+        if (d.isDirectory()) visit(path);
+        else if (d.isFile()) files.push(path);
+      }
+    };
+    visit('');
+    for (let i = 0; i < count && files.length > 0; i++) writeFileSync(join(this.s.src, this.rng.pick(files)), this.rng.bytes(this.rng.int(0, 4096)));
+  }
+
+  /**
+   * More events than the kernel queues while the agent cannot read them (SIGSTOP): the queue
+   * overflows and events are lost; the agent must notice and hold W until a rescan covers them.
+   */
+  async overflow(): Promise<void> {
+    const agent = this.agent();
+    agent.child.kill('SIGSTOP');
+    try {
+      this.burst(MAX_QUEUED_EVENTS + 4000);
+      await sleep(this.rng.int(200, 1500));
+    } finally {
+      agent.child.kill('SIGCONT');
+    }
+  }
+}
+
+test('no watermark W ever passes a change the standby lacks, under seeded bursts, moves, restores and a queue overflow', { timeout: LONG ? 3_600_000 : 420_000 }, async () => {
+  const seeds = LONG ? 20 : 1;
+  const first = faultSeed('watermark');
+  let totalWatermarks = 0;
+  let totalComparisons = 0;
+  for (let i = 0; i < seeds; i++) {
+    const seed = (first + i) >>> 0;
+    const rng = new Rng(seed);
+    const s = await openStandby();
+    const stash = join(s.dir, 'stash');
+    mkdirSync(stash);
+    mkdirSync(join(s.src, 'etc'));
+    writeFileSync(join(s.src, 'etc/system.yaml'), 'shared: {}\n');
+    // --max-delete 100: restores and re-creates delete whole trees on purpose; the guard is tested elsewhere.
+    const agent = startLiveAgent(s, ['--max-delete', '100']);
+    const context = (): string => `--- agent stderr (tail):\n${agent.stderr().slice(-4000)}`;
+    await waitForConvergence(s, { what: 'the initial sync', timeoutMs: 60_000, context });
+    await agent.waitForLog(/watching /, 30_000);
+    const checker = new WatermarkChecker(s.src, s.dst);
+    const work = new Workloads(rng, s, stash, () => agent);
+    const steps = LONG ? 12 : 7;
+    const size = (): number => rng.int(300, LONG ? 6000 : 2500);
+    const plan = Array.from({ length: steps }, () => rng.pick(['burst', 'moveIn', 'restore', 'renameTree', 'recreate', 'edit'] as const));
+    // Every seed has one overflow, at a drawn step.
+    plan.splice(rng.int(0, plan.length), 0, 'overflow' as never);
+    try {
+      for (const step of plan as string[]) {
+        if (step === 'overflow') await work.overflow();
+        else if (step === 'burst') work.burst(size());
+        else if (step === 'moveIn') work.moveIn(size());
+        else if (step === 'restore') work.restore(size());
+        else if (step === 'renameTree') work.renameTree();
+        else if (step === 'recreate') work.recreate(size());
+        else work.edit(rng.int(10, 200));
+        await sleep(rng.int(0, 800));
+      }
+      const quiet = Date.now();
+      await waitForConvergence(s, { what: `the standby after the workloads (seed ${seed}: ${plan.join(', ')})`, timeoutMs: 120_000, context });
+      // W passes the end of the workloads by itself, and the checker judges it there.
+      const deadline = Date.now() + 60_000;
+      while (checker.highest <= quiet && Date.now() < deadline) await sleep(50);
+      assert.ok(checker.highest > quiet, `W did not pass the end of the workloads within 60 s of convergence (W ${checker.highest}, end ${quiet})\n${context()}`);
+      assert.equal(agent.child.exitCode, null, `the agent exited\n${context()}`);
+      assert.equal(await agent.stop(), 0);
+    } finally {
+      await checker.stop();
+      agent.child.kill('SIGCONT');
+    }
+    totalWatermarks += checker.watermarks;
+    totalComparisons += checker.comparisons;
+    process.stdout.write(`# watermark: seed ${seed}: ${plan.join(', ')}: ${checker.watermarks} watermarks judged, ${checker.comparisons} files compared, ${checker.lies.length} lies\n`);
+    assert.deepEqual(checker.lies.slice(0, 20), [], `seed ${seed}: ${checker.lies.length} file(s) missing below a reported W\n${context()}`);
+    assert.ok(checker.watermarks >= 10, `seed ${seed}: only ${checker.watermarks} watermarks judged`);
+  }
+  process.stdout.write(`# watermark: ${seeds} seed(s) from ${first}: ${totalWatermarks} watermarks judged, ${totalComparisons} files compared, 0 lies\n`);
+});
