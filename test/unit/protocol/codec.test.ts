@@ -6,11 +6,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ProtocolError } from '../../../src/errors.js';
-import {
-  AGENT_TO_RECEIVER, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES,
-  MAX_PAGE_ENTRIES, MESSAGE_CHECKS, RECEIVER_TO_AGENT, decodeFrame, encodeChunk, encodeControl, parseControl,
-  type Role,
-} from '../../../src/protocol/index.js';
+import { decodeFrame, encodeChunk, encodeControl } from '../../../src/protocol/codec.js';
+import { MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES, MAX_PAGE_ENTRIES } from '../../../src/protocol/limits.js';
+import { AGENT_TO_RECEIVER, MESSAGE_CHECKS, RECEIVER_TO_AGENT } from '../../../src/protocol/messages.js';
+import { parseControl, type Role } from '../../../src/protocol/validate.js';
 import { FILE_ENTRY, HASH, LINK_ENTRY, MAC, NONCE_A, VALID, prng, rawChunk, rawControl, withField } from './fixtures.js';
 
 const CODES = new Set(['BAD_FRAME', 'FRAME_TOO_LARGE', 'BAD_JSON', 'BAD_MESSAGE', 'BAD_PATH', 'UNEXPECTED_MESSAGE']);
