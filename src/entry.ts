@@ -36,13 +36,6 @@ export interface ManifestEntry extends Entry {
   readonly damaged: boolean;
 }
 
-/** A deletion observed on the source and held on the standby until the gate allows it. */
-export interface Tombstone {
-  readonly path: string;
-  readonly kind: EntryKind;
-  readonly deletedAt: number;
-}
-
 /** Normalises a stat mtime (float ms) to the integer milliseconds warmsync records and compares. */
 export function wholeMs(mtimeMs: number): number {
   return Math.trunc(mtimeMs);

@@ -24,10 +24,6 @@ export function relPathProblem(p: string): string | null {
   return null;
 }
 
-export function isRelPath(p: string): boolean {
-  return relPathProblem(p) === null;
-}
-
 /** Returns `p` when canonical; throws ProtocolError BAD_PATH naming the problem otherwise. */
 export function checkRelPath(p: string): string {
   const problem = relPathProblem(p);

@@ -50,11 +50,6 @@ const SHORT_RULE_NAMES: Readonly<Record<string, string>> = {
   R: 'risk',
 };
 
-/** Parses the text of an rsync `--exclude-from` file; `origin` (the file name) prefixes each rule's line number. */
-export function parseFilterText(text: string, origin: string): FilterRule[] {
-  return parseRuleLines(text, origin).rules;
-}
-
 /**
  * Reads and parses excludes files in order, as rsync does with several `--exclude-from` options.
  * A "!" line drops the rules before it, in its own file and in the files before it; rules the
@@ -63,7 +58,7 @@ export function parseFilterText(text: string, origin: string): FilterRule[] {
 export async function loadExcludeFiles(paths: readonly string[]): Promise<FilterRule[]> {
   let rules: FilterRule[] = [];
   for (const path of paths) {
-    const parsed = parseRuleLines(decodeExcludeFile(await readExcludeFile(path), path), path);
+    const parsed = parseFilterText(decodeExcludeFile(await readExcludeFile(path), path), path);
     if (parsed.cleared) rules = [];
     rules.push(...parsed.rules);
   }
@@ -117,13 +112,17 @@ export class ExcludeMatcher {
   }
 }
 
-interface ParsedRules {
+export interface ParsedRules {
   readonly rules: FilterRule[];
   /** A "!" line cleared the rules before it, which in rsync includes rules from earlier sources. */
   readonly cleared: boolean;
 }
 
-function parseRuleLines(text: string, origin: string): ParsedRules {
+/**
+ * Parses the text of one rsync `--exclude-from` file (loadExcludeFiles reads and decodes it);
+ * `origin` (the file name) prefixes each rule's line number.
+ */
+export function parseFilterText(text: string, origin: string): ParsedRules {
   if (text.startsWith('\uFEFF')) {
     throw badExclude(`${origin}:1`, 'starts with a byte-order mark, which rsync reads as part of the first pattern; save the file without it');
   }
@@ -209,7 +208,7 @@ function decodeExcludeFile(bytes: Uint8Array, path: string): string {
   }
 }
 
-/** Line number (as parseRuleLines counts them) of the first line that is not valid UTF-8. */
+/** Line number (as parseFilterText counts them) of the first line that is not valid UTF-8. */
 function firstLineNotUtf8(bytes: Uint8Array): number {
   const CR = 0x0d;
   const LF = 0x0a;

@@ -15,11 +15,6 @@ import {
 import type { AgentMessage, ControlMessage, ReceiverMessage } from './messages.js';
 import { parseControl, type Role } from './validate.js';
 
-export {
-  CHUNK_HEADER_BYTES, FRAME_CHUNK, FRAME_CONTROL, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES,
-  MAX_HANDSHAKE_FRAME_BYTES, MAX_PAGE_ENTRIES, PROTOCOL_VERSION,
-} from './limits.js';
-
 export interface ControlFrame<M extends ControlMessage = ControlMessage> {
   readonly kind: 'control';
   readonly message: M;

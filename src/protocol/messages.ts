@@ -268,8 +268,6 @@ export const RECEIVER_TO_AGENT: ReadonlySet<MessageType> = new Set<MessageType>(
 
 export type AgentMessage = Extract<ControlMessage, { type: (typeof AGENT_TYPES)[number] }>;
 export type ReceiverMessage = Extract<ControlMessage, { type: (typeof RECEIVER_TYPES)[number] }>;
-/** The ops: each names a path, carries an op number and gets exactly one result. */
-export type OpMessage = MkdirMessage | SymlinkMessage | SetMetaMessage | FileBeginMessage | DeleteMessage;
 
 // ---- helpers ------------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ export function parseControl(obj: unknown, from: Role): ControlMessage {
   return obj as ControlMessage;
 }
 
-export function isMessageType(type: string): type is MessageType {
+function isMessageType(type: string): type is MessageType {
   return Object.hasOwn(MESSAGE_CHECKS, type);
 }
 

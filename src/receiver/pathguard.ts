@@ -8,7 +8,7 @@ import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { lstatOrNull } from '../lstat.js';
 import { ProtocolError } from '../errors.js';
-import { ancestorsOf, isWithin, relPathProblem } from '../relpath.js';
+import { ancestorsOf, checkRelPath, isWithin } from '../relpath.js';
 
 export class PathGuard {
   /**
@@ -19,8 +19,7 @@ export class PathGuard {
 
   /** Validates `rel` and returns its absolute path; throws ProtocolError BAD_PATH naming the problem. */
   resolve(rel: string): string {
-    const problem = relPathProblem(rel);
-    if (problem !== null) throw new ProtocolError('BAD_PATH', `invalid path ${JSON.stringify(rel)}: ${problem}`);
+    checkRelPath(rel);
     if (this.stateDirRel !== null && isWithin(rel, this.stateDirRel)) {
       throw new ProtocolError('BAD_PATH', `invalid path ${JSON.stringify(rel)}: inside the receiver's state dir`);
     }

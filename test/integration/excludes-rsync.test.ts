@@ -1,7 +1,8 @@
 /**
  * Differential proof for src/config/excludes.ts: for each excludes file, the paths the real
- * `rsync -a --exclude-from=F src/ dst/` copies must be exactly the paths the matcher keeps when a
- * walker prunes excluded directories with excludes(), and hides() must agree for every source path.
+ * `rsync -a --exclude-from=F src/ dst/` copies must be exactly the paths kept by the matcher the
+ * agent builds from the same file F (loadExcludeFiles, as `--exclude-from F` does) when a walker
+ * prunes excluded directories with excludes(), and hides() must agree for every source path.
  * A table of hand-written rule sets comes first, then seeded generated patterns that probe the
  * wildcard translation against rsync's own wildmatch.
  */
@@ -12,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ExcludeMatcher, parseFilterText } from '../../src/config/excludes.js';
+import { ExcludeMatcher, loadExcludeFiles } from '../../src/config/excludes.js';
 import { UsageError } from '../../src/errors.js';
 
 const execFileAsync = promisify(execFile);
@@ -193,18 +194,27 @@ function listTree(dir: string, prune: (relPath: string, isDir: boolean) => boole
   return out;
 }
 
-/** Runs the real rsync with `text` as the excludes file; returns the relative paths it copied. */
-async function rsyncKeeps(text: string): Promise<Set<string>> {
-  const run = ++runCount;
-  const excludesFile = path.join(root, `excludes-${run}.txt`);
-  const dst = path.join(root, `dst-${run}`);
-  fs.writeFileSync(excludesFile, text);
+/** Writes `text` as an excludes file: rsync and warmsync then read the same file. */
+function excludesFile(text: string): string {
+  const file = path.join(root, `excludes-${++runCount}.txt`);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+/** The matcher the agent builds from `--exclude-from FILE` (src/cli/agent.ts, then src/agent/agent.ts). */
+async function warmsyncMatcher(file: string): Promise<ExcludeMatcher> {
+  return new ExcludeMatcher(await loadExcludeFiles([file]));
+}
+
+/** Runs the real rsync with the excludes file `file`; returns the relative paths it copied. */
+async function rsyncKeeps(file: string): Promise<Set<string>> {
+  const dst = path.join(root, `dst-${path.basename(file, '.txt')}`);
   fs.mkdirSync(dst);
   try {
     // LC_ALL=C pins what [[:alpha:]] and friends mean to rsync.
-    await execFileAsync('rsync', ['-a', `--exclude-from=${excludesFile}`, `${src}/`, `${dst}/`], { env: { ...process.env, LC_ALL: 'C' } });
+    await execFileAsync('rsync', ['-a', `--exclude-from=${file}`, `${src}/`, `${dst}/`], { env: { ...process.env, LC_ALL: 'C' } });
   } catch (err) {
-    assert.fail(`rsync failed for excludes file ${JSON.stringify(text)}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+    assert.fail(`rsync failed for excludes file ${JSON.stringify(fs.readFileSync(file, 'utf8'))}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
   }
   const kept = new Set(listTree(dst, () => false).keys());
   fs.rmSync(dst, { recursive: true, force: true });
@@ -227,18 +237,17 @@ function compare(matcher: ExcludeMatcher, rsyncKept: ReadonlySet<string>): strin
 for (const { name, text } of CASES) {
   test(`rsync and the matcher keep the same paths: ${name}`, async () => {
     requireRsync();
-    const rules = parseFilterText(text, name);
-    const rsyncKept = await rsyncKeeps(text);
-    const problems = compare(new ExcludeMatcher(rules), rsyncKept);
+    const file = excludesFile(text);
+    const problems = compare(await warmsyncMatcher(file), await rsyncKeeps(file));
     assert.deepEqual(problems, [], `excludes file ${JSON.stringify(text)}:\n  ${problems.join('\n  ')}`);
   });
 }
 
-test('every hand-written case excludes something and keeps something', () => {
+test('every hand-written case excludes something and keeps something', async () => {
   // Guards the table itself: a case that keeps all or nothing proves little.
   for (const { name, text, matchesNothing } of CASES) {
     if (matchesNothing) continue;
-    const matcher = new ExcludeMatcher(parseFilterText(text, name));
+    const matcher = await warmsyncMatcher(excludesFile(text));
     const kept = [...sourcePaths].filter(([p, isDir]) => !matcher.hides(p, isDir)).length;
     assert.ok(kept > 0 && kept < sourcePaths.size, `${name}: keeps ${kept} of ${sourcePaths.size}`);
   }
@@ -275,25 +284,25 @@ function generatedPattern(random: () => number): string {
 test('rsync and the matcher agree on generated patterns', async () => {
   requireRsync();
   const random = seededRandom(20240611);
-  const texts: string[] = [];
-  while (texts.length < 96) {
+  const generated: Array<{ text: string; file: string; matcher: ExcludeMatcher }> = [];
+  while (generated.length < 96) {
     const rules = [generatedPattern(random)];
     if (random() < 0.25) rules.unshift(`+ ${generatedPattern(random)}`);
     const text = rules.join('\n');
+    const file = excludesFile(text);
     try {
-      parseFilterText(text, 'generated');
+      generated.push({ text, file, matcher: await warmsyncMatcher(file) });
     } catch (err) {
       // Lines warmsync refuses on purpose (for example "-/ x" or "!x") have no rsync meaning to compare.
       if (err instanceof UsageError) continue;
       throw err;
     }
-    texts.push(text);
   }
   const failures: string[] = [];
   const PARALLEL = 8;
-  for (let i = 0; i < texts.length; i += PARALLEL) {
-    await Promise.all(texts.slice(i, i + PARALLEL).map(async (text) => {
-      const problems = compare(new ExcludeMatcher(parseFilterText(text, 'generated')), await rsyncKeeps(text));
+  for (let i = 0; i < generated.length; i += PARALLEL) {
+    await Promise.all(generated.slice(i, i + PARALLEL).map(async ({ text, file, matcher }) => {
+      const problems = compare(matcher, await rsyncKeeps(file));
       if (problems.length > 0) failures.push(`${JSON.stringify(text)}:\n    ${problems.slice(0, 5).join('\n    ')}`);
     }));
   }

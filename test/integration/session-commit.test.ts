@@ -15,7 +15,7 @@ import { createLogger } from '../../src/log.js';
 import { Manifest } from '../../src/manifest/manifest.js';
 import { encodeChunk } from '../../src/protocol/codec.js';
 import { RESUMABLE_MIN_BYTES } from '../../src/protocol/limits.js';
-import type { ControlMessage } from '../../src/protocol/index.js';
+import type { ControlMessage } from '../../src/protocol/messages.js';
 import { TreeWriter } from '../../src/receiver/apply.js';
 import { PartialStore } from '../../src/receiver/partials.js';
 import { PathGuard } from '../../src/receiver/pathguard.js';

@@ -19,7 +19,7 @@ interface MatchCase {
 }
 
 function matcherFor(rules: string): ExcludeMatcher {
-  return new ExcludeMatcher(parseFilterText(rules, 'test.txt'));
+  return new ExcludeMatcher(parseFilterText(rules, 'test.txt').rules);
 }
 
 function checkExcludes(cases: readonly MatchCase[]): void {
@@ -264,20 +264,23 @@ test('hides(): an excluded directory hides everything below it, and no include b
   }
 });
 
-test('parseFilterText keeps each pattern verbatim with its file:line origin', () => {
-  assert.deepEqual(parseFilterText('a\n\n# c\n- b \n+ c\r\n/d/\re', 'rsync-excludes.txt'), [
-    { action: 'exclude', pattern: 'a', origin: 'rsync-excludes.txt:1' },
-    { action: 'exclude', pattern: 'b ', origin: 'rsync-excludes.txt:4' },
-    { action: 'include', pattern: 'c', origin: 'rsync-excludes.txt:5' },
-    { action: 'exclude', pattern: '/d/', origin: 'rsync-excludes.txt:6' },
-    { action: 'exclude', pattern: 'e', origin: 'rsync-excludes.txt:7' },
-  ]);
-  assert.deepEqual(parseFilterText('a\n!\nb', 'f'), [{ action: 'exclude', pattern: 'b', origin: 'f:3' }]);
+test('parseFilterText keeps each pattern verbatim with its file:line origin, and says when "!" cleared rules', () => {
+  assert.deepEqual(parseFilterText('a\n\n# c\n- b \n+ c\r\n/d/\re', 'rsync-excludes.txt'), {
+    rules: [
+      { action: 'exclude', pattern: 'a', origin: 'rsync-excludes.txt:1' },
+      { action: 'exclude', pattern: 'b ', origin: 'rsync-excludes.txt:4' },
+      { action: 'include', pattern: 'c', origin: 'rsync-excludes.txt:5' },
+      { action: 'exclude', pattern: '/d/', origin: 'rsync-excludes.txt:6' },
+      { action: 'exclude', pattern: 'e', origin: 'rsync-excludes.txt:7' },
+    ],
+    cleared: false,
+  });
+  assert.deepEqual(parseFilterText('a\n!\nb', 'f'), { rules: [{ action: 'exclude', pattern: 'b', origin: 'f:3' }], cleared: true });
 });
 
 test('plain patterns that only resemble filter rules stay patterns', () => {
   for (const line of ['.gitignore', '.cache/', '.e', '._*', '-_foo', 'P_foo', 'include_dirs', 'merge_requests', 'clear', 'P', 'Phone', '-x', '-', '--', '+x', 'exclude', 'show-me']) {
-    assert.deepEqual(parseFilterText(line, 'f'), [{ action: 'exclude', pattern: line, origin: 'f:1' }], line);
+    assert.deepEqual(parseFilterText(line, 'f').rules, [{ action: 'exclude', pattern: line, origin: 'f:1' }], line);
   }
 });
 
@@ -335,7 +338,7 @@ test('excludeRule reads one --exclude flag as rsync does', () => {
 });
 
 test('ExcludeMatcher keeps its rules and refuses a rule it cannot compile', () => {
-  const rules = parseFilterText('a\n+ b', 'f');
+  const { rules } = parseFilterText('a\n+ b', 'f');
   const matcher = new ExcludeMatcher(rules);
   assert.deepEqual(matcher.rules, rules);
   assert.ok(Object.isFrozen(matcher.rules));

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ManifestEntry } from '../../../src/entry.js';
-import {
-  MAX_CONTROL_BYTES, MAX_PAGE_ENTRIES, decodeFrame, encodeControl, manifestPages, resultBatches,
-  type ResultItem, type WireManifestEntry,
-} from '../../../src/protocol/index.js';
+import { manifestPages, resultBatches } from '../../../src/protocol/batch.js';
+import { decodeFrame, encodeControl } from '../../../src/protocol/codec.js';
+import { MAX_CONTROL_BYTES, MAX_PAGE_ENTRIES } from '../../../src/protocol/limits.js';
+import type { ResultItem, WireManifestEntry } from '../../../src/protocol/messages.js';
 import { FILE_ENTRY } from './fixtures.js';
 
 function entries(n: number, path: (i: number) => string = (i) => `d/${i}`): WireManifestEntry[] {

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ProtocolError } from '../../../src/errors.js';
 import { arrayOf, intIn, optional, orNull, strictObject } from '../../../src/protocol/check.js';
-import { MESSAGE_CHECKS, parseControl, type ControlMessage, type MessageType } from '../../../src/protocol/index.js';
+import { MESSAGE_CHECKS, type ControlMessage, type MessageType } from '../../../src/protocol/messages.js';
+import { parseControl } from '../../../src/protocol/validate.js';
 import { FILE_ENTRY, VALID, withField } from './fixtures.js';
 
 /** The first valid fixture of each type, with the role that sends it. */

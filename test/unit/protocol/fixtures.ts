@@ -2,7 +2,8 @@
  * Named, valid protocol fixtures shared by the protocol tests: one message of every type (with the
  * role that sends it) and raw-frame builders that bypass the encoder, to feed the decoder bad bytes.
  */
-import type { ControlMessage, Role, WireManifestEntry } from '../../../src/protocol/index.js';
+import type { ControlMessage, WireManifestEntry } from '../../../src/protocol/messages.js';
+import type { Role } from '../../../src/protocol/validate.js';
 
 export const HASH = '0123456789abcdef';
 export const NONCE_A = 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=';

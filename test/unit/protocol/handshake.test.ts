@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  agentMac, decodeFrame, encodeControl, macEqual, newNonce, pickProtocol, receiverMac, PROTOCOL_VERSION,
-} from '../../../src/protocol/index.js';
+import { decodeFrame, encodeControl } from '../../../src/protocol/codec.js';
+import { agentMac, macEqual, newNonce, pickProtocol, receiverMac } from '../../../src/protocol/handshake.js';
+import { PROTOCOL_VERSION } from '../../../src/protocol/limits.js';
 import { NONCE_A, NONCE_B } from './fixtures.js';
 
 const TOKEN = 's3cret token';

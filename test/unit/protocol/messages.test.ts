@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { ManifestEntry } from '../../../src/entry.js';
-import {
-  MAX_PAGE_ENTRIES, decodeFrame, encodeControl, errorMessage, isPlainPath, isValidManifestPage, MESSAGE_CHECKS, toWireEntry,
-} from '../../../src/protocol/index.js';
+import { decodeFrame, encodeControl } from '../../../src/protocol/codec.js';
+import { MAX_PAGE_ENTRIES } from '../../../src/protocol/limits.js';
+import { errorMessage, isPlainPath, isValidManifestPage, MESSAGE_CHECKS, toWireEntry } from '../../../src/protocol/messages.js';
 import { relPathProblem } from '../../../src/relpath.js';
 import { FILE_ENTRY, LINK_ENTRY } from './fixtures.js';
 
