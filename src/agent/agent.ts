@@ -68,8 +68,6 @@ export interface PassResult {
   readonly deletedAt: number;
   /** Deletions the plan had but a safety halt held back (live mode only; never sent). */
   readonly held: readonly Change[];
-  /** Live files on the standby before the pass: what the share of a mass deletion is counted against. */
-  readonly standbyFiles: number;
 }
 
 /**
@@ -156,7 +154,7 @@ export class SourceTree {
       sender.onProgress = null;
     });
     this.rememberSentHashes(report);
-    return { scanStarted, scan, changes, report, mirror, deletedAt, held, standbyFiles };
+    return { scanStarted, scan, changes, report, mirror, deletedAt, held };
   }
 
   /** The changes a pass may send, and the deletions a safety halt holds back (see PassSafety). */

@@ -162,7 +162,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
  */
 class HeldDeletions {
   readonly paths = new Set<string>();
-  /** Live files on the standby at the last full pass: what a mass deletion's share is counted against. */
+  /** Live files on the standby (the mirror's): what a mass deletion's share is counted against. */
   private standbyFiles = 0;
   private logged: SafetyHalt | null = null;
 
@@ -175,11 +175,19 @@ class HeldDeletions {
     return { options: options.safety, guard: this.guard, release };
   }
 
-  afterPass(pass: PassResult): void {
+  /** A full pass ended: what it held, and the standby as it left it (`mirror`). */
+  afterPass(pass: PassResult, mirror: ReadonlyMap<string, ManifestEntry>): void {
     this.paths.clear();
     for (const c of pass.held) this.paths.add(c.path);
-    this.standbyFiles = pass.standbyFiles;
+    this.standbyFiles = 0;
+    for (const row of mirror.values()) if (row.kind === 'file' && row.deletedAt === null) this.standbyFiles++;
     this.report();
+  }
+
+  /** The receiver applied `change`: the standby's live file count moves with it. */
+  applied(change: Change): void {
+    const wasFile = change.old?.kind === 'file' && change.old.deletedAt === null;
+    this.standbyFiles += (change.new?.kind === 'file' ? 1 : 0) - (wasFile ? 1 : 0);
   }
 
   /** May `change` be sent now? A deletion the guard refuses is held; a path that is back is no longer held. */
@@ -328,8 +336,8 @@ class LiveSession {
     // Ops in flight would race the full plan's preconditions: let them land first.
     while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed) await sleep(5);
     const pass = await this.tree.reconcile(this.sender, this.held.passSafety(this.options));
-    this.held.afterPass(pass);
     this.mirror = mirrorAfter(pass);
+    this.held.afterPass(pass, this.mirror);
     this.stuck.clear();
     this.retries.clear();
     pass.report.failures.forEach((f) => this.onFailure(f, pass.scanStarted));
@@ -461,6 +469,7 @@ class LiveSession {
       if (failure === null) {
         this.retries.delete(change.path);
         applyToMirror(this.mirror, change, deletedAt);
+        this.held.applied(change);
         this.activity.applied++;
         if (change.new === null) this.activity.deletions++;
       } else {

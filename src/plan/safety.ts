@@ -72,7 +72,9 @@ export class DeletionGuard {
     while (this.admitted.length > 0 && (this.admitted[0] as { at: number }).at <= now - this.windowMs) this.admitted.shift();
     const inWindow = this.admitted.reduce((n, a) => n + a.files, 0) + files;
     const { minDeletesToHalt, maxDeleteShare } = this.options;
-    if (inWindow > minDeletesToHalt && inWindow > maxDeleteShare * standbyFiles) {
+    // A share of 1 (--max-delete 100) allows everything, as it does for a pass: the window can count
+    // more deletions than the standby holds files (a tree deleted and re-created, twice).
+    if (maxDeleteShare < 1 && inWindow > minDeletesToHalt && inWindow > maxDeleteShare * standbyFiles) {
       const pct = Math.round((100 * inWindow) / Math.max(1, standbyFiles));
       const finding = `${inWindow} of the standby's ${standbyFiles} files deleted on the source within ${Math.round(this.windowMs / 1000)} s (${pct} %, above --max-delete ${Math.round(maxDeleteShare * 100)} %)`;
       this.tripped = { code: 'MASS_DELETE', finding, message: finding };

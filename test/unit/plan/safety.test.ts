@@ -146,6 +146,11 @@ describe('DeletionGuard: the live agent counts file deletions over a window', ()
     assert.equal(g.admit(1, T, 10), false);
   });
 
+  test('--max-delete 100 never trips, even when the window counts more deletions than the standby holds', () => {
+    const g = guard({ maxDeleteShare: 1, minDeletesToHalt: 10 });
+    for (let i = 0; i < 300; i++) assert.equal(g.admit(1, T, 100), true);
+  });
+
   test('directories and links (0 files) pass without counting', () => {
     const g = guard();
     for (let i = 0; i < 1000; i++) assert.equal(g.admit(0, T, 20), true);
