@@ -163,7 +163,7 @@ describe('live replication: one agent watching, one standby', () => {
     assert.equal(manifestRow(s.dst, 'links/filestore')?.target, '../data/filestore');
   });
 
-  test('latency: a small file closed on the source -> renamed into place on the standby (printed, not asserted)', { timeout: 30_000 }, async (t) => {
+  test('latency: a small file closed on the source -> renamed into place on the standby (printed, not asserted)', { timeout: 60_000 }, async (t) => {
     const COUNT = 50;
     const RATE_MS = 20; // 50 files/s
     await mkdir(src('latency'));
@@ -189,7 +189,7 @@ describe('live replication: one agent watching, one standby', () => {
         await writeFile(src(`latency/${name}`), Buffer.alloc(size, i));
         closedAt.set(name, performance.now());
       }
-      await waitFor(`all ${COUNT} latency files on the standby`, () => arrivedAt.size === COUNT, 10_000);
+      await waitFor(`all ${COUNT} latency files on the standby`, () => arrivedAt.size === COUNT, 20_000);
     } finally {
       watcher?.close();
     }
