@@ -348,7 +348,7 @@ function busyRetries(stderr: string): BusyRetry[] {
 // Waits for the agent's third BUSY retry rather than sleeping a fixed time: how many attempts fit in
 // a given time depends on the machine, the delays between them do not. The receiver's one agent slot
 // stays taken until then, so every attempt so far was turned away.
-test('a receiver busy with another session: the live agent backs off (BUSY, growing delays), then syncs once the slot frees', { timeout: 90_000 }, async () => {
+test('a receiver busy with another session: the live agent backs off (BUSY, growing delays), then syncs once the slot frees', { timeout: 90_000 }, async (t) => {
   const s = await openStandby();
   await buildTree(s.src, { 'a.txt': 'waits for the slot\n' });
   // An authenticated session holds the receiver's one agent slot, as a half-open old connection does.
@@ -362,6 +362,7 @@ test('a receiver busy with another session: the live agent backs off (BUSY, grow
       .catch((err: Error) => assert.fail(`${err.message}\n--- agent stderr:\n${agent.stderr().slice(-5000)}`));
     const retries = busyRetries(agent.stderr());
     const delays = retries.map((r) => r.delayMs);
+    t.diagnostic(`BUSY retry delays: ${delays.join(', ')} ms, logged ${retries.slice(1).map((r, i) => r.at - (retries[i] as BusyRetry).at).join(', ')} ms apart`);
     // Jittered 250 ms * 2^n (capped at 30 s, not reached here): 250-500, 500-1000, 1000-2000 ms...
     // A delay's window starts where the previous one's ends, so no delay is shorter than the one
     // before (equal only if the log's rounding meets at that edge), and two steps on a delay has at
