@@ -30,6 +30,12 @@ export interface DrillOptions {
   /** The kill comes at a seeded moment between these (ms after the workload's first commit). */
   readonly minRunMs: number;
   readonly maxRunMs: number;
+  /**
+   * The kill also waits (past its seeded moment if need be) until the agent's watermark, less the
+   * skew, is past this many of the workload's commits: on a loaded machine a few seconds may hold
+   * too little work, or too little of it under W, for the outcome to prove anything. Default 0.
+   */
+  readonly minCoveredCommits?: number;
   readonly procedures: readonly Procedure[];
   readonly applyDelayMs: number;
   readonly skewMs: number;
@@ -101,20 +107,25 @@ function rsyncLoop(src: string, dst: string, excludes: string, everyMs: number):
   };
 }
 
-interface Committed { ids: Set<number>; uploads: number; gcs: number }
+/** What the workload's log says was committed; commitMs in log order (just after each COMMIT returned). */
+interface Committed { ids: Set<number>; uploads: number; gcs: number; commitMs: number[] }
 
 async function readWorkloadLog(path: string): Promise<Committed> {
   const ids = new Set<number>();
+  const commitMs: number[] = [];
   let uploads = 0;
   let gcs = 0;
-  for (const line of (await readFile(path, 'utf8').catch(() => '')).split('\n')) {
-    const [id, kind] = line.split(' ');
+  const lines = (await readFile(path, 'utf8').catch(() => '')).split('\n');
+  for (const [i, line] of lines.entries()) {
+    const [id, kind, ms] = line.split(' ');
     if (id === undefined || kind === undefined) continue; // the last line, cut by the SIGKILL
     ids.add(Number(id));
+    // A time only from a whole line (the last may still be being written).
+    if (i < lines.length - 1 && ms !== undefined) commitMs.push(Number(ms));
     if (kind === 'upload') uploads++;
     else gcs++;
   }
-  return { ids, uploads, gcs };
+  return { ids, uploads, gcs, commitMs };
 }
 
 /** Every referenced sha1 against the tree; files nobody references; transactions missing. */
@@ -195,8 +206,17 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
 
     // The clock starts at the first commit: under load, starting the workload alone can take seconds.
     await until('the workload\'s first commit', async () => (await readFile(workloadLog, 'utf8').catch(() => '')).length > 0 || workload.exitCode !== null, 120_000);
+    const firstCommitAt = Date.now();
     const killAfterMs = o.minRunMs + Math.floor(rng.next() * (o.maxRunMs - o.minRunMs));
     await sleep(killAfterMs);
+    const covered = o.minCoveredCommits ?? 0;
+    if (covered > 0) {
+      await until(`the watermark to pass ${covered} commits of the workload`, async () => {
+        const at = (await readWorkloadLog(workloadLog)).commitMs[covered - 1];
+        const { watermark } = await status();
+        return workload.exitCode !== null || (at !== undefined && watermark !== null && watermark - o.skewMs > at);
+      }, 120_000);
+    }
     if (workload.exitCode !== null) throw new Error(`the workload died early: ${workloadErr.trim()}`);
     // The crash: application, agent and rsync die; the DB primary stops without a checkpoint.
     const killedAt = Date.now();
@@ -209,7 +229,7 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
     await Promise.all([workloadExit, agent.exited]);
     const committed = await readWorkloadLog(workloadLog);
     const { watermark, recoveryTarget } = await status();
-    o.say(`  seed ${o.seed}: killed after ${killAfterMs} ms, ${committed.ids.size} transactions committed (${committed.uploads} uploads, ${committed.gcs} GCs), watermark ${watermark === null ? 'none' : `${killedAt - watermark} ms behind`}`);
+    o.say(`  seed ${o.seed}: killed after ${killedAt - firstCommitAt} ms (seeded ${killAfterMs}), ${committed.ids.size} transactions committed (${committed.uploads} uploads, ${committed.gcs} GCs), watermark ${watermark === null ? 'none' : `${killedAt - watermark} ms behind`}`);
 
     // The standby side stops, and each procedure gets its own copy of it.
     await receiver.stop();

@@ -1,6 +1,6 @@
 /**
  * `warmsync failover --apply --pgdata DIR --standby URL` against a real primary and streaming
- * standby (scripts/drill/pg.ts), outside the drill: the standby replays a minute behind, the
+ * standby (scripts/drill/pg.ts), outside the drill: the standby replays five minutes behind, the
  * primary commits rows 100 ms apart, and the skew puts the recovery target between two of them.
  * The command must pause replay, write the four settings into PGDATA/postgresql.auto.conf (owned
  * by the data dir's owner, the apply delay it had replaced), restart the standby, wait for the
@@ -35,7 +35,9 @@ describe('warmsync failover --apply on a real standby', { skip }, () => {
   test('recovers up to W - skew exactly, promotes, reports the last commit', { timeout: 120_000 }, async () => {
     dir = await mkdtemp(join(tmpdir(), 'warmsync-failover-'));
     await chmod(dir, 0o755);
-    pair = await createPair(pgBin, join(dir, 'pg'), 60_000);
+    // The failover sets the delay to 0, so a long one costs nothing; it only has to outlast the steps
+    // before the failover (~5 s idle) however loaded the machine, so that the standby lacks the rows.
+    pair = await createPair(pgBin, join(dir, 'pg'), 300_000);
     const { primary, standby } = pair;
     await primary.query('CREATE TABLE t (id int PRIMARY KEY)');
     for (let id = 1; id <= ROWS; id++) {

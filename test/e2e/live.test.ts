@@ -7,7 +7,9 @@
 // once quiet; a burst of 2,000 files; the watermark W passes a change only once it is on the
 // standby, and `snapshot --time` before W makes `status` say safe; the receiver SIGKILLed and
 // restarted on the same port while files change; the agent SIGKILLed and restarted (what changed
-// meanwhile arrives, and only that is re-hashed); SIGTERM stops the agent with exit 0.
+// meanwhile arrives, and only that is re-hashed); SIGTERM stops the agent with exit 0. Apart: a
+// receiver whose one agent slot is taken turns the agent away (BUSY) and it retries with delays that
+// grow, then syncs once the slot frees.
 // The agent runs with the default --rescan-interval (600 s), so every convergence here is the
 // watcher's doing, not the safety-net rescan's.
 import assert from 'node:assert/strict';
@@ -161,7 +163,7 @@ describe('live replication: one agent watching, one standby', () => {
     assert.equal(manifestRow(s.dst, 'links/filestore')?.target, '../data/filestore');
   });
 
-  test('latency: a small file closed on the source -> renamed into place on the standby (printed, not asserted)', { timeout: 30_000 }, async (t) => {
+  test('latency: a small file closed on the source -> renamed into place on the standby (printed, not asserted)', { timeout: 60_000 }, async (t) => {
     const COUNT = 50;
     const RATE_MS = 20; // 50 files/s
     await mkdir(src('latency'));
@@ -187,7 +189,7 @@ describe('live replication: one agent watching, one standby', () => {
         await writeFile(src(`latency/${name}`), Buffer.alloc(size, i));
         closedAt.set(name, performance.now());
       }
-      await waitFor(`all ${COUNT} latency files on the standby`, () => arrivedAt.size === COUNT, 10_000);
+      await waitFor(`all ${COUNT} latency files on the standby`, () => arrivedAt.size === COUNT, 20_000);
     } finally {
       watcher?.close();
     }
@@ -327,23 +329,60 @@ describe('live replication: one agent watching, one standby', () => {
   });
 });
 
-test('a receiver busy with another session: the live agent backs off (BUSY, growing delays), then syncs once the slot frees', { timeout: 60_000 }, async () => {
+/** One of the agent's BUSY lines (src/agent/live.ts, backOff): when it was logged, and the delay it announced. */
+interface BusyRetry { readonly at: number; readonly delayMs: number }
+
+/** The agent's JSON log lines saying a receiver turned it away with BUSY, in order. */
+function busyRetries(stderr: string): BusyRetry[] {
+  const found: BusyRetry[] = [];
+  for (const line of stderr.split('\n')) {
+    if (!line.includes('"code":"BUSY"')) continue;
+    const record = JSON.parse(line) as { time: string; code: string; msg: string };
+    const m = /^the receiver is still serving another agent session.*; retrying in (\d+) ms$/.exec(record.msg);
+    assert.ok(m !== null, `a BUSY line without its delay: ${line}`);
+    found.push({ at: Date.parse(record.time), delayMs: Number(m[1]) });
+  }
+  return found;
+}
+
+// Waits for the agent's third BUSY retry rather than sleeping a fixed time: how many attempts fit in
+// a given time depends on the machine, the delays between them do not. The receiver's one agent slot
+// stays taken until then, so every attempt so far was turned away.
+test('a receiver busy with another session: the live agent backs off (BUSY, growing delays), then syncs once the slot frees', { timeout: 90_000 }, async (t) => {
   const s = await openStandby();
   await buildTree(s.src, { 'a.txt': 'waits for the slot\n' });
   // An authenticated session holds the receiver's one agent slot, as a half-open old connection does.
   const holder = await RawPeer.connect(s.url);
   await holder.authenticate((await readFile(s.tokenFile, 'utf8')).trim());
   const agent = startLiveAgent(s);
+  const rejected = (): number => [...s.receiver.stderr().matchAll(/"code":"BUSY","msg":"rejected agent from /g)].length;
   try {
-    await agent.waitForLog(/"code":"BUSY"/, 20_000);
-    await sleep(3000);
-    const delays = [...agent.stderr().matchAll(/"code":"BUSY","msg":"the receiver is still serving another agent session[^"]*retrying in (\d+) ms"/g)].map((m) => Number(m[1]));
-    // Jittered 250 ms * 2^n: 250-500, 500-1000, 1000-2000 ms... An agent that redialled at once made dozens a second.
-    assert.ok(delays.length >= 1 && delays.length <= 5, `BUSY retries in ~3 s: ${delays.join(', ')}`);
-    for (let i = 1; i < delays.length; i++) assert.ok((delays[i] as number) > (delays[i - 1] as number) / 2, `delays grow: ${delays.join(', ')}`);
+    // Idle, the third retry is logged ~1-2 s after the first (delays 250-500 then 500-1000 ms).
+    await waitFor('three BUSY retries from the agent', () => busyRetries(agent.stderr()).length >= 3, 30_000)
+      .catch((err: Error) => assert.fail(`${err.message}\n--- agent stderr:\n${agent.stderr().slice(-5000)}`));
+    const retries = busyRetries(agent.stderr());
+    const delays = retries.map((r) => r.delayMs);
+    t.diagnostic(`BUSY retry delays: ${delays.join(', ')} ms, logged ${retries.slice(1).map((r, i) => r.at - (retries[i] as BusyRetry).at).join(', ')} ms apart`);
+    // Jittered 250 ms * 2^n (capped at 30 s, not reached here): 250-500, 500-1000, 1000-2000 ms...
+    // A delay's window starts where the previous one's ends, so no delay is shorter than the one
+    // before (equal only if the log's rounding meets at that edge), and two steps on a delay has at
+    // least doubled. A constant delay, jittered or not, fails the second check.
+    for (let i = 1; i < delays.length; i++) assert.ok((delays[i] as number) >= (delays[i - 1] as number), `delays grow: ${delays.join(', ')} ms`);
+    for (let i = 2; i < delays.length; i++) assert.ok((delays[i] as number) >= 2 * (delays[i - 2] as number), `delays grow exponentially: ${delays.join(', ')} ms`);
+    // The agent waits before it dials again (one that redialled at once made dozens of attempts a
+    // second). Half the announced delay, not all of it: Node starts a timer from the event loop's
+    // cached clock, so it may fire early by however long that turn was held up.
+    for (let i = 1; i < retries.length; i++) {
+      const [prev, next] = [retries[i - 1] as BusyRetry, retries[i] as BusyRetry];
+      assert.ok(next.at - prev.at >= prev.delayMs / 2, `retry ${i + 1} came ${next.at - prev.at} ms after retry ${i}, which announced ${prev.delayMs} ms`);
+    }
     assert.deepEqual(await readSynced(s.dst), {}, 'nothing synced while another session holds the slot');
     await holder.close();
     await waitForConvergence(s, { what: 'the standby once the slot is free', timeoutMs: 30_000 });
+    // Every attempt the receiver turned away shows in the agent's log: the delays above are all of them.
+    const logged = busyRetries(agent.stderr()).length;
+    await waitFor(`the receiver's log of ${logged} BUSY rejections`, () => rejected() >= logged, 10_000);
+    assert.equal(rejected(), logged, 'the receiver turned away attempts the agent did not log a delay for');
   } finally {
     await holder.close();
     assert.equal(await agent.stop(), 0);

@@ -266,7 +266,8 @@ describe('hostile peer fuzzer', () => {
     const leaver = await authenticated();
     leaver.sendJson(fileBegin(1, 'hostile/endless.bin', Number.MAX_SAFE_INTEGER));
     leaver.sendChunk(1, 0, randomBytes(64 * 1024));
-    await leaver.flush();
+    // The flush answer says the receiver took the chunk in: only then does leaving abandon staged data.
+    assert.deepEqual(await leaver.flush(30_000), [], `no answer to a flush after a chunk of the endless file: ${JSON.stringify(leaver.messages.slice(-3))}`);
     await leaver.close();
     count('a 2^53-1 byte file abandoned');
     await assertConfined();
@@ -296,9 +297,11 @@ describe('hostile peer fuzzer', () => {
       if (how !== 1) frames[victim] = how === 3 ? Buffer.concat([frame, rng.bytes(rng.int(1, 16))]) : frame;
       const peer = await authenticated();
       for (const f of frames) peer.sendRaw(f);
-      const results = await peer.flush(10_000);
+      const results = await peer.flush(30_000);
       let outcome: string;
       if (results === null) {
+        // null is a close or a flush left unanswered within the time: say which.
+        assert.ok(peer.isClosed, `mutation ${i}: no answer to a flush within 30 s, and the connection is still open`);
         assert.ok(peer.error !== null, `mutation ${i}: closed without an error message`);
         await assertLogged(peer.error.code, `mutation ${i}`);
         outcome = `rejected ${peer.error.code}`;
