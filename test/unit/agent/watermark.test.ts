@@ -10,7 +10,8 @@
  * nothing pending; W strictly below every pending time, one ms counts; empty and large pending;
  * falsy values that are still values), then a fast-check property over random integer inputs:
  * W is null iff there was no reconciliation; otherwise W <= now - settle, W < every pending time,
- * and W is the greatest integer satisfying both (one ms more would break one of them).
+ * and W is the greatest integer satisfying both (one ms more would break one of them). An
+ * incomplete change feed (`incompleteSince`) holds W strictly below its start and changes nothing else.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -57,6 +58,13 @@ describe('computeWatermark', () => {
       input: { now: NOW, settleMs: SETTLE, reconciledFrom: 1, pending: Array.from({ length: 100_000 }, (_, i) => NOW - (i % SETTLE) + 1) },
       w: NOW - SETTLE,
     },
+    // an incomplete feed holds W below the moment it may have started missing changes
+    { name: 'feed incomplete since long ago: W one ms below that', input: { now: NOW, settleMs: SETTLE, reconciledFrom: 1, pending: [], incompleteSince: NOW - 20_000 }, w: NOW - 20_001 },
+    { name: 'feed incomplete and an older change pending: the older holds W', input: { now: NOW, settleMs: SETTLE, reconciledFrom: 1, pending: [NOW - 30_000], incompleteSince: NOW - 20_000 }, w: NOW - 30_001 },
+    { name: 'feed incomplete since the last reconciliation began (out of watches)', input: { now: NOW, settleMs: SETTLE, reconciledFrom: NOW - 45_000, pending: [], incompleteSince: NOW - 45_000 }, w: NOW - 45_001 },
+    { name: 'feed incomplete only from inside the settle margin: the margin wins', input: { now: NOW, settleMs: SETTLE, reconciledFrom: 1, pending: [], incompleteSince: NOW - 10 }, w: NOW - SETTLE },
+    { name: 'feed incomplete: null is complete', input: { now: NOW, settleMs: SETTLE, reconciledFrom: 1, pending: [], incompleteSince: null }, w: NOW - SETTLE },
+    { name: 'feed incomplete, no reconciliation yet: still no W', input: { now: NOW, settleMs: SETTLE, reconciledFrom: null, pending: [], incompleteSince: NOW - 5 }, w: null },
     { name: 'pending as a Map\'s values', input: { now: NOW, settleMs: SETTLE, reconciledFrom: 1, pending: new Map([['a', NOW - 3000], ['b', NOW - 8000]]).values() }, w: NOW - 8001 },
   ];
   for (const c of cases) {
@@ -86,6 +94,22 @@ describe('computeWatermark', () => {
       // Tight: one ms more would pass the margin or reach a pending change.
       const next = w + 1;
       assert.ok(next > now - settleMs || pending.some((t) => next >= t), `W could be ${next}: ${label}`);
+    }), { numRuns: 2000 });
+  });
+
+  test('for any inputs: an incomplete feed holds W strictly below its start, and nothing else changes', () => {
+    const input = fc.record({
+      now: fc.integer({ min: 0, max: 2 ** 42 }),
+      settleMs: fc.integer({ min: 0, max: 120_000 }),
+      pending: fc.array(fc.integer({ min: -200_000, max: 200_000 }), { maxLength: 20 }),
+      since: fc.oneof(fc.integer({ min: -3, max: 3 }), fc.integer({ min: -200_000, max: 200_000 })),
+    });
+    fc.assert(fc.property(input, ({ now, settleMs, pending, since }) => {
+      const base = { now, settleMs, reconciledFrom: 0, pending: pending.map((o) => now - settleMs + o) };
+      const complete = computeWatermark(base) as number;
+      const incompleteSince = now - settleMs + since;
+      const w = computeWatermark({ ...base, incompleteSince });
+      assert.equal(w, Math.min(complete, incompleteSince - 1), JSON.stringify({ ...base, incompleteSince, w, complete }));
     }), { numRuns: 2000 });
   });
 
