@@ -1,12 +1,13 @@
 // The inotify addon (src/watch/inotify.ts) on real temp dirs: create, modify, delete and move events
 // with byte-exact names (one of them not UTF-8); a real IN_Q_OVERFLOW, forced without touching any
-// sysctl by creating more files than fs.inotify.max_queued_events while the event loop is blocked,
+// sysctl by creating more files than fs.inotify.max_queued_events while the event loop is blocked
+// (and, for watchTree, by as many unmergeable writes),
 // seen by the raw instance and by watchTree as onIncomplete('overflow') followed by a repair of its
 // watches; IN_IGNORED when a watched directory is deleted, and watch-lost (not raised for that);
 // addWatch errors with their errno code; and a closed instance that lets the process exit.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,6 +64,16 @@ function createBlocking(dir: string, n: number): void {
   for (let i = 0; i < n; i++) closeSync(openSync(path.join(dir, `f${i}`), 'w'));
 }
 
+/**
+ * Queues `n` IN_MODIFY events in `dir` synchronously, alternating between two files so the kernel
+ * cannot merge them: as real an overflow as creating files, at a fraction of the disk's work.
+ */
+function modifyBlocking(dir: string, n: number): void {
+  const fds = [openSync(path.join(dir, 'ping'), 'w'), openSync(path.join(dir, 'pong'), 'w')];
+  for (let i = 0; i < n; i++) writeSync(fds[i % 2] as number, 'x');
+  for (const fd of fds) closeSync(fd);
+}
+
 describe('inotify addon', () => {
   it('reports create, modify, delete and moves with byte-exact names, a non-UTF-8 one included', async () => {
     const dir = freshDir();
@@ -108,7 +119,7 @@ describe('inotify addon', () => {
     }
   });
 
-  it(`delivers IN_Q_OVERFLOW once more than max_queued_events (${QUEUE}) events queue up`, async () => {
+  it(`delivers IN_Q_OVERFLOW once more than max_queued_events (${QUEUE}) events queue up`, { timeout: 180_000 }, async () => {
     const dir = freshDir();
     const c = collect();
     try {
@@ -171,7 +182,7 @@ describe('watchTree completeness', () => {
       mkdirSync(path.join(root, 'busy'));
       // Blocked from here: the new directory's watch cannot be added before the queue overflows.
       createBlocking(path.join(root, 'busy'), 10);
-      createBlocking(root, QUEUE + 100);
+      modifyBlocking(root, QUEUE + 100);
       const before = Date.now();
       const deadline = before + 20_000;
       while (!reports.some((r) => r.reason === 'overflow')) {
