@@ -9,7 +9,8 @@
  *                                    events = [{wd, mask, cookie, name: Buffer | null}, ...]
  *   addWatch(handle, path, mask)     -> wd; path is a string or a Buffer; throws Error{code: 'ENOENT', ...}
  *   rmWatch(handle, wd)              errors (EINVAL: already gone) are ignored
- *   close(handle)                    stops reading; no callback after it; the loop may then exit
+ *   close(handle)                    stops reading; no callback after it; the loop may then exit.
+ *                                    Until then the instance keeps the process (and itself) alive.
  *   constants                        IN_* masks
  */
 #define NAPI_VERSION 8
@@ -34,6 +35,7 @@ typedef struct {
   int uv_closed;
   napi_env env;
   napi_ref callback;
+  napi_ref self; /* holds the JS handle while open, so an unclosed instance is never collected mid-watch */
   napi_async_context async;
   uv_poll_t poll;
   char *buf;
@@ -85,6 +87,8 @@ static void stop(instance *in) {
   in->fd = -1;
   if (in->callback) napi_delete_reference(in->env, in->callback);
   in->callback = NULL;
+  if (in->self) napi_delete_reference(in->env, in->self);
+  in->self = NULL;
   if (in->async) napi_async_destroy(in->env, in->async);
   in->async = NULL;
 }
@@ -114,6 +118,10 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   (void)events;
   instance *in = handle->data;
   if (in->closed) return;
+  if (status < 0) { /* the descriptor is unusable: stop polling rather than spin */
+    uv_poll_stop(&in->poll);
+    return;
+  }
   napi_env env = in->env;
   napi_handle_scope scope;
   napi_value list, cb, resource, result;
@@ -121,7 +129,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   double read_time = 0;
   napi_open_handle_scope(env, &scope);
   napi_create_array(env, &list);
-  for (int reads = 0; status == 0 && reads < MAX_READS; reads++) {
+  for (int reads = 0; reads < MAX_READS; reads++) {
     ssize_t n = read(in->fd, in->buf, READ_BUF);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break; /* EAGAIN: drained */
@@ -203,6 +211,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   CHECK(napi_async_init(env, NULL, name, &in->async));
   uv_poll_start(&in->poll, UV_READABLE, on_readable);
   CHECK(napi_create_external(env, in, finalize, NULL, &handle));
+  CHECK(napi_create_reference(env, handle, 1, &in->self));
   return handle;
 }
 
