@@ -33,6 +33,7 @@ typedef struct {
   int closed;     /* close() called (or the handle was collected) */
   int collected;  /* the JS handle was garbage-collected: free once the uv handle is closed too */
   int uv_closed;
+  int in_callback; /* close() from inside the callback: its async context is destroyed after it returns */
   napi_env env;
   napi_ref callback;
   napi_ref self; /* holds the JS handle while open, so an unclosed instance is never collected mid-watch */
@@ -89,8 +90,10 @@ static void stop(instance *in) {
   in->callback = NULL;
   if (in->self) napi_delete_reference(in->env, in->self);
   in->self = NULL;
-  if (in->async) napi_async_destroy(in->env, in->async);
-  in->async = NULL;
+  if (in->async && !in->in_callback) {
+    napi_async_destroy(in->env, in->async);
+    in->async = NULL;
+  }
 }
 
 static void finalize(napi_env env, void *data, void *hint) {
@@ -157,7 +160,14 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     napi_get_reference_value(env, in->callback, &cb);
     napi_create_object(env, &resource);
     /* Through make_callback, so promise jobs queued by the callback run when it returns. */
-    if (napi_make_callback(env, in->async, resource, cb, 2, argv, &result) == napi_pending_exception) {
+    in->in_callback = 1;
+    napi_status st = napi_make_callback(env, in->async, resource, cb, 2, argv, &result);
+    in->in_callback = 0;
+    if (in->closed && in->async) { /* closed by the callback itself */
+      napi_async_destroy(env, in->async);
+      in->async = NULL;
+    }
+    if (st == napi_pending_exception) {
       napi_value err;
       napi_get_and_clear_last_exception(env, &err);
       napi_fatal_exception(env, err);

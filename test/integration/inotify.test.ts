@@ -150,6 +150,24 @@ describe('inotify addon', () => {
     }
   });
 
+  it('can be closed from inside its own callback; promise jobs the callback queued still run', async () => {
+    const dir = freshDir();
+    let calls = 0;
+    const ran = new Promise<number>((resolve) => {
+      const ino = new Inotify((events) => {
+        calls++;
+        ino.close();
+        void Promise.resolve(events.length).then(resolve);
+      });
+      ino.addWatch(dir, C.IN_CREATE);
+      writeFileSync(path.join(dir, 'a'), '');
+    });
+    assert.ok((await ran) >= 1);
+    writeFileSync(path.join(dir, 'b'), '');
+    await sleep(50);
+    assert.equal(calls, 1, 'a callback after close()');
+  });
+
   it('lets the process exit once closed (and keeps it alive while open)', () => {
     const here = path.dirname(fileURLToPath(import.meta.url));
     const wrapper = path.resolve(here, '../../src/watch/inotify.ts');
