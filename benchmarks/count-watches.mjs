@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { watchTree } from '../dist/watch/watcher.js';
 
 const root = process.argv[2];
-const watcher = watchTree(root, { isExcluded: () => false, onDirty: () => {}, onError: (err) => console.error(err.message) });
+const watcher = watchTree(root, { isExcluded: () => false, onDirty: () => {}, onIncomplete: (reason, _at, detail) => console.error(reason, detail), onError: (err) => console.error(err.message) });
 await watcher.ready;
 let watches = 0;
 for (const fd of readdirSync('/proc/self/fdinfo')) {

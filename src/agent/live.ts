@@ -79,19 +79,34 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
   let rescanRequested = false;
   // Out of inotify watches: events may be missing for part of the tree, so rescan often instead.
   let rescanEveryMs = options.rescanIntervalMs;
+  let limitLogged = false;
   const watcher = watchTree(options.root, {
     isExcluded: tree.isExcluded,
-    onDirty: (path, subtree) => {
-      dirty.mark(path, Date.now(), { subtree });
+    onDirty: (path, subtree, at) => {
+      // firstSeen is when the event was read (for a new subtree: the event that revealed it).
+      dirty.mark(path, Date.now(), { subtree, firstSeen: at });
+      poke();
+    },
+    onIncomplete: (reason, _at, detail) => {
+      // The watermark's hold is for the watermark to decide; here: say so, and look at everything again.
+      if (reason === 'watch-limit') {
+        if (limitLogged) {
+          log.debug(`watch limit: ${detail}`);
+        } else {
+          limitLogged = true;
+          rescanEveryMs = Math.min(options.rescanIntervalMs, DEGRADED_RESCAN_MS);
+          log.error('WATCH_LIMIT', `the watcher ran out of inotify watches or file handles (${detail.split(' ')[0] ?? ''}); raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n, then restart the agent. Until then: a full rescan every ${Math.round(rescanEveryMs / 1000)} s`);
+        }
+      } else if (reason === 'overflow') {
+        log.warn('WATCH_OVERFLOW', `${detail}; running a full rescan. If this recurs, raise fs.inotify.max_queued_events (sysctl -w fs.inotify.max_queued_events=1048576)`);
+      } else {
+        log.warn('WATCH_LOST', `${detail}; running a full rescan`);
+      }
+      rescanRequested = true;
       poke();
     },
     onError: (err) => {
-      if (err.code === 'ENOSPC' || err.code === 'EMFILE' || err.code === 'ENFILE') {
-        rescanEveryMs = Math.min(options.rescanIntervalMs, DEGRADED_RESCAN_MS);
-        log.error('WATCH_LIMIT', `the watcher ran out of inotify watches or file handles (${err.code}); raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n, then restart the agent. Until then: a full rescan every ${Math.round(rescanEveryMs / 1000)} s`);
-      } else {
-        log.warn('WATCH_ERROR', `watcher error: ${describeError(err)}; running a full rescan`);
-      }
+      log.warn('WATCH_ERROR', `watcher error: ${describeError(err)}; running a full rescan`);
       rescanRequested = true;
       poke();
     },

@@ -1,27 +1,45 @@
 /**
- * inotify -> dirty relative paths, through node's `fs.watch`, one non-recursive watch per directory
- * (Linux puts one inotify watch on each). Driven by the same exclude predicate as the scanner, so
- * what is excluded never depends on how it was found; excluded directories are not watched at all.
- * Symlinks are never followed.
+ * inotify -> dirty relative paths, through warmsync's own inotify addon (./inotify.ts): one
+ * instance, one watch per directory (wd -> directory), nothing per file. Driven by the same exclude
+ * predicate as the scanner, so what is excluded never depends on how it was found; excluded
+ * directories are not watched at all. Symlinks are never followed (IN_DONT_FOLLOW, IN_ONLYDIR).
  *
  * A directory is watched *before* it is listed, so nothing created in it can fall between the
  * listing and the watch. A directory that appears later is watched (with everything below it) as
- * soon as its parent reports it, and handed out as a `subtree`: what was written inside before the
- * watch existed is found by looking at the whole subtree. A directory that vanishes or is renamed
- * away loses its watches (inotify follows the inode, so a stale watch would report the old path).
+ * soon as its parent reports it, and handed out as a `subtree` carrying the time of the event that
+ * revealed it: what was written inside before the watch existed is found by looking at the whole
+ * subtree. A directory that vanishes or is renamed away loses its watches (inotify follows the
+ * inode, so a stale watch would report the old path).
  *
- * A watch that cannot be added for lack of inotify watches or file handles (ENOSPC, EMFILE) is
- * reported once to the caller, which falls back to rescans; an unreadable or vanished directory
- * is skipped silently (the scan reports the former).
+ * Every mark carries the time its batch of events was read, not the time it was handled.
+ *
+ * Completeness: `onIncomplete` says when the feed may have missed events:
+ * - 'overflow': the kernel queue (fs.inotify.max_queued_events) overflowed; events may be missing
+ *   from any directory, from after the previous batch was read until `at`. The watcher then walks
+ *   the tree again to repair its own watches (directories created or moved meanwhile), and hands out
+ *   every directory it had to watch anew as a `subtree` with the overflow's `at`.
+ * - 'watch-limit': a directory could not be watched for lack of inotify watches or file handles
+ *   (ENOSPC, EMFILE, ENFILE); reported for each such directory. Nothing below it is watched.
+ * - 'watch-lost': the kernel removed a watch (IN_IGNORED) on a directory we did not drop and which
+ *   is still there (an unmount, for one). It is watched again and handed out as a `subtree`.
+ * An unreadable or vanished directory is skipped silently (the scan reports the former).
  */
-import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
+import { Inotify, inotifyConstants, type InotifyEvent } from './inotify.js';
+
+export type IncompleteReason = 'overflow' | 'watch-limit' | 'watch-lost';
 
 export interface WatchOptions {
   /** Same predicate as the scanner's: is this path (a dir when isDir) excluded? */
   readonly isExcluded: (relPath: string, isDir: boolean) => boolean;
-  /** A path changed; `subtree` when a directory appeared (look at everything below it). */
-  readonly onDirty: (relPath: string, subtree: boolean) => void;
+  /**
+   * A path changed; `subtree` when a directory appeared (look at everything below it). `at`: when
+   * the event that revealed it was read (epoch ms); for a subtree, possibly well before this call.
+   */
+  readonly onDirty: (relPath: string, subtree: boolean, at: number) => void;
+  /** The feed may have missed events (see the header); `at` is when that was read (epoch ms). */
+  readonly onIncomplete: (reason: IncompleteReason, at: number, detail: string) => void;
+  /** Any other error (not a vanished or unreadable directory, not a limit). */
   readonly onError: (err: NodeJS.ErrnoException) => void;
 }
 
@@ -33,39 +51,113 @@ export interface TreeWatcher {
   close(): Promise<void>;
 }
 
-/** Errors that say "no more watches": reported once, then rescans stand in. */
+/** Errors that say "no more watches": the feed is incomplete, rescans stand in. */
 const LIMIT_CODES = new Set(['ENOSPC', 'EMFILE', 'ENFILE']);
 /** Errors that say "this directory is not there (any more) or not ours to read": skipped. */
 const SKIP_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP']);
 
+interface Watch { readonly wd: number; readonly ino: number }
+
 export function watchTree(root: string, options: WatchOptions): TreeWatcher {
+  const C = inotifyConstants();
+  const MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MODIFY | C.IN_CLOSE_WRITE | C.IN_ATTRIB | C.IN_MOVED_FROM |
+    C.IN_MOVED_TO | C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_EXCL_UNLINK | C.IN_DONT_FOLLOW | C.IN_ONLYDIR;
+  const LISTING = C.IN_CREATE | C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO;
+  const APPEARED = C.IN_CREATE | C.IN_MOVED_TO;
+  const CONTENT = C.IN_MODIFY | C.IN_ATTRIB | C.IN_CLOSE_WRITE;
   const prefix = root.endsWith('/') ? root : `${root}/`;
   const toAbs = (rel: string): string => (rel === '' ? root : prefix + rel);
-  /** Relative dir path ('' = root) -> its watch and the inode it was put on. */
-  const watches = new Map<string, { w: FSWatcher; ino: number }>();
+  const below = (rel: string, dir: string): boolean => rel === '' || dir === rel || dir.startsWith(`${rel}/`);
+  /** Relative dir path ('' = root) -> its watch; `dirs` is the inverse, wd -> path. */
+  const watches = new Map<string, Watch>();
+  const dirs = new Map<number, string>();
+  /** Watches whose filesystem reported IN_UNMOUNT: their IN_IGNORED is a loss whatever the inode. */
+  const unmounted = new Set<number>();
   let closed = false;
-  let limitReported = false;
+  let lastRead = Date.now();
+  /** A re-walk after an overflow: running, and the `at` of an overflow that arrived during it. */
+  let rewalking = false;
+  let rewalkAgain: number | null = null;
 
-  const report = (err: NodeJS.ErrnoException): void => {
-    if (closed) return;
-    if (LIMIT_CODES.has(err.code ?? '')) {
-      if (limitReported) return;
-      limitReported = true;
-    }
-    options.onError(err);
+  const inotify = new Inotify((events, at) => onBatch(events, at));
+
+  const dirty = (rel: string, subtree: boolean, at: number): void => {
+    if (!closed) options.onDirty(rel, subtree, at);
   };
 
-  /** Watches `rel` and every directory below it that can be watched. */
-  const addTree = async (rel: string): Promise<void> => {
+  const skipOrReport = (err: unknown, dir: string, at: number): void => {
+    if (closed) return;
+    const e = err as NodeJS.ErrnoException;
+    const code = e.code ?? '';
+    if (LIMIT_CODES.has(code)) options.onIncomplete('watch-limit', at, `${code} at ${dir === '' ? '.' : dir}: ${e.message}`);
+    else if (!SKIP_CODES.has(code)) options.onError(e);
+  };
+
+  /** Drops the bookkeeping of `dir`'s watch (not the watch itself). */
+  const forget = (dir: string): void => {
+    const w = watches.get(dir);
+    if (w === undefined) return;
+    watches.delete(dir);
+    if (dirs.get(w.wd) === dir) dirs.delete(w.wd);
+  };
+
+  /** Removes the watches of `rel` and of every directory below it. */
+  const dropTree = (rel: string): void => {
+    for (const [dir, w] of watches) {
+      if (!below(rel, dir)) continue;
+      forget(dir);
+      inotify.rmWatch(w.wd);
+    }
+  };
+
+  /** Watches `dir`: 'new' when this path was not watched on this inode before, 'known' when it was. */
+  const addWatch = async (dir: string, at: number): Promise<'new' | 'known' | null> => {
+    let ino: number;
+    try {
+      // Taken before the watch: if the directory is replaced in between, its parent reports that.
+      ino = (await lstat(toAbs(dir))).ino;
+    } catch (err) {
+      skipOrReport(err, dir, at);
+      return null;
+    }
+    if (closed) return null;
+    let wd: number;
+    try {
+      wd = inotify.addWatch(toAbs(dir), MASK);
+    } catch (err) {
+      skipOrReport(err, dir, at);
+      return null;
+    }
+    const known = watches.get(dir);
+    if (known?.wd === wd) return 'known';
+    if (known !== undefined) dropTree(dir); // another directory under this name now: the old watches see the old one
+    const previous = dirs.get(wd);
+    if (previous !== undefined) forget(previous); // the same directory, moved here: it answers to this name now
+    watches.set(dir, { wd, ino });
+    dirs.set(wd, dir);
+    return 'new';
+  };
+
+  /**
+   * Watches `rel` and every directory below it that can be watched. A plain walk skips what is
+   * watched already; a re-walk visits everything and returns the tops of what it had to watch anew.
+   */
+  const addTree = async (rel: string, at: number, rewalk = false, visited?: Set<number>): Promise<string[]> => {
+    const fresh: string[] = [];
     const pending = [rel];
     while (pending.length > 0 && !closed) {
       const dir = pending.pop() as string;
-      if (watches.has(dir) || !(await addWatch(dir))) continue;
+      if (!rewalk && watches.has(dir)) continue;
+      const added = await addWatch(dir, at);
+      const w = watches.get(dir);
+      if (added === null || w === undefined) continue;
+      visited?.add(w.wd);
+      if (added === 'new' && !fresh.some((top) => below(top, dir))) fresh.push(dir);
       let names;
       try {
         names = await readdir(toAbs(dir), { withFileTypes: true });
       } catch (err) {
-        skipOrReport(err);
+        skipOrReport(err, dir, at);
         continue;
       }
       for (const d of names) {
@@ -74,85 +166,100 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
         if (!options.isExcluded(child, true)) pending.push(child);
       }
     }
+    return fresh;
   };
 
-  const skipOrReport = (err: unknown): void => {
-    const e = err as NodeJS.ErrnoException;
-    if (!SKIP_CODES.has(e.code ?? '')) report(e);
-  };
-
-  const addWatch = async (dir: string): Promise<boolean> => {
-    let ino: number;
-    try {
-      // Taken before the watch: if the directory is replaced in between, its parent reports that,
-      // and the inode no longer matching makes onEvent watch the new one.
-      ino = (await lstat(toAbs(dir))).ino;
-    } catch (err) {
-      skipOrReport(err);
-      return false;
-    }
-    if (closed || watches.has(dir)) return false;
-    let w: FSWatcher;
-    try {
-      w = watch(toAbs(dir), { persistent: true }, (event, name) => onEvent(dir, event, name));
-    } catch (err) {
-      skipOrReport(err);
-      return false;
-    }
-    w.on('error', (err: NodeJS.ErrnoException) => {
-      dropTree(dir);
-      skipOrReport(err);
-    });
-    watches.set(dir, { w, ino });
-    return true;
-  };
-
-  /** Closes the watches of `rel` and of every directory below it. */
-  const dropTree = (rel: string): void => {
-    const below = `${rel}/`;
-    for (const [dir, { w }] of watches) {
-      if (dir === rel || dir.startsWith(below)) {
-        w.close();
-        watches.delete(dir);
-      }
-    }
-  };
-
-  const onEvent = (dir: string, event: string, name: string | Buffer | null): void => {
-    if (closed || name === null) return;
-    // Names that are not valid UTF-8 arrive as Buffers only on request; the scan warns about them.
-    const rel = dir === '' ? String(name) : `${dir}/${String(name)}`;
-    if (event === 'change') {
-      if (!options.isExcluded(rel, watches.has(rel))) options.onDirty(rel, false);
+  /** After an overflow: every directory watched under its current name, stale watches dropped. */
+  const rewalk = async (at: number): Promise<void> => {
+    if (rewalking) {
+      rewalkAgain = Math.min(rewalkAgain ?? at, at);
       return;
     }
-    // 'rename': the name appeared or vanished (as a file or a directory); its directory's mtime changed too.
-    if (dir !== '') options.onDirty(dir, false);
-    // Marked at once, so the watermark waits for it while the lstat (and a new subtree's watches) run.
-    const excludedBothWays = options.isExcluded(rel, false) && options.isExcluded(rel, true);
-    if (!excludedBothWays) options.onDirty(rel, false);
-    void lstat(toAbs(rel)).then(
+    rewalking = true;
+    try {
+      const before = new Set(dirs.keys());
+      const visited = new Set<number>();
+      const fresh = await addTree('', at, true, visited);
+      if (closed) return;
+      for (const wd of before) {
+        const dir = dirs.get(wd);
+        if (visited.has(wd) || dir === undefined) continue;
+        forget(dir);
+        inotify.rmWatch(wd);
+      }
+      for (const dir of fresh) dirty(dir, true, at);
+    } finally {
+      rewalking = false;
+    }
+    if (rewalkAgain !== null && !closed) {
+      const again = rewalkAgain;
+      rewalkAgain = null;
+      await rewalk(again);
+    }
+  };
+
+  /** The kernel removed the watch `wd` (IN_IGNORED): a loss unless its directory went away. */
+  const onIgnored = (wd: number, at: number): void => {
+    const dir = dirs.get(wd);
+    const wasUnmounted = unmounted.delete(wd);
+    if (dir === undefined) return; // dropped by us
+    const w = watches.get(dir) as Watch;
+    forget(dir);
+    void lstat(toAbs(dir)).then(
       (st) => {
-        if (closed) return;
-        const isDir = st.isDirectory();
-        if (options.isExcluded(rel, isDir)) return;
-        if (!isDir) {
-          if (watches.has(rel)) dropTree(rel); // a directory replaced by a file
-          return;
-        }
-        const known = watches.get(rel);
-        if (known?.ino === st.ino) return;
-        if (known !== undefined) dropTree(rel); // replaced by another directory: the old watches see the old one
-        // Watched before the caller looks below it, so nothing written there can be missed.
-        void addTree(rel).finally(() => options.onDirty(rel, true));
+        if (closed || !st.isDirectory() || watches.has(dir)) return;
+        if (st.ino !== w.ino && !wasUnmounted) return; // replaced: its parent reports the new one
+        options.onIncomplete('watch-lost', at, `the kernel removed the watch on ${dir === '' ? '.' : dir}${wasUnmounted ? ' (its filesystem was unmounted)' : ''}`);
+        void addTree(dir, at).then(() => dirty(dir, true, at));
       },
-      () => {
-        if (!closed) dropTree(rel);
-      },
+      () => undefined,
     );
   };
 
-  const ready = addTree('');
+  const onEvent = (ev: InotifyEvent, at: number): void => {
+    if (ev.mask & C.IN_IGNORED) return onIgnored(ev.wd, at);
+    if (ev.mask & C.IN_UNMOUNT) unmounted.add(ev.wd);
+    const dir = dirs.get(ev.wd);
+    // Events on the directory itself (IN_DELETE_SELF, IN_MOVE_SELF, IN_ATTRIB) are reported by its parent.
+    if (dir === undefined || ev.name === null) return;
+    // Names that are not valid UTF-8 are decoded lossily (as fs.watch did); the scan warns about them.
+    const name = ev.name.toString();
+    const rel = dir === '' ? name : `${dir}/${name}`;
+    const isDir = (ev.mask & C.IN_ISDIR) !== 0;
+    const excluded = options.isExcluded(rel, isDir);
+    if (ev.mask & CONTENT) {
+      if (!excluded) dirty(rel, false, at);
+    }
+    if ((ev.mask & LISTING) === 0) return;
+    // The name appeared or vanished: its directory's listing (and mtime) changed too.
+    if (dir !== '') dirty(dir, false, at);
+    // Marked at once, so the watermark waits for it while a new subtree's watches are put in place.
+    if (!excluded) dirty(rel, false, at);
+    if (!isDir) return;
+    if (ev.mask & (C.IN_DELETE | C.IN_MOVED_FROM)) dropTree(rel);
+    if (ev.mask & APPEARED && !excluded) {
+      if (watches.has(rel)) dropTree(rel); // renamed over a watched directory
+      // Watched before the caller looks below it, so nothing written there can be missed.
+      void addTree(rel, at).then(() => dirty(rel, true, at));
+    }
+  };
+
+  const onBatch = (events: InotifyEvent[], at: number): void => {
+    if (closed) return;
+    const since = lastRead;
+    lastRead = at;
+    let overflow = false;
+    for (const ev of events) {
+      if (ev.wd === -1) overflow ||= (ev.mask & C.IN_Q_OVERFLOW) !== 0;
+      else onEvent(ev, at);
+      if (closed) return;
+    }
+    if (!overflow) return;
+    options.onIncomplete('overflow', at, `the inotify queue overflowed (fs.inotify.max_queued_events): events since ${new Date(since).toISOString()} may be missing anywhere in the tree`);
+    void rewalk(at);
+  };
+
+  const ready = addTree('', Date.now()).then(() => undefined);
   return {
     ready,
     get size() {
@@ -160,8 +267,9 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     },
     close: async () => {
       closed = true;
-      for (const { w } of watches.values()) w.close();
+      inotify.close();
       watches.clear();
+      dirs.clear();
       await ready.catch(() => undefined);
     },
   };

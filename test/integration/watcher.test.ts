@@ -2,7 +2,9 @@
 // a new file, an edit and a deletion are reported with their directory; a directory created with
 // files already inside is watched and handed out as a subtree, and what is written in it later is
 // seen; a directory renamed or deleted loses its watches (and the new name is watched); a directory
-// replaced by another of the same name is watched again; nothing arrives after close().
+// replaced by another of the same name is watched again; nothing arrives after close(). Every mark
+// carries the time its event was read: a new directory's subtree mark the time of the event that
+// revealed it, not the later time its watches were in place.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -25,7 +27,10 @@ interface Harness {
   watcher: TreeWatcher;
   /** Every onDirty call so far, as `path` or `path/**` for a subtree. */
   seen: string[];
+  /** onDirty's `at` for each entry of `seen`. */
+  at: number[];
   errors: NodeJS.ErrnoException[];
+  incomplete: string[];
   /** Waits (bounded) until onDirty reported `want`. */
   until(want: string): Promise<void>;
   /** Waits (bounded) until the watcher holds `n` watches. */
@@ -42,10 +47,16 @@ async function start(dirs: readonly string[]): Promise<Harness> {
   const root = path.join(tmp, `tree${counter++}`);
   for (const d of ['', ...dirs]) await mkdir(path.join(root, d), { recursive: true });
   const seen: string[] = [];
+  const at: number[] = [];
   const errors: NodeJS.ErrnoException[] = [];
+  const incomplete: string[] = [];
   const watcher = watchTree(root, {
     isExcluded: (rel, isDir) => rel === 'logs' || (isDir && rel.endsWith('/tmp')) || rel.endsWith('.swp'),
-    onDirty: (rel, subtree) => seen.push(subtree ? `${rel}/**` : rel),
+    onDirty: (rel, subtree, time) => {
+      seen.push(subtree ? `${rel}/**` : rel);
+      at.push(time);
+    },
+    onIncomplete: (reason, _at, detail) => incomplete.push(`${reason}: ${detail}`),
     onError: (err) => errors.push(err),
   });
   open.push(watcher);
@@ -58,7 +69,7 @@ async function start(dirs: readonly string[]): Promise<Harness> {
     }
   };
   return {
-    root, watcher, seen, errors,
+    root, watcher, seen, at, errors, incomplete,
     until: (want) => poll(() => seen.includes(want), () => `never reported ${want}; saw ${JSON.stringify(seen)}`),
     untilSize: (n) => poll(() => watcher.size === n, () => `expected ${n} watches, have ${watcher.size}`),
   };
@@ -96,8 +107,22 @@ describe('watchTree', () => {
     await rename(aside, path.join(h.root, 'moved'));
     await h.until('moved/**');
     await h.untilSize(4);
+    // The subtree mark is as old as the event that revealed the directory (its first mark).
+    assert.equal(h.at[h.seen.indexOf('moved/**')], h.at[h.seen.indexOf('moved')]);
     await writeFile(path.join(h.root, 'moved/inner/deeper/later'), 'y');
     await h.until('moved/inner/deeper/later');
+    assert.deepEqual(h.incomplete, []);
+  });
+
+  it('stamps each mark with the time its event was read, not when the mark was handled', async () => {
+    const h = await start(['a']);
+    const before = Date.now();
+    await writeFile(path.join(h.root, 'a/f'), 'x');
+    await h.until('a/f');
+    const at = h.at[h.seen.indexOf('a/f')] as number;
+    assert.ok(at >= before && at <= Date.now(), `mark at ${at}, written at ${before}`);
+    // Every mark of one batch carries the same read time.
+    assert.equal(h.at[h.seen.indexOf('a')], at);
   });
 
   it('drops the watches of a directory renamed within the tree and watches it under its new name', async () => {

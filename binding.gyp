@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "warmsync_native",
+      "sources": ["native/warmsync_native.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    }
+  ]
+}

@@ -1,0 +1,96 @@
+/**
+ * Typed wrapper around warmsync's own inotify addon (native/warmsync_native.c, built by node-gyp
+ * from binding.gyp when `npm install`/`npm ci` runs). Unlike node's `fs.watch` it delivers every
+ * event the kernel queues, IN_Q_OVERFLOW (wd -1) and IN_IGNORED included, with names as raw bytes.
+ *
+ * Events arrive in batches: one callback per time the descriptor turns readable, holding everything
+ * read then (the kernel queue drained, up to 16 MiB), with the wall-clock time of the first read.
+ * The addon is loaded on first use, so commands that never watch do not need it built.
+ */
+import { createRequire } from 'node:module';
+import { WarmsyncError } from '../errors.js';
+
+export interface InotifyEvent {
+  /** The watch descriptor, -1 for IN_Q_OVERFLOW. */
+  readonly wd: number;
+  readonly mask: number;
+  /** Pairs an IN_MOVED_FROM with its IN_MOVED_TO. */
+  readonly cookie: number;
+  /** The entry's name inside the watched directory, byte for byte; null for events on the directory itself. */
+  readonly name: Buffer | null;
+}
+
+export type InotifyConstants = Readonly<Record<
+  'IN_ACCESS' | 'IN_MODIFY' | 'IN_ATTRIB' | 'IN_CLOSE_WRITE' | 'IN_CLOSE_NOWRITE' | 'IN_OPEN' | 'IN_MOVED_FROM' |
+  'IN_MOVED_TO' | 'IN_CREATE' | 'IN_DELETE' | 'IN_DELETE_SELF' | 'IN_MOVE_SELF' | 'IN_UNMOUNT' | 'IN_Q_OVERFLOW' |
+  'IN_IGNORED' | 'IN_ONLYDIR' | 'IN_DONT_FOLLOW' | 'IN_EXCL_UNLINK' | 'IN_MASK_ADD' | 'IN_ISDIR' | 'IN_ONESHOT',
+  number
+>>;
+
+/** One batch of events and when it was read (epoch ms). */
+export type InotifyListener = (events: InotifyEvent[], readTimeMs: number) => void;
+
+interface Addon {
+  open(callback: InotifyListener): object;
+  addWatch(handle: object, path: string | Buffer, mask: number): number;
+  rmWatch(handle: object, wd: number): void;
+  close(handle: object): void;
+  readonly constants: InotifyConstants;
+}
+
+/** src/watch/ (tests, through tsx) and dist/watch/ (the CLI) are both two levels below the package root. */
+const CANDIDATES = ['../../build/Release/warmsync_native.node', '../../build/Debug/warmsync_native.node'];
+let addon: Addon | null = null;
+
+function load(): Addon {
+  if (addon !== null) return addon;
+  const require = createRequire(import.meta.url);
+  const failures: string[] = [];
+  for (const candidate of CANDIDATES) {
+    try {
+      addon = require(candidate) as Addon;
+      return addon;
+    } catch (err) {
+      failures.push(`${candidate}: ${(err as Error).message.split('\n')[0] ?? ''}`);
+    }
+  }
+  throw new WarmsyncError('NATIVE_MISSING', `warmsync's inotify addon is not built (run \`npm ci\` or \`npx node-gyp rebuild\` in the package directory): ${failures.join('; ')}`);
+}
+
+/** The IN_* masks (loads the addon). */
+export function inotifyConstants(): InotifyConstants {
+  return load().constants;
+}
+
+/** One inotify instance (inotify_init1(IN_NONBLOCK | IN_CLOEXEC)), read on the event loop. */
+export class Inotify {
+  private readonly addon: Addon;
+  private readonly handle: object;
+  private closed = false;
+
+  /** While open, the instance keeps the process alive; close() lets it exit. */
+  constructor(listener: InotifyListener) {
+    this.addon = load();
+    this.handle = this.addon.open(listener);
+  }
+
+  /**
+   * inotify_add_watch: the watch descriptor (the same one again for an inode already watched).
+   * Throws an Error whose `code` is the errno name (ENOENT, ENOTDIR, ENOSPC, ...).
+   */
+  addWatch(path: string | Buffer, mask: number): number {
+    return this.addon.addWatch(this.handle, path, mask);
+  }
+
+  /** inotify_rm_watch; a watch the kernel already removed is ignored. The kernel still queues an IN_IGNORED. */
+  rmWatch(wd: number): void {
+    this.addon.rmWatch(this.handle, wd);
+  }
+
+  /** Stops reading and closes the descriptor: no callback after this. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.addon.close(this.handle);
+  }
+}
