@@ -117,26 +117,15 @@ static void set_num(napi_env env, napi_value obj, const char *key, double v) {
   napi_set_named_property(env, obj, key, n);
 }
 
-static void on_readable(uv_poll_t *handle, int status, int events) {
-  (void)events;
-  instance *in = handle->data;
-  if (in->closed) return;
-  if (status < 0) { /* the descriptor is unusable: stop polling rather than spin */
-    uv_poll_stop(&in->poll);
-    return;
-  }
-  napi_env env = in->env;
-  napi_handle_scope scope;
-  napi_value list, cb, resource, result;
+/* Reads what the kernel has queued (until EAGAIN, at most MAX_READS reads) into a new array. */
+static uint32_t read_batch(napi_env env, instance *in, napi_value *list, double *read_time) {
   uint32_t count = 0;
-  double read_time = 0;
-  napi_open_handle_scope(env, &scope);
-  napi_create_array(env, &list);
+  napi_create_array(env, list);
   for (int reads = 0; reads < MAX_READS; reads++) {
     ssize_t n = read(in->fd, in->buf, READ_BUF);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break; /* EAGAIN: drained */
-    if (reads == 0) read_time = now_ms();
+    if (reads == 0) *read_time = now_ms();
     for (char *p = in->buf; p < in->buf + n;) {
       struct inotify_event *e = (struct inotify_event *)p;
       napi_value ev, name;
@@ -150,10 +139,27 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
         napi_get_null(env, &name);
       }
       napi_set_named_property(env, ev, "name", name);
-      napi_set_element(env, list, count++, ev);
+      napi_set_element(env, *list, count++, ev);
       p += sizeof(struct inotify_event) + e->len;
     }
   }
+  return count;
+}
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  instance *in = handle->data;
+  if (in->closed) return;
+  if (status < 0) { /* the descriptor is unusable: stop polling rather than spin */
+    uv_poll_stop(&in->poll);
+    return;
+  }
+  napi_env env = in->env;
+  napi_handle_scope scope;
+  napi_value list, cb, resource, result;
+  double read_time = 0;
+  napi_open_handle_scope(env, &scope);
+  uint32_t count = read_batch(env, in, &list, &read_time);
   if (count > 0 && in->callback != NULL) {
     napi_value argv[2] = {list, NULL};
     napi_create_double(env, read_time, &argv[1]);
@@ -299,6 +305,34 @@ static napi_value js_rm_watch(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Reads what is queued now and hands it to the callback before returning (called from JS, so a
+ * plain call): a caller about to vouch for "everything before now" first takes every event the
+ * kernel already holds, whether or not the event loop has polled since.
+ */
+static napi_value js_read_now(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], list, cb, global, result, args[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  instance *in = argc == 1 ? unwrap(env, argv[0]) : NULL;
+  if (in == NULL || in->closed) return NULL;
+  double read_time = 0;
+  if (read_batch(env, in, &list, &read_time) == 0 || in->callback == NULL) return NULL;
+  args[0] = list;
+  CHECK(napi_create_double(env, read_time, &args[1]));
+  CHECK(napi_get_reference_value(env, in->callback, &cb));
+  CHECK(napi_get_global(env, &global));
+  int nested = in->in_callback; /* called from inside a callback: that one cleans up after itself */
+  in->in_callback = 1;
+  napi_call_function(env, global, cb, 2, args, &result);
+  in->in_callback = nested;
+  if (!nested && in->closed && in->async) { /* closed by the callback itself */
+    napi_async_destroy(env, in->async);
+    in->async = NULL;
+  }
+  return NULL;
+}
+
 static napi_value js_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -322,6 +356,7 @@ NAPI_MODULE_INIT() {
   export_fn(env, exports, "open", js_open);
   export_fn(env, exports, "addWatch", js_add_watch);
   export_fn(env, exports, "rmWatch", js_rm_watch);
+  export_fn(env, exports, "readNow", js_read_now);
   export_fn(env, exports, "close", js_close);
   napi_create_object(env, &constants);
   CONSTANT(IN_ACCESS);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { wholeMs, type Entry, type ManifestEntry } from '../entry.js';
+import { wholeMs, type Entry, type FeedGap, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
@@ -23,7 +23,7 @@ import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
 import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
-import { watchTree } from '../watch/watcher.js';
+import { watchTree, type IncompleteReason, type TreeWatcher } from '../watch/watcher.js';
 import { RETRYABLE, SourceTree, applyToMirror, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
 import { BusyPaths } from './busypaths.js';
 import { Sender, type OpFailure } from './sender.js';
@@ -80,6 +80,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
   // Out of inotify watches: events may be missing for part of the tree, so rescan often instead.
   let rescanEveryMs = options.rescanIntervalMs;
   let limitLogged = false;
+  const feed = new FeedState();
   const watcher = watchTree(options.root, {
     isExcluded: tree.isExcluded,
     onDirty: (path, subtree, at) => {
@@ -87,20 +88,21 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
       dirty.mark(path, Date.now(), { subtree, firstSeen: at });
       poke();
     },
-    onIncomplete: (reason, _at, detail) => {
-      // The watermark's hold is for the watermark to decide; here: say so, and look at everything again.
+    onIncomplete: (reason, since, _at, detail) => {
+      // W holds (FeedState), the log says why, and a full rescan looks at everything again.
+      feed.lost(reason, since, Date.now());
       if (reason === 'watch-limit') {
         if (limitLogged) {
           log.debug(`watch limit: ${detail}`);
         } else {
           limitLogged = true;
           rescanEveryMs = Math.min(options.rescanIntervalMs, DEGRADED_RESCAN_MS);
-          log.error('WATCH_LIMIT', `the watcher ran out of inotify watches or file handles (${detail.split(' ')[0] ?? ''}); raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n, then restart the agent. Until then: a full rescan every ${Math.round(rescanEveryMs / 1000)} s`);
+          log.error('WATCH_LIMIT', `the watcher ran out of inotify watches or file handles (${detail.split(' ')[0] ?? ''}); the watermark stays at the start of the last full rescan; raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or ulimit -n, then restart the agent. Until then: a full rescan every ${Math.round(rescanEveryMs / 1000)} s`);
         }
       } else if (reason === 'overflow') {
-        log.warn('WATCH_OVERFLOW', `${detail}; running a full rescan. If this recurs, raise fs.inotify.max_queued_events (sysctl -w fs.inotify.max_queued_events=1048576)`);
+        log.warn('WATCH_OVERFLOW', `${detail}; the watermark holds there until a full rescan has covered it. If this recurs, raise fs.inotify.max_queued_events (sysctl -w fs.inotify.max_queued_events=1048576)`);
       } else {
-        log.warn('WATCH_LOST', `${detail}; running a full rescan`);
+        log.warn('WATCH_LOST', `${detail}; the watermark holds until a full rescan has covered it`);
       }
       rescanRequested = true;
       poke();
@@ -143,6 +145,8 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
             wake = fn;
           },
           rescanEveryMs: () => rescanEveryMs,
+          feed,
+          watcher,
           takeRescanRequest: () => {
             const r = rescanRequested;
             rescanRequested = false;
@@ -230,7 +234,49 @@ class HeldDeletions {
   }
 }
 
+/**
+ * What the agent knows of its change feed's completeness (invariant 4). An overflow or a lost watch
+ * opens a gap, from the moment the first missed change may have happened, that the next full pass
+ * begun after the gap was noticed closes. Out of watches, part of the tree is seen only by full
+ * passes, for good: the gap then always starts where the last completed full pass began.
+ */
+class FeedState {
+  private gap: { since: number; noticed: number; reason: string } | null = null;
+  private limited = false;
+
+  lost(reason: IncompleteReason, since: number, noticed: number): void {
+    if (reason === 'watch-limit') {
+      this.limited = true;
+      return;
+    }
+    const why = reason === 'overflow'
+      ? 'the inotify queue overflowed (raise fs.inotify.max_queued_events)'
+      : 'an inotify watch was lost';
+    const gap = this.gap;
+    this.gap = gap === null
+      ? { since, noticed, reason: why }
+      : { since: Math.min(gap.since, since), noticed: Math.max(gap.noticed, noticed), reason: gap.reason === why ? why : `${gap.reason}; ${why}` };
+  }
+
+  /** A full pass that began at `scanStarted` completed: it saw every change made before then. */
+  passCompleted(scanStarted: number): void {
+    if (this.gap !== null && scanStarted >= this.gap.noticed) this.gap = null;
+  }
+
+  /** Since when changes may be missing, given where the last completed full pass began; null when none may be. */
+  incomplete(reconciledFrom: number | null): FeedGap | null {
+    const limit = this.limited && reconciledFrom !== null
+      ? { since: reconciledFrom, reason: 'out of inotify watches (raise fs.inotify.max_user_watches): part of the tree is seen only by full rescans' }
+      : null;
+    const gap = this.gap === null ? null : { since: this.gap.since, reason: this.gap.reason };
+    if (gap === null || (limit !== null && limit.since < gap.since)) return limit;
+    return gap;
+  }
+}
+
 interface Hooks {
+  readonly feed: FeedState;
+  readonly watcher: Pick<TreeWatcher, 'pendingSince' | 'drain'>;
   setWake(fn: () => void): void;
   takeRescanRequest(): boolean;
   /** The full-rescan period now in force (shorter once the watcher is known to miss events). */
@@ -271,15 +317,20 @@ class LiveSession {
     private readonly hooks: Hooks,
   ) {}
 
+  /**
+   * W and what stands behind it. The watcher is drained first: an event the kernel already holds
+   * (the loop may not have polled since) is marked dirty before W vouches for its moment.
+   */
   private heartbeat(): void {
-    this.sender.heartbeat(this.watermark(), { feedIncomplete: null, deletionsHeld: this.held.paths.size });
+    this.hooks.watcher.drain();
+    this.sender.heartbeat(this.watermark(), { feedIncomplete: this.hooks.feed.incomplete(this.reconciledFrom), deletionsHeld: this.held.paths.size });
   }
 
   private watermark(): number | null {
     const pending = [...this.inFlight.values(), ...this.stuck.values(), ...this.readingLarge.values()];
-    const oldestDirty = this.dirty.oldestFirstSeen();
-    if (oldestDirty !== null) pending.push(oldestDirty);
-    return computeWatermark({ now: Date.now(), settleMs: this.options.settleMs, reconciledFrom: this.reconciledFrom, pending });
+    for (const t of [this.dirty.oldestFirstSeen(), this.hooks.watcher.pendingSince()]) if (t !== null) pending.push(t);
+    const incompleteSince = this.hooks.feed.incomplete(this.reconciledFrom)?.since ?? null;
+    return computeWatermark({ now: Date.now(), settleMs: this.options.settleMs, reconciledFrom: this.reconciledFrom, pending, incompleteSince });
   }
 
   async run(): Promise<void> {
@@ -359,6 +410,7 @@ class LiveSession {
     this.resync = false; // the mirror was just fetched: a conflict in this pass is retried against it
     for (const path of pass.scan.incomplete) this.stuck.set(path, pass.scanStarted);
     this.reconciledFrom = pass.scanStarted;
+    this.hooks.feed.passCompleted(pass.scanStarted);
     this.lastFull = Date.now();
     this.heartbeat();
     releaseGarbage();

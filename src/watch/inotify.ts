@@ -34,6 +34,7 @@ interface Addon {
   open(callback: InotifyListener): object;
   addWatch(handle: object, path: string | Buffer, mask: number): number;
   rmWatch(handle: object, wd: number): void;
+  readNow(handle: object): void;
   close(handle: object): void;
   readonly constants: InotifyConstants;
 }
@@ -85,6 +86,14 @@ export class Inotify {
   /** inotify_rm_watch; a watch the kernel already removed is ignored. The kernel still queues an IN_IGNORED. */
   rmWatch(wd: number): void {
     this.addon.rmWatch(this.handle, wd);
+  }
+
+  /**
+   * Reads whatever the kernel has queued now and hands it to the listener before returning, as one
+   * batch (nothing when the queue is empty), without waiting for the event loop to poll.
+   */
+  readNow(): void {
+    if (!this.closed) this.addon.readNow(this.handle);
   }
 
   /** Stops reading and closes the descriptor: no callback after this. Idempotent. */

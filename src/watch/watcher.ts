@@ -13,9 +13,10 @@
  *
  * Every mark carries the time its batch of events was read, not the time it was handled.
  *
- * Completeness: `onIncomplete` says when the feed may have missed events:
+ * Completeness: `onIncomplete` says when the feed may have missed events, and `since` when the
+ * first of them may have happened:
  * - 'overflow': the kernel queue (fs.inotify.max_queued_events) overflowed; events may be missing
- *   from any directory, from after the previous batch was read until `at`. The watcher then walks
+ *   from any directory, from the previous batch's read (`since`) until `at`. The watcher then walks
  *   the tree again to repair its own watches (directories created or moved meanwhile), and hands out
  *   every directory it had to watch anew as a `subtree` with the overflow's `at`.
  * - 'watch-limit': a directory could not be watched for lack of inotify watches or file handles
@@ -23,6 +24,11 @@
  * - 'watch-lost': the kernel removed a watch (IN_IGNORED) on a directory we did not drop and which
  *   is still there (an unmount, for one). It is watched again and handed out as a `subtree`.
  * An unreadable or vanished directory is skipped silently (the scan reports the former).
+ *
+ * While a new directory's watches are being put in place (or repaired after an overflow or a lost
+ * watch), `pendingSince()` is the time of the event that revealed it: what lies below cannot be
+ * handed out yet, so nothing after that moment may be vouched for. `drain()` takes every event the
+ * kernel holds now, so that a caller about to vouch for "everything before now" has seen them.
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { Inotify, inotifyConstants, type InotifyEvent } from './inotify.js';
@@ -37,8 +43,11 @@ export interface WatchOptions {
    * the event that revealed it was read (epoch ms); for a subtree, possibly well before this call.
    */
   readonly onDirty: (relPath: string, subtree: boolean, at: number) => void;
-  /** The feed may have missed events (see the header); `at` is when that was read (epoch ms). */
-  readonly onIncomplete: (reason: IncompleteReason, at: number, detail: string) => void;
+  /**
+   * The feed may have missed events (see the header): changes made from `since` on (epoch ms); `at`
+   * is when that was read.
+   */
+  readonly onIncomplete: (reason: IncompleteReason, since: number, at: number, detail: string) => void;
   /** Any other error (not a vanished or unreadable directory, not a limit). */
   readonly onError: (err: NodeJS.ErrnoException) => void;
 }
@@ -48,6 +57,10 @@ export interface TreeWatcher {
   readonly ready: Promise<void>;
   /** Directories watched now. */
   readonly size: number;
+  /** The oldest event whose new directory is not handed out yet (see the header), or null. */
+  pendingSince(): number | null;
+  /** Reads and hands out every event the kernel holds now, before returning. */
+  drain(): void;
   close(): Promise<void>;
 }
 
@@ -78,6 +91,18 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
   /** A re-walk after an overflow: running, and the `at` of an overflow that arrived during it. */
   let rewalking = false;
   let rewalkAgain: number | null = null;
+  /** Directories being watched whose subtree is not handed out yet -> the `at` that revealed each. */
+  const adding = new Map<symbol, number>();
+  /** Runs `work` (watches being put in place for what `at` revealed) with `at` pending meanwhile. */
+  const whilePending = async <T>(at: number, work: () => Promise<T>): Promise<T> => {
+    const token = Symbol('adding');
+    adding.set(token, at);
+    try {
+      return await work();
+    } finally {
+      adding.delete(token);
+    }
+  };
 
   const inotify = new Inotify((events, at) => onBatch(events, at));
 
@@ -89,7 +114,7 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     if (closed) return;
     const e = err as NodeJS.ErrnoException;
     const code = e.code ?? '';
-    if (LIMIT_CODES.has(code)) options.onIncomplete('watch-limit', at, `${code} at ${dir === '' ? '.' : dir}: ${e.message}`);
+    if (LIMIT_CODES.has(code)) options.onIncomplete('watch-limit', at, at, `${code} at ${dir === '' ? '.' : dir}: ${e.message}`);
     else if (!SKIP_CODES.has(code)) options.onError(e);
   };
 
@@ -177,17 +202,7 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     }
     rewalking = true;
     try {
-      const before = new Set(dirs.keys());
-      const visited = new Set<number>();
-      const fresh = await addTree('', at, true, visited);
-      if (closed) return;
-      for (const wd of before) {
-        const dir = dirs.get(wd);
-        if (visited.has(wd) || dir === undefined) continue;
-        forget(dir);
-        inotify.rmWatch(wd);
-      }
-      for (const dir of fresh) dirty(dir, true, at);
+      await whilePending(at, () => rewalkOnce(at));
     } finally {
       rewalking = false;
     }
@@ -198,26 +213,40 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     }
   };
 
+  /** One re-walk: watches what is unwatched, drops stale watches, hands out what was watched anew. */
+  const rewalkOnce = async (at: number): Promise<void> => {
+    const before = new Set(dirs.keys());
+    const visited = new Set<number>();
+    const fresh = await addTree('', at, true, visited);
+    if (closed) return;
+    for (const wd of before) {
+      const dir = dirs.get(wd);
+      if (visited.has(wd) || dir === undefined) continue;
+      forget(dir);
+      inotify.rmWatch(wd);
+    }
+    for (const dir of fresh) dirty(dir, true, at);
+  };
+
   /** The kernel removed the watch `wd` (IN_IGNORED): a loss unless its directory went away. */
-  const onIgnored = (wd: number, at: number): void => {
+  const onIgnored = (wd: number, since: number, at: number): void => {
     const dir = dirs.get(wd);
     const wasUnmounted = unmounted.delete(wd);
     if (dir === undefined) return; // dropped by us
     const w = watches.get(dir) as Watch;
     forget(dir);
-    void lstat(toAbs(dir)).then(
-      (st) => {
-        if (closed || !st.isDirectory() || watches.has(dir)) return;
-        if (st.ino !== w.ino && !wasUnmounted) return; // replaced: its parent reports the new one
-        options.onIncomplete('watch-lost', at, `the kernel removed the watch on ${dir === '' ? '.' : dir}${wasUnmounted ? ' (its filesystem was unmounted)' : ''}`);
-        void addTree(dir, at).then(() => dirty(dir, true, at));
-      },
-      () => undefined,
-    );
+    void whilePending(at, async () => {
+      const st = await lstat(toAbs(dir)).catch(() => null);
+      if (st === null || closed || !st.isDirectory() || watches.has(dir)) return;
+      if (st.ino !== w.ino && !wasUnmounted) return; // replaced: its parent reports the new one
+      options.onIncomplete('watch-lost', since, at, `the kernel removed the watch on ${dir === '' ? '.' : dir}${wasUnmounted ? ' (its filesystem was unmounted)' : ''}`);
+      await addTree(dir, at);
+      dirty(dir, true, at);
+    });
   };
 
-  const onEvent = (ev: InotifyEvent, at: number): void => {
-    if (ev.mask & C.IN_IGNORED) return onIgnored(ev.wd, at);
+  const onEvent = (ev: InotifyEvent, since: number, at: number): void => {
+    if (ev.mask & C.IN_IGNORED) return onIgnored(ev.wd, since, at);
     if (ev.mask & C.IN_UNMOUNT) unmounted.add(ev.wd);
     const dir = dirs.get(ev.wd);
     // Events on the directory itself (IN_DELETE_SELF, IN_MOVE_SELF, IN_ATTRIB) are reported by its parent.
@@ -240,7 +269,10 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     if (ev.mask & APPEARED && !excluded) {
       if (watches.has(rel)) dropTree(rel); // renamed over a watched directory
       // Watched before the caller looks below it, so nothing written there can be missed.
-      void addTree(rel, at).then(() => dirty(rel, true, at));
+      void whilePending(at, async () => {
+        await addTree(rel, at);
+        dirty(rel, true, at);
+      });
     }
   };
 
@@ -251,11 +283,11 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     let overflow = false;
     for (const ev of events) {
       if (ev.wd === -1) overflow ||= (ev.mask & C.IN_Q_OVERFLOW) !== 0;
-      else onEvent(ev, at);
+      else onEvent(ev, since, at);
       if (closed) return;
     }
     if (!overflow) return;
-    options.onIncomplete('overflow', at, `the inotify queue overflowed (fs.inotify.max_queued_events): events since ${new Date(since).toISOString()} may be missing anywhere in the tree`);
+    options.onIncomplete('overflow', since, at, `the inotify queue overflowed (fs.inotify.max_queued_events): events since ${new Date(since).toISOString()} may be missing anywhere in the tree`);
     void rewalk(at);
   };
 
@@ -264,6 +296,14 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     ready,
     get size() {
       return watches.size;
+    },
+    pendingSince: () => {
+      let oldest: number | null = null;
+      for (const at of adding.values()) if (oldest === null || at < oldest) oldest = at;
+      return oldest;
+    },
+    drain: () => {
+      if (!closed) inotify.readNow();
     },
     close: async () => {
       closed = true;

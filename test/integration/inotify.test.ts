@@ -187,16 +187,17 @@ describe('inotify addon', () => {
 describe('watchTree completeness', () => {
   it("reports a real overflow as onIncomplete('overflow') and repairs its watches", async () => {
     const root = freshDir();
-    const reports: { reason: string; at: number }[] = [];
+    const reports: { reason: string; since: number; at: number }[] = [];
     const marks: { rel: string; subtree: boolean; at: number }[] = [];
     const w = watchTree(root, {
       isExcluded: () => false,
       onDirty: (rel, subtree, at) => marks.push({ rel, subtree, at }),
-      onIncomplete: (reason, at) => reports.push({ reason, at }),
+      onIncomplete: (reason, since, at) => reports.push({ reason, since, at }),
       onError: (err) => assert.fail(err),
     });
     try {
       await w.ready;
+      const blocked = Date.now();
       mkdirSync(path.join(root, 'busy'));
       // Blocked from here: the new directory's watch cannot be added before the queue overflows.
       createBlocking(path.join(root, 'busy'), 10);
@@ -207,8 +208,10 @@ describe('watchTree completeness', () => {
         if (Date.now() > deadline) assert.fail(`no overflow reported; got ${JSON.stringify(reports)}`);
         await sleep(10);
       }
-      const overflow = reports.find((r) => r.reason === 'overflow') as { at: number };
+      const overflow = reports.find((r) => r.reason === 'overflow') as { since: number; at: number };
       assert.ok(overflow.at >= before - 5_000 && overflow.at <= Date.now());
+      // The missed events may be from any moment after the queue was last read empty: before the blocked writes.
+      assert.ok(overflow.since <= blocked, `since ${overflow.since} is after the writes began (${blocked})`);
       // The directory whose IN_CREATE was queued before the overflow is watched, and handed out as a subtree.
       while (!marks.some((m) => m.rel === 'busy' && m.subtree)) {
         if (Date.now() > deadline) assert.fail('busy/ never handed out as a subtree');
@@ -236,7 +239,7 @@ describe('watchTree completeness', () => {
     const w = watchTree(root, {
       isExcluded: () => false,
       onDirty: () => undefined,
-      onIncomplete: (reason, _at, detail) => reports.push(`${reason}: ${detail}`),
+      onIncomplete: (reason, _since, _at, detail) => reports.push(`${reason}: ${detail}`),
       onError: (err) => assert.fail(err),
     });
     try {

@@ -4,8 +4,10 @@
 // seen; a directory renamed or deleted loses its watches (and the new name is watched); a directory
 // replaced by another of the same name is watched again; nothing arrives after close(). Every mark
 // carries the time its event was read: a new directory's subtree mark the time of the event that
-// revealed it, not the later time its watches were in place.
+// revealed it, not the later time its watches were in place; until that mark is out,
+// pendingSince() holds that time. drain() hands out what the kernel holds without a turn of the loop.
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,7 +58,7 @@ async function start(dirs: readonly string[]): Promise<Harness> {
       seen.push(subtree ? `${rel}/**` : rel);
       at.push(time);
     },
-    onIncomplete: (reason, _at, detail) => incomplete.push(`${reason}: ${detail}`),
+    onIncomplete: (reason, _since, _at, detail) => incomplete.push(`${reason}: ${detail}`),
     onError: (err) => errors.push(err),
   });
   open.push(watcher);
@@ -112,6 +114,23 @@ describe('watchTree', () => {
     await writeFile(path.join(h.root, 'moved/inner/deeper/later'), 'y');
     await h.until('moved/inner/deeper/later');
     assert.deepEqual(h.incomplete, []);
+  });
+
+  it('drain() hands out queued events at once; pendingSince() holds a new directory\'s moment until its subtree is out', async () => {
+    const h = await start([]);
+    assert.equal(h.watcher.pendingSince(), null);
+    const before = Date.now();
+    // Synchronous from here to drain(): the loop cannot have polled the descriptor.
+    mkdirSync(path.join(h.root, 'fresh/inner'), { recursive: true });
+    writeFileSync(path.join(h.root, 'fresh/inner/f'), 'x');
+    h.watcher.drain();
+    assert.ok(h.seen.includes('fresh'), `drain() handed out ${JSON.stringify(h.seen)}`);
+    const pending = h.watcher.pendingSince();
+    assert.ok(pending !== null && pending >= before, `pendingSince ${pending} while fresh/ is being watched`);
+    assert.ok(!h.seen.includes('fresh/**'));
+    await h.until('fresh/**');
+    assert.equal(h.watcher.pendingSince(), null);
+    assert.equal(h.at[h.seen.indexOf('fresh/**')], pending);
   });
 
   it('stamps each mark with the time its event was read, not when the mark was handled', async () => {
