@@ -4,7 +4,9 @@
 // the machine-wide limit, shared with other processes, stays as it is. The root directory is then
 // the only one watched. Checked: the agent logs WATCH_LIMIT with its advice and the rescan period
 // it falls back to (min(--rescan-interval, 30 s)), keeps running, and a change deep in the
-// unwatched part of the tree reaches the standby through the periodic full rescan.
+// unwatched part of the tree reaches the standby through the periodic full rescan; until then the
+// watermark W never passes that change (it stays at the start of the last completed full rescan)
+// and `status` says the change feed is incomplete and why.
 // Needs unprivileged user namespaces (or root); skipped otherwise, except under CI (CI set).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -16,7 +18,8 @@ import type { Launcher } from '../../scripts/lib/cli-process.js';
 import type { LogRecord } from '../../src/log.js';
 import { skipOrFailUnderCI } from '../helpers/ci.js';
 import {
-  buildTree, closeStandbys, openStandby, settleTimes, startLiveAgent, waitForConvergence, type AgentProcess, type Standby,
+  buildTree, closeStandbys, exists, openStandby, runCli, settleTimes, startLiveAgent, statusJson, waitForConvergence, type AgentProcess,
+  type Standby,
 } from '../helpers/e2e.js';
 
 after(closeStandbys);
@@ -91,6 +94,40 @@ describe('live agent out of inotify watches', () => {
     // already under way when they were made may have logged 0 first).
     await agent.waitForLog(CHANGES_FOUND, 5_000, mark);
     assert.equal(agent.child.exitCode, null, 'the agent stopped');
+    assert.equal(await agent.stop(), 0, `the agent did not stop cleanly:\n${agent.stderr()}`);
+  });
+
+  test('W never passes a change in an unwatched directory before a rescan found it; status says why', { timeout: 90_000 }, async (t) => {
+    if (skipOrFailUnderCI(t, refused)) return;
+    const agent = startLiveAgent(s, ['--rescan-interval', '8'], ONE_WATCH);
+    await watchLimitRecord(agent);
+    // The first pass, then the one the refused watches asked for: the next is 8 s away, time
+    // enough for status to be read while the change below waits for it.
+    const first = await agent.waitForLog(PASS, 20_000);
+    await agent.waitForLog(PASS, 20_000, agent.stderr().indexOf(first[0]) + first[0].length);
+    const written = Date.now();
+    await writeFile(join(s.src, 'data/filestore/ab/unwatched-new'), 'written where no watch sees it\n');
+    // T at the write: failing over there needs the new file.
+    assert.equal((await runCli(['snapshot', '--root', s.dst, '--time', String(written)])).code, 0);
+    const onStandby = (): Promise<boolean> => exists(join(s.dst, 'data/filestore/ab/unwatched-new'));
+    let judged = 0;
+    let sawReason = false;
+    const deadline = Date.now() + 40_000;
+    for (;;) {
+      assert.ok(Date.now() < deadline, `the unwatched change did not arrive within 40 s\n${agent.stderr()}`);
+      // Status first, then the file: what status said is judged only while the file is still missing.
+      const st = await statusJson(s.dst);
+      if (await onStandby()) break;
+      if (st.watermark !== null && st.watermark > written) {
+        assert.fail(`W ${new Date(st.watermark).toISOString()} passed the write at ${new Date(written).toISOString()} of a file the standby lacks`);
+      }
+      judged++;
+      assert.equal(st.safe, false, `SAFE while the standby lacks a file written at T: ${st.reason}`);
+      assert.match(st.feedIncomplete?.reason ?? '', /out of inotify watches/);
+      if (/^change feed incomplete since \S+ \(out of inotify watches/.test(st.reason)) sawReason = true;
+    }
+    assert.ok(judged > 0, 'the file arrived before status was read once: nothing was judged');
+    assert.ok(sawReason, 'status never named the incomplete change feed as the reason');
     assert.equal(await agent.stop(), 0, `the agent did not stop cleanly:\n${agent.stderr()}`);
   });
 });
