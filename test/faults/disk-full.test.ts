@@ -11,7 +11,7 @@ import { rm, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
-import { skipOrFailUnderCI } from '../helpers/ci.js';
+import { mountTmpfs, skipOrFailUnderCI } from '../helpers/ci.js';
 import {
   assertSameTree, buildTree, closeStandbys, findTempFiles, manifestRows, openWorkspace, receiverArgs, runAgent, runCli, settleTimes,
   syncOnce, type Standby,
@@ -27,18 +27,9 @@ after(async () => {
   }
 });
 
-function tryMount(dir: string, size: string): string | null {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
-    return null;
-  } catch (err) {
-    return (err as { stderr?: Buffer }).stderr?.toString().trim() || String(err);
-  }
-}
-
 test('disk full on the standby: ENOSPC reported, nothing recorded that is not on disk, recovery once space returns', { timeout: 180_000 }, async (t) => {
   const ws = await openWorkspace();
-  const refused = tryMount(ws.dst, '8m');
+  const refused = mountTmpfs(ws.dst, '8m');
   if (skipOrFailUnderCI(t, refused && `cannot mount a tmpfs here (${refused})`)) return;
   mounted.push(ws.dst);
   const spec: Record<string, Buffer> = {};

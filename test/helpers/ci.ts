@@ -5,6 +5,7 @@
  * test that never ran.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import type { TestContext } from 'node:test';
 
 /** `CI` is set (to anything): .ci/run sets it. */
@@ -20,4 +21,14 @@ export function skipOrFailUnderCI(t: TestContext, lack: string | null): boolean 
   assert.ok(!UNDER_CI, `under CI this test must run, not be skipped: ${lack}`);
   t.skip(lack);
   return true;
+}
+
+/** Mounts a tmpfs of `size` (e.g. '8m') on `dir`: null when mounted, else why not (mount(2) needs root). */
+export function mountTmpfs(dir: string, size: string): string | null {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
+    return null;
+  } catch (err) {
+    return (err as { stderr?: Buffer }).stderr?.toString().trim() || String(err);
+  }
 }
