@@ -31,6 +31,12 @@ export interface SnapshotOutcome {
   readonly pending: number;
   /** Tombstones T allowed that could not be applied (e.g. a directory that still has content). */
   readonly held: readonly { path: string; why: string }[];
+  /**
+   * With `correct`: the files the gate removed under a recorded T later than the corrected one.
+   * They are gone for good (a correction re-creates nothing); the agent re-sends those that still
+   * exist on the source only if they change there.
+   */
+  readonly unrecoverable?: readonly { path: string; removedAt: number; snapshotTime: number }[];
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -50,13 +56,19 @@ export class GateExecutor {
     this.guard = new PathGuard(root, stateDir.relToRoot);
   }
 
-  /** Records snapshot time T (monotonic) and applies every tombstone it allows. */
-  async applySnapshot(snapshotTime: number, times: GateTimes): Promise<SnapshotOutcome> {
+  /**
+   * Records snapshot time T (monotonic) and applies every tombstone it allows. With `correct`, T is
+   * recorded even when it is older than the recorded one (an operator undoing a wrong T): from then
+   * on the gate holds deletions against the corrected T; files already removed stay removed and are
+   * listed in `unrecoverable`.
+   */
+  async applySnapshot(snapshotTime: number, times: GateTimes, options: { correct?: boolean } = {}): Promise<SnapshotOutcome> {
     return this.manifest.withWriteLock(async () => {
       // Read under the write lock: another snapshot (the receiver's poller, a second command) may
       // have recorded a newer T since this call was made, and T must never move backwards.
       const previous = this.manifest.getNumber('snapshotTime');
-      const advanced = previous === null || snapshotTime >= previous;
+      const correct = options.correct ?? false;
+      const advanced = correct || previous === null || snapshotTime >= previous;
       const effective = advanced ? snapshotTime : previous;
       if (advanced) this.manifest.setState('snapshotTime', effective);
       this.manifest.setState('skewMs', times.skewMs);
@@ -79,7 +91,12 @@ export class GateExecutor {
       }
       await Promise.all([...dirs].map(fsyncDir));
       for (const r of removed) this.log.info(`removed ${r.path}: ${r.reason}`);
-      return { snapshotTime: effective, advanced, previous, removed, held, pending: this.manifest.counts().tombstones };
+      const outcome = { snapshotTime: effective, advanced, previous, removed, held, pending: this.manifest.counts().tombstones };
+      if (!correct) return outcome;
+      if (previous !== null && previous !== effective) {
+        this.log.warn('SNAPSHOT_CORRECTED', `recorded snapshot time corrected from ${formatTime(previous)} to ${formatTime(effective)}`);
+      }
+      return { ...outcome, unrecoverable: this.manifest.removedUnder(effective) };
     });
   }
 
