@@ -81,6 +81,10 @@ export async function promoteCommand(argv: string[]): Promise<number> {
     const executor = new GateExecutor(manifest, root, stateDir, log);
     const referenced = flags.references === undefined ? null : await readReferences(flags.references, flags.query ?? DEFAULT_QUERY, log);
     if (flags['dry-run']) {
+      const pending = await executor.unfinishedPromotion();
+      if (pending !== null) {
+        log.warn('PROMOTE_PENDING', `the promotion ${pending.id} at T ${formatTime(pending.snapshotTime)} was interrupted: promote with that T finishes it (this plan is not what it would do), restore --id ${pending.id} undoes it`);
+      }
       const { move: plan, keep } = splitByReferences(executor.planPromotion(time, times), referenced);
       const lines = [
         ...plan.map((p) => `would ${flags.purge ? 'delete' : 'quarantine'} ${p.path}: ${p.reason}`),

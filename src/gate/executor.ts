@@ -156,7 +156,7 @@ export class GateExecutor {
     const step = faultPoint('promote');
     let journal: PromotionJournal | undefined;
     const result = await this.manifest.withWriteLock(async () => {
-      const pending = await this.unfinishedPromotion();
+      const pending = await this.unfinishedPromotion({ clean: true });
       let kept: string[] = [];
       let resumed = false;
       if (pending !== null) {
@@ -237,7 +237,7 @@ export class GateExecutor {
   /** promote --purge: deletes instead of quarantining. A rerun after a kill plans again from the manifest, which the kill left unchanged, and deletes the rest. */
   private async purge(snapshotTime: number, times: GateTimes, referenced: ReadonlySet<string> | null): Promise<PromoteOutcome> {
     return this.manifest.withWriteLock(async () => {
-      const pending = await this.unfinishedPromotion();
+      const pending = await this.unfinishedPromotion({ clean: true });
       if (pending !== null) {
         throw new WarmsyncError('PROMOTE_PENDING', `the promotion ${pending.id} at T ${formatTime(pending.snapshotTime)} was interrupted; finish it (promote --time ${formatTime(pending.snapshotTime)}, without --purge) or undo it (\`warmsync restore --id ${pending.id}\`) first; nothing changed`);
       }
@@ -334,13 +334,13 @@ export class GateExecutor {
   /**
    * The quarantine whose promotion was interrupted (its report still "planned"), if any. A
    * quarantine dir without a report is what a kill before the journal was durable leaves: nothing
-   * was moved into it, and it is removed.
+   * was moved into it, and with `clean` it is removed.
    */
-  async unfinishedPromotion(): Promise<PromotionJournal | null> {
+  async unfinishedPromotion(options: { clean?: boolean } = {}): Promise<PromotionJournal | null> {
     for (const id of (await readdir(join(this.stateDir.abs, 'quarantine')).catch(() => [])).sort()) {
       const report = await this.readReport(id);
       if (report === null) {
-        if (!existsSync(join(this.quarantineDir(id), REPORT_FILE))) await rmdir(this.quarantineDir(id)).catch(() => undefined);
+        if (options.clean === true && !existsSync(join(this.quarantineDir(id), REPORT_FILE))) await rmdir(this.quarantineDir(id)).catch(() => undefined);
         continue;
       }
       if (report.state === 'planned') return report;

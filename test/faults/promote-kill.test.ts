@@ -5,7 +5,8 @@
 // files moved, n + 1: the manifest change committed), and WARMSYNC_FAULT_STOP=NAME:STEP makes the
 // command stop itself (SIGSTOP) exactly there before the test kills it: the kill lands at that point
 // however fast or slow the machine. Each round, in turn:
-// - promote killed, promote again: it finishes the same quarantine (same id, resumed), and the tree,
+// - promote killed; promote with another T is refused (PROMOTE_PENDING) and a dry run warns; promote
+//   again with the same T: it finishes the same quarantine (same id, resumed), and the tree,
 //   the manifest, the quarantine and the removals log are what a kill-free promotion gives; then
 //   restore killed, restore again: the standby is as before the promotion;
 // - promote killed, then restore (on the half-done promotion) killed, restore again: the standby is
@@ -19,7 +20,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { BIN } from '../../scripts/lib/cli-process.js';
-import { MANIFEST, closeStandbys, isStateDir, openStandby, runCli, syncOnce, type Standby } from '../helpers/e2e.js';
+import { MANIFEST, assertCleanFailure, closeStandbys, isStateDir, openStandby, runCli, syncOnce, type Standby } from '../helpers/e2e.js';
 import { LONG, Rng, faultSeed } from '../helpers/faults.js';
 import { describeTreeDiff, readTree, type TreeItem } from '../helpers/tree.js';
 
@@ -169,6 +170,11 @@ describe('promote and restore, killed at seeded points and run again', { concurr
       assert.equal(await countFiles(qdir), Math.min(k, planned.length), `files in the quarantine after a kill at step ${k}`);
 
       if (rerunPromote) {
+        // Another T does not finish it (nor start a second promotion); a dry run says it is pending.
+        const other = await runCli(['promote', '--root', s.dst, '--time', String(T - 1)], { timeoutMs: 60_000 });
+        assertCleanFailure(other, 1, new RegExp(`^warmsync: PROMOTE_PENDING: the promotion ${id} at T .* was interrupted; rerun promote with --time ${new Date(T).toISOString().replace(/\./g, '\\.')} to finish it`));
+        const dry = await runCli(['promote', '--root', s.dst, '--time', String(T), '--dry-run'], { timeoutMs: 60_000 });
+        assert.match(dry.stderr, new RegExp(`"code":"PROMOTE_PENDING","msg":"the promotion ${id} at T `));
         const r = await runCli(promoteArgs, { timeoutMs: 300_000 });
         assert.equal(r.code, 0, `promote rerun after a kill at step ${k}:\n${r.stderr}`);
         const out = JSON.parse(r.stdout) as { quarantine: string; resumed: boolean; removed: string[]; failed: unknown[] };
