@@ -21,6 +21,10 @@ at T cannot reference:
 They go to STATE_DIR/quarantine/ID/ under their relative paths, with a report.json; undo with
 \`warmsync restore --root DIR --id ID\`. --purge deletes them instead.
 
+Crash-safe: the whole plan is written to report.json before anything moves. If promote is
+killed, run the same command again: it finishes that promotion (same ID) from its journal (a
+different --time is refused with PROMOTE_PENDING), or undo it with \`warmsync restore\`.
+
 With --references, the promoted DB is asked which binaries it references, and a path whose file
 name is one of them stays whatever the times say: only unreferenced files move (the reversible,
 before-start equivalent of Artifactory's "Prune Unreferenced Data" for what the gate picked).
@@ -77,6 +81,10 @@ export async function promoteCommand(argv: string[]): Promise<number> {
     const executor = new GateExecutor(manifest, root, stateDir, log);
     const referenced = flags.references === undefined ? null : await readReferences(flags.references, flags.query ?? DEFAULT_QUERY, log);
     if (flags['dry-run']) {
+      const pending = await executor.unfinishedPromotion();
+      if (pending !== null) {
+        log.warn('PROMOTE_PENDING', `the promotion ${pending.id} at T ${formatTime(pending.snapshotTime)} was interrupted: promote with that T finishes it (this plan is not what it would do), restore --id ${pending.id} undoes it`);
+      }
       const { move: plan, keep } = splitByReferences(executor.planPromotion(time, times), referenced);
       const lines = [
         ...plan.map((p) => `would ${flags.purge ? 'delete' : 'quarantine'} ${p.path}: ${p.reason}`),
@@ -88,12 +96,13 @@ export async function promoteCommand(argv: string[]): Promise<number> {
     }
     const outcome = await executor.promote(time, times, flags.purge ?? false, referenced);
     const lines = [
+      ...(outcome.resumed ? [`finishing the interrupted promotion ${outcome.id ?? ''} from its journal`] : []),
       ...outcome.removed.map((r) => `${flags.purge ? 'deleted' : 'quarantined'} ${r.path}`),
       ...outcome.kept.map((path) => `kept ${path}: the promoted DB references it`),
       ...outcome.failed.map((f) => `FAILED ${f.path}: ${f.why}`),
       `${outcome.removed.length} path(s) ${flags.purge ? 'deleted' : `moved to ${stateDir.abs}/quarantine/${outcome.id ?? ''} (undo: warmsync restore --root ${root} --id ${outcome.id ?? ''})`}`,
     ];
-    print(flags.json, { dryRun: false, safe: verdict.safe, snapshotTime: time, quarantine: outcome.id, removed: outcome.removed.map((r) => r.path), kept: outcome.kept, failed: outcome.failed }, lines.join('\n'));
+    print(flags.json, { dryRun: false, safe: verdict.safe, snapshotTime: time, quarantine: outcome.id, resumed: outcome.resumed, removed: outcome.removed.map((r) => r.path), kept: outcome.kept, failed: outcome.failed }, lines.join('\n'));
     return outcome.failed.length > 0 ? 1 : 0;
   });
 }

@@ -9,6 +9,10 @@ Undoes a promotion's quarantine: moves its files back to their paths and records
 manifest again (with their original born times). Paths that are occupied again are skipped
 and named. Without --id, restores the latest quarantine.
 
+Also undoes a promotion that was interrupted (killed): what it had moved goes back, and promote
+will not resume it. Crash-safe: the paths to move back are journaled first; if restore is
+killed, run it again to finish.
+
 Options:
   --id ID              the quarantine (a directory name under STATE_DIR/quarantine/)
   --list               list the quarantines and exit

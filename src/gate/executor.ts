@@ -4,7 +4,9 @@
  * quarantine. Every removal happens under the manifest's write lock, re-reading the row first, so
  * the receiver can never be re-creating the same path at that moment; every removal is logged.
  */
-import { copyFile, mkdir, open, readFile, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, open, readFile, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { EntryKind, ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
@@ -17,6 +19,8 @@ import { formatTime } from '../time.js';
 import { bornAfter, tombstonesAllowed, type GateTimes } from './policy.js';
 import { splitByReferences } from './references.js';
 import { lstatOrNull } from '../lstat.js';
+import { faultPoint } from '../faultpoint.js';
+import { promoteStep, restoreStep, sameOnDisk, sameRow, type JournalEntry, type Observed, type PromotionJournal, type RestoreJournal, type RestoreStep } from './journal.js';
 
 export interface Removal { readonly path: string; readonly kind: EntryKind; readonly reason: string }
 
@@ -31,6 +35,12 @@ export interface SnapshotOutcome {
   readonly pending: number;
   /** Tombstones T allowed that could not be applied (e.g. a directory that still has content). */
   readonly held: readonly { path: string; why: string }[];
+  /**
+   * With `correct`: the files the gate removed under a recorded T later than the corrected one.
+   * They are gone for good (a correction re-creates nothing); the agent re-sends those that still
+   * exist on the source only if they change there.
+   */
+  readonly unrecoverable?: readonly { path: string; removedAt: number; snapshotTime: number }[];
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -50,13 +60,19 @@ export class GateExecutor {
     this.guard = new PathGuard(root, stateDir.relToRoot);
   }
 
-  /** Records snapshot time T (monotonic) and applies every tombstone it allows. */
-  async applySnapshot(snapshotTime: number, times: GateTimes): Promise<SnapshotOutcome> {
+  /**
+   * Records snapshot time T (monotonic) and applies every tombstone it allows. With `correct`, T is
+   * recorded even when it is older than the recorded one (an operator undoing a wrong T): from then
+   * on the gate holds deletions against the corrected T; files already removed stay removed and are
+   * listed in `unrecoverable`.
+   */
+  async applySnapshot(snapshotTime: number, times: GateTimes, options: { correct?: boolean } = {}): Promise<SnapshotOutcome> {
     return this.manifest.withWriteLock(async () => {
       // Read under the write lock: another snapshot (the receiver's poller, a second command) may
       // have recorded a newer T since this call was made, and T must never move backwards.
       const previous = this.manifest.getNumber('snapshotTime');
-      const advanced = previous === null || snapshotTime >= previous;
+      const correct = options.correct ?? false;
+      const advanced = correct || previous === null || snapshotTime >= previous;
       const effective = advanced ? snapshotTime : previous;
       if (advanced) this.manifest.setState('snapshotTime', effective);
       this.manifest.setState('skewMs', times.skewMs);
@@ -79,7 +95,12 @@ export class GateExecutor {
       }
       await Promise.all([...dirs].map(fsyncDir));
       for (const r of removed) this.log.info(`removed ${r.path}: ${r.reason}`);
-      return { snapshotTime: effective, advanced, previous, removed, held, pending: this.manifest.counts().tombstones };
+      const outcome = { snapshotTime: effective, advanced, previous, removed, held, pending: this.manifest.counts().tombstones };
+      if (!correct) return outcome;
+      if (previous !== null && previous !== effective) {
+        this.log.warn('SNAPSHOT_CORRECTED', `recorded snapshot time corrected from ${formatTime(previous)} to ${formatTime(effective)}`);
+      }
+      return { ...outcome, unrecoverable: this.manifest.removedUnder(effective) };
     });
   }
 
@@ -123,93 +144,270 @@ export class GateExecutor {
    * the same relative paths, plus report.json listing each entry; `restore` moves them back.
    * With `referenced` (file names the promoted DB references), a path of the plan whose name is in
    * it stays where it is and is listed in `kept`.
+   *
+   * Crash-safe (invariant 6): report.json is first written, durably, as the journal of the whole
+   * plan (state "planned"), and only then does anything move; the manifest change is one
+   * transaction committed after the moves (and their directories) are durable; then the report is
+   * rewritten "done". A promotion killed at any point is finished by the next promote with the same
+   * T (same quarantine id), or undone by `restore`.
    */
-  async promote(snapshotTime: number, times: GateTimes, purge: boolean, referenced: ReadonlySet<string> | null = null): Promise<{ id: string | null; removed: Removal[]; kept: string[]; failed: { path: string; why: string }[] }> {
-    const id = purge ? null : new Date().toISOString().replace(/[:.]/g, '-');
-    const quarantineDir = id === null ? null : join(this.stateDir.abs, 'quarantine', id);
+  async promote(snapshotTime: number, times: GateTimes, purge: boolean, referenced: ReadonlySet<string> | null = null): Promise<PromoteOutcome> {
+    if (purge) return this.purge(snapshotTime, times, referenced);
+    const step = faultPoint('promote');
+    let journal: PromotionJournal | undefined;
+    const result = await this.manifest.withWriteLock(async () => {
+      const pending = await this.unfinishedPromotion({ clean: true });
+      let kept: string[] = [];
+      let resumed = false;
+      if (pending !== null) {
+        if (pending.snapshotTime !== snapshotTime) {
+          throw new WarmsyncError('PROMOTE_PENDING', `the promotion ${pending.id} at T ${formatTime(pending.snapshotTime)} was interrupted; rerun promote with --time ${formatTime(pending.snapshotTime)} to finish it, or \`warmsync restore --id ${pending.id}\` to undo it; nothing changed`);
+        }
+        if (existsSync(this.restoreJournalFile(pending.id))) {
+          throw new WarmsyncError('RESTORE_PENDING', `a restore of the interrupted promotion ${pending.id} was itself interrupted; rerun \`warmsync restore --id ${pending.id}\` to finish it; nothing changed`);
+        }
+        journal = pending;
+        resumed = true;
+        this.log.warn('PROMOTE_RESUMED', `finishing the interrupted promotion ${pending.id} (planned ${formatTime(pending.createdAt)}, ${pending.entries.length} path(s) in its journal)`);
+      } else {
+        const { move: plan, keep } = splitByReferences(this.planPromotion(snapshotTime, times), referenced);
+        for (const row of keep) this.log.info(`kept ${row.path}: the promoted DB references it (${row.reason})`);
+        kept = keep.map((row) => row.path);
+        const entries: JournalEntry[] = [];
+        for (const row of plan) {
+          const { path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, reason } = row;
+          const wasPresent = (await this.guard.parentsExist(path).catch(() => false)) && lstatOrNull(this.guard.resolve(path)) !== null;
+          entries.push({ path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, reason, wasPresent });
+        }
+        const id = new Date().toISOString().replace(/[:.]/g, '-');
+        journal = { id, state: 'planned', createdAt: Date.now(), snapshotTime, skewMs: times.skewMs, deleteGraceMs: times.deleteGraceMs, root: this.root, entries };
+        const dir = this.quarantineDir(id);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        await fsyncDir(dirname(dir));
+        await fsyncDir(this.stateDir.abs);
+        await this.writeDurable(join(dir, REPORT_FILE), journal);
+      }
+      step(0);
+      const dir = this.quarantineDir(journal.id);
+      const removed: Removal[] = [];
+      const failed: { path: string; why: string }[] = [];
+      const done: JournalEntry[] = [];
+      const dirs = new Set<string>();
+      const now = Date.now();
+      let moved = 0;
+      for (const e of journal.entries) {
+        try {
+          if (e.path === REPORT_FILE) {
+            failed.push({ path: e.path, why: `its name is that of the quarantine's ${REPORT_FILE}; left in place` });
+            continue;
+          }
+          const into = join(dir, e.path);
+          const action = promoteStep(e.wasPresent, await this.observe(e, into));
+          if (action.do === 'leave') {
+            failed.push({ path: e.path, why: action.why });
+            continue;
+          }
+          if (action.do === 'move') {
+            const abs = this.guard.resolve(e.path);
+            await moveInto(abs, into);
+            dirs.add(dirname(abs)).add(dirname(into));
+            step(++moved);
+          }
+          if (action.do !== 'done') {
+            this.manifest.remove(e.path);
+            this.manifest.logRemoval({ path: e.path, kind: e.kind, reason: `quarantined at promotion: ${e.reason}`, at: now, snapshotTime, quarantine: journal.id });
+          }
+          removed.push({ path: e.path, kind: e.kind, reason: e.reason });
+          done.push({ ...e, wasPresent: lstatOrNull(into) !== null });
+        } catch (err) {
+          failed.push({ path: e.path, why: describeError(err) });
+        }
+      }
+      // Nothing is recorded before its rename is durable.
+      await Promise.all([...dirs].map(fsyncDir));
+      return { moved, resumed, outcome: { id: journal.id, removed, kept, failed, resumed }, done };
+    });
+    step(result.moved + 1);
+    if (journal !== undefined) {
+      await this.writeDurable(join(this.quarantineDir(journal.id), REPORT_FILE), { ...journal, state: 'done', entries: result.done, failed: result.outcome.failed });
+    }
+    return result.outcome;
+  }
+
+  /** promote --purge: deletes instead of quarantining. A rerun after a kill plans again from the manifest, which the kill left unchanged, and deletes the rest. */
+  private async purge(snapshotTime: number, times: GateTimes, referenced: ReadonlySet<string> | null): Promise<PromoteOutcome> {
     return this.manifest.withWriteLock(async () => {
+      const pending = await this.unfinishedPromotion({ clean: true });
+      if (pending !== null) {
+        throw new WarmsyncError('PROMOTE_PENDING', `the promotion ${pending.id} at T ${formatTime(pending.snapshotTime)} was interrupted; finish it (promote --time ${formatTime(pending.snapshotTime)}, without --purge) or undo it (\`warmsync restore --id ${pending.id}\`) first; nothing changed`);
+      }
       const { move: plan, keep } = splitByReferences(this.planPromotion(snapshotTime, times), referenced);
       for (const row of keep) this.log.info(`kept ${row.path}: the promoted DB references it (${row.reason})`);
       const removed: Removal[] = [];
       const failed: { path: string; why: string }[] = [];
-      const report: object[] = [];
+      const dirs = new Set<string>();
       const now = Date.now();
       for (const row of plan) {
         try {
           const abs = this.guard.resolve(row.path);
-          const present = (await this.guard.parentsExist(row.path)) && (lstatOrNull(abs)) !== null;
-          if (present) {
-            if (quarantineDir === null) await unlink(abs);
-            else await moveInto(abs, join(quarantineDir, row.path));
+          if ((await this.guard.parentsExist(row.path)) && lstatOrNull(abs) !== null) {
+            await unlink(abs);
+            dirs.add(dirname(abs));
           }
           this.manifest.remove(row.path);
-          this.manifest.logRemoval({ path: row.path, kind: row.kind, reason: `${purge ? 'purged' : 'quarantined'} at promotion: ${row.reason}`, at: now, snapshotTime, quarantine: id });
+          this.manifest.logRemoval({ path: row.path, kind: row.kind, reason: `purged at promotion: ${row.reason}`, at: now, snapshotTime, quarantine: null });
           removed.push({ path: row.path, kind: row.kind, reason: row.reason });
-          const { path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt } = row;
-          report.push({ path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, reason: row.reason, wasPresent: present });
         } catch (err) {
           failed.push({ path: row.path, why: describeError(err) });
         }
       }
-      if (quarantineDir !== null) {
-        await mkdir(quarantineDir, { recursive: true, mode: 0o700 });
-        const body = { id, createdAt: now, snapshotTime, skewMs: times.skewMs, deleteGraceMs: times.deleteGraceMs, root: this.root, entries: report };
-        await writeFile(join(quarantineDir, REPORT_FILE), JSON.stringify(body, null, 2) + '\n');
-      }
-      return { id, removed, kept: keep.map((row) => row.path), failed };
+      await Promise.all([...dirs].map(fsyncDir));
+      return { id: null, removed, kept: keep.map((row) => row.path), failed, resumed: false };
     });
   }
 
-  /** Moves a quarantine's files back and records them again; returns what was restored and what was in the way. */
+  /**
+   * Moves a quarantine's files back and records them again; returns what was restored and what was
+   * in the way. Works on a finished promotion and on an interrupted one (then only what it moved
+   * goes back, and promote will not resume it). Crash-safe like promote: the paths to move back are
+   * journaled durably first, and a rerun after a kill finishes the restore.
+   */
   async restore(id: string): Promise<{ restored: string[]; skipped: { path: string; why: string }[] }> {
-    const quarantineDir = join(this.stateDir.abs, 'quarantine', id);
-    let report: QuarantineReport;
-    try {
-      report = JSON.parse(await readFile(join(quarantineDir, REPORT_FILE), 'utf8')) as QuarantineReport;
-    } catch (err) {
-      throw new WarmsyncError('NO_QUARANTINE', `no readable quarantine ${id} in ${join(this.stateDir.abs, 'quarantine')}: ${describeError(err)}`);
-    }
-    return this.manifest.withWriteLock(async () => {
+    const dir = this.quarantineDir(id);
+    const report = await this.readReport(id);
+    if (report === null) throw new WarmsyncError('NO_QUARANTINE', `no readable quarantine ${id} in ${join(this.stateDir.abs, 'quarantine')}`);
+    const journalFile = this.restoreJournalFile(id);
+    const step = faultPoint('restore');
+    const promotionDone = report.state !== 'planned';
+    const result = await this.manifest.withWriteLock(async () => {
+      const earlier = await readJson<RestoreJournal>(journalFile);
+      const movedBefore = new Set(earlier?.paths ?? []);
+      const planned: Array<{ e: JournalEntry; o: Observed; action: RestoreStep }> = [];
+      for (const e of report.entries) {
+        const o = await this.observe(e, join(dir, e.path));
+        planned.push({ e, o, action: restoreStep(e, o, movedBefore.has(e.path), promotionDone) });
+      }
+      const toMove = planned.filter((p) => p.action.do === 'move-back').map((p) => p.e.path);
+      if (toMove.some((p) => !movedBefore.has(p))) await this.writeDurable(journalFile, { id, paths: [...new Set([...movedBefore, ...toMove])] } satisfies RestoreJournal);
+      step(0);
       const restored: string[] = [];
       const skipped: { path: string; why: string }[] = [];
+      const dirs = new Set<string>();
       const now = Date.now();
-      for (const e of report.entries) {
-        const from = join(quarantineDir, e.path);
-        if (!e.wasPresent || (lstatOrNull(from)) === null) {
-          skipped.push({ path: e.path, why: 'not in the quarantine (it was already absent at promotion)' });
+      let moved = 0;
+      for (const { e, o, action } of planned) {
+        if (action.do === 'skip') {
+          skipped.push({ path: e.path, why: action.why });
           continue;
         }
         try {
-          const abs = this.guard.resolve(e.path);
-          if ((lstatOrNull(abs)) !== null || this.manifest.get(e.path) !== undefined) {
-            skipped.push({ path: e.path, why: 'something is at that path again' });
-            continue;
+          if (action.do === 'move-back') {
+            const abs = this.guard.resolve(e.path);
+            await this.guard.prepareParents(e.path);
+            await moveInto(join(dir, e.path), abs);
+            dirs.add(dirname(abs));
+            step(++moved);
           }
-          await this.guard.prepareParents(e.path);
-          await moveInto(from, abs);
-          this.manifest.restoreRow(e, now);
+          if (o.row === 'absent') this.manifest.restoreRow({ ...e, damaged: false }, now);
           this.manifest.markRestored(id, e.path, now);
           restored.push(e.path);
         } catch (err) {
           skipped.push({ path: e.path, why: describeError(err) });
         }
       }
-      return { restored, skipped };
+      await Promise.all([...dirs].map(fsyncDir));
+      return { moved, outcome: { restored, skipped } };
     });
+    step(result.moved + 1);
+    // An interrupted promotion that was undone is never resumed by promote.
+    if (!promotionDone) await this.writeDurable(join(dir, REPORT_FILE), { ...report, state: 'undone' });
+    await unlink(journalFile).catch(() => undefined);
+    return result.outcome;
   }
 
-  /** Quarantine ids, oldest first. */
+  /** Quarantine ids (those with a report), oldest first. */
   async quarantines(): Promise<string[]> {
-    return (await readdir(join(this.stateDir.abs, 'quarantine')).catch(() => [])).sort();
+    const names = (await readdir(join(this.stateDir.abs, 'quarantine')).catch(() => [])).sort();
+    return names.filter((id) => existsSync(join(this.quarantineDir(id), REPORT_FILE)));
+  }
+
+  /**
+   * The quarantine whose promotion was interrupted (its report still "planned"), if any. A
+   * quarantine dir without a report is what a kill before the journal was durable leaves: nothing
+   * was moved into it, and with `clean` it is removed.
+   */
+  async unfinishedPromotion(options: { clean?: boolean } = {}): Promise<PromotionJournal | null> {
+    for (const id of (await readdir(join(this.stateDir.abs, 'quarantine')).catch(() => [])).sort()) {
+      const report = await this.readReport(id);
+      if (report === null) {
+        if (options.clean === true && !existsSync(join(this.quarantineDir(id), REPORT_FILE))) await rmdir(this.quarantineDir(id)).catch(() => undefined);
+        continue;
+      }
+      if (report.state === 'planned') return report;
+    }
+    return null;
+  }
+
+  private quarantineDir(id: string): string {
+    return join(this.stateDir.abs, 'quarantine', id);
+  }
+
+  private restoreJournalFile(id: string): string {
+    return join(this.stateDir.abs, JOURNAL_DIR, `restore-${id}.json`);
+  }
+
+  private async readReport(id: string): Promise<PromotionJournal | null> {
+    return readJson<PromotionJournal>(join(this.quarantineDir(id), REPORT_FILE));
+  }
+
+  /** Where a planned path is now: in the tree, in the quarantine (at `into`), in the manifest. */
+  private async observe(e: JournalEntry, into: string): Promise<Observed> {
+    const abs = this.guard.resolve(e.path);
+    const st = (await this.guard.parentsExist(e.path)) ? lstatOrNull(abs) : null;
+    const found = st === null ? null : { kind: (st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'dir') as EntryKind, size: st.size };
+    const row = this.manifest.get(e.path);
+    return { tree: sameOnDisk(e, found), inQuarantine: lstatOrNull(into) !== null, row: row === undefined ? 'absent' : sameRow(e, row) ? 'same' : 'other' };
+  }
+
+  /** Writes JSON durably: a temp file in STATE/journal, fsynced, renamed to `file`, its directory fsynced. */
+  private async writeDurable(file: string, value: unknown): Promise<void> {
+    const tmpDir = join(this.stateDir.abs, JOURNAL_DIR);
+    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+    const tmp = join(tmpDir, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const handle = await open(tmp, 'w', 0o600);
+    try {
+      await handle.writeFile(JSON.stringify(value, null, 1) + '\n');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+    await fsyncDir(dirname(file));
+  }
+}
+
+export interface PromoteOutcome {
+  readonly id: string | null;
+  readonly removed: Removal[];
+  readonly kept: string[];
+  readonly failed: { path: string; why: string }[];
+  /** This run finished a promotion an earlier, interrupted run had planned. */
+  readonly resumed: boolean;
+}
+
+/** Where promote and restore keep their temp files and restore its journals. */
+const JOURNAL_DIR = 'journal';
+
+async function readJson<T>(file: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T;
+  } catch {
+    return null;
   }
 }
 
 export const REPORT_FILE = 'report.json';
 
-interface QuarantineReport {
-  id: string;
-  entries: Array<ManifestEntry & { reason: string; wasPresent: boolean }>;
-}
 
 /** rename(), or copy + fsync + unlink when the destination is on another file system. */
 async function moveInto(from: string, to: string): Promise<void> {

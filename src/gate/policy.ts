@@ -89,3 +89,19 @@ export function failoverVerdict(snapshotTime: number | null, watermark: number |
     recoveryTarget,
   };
 }
+
+/**
+ * A snapshot time T the standby cannot have yet: later than the standby's clock plus skew. Such a T
+ * (a typo, a clock gone wrong) would apply every tombstone at once and, T never moving backwards,
+ * shadow every later true T, so the gate would be off for good. Returns by how many ms T is ahead
+ * of `now + skew`, or null when T is acceptable.
+ */
+export function snapshotAheadBy(snapshotTime: number, now: number, skewMs: number): number | null {
+  const lead = snapshotTime - (now + skewMs);
+  return lead > 0 ? lead : null;
+}
+
+/** The one line an operator reads when a future T is refused. */
+export function futureSnapshotProblem(snapshotTime: number, now: number, aheadMs: number): string {
+  return `T ${formatTime(snapshotTime)} is ${aheadMs} ms past this host's clock (${formatTime(now)}) plus skew: a DB cannot have replayed a transaction from the future (a typo, or a clock is wrong)`;
+}

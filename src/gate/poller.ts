@@ -2,8 +2,8 @@
  * The receiver's snapshot poller: every interval it asks a snapshot source for the standby DB's
  * snapshot time and acts like `warmsync snapshot`. Two sources: --snapshot-cmd (an operator command
  * printing a time, e.g. a psql one-liner; here) and --snapshot-source postgres://... (pgsource.ts).
- * A source that fails, hangs or gives garbage is logged with a code and changes nothing; the
- * receiver keeps serving. Runs never overlap.
+ * A source that fails, hangs or gives garbage, or gives a T later than this host's clock plus skew,
+ * is logged with a code and changes nothing; the receiver keeps serving. Runs never overlap.
  */
 import { spawn } from 'node:child_process';
 import { describeError } from '../errors.js';
@@ -11,7 +11,7 @@ import type { Logger } from '../log.js';
 import { formatTime, parseTime } from '../time.js';
 import type { GateExecutor } from './executor.js';
 import { postgresSource } from './pgsource.js';
-import type { GateTimes } from './policy.js';
+import { futureSnapshotProblem, snapshotAheadBy, type GateTimes } from './policy.js';
 
 /** A time to apply, or why there is none (a stable code and one line for the log). */
 export type SnapshotReading = { readonly time: number } | { readonly code: string; readonly problem: string };
@@ -34,6 +34,8 @@ export interface PollerOptions {
   readonly executor: GateExecutor;
   readonly times: GateTimes;
   readonly log: Logger;
+  /** This host's clock (tests inject one): a T later than now + skew is refused. */
+  readonly now?: () => number;
 }
 
 export interface SnapshotPoller {
@@ -123,6 +125,13 @@ export function startSnapshotPoller(options: PollerOptions): SnapshotPoller {
       return false;
     }
     const { time } = reading;
+    const now = (options.now ?? Date.now)();
+    const ahead = snapshotAheadBy(time, now, options.times.skewMs);
+    if (ahead !== null) {
+      // Recording it would apply every tombstone at once and hide every later true T.
+      log.warn('SNAPSHOT_FUTURE', `snapshot source gave ${futureSnapshotProblem(time, now, ahead)}; not recorded, nothing applied`);
+      return false;
+    }
     try {
       const outcome = await options.executor.applySnapshot(time, options.times);
       if (!outcome.advanced) log.debug(`snapshot source gave ${formatTime(time)}, older than the recorded ${formatTime(outcome.previous)}; ignored`);

@@ -69,6 +69,8 @@ export class Manifest {
       quarantined: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM removals WHERE quarantine IS NOT NULL AND restored_at IS NULL'),
       restoreRow: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at)
         VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target, @bornMs, @deletedAt, 0, @now)`),
+      removedUnder: db.prepare<[number], { path: string; removed_at: number; snapshot_time: number }>(
+        'SELECT path, removed_at, snapshot_time FROM removals WHERE quarantine IS NULL AND snapshot_time > ? ORDER BY id'),
       markRestored: db.prepare<[number, string, string]>('UPDATE removals SET restored_at = ? WHERE quarantine = ? AND path = ? AND restored_at IS NULL'),
       counts: db.prepare<[], ManifestCounts>(`SELECT
           coalesce(sum(kind = 'file' AND deleted_at IS NULL), 0) AS files,
@@ -152,6 +154,11 @@ export class Manifest {
   restoreRow(row: ManifestEntry, now: number): void {
     const { path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt } = row;
     this.statements.restoreRow.run({ path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, now });
+  }
+
+  /** Removals applied by the gate (not quarantined) under a snapshot time later than `snapshotTime`. */
+  removedUnder(snapshotTime: number): Array<{ path: string; removedAt: number; snapshotTime: number }> {
+    return this.statements.removedUnder.all(snapshotTime).map((r) => ({ path: r.path, removedAt: r.removed_at, snapshotTime: r.snapshot_time }));
   }
 
   markRestored(quarantine: string, path: string, now: number): void {

@@ -83,12 +83,13 @@ describe('gate e2e', { concurrency: true }, () => {
       const d = manifestRow(s.dst, p)?.deleted_at as number;
       const [skew, grace] = [1500, 5000];
 
-      const early = await cli(['snapshot', '--root', s.dst, '--time', String(d + skew + grace - 1), '--skew', String(skew), '--delete-grace', String(grace)]);
+      // T past D + skew + grace lies ahead of this host's clock (D is now): --force, as for a DB clock running ahead.
+      const early = await cli(['snapshot', '--root', s.dst, '--time', String(d + skew + grace - 1), '--skew', String(skew), '--delete-grace', String(grace), '--force']);
       assert.match(early.stdout, /^snapshot time .*\n0 removed, 1 tombstone\(s\) still held\n$/);
       assert.ok(await exists(join(s.dst, p)), 'kept: the deleting transaction may not have committed by T');
       assert.deepEqual(tombstonePaths(s.dst), [p]);
 
-      const onTime = await cli(['snapshot', '--root', s.dst, '--time', iso(d + skew + grace), '--skew', String(skew), '--delete-grace', String(grace), '--json']);
+      const onTime = await cli(['snapshot', '--root', s.dst, '--time', iso(d + skew + grace), '--skew', String(skew), '--delete-grace', String(grace), '--json', '--force']);
       const out = JSON.parse(onTime.stdout) as { snapshotTime: number; advanced: boolean; previous: number; removed: string[]; pending: number; held: unknown[] };
       assert.deepEqual(out, { snapshotTime: d + skew + grace, advanced: true, previous: d + skew + grace - 1, removed: [p], pending: 0, held: [] });
       assert.equal(await exists(join(s.dst, p)), false);
@@ -102,7 +103,7 @@ describe('gate e2e', { concurrency: true }, () => {
 
     test('snapshot with an older --time prints that it was ignored and keeps the recorded T', { timeout: 60_000 }, async () => {
       const recorded = (await statusJson(s.dst)).snapshotTime as number;
-      const r = await cli(['snapshot', '--root', s.dst, '--time', iso(recorded - 1000)]);
+      const r = await cli(['snapshot', '--root', s.dst, '--time', iso(recorded - 1000), '--force']);
       assert.match(r.stdout, new RegExp(`^snapshot time ${iso(recorded).replace(/\./g, '\\.')} \\(unchanged: the given time was older\\)`));
       assert.match(r.stderr, /"level":"warn",.*"code":"SNAPSHOT_OLDER","msg":"--time .* is older than the recorded snapshot/);
       assert.equal((await statusJson(s.dst)).snapshotTime, recorded);
@@ -114,11 +115,11 @@ describe('gate e2e', { concurrency: true }, () => {
       await syncOnce(s);
       const d = manifestRow(s.dst, p)?.deleted_at as number;
       for (const t of [d + 60_000, d + DEFAULT_SKEW + DEFAULT_GRACE - 1]) {
-        const r = await cli(['snapshot', '--root', s.dst, '--time', String(t)]);
+        const r = await cli(['snapshot', '--root', s.dst, '--time', String(t), '--force']);
         assert.match(r.stdout, /0 removed, 1 tombstone\(s\) still held/);
         assert.ok(await exists(join(s.dst, p)), `removed at T = D + ${t - d} ms`);
       }
-      const r = await cli(['snapshot', '--root', s.dst, '--time', String(d + DEFAULT_SKEW + DEFAULT_GRACE)]);
+      const r = await cli(['snapshot', '--root', s.dst, '--time', String(d + DEFAULT_SKEW + DEFAULT_GRACE), '--force']);
       assert.match(r.stdout, new RegExp(`removed ${p}\n1 removed, 0 tombstone\\(s\\) still held`));
       assert.equal(await exists(join(s.dst, p)), false);
     });
@@ -335,14 +336,18 @@ describe('gate e2e', { concurrency: true }, () => {
   describe('(d) receiver --snapshot-cmd, /healthz and /metrics', { concurrency: false }, () => {
     test('--snapshot-cmd applies tombstones while the receiver runs; /healthz and /metrics', { timeout: 60_000 }, async () => {
       const ws = await openWorkspace();
-      const t = Date.now() + 3_600_000; // past D + default skew + grace for anything deleted now
-      const receiver = await startReceiverProcess([...receiverArgs(ws), '--snapshot-cmd', `echo '${iso(t).replace('T', ' ').replace('Z', '+00')}'`, '--snapshot-interval', '1']);
+      // The command prints the time the test writes to a file once the deletion is recorded: D + skew,
+      // with no delete grace (a T ahead of this host's clock + skew would be refused, SNAPSHOT_FUTURE).
+      const timeFile = join(ws.dst, '..', 'snapshot-time.txt');
+      const receiver = await startReceiverProcess([...receiverArgs(ws), '--delete-grace', '0', '--snapshot-cmd', `cat '${timeFile}'`, '--snapshot-interval', '1']);
       const s: Standby = { ...ws, receiver, url: receiver.url };
       await buildTree(s.src, { 'filestore/aa/one': 'one\n', 'filestore/aa/two': 'two two\n', 'etc/x.conf': 'x\n' });
       await settleTimes(s.src);
       await syncOnce(s);
       await unlink(join(s.src, 'filestore/aa/one'));
       await syncOnce(s);
+      const t = (manifestRow(s.dst, 'filestore/aa/one')?.deleted_at as number) + DEFAULT_SKEW;
+      await writeFile(timeFile, `${iso(t).replace('T', ' ').replace('Z', '+00')}\n`);
       // The file leaves the disk inside the poller's transaction; its row goes when that commits.
       await waitFor('the poller to apply the tombstone (file and row gone)',
         async () => !(await exists(join(s.dst, 'filestore/aa/one'))) && manifestRow(s.dst, 'filestore/aa/one') === undefined, 10_000);
@@ -355,7 +360,7 @@ describe('gate e2e', { concurrency: true }, () => {
       assert.match(health.headers.get('content-type') ?? '', /application\/json/);
       const h = await health.json() as { ok: boolean; safe: unknown; reason: string };
       assert.equal(h.ok, true);
-      assert.equal(h.safe, false, 'T is an hour ahead of W');
+      assert.equal(h.safe, false, 'T + skew is ahead of W (D + 2 skew > the W of the last sync)');
       assert.match(h.reason, /behind/);
 
       const anon = await fetch(`${base}/metrics`);

@@ -31,7 +31,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Entry } from '../../../src/entry.js';
 import {
-  DEFAULT_DELETE_GRACE_MS, DEFAULT_SKEW_MS, bornAfter, failoverVerdict, mayApplyTombstone, tombstonesAllowed,
+  DEFAULT_DELETE_GRACE_MS, DEFAULT_SKEW_MS, bornAfter, failoverVerdict, mayApplyTombstone, snapshotAheadBy, tombstonesAllowed,
   type BornRow, type GateTimes, type TombstoneRow,
 } from '../../../src/gate/policy.js';
 import { Manifest } from '../../../src/manifest/manifest.js';
@@ -116,6 +116,19 @@ describe('bornAfter', () => {
     assert.deepEqual(out, [rows[0], rows[3]]);
     assert.ok(out[0] === rows[0]);
   });
+});
+
+describe('snapshotAheadBy: a T from the future is refused (issue 17, finding 7)', () => {
+  const NOW = D;
+  const cases: Array<{ name: string; t: number; skew: number; want: number | null }> = [
+    { name: 'T in the past', t: NOW - 60_000, skew: 2000, want: null },
+    { name: 'T = now', t: NOW, skew: 2000, want: null },
+    { name: 'T = now + skew: the active clock may run ahead by skew', t: NOW + 2000, skew: 2000, want: null },
+    { name: 'T = now + skew + 1 ms', t: NOW + 2001, skew: 2000, want: 1 },
+    { name: 'skew 0: T = now + 1 ms', t: NOW + 1, skew: 0, want: 1 },
+    { name: 'the typo 2099-01-01', t: Date.parse('2099-01-01T00:00:00Z'), skew: 2000, want: Date.parse('2099-01-01T00:00:00Z') - NOW - 2000 },
+  ];
+  for (const c of cases) test(c.name, () => assert.equal(snapshotAheadBy(c.t, NOW, c.skew), c.want));
 });
 
 describe('failoverVerdict', () => {

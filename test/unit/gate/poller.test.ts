@@ -4,7 +4,7 @@
  * give null). Then real runs of /bin/sh commands against a real Manifest + GateExecutor in a temp
  * dir: a good time applies its tombstones; a failing, hanging (killed, with its children) or
  * garbage-printing command is logged and applies nothing, as is one printing too much; an older
- * time is ignored; the timer runs the command by itself and stop() ends it.
+ * time is ignored; a time later than the host's clock + skew is refused (SNAPSHOT_FUTURE); the timer runs the command by itself and stop() ends it.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -81,8 +81,8 @@ describe('a real poller against a real Manifest and GateExecutor', () => {
   });
 
   /** A poller whose timer will not fire during a test (runOnce drives it). */
-  function poller(command: string, timeoutMs = 5000, intervalMs = 600_000): SnapshotPoller {
-    const p = startSnapshotPoller({ source: commandSource(command, timeoutMs), intervalMs, executor, times: TIMES, log: createLogger('debug', (l) => lines.push(l)) });
+  function poller(command: string, timeoutMs = 5000, intervalMs = 600_000, now?: () => number): SnapshotPoller {
+    const p = startSnapshotPoller({ source: commandSource(command, timeoutMs), intervalMs, executor, times: TIMES, log: createLogger('debug', (l) => lines.push(l)), ...(now ? { now } : {}) });
     pollers.push(p);
     return p;
   }
@@ -171,6 +171,16 @@ describe('a real poller against a real Manifest and GateExecutor', () => {
     assert.equal(await poller('echo 2026-11-26T08:00:00Z').runOnce(), false);
     assert.equal(manifest.getNumber('snapshotTime'), TEN);
     assert.ok(lines.some((l) => /older than the recorded 2026-11-26T10:00:00.000Z; ignored/.test(l)), lines.join('\n'));
+  });
+
+  test('a T later than this host\'s clock + skew: warned SNAPSHOT_FUTURE, not recorded, nothing applied; a later true T still applies', async () => {
+    const clock = (): number => TEN - TIMES.skewMs - 1; // the source's T is 1 ms past now + skew
+    assert.equal(await poller('echo 2026-11-26T10:00:00Z', 5000, 600_000, clock).runOnce(), false);
+    assertNothingApplied();
+    assert.ok(lines.some((l) => /WARN +SNAPSHOT_FUTURE: snapshot source gave T 2026-11-26T10:00:00.000Z is 1 ms past this host's clock .*; not recorded, nothing applied/.test(l)), lines.join('\n'));
+    // At now + skew exactly it is accepted.
+    assert.equal(await poller('echo 2026-11-26T10:00:00Z', 5000, 600_000, () => TEN - TIMES.skewMs).runOnce(), true);
+    assert.equal(manifest.getNumber('snapshotTime'), TEN);
   });
 
   test('the timer runs the command by itself; runs never overlap; stop() ends it', async () => {
