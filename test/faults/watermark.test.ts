@@ -21,7 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import {
-  MANIFEST, closeStandbys, isStateDir, openStandby, startLiveAgent, waitForConvergence, type AgentProcess, type Standby,
+  MANIFEST, closeStandbys, exists, isStateDir, openStandby, startLiveAgent, waitFor, waitForConvergence, type AgentProcess, type Standby,
 } from '../helpers/e2e.js';
 import { LONG, Rng, faultSeed } from '../helpers/faults.js';
 
@@ -227,16 +227,25 @@ class Workloads {
   /**
    * More events than the kernel queues while the agent cannot read them (SIGSTOP): the queue
    * overflows and events are lost; the agent must notice and hold W until a rescan covers them.
+   * The files go into a directory the agent already watches (a new one would hold a single event,
+   * its creation, and be scanned whole), and the overflow must be seen: WATCH_OVERFLOW logged.
    */
   async overflow(): Promise<void> {
     const agent = this.agent();
+    const rel = this.name('flood');
+    mkdirSync(join(this.s.src, rel));
+    // On the standby, so watched: the agent watches a directory before it hands it out.
+    await waitFor(`${rel} on the standby`, () => exists(join(this.s.dst, rel)), 30_000);
+    const from = agent.stderr().length;
     agent.child.kill('SIGSTOP');
     try {
-      this.burst(MAX_QUEUED_EVENTS + 4000);
+      for (let f = 0; f < MAX_QUEUED_EVENTS + 4000; f++) writeFileSync(join(this.s.src, rel, `f${f}`), this.rng.bytes(this.rng.int(1, 512)));
       await sleep(this.rng.int(200, 1500));
     } finally {
       agent.child.kill('SIGCONT');
     }
+    this.dirs.push(rel);
+    await agent.waitForLog(/"code":"WATCH_OVERFLOW"/, 30_000, from);
   }
 }
 
@@ -255,10 +264,11 @@ test('no watermark W ever passes a change the standby lacks, under seeded bursts
     writeFileSync(join(s.src, 'etc/system.yaml'), 'shared: {}\n');
     // --max-delete 100: restores and re-creates delete whole trees on purpose; the guard is tested elsewhere.
     const agent = startLiveAgent(s, ['--max-delete', '100']);
-    const context = (): string => `--- agent stderr (tail):\n${agent.stderr().slice(-4000)}`;
+    let checker: WatermarkChecker | null = null;
+    const context = (): string => `--- W judged last: ${new Date(checker?.highest ?? 0).toISOString()}\n--- agent stderr (tail):\n${agent.stderr().slice(-6000)}\n--- receiver stderr (tail):\n${s.receiver.stderr().slice(-3000)}`;
     await waitForConvergence(s, { what: 'the initial sync', timeoutMs: 60_000, context });
     await agent.waitForLog(/watching /, 30_000);
-    const checker = new WatermarkChecker(s.src, s.dst);
+    checker = new WatermarkChecker(s.src, s.dst);
     let convergedMs = -1;
     const work = new Workloads(rng, s, stash, () => agent);
     const steps = LONG ? 12 : 7;
