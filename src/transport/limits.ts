@@ -23,11 +23,13 @@ export const PREAUTH_MAX_PAYLOAD = MAX_HANDSHAKE_FRAME_BYTES;
 export const MAX_UNAUTHENTICATED_SOCKETS = 256;
 
 /**
- * Hard cap on open sockets (node's `server.maxConnections`; more are closed on accept). Above the
- * unauthenticated limit by a reserve for the agent's session and sockets being closed, and well
- * under the usual 1024 soft fd limit, leaving the rest to the manifest, staging files and partials.
+ * Hard cap on open sockets (node's `server.maxConnections`; more are closed on accept): the
+ * unauthenticated limit, plus one burst of accepts (a listen backlog, 511) that may arrive before
+ * the excess is closed, plus a reserve for the agent's session and sockets being closed. Below
+ * the fd limit node runs with (it raises the soft limit to the hard one at start), leaving the
+ * rest to the manifest, staging files and partials.
  */
-export const MAX_SOCKETS = 512;
+export const MAX_SOCKETS = 1024;
 
 /**
  * A socket must authenticate (or, for plain HTTP, finish a request) within this long of its

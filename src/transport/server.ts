@@ -55,6 +55,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const backoff = new AuthBackoff();
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    admission.progressed(req.socket);
     res.once('finish', () => admission.touch(req.socket));
     if (options.onHttp) options.onHttp(req, res);
     else res.writeHead(404).end();
@@ -91,6 +92,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const source = req.socket.remoteAddress ?? '?';
     const remote = `${source}:${req.socket.remotePort ?? '?'}`;
     const conn = new Connection(ws, 'agent');
+    admission.progressed(req.socket);
     void (async () => {
       try {
         await authenticate(conn, options);
