@@ -35,7 +35,13 @@ export class Connection {
     });
     ws.on('error', (err: Error & { code?: string }) => {
       // Surfaced through 'close'; but ws refuses a message over maxPayload itself, and why must be logged.
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.failure ??= new ProtocolError('FRAME_TOO_LARGE', `a message over the ${this.maxFrameBytes}-byte limit`);
+      if (err.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return;
+      this.failure ??= new ProtocolError('FRAME_TOO_LARGE', `a message over the ${this.maxFrameBytes}-byte limit`);
+      // ws has sent its close (1009) and goes on reading, to discard the rest of the frame until the
+      // peer answers (up to 30 s): megabytes of garbage for the collector. Stop reading instead
+      // (after ws's own resume, queued for the next tick), and give the close frame a second to go out.
+      setImmediate(() => this.ws.pause());
+      setTimeout(() => this.ws.terminate(), 1000).unref();
     });
     void this.closed.then(() => this.wakeDrainWaiters(true));
     ws.on('message', (data, isBinary) => {
