@@ -47,10 +47,12 @@ export class Admission {
   /** A newly accepted (TCP) socket. */
   accepted(socket: Socket): void {
     const key = socketKey(socket);
-    if (socket.remoteAddress === undefined || this.pending.has(key)) {
+    if (socket.remoteAddress === undefined) {
       socket.destroy();
       return;
     }
+    // The same address and port again: the earlier socket closed and its 'close' is still on its way.
+    this.forget(key);
     const tracked: Tracked = { socket, source: socket.remoteAddress, timer: this.arm(key), stage: 0 };
     this.pending.set(key, tracked);
     this.file(key, tracked);

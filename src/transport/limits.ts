@@ -32,6 +32,13 @@ export const MAX_UNAUTHENTICATED_SOCKETS = 256;
 export const MAX_SOCKETS = 1024;
 
 /**
+ * Descriptors kept out of MAX_SOCKETS' reach when the process's fd limit is low: the manifest,
+ * staging files (up to 64 transfers), partials, the log. With a limit under MAX_SOCKETS plus
+ * this, the socket cap comes down to the limit minus this (and the receiver warns, FD_LIMIT).
+ */
+export const FD_RESERVE = 256;
+
+/**
  * A socket must authenticate (or, for plain HTTP, finish a request) within this long of its
  * accept; else it is closed. Covers the HTTP upgrade and the WebSocket handshake together.
  */
@@ -57,7 +64,7 @@ export const AUTH_TRACKED_SOURCES = 4096;
  * line at the interval's end.
  */
 export const REJECT_LOG_INTERVAL_MS = 10_000;
-export const REJECT_LOG_LINES = 5;
+export const REJECT_LOG_LINES = 20;
 
 /**
  * The receiver produces nothing more (manifest pages, results, the next inbound frame's work)

@@ -5,6 +5,7 @@
  * and a bounded number of sockets for a bounded time (DESIGN.md, invariant 3; ./limits.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from './ws.js';
@@ -16,7 +17,8 @@ import { PROTOCOL_VERSION, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';
 import type { Logger } from '../log.js';
 import { CLOSE_POLICY, Connection } from './connection.js';
 import {
-  HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS, HTTP_TIMEOUT_CHECK_MS, MAX_SOCKETS, PREAUTH_MAX_PAYLOAD,
+  FD_RESERVE, HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS, HTTP_TIMEOUT_CHECK_MS, MAX_SOCKETS, MAX_UNAUTHENTICATED_SOCKETS,
+  PREAUTH_MAX_PAYLOAD,
 } from './limits.js';
 import { RejectLog } from './ratelog.js';
 
@@ -48,11 +50,13 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const rejected = new RejectLog(options.log);
+  const maxSockets = socketCap(options.log);
+  // Under a low fd limit, unauthenticated sockets get half of what there is.
   const admission = new Admission((source, why) => {
     rejected.note(why, source, why === 'EVICTED'
       ? `closed an unauthenticated connection from ${source}: too many unauthenticated connections`
       : `closed a connection from ${source}: not authenticated within the deadline`);
-  });
+  }, Math.min(MAX_UNAUTHENTICATED_SOCKETS, Math.floor(maxSockets / 2)));
   const backoff = new AuthBackoff();
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     admission.progressed(req.socket);
@@ -65,7 +69,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const http = tls === null
     ? createServer(serverOptions, onRequest)
     : createTlsServer({ ...serverOptions, cert: tls.cert, key: tls.key }, onRequest);
-  http.maxConnections = MAX_SOCKETS;
+  http.maxConnections = maxSockets;
   // Every TCP socket (TLS or not) is unauthenticated until its agent proves the token.
   http.on('connection', (socket: Socket) => admission.accepted(socket));
   // A client that fails the TLS handshake (an agent without --ca, a port scanner) is no news.
@@ -148,6 +152,24 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       admission.closeAll();
     }),
   };
+}
+
+/**
+ * MAX_SOCKETS, or fewer when the process may open fewer descriptors than that plus FD_RESERVE
+ * (Linux: /proc/self/limits; elsewhere MAX_SOCKETS as is).
+ */
+function socketCap(log: Logger): number {
+  let limit = Infinity;
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) limit = Number(m[1]);
+  } catch {
+    // Not Linux: keep the constant.
+  }
+  if (limit >= MAX_SOCKETS + FD_RESERVE) return MAX_SOCKETS;
+  const cap = Math.max(16, limit - FD_RESERVE);
+  log.warn('FD_LIMIT', `the open file limit is ${limit}: at most ${cap} sockets instead of ${MAX_SOCKETS}${cap < 2 * MAX_UNAUTHENTICATED_SOCKETS ? ` and ${Math.floor(cap / 2)} unauthenticated` : ''}; raise it (systemd: LimitNOFILE=) to at least ${MAX_SOCKETS + FD_RESERVE}`);
+  return cap;
 }
 
 async function authenticate(conn: Connection, options: ServerOptions): Promise<void> {
