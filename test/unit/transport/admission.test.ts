@@ -96,6 +96,7 @@ describe('AuthBackoff', () => {
     assert.equal(b.waitFor('10.0.0.2'), 0, 'another source waits');
     now += AUTH_BACKOFF_MAX_MS;
     assert.equal(b.waitFor('10.0.0.1'), 0);
+    assert.equal(b.waitFor('10.0.0.1'), AUTH_BACKOFF_MAX_MS, 'a second attempt in parallel got through');
     now += AUTH_FAILURE_MEMORY_MS + 1;
     assert.equal(b.failed('10.0.0.1'), 0, 'forgotten after a quiet while');
   });
