@@ -42,6 +42,7 @@ export class Manifest {
     this.statements = {
       get: db.prepare<[string], EntryRow>('SELECT * FROM entries WHERE path = ?'),
       all: db.prepare<[], EntryRow>('SELECT * FROM entries ORDER BY path'),
+      after: db.prepare<[string, number], EntryRow>('SELECT * FROM entries WHERE path > ? ORDER BY path LIMIT ?'),
       // Born: the source mtime, but never later than the watermark the receiver held when it first
       // recorded the path. A file rewritten after the DB referenced it, and first seen only then,
       // has a late mtime; yet if it had existed before W the agent would have delivered it before W,
@@ -110,6 +111,22 @@ export class Manifest {
   /** Every row, tombstones included, in path order; streamed so memory stays flat. */
   *entries(): IterableIterator<ManifestEntry> {
     for (const row of this.statements.all.iterate()) yield fromRow(row);
+  }
+
+  /**
+   * Every row in path order like `entries()`, read `batch` rows at a time with no statement left
+   * open in between: a caller may await between rows (a send draining) while other code uses the
+   * database. Rows changed meanwhile are seen as they are when their batch is read.
+   */
+  *entriesBatched(batch = 2000): IterableIterator<ManifestEntry> {
+    let after = '';
+    for (;;) {
+      const rows = this.statements.after.all(after, batch);
+      for (const row of rows) yield fromRow(row);
+      const last = rows.at(-1);
+      if (last === undefined || rows.length < batch) return;
+      after = last.path;
+    }
   }
 
   recordPresent(entry: Entry, now: number): void {

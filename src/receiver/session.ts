@@ -18,6 +18,7 @@ import type {
 import { ancestorsOf, parentOf } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
 import type { Connection } from '../transport/connection.js';
+import { MAX_QUEUED_FRAME_BYTES, MAX_QUEUED_FRAMES, SEND_HIGH_WATER_BYTES } from '../transport/limits.js';
 import type { TreeWriter } from './apply.js';
 import type { PathGuard } from './pathguard.js';
 import type { PartialStore } from './partials.js';
@@ -89,6 +90,9 @@ function describePrecondition(row: ManifestEntry | undefined): string {
 export class ReceiverSession {
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
+  /** Bytes of the frames in `queue`; with `queued`, what decides to stop reading the socket. */
+  private queuedBytes = 0;
+  private paused = false;
   private readonly transfers = new Map<number, Transfer>();
   private pending: PendingOp[] = [];
   /** Every pending op's path and its ancestors: `settle` looks a path up here instead of scanning `pending`. */
@@ -107,7 +111,7 @@ export class ReceiverSession {
   /** Runs until the connection closes; verified work that arrived is committed before returning. */
   async run(): Promise<void> {
     const { conn } = this.deps;
-    conn.onFrame((frame) => this.enqueue(() => this.handle(frame as AgentFrame)));
+    conn.onFrame((frame, bytes) => this.enqueue(() => this.handle(frame as AgentFrame), bytes));
     await conn.closed;
     this.ended = true;
     // A frame that failed to decode or validate closed the connection before the session saw it.
@@ -119,13 +123,30 @@ export class ReceiverSession {
     this.transfers.clear();
   }
 
-  private enqueue(task: () => Promise<void>): void {
+  /**
+   * Queues `task` (a frame of `bytes`, 0 for the session's own work). Backpressure both ways: a
+   * task starts only once what was sent so far has mostly reached the OS (a peer that stops
+   * reading stops the session), and past MAX_QUEUED_FRAMES or MAX_QUEUED_FRAME_BYTES waiting the
+   * socket is not read until half of that is done.
+   */
+  private enqueue(task: () => Promise<void>, bytes = 0): void {
     this.queued++;
+    this.queuedBytes += bytes;
+    if (!this.paused && (this.queued > MAX_QUEUED_FRAMES || this.queuedBytes > MAX_QUEUED_FRAME_BYTES)) {
+      this.paused = true;
+      this.deps.conn.pause();
+    }
     this.queue = this.queue
+      .then(() => this.deps.conn.writable(SEND_HIGH_WATER_BYTES))
       .then(task)
       .catch((err: unknown) => this.onFatal(err))
       .finally(() => {
         this.queued--;
+        this.queuedBytes -= bytes;
+        if (this.paused && this.queued <= MAX_QUEUED_FRAMES / 2 && this.queuedBytes <= MAX_QUEUED_FRAME_BYTES / 2) {
+          this.paused = false;
+          this.deps.conn.resume();
+        }
         if (this.queued === 0 && !this.ended) this.whenIdle();
       });
   }
@@ -212,9 +233,15 @@ export class ReceiverSession {
     });
   }
 
+  /** One page at a time, each once the last has (mostly) reached the OS: a peer that does not read gets no more. */
   private async sendManifest(): Promise<void> {
     await this.commit();
-    for (const page of manifestPages(this.deps.manifest.entries())) this.deps.conn.send(page);
+    const { conn } = this.deps;
+    for (const page of manifestPages(this.deps.manifest.entriesBatched())) {
+      if (!conn.isOpen) return;
+      await conn.writable(SEND_HIGH_WATER_BYTES);
+      conn.send(page);
+    }
   }
 
   /** Commits first when a waiting op touches `path` or lies below it, so ops on a path stay in order. */

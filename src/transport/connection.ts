@@ -3,6 +3,7 @@
  * it, and gives senders backpressure (a chunk's promise settles once ws has handed it to the OS).
  */
 import type { WebSocket } from 'ws';
+import { raiseMaxPayload } from './ws.js';
 import { ProtocolError, describeError } from '../errors.js';
 import { decodeFrame, encodeControl, type Frame } from '../protocol/codec.js';
 import { MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES } from '../protocol/limits.js';
@@ -18,8 +19,10 @@ export const CLOSE_PROTOCOL_ERROR = 1002;
 export const CLOSE_POLICY = 1008;
 
 export class Connection {
-  private frameHandler: ((frame: Frame) => void) | null = null;
-  private readonly backlog: Frame[] = [];
+  private frameHandler: ((frame: Frame, bytes: number) => void) | null = null;
+  private readonly backlog: Array<{ frame: Frame; bytes: number }> = [];
+  /** Waiting for ws to hand its buffered bytes to the OS (see `writable`). */
+  private drainWaiters: Array<{ highWater: number; resolve: () => void }> = [];
   private failure: ProtocolError | null = null;
   /** Until the handshake succeeds, frames are held to a small size: JSON parsing costs CPU. */
   private maxFrameBytes = MAX_HANDSHAKE_FRAME_BYTES;
@@ -32,15 +35,23 @@ export class Connection {
     });
     ws.on('error', (err: Error & { code?: string }) => {
       // Surfaced through 'close'; but ws refuses a message over maxPayload itself, and why must be logged.
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.failure ??= new ProtocolError('FRAME_TOO_LARGE', `a message over the ${MAX_FRAME_BYTES}-byte limit`);
+      if (err.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return;
+      this.failure ??= new ProtocolError('FRAME_TOO_LARGE', `a message over the ${this.maxFrameBytes}-byte limit`);
+      // ws has sent its close (1009) and goes on reading, to discard the rest of the frame until the
+      // peer answers (up to 30 s): megabytes of garbage for the collector. Stop reading instead
+      // (after ws's own resume, queued for the next tick), and give the close frame a second to go out.
+      setImmediate(() => this.ws.pause());
+      setTimeout(() => this.ws.terminate(), 1000).unref();
     });
+    void this.closed.then(() => this.wakeDrainWaiters(true));
     ws.on('message', (data, isBinary) => {
       if (this.failure !== null) return;
       try {
         if (!isBinary) throw new ProtocolError('BAD_FRAME', 'text frame received; warmsync speaks binary frames only');
-        const frame = decodeFrame(toBuffer(data), this.peer, this.maxFrameBytes);
-        if (this.frameHandler) this.frameHandler(frame);
-        else this.backlog.push(frame);
+        const buf = toBuffer(data);
+        const frame = decodeFrame(buf, this.peer, this.maxFrameBytes);
+        if (this.frameHandler) this.frameHandler(frame, buf.byteLength);
+        else this.backlog.push({ frame, bytes: buf.byteLength });
       } catch (err) {
         this.fail(err instanceof ProtocolError ? err : new ProtocolError('BAD_FRAME', describeError(err)));
       }
@@ -70,9 +81,43 @@ export class Connection {
     void this.closed.then(() => clearInterval(timer));
   }
 
-  /** The peer proved it holds the token: full-size frames from now on. */
+  /**
+   * The peer proved it holds the token: full-size frames from now on. On the receiver's side ws
+   * itself was holding frames to the handshake size (server.ts): raise its limit too.
+   */
   markAuthenticated(): void {
     this.maxFrameBytes = MAX_FRAME_BYTES;
+    if (this.peer === 'agent') raiseMaxPayload(this.ws, MAX_FRAME_BYTES);
+  }
+
+  /** Stops reading the socket (TCP backpressure on the peer); a few frames already read may still arrive. */
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
+  /**
+   * Settles once ws holds at most `highWater` bytes not yet handed to the OS (at once if it
+   * already does), or the connection closed. Producers await it so that a peer that stops reading
+   * makes them stop producing instead of queueing without bound.
+   */
+  writable(highWater: number): Promise<void> {
+    if (!this.isOpen || this.ws.bufferedAmount <= highWater) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push({ highWater, resolve }));
+  }
+
+  private wakeDrainWaiters(all = false): void {
+    if (this.drainWaiters.length === 0) return;
+    const buffered = this.ws.bufferedAmount;
+    const still = [];
+    for (const w of this.drainWaiters) {
+      if (all || !this.isOpen || buffered <= w.highWater) w.resolve();
+      else still.push(w);
+    }
+    this.drainWaiters = still;
   }
 
   /** The protocol error that made this side close the connection, if any. */
@@ -90,9 +135,9 @@ export class Connection {
   }
 
   /** Delivers every frame (including those that arrived before) to `handler`, in order. */
-  onFrame(handler: (frame: Frame) => void): void {
+  onFrame(handler: (frame: Frame, bytes: number) => void): void {
     this.frameHandler = handler;
-    for (const frame of this.backlog.splice(0)) handler(frame);
+    for (const { frame, bytes } of this.backlog.splice(0)) handler(frame, bytes);
   }
 
   /** Waits for the next control message (handshake steps); rejects on close, timeout or a chunk. */
@@ -106,7 +151,7 @@ export class Connection {
         clearTimeout(timer);
         reject(this.failure ?? new ProtocolError('CLOSED', `the ${this.peer} closed the connection${info.reason ? `: ${info.reason}` : ''}`));
       });
-      const first = this.backlog.shift();
+      const first = this.backlog.shift()?.frame;
       const take = (frame: Frame): void => {
         clearTimeout(timer);
         this.frameHandler = null;
@@ -119,7 +164,8 @@ export class Connection {
   }
 
   send(message: ControlMessage): void {
-    if (this.isOpen) this.ws.send(encodeControl(message));
+    // ws calls back as each frame reaches the OS: the moment to wake a producer waiting in `writable`.
+    if (this.isOpen) this.ws.send(encodeControl(message), () => this.wakeDrainWaiters());
   }
 
   /**

@@ -1,17 +1,26 @@
 /**
  * The receiver's listening side: one HTTP (or, with a certificate, HTTPS) server carrying the
  * WebSocket endpoint and the plain HTTP endpoints. Authenticates each agent with the HMAC challenge-response before handing over
- * the connection, and admits one agent at a time.
+ * the connection, and admits one agent at a time. Before authentication a peer costs a few KiB
+ * and a bounded number of sockets for a bounded time (DESIGN.md, invariant 3; ./limits.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from './ws.js';
+import { Admission } from './admission.js';
+import { AuthBackoff } from './backoff.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, receiverMac } from '../protocol/handshake.js';
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';
+import { PROTOCOL_VERSION, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';
 import type { Logger } from '../log.js';
 import { CLOSE_POLICY, Connection } from './connection.js';
+import {
+  FD_RESERVE, HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS, HTTP_TIMEOUT_CHECK_MS, MAX_SOCKETS, MAX_UNAUTHENTICATED_SOCKETS,
+  PREAUTH_MAX_PAYLOAD,
+} from './limits.js';
+import { RejectLog } from './ratelog.js';
 
 export interface ServerOptions {
   readonly host: string;
@@ -40,32 +49,69 @@ export interface RunningServer {
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const rejected = new RejectLog(options.log);
+  const maxSockets = socketCap(options.log);
+  // Under a low fd limit, unauthenticated sockets get half of what there is.
+  const admission = new Admission((source, why) => {
+    rejected.note(why, source, why === 'EVICTED'
+      ? `closed an unauthenticated connection from ${source}: too many unauthenticated connections`
+      : `closed a connection from ${source}: not authenticated within the deadline`);
+  }, Math.min(MAX_UNAUTHENTICATED_SOCKETS, Math.floor(maxSockets / 2)));
+  const backoff = new AuthBackoff();
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    admission.progressed(req.socket);
+    res.once('finish', () => admission.touch(req.socket));
     if (options.onHttp) options.onHttp(req, res);
     else res.writeHead(404).end();
   };
   const tls = options.tls ?? null;
-  const http = tls === null ? createServer(onRequest) : createTlsServer({ cert: tls.cert, key: tls.key }, onRequest);
+  const serverOptions = { headersTimeout: HTTP_HEADERS_TIMEOUT_MS, requestTimeout: HTTP_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: HTTP_TIMEOUT_CHECK_MS };
+  const http = tls === null
+    ? createServer(serverOptions, onRequest)
+    : createTlsServer({ ...serverOptions, cert: tls.cert, key: tls.key }, onRequest);
+  http.maxConnections = maxSockets;
+  // Every TCP socket (TLS or not) is unauthenticated until its agent proves the token.
+  http.on('connection', (socket: Socket) => admission.accepted(socket));
   // A client that fails the TLS handshake (an agent without --ca, a port scanner) is no news.
   http.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     options.log.debug(`TLS handshake with ${socket.remoteAddress ?? '?'} failed: ${err.code ?? err.message}`);
   });
   // Compression off: it would cost far more CPU than it saves on already-compressed binaries.
-  const wss = new WebSocketServer({ server: http, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+  // maxPayload: the handshake's size until the peer authenticates (ws checks it on each frame's
+  // header, before buffering); Connection.markAuthenticated raises it for that socket.
+  const wss = new WebSocketServer({
+    server: http, maxPayload: PREAUTH_MAX_PAYLOAD, perMessageDeflate: false,
+    // A source backing off after failed authentications is turned away before any WebSocket work.
+    verifyClient: (info, done) => {
+      const source = info.req.socket.remoteAddress ?? '?';
+      const wait = backoff.waitFor(source);
+      if (wait === 0) return done(true);
+      rejected.note('AUTH_BACKOFF', source, `turned away ${source}: it failed to authenticate too often; it may try again in ${Math.ceil(wait / 1000)} s`);
+      done(false, 429, 'Too Many Requests', { 'retry-after': String(Math.ceil(wait / 1000)) });
+    },
+  });
   let active: Connection | null = null;
 
   wss.on('connection', (ws, req) => {
-    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const source = req.socket.remoteAddress ?? '?';
+    const remote = `${source}:${req.socket.remotePort ?? '?'}`;
     const conn = new Connection(ws, 'agent');
+    admission.progressed(req.socket);
     void (async () => {
       try {
         await authenticate(conn, options);
       } catch (err) {
         const error = err instanceof ProtocolError ? err : new ProtocolError('HANDSHAKE_FAILED', describeError(err));
-        options.log.warn(error.code, `rejected connection from ${remote}: ${error.message}`);
+        let note = '';
+        if (error.code === 'AUTH_FAILED') {
+          const wait = backoff.failed(source);
+          if (wait > 0) note = `; ${source} must wait ${Math.ceil(wait / 1000)} s before it tries again`;
+        }
+        rejected.note(error.code, source, `rejected connection from ${remote}: ${error.message}${note}`);
         conn.fail(error);
         return;
       }
+      backoff.succeeded(source);
       if (active !== null) {
         options.log.warn('BUSY', `rejected agent from ${remote}: another agent is connected`);
         conn.send({ type: 'error', code: 'BUSY', message: 'another agent is connected to this receiver' });
@@ -73,6 +119,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         return;
       }
       active = conn;
+      admission.admit(req.socket);
       // A vanished agent must not hold the one agent slot forever.
       conn.keepAlive(5_000, 20_000);
       try {
@@ -98,11 +145,31 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   return {
     url: `${tls === null ? 'ws' : 'wss'}://${host}:${address.port}`,
     close: () => new Promise<void>((resolve) => {
+      rejected.flush();
       for (const client of wss.clients) client.terminate();
       wss.close(() => http.close(() => resolve()));
       http.closeAllConnections();
+      admission.closeAll();
     }),
   };
+}
+
+/**
+ * MAX_SOCKETS, or fewer when the process may open fewer descriptors than that plus FD_RESERVE
+ * (Linux: /proc/self/limits; elsewhere MAX_SOCKETS as is).
+ */
+function socketCap(log: Logger): number {
+  let limit = Infinity;
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) limit = Number(m[1]);
+  } catch {
+    // Not Linux: keep the constant.
+  }
+  if (limit >= MAX_SOCKETS + FD_RESERVE) return MAX_SOCKETS;
+  const cap = Math.max(16, limit - FD_RESERVE);
+  log.warn('FD_LIMIT', `the open file limit is ${limit}: at most ${cap} sockets instead of ${MAX_SOCKETS}${cap < 2 * MAX_UNAUTHENTICATED_SOCKETS ? ` and ${Math.floor(cap / 2)} unauthenticated` : ''}; raise it (systemd: LimitNOFILE=) to at least ${MAX_SOCKETS + FD_RESERVE}`);
+  return cap;
 }
 
 async function authenticate(conn: Connection, options: ServerOptions): Promise<void> {

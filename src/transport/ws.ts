@@ -13,3 +13,18 @@ export const WebSocket = ws.WebSocket;
 export type WebSocket = WsModule.WebSocket;
 export const WebSocketServer = ws.WebSocketServer;
 export type { ClientOptions } from 'ws';
+
+/**
+ * Raises the largest message `socket` accepts from now on. ws takes `maxPayload` once, for every
+ * connection of a server, and checks it on each frame's header before buffering the frame
+ * (receiver.js, haveLength). The receiver starts every connection at a few KiB and raises the limit
+ * once the peer has authenticated, through the Receiver's `_maxPayload`: not public API, so its
+ * shape is checked here (and test/unit/transport/ws-limit.test.ts pins the behaviour), and a ws
+ * that moved it fails loudly instead of leaving the limit low or high.
+ */
+export function raiseMaxPayload(socket: WsModule.WebSocket, bytes: number): void {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: unknown } | null })._receiver;
+  if (receiver === null || receiver === undefined) return; // closed already: nothing more will be read
+  if (typeof receiver._maxPayload !== 'number') throw new Error('ws internals changed: WebSocket._receiver._maxPayload is gone (see src/transport/ws.ts)');
+  receiver._maxPayload = bytes;
+}

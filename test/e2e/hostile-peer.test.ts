@@ -109,7 +109,12 @@ describe('hostile peers write nothing', () => {
     const peer = await RawPeer.connect(s.url);
     const hello = await peer.hello();
     peer.sendJson({ ...RawPeer.authFor(s.token, hello.nonce), padding: 'x'.repeat(256 * 1024) });
-    await assertRejected(peer, 'FRAME_TOO_LARGE');
+    // Before authentication ws's own maxPayload is the handshake's 8 KiB: it refuses the frame from
+    // its header, before buffering it, and closes with 1009 itself (no `error` message to send).
+    const closed = await peer.closedWithin(WAIT_MS);
+    assert.equal(closed?.code, 1009, `expected close 1009, got ${JSON.stringify(closed)} after ${JSON.stringify(peer.messages)}`);
+    assert.equal(peer.messages.some((m) => m.type === 'welcome'), false, 'welcomed despite an oversized auth');
+    await waitFor('the receiver to log FRAME_TOO_LARGE', () => s.receiver.stderr().includes('FRAME_TOO_LARGE'));
     await assertUnharmed();
   });
 

@@ -161,6 +161,11 @@ export class RawPeer {
     return result;
   }
 
+  /** Stops reading the socket (a peer that sends but never reads what the receiver sends). */
+  pauseReading(): void {
+    this.ws.pause();
+  }
+
   /** Drops the TCP connection without a close frame (a peer that vanished mid-transfer). */
   terminate(timeoutMs = 5_000): Promise<Closed | null> {
     this.ws.terminate();
