@@ -20,6 +20,7 @@ import type { Logger } from '../log.js';
 import { isWithin } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
 import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
+import { pathTooLongMessage } from '../scan/walk.js';
 import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
@@ -503,8 +504,14 @@ class LiveSession {
     const abs = join(this.tree.root, d.path);
     const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
+      if (err.code === 'ENAMETOOLONG') return 'too long' as const;
       throw err;
     });
+    if (st === 'too long') {
+      // As the walk does: skipped, with one warning, and nothing planned for it.
+      this.tree.warn('PATH_TOO_LONG', pathTooLongMessage(d.path, abs));
+      return { entries: [], rows: [] };
+    }
     const row = this.mirror.get(d.path);
     const below = (): ManifestEntry[] => [...this.mirror.values()].filter((r) => isWithin(r.path, d.path));
     if (st === null) return { entries: [], rows: row?.kind === 'dir' ? below() : row ? [row] : [] };
@@ -548,7 +555,7 @@ class LiveSession {
     let hash = cached;
     if (hash === null) {
       try {
-        const result = await this.tree.hasher.hashFile(abs, { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino });
+        const result = await this.tree.hasher.hashFile(abs, { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino, dev: st.dev });
         hash = result.hash;
         if (isCacheable(result.mtimeMs, Date.now())) this.tree.cache.remember([{ path: d.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash }]);
         else this.racy.set(d.path, result.mtimeMs + RACY_MS + 1);

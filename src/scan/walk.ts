@@ -10,6 +10,9 @@
  * - A symlink that is no longer one when its target is read: `onWarning('FILE_UNSTABLE', ...,
  *   relPath)`, skipped until the next scan; like UNREADABLE, its state is unknown, not deleted.
  * - Sockets, FIFOs and devices: `onWarning('SPECIAL_FILE', ...)`, skipped.
+ * - A path too long for this machine (ENAMETOOLONG: the root's absolute path and the relative one
+ *   together pass PATH_MAX, e.g. thousands of nested directories): `onWarning('PATH_TOO_LONG', ...,
+ *   relPath)`, skipped with everything below it, like an unsyncable name; the rest of the tree syncs.
  * - A name that is not a canonical relative path (relpath.ts: backslash, too long, ...) or that holds
  *   U+FFFD (Node's stand-in for bytes that are not UTF-8, so two names could decode to one; such a
  *   path cannot even be opened through the decoded string): `onWarning('UNSYNCABLE_NAME', ...)`,
@@ -87,6 +90,10 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
       if (code === 'ENOENT' || code === 'ENOTDIR') return null; // deleted or replaced since it was listed
       if (code === 'EACCES' || code === 'EPERM') {
         onWarning('UNREADABLE', `${dir}: cannot list directory (${code}); its contents are skipped`, dir);
+        return null;
+      }
+      if (code === 'ENAMETOOLONG') {
+        tooLong(dir);
         return null;
       }
       throw new WarmsyncError('SCAN_FAILED', `${toAbs(dir)}: cannot list directory: ${describeError(err)}`, { cause: err });
@@ -168,7 +175,15 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
       onWarning('UNREADABLE', `${rel}: cannot ${what} (${code}); skipped`, rel);
       return null;
     }
+    if (code === 'ENAMETOOLONG') {
+      tooLong(rel);
+      return null;
+    }
     throw new WarmsyncError('SCAN_FAILED', `${toAbs(rel)}: cannot ${what}: ${describeError(err)}`, { cause: err });
+  }
+
+  function tooLong(rel: string): void {
+    onWarning('PATH_TOO_LONG', pathTooLongMessage(rel, toAbs(rel)), rel);
   }
 }
 
@@ -194,6 +209,11 @@ function walkError(root: string, absRoot: string, err: unknown): WarmsyncError {
     return new WarmsyncError('SOURCE_MISSING', `source root ${root} does not exist`, { cause: err });
   }
   return new WarmsyncError('SCAN_FAILED', `scanning ${root} failed: ${describeError(err)}`, { cause: err });
+}
+
+/** The PATH_TOO_LONG warning's text (the live agent's describe says the same). */
+export function pathTooLongMessage(rel: string, abs: string): string {
+  return `${rel}: skipped with everything below it: the path is too long for this machine (${Buffer.byteLength(abs)} bytes with the source root: ENAMETOOLONG)`;
 }
 
 /** Why this name cannot be synced, or null. `relPath` ends with `name`. */

@@ -35,8 +35,8 @@ export interface TreeWatcher {
 
 /** Errors that say "no more watches": reported once, then rescans stand in. */
 const LIMIT_CODES = new Set(['ENOSPC', 'EMFILE', 'ENFILE']);
-/** Errors that say "this directory is not there (any more) or not ours to read": skipped. */
-const SKIP_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP']);
+/** Errors that say "this directory is not there (any more), not ours to read or too deep to name": skipped (the scan warns). */
+const SKIP_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP', 'ENAMETOOLONG']);
 
 export function watchTree(root: string, options: WatchOptions): TreeWatcher {
   const prefix = root.endsWith('/') ? root : `${root}/`;
