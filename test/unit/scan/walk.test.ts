@@ -1,5 +1,6 @@
 // walk.ts: kinds and metadata, symlinks never followed, pruning, the error policy (vanished entries,
-// unreadable directories, special files, unsyncable names) and streaming with a slow consumer.
+// unreadable directories, special files, unsyncable names, paths past PATH_MAX) and streaming with a
+// slow consumer.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { linkSync, mkdirSync, rmSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { wholeMs } from '../../../src/entry.js';
 import { WarmsyncError } from '../../../src/errors.js';
 import { walkTree, type WalkEntry, type WalkOptions } from '../../../src/scan/walk.js';
+import { makeDeepTree, removeDeep } from '../../helpers/faults.js';
 
 interface Warning { code: string; message: string; path: string | undefined }
 
@@ -221,6 +223,28 @@ describe('walkTree: skipped entries', () => {
     const { entries, warnings } = await walkAll(root);
     assert.deepEqual([...entries.keys()].sort(), ['d', 'd/a', 'd/c']);
     assert.deepEqual(warnings.map((w) => w.code), ['UNSYNCABLE_NAME']);
+  });
+});
+
+describe('walkTree: paths too long for this machine', () => {
+  it('a path past PATH_MAX (2,040 nested dirs, 4,100 bytes) is skipped with one PATH_TOO_LONG naming it; the rest is walked', async () => {
+    const root = await freshDir();
+    try {
+      await writeFile(path.join(root, 'beside'), 'x');
+      const rel = makeDeepTree(root, 2040, 'd', 'leaf-of-4100-bytes.x', 'deep');
+      assert.equal(Buffer.byteLength(rel), 4100);
+      const { entries, warnings } = await walkAll(root);
+      assert.deepEqual(warnings.map((w) => w.code), ['PATH_TOO_LONG']);
+      const skipped = warnings[0]?.path ?? '';
+      assert.ok(rel.startsWith(`${skipped}/`), 'the warning names a prefix of the deep path');
+      assert.ok(warnings[0]?.message.includes(skipped), 'the message names it');
+      assert.ok(Buffer.byteLength(`${root}/${skipped}`) >= 4096, 'only what passes PATH_MAX is skipped');
+      assert.ok(entries.has('beside'));
+      assert.ok(entries.has(skipped.slice(0, skipped.lastIndexOf('/'))), 'its parent is walked');
+      assert.ok(!entries.has(skipped));
+    } finally {
+      removeDeep(root);
+    }
   });
 });
 
