@@ -24,7 +24,11 @@ import {
 } from '../helpers/e2e.js';
 import { LONG, MiB, Rng, faultSeed } from '../helpers/faults.js';
 
+/** Racers and standby scans still running when a test failed: halted before the standbys close. */
+const running = new Set<{ halt(): Promise<void> }>();
+
 after(async () => {
+  await Promise.all([...running].map((r) => r.halt()));
   await closeStandbys();
 });
 
@@ -35,7 +39,7 @@ const run = promisify(execFile);
 /** How long the racer runs per phase, ms. */
 const RACE_MS = LONG ? 120_000 : 14_000;
 /** Files swapped at once, then put back together. */
-const SWAPS_PER_ROUND = 12;
+const SWAPS_PER_ROUND = 24;
 /** An `agent --once` that takes longer than this is taken for hung. */
 const ONCE_BOUND_MS = 45_000;
 /** The live agent heartbeats every second: lastContact older than this means it stopped answering. */
@@ -97,6 +101,7 @@ class Racer {
 
   start(): void {
     this.stopped = false;
+    running.add(this);
     this.loop = (async () => {
       while (!this.stopped) {
         if (this.pause !== null) await this.pause;
@@ -145,9 +150,15 @@ class Racer {
     }
   }
 
-  async stop(): Promise<void> {
+  async halt(): Promise<void> {
     this.stopped = true;
+    running.delete(this);
     await this.loop;
+  }
+
+  /** Stops swapping and puts every file back. */
+  async stop(): Promise<void> {
+    await this.halt();
     for (const v of this.victims) await this.restore(v);
   }
 }
@@ -169,6 +180,7 @@ class SecretWatch {
   private readonly loop: Promise<void>;
 
   constructor(private readonly root: string) {
+    running.add(this);
     this.loop = (async () => {
       while (!this.stopped) {
         await this.scanOnce();
@@ -200,9 +212,15 @@ class SecretWatch {
     this.scans++;
   }
 
-  async stop(): Promise<void> {
+  async halt(): Promise<void> {
     this.stopped = true;
+    running.delete(this);
     await this.loop;
+  }
+
+  /** Stops the background scans and scans every file once more. */
+  async stop(): Promise<void> {
+    await this.halt();
     this.seen.clear();
     await this.scanOnce();
   }
@@ -285,7 +303,8 @@ describe('source files swapped for symlinks to a secret and for FIFOs', () => {
     const started = Date.now();
     try {
       while (Date.now() - started < RACE_MS) {
-        await racer.rewrite(20);
+        // Many files at once: the live agent describes (hashes) a whole batch before it sends any.
+        await racer.rewrite(150);
         for (let i = 0; i < 4; i++) {
           await sleep(250);
           stalest = Math.max(stalest, Date.now() - lastContact(s.dst));
