@@ -17,7 +17,7 @@ import { WarmsyncError, describeError } from '../errors.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
 import type { Logger } from '../log.js';
-import { isWithin } from '../relpath.js';
+import { isTooDeep, isWithin } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
 import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
 import { pathTooLongMessage } from '../scan/walk.js';
@@ -502,6 +502,10 @@ class LiveSession {
   /** What the source and the mirror hold at a dirty path (and below it, for a new or vanished directory). */
   private async describe(d: DirtyPath): Promise<{ entries: Entry[]; rows: ManifestEntry[] } | 'unstable'> {
     const abs = join(this.tree.root, d.path);
+    if (isTooDeep(d.path)) {
+      this.tree.warn('PATH_TOO_LONG', pathTooLongMessage(d.path, null));
+      return { entries: [], rows: [] };
+    }
     const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
       if (err.code === 'ENAMETOOLONG') return 'too long' as const;
@@ -533,10 +537,11 @@ class LiveSession {
       try {
         sub = await scanTree(abs, {
           isExcluded: (p, isDir) => this.tree.isExcluded(`${d.path}/${p}`, isDir),
-          cache: null, hasher: this.tree.hasher, hashRetries: 0,
+          cache: null, hasher: this.tree.hasher, hashRetries: 0, levelsAbove: d.path.split('/').length,
           onWarning: (code, message, path) => {
             if (code === 'FILE_UNSTABLE' && path !== undefined) unstable.push(path);
-            else this.tree.warn(code, message);
+            // The subtree's walk names paths relative to it: name them from the root, as a full scan does.
+            else this.tree.warn(code, path !== undefined && message.startsWith(path) ? `${d.path}/${message}` : message);
           },
         });
       } catch (err) {

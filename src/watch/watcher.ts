@@ -16,6 +16,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
+import { isTooDeep } from '../relpath.js';
 
 export interface WatchOptions {
   /** Same predicate as the scanner's: is this path (a dir when isDir) excluded? */
@@ -71,7 +72,8 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
       for (const d of names) {
         if (!d.isDirectory()) continue;
         const child = dir === '' ? d.name : `${dir}/${d.name}`;
-        if (!options.isExcluded(child, true)) pending.push(child);
+        // Too deep to sync (relpath.ts MAX_SYNC_DEPTH): the scan warns once, events from there would only repeat it.
+        if (!options.isExcluded(child, true) && !isTooDeep(child)) pending.push(child);
       }
     }
   };
@@ -122,6 +124,10 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     if (closed || name === null) return;
     // Names that are not valid UTF-8 arrive as Buffers only on request; the scan warns about them.
     const rel = dir === '' ? String(name) : `${dir}/${String(name)}`;
+    if (isTooDeep(rel)) {
+      if (dir !== '') options.onDirty(dir, false);
+      return;
+    }
     if (event === 'change') {
       if (!options.isExcluded(rel, watches.has(rel))) options.onDirty(rel, false);
       return;
