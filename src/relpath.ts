@@ -31,6 +31,26 @@ export function checkRelPath(p: string): string {
   return p;
 }
 
+/**
+ * Levels of nesting the agent syncs, at most: a deeper path is skipped with PATH_TOO_LONG (walk.ts).
+ * The protocol allows ~2,000 levels in 4,096 bytes, but the receiver checks every ancestor of each
+ * path it writes (pathguard.ts), so a chain of 2,000 nested directories costs it ~depth^3 / 3 path
+ * component lookups, hours; real trees stay far below this.
+ */
+export const MAX_SYNC_DEPTH = 256;
+
+/**
+ * Does `p` have more than MAX_SYNC_DEPTH segments (counting `levelsAbove` more, for a path relative
+ * to a directory that many levels below the root)? Cheap for the usual short path.
+ */
+export function isTooDeep(p: string, levelsAbove = 0): boolean {
+  // n segments take at least 2n - 1 characters.
+  if (p.length <= 2 * (MAX_SYNC_DEPTH - levelsAbove)) return false;
+  let slashes = 0;
+  for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) slashes++;
+  return slashes + 1 + levelsAbove > MAX_SYNC_DEPTH;
+}
+
 /** Parent directory of a canonical path, or "" for a top-level name. */
 export function parentOf(p: string): string {
   const i = p.lastIndexOf('/');

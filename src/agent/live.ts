@@ -17,9 +17,10 @@ import { WarmsyncError, describeError } from '../errors.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
 import type { Logger } from '../log.js';
-import { isWithin } from '../relpath.js';
+import { isTooDeep, isWithin } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
 import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
+import { pathTooLongMessage } from '../scan/walk.js';
 import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
@@ -568,10 +569,20 @@ class LiveSession {
   /** What the source and the mirror hold at a dirty path (and below it, for a new or vanished directory). */
   private async describe(d: DirtyPath): Promise<{ entries: Entry[]; rows: ManifestEntry[] } | 'unstable'> {
     const abs = join(this.tree.root, d.path);
+    if (isTooDeep(d.path)) {
+      this.tree.warn('PATH_TOO_LONG', pathTooLongMessage(d.path, null));
+      return { entries: [], rows: [] };
+    }
     const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
+      if (err.code === 'ENAMETOOLONG') return 'too long' as const;
       throw err;
     });
+    if (st === 'too long') {
+      // As the walk does: skipped, with one warning, and nothing planned for it.
+      this.tree.warn('PATH_TOO_LONG', pathTooLongMessage(d.path, abs));
+      return { entries: [], rows: [] };
+    }
     const row = this.mirror.get(d.path);
     const below = (): ManifestEntry[] => [...this.mirror.values()].filter((r) => isWithin(r.path, d.path));
     if (st === null) return { entries: [], rows: row?.kind === 'dir' ? below() : row ? [row] : [] };
@@ -593,10 +604,11 @@ class LiveSession {
       try {
         sub = await scanTree(abs, {
           isExcluded: (p, isDir) => this.tree.isExcluded(`${d.path}/${p}`, isDir),
-          cache: null, hasher: this.tree.hasher, hashRetries: 0,
+          cache: null, hasher: this.tree.hasher, hashRetries: 0, levelsAbove: d.path.split('/').length,
           onWarning: (code, message, path) => {
             if (code === 'FILE_UNSTABLE' && path !== undefined) unstable.push(path);
-            else this.tree.warn(code, message);
+            // The subtree's walk names paths relative to it: name them from the root, as a full scan does.
+            else this.tree.warn(code, path !== undefined && message.startsWith(path) ? `${d.path}/${message}` : message);
           },
         });
       } catch (err) {
@@ -615,7 +627,7 @@ class LiveSession {
     let hash = cached;
     if (hash === null) {
       try {
-        const result = await this.tree.hasher.hashFile(abs, { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino });
+        const result = await this.tree.hasher.hashFile(abs, { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino, dev: st.dev });
         hash = result.hash;
         if (isCacheable(result.mtimeMs, Date.now())) this.tree.cache.remember([{ path: d.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash }]);
         else this.racy.set(d.path, result.mtimeMs + RACY_MS + 1);

@@ -13,10 +13,14 @@
  * A file under SYNC_READ_MAX_BYTES is read with synchronous calls, for the reason the scan hashes it
  * so (scan/hash.ts): for a ~20 KiB file a round trip through libuv's pool per call costs more than
  * the call. Larger files are read through the pool, so the event loop is never held for long.
+ *
+ * Every file is opened through openPlannedFile (scan/openfile.ts): never through a symlink, never
+ * blocking on a FIFO, and only when the descriptor shows a regular file of the planned size and
+ * mtime. Anything else is FILE_CHANGED, the same failure as a file that changed while it was sent.
  */
-import { closeSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { close, closeSync, fstat, fstatSync, read, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { wholeMs, type Entry, type FeedGap } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { actionOf, type Change } from '../plan/diff.js';
@@ -25,6 +29,11 @@ import { CHUNK_HEADER_BYTES, MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../pro
 import type { AgentMessage, ReceiverMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
 import { SYNC_READ_MAX_BYTES, type FileHasher, type StreamHasher } from '../scan/hash.js';
+import { openPlannedFile } from '../scan/openfile.js';
+
+const readAsync = promisify(read);
+const fstatAsync = promisify(fstat);
+const closeAsync = promisify(close);
 
 export interface OpFailure { readonly path: string; readonly code: string; readonly message: string }
 
@@ -336,10 +345,9 @@ export class Sender {
    */
   private async transfer(op: number, entry: Entry, old: Precondition): Promise<void> {
     if (entry.size < SYNC_READ_MAX_BYTES && entry.size <= this.limits.window) return this.transferSmall(op, entry, old);
-    const abs = join(this.root, entry.path);
-    let handle;
+    let fd;
     try {
-      handle = await open(abs, 'r');
+      ({ fd } = openPlannedFile(join(this.root, entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }));
     } catch (err) {
       this.openFailed(op, entry.path, err);
       return;
@@ -358,7 +366,7 @@ export class Sender {
         const at = await resumeAt;
         if (at === null) return; // the op failed; its result says why
         offset = at;
-        if (hasher !== null) await this.hashPrefix(handle, hasher, offset);
+        if (hasher !== null) await this.hashPrefix(fd, hasher, offset);
         this.onProgress?.(0, offset);
       }
       while (true) {
@@ -366,9 +374,9 @@ export class Sender {
         const frame = await this.largeFileFrames.take();
         try {
           const want = Math.min(frame.byteLength - CHUNK_HEADER_BYTES, entry.size - offset);
-          const { bytesRead } = want > 0 ? await handle.read(frame, CHUNK_HEADER_BYTES, want, offset) : { bytesRead: 0 };
+          const { bytesRead } = want > 0 ? await readAsync(fd, frame, CHUNK_HEADER_BYTES, want, offset) : { bytesRead: 0 };
           const last = bytesRead === 0 || offset + bytesRead >= entry.size; // 0 bytes early: shrank since the scan
-          const st = last ? await handle.stat() : null;
+          const st = last ? await fstatAsync(fd) : null;
           if (st !== null && !unchangedSinceScan(entry, offset + bytesRead, st)) {
             if (begun) this.conn.send({ type: 'abort', op });
             this.changedWhileSent(op, entry.path);
@@ -405,16 +413,16 @@ export class Sender {
         this.settleLocally(op, entry.path, 'READ_FAILED', describeError(err));
       }
     } finally {
-      await handle.close();
+      await closeAsync(fd);
     }
   }
 
   /** Hashes the first `length` bytes of a resumed file, which the receiver kept and which are not sent again. */
-  private async hashPrefix(handle: FileHandle, hasher: StreamHasher, length: number): Promise<void> {
+  private async hashPrefix(fd: number, hasher: StreamHasher, length: number): Promise<void> {
     const frame = await this.largeFileFrames.take();
     try {
       for (let at = 0; at < length;) {
-        const { bytesRead } = await handle.read(frame, 0, Math.min(frame.byteLength, length - at), at);
+        const { bytesRead } = await readAsync(fd, frame, 0, Math.min(frame.byteLength, length - at), at);
         if (bytesRead === 0) return; // shrank since the scan: the fstat after the last read says so
         hasher.update(frame.subarray(0, bytesRead));
         at += bytesRead;
@@ -444,7 +452,7 @@ export class Sender {
     const frame = this.smallFileFrame;
     let fd;
     try {
-      fd = openSync(join(this.root, entry.path), 'r');
+      ({ fd } = openPlannedFile(join(this.root, entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }));
     } catch (err) {
       this.returnCredit(entry.size);
       this.openFailed(op, entry.path, err);
@@ -500,10 +508,13 @@ export class Sender {
     this.onProgress?.(0, bytes);
   }
 
-  /** Vanished or unreadable since the scan: nothing was sent for it, so the result is ours to give. */
+  /**
+   * Vanished, replaced (by a symlink, a FIFO, another file: openPlannedFile's FILE_CHANGED) or
+   * unreadable since the scan: nothing was sent for it, so the result is ours to give.
+   */
   private openFailed(op: number, path: string, err: unknown): void {
-    const gone = ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
-    this.settleLocally(op, path, gone ? 'FILE_CHANGED' : 'UNREADABLE', describeError(err));
+    const changed = ['ENOENT', 'ENOTDIR', 'FILE_CHANGED'].includes((err as NodeJS.ErrnoException).code ?? '');
+    this.settleLocally(op, path, changed ? 'FILE_CHANGED' : 'UNREADABLE', describeError(err));
   }
 
   private changedWhileSent(op: number, path: string): void {

@@ -9,7 +9,8 @@
  * kernel clock tick and keeps the size is invisible to any stat-based check; the scanner's
  * racy-file rule (scanner.ts) keeps such a hash out of the cache so the next scan re-reads it.
  *
- * The file is opened O_NOFOLLOW | O_NONBLOCK: a path swapped for a symlink after the walk is never
+ * The file is opened through openPlannedFile (openfile.ts), as every agent read is: O_NOFOLLOW |
+ * O_NONBLOCK, then checked on the descriptor, so a path swapped for a symlink after the walk is never
  * followed out of the tree, and one swapped for a FIFO cannot hang the scan.
  *
  * A file under SYNC_READ_MAX_BYTES is read with synchronous calls (open, fstat, read, lstat, close),
@@ -19,12 +20,12 @@
  * loop is never held for long; its open and fstat stay synchronous (they are as cheap as for a
  * small file, and the size is only known after the fstat).
  */
-import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, read, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, lstatSync, read, readSync, type BigIntStats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import xxhash from 'xxhash-wasm';
-import { wholeMsOfNs } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
+import { fileChanged as changed, openPlannedFile } from './openfile.js';
 
 /** What `hashFile` read: the hash and the metadata of exactly the bytes that were hashed. */
 export interface HashResult {
@@ -44,6 +45,7 @@ export interface HashExpectation {
   /** Integer milliseconds (wholeMs). */
   mtimeMs: number;
   ino?: number;
+  dev?: number;
 }
 
 /** Incremental xxh64, for data that arrives in pieces (the receiver verifying streamed chunks). */
@@ -84,7 +86,6 @@ export const DEFAULT_HASH_BUFFER = 1024 * 1024;
  * (see the top of this file). Reading 1 MiB from the page cache takes ~0.1 ms here.
  */
 export const SYNC_READ_MAX_BYTES = 1024 * 1024;
-const NO_FOLLOW_READ = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 const readAsync = promisify(read);
 /** Free buffers kept for reuse; more concurrent calls than this just allocate. */
 const MAX_POOLED_BUFFERS = 32;
@@ -126,24 +127,9 @@ export async function createHasher(options: HasherOptions = {}): Promise<FileHas
   }
 
   async function hashFile(absPath: string, expect?: HashExpectation): Promise<HashResult> {
-    let fd;
-    try {
-      fd = openSync(absPath, NO_FOLLOW_READ);
-    } catch (err) {
-      if (errorCode(err) === 'ELOOP') throw changed(absPath, 'it is now a symlink', err);
-      throw err;
-    }
+    const { fd, stats: before, size, mtimeMs, ino, mode } = openPlannedFile(absPath, expect);
     const buffer = pool.pop() ?? Buffer.allocUnsafe(bufferSize);
     try {
-      const before = fstatSync(fd, { bigint: true });
-      if (!before.isFile()) throw changed(absPath, 'it is no longer a regular file');
-      const size = Number(before.size);
-      const mtimeMs = wholeMsOfNs(before.mtimeNs);
-      const ino = Number(before.ino);
-      if (expect !== undefined
-        && (expect.size !== size || expect.mtimeMs !== mtimeMs || (expect.ino !== undefined && expect.ino !== ino))) {
-        throw changed(absPath, 'it differs from what the scan listed');
-      }
       // Below the buffer's size too: then one read (and no afterChunk) does it, whatever the file does.
       const small = size < SYNC_READ_MAX_BYTES && size < buffer.length;
 
@@ -164,7 +150,7 @@ export async function createHasher(options: HasherOptions = {}): Promise<FileHas
 
       const after = small ? lstatSync(absPath, { bigint: true }) : await lstat(absPath, { bigint: true });
       if (!sameFile(before, after)) throw changed(absPath);
-      return { hash: hex64(state.digest()), size, mtimeMs, ino, mode: Number(before.mode) & 0o7777 };
+      return { hash: hex64(state.digest()), size, mtimeMs, ino, mode };
     } finally {
       if (pool.length < MAX_POOLED_BUFFERS) pool.push(buffer);
       closeSync(fd);
@@ -182,14 +168,4 @@ export async function createHasher(options: HasherOptions = {}): Promise<FileHas
 function sameFile(a: BigIntStats, b: BigIntStats): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size
     && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
-}
-
-function changed(absPath: string, detail?: string, cause?: unknown): WarmsyncError {
-  const message = `${absPath} changed while it was read${detail === undefined ? '' : ` (${detail})`}`;
-  return new WarmsyncError('FILE_CHANGED', message, cause === undefined ? undefined : { cause });
-}
-
-function errorCode(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code;
-  return undefined;
 }

@@ -171,7 +171,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   const inFlight = new Set<Promise<void>>();
   const failures: unknown[] = [];
   try {
-    for await (const w of walkTree(root, { isExcluded, onWarning })) {
+    for await (const w of walkTree(root, { isExcluded, onWarning, levelsAbove: options.levelsAbove ?? 0 })) {
       if (failures.length > 0) break;
       if (w.kind === 'dir') {
         entries.push({ path: w.path, kind: 'dir', size: 0, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: null });

@@ -10,6 +10,10 @@
  * - A symlink that is no longer one when its target is read: `onWarning('FILE_UNSTABLE', ...,
  *   relPath)`, skipped until the next scan; like UNREADABLE, its state is unknown, not deleted.
  * - Sockets, FIFOs and devices: `onWarning('SPECIAL_FILE', ...)`, skipped.
+ * - A path too long or too deep for this machine (ENAMETOOLONG: the root's absolute path and the
+ *   relative one together pass PATH_MAX; or more than MAX_SYNC_DEPTH levels, relpath.ts):
+ *   `onWarning('PATH_TOO_LONG', ..., relPath)`, skipped with everything below it, like an unsyncable
+ *   name; the rest of the tree syncs.
  * - A name that is not a canonical relative path (relpath.ts: backslash, too long, ...) or that holds
  *   U+FFFD (Node's stand-in for bytes that are not UTF-8, so two names could decode to one; such a
  *   path cannot even be opened through the decoded string): `onWarning('UNSYNCABLE_NAME', ...)`,
@@ -36,7 +40,7 @@ import { setImmediate as turn } from 'node:timers/promises';
 import type { EntryKind } from '../entry.js';
 import { wholeMs } from '../entry.js';
 import { describeError, WarmsyncError } from '../errors.js';
-import { relPathProblem } from '../relpath.js';
+import { isTooDeep, MAX_SYNC_DEPTH, relPathProblem } from '../relpath.js';
 
 export interface WalkEntry {
   /** Canonical relative POSIX path (relpath.ts). */
@@ -63,6 +67,12 @@ export interface WalkOptions {
   /** rsync-like exclusion, asked once per entry with its relative path; true prunes it. */
   isExcluded: (relPath: string, isDir: boolean) => boolean;
   onWarning: WarningHandler;
+  /**
+   * How many levels below the synced tree's root `root` lies (a subtree walked on its own), for the
+   * MAX_SYNC_DEPTH check.
+   * @default 0
+   */
+  levelsAbove?: number;
 }
 
 /** The longest the walk keeps the event loop to itself, ms. */
@@ -72,6 +82,7 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
   const absRoot = path.resolve(root);
   await checkRoot(root, absRoot);
   const { isExcluded, onWarning } = options;
+  const levelsAbove = options.levelsAbove ?? 0;
   const rootPrefix = absRoot.endsWith('/') ? absRoot : `${absRoot}/`;
   const toAbs = (rel: string): string => (rel === '' ? absRoot : rootPrefix + rel);
 
@@ -87,6 +98,10 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
       if (code === 'ENOENT' || code === 'ENOTDIR') return null; // deleted or replaced since it was listed
       if (code === 'EACCES' || code === 'EPERM') {
         onWarning('UNREADABLE', `${dir}: cannot list directory (${code}); its contents are skipped`, dir);
+        return null;
+      }
+      if (code === 'ENAMETOOLONG') {
+        tooLong(dir);
         return null;
       }
       throw new WarmsyncError('SCAN_FAILED', `${toAbs(dir)}: cannot list directory: ${describeError(err)}`, { cause: err });
@@ -122,6 +137,10 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
     if (problem !== null) {
       // Such a name cannot even be lstat'ed through its decoded string: its listed type decides.
       if (!isExcluded(rel, d.isDirectory())) onWarning('UNSYNCABLE_NAME', `${JSON.stringify(rel)} skipped: ${problem}`);
+      return null;
+    }
+    if (isTooDeep(rel, levelsAbove)) {
+      if (!isExcluded(rel, d.isDirectory())) onWarning('PATH_TOO_LONG', pathTooLongMessage(rel, null), rel);
       return null;
     }
     const abs = rootPrefix + rel;
@@ -168,7 +187,15 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
       onWarning('UNREADABLE', `${rel}: cannot ${what} (${code}); skipped`, rel);
       return null;
     }
+    if (code === 'ENAMETOOLONG') {
+      tooLong(rel);
+      return null;
+    }
     throw new WarmsyncError('SCAN_FAILED', `${toAbs(rel)}: cannot ${what}: ${describeError(err)}`, { cause: err });
+  }
+
+  function tooLong(rel: string): void {
+    onWarning('PATH_TOO_LONG', pathTooLongMessage(rel, toAbs(rel)), rel);
   }
 }
 
@@ -194,6 +221,17 @@ function walkError(root: string, absRoot: string, err: unknown): WarmsyncError {
     return new WarmsyncError('SOURCE_MISSING', `source root ${root} does not exist`, { cause: err });
   }
   return new WarmsyncError('SCAN_FAILED', `scanning ${root} failed: ${describeError(err)}`, { cause: err });
+}
+
+/**
+ * The PATH_TOO_LONG warning's text (the live agent's describe says the same): `abs` is the absolute
+ * path that failed with ENAMETOOLONG, or null when the path is deeper than MAX_SYNC_DEPTH.
+ */
+export function pathTooLongMessage(rel: string, abs: string | null): string {
+  const why = abs === null
+    ? `deeper than ${MAX_SYNC_DEPTH} levels`
+    : `${Buffer.byteLength(abs)} bytes with the source root: ENAMETOOLONG`;
+  return `${rel}: skipped with everything below it: the path is too long for this machine (${why})`;
 }
 
 /** Why this name cannot be synced, or null. `relPath` ends with `name`. */

@@ -31,6 +31,7 @@
  * kernel holds now, so that a caller about to vouch for "everything before now" has seen them.
  */
 import { lstat, readdir } from 'node:fs/promises';
+import { isTooDeep } from '../relpath.js';
 import { Inotify, inotifyConstants, type InotifyEvent } from './inotify.js';
 
 export type IncompleteReason = 'overflow' | 'watch-limit' | 'watch-lost';
@@ -66,8 +67,8 @@ export interface TreeWatcher {
 
 /** Errors that say "no more watches": the feed is incomplete, rescans stand in. */
 const LIMIT_CODES = new Set(['ENOSPC', 'EMFILE', 'ENFILE']);
-/** Errors that say "this directory is not there (any more) or not ours to read": skipped. */
-const SKIP_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP']);
+/** Errors that say "this directory is not there (any more), not ours to read or too deep to name": skipped (the scan warns). */
+const SKIP_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP', 'ENAMETOOLONG']);
 
 interface Watch { readonly wd: number; readonly ino: number }
 
@@ -188,7 +189,8 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
       for (const d of names) {
         if (!d.isDirectory()) continue;
         const child = dir === '' ? d.name : `${dir}/${d.name}`;
-        if (!options.isExcluded(child, true)) pending.push(child);
+        // Too deep to sync (relpath.ts MAX_SYNC_DEPTH): the scan warns once, events from there would only repeat it.
+        if (!options.isExcluded(child, true) && !isTooDeep(child)) pending.push(child);
       }
     }
     return fresh;
@@ -254,6 +256,10 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     // Names that are not valid UTF-8 are decoded lossily (as fs.watch did); the scan warns about them.
     const name = ev.name.toString();
     const rel = dir === '' ? name : `${dir}/${name}`;
+    if (isTooDeep(rel)) {
+      if (dir !== '') dirty(dir, false, at);
+      return;
+    }
     const isDir = (ev.mask & C.IN_ISDIR) !== 0;
     const excluded = options.isExcluded(rel, isDir);
     if (ev.mask & CONTENT) {

@@ -3,20 +3,22 @@
 // with exactly one warning each, so two names can never land on one; files and directories the
 // agent cannot read (run as `nobody`: root reads everything) are skipped with a warning, their
 // standby copies kept, and picked up once readable; a file rewritten in place while the agent
-// reads it is never shipped torn; a directory replaced by a file and back converges. The
+// reads it is never shipped torn; a directory replaced by a file and back converges; a path past
+// PATH_MAX (thousands of nested dirs) is skipped with one PATH_TOO_LONG and the rest syncs. The
 // unreadable-file tests need root: skipped otherwise, except under CI (CI set), where they fail.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, chown, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, chown, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { BIN } from '../../scripts/lib/cli-process.js';
+import { MAX_SYNC_DEPTH } from '../../src/relpath.js';
 import { skipOrFailUnderCI } from '../helpers/ci.js';
 import {
-  assertSameTree, closeStandbys, openStandby, runAgent, runCli, startLiveAgent, syncOnce, tombstonePaths, waitForConvergence,
-  type Standby,
+  assertSameTree, closeStandbys, manifestRows, openStandby, runAgent, runCli, startLiveAgent, syncOnce, tombstonePaths, waitFor,
+  waitForConvergence, type AgentProcess, type Standby,
 } from '../helpers/e2e.js';
-import { LONG, Rng, StandbyPoller, Versions, faultSeed, haltPollers } from '../helpers/faults.js';
+import { LONG, Rng, StandbyPoller, Versions, faultSeed, haltPollers, makeDeepTree, removeDeep } from '../helpers/faults.js';
 
 after(async () => {
   await haltPollers();
@@ -188,5 +190,63 @@ describe('hostile source trees', () => {
     }
     assert.equal(await agent.stop(), 0);
     await assertVerifyClean(s);
+  });
+  test('a path of 4,100 bytes (2,040 nested dirs) and one past PATH_MAX: skipped with one PATH_TOO_LONG each naming it, the rest syncs, once and live', { timeout: 180_000 }, async () => {
+    const s = await openStandby();
+    const deepRoots: string[] = [];
+    let agent: AgentProcess | null = null;
+    try {
+      await writeFile(join(s.src, 'beside.txt'), 'beside\n');
+      await mkdir(join(s.src, 'dir'));
+      await writeFile(join(s.src, 'dir/inner.txt'), 'inner\n');
+      // Too deep: 2,040 nested directories, 4,100 bytes (past MAX_SYNC_DEPTH levels).
+      const deep = makeDeepTree(s.src, 2040, 'd', 'leaf-of-the-4100.txt', 'too deep\n');
+      assert.equal(Buffer.byteLength(deep), 4100);
+      // Too long: 15 levels of 250 bytes, then 10-byte ones; the absolute path passes PATH_MAX
+      // (ENAMETOOLONG) while the relative one is still a valid path.
+      const upper = makeDeepTree(s.src, 15, 'L'.repeat(250), 'fits.txt', 'fits\n');
+      makeDeepTree(join(s.src, dirname(upper)), 40, 'M'.repeat(10), 'leaf.txt', 'too long\n');
+      deepRoots.push(join(s.src, 'd'), join(s.dst, 'd'), join(s.src, 'L'.repeat(250)), join(s.dst, 'L'.repeat(250)));
+      const tooLong = (stderr: string): string[] => stderr.split('\n').filter((l) => l.includes('"code":"PATH_TOO_LONG"'));
+      const named = (line: string): string => /"msg":"([^"]*): skipped/.exec(line)?.[1] ?? '';
+      for (let run = 0; run < 2; run++) {
+        const r = await runAgent(s);
+        assert.equal(r.code, 0, r.stderr.slice(-3000));
+        const warnings = tooLong(r.stderr).sort();
+        assert.equal(warnings.length, 2, `one warning each, run ${run + 1}:\n${warnings.map((l) => l.slice(0, 200)).join('\n')}`);
+        const [longOne, deepOne] = warnings.map(named) as [string, string];
+        assert.equal(deepOne, `${'d/'.repeat(MAX_SYNC_DEPTH)}d`, 'the deep one is named');
+        assert.ok(longOne.startsWith(dirname(upper)) && Buffer.byteLength(`${s.src}/${longOne}`) >= 4096, `the long one is named: ${longOne.slice(-60)}`);
+      }
+      assert.equal(await readFile(join(s.dst, 'beside.txt'), 'utf8'), 'beside\n');
+      assert.equal(await readFile(join(s.dst, 'dir/inner.txt'), 'utf8'), 'inner\n');
+      assert.equal(await readFile(join(s.dst, upper), 'utf8'), 'fits\n');
+      const rows = manifestRows(s.dst).filter((r) => r.deleted_at === null);
+      assert.ok(rows.some((r) => r.path === `${'d/'.repeat(MAX_SYNC_DEPTH - 1)}d`), `the ${MAX_SYNC_DEPTH} levels that fit were synced`);
+
+      // Live: the full pass warns once per path; a deep tree moved in while it watches is skipped past the limit too.
+      agent = startLiveAgent(s);
+      await agent.waitForLog(/"code":"PATH_TOO_LONG"[^\n]*\n[^\n]*"code":"PATH_TOO_LONG"/, 30_000);
+      const moved = join(s.dir, 'moved');
+      await mkdir(moved);
+      makeDeepTree(moved, 2040, 'e', 'leaf-of-the-4100.txt', 'too deep\n');
+      await rename(join(moved, 'e'), join(s.src, 'e'));
+      deepRoots.push(join(s.src, 'e'), join(s.dst, 'e'));
+      await writeFile(join(s.src, 'after.txt'), 'after\n');
+      await waitFor('after.txt on the standby', async () => (await readFile(join(s.dst, 'after.txt'), 'utf8').catch(() => '')) === 'after\n', 60_000);
+      const deepestE = `${'e/'.repeat(MAX_SYNC_DEPTH - 1)}e`;
+      await waitFor('the moved tree on the standby, as deep as it may go', () => manifestRows(s.dst).some((r) => r.path === deepestE), 60_000);
+      const live = tooLong(agent.stderr());
+      assert.ok(live.some((l) => named(l) === `${deepestE}/e`), `a PATH_TOO_LONG naming the moved tree's first level too deep:\n${live.map((l) => l.slice(0, 120)).join('\n')}`);
+      assert.ok(live.length <= 5, `a few warnings, not one per event: ${live.length}`);
+      assert.ok(!manifestRows(s.dst).some((r) => r.path.startsWith(`${deepestE}/`)), 'nothing past the limit reached the standby');
+      const stopping = agent;
+      agent = null;
+      assert.equal(await stopping.stop(), 0, stopping.stderr().slice(-3000));
+    } finally {
+      // Before the trees go: a running agent would be syncing their removal meanwhile.
+      await agent?.stop();
+      for (const d of deepRoots) removeDeep(d);
+    }
   });
 });

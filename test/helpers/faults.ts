@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isStateDir, TEMP_PREFIX } from './e2e.js';
@@ -228,4 +228,53 @@ export async function snapshotArea(dir: string, skip: (rel: string) => boolean =
   };
   await visit(dir, '');
   return out;
+}
+
+/**
+ * Creates `depth` nested directories named `segment` below `root` and a file `leaf` in the deepest,
+ * one relative step at a time (chdir), so the whole path may pass PATH_MAX. Returns the file's
+ * relative path. Remove such a tree with removeDeep: Node's fs.rm goes by whole paths and fails.
+ */
+export function makeDeepTree(root: string, depth: number, segment: string, leaf: string, content: string): string {
+  const cwd = process.cwd();
+  try {
+    process.chdir(root);
+    for (let i = 0; i < depth; i++) {
+      mkdirSync(segment);
+      process.chdir(segment);
+    }
+    writeFileSync(leaf, content);
+  } finally {
+    process.chdir(cwd);
+  }
+  return `${`${segment}/`.repeat(depth)}${leaf}`;
+}
+
+/**
+ * Removes `dir` and everything below it one relative step at a time (chdir), so trees deeper than
+ * PATH_MAX go too (Node's fs.rm goes by whole paths and fails; GNU rm -rf takes seconds on them).
+ */
+export function removeDeep(dir: string): void {
+  const cwd = process.cwd();
+  const emptyHere = (): void => {
+    for (const d of readdirSync('.', { withFileTypes: true })) {
+      if (d.isDirectory()) {
+        process.chdir(d.name);
+        emptyHere();
+        process.chdir('..');
+        rmdirSync(d.name);
+      } else {
+        unlinkSync(d.name);
+      }
+    }
+  };
+  try {
+    process.chdir(dir);
+    emptyHere();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  } finally {
+    process.chdir(cwd);
+  }
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { ProtocolError } from '../../src/errors.js';
 import {
+  MAX_SYNC_DEPTH, isTooDeep,
   ancestorsOf, baseName, checkRelPath, compareTreeOrder, isWithin, parentOf, relPathProblem,
 } from '../../src/relpath.js';
 
@@ -199,4 +200,21 @@ describe('compareTreeOrder', () => {
       assert.equal(compareTreeOrder(a, b) === 0, a === b);
     }));
   });
+});
+
+describe('isTooDeep', () => {
+  const chain = (n: number, seg = 'd'): string => Array.from({ length: n }, () => seg).join('/');
+  const cases: Array<[string, string, number, boolean]> = [
+    ['one segment', 'a', 0, false],
+    [`${MAX_SYNC_DEPTH} segments`, chain(MAX_SYNC_DEPTH), 0, false],
+    [`${MAX_SYNC_DEPTH + 1} segments`, chain(MAX_SYNC_DEPTH + 1), 0, true],
+    [`${MAX_SYNC_DEPTH + 1} long segments`, chain(MAX_SYNC_DEPTH + 1, 'xyz'), 0, true],
+    [`a long path of few segments`, chain(10, 'x'.repeat(300)), 0, false],
+    [`${MAX_SYNC_DEPTH - 1} segments 1 level down`, chain(MAX_SYNC_DEPTH - 1), 1, false],
+    [`${MAX_SYNC_DEPTH} segments 1 level down`, chain(MAX_SYNC_DEPTH), 1, true],
+    ['2,040 segments (4,079 bytes)', chain(2040), 0, true],
+  ];
+  for (const [what, p, above, expected] of cases) {
+    test(`${what}: ${expected ? 'too deep' : 'fine'}`, () => assert.equal(isTooDeep(p, above), expected));
+  }
 });

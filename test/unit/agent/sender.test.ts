@@ -2,12 +2,15 @@
  * Sender.transfer against a scripted receiver on a real WebSocket: files below SYNC_READ_MAX_BYTES
  * take the synchronous path (one shared frame), larger ones the pooled asynchronous one. Both must
  * deliver the exact bytes, and both must refuse a file that changed since the scan (FILE_CHANGED),
- * before its last byte goes out; a small file that fails gives its credit back.
+ * before its last byte goes out; a small file that fails gives its credit back. A file replaced by a
+ * symlink to a secret or by a FIFO is neither followed nor waited on (FILE_CHANGED, nothing begun).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFile, mkdtemp, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { appendFileSync, statSync, truncateSync, utimesSync } from 'node:fs';
+import { appendFile, mkdtemp, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -155,29 +158,70 @@ describe('Sender file transfers', () => {
     }
   });
 
-  const changes: [string, (abs: string) => Promise<void>][] = [
-    ['grew', (abs) => appendFile(abs, 'x')],
-    ['shrank', async (abs) => truncate(abs, (await stat(abs)).size - 1)],
-    ['kept its size but got a new mtime', (abs) => utimes(abs, 1_700_000_100, 1_700_000_100)],
+  const changes: [string, (abs: string) => void][] = [
+    ['grew', (abs) => appendFileSync(abs, 'x')],
+    ['shrank', (abs) => truncateSync(abs, statSync(abs).size - 1)],
+    ['kept its size but got a new mtime', (abs) => utimesSync(abs, 1_700_000_100, 1_700_000_100)],
   ];
   for (const [what, change] of changes) {
     it(`FILE_CHANGED for a file that ${what} since the scan, on both sides of the threshold`, async () => {
       const { sender, seen } = await connect(32 << 20);
       const cases = sizes.filter(([, size]) => size > 0);
       const entries = await Promise.all(cases.map(([, size], i) => scanned(`${what.split(' ')[0]}-${i}`, randomBytes(size))));
-      for (const e of entries) await change(join(dir, e.path));
+      for (const e of entries) change(join(dir, e.path));
       const report = await sender.send(entries.map(created), Date.now());
       report.outcomes.forEach((o, i) => assert.equal(o?.code, 'FILE_CHANGED', cases[i]?.[0]));
-      for (const s of seen.values()) {
-        // A file read in chunks may be begun before its end is read; it must then be aborted.
-        assert.ok(s.aborted, `${s.begin.path}: begun, so aborted`);
-        assert.ok(Buffer.concat(s.data).length < s.begin.size, `${s.begin.path}: never complete on the receiver`);
-      }
-      // The synchronous path checks before it sends anything.
-      assert.ok(![...seen.values()].some((s) => s.begin.size === SYNC_READ_MAX_BYTES - 1), 'the small file was never begun');
-      assert.ok([...seen.values()].some((s) => s.begin.size > SYNC_READ_MAX_BYTES), 'the file of several chunks was begun');
+      // Changed before the send: the open descriptor's fstat shows it before any byte goes out.
+      assert.deepEqual([...seen.values()].map((s) => s.begin.path), [], 'nothing was begun');
+    });
+
+    it(`FILE_CHANGED for a file of several chunks that ${what} while it was sent: begun, then aborted`, async () => {
+      const { sender, seen } = await connect(32 << 20);
+      const entry = await scanned(`${what.split(' ')[0]}-while`, randomBytes(2 * SYNC_READ_MAX_BYTES + 12_345));
+      let changed = false;
+      sender.onProgress = (_files, bytes) => {
+        if (bytes > 0 && !changed) {
+          changed = true;
+          change(join(dir, entry.path));
+        }
+      };
+      const report = await sender.send([created(entry)], Date.now());
+      assert.ok(changed, 'the file changed after its first chunk went out');
+      assert.equal(report.outcomes[0]?.code, 'FILE_CHANGED');
+      const s = [...seen.values()][0];
+      assert.ok(s !== undefined, 'the file was begun');
+      assert.ok(s.aborted, 'begun, so aborted');
+      assert.ok(Buffer.concat(s.data).length < s.begin.size, 'never complete on the receiver');
     });
   }
+
+  it('a file replaced by a symlink to a secret (same size and mtime) or by a FIFO: FILE_CHANGED, nothing begun, no wait', async () => {
+    const { sender, seen } = await connect(32 << 20);
+    const outside = await mkdtemp(join(tmpdir(), 'warmsync-secret-'));
+    try {
+      const cases = sizes.filter(([, size]) => size > 0);
+      const entries: Entry[] = [];
+      for (const [i, [, size]] of cases.entries()) {
+        const secret = join(outside, `secret-${i}`);
+        await writeFile(secret, Buffer.alloc(size, 'S'));
+        await utimes(secret, 1_700_000_000, 1_700_000_000);
+        for (const kind of ['symlink', 'fifo']) {
+          const entry = await scanned(`swapped-${kind}-${i}`, randomBytes(size));
+          const abs = join(dir, entry.path);
+          await rm(abs);
+          if (kind === 'symlink') await symlink(secret, abs);
+          else execFileSync('mkfifo', [abs]);
+          entries.push(entry);
+        }
+      }
+      const report = await sender.send(entries.map(created), Date.now());
+      assert.deepEqual(report.outcomes.map((o) => o?.code), entries.map(() => 'FILE_CHANGED'));
+      assert.deepEqual([...seen.values()].map((v) => v.begin.path), [], 'nothing was begun');
+      assert.equal(report.bytesSent, 0);
+    } finally {
+      await rm(outside, { recursive: true, force: true });
+    }
+  });
 
   it('a small file that changed gives its credit back: the next ones still fit the window', async () => {
     // Each file takes most of the window; credit kept by the failed one would stall the rest forever.

@@ -1,5 +1,6 @@
 // walk.ts: kinds and metadata, symlinks never followed, pruning, the error policy (vanished entries,
-// unreadable directories, special files, unsyncable names) and streaming with a slow consumer.
+// unreadable directories, special files, unsyncable names, paths past PATH_MAX) and streaming with a
+// slow consumer.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { linkSync, mkdirSync, rmSync } from 'node:fs';
@@ -12,7 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { wholeMs } from '../../../src/entry.js';
 import { WarmsyncError } from '../../../src/errors.js';
+import { MAX_SYNC_DEPTH } from '../../../src/relpath.js';
 import { walkTree, type WalkEntry, type WalkOptions } from '../../../src/scan/walk.js';
+import { makeDeepTree, removeDeep } from '../../helpers/faults.js';
 
 interface Warning { code: string; message: string; path: string | undefined }
 
@@ -221,6 +224,48 @@ describe('walkTree: skipped entries', () => {
     const { entries, warnings } = await walkAll(root);
     assert.deepEqual([...entries.keys()].sort(), ['d', 'd/a', 'd/c']);
     assert.deepEqual(warnings.map((w) => w.code), ['UNSYNCABLE_NAME']);
+  });
+});
+
+describe('walkTree: paths too long or too deep for this machine', () => {
+  it('2,040 nested dirs (4,100 bytes): skipped past MAX_SYNC_DEPTH levels with one PATH_TOO_LONG naming it; the rest is walked', async () => {
+    const root = await freshDir();
+    try {
+      await writeFile(path.join(root, 'beside'), 'x');
+      const rel = makeDeepTree(root, 2040, 'd', 'leaf-of-4100-bytes.x', 'deep');
+      assert.equal(Buffer.byteLength(rel), 4100);
+      const { entries, warnings } = await walkAll(root);
+      assert.deepEqual(warnings.map((w) => [w.code, w.path]), [['PATH_TOO_LONG', `${'d/'.repeat(MAX_SYNC_DEPTH)}d`]]);
+      assert.match(warnings[0]?.message ?? '', new RegExp(`^(d/){${MAX_SYNC_DEPTH}}d: skipped .*deeper than ${MAX_SYNC_DEPTH} levels`));
+      assert.ok(entries.has('beside'));
+      assert.ok(entries.has(`${'d/'.repeat(MAX_SYNC_DEPTH - 1)}d`), 'the levels that fit are walked');
+      assert.equal(entries.size, 1 + MAX_SYNC_DEPTH);
+    } finally {
+      removeDeep(root);
+    }
+  });
+
+  it('a path past PATH_MAX within few levels (ENAMETOOLONG): skipped with one PATH_TOO_LONG naming it; the rest is walked', async () => {
+    const root = await freshDir();
+    try {
+      await writeFile(path.join(root, 'beside'), 'x');
+      // 15 levels of 250 bytes, then 10-byte ones: the absolute path passes PATH_MAX while the
+      // relative one is still a valid path (at most 4,096 bytes).
+      const upper = makeDeepTree(root, 15, 'L'.repeat(250), 'leaf', 'fits');
+      const lower = makeDeepTree(path.join(root, path.dirname(upper)), 40, 'M'.repeat(10), 'leaf', 'too long');
+      const rel = `${path.dirname(upper)}/${lower}`;
+      const { entries, warnings } = await walkAll(root);
+      assert.equal(warnings.length, 1, JSON.stringify(warnings.map((w) => w.code)));
+      const w = warnings[0] as Warning;
+      assert.equal(w.code, 'PATH_TOO_LONG');
+      assert.ok(w.path !== undefined && rel.startsWith(`${w.path}/`), 'the warning names a prefix of the long path');
+      assert.ok(w.message.startsWith(`${w.path}: skipped`) && w.message.includes('ENAMETOOLONG'), w.message.slice(-120));
+      assert.ok(Buffer.byteLength(`${root}/${w.path}`) >= 4096, 'only what passes PATH_MAX is skipped');
+      assert.ok(entries.has('beside'));
+      assert.ok(entries.has(w.path.slice(0, w.path.lastIndexOf('/'))), 'its parent is walked');
+    } finally {
+      removeDeep(root);
+    }
   });
 });
 

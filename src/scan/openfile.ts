@@ -1,0 +1,108 @@
+/**
+ * The one way the agent opens a source file to read its content (scan hashing, the live agent's
+ * describe through it, the sender): invariant 3, "the agent reads only regular files inside its
+ * source, re-checked on the open descriptor".
+ *
+ * The path is opened O_RDONLY | O_NOFOLLOW | O_NONBLOCK: a file swapped for a symlink since it was
+ * listed fails with ELOOP instead of being followed out of the tree, and a file swapped for a FIFO
+ * opens at once instead of blocking the thread (for a synchronous open, the whole event loop) until
+ * a writer comes. The descriptor is then fstat'ed, and only a regular file whose identity matches
+ * what the caller planned (device and inode, size and mtime: whichever it knows) is handed back.
+ * Anything else (a symlink, a FIFO, a socket, a device, another file renamed over the path) is
+ * WarmsyncError FILE_CHANGED, the code every reader already treats as "look at it again": the scan
+ * retries it, the sender reports it as the op's failure and the agent plans it again.
+ *
+ * Synchronous on purpose: open and fstat take microseconds, and the small-file fast paths (files
+ * under SYNC_READ_MAX_BYTES are read with sync calls, see hash.ts) need the descriptor with no
+ * await in between. O_NONBLOCK is what makes that safe against a FIFO; on a regular file it changes
+ * nothing.
+ */
+import { closeSync, constants as fsConstants, fstatSync, openSync, type BigIntStats } from 'node:fs';
+import { wholeMsOfNs } from '../entry.js';
+import { WarmsyncError } from '../errors.js';
+
+/** open(2) flags for reading a source file: never follow a symlink, never block on a FIFO. */
+export const NO_FOLLOW_READ = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+
+/** What the caller planned to read; every field given must match the open file. */
+export interface PlannedFile {
+  size?: number;
+  /** Integer milliseconds (wholeMs). */
+  mtimeMs?: number;
+  ino?: number;
+  dev?: number;
+}
+
+/** An open regular file and its fstat, taken on the descriptor after the open. */
+export interface OpenedFile {
+  /** Close it with closeSync (or fs.close): the caller owns it. */
+  readonly fd: number;
+  readonly stats: BigIntStats;
+  readonly size: number;
+  /** Integer milliseconds (wholeMs). */
+  readonly mtimeMs: number;
+  readonly ino: number;
+  readonly dev: number;
+  /** Permission bits only (mode & 0o7777). */
+  readonly mode: number;
+}
+
+/**
+ * open(2) errors that mean "not a regular file any more": ELOOP for a symlink (O_NOFOLLOW), ENXIO for
+ * a socket (or a FIFO with no reader, opened for writing: not us), ENODEV for a device without a
+ * driver.
+ */
+const NOT_A_FILE_CODES = new Set(['ELOOP', 'ENXIO', 'ENODEV']);
+
+/**
+ * Opens `absPath` for reading if, on the descriptor, it is a regular file matching `planned`. Throws
+ * WarmsyncError FILE_CHANGED otherwise (the descriptor closed); other open errors (ENOENT, EACCES,
+ * ENAMETOOLONG, ...) are thrown as they are.
+ */
+export function openPlannedFile(absPath: string, planned?: PlannedFile): OpenedFile {
+  let fd: number;
+  try {
+    fd = openSync(absPath, NO_FOLLOW_READ);
+  } catch (err) {
+    const code = errorCode(err);
+    if (code !== undefined && NOT_A_FILE_CODES.has(code)) {
+      throw fileChanged(absPath, code === 'ELOOP' ? 'it is now a symlink' : `it is no longer a regular file (${code})`, err);
+    }
+    throw err;
+  }
+  try {
+    const stats = fstatSync(fd, { bigint: true });
+    if (!stats.isFile()) throw fileChanged(absPath, 'it is no longer a regular file');
+    const opened: OpenedFile = {
+      fd, stats, size: Number(stats.size), mtimeMs: wholeMsOfNs(stats.mtimeNs), ino: Number(stats.ino), dev: Number(stats.dev),
+      mode: Number(stats.mode) & 0o7777,
+    };
+    const mismatch = identityMismatch(opened, planned);
+    if (mismatch !== null) throw fileChanged(absPath, `it differs from what was planned: ${mismatch}`);
+    return opened;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/** Which planned field the open file does not match, or null. */
+function identityMismatch(f: OpenedFile, planned: PlannedFile | undefined): string | null {
+  if (planned === undefined) return null;
+  if (planned.dev !== undefined && planned.dev !== f.dev) return 'another device';
+  if (planned.ino !== undefined && planned.ino !== f.ino) return 'another inode';
+  if (planned.size !== undefined && planned.size !== f.size) return `size ${f.size}, planned ${planned.size}`;
+  if (planned.mtimeMs !== undefined && planned.mtimeMs !== f.mtimeMs) return `mtime ${f.mtimeMs}, planned ${planned.mtimeMs}`;
+  return null;
+}
+
+/** FILE_CHANGED for `absPath`: it is not (or no longer) the file the caller meant to read. */
+export function fileChanged(absPath: string, detail?: string, cause?: unknown): WarmsyncError {
+  const message = `${absPath} changed while it was read${detail === undefined ? '' : ` (${detail})`}`;
+  return new WarmsyncError('FILE_CHANGED', message, cause === undefined ? undefined : { cause });
+}
+
+function errorCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code;
+  return undefined;
+}
