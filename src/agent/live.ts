@@ -293,6 +293,12 @@ class LiveSession {
   private readonly stuck = new Map<string, number>();
   /** Large files being hashed in the background -> first observed. */
   private readonly readingLarge = new Map<string, number>();
+  /**
+   * Batches taken from the coalescer and not yet all submitted -> their oldest firstSeen. Between
+   * the two, a path is neither waiting nor in flight: without this, a heartbeat in that window
+   * (describing a batch awaits every lstat and hash) let W pass changes nobody had sent yet.
+   */
+  private readonly replicating = new Map<symbol, number>();
   private reconciledFrom: number | null = null;
   private lastFull = 0;
   /**
@@ -328,7 +334,7 @@ class LiveSession {
   }
 
   private watermark(): number | null {
-    const pending = [...this.inFlight.values(), ...this.stuck.values(), ...this.readingLarge.values()];
+    const pending = [...this.inFlight.values(), ...this.stuck.values(), ...this.readingLarge.values(), ...this.replicating.values()];
     for (const t of [this.dirty.oldestFirstSeen(), this.hooks.watcher.pendingSince()]) if (t !== null) pending.push(t);
     const incompleteSince = this.hooks.feed.incomplete(this.reconciledFrom)?.since ?? null;
     return computeWatermark({ now: Date.now(), settleMs: this.options.settleMs, reconciledFrom: this.reconciledFrom, pending, incompleteSince });
@@ -496,6 +502,17 @@ class LiveSession {
 
   /** Looks at dirty paths again, plans against the mirror and submits the changes. */
   private async replicate(batch: readonly DirtyPath[]): Promise<void> {
+    if (batch.length === 0) return;
+    const token = Symbol('batch');
+    this.replicating.set(token, Math.min(...batch.map((d) => d.firstSeen)));
+    try {
+      await this.replicateBatch(batch);
+    } finally {
+      this.replicating.delete(token);
+    }
+  }
+
+  private async replicateBatch(batch: readonly DirtyPath[]): Promise<void> {
     // By path: a new directory's subtree and a file inside it can both be in one batch, and two
     // changes for one path would race each other's precondition (the second one a CONFLICT).
     const entries = new Map<string, Entry>();
