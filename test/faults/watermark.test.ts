@@ -249,7 +249,7 @@ class Workloads {
   }
 }
 
-test('no watermark W ever passes a change the standby lacks, under seeded bursts, moves, restores and a queue overflow', { timeout: LONG ? 3_600_000 : 420_000 }, async () => {
+test('no watermark W ever passes a change the standby lacks, under seeded bursts, moves, restores and a queue overflow', { timeout: LONG ? 7_200_000 : 720_000 }, async () => {
   const seeds = LONG ? 20 : 1;
   const first = faultSeed('watermark');
   let totalWatermarks = 0;
@@ -290,7 +290,9 @@ test('no watermark W ever passes a change the standby lacks, under seeded bursts
         await sleep(rng.int(0, 800));
       }
       const quiet = Date.now();
-      await waitForConvergence(s, { what: `the standby after the workloads (seed ${seed}: ${plan.join(', ')})`, timeoutMs: 120_000, context });
+      // Slow is allowed here, wrong is not: after an overflow the standby has taken up to 113 s on 2 cores
+      // to catch up (issue 16 wants seconds); what this test judges is W, all along.
+      await waitForConvergence(s, { what: `the standby after the workloads (seed ${seed}: ${plan.join(', ')})`, timeoutMs: 360_000, context });
       convergedMs = Date.now() - quiet;
       // W passes the end of the workloads by itself, and the checker judges it there.
       const deadline = Date.now() + 60_000;
