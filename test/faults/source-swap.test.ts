@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rename, symlink, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -23,6 +23,7 @@ import {
   MANIFEST, closeStandbys, openStandby, runAgent, startLiveAgent, syncOnce, waitForConvergence, type Standby,
 } from '../helpers/e2e.js';
 import { LONG, MiB, Rng, faultSeed } from '../helpers/faults.js';
+import { NO_FOLLOW_READ } from '../../src/scan/openfile.js';
 
 /** Racers and standby scans still running when a test failed: halted before the standbys close. */
 const running = new Set<{ halt(): Promise<void> }>();
@@ -200,12 +201,11 @@ class SecretWatch {
           continue;
         }
         if (!st.isFile()) continue;
-        const key = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-        if (this.seen.get(abs) === key) continue;
-        const content = await readFile(abs).catch(() => null);
-        if (content === null) continue;
-        this.seen.set(abs, key);
-        if (content.includes(NEEDLE)) this.found.push(`${abs.slice(this.root.length + 1)} (${content.length} bytes)`);
+        const read = await readRegularFile(abs);
+        if (read === null) continue;
+        if (this.seen.get(abs) === read.key) continue;
+        this.seen.set(abs, read.key);
+        if (read.content.includes(NEEDLE)) this.found.push(`${abs.slice(this.root.length + 1)} (${read.content.length} bytes)`);
       }
     };
     await visit(this.root);
@@ -223,6 +223,26 @@ class SecretWatch {
     await this.halt();
     this.seen.clear();
     await this.scanOnce();
+  }
+}
+
+/**
+ * The content of `abs` if it is a regular file when opened, judged on the descriptor. The standby
+ * holds synced symlinks to the secret (same host), and the receiver renames them over files at any
+ * moment: a readFile after an lstat would follow one that landed in between and "find" the secret
+ * through the link (seen: a false leak of d4/f29 in CI).
+ */
+async function readRegularFile(abs: string): Promise<{ key: string; content: Buffer } | null> {
+  const handle = await open(abs, NO_FOLLOW_READ).catch(() => null);
+  if (handle === null) return null;
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) return null;
+    return { key: `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`, content: await handle.readFile() };
+  } catch {
+    return null;
+  } finally {
+    await handle.close();
   }
 }
 
