@@ -12,6 +12,8 @@
  *   close(handle)                    stops reading; no callback after it; the loop may then exit.
  *                                    Until then the instance keeps the process (and itself) alive.
  *   constants                        IN_* masks
+ *
+ * The other files under native/ add calls the inotify code does not need (syncfs.c: syncfs).
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -23,6 +25,8 @@
 #include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "warmsync_native.h"
 
 #define READ_BUF (256 * 1024)
 /* Reads per wake-up: past this the poll fires again, so one busy queue cannot starve the loop. */
@@ -50,7 +54,7 @@ typedef struct {
     }                                                                   \
   } while (0)
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+napi_value errno_error(napi_env env, int err, const char *syscall, const char *path) {
   char msg[512];
   napi_value code, message, error, num;
   snprintf(msg, sizeof msg, "%s, %s '%s'", uv_strerror(-err), syscall, path ? path : "");
@@ -61,7 +65,11 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall, const 
   napi_set_named_property(env, error, "errno", num);
   napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &num);
   napi_set_named_property(env, error, "syscall", num);
-  napi_throw(env, error);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  napi_throw(env, errno_error(env, err, syscall, path));
   return NULL;
 }
 
@@ -381,5 +389,6 @@ NAPI_MODULE_INIT() {
   CONSTANT(IN_ISDIR);
   CONSTANT(IN_ONESHOT);
   napi_set_named_property(env, exports, "constants", constants);
+  register_syncfs(env, exports);
   return exports;
 }

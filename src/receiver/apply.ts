@@ -3,16 +3,13 @@
  * room when a path changes kind. Every method takes a path the PathGuard has already resolved.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsync, lstatSync, mkdirSync, openSync, utimesSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, utimesSync } from 'node:fs';
 import { lstat, lutimes, mkdir, open, readdir, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { utimeValue, type EntryKind } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 import { tempPathBeside } from './staging.js';
 import { lstatOrNull } from '../lstat.js';
-import { promisify } from 'node:util';
-
-const fsyncAsync = promisify(fsync);
 
 export type RemovalLog = (path: string, reason: string) => void;
 
@@ -114,17 +111,5 @@ export class TreeWriter {
   async hasKind(abs: string, kind: EntryKind): Promise<boolean> {
     const st = lstatOrNull(abs);
     return st !== null && kindOf(st) === kind;
-  }
-
-  /** fsyncs each directory once: makes renames and creations inside it durable. */
-  async fsyncDirs(dirs: Iterable<string>): Promise<void> {
-    await Promise.all([...dirs].map(async (dir) => {
-      const fd = openSync(dir, 'r');
-      try {
-        await fsyncAsync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }));
   }
 }

@@ -22,6 +22,7 @@ import { MAX_QUEUED_FRAME_BYTES, MAX_QUEUED_FRAMES, SEND_HIGH_WATER_BYTES } from
 import type { TreeWriter } from './apply.js';
 import type { PathGuard } from './pathguard.js';
 import type { PartialStore } from './partials.js';
+import { syncFileSystems } from './durable.js';
 import { StagedFile } from './staging.js';
 
 export interface SessionLimits {
@@ -456,7 +457,7 @@ export class ReceiverSession {
     this.pending = [];
     this.pendingPrefixes = new Set();
     this.pendingBytes = 0;
-    const { writer, manifest, guard } = this.deps;
+    const { manifest, guard } = this.deps;
 
     const sealed = await Promise.all(batch.map(async (p) => {
       if (p.staged === null) return true;
@@ -469,6 +470,19 @@ export class ReceiverSession {
         return false;
       }
     }));
+    // The data of every file sealed above, durable before any of them is renamed into place.
+    const unsynced = batch.filter((p, i) => sealed[i] && p.staged !== null && !p.staged.durable);
+    if (unsynced.length > 0) {
+      try {
+        await syncFileSystems(unsynced.map((p) => dirname(guard.resolve(p.path))));
+      } catch (err) {
+        for (const p of unsynced) {
+          sealed[batch.indexOf(p)] = false;
+          await this.discard(p.path, p.staged as StagedFile);
+          this.failFrom(p.op, p.path, err);
+        }
+      }
+    }
     const done: PendingOp[] = [];
     await manifest.withWriteLock(async () => {
       for (let i = 0; i < batch.length; i++) {
@@ -488,7 +502,7 @@ export class ReceiverSession {
         }
         done.push(p);
       }
-      await writer.fsyncDirs(new Set(done.map((p) => dirname(guard.resolve(p.path)))));
+      await syncFileSystems(done.map((p) => dirname(guard.resolve(p.path))));
       const now = this.deps.now();
       for (const p of done) p.record(now);
     });

@@ -49,6 +49,11 @@ const fdatasyncAsync = promisify(fdatasync);
  * for the final fsync alone, 0.05-0.6 s with these flushes; the same total time for small files).
  */
 const FLUSH_EVERY_BYTES = 32 << 20;
+/**
+ * A file this large is fsynced on its own as soon as it is sealed (its group is itself, see the
+ * session's commit), so its flush overlaps what arrives next; smaller files share a syncfs.
+ */
+const FSYNC_ALONE_BYTES = 8 << 20;
 const readAsync = promisify(read);
 
 export interface StreamHasher { update(data: Uint8Array): void; digest(): string }
@@ -65,6 +70,7 @@ export class StagedFile {
   private pipeline: Promise<void> = Promise.resolve();
   private failure: unknown = null;
   private closed = false;
+  private fsynced = false;
   private sealing: Promise<void> | null = null;
   /** The background flush in progress (it holds the descriptor: close only after it). */
   private flushing: Promise<void> | null = null;
@@ -239,13 +245,20 @@ export class StagedFile {
   }
 
   /**
-   * Verifies the file (see `verify`), sets mode and mtime and fsyncs the data; the file is still at
-   * its temporary name. The first call starts the work, every call returns the same promise: the
-   * session starts it when the last chunk arrives, and its group commit waits for it.
+   * Verifies the file (see `verify`) and sets mode and mtime; the file is still at its temporary
+   * name. A file of FSYNC_ALONE_BYTES or more is fsynced here, while later files arrive; a smaller
+   * one is made durable with the rest of its group (durable.ts), and `durable` says which. The
+   * first call starts the work, every call returns the same promise: the session starts it when
+   * the last chunk arrives, and its group commit waits for it.
    */
   seal(): Promise<void> {
     this.sealing ??= this.sealNow();
     return this.sealing;
+  }
+
+  /** Whether the sealed data is durable already (fsynced alone), or waits for its group's syncfs. */
+  get durable(): boolean {
+    return this.fsynced;
   }
 
   private async sealNow(): Promise<void> {
@@ -254,7 +267,10 @@ export class StagedFile {
     fchmodSync(this.fd, this.target.mode);
     const t = utimeValue(this.target.mtimeMs);
     futimesSync(this.fd, t, t);
-    await fsyncAsync(this.fd);
+    if (this.target.size >= FSYNC_ALONE_BYTES) {
+      await fsyncAsync(this.fd);
+      this.fsynced = true;
+    }
     this.close();
   }
 

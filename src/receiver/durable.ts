@@ -1,0 +1,33 @@
+/**
+ * Invariant 2's "durable" for a group of files at once. An fsync per file made ext4 commit its
+ * journal once per file (308 us a file on this machine's disk, and every create in the directory
+ * waited behind those commits); one syncfs(2) per file system covers the whole group (3,000 files
+ * written then synced: 90 ms, 30 us a file). The receiver's group commit calls it twice: once for
+ * the data of the temp files before any of them is renamed into place (so no final path ever
+ * names a file whose data may be lost), once after the renames (so the new names are durable
+ * before the manifest records them).
+ *
+ * syncfs covers one file system, so the directories are grouped by device: a mount point inside
+ * the standby root (a filestore on its own disk) gets its own call.
+ */
+import { closeSync, constants as fsConstants, fstatSync, openSync } from 'node:fs';
+import { syncfs } from '../native.js';
+
+const DIR_READ = fsConstants.O_RDONLY | fsConstants.O_DIRECTORY;
+
+/** Makes everything written so far to the file systems holding `dirs` durable: one syncfs per device. */
+export async function syncFileSystems(dirs: Iterable<string>): Promise<void> {
+  const byDevice = new Map<number, number>();
+  const opened: number[] = [];
+  try {
+    for (const dir of new Set(dirs)) {
+      const fd = openSync(dir, DIR_READ);
+      opened.push(fd);
+      const dev = fstatSync(fd).dev;
+      if (!byDevice.has(dev)) byDevice.set(dev, fd);
+    }
+    await Promise.all([...byDevice.values()].map((fd) => syncfs(fd)));
+  } finally {
+    for (const fd of opened) closeSync(fd);
+  }
+}
