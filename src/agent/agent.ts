@@ -196,7 +196,7 @@ export class SourceTree {
  * file of the same size at its path (live or tombstoned): same hash, no transfer (diff.ts actionOf).
  * Any other file is transferred, so the sender hashes it on the way instead of the scan.
  */
-function hashDecides(row: ManifestEntry | undefined, size: number): boolean {
+export function hashDecides(row: ManifestEntry | undefined, size: number): boolean {
   return row !== undefined && row.kind === 'file' && !row.damaged && row.size === size;
 }
 

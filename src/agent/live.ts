@@ -25,9 +25,9 @@ import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
 import { watchTree, type IncompleteReason, type TreeWatcher } from '../watch/watcher.js';
-import { RETRYABLE, SourceTree, applyToMirror, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
+import { RETRYABLE, SourceTree, applyToMirror, hashDecides, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
 import { BusyPaths } from './busypaths.js';
-import { Sender, type OpFailure } from './sender.js';
+import { Sender, type HashedWhileSent, type OpFailure } from './sender.js';
 import { computeWatermark } from './watermark.js';
 
 export interface LiveOptions extends AgentOptions {
@@ -307,6 +307,12 @@ class LiveSession {
    * not re-read every file replicated live since the last full scan.
    */
   private readonly racy = new Map<string, number>();
+  /**
+   * Files the sender hashed on the way (new files and files whose size changed: their hash decides
+   * nothing, so describe leaves it to the sender, and each is read once instead of twice), until
+   * their op's result puts the hash in the mirror and the cache.
+   */
+  private readonly sentHashes = new Map<string, HashedWhileSent>();
   /** Paths retried without success since their last success -> how many times in a row. */
   private readonly retries = new Map<string, number>();
   /** The mirror proved stale (a CONFLICT): only a fresh manifest, i.e. a full pass, can fix that. */
@@ -551,9 +557,10 @@ class LiveSession {
     }
     void result.then((failure) => {
       this.inFlight.delete(change.path);
+      const sent = this.takeSentHash(change.path);
       if (failure === null) {
         this.retries.delete(change.path);
-        applyToMirror(this.mirror, change, deletedAt);
+        applyToMirror(this.mirror, withSentHash(change, sent), deletedAt);
         this.held.applied(change);
         this.activity.applied++;
         if (change.new === null) this.activity.deletions++;
@@ -565,6 +572,20 @@ class LiveSession {
       }
       this.wakeUp();
     });
+  }
+
+  /**
+   * The hash the sender computed for `path` on the way, if it did: cached (or looked at again once
+   * no longer racy, as describe does), and returned for the mirror.
+   */
+  private takeSentHash(path: string): HashedWhileSent | undefined {
+    for (const h of this.sender.drainHashed()) this.sentHashes.set(h.path, h);
+    const sent = this.sentHashes.get(path);
+    if (sent === undefined) return undefined;
+    this.sentHashes.delete(path);
+    if (isCacheable(sent.mtimeMs, sent.hashedAt)) this.tree.cache.remember([sent]);
+    else this.racy.set(path, sent.mtimeMs + RACY_MS + 1);
+    return sent;
   }
 
   /**
@@ -580,7 +601,8 @@ class LiveSession {
       return { ...r, path };
     });
     this.tree.cache.remember(rows);
-    for (const e of entries) if (e.kind === 'file' && !remembered.has(e.path)) this.racy.set(e.path, e.mtimeMs + RACY_MS + 1);
+    // A file left unhashed (the sender hashes it) is remembered when its op's result comes (takeSentHash).
+    for (const e of entries) if (e.kind === 'file' && e.hash !== null && !remembered.has(e.path)) this.racy.set(e.path, e.mtimeMs + RACY_MS + 1);
   }
 
   /** What the source and the mirror hold at a dirty path (and below it, for a new or vanished directory). */
@@ -622,6 +644,7 @@ class LiveSession {
         sub = await scanTree(abs, {
           isExcluded: (p, isDir) => this.tree.isExcluded(`${d.path}/${p}`, isDir),
           cache: null, hasher: this.tree.hasher, hashRetries: 0, levelsAbove: d.path.split('/').length,
+          needsHash: (p, size) => hashDecides(this.mirror.get(`${d.path}/${p}`), size),
           onWarning: (code, message, path) => {
             if (code === 'FILE_UNSTABLE' && path !== undefined) unstable.push(path);
             // The subtree's walk names paths relative to it: name them from the root, as a full scan does.
@@ -642,7 +665,7 @@ class LiveSession {
     if (!st.isFile()) return { entries: [], rows: [] };
     const cached = this.tree.cache.lookup(d.path, st.size, wholeMs(st.mtimeMs), st.ino);
     let hash = cached;
-    if (hash === null) {
+    if (hash === null && hashDecides(row, st.size)) {
       try {
         const result = await this.tree.hasher.hashFile(abs, { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino, dev: st.dev });
         hash = result.hash;
@@ -657,4 +680,11 @@ class LiveSession {
     }
     return { entries: [{ ...base, kind: 'file', size: st.size, hash, target: null }], rows: row ? [row] : [] };
   }
+}
+
+/** `change` with the hash the sender computed on the way, when the plan left it null. */
+function withSentHash(change: Change, sent: HashedWhileSent | undefined): Change {
+  const next = change.new;
+  if (sent === undefined || next === null || next.kind !== 'file' || next.hash !== null) return change;
+  return { ...change, new: { ...next, hash: sent.hash } };
 }

@@ -229,8 +229,7 @@ export class Sender {
     await this.flush();
     const outcomes = await Promise.all(results);
     this.check();
-    const hashedWhileSent = this.hashedWhileSent;
-    this.hashedWhileSent = [];
+    const hashedWhileSent = this.drainHashed();
     return {
       ops: results.length, ...counts, bytesSent: this.bytesOnWire - bytesBefore,
       failures: outcomes.filter((f): f is OpFailure => f !== null), outcomes, hashedWhileSent,
@@ -430,6 +429,13 @@ export class Sender {
     } finally {
       this.largeFileFrames.give(frame);
     }
+  }
+
+  /** The files hashed on the way since the last call (or the last `send`), handed over once. */
+  drainHashed(): HashedWhileSent[] {
+    const hashed = this.hashedWhileSent;
+    this.hashedWhileSent = [];
+    return hashed;
   }
 
   private noteHashed(entry: Entry, hash: string, st: Stats): void {
