@@ -14,7 +14,7 @@
  *   relative one together pass PATH_MAX; or more than MAX_SYNC_DEPTH levels, relpath.ts):
  *   `onWarning('PATH_TOO_LONG', ..., relPath)`, skipped with everything below it, like an unsyncable
  *   name; the rest of the tree syncs.
- * - A name that is not a canonical relative path (relpath.ts: backslash, too long, ...) or that holds
+ * - A name that is not a canonical relative path (relpath.ts: too long) or that holds
  *   U+FFFD (Node's stand-in for bytes that are not UTF-8, so two names could decode to one; such a
  *   path cannot even be opened through the decoded string): `onWarning('UNSYNCABLE_NAME', ...)`,
  *   skipped with everything below it. Likewise a symlink whose target is not valid UTF-8.
@@ -238,9 +238,9 @@ export function pathTooLongMessage(rel: string, abs: string | null): string {
 function nameProblem(relPath: string, name: string): string | null {
   if (name.includes('\uFFFD')) return 'the name is not valid UTF-8 (or contains U+FFFD)';
   // The parent passed already, and the kernel never lists "", ".", "..", a "/" or NUL, nor a name
-  // over 255 bytes: only a backslash or the total length can make this one fail. Checking just
-  // those saves re-checking the whole path for every entry (~5 us each).
-  if (!name.includes('\\') && relPath.length <= MAX_CHARS_SURELY_SHORT) return null;
+  // over 255 bytes: only the total length can make this one fail. Checking just that saves
+  // re-checking the whole path for every entry (~5 us each).
+  if (relPath.length <= MAX_CHARS_SURELY_SHORT) return null;
   return relPathProblem(relPath);
 }
 
