@@ -351,6 +351,9 @@ static void export_fn(napi_env env, napi_value exports, const char *name, napi_c
 
 #define CONSTANT(name) set_num(env, constants, #name, name)
 
+/* native/special.c: mknod for FIFOs, sockets and device nodes. */
+void warmsync_special_init(napi_env env, napi_value exports);
+
 NAPI_MODULE_INIT() {
   napi_value constants;
   export_fn(env, exports, "open", js_open);
@@ -358,6 +361,7 @@ NAPI_MODULE_INIT() {
   export_fn(env, exports, "rmWatch", js_rm_watch);
   export_fn(env, exports, "readNow", js_read_now);
   export_fn(env, exports, "close", js_close);
+  warmsync_special_init(env, exports);
   napi_create_object(env, &constants);
   CONSTANT(IN_ACCESS);
   CONSTANT(IN_MODIFY);
