@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "warmsync_native",
-      "sources": ["native/warmsync_native.c", "native/syncfs.c"],
+      "sources": ["native/warmsync_native.c", "native/syncfs.c", "native/special.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]

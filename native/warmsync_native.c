@@ -13,7 +13,8 @@
  *                                    Until then the instance keeps the process (and itself) alive.
  *   constants                        IN_* masks
  *
- * The other files under native/ add calls the inotify code does not need (syncfs.c: syncfs).
+ * The other files under native/ add calls the inotify code does not need (syncfs.c: syncfs;
+ * special.c: mknod).
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -390,5 +391,6 @@ NAPI_MODULE_INIT() {
   CONSTANT(IN_ONESHOT);
   napi_set_named_property(env, exports, "constants", constants);
   register_syncfs(env, exports);
+  register_special(env, exports);
   return exports;
 }

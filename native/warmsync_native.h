@@ -7,5 +7,6 @@
 napi_value errno_error(napi_env env, int err, const char *syscall, const char *path);
 
 void register_syncfs(napi_env env, napi_value exports);
+void register_special(napi_env env, napi_value exports);
 
 #endif

@@ -3,7 +3,59 @@
  * Every stage (scan, plan, protocol, receiver, manifest, gate) speaks in these types.
  */
 
-export type EntryKind = 'file' | 'dir' | 'symlink';
+/** `special`: a FIFO, a socket or a device node (rsync -a's -D); `target` says which. */
+export type EntryKind = 'file' | 'dir' | 'symlink' | 'special';
+
+/**
+ * Owner and group on the source: numeric ids, and their names there (null when the id has no
+ * name in the source's /etc/passwd or /etc/group). The receiver maps names to its own ids, like
+ * rsync; see src/owner/policy.ts.
+ */
+export interface Owner {
+  readonly uid: number;
+  readonly gid: number;
+  readonly user: string | null;
+  readonly group: string | null;
+}
+
+/**
+ * What a special file is, as `Entry.target` spells it: "fifo", "socket", "char MAJOR:MINOR" or
+ * "block MAJOR:MINOR". Never opened: the receiver re-creates it with mknod.
+ */
+export type SpecialNode =
+  | { readonly type: 'fifo' | 'socket' }
+  | { readonly type: 'char' | 'block'; readonly major: number; readonly minor: number };
+
+const NODE_TEXT = /^(?:fifo|socket|(char|block) (\d{1,10}):(\d{1,10}))$/;
+
+/** The SpecialNode of a `target` text, or null when it is not one. */
+export function parseSpecialNode(text: string): SpecialNode | null {
+  const m = NODE_TEXT.exec(text);
+  if (m === null) return null;
+  if (m[1] === undefined) return { type: text as 'fifo' | 'socket' };
+  const major = Number(m[2]);
+  const minor = Number(m[3]);
+  if (major > 0xffffffff || minor > 0xffffffff) return null;
+  return { type: m[1] as 'char' | 'block', major, minor };
+}
+
+export function specialNodeText(node: SpecialNode): string {
+  return 'major' in node ? `${node.type} ${node.major}:${node.minor}` : node.type;
+}
+
+/** Linux's (glibc's) split of a dev_t (a stat's rdev) into major and minor numbers. */
+export function splitDevice(rdev: number | bigint): { major: number; minor: number } {
+  const dev = BigInt(rdev);
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return { major: Number(major & 0xffffffffn), minor: Number(minor & 0xffffffffn) };
+}
+
+/** Same owner? An unknown owner (null: a manifest row from before owners were kept) matches only another unknown one. */
+export function sameOwner(a: Owner | null | undefined, b: Owner | null | undefined): boolean {
+  if (a === undefined || a === null || b === undefined || b === null) return (a ?? null) === (b ?? null);
+  return a.uid === b.uid && a.gid === b.gid && a.user === b.user && a.group === b.group;
+}
 
 /** One path as the agent saw it on the source (or as the receiver recorded it). */
 export interface Entry {
@@ -22,8 +74,16 @@ export interface Entry {
    * always has it.
    */
   readonly hash: string | null;
-  /** Link target, for symlinks; null otherwise. Stored verbatim, never followed. */
+  /**
+   * Link target, for symlinks (stored verbatim, never followed); for special files the node, as
+   * specialNodeText writes it; null otherwise.
+   */
   readonly target: string | null;
+  /**
+   * Owner on the source. Absent or null: not known (entries built without it, manifest rows from
+   * before owners were kept); the receiver then leaves the owner as it creates files.
+   */
+  readonly owner?: Owner | null;
 }
 
 /** What the receiver's manifest holds for a path: the entry plus its gate bookkeeping. */
@@ -78,7 +138,7 @@ export function utimeValue(ms: number): number | string {
 /** Do two entries describe the same content and metadata (ignoring path)? */
 export function sameEntry(a: Entry, b: Entry): boolean {
   return a.kind === b.kind && a.size === b.size && a.mtimeMs === b.mtimeMs && a.mode === b.mode
-    && a.hash === b.hash && a.target === b.target;
+    && a.hash === b.hash && a.target === b.target && sameOwner(a.owner, b.owner);
 }
 
 /**

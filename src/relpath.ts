@@ -1,7 +1,8 @@
 /**
  * Canonical relative paths: the only form a path takes between stages and on the wire.
- * POSIX separators, no leading or trailing slash, no empty, "." or ".." segment, no NUL,
- * no backslash (it would mean a different file on another OS), each segment at most 255 bytes.
+ * POSIX separators, no leading or trailing slash, no empty, "." or ".." segment, no NUL, each
+ * segment at most 255 bytes. Any other character is an ordinary part of a name, as it is to Linux
+ * and rsync: a backslash, a newline, a leading dash.
  */
 import { ProtocolError } from './errors.js';
 
@@ -13,7 +14,6 @@ export function relPathProblem(p: string): string | null {
   if (typeof p !== 'string') return 'not a string';
   if (p === '') return 'empty path';
   if (p.includes('\0')) return 'contains NUL';
-  if (p.includes('\\')) return 'contains a backslash';
   if (p.startsWith('/')) return 'absolute path';
   if (Buffer.byteLength(p) > MAX_PATH_BYTES) return `longer than ${MAX_PATH_BYTES} bytes`;
   for (const segment of p.split('/')) {

@@ -233,7 +233,7 @@ export function applyToMirror(mirror: Map<string, ManifestEntry>, change: Change
 function manifestRow(e: Entry, bornMs: number, deletedAt: number | null, damaged: boolean): ManifestEntry {
   return {
     path: e.path, kind: e.kind, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, hash: e.hash, target: e.target,
-    bornMs, deletedAt, damaged,
+    bornMs, deletedAt, damaged, owner: e.owner ?? null,
   };
 }
 

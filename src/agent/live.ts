@@ -20,7 +20,8 @@ import type { Logger } from '../log.js';
 import { isTooDeep, isWithin } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
 import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
-import { pathTooLongMessage } from '../scan/walk.js';
+import { pathTooLongMessage, specialNode } from '../scan/walk.js';
+import { ownerOf } from '../owner/names.js';
 import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
@@ -626,7 +627,7 @@ class LiveSession {
     const below = (): ManifestEntry[] => [...this.mirror.values()].filter((r) => isWithin(r.path, d.path));
     if (st === null) return { entries: [], rows: row?.kind === 'dir' ? below() : row ? [row] : [] };
     if (this.tree.isExcluded(d.path, st.isDirectory())) return { entries: [], rows: [] };
-    const base = { path: d.path, mtimeMs: wholeMs(st.mtimeMs), mode: st.mode & 0o7777 };
+    const base = { path: d.path, mtimeMs: wholeMs(st.mtimeMs), mode: st.mode & 0o7777, owner: ownerOf(st.uid, st.gid) };
     if (st.isSymbolicLink()) {
       const target = await readlink(abs);
       return { entries: [{ ...base, kind: 'symlink', size: Buffer.byteLength(target), hash: null, target }], rows: row ? [row] : [] };
@@ -662,7 +663,10 @@ class LiveSession {
       for (const path of unstable) this.dirty.mark(`${d.path}/${path}`, Date.now(), { firstSeen: d.firstSeen });
       return { entries, rows: below() };
     }
-    if (!st.isFile()) return { entries: [], rows: [] };
+    if (!st.isFile()) {
+      // A FIFO, socket or device: re-created on the standby, never opened (rsync -a's -D).
+      return { entries: [{ ...base, kind: 'special', size: 0, hash: null, target: specialNode(st) }], rows: row ? [row] : [] };
+    }
     const cached = this.tree.cache.lookup(d.path, st.size, wholeMs(st.mtimeMs), st.ino);
     let hash = cached;
     if (hash === null && hashDecides(row, st.size)) {

@@ -8,7 +8,7 @@
  *
  * A file the scan did not hash (it is new on the standby: ScanOptions.needsHash) is hashed here, from
  * the very bytes sent, so it is read once instead of twice: a small file's hash goes in its
- * fileBegin, a larger file's in a `fileEnd` after its last chunk (protocol version 2).
+ * fileBegin, a larger file's in a `fileEnd` after its last chunk (since protocol version 2).
  *
  * A file under SYNC_READ_MAX_BYTES is read with synchronous calls, for the reason the scan hashes it
  * so (scan/hash.ts): for a ~20 KiB file a round trip through libuv's pool per call costs more than
@@ -21,7 +21,7 @@
 import { close, closeSync, fstat, fstatSync, read, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { wholeMs, type Entry, type FeedGap } from '../entry.js';
+import { wholeMs, type Entry, type FeedGap, type Owner } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { actionOf, type Change } from '../plan/diff.js';
 import { frameChunkInPlace } from '../protocol/codec.js';
@@ -256,11 +256,13 @@ export class Sender {
     if (action === 'delete' || next === null) {
       this.conn.send({ type: 'delete', op, path: change.path, deletedAt, old });
     } else if (action === 'mkdir') {
-      this.conn.send({ type: 'mkdir', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, old });
+      this.conn.send({ type: 'mkdir', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, ...ownerField(next), old });
     } else if (action === 'symlink') {
-      this.conn.send({ type: 'symlink', op, path: next.path, target: next.target ?? '', mtimeMs: next.mtimeMs, old });
+      this.conn.send({ type: 'symlink', op, path: next.path, target: next.target ?? '', mtimeMs: next.mtimeMs, ...ownerField(next), old });
+    } else if (action === 'special') {
+      this.conn.send({ type: 'special', op, path: next.path, node: next.target ?? '', mode: next.mode, mtimeMs: next.mtimeMs, ...ownerField(next), old });
     } else if (action === 'setMeta') {
-      this.conn.send({ type: 'setMeta', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, old });
+      this.conn.send({ type: 'setMeta', op, path: next.path, mode: next.mode, mtimeMs: next.mtimeMs, ...ownerField(next), old });
     } else {
       const transfer: Promise<void> = this.transfer(op, next, old).finally(() => {
         this.transfers.delete(transfer);
@@ -543,7 +545,12 @@ export class Sender {
 
 /** `hash` null: the content is hashed as it is sent and the hash follows in fileEnd. */
 function fileBegin(op: number, entry: Entry, hash: string | null, old: Precondition): Extract<AgentMessage, { type: 'fileBegin' }> {
-  return { type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash, old };
+  return { type: 'fileBegin', op, path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, hash, ...ownerField(entry), old };
+}
+
+/** `{owner}` when the entry's owner is known, else nothing (the receiver then keeps its default). */
+function ownerField(entry: Entry): { owner?: Owner } {
+  return entry.owner === undefined || entry.owner === null ? {} : { owner: entry.owner };
 }
 
 /** `bytesRead` bytes were read to EOF (or to the scanned size), and `st` is the open file's fstat after that. */

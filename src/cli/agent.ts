@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { OnceSummary } from '../agent/agent.js';
-import { excludeRule, loadExcludeFiles, type FilterRule } from '../config/excludes.js';
+import { loadFilterSources } from '../config/excludes.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { createProgress, progressMode } from '../progress/progress.js';
 import { resolveStateDir } from '../statedir.js';
@@ -30,7 +30,8 @@ Options:
   --rescan-interval SEC full reconciliation this often while watching (default 600)
   --token-file F        file holding the shared secret (default: $WARMSYNC_TOKEN)
   --exclude-from F      rsync --exclude-from file, used unchanged (repeatable)
-  --exclude PATTERN     one rsync exclude pattern (repeatable; "+ PATTERN" includes)
+  --exclude PATTERN     one rsync exclude pattern (repeatable; "+ PATTERN" includes; "!"
+                        clears every rule before it, from files and flags alike, as in rsync)
   --state-dir DIR       the agent's hash cache (default: ROOT/.warmsync, never synced)
   --max-delete PCT      halt, changing nothing, when a run would delete more than PCT %
                         of the standby's files (default ${DEFAULT_SAFETY.maxDeleteShare * 100}; runs deleting at most
@@ -63,11 +64,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
   const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
   // In command-line order, like rsync: the first matching rule wins.
-  const rules: FilterRule[] = [];
-  for (const { name, value } of repeatedInOrder(flags, ['exclude', 'exclude-from'])) {
-    if (name === 'exclude') rules.push(excludeRule(value));
-    else rules.push(...await loadExcludeFiles([value]));
-  }
+  // A "!" clears every rule before it, from any file or flag; every bad line is reported at once.
+  const rules = await loadFilterSources(repeatedInOrder(flags, ['exclude', 'exclude-from'])
+    .map(({ name, value }) => ({ kind: name === 'exclude' ? 'exclude' : 'exclude-from', value })));
   const stateDir = resolveStateDir(root, flags['state-dir']);
   const token = readToken('agent', flags['token-file'], log);
 

@@ -5,6 +5,8 @@ import { COMMON_HELP, commandLogger, parseFlags, parseInteger, parseListen, read
 import { TIME_HELP, TIME_OPTIONS, gateTimes } from './gate-options.js';
 import { checkPostgresUrl } from '../gate/pg.js';
 import { SERVER_TLS_OPTIONS, serverTls } from './tls.js';
+import { localNames } from '../owner/names.js';
+import { ownerPolicy, parseChown } from '../owner/policy.js';
 
 export const RECEIVER_HELP = `Usage: warmsync receiver --root DIR --listen HOST:PORT [options]
 
@@ -22,6 +24,12 @@ Options:
                        wss:// URL and --ca or --tls-fingerprint (or a publicly trusted cert)
   --token-file F       file holding the shared secret (default: $WARMSYNC_TOKEN)
   --state-dir DIR      manifest and recovery data (default: ROOT/.warmsync, never synced)
+  --numeric-ids        keep owners and groups by number, as rsync --numeric-ids (default:
+                       by name, mapped to this host's ids; by number where a name is missing)
+  --chown USER:GROUP   give everything written this user and/or group (USER, USER: or
+                       :GROUP; names or numbers), as rsync --chown. Owners need the receiver
+                       to run as root (or with CAP_CHOWN); otherwise everything keeps the
+                       receiver's own user, and it says so once at start-up
   --snapshot-cmd CMD   run CMD (with /bin/sh) every --snapshot-interval seconds; its stdout
                        is the standby DB's snapshot time, applied like \`warmsync snapshot\`.
                        PostgreSQL: psql -XAtc "SELECT pg_last_xact_replay_timestamp()"
@@ -43,6 +51,7 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('receiver', argv, {
     root: { type: 'string' }, listen: { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' },
     'snapshot-cmd': { type: 'string' }, 'snapshot-source': { type: 'string' }, 'snapshot-interval': { type: 'string' }, ...TIME_OPTIONS, ...SERVER_TLS_OPTIONS,
+    'numeric-ids': { type: 'boolean' }, chown: { type: 'string' },
   }, RECEIVER_HELP);
   if (flags === null) return 0;
   const log = commandLogger(flags);
@@ -64,10 +73,12 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const snapshotSource = spec === null ? null : { spec, intervalMs: intervalSec * 1000 };
   const token = readToken('receiver', flags['token-file'], log);
   const tls = serverTls(flags);
+  const forced = flags.chown === undefined ? { uid: null, gid: null } : parseChown(flags.chown, localNames());
+  const owners = ownerPolicy({ numericIds: flags['numeric-ids'] === true, forceUid: forced.uid, forceGid: forced.gid });
 
   // Loaded here, not at the top: --help and bad flags do not pay for the server and prom-client.
   const { startReceiver } = await import('../receiver/receiver.js');
-  const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotSource, tls });
+  const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotSource, tls, owners });
   process.stdout.write(`listening on ${receiver.url}\n`);
   log.info(`receiver on ${root}, state in ${stateDir.abs}`);
   const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {

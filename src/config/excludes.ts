@@ -50,26 +50,58 @@ const SHORT_RULE_NAMES: Readonly<Record<string, string>> = {
   R: 'risk',
 };
 
+/** One source of rules on the command line: an `--exclude PATTERN` flag or an `--exclude-from FILE`. */
+export interface FilterSource {
+  readonly kind: 'exclude' | 'exclude-from';
+  /** The pattern, or the file's path. */
+  readonly value: string;
+}
+
 /**
- * Reads and parses excludes files in order, as rsync does with several `--exclude-from` options.
- * A "!" line drops the rules before it, in its own file and in the files before it; rules the
- * caller adds from other sources (such as --exclude flags) are out of its reach.
+ * The rules of `--exclude` and `--exclude-from` sources in command-line order, as rsync builds its
+ * one list: a "!" (a line of a file, or an `--exclude '!'` flag) clears every rule before it, from
+ * earlier files and flags too. Every bad line of every file is reported at once, in one BAD_EXCLUDE
+ * error of one line per problem; a file that cannot be read is EXCLUDE_FILE.
  */
-export async function loadExcludeFiles(paths: readonly string[]): Promise<FilterRule[]> {
+export async function loadFilterSources(sources: readonly FilterSource[]): Promise<FilterRule[]> {
   let rules: FilterRule[] = [];
-  for (const path of paths) {
-    const parsed = parseFilterText(decodeExcludeFile(await readExcludeFile(path), path), path);
+  const problems: string[] = [];
+  for (const source of sources) {
+    if (source.kind === 'exclude') {
+      if (source.value === '!') {
+        rules = [];
+        continue;
+      }
+      try {
+        rules.push(excludeRule(source.value));
+      } catch (err) {
+        if (!(err instanceof UsageError)) throw err;
+        problems.push(err.message);
+      }
+      continue;
+    }
+    const path = source.value;
+    const parsed = parseLines(decodeLines(await readExcludeFile(path)), (line) => `${path}:${line}`, problems);
     if (parsed.cleared) rules = [];
     rules.push(...parsed.rules);
   }
+  if (problems.length > 0) throw new UsageError('BAD_EXCLUDE', problems.join('\n'));
   return rules;
 }
 
-/** The rule for one `--exclude PATTERN` flag: like rsync, a "- " or "+ " prefix picks the action. */
+/** Reads and parses excludes files in order, as rsync does with several `--exclude-from` options (see loadFilterSources). */
+export function loadExcludeFiles(paths: readonly string[]): Promise<FilterRule[]> {
+  return loadFilterSources(paths.map((value) => ({ kind: 'exclude-from', value })));
+}
+
+/**
+ * The rule for one `--exclude PATTERN` flag: like rsync, a "- " or "+ " prefix picks the action.
+ * "!" (clear the rules so far) is not a rule: loadFilterSources handles it.
+ */
 export function excludeRule(pattern: string): FilterRule {
   const origin = '--exclude';
   if (pattern === '!') {
-    throw badExclude(origin, '"!" (clear the rules so far) is not supported as an --exclude flag; leave out the rules it would clear');
+    throw badExclude(origin, '"!" clears the rules before it: it is not a rule of its own (see loadFilterSources)');
   }
   return ruleFromText(pattern, origin);
 }
@@ -119,19 +151,38 @@ export interface ParsedRules {
 }
 
 /**
- * Parses the text of one rsync `--exclude-from` file (loadExcludeFiles reads and decodes it);
- * `origin` (the file name) prefixes each rule's line number.
+ * Parses the text of one rsync `--exclude-from` file (loadFilterSources reads and decodes it);
+ * `origin` (the file name) prefixes each rule's line number. Every bad line is reported, in one
+ * BAD_EXCLUDE error with a line per problem.
  */
 export function parseFilterText(text: string, origin: string): ParsedRules {
-  if (text.startsWith('\uFEFF')) {
-    throw badExclude(`${origin}:1`, 'starts with a byte-order mark, which rsync reads as part of the first pattern; save the file without it');
-  }
+  const problems: string[] = [];
+  // rsync ends a line at LF and at CR; taking CR LF as one break keeps line numbers as editors show them.
+  const parsed = parseLines(text.split(/\r\n|\r|\n/), (line) => `${origin}:${line}`, problems);
+  if (problems.length > 0) throw new UsageError('BAD_EXCLUDE', problems.join('\n'));
+  return parsed;
+}
+
+/** The bytes of one line that is not valid UTF-8. */
+class NotUtf8 {}
+
+/**
+ * Parses lines (a NotUtf8 for one that could not be decoded), adding a "WHERE: problem" to
+ * `problems` for each bad one instead of stopping at the first.
+ */
+function parseLines(lines: ReadonlyArray<string | NotUtf8>, where: (line: number) => string, problems: string[]): ParsedRules {
   let rules: FilterRule[] = [];
   let cleared = false;
-  // rsync ends a line at LF and at CR; taking CR LF as one break keeps line numbers as editors show them.
-  const lines = text.split(/\r\n|\r|\n/);
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
+    const line = lines[i] as string | NotUtf8;
+    if (line instanceof NotUtf8) {
+      problems.push(`${where(i + 1)}: not valid UTF-8, so its patterns cannot name the UTF-8 paths warmsync sees`);
+      continue;
+    }
+    if (i === 0 && line.startsWith('\uFEFF')) {
+      problems.push(`${where(1)}: starts with a byte-order mark, which rsync reads as part of the first pattern; save the file without it`);
+      continue;
+    }
     // Only the first character makes a comment: to rsync "  # x" and "a # x" are patterns.
     if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
     if (line === '!') {
@@ -139,7 +190,12 @@ export function parseFilterText(text: string, origin: string): ParsedRules {
       cleared = true;
       continue;
     }
-    rules.push(ruleFromText(line, `${origin}:${i + 1}`));
+    try {
+      rules.push(ruleFromText(line, where(i + 1)));
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      problems.push(err.message);
+    }
   }
   return { rules, cleared };
 }
@@ -200,33 +256,24 @@ function systemErrorReason(err: unknown): string {
 // ignoreBOM keeps a byte-order mark in the text so that parsing can refuse it.
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-function decodeExcludeFile(bytes: Uint8Array, path: string): string {
-  try {
-    return STRICT_UTF8.decode(bytes);
-  } catch {
-    throw badExclude(`${path}:${firstLineNotUtf8(bytes)}`, 'not valid UTF-8, so its patterns cannot name the UTF-8 paths warmsync sees');
-  }
-}
-
-/** Line number (as parseFilterText counts them) of the first line that is not valid UTF-8. */
-function firstLineNotUtf8(bytes: Uint8Array): number {
+/** The file's lines, split as parseFilterText splits them, each decoded on its own (a NotUtf8 where that fails). */
+function decodeLines(bytes: Uint8Array): Array<string | NotUtf8> {
   const CR = 0x0d;
   const LF = 0x0a;
-  let line = 1;
+  const lines: Array<string | NotUtf8> = [];
   let start = 0;
   for (let i = 0; i <= bytes.length; i++) {
     const byte = bytes[i];
     if (i < bytes.length && byte !== CR && byte !== LF) continue;
     try {
-      STRICT_UTF8.decode(bytes.subarray(start, i));
+      lines.push(STRICT_UTF8.decode(bytes.subarray(start, i)));
     } catch {
-      return line;
+      lines.push(new NotUtf8());
     }
     if (byte === CR && bytes[i + 1] === LF) i++;
-    line++;
     start = i + 1;
   }
-  return line;
+  return lines;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
  *
  * When in doubt, keep the file: keeping garbage costs disk, losing a referenced binary is the disaster.
  */
-import type { FeedGap } from '../entry.js';
+import type { EntryKind, FeedGap } from '../entry.js';
 import { formatTime } from '../time.js';
 
 export interface GateTimes {
@@ -19,7 +19,7 @@ export const DEFAULT_SKEW_MS = 2000;
 export const DEFAULT_DELETE_GRACE_MS = 600_000;
 
 export interface TombstoneRow { readonly path: string; readonly deletedAt: number }
-export interface BornRow { readonly path: string; readonly kind: 'file' | 'dir' | 'symlink'; readonly bornMs: number }
+export interface BornRow { readonly path: string; readonly kind: EntryKind; readonly bornMs: number }
 
 /**
  * Invariant 1: a deletion observed at D is applied only once the DB snapshot T satisfies

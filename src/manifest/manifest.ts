@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
-import type { Entry, EntryKind, FeedGap, ManifestEntry } from '../entry.js';
+import type { Entry, EntryKind, FeedGap, ManifestEntry, Owner } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 import { openDatabase } from './db.js';
 
@@ -14,13 +14,23 @@ export const MANIFEST_FILE = 'manifest.sqlite';
 interface EntryRow {
   path: string; kind: EntryKind; size: number; mtime_ms: number; mode: number; hash: string | null;
   target: string | null; born_ms: number; deleted_at: number | null; damaged: number;
+  uid: number | null; gid: number | null; user_name: string | null; group_name: string | null;
 }
 
 function fromRow(r: EntryRow): ManifestEntry {
-  return {
+  const row: ManifestEntry = {
     path: r.path, kind: r.kind, size: r.size, mtimeMs: r.mtime_ms, mode: r.mode, hash: r.hash,
     target: r.target, bornMs: r.born_ms, deletedAt: r.deleted_at, damaged: r.damaged === 1,
   };
+  // `owner` only when recorded (rows from before owners were kept have none).
+  return r.uid === null || r.gid === null ? row : { ...row, owner: { uid: r.uid, gid: r.gid, user: r.user_name, group: r.group_name } };
+}
+
+/** The owner columns' parameters: all null when the owner is not known. */
+function ownerParams(owner: Owner | null | undefined): { uid: number | null; gid: number | null; userName: string | null; groupName: string | null } {
+  return owner === undefined || owner === null
+    ? { uid: null, gid: null, userName: null, groupName: null }
+    : { uid: owner.uid, gid: owner.gid, userName: owner.user, groupName: owner.group };
 }
 
 /** A row whose path was deleted on the source: its deletedAt is set. */
@@ -28,7 +38,7 @@ export type TombstoneEntry = ManifestEntry & { readonly deletedAt: number };
 
 /** Keys of the `state` table. */
 export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid' | 'skewMs' | 'deleteGraceMs'
-  | 'feedIncompleteSince' | 'feedIncompleteReason' | 'deletionsHeld';
+  | 'feedIncompleteSince' | 'feedIncompleteReason' | 'deletionsHeld' | 'ownerPolicy';
 
 export interface ManifestCounts {
   files: number; bytes: number; dirs: number; symlinks: number; tombstones: number; oldestTombstone: number | null;
@@ -50,11 +60,13 @@ export class Manifest {
       // sync) nothing is known: born 0, never quarantined. When in doubt, keep the file.
       // A path recorded again keeps its born time while the row exists (tombstone cancelled or
       // content updated): the file never left the standby. Only a removed row starts a new life.
-      upsert: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at)
+      upsert: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at,
+          uid, gid, user_name, group_name)
         VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target,
-          MIN(@mtimeMs, COALESCE((SELECT value FROM state WHERE key = 'watermark'), 0)), NULL, 0, @now)
+          MIN(@mtimeMs, COALESCE((SELECT value FROM state WHERE key = 'watermark'), 0)), NULL, 0, @now, @uid, @gid, @userName, @groupName)
         ON CONFLICT (path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mtime_ms = excluded.mtime_ms,
           mode = excluded.mode, hash = excluded.hash, target = excluded.target, deleted_at = NULL, damaged = 0,
+          uid = excluded.uid, gid = excluded.gid, user_name = excluded.user_name, group_name = excluded.group_name,
           recorded_at = excluded.recorded_at,
           born_ms = CASE WHEN entries.kind = excluded.kind THEN entries.born_ms ELSE excluded.born_ms END`),
       tombstone: db.prepare<[number, number, string]>('UPDATE entries SET deleted_at = ?, recorded_at = ? WHERE path = ? AND deleted_at IS NULL'),
@@ -68,8 +80,9 @@ export class Manifest {
       logRemoval: db.prepare<[string, string, string, number, number | null, string | null]>(
         'INSERT INTO removals (path, kind, reason, removed_at, snapshot_time, quarantine) VALUES (?, ?, ?, ?, ?, ?)'),
       quarantined: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM removals WHERE quarantine IS NOT NULL AND restored_at IS NULL'),
-      restoreRow: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at)
-        VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target, @bornMs, @deletedAt, 0, @now)`),
+      restoreRow: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at,
+          uid, gid, user_name, group_name)
+        VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target, @bornMs, @deletedAt, 0, @now, @uid, @gid, @userName, @groupName)`),
       removedUnder: db.prepare<[number], { path: string; removed_at: number; snapshot_time: number }>(
         'SELECT path, removed_at, snapshot_time FROM removals WHERE quarantine IS NULL AND snapshot_time > ? ORDER BY id'),
       markRestored: db.prepare<[number, string, string]>('UPDATE removals SET restored_at = ? WHERE quarantine = ? AND path = ? AND restored_at IS NULL'),
@@ -130,7 +143,8 @@ export class Manifest {
   }
 
   recordPresent(entry: Entry, now: number): void {
-    this.statements.upsert.run({ ...entry, now });
+    const { path, kind, size, mtimeMs, mode, hash, target } = entry;
+    this.statements.upsert.run({ path, kind, size, mtimeMs, mode, hash, target, now, ...ownerParams(entry.owner) });
   }
 
   /** Marks `path` deleted on the source at `deletedAt`; an existing tombstone keeps its first time. */
@@ -170,7 +184,7 @@ export class Manifest {
   /** Puts back a row exactly as it was (born time and tombstone included): undoing a quarantine. */
   restoreRow(row: ManifestEntry, now: number): void {
     const { path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt } = row;
-    this.statements.restoreRow.run({ path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, now });
+    this.statements.restoreRow.run({ path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, now, ...ownerParams(row.owner) });
   }
 
   /** Removals applied by the gate (not quarantined) under a snapshot time later than `snapshotTime`. */

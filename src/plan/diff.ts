@@ -17,8 +17,9 @@ export interface Change {
 export type ChangeAction =
   | 'mkdir'      // create or update a directory
   | 'symlink'    // create or replace a symlink
+  | 'special'    // create or replace a FIFO, socket or device node
   | 'transfer'   // send file content
-  | 'setMeta'    // same content already on the standby: mode/mtime, or a cancelled tombstone
+  | 'setMeta'    // same content already on the standby: mode/mtime/owner, or a cancelled tombstone
   | 'delete';    // record a tombstone (the gate decides when it leaves the disk)
 
 export interface DiffOptions {
@@ -81,6 +82,7 @@ export function actionOf(change: Change): ChangeAction {
   if (next === null) return 'delete';
   if (next.kind === 'dir') return 'mkdir';
   if (next.kind === 'symlink') return 'symlink';
+  if (next.kind === 'special') return 'special';
   if (old !== null && old.kind === 'file' && !old.damaged && old.hash === next.hash && old.size === next.size) return 'setMeta';
   return 'transfer';
 }

@@ -1,14 +1,16 @@
 /**
- * Protocol version 2 numbers: the version, frame layout and every size limit.
+ * Protocol version 3 numbers: the version, frame layout and every size limit.
  * Kept apart from the codec so that schemas (messages.ts) and framing (codec.ts) share them
  * without importing each other. docs/protocol.md, "Limits", lists the same values.
  */
 
 /**
- * The only protocol version this build speaks. Version 2 (this one) added `fileEnd`, so the agent
- * can hash a file while it sends it; a version-1 peer is refused with VERSION_MISMATCH.
+ * The only protocol version this build speaks. Version 2 added `fileEnd`, so the agent can hash a
+ * file while it sends it; version 3 (this one) added owners (`owner` on ops and manifest entries),
+ * special files (kind "special", the `special` message) and names with backslashes. An older
+ * peer is refused with VERSION_MISMATCH: upgrade both sides together.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Versions offered in `hello` and accepted in `auth`, newest first. */
 export const SUPPORTED_PROTOCOLS: readonly number[] = Object.freeze([PROTOCOL_VERSION]);

@@ -1,12 +1,12 @@
 /**
- * Control messages of protocol version 2: the TypeScript type of each message, its check
+ * Control messages of protocol version 3: the TypeScript type of each message, its check
  * (check.ts), and which side may send each type. docs/protocol.md describes every field.
  *
  * All objects are strict (an unknown key is an error: a new field needs a new protocol version).
  * Every problem is written as "expected X" so that validate.ts can prefix it with the field's
  * location, e.g. `fileBegin.size: expected a non-negative safe integer, got -1`.
  */
-import type { EntryKind, FeedGap, ManifestEntry } from '../entry.js';
+import { parseSpecialNode, type EntryKind, type FeedGap, type ManifestEntry, type Owner } from '../entry.js';
 import { relPathProblem } from '../relpath.js';
 import {
   arrayOf, fieldIssue, intIn, issue, leaf, matching, optional, orNull, stringWith, strictObject,
@@ -28,7 +28,17 @@ const positive = intIn('a positive safe integer', 1, Number.MAX_SAFE_INTEGER);
 const uint32 = intIn('an integer 0..4294967295', 0, 0xffffffff);
 const mode = intIn('an integer 0..0o7777 (permission bits)', 0, 0o7777);
 const bool = leaf<boolean>('true or false', (v) => typeof v === 'boolean');
-const kind = leaf<EntryKind>('"file", "dir" or "symlink"', (v) => v === 'file' || v === 'dir' || v === 'symlink');
+const kind = leaf<EntryKind>('"file", "dir", "symlink" or "special"', (v) => v === 'file' || v === 'dir' || v === 'symlink' || v === 'special');
+/** A uid or gid: 0..2^32-2 (2^32-1 is chown's "leave unchanged"). */
+const id = intIn('an integer 0..4294967294 (a uid or gid)', 0, 0xfffffffe);
+/** A user or group name as /etc/passwd and /etc/group hold it: no ":", no control character. */
+// eslint-disable-next-line no-control-regex -- control characters are what this rejects
+const NAME = /^[^:\u0000-\u001f\u007f]{1,256}$/;
+const nullableName = orNull(matching('null or a user or group name (1..256 characters, no ":" or control character)', NAME));
+const owner = strictObject<Owner>({ uid: id, gid: id, user: nullableName, group: nullableName }, 'an owner object {uid, gid, user, group}');
+const optionalOwner = optional(orNull(owner));
+/** A special file's node: "fifo", "socket", "char MAJOR:MINOR" or "block MAJOR:MINOR" (src/entry.ts). */
+const specialNode = matching('"fifo", "socket", "char MAJOR:MINOR" or "block MAJOR:MINOR"', /^(?:fifo|socket|(?:char|block) \d{1,10}:\d{1,10})$/);
 
 const HASH = /^[0-9a-f]{16}$/;
 const hash = matching('an xxh64 hash (16 lowercase hex digits)', HASH);
@@ -52,7 +62,7 @@ function wirePathProblem(p: string): string | null {
  * A quick, sufficient test for a canonical wire path, one pass over the characters (relPathProblem
  * splits and measures UTF-8 bytes: ~5 us a path, half a second for a 100,000-row manifest). True
  * only for paths of at most 1365 UTF-16 units (so at most 4095 UTF-8 bytes) whose segments are 1..85
- * units (at most 255 bytes), not "." or "..", without NUL, backslash or any surrogate. Anything
+ * units (at most 255 bytes), not "." or "..", without NUL or any surrogate. Anything
  * else, valid or not, gets the full check.
  */
 export function isPlainPath(p: string): boolean {
@@ -66,7 +76,7 @@ export function isPlainPath(p: string): boolean {
       if (len === 0 || len > 85) return false;
       if (p.charCodeAt(start) === 0x2e && (len === 1 || (len === 2 && p.charCodeAt(start + 1) === 0x2e))) return false;
       start = i + 1;
-    } else if (c === 0 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) {
+    } else if (c === 0 || (c >= 0xd800 && c <= 0xdfff)) {
       return false;
     }
   }
@@ -96,7 +106,7 @@ function targetIssues(t: string): Issue[] | null {
 const symlinkTarget = stringWith('a symlink target string', targetIssues);
 const nullableTarget = orNull(stringWith('null or a symlink target string', targetIssues));
 
-/** Kind/hash/target consistency: a file has a hash, a symlink a target, a directory neither. */
+/** Kind/hash/target consistency: a file has a hash, a symlink a target, a special file its node in target, a directory neither. */
 function kindFieldIssues(v: { readonly kind: EntryKind; readonly hash: string | null; readonly target?: string | null }): Issue[] | null {
   const hashProblem = v.kind === 'file'
     ? (v.hash === null ? 'expected an xxh64 hash for kind "file", got null' : null)
@@ -104,7 +114,10 @@ function kindFieldIssues(v: { readonly kind: EntryKind; readonly hash: string | 
   let targetProblem: string | null = null;
   if (v.target !== undefined) {
     if (v.kind === 'symlink') targetProblem = v.target === null ? 'expected a symlink target for kind "symlink", got null' : null;
-    else targetProblem = v.target === null ? null : `expected null for kind "${v.kind}", got a target`;
+    else if (v.kind === 'special') {
+      targetProblem = v.target === null || parseSpecialNode(v.target) === null
+        ? `expected "fifo", "socket", "char MAJOR:MINOR" or "block MAJOR:MINOR" for kind "special", got ${describeValue(v.target)}` : null;
+    } else targetProblem = v.target === null ? null : `expected null for kind "${v.kind}", got a target`;
   }
   if (hashProblem === null && targetProblem === null) return null;
   const issues: Issue[] = [];
@@ -141,9 +154,12 @@ export interface WireManifestEntry {
   target: string | null;
   deletedAt: number | null;
   damaged: boolean;
+  /** Optional: absent or null when the receiver has not recorded an owner for the path. */
+  owner?: Owner | null;
 }
 const wireManifestEntry = strictObject<WireManifestEntry>({
   path: relPath, kind, size, mtimeMs: safeInt, mode, hash: nullableHash, target: nullableTarget, deletedAt: nullableSafeInt, damaged: bool,
+  owner: optionalOwner,
 }, 'a manifest entry object', kindFieldIssues);
 
 /** The outcome of one op. A failure carries a code; a success carries neither code nor message. */
@@ -176,9 +192,18 @@ export interface WelcomeMessage { type: 'welcome'; mac: string; window: number; 
 /** Either way, just before closing. */
 export interface ErrorMessage { type: 'error'; code: string; message: string }
 export interface ManifestRequestMessage { type: 'manifestRequest' }
-export interface MkdirMessage { type: 'mkdir'; op: number; path: string; mode: number; mtimeMs: number; old: Precondition | null }
-export interface SymlinkMessage { type: 'symlink'; op: number; path: string; target: string; mtimeMs: number; old: Precondition | null }
-export interface SetMetaMessage { type: 'setMeta'; op: number; path: string; mode: number; mtimeMs: number; old: Precondition | null }
+/**
+ * `owner` (optional on mkdir, symlink, setMeta, special and fileBegin): the source's owner; absent
+ * or null leaves the receiver's default. The receiver maps it (src/owner/policy.ts).
+ */
+export interface MkdirMessage { type: 'mkdir'; op: number; path: string; mode: number; mtimeMs: number; owner?: Owner | null; old: Precondition | null }
+export interface SymlinkMessage { type: 'symlink'; op: number; path: string; target: string; mtimeMs: number; owner?: Owner | null; old: Precondition | null }
+/** Metadata of a file whose content is already on the standby: mode, mtime and owner. */
+export interface SetMetaMessage { type: 'setMeta'; op: number; path: string; mode: number; mtimeMs: number; owner?: Owner | null; old: Precondition | null }
+/** Creates or replaces a FIFO, socket or device node (`node` as in src/entry.ts). */
+export interface SpecialMessage {
+  type: 'special'; op: number; path: string; node: string; mode: number; mtimeMs: number; owner?: Owner | null; old: Precondition | null;
+}
 /**
  * `hash`: the content's xxh64, or null when the agent hashes the content as it sends it; a
  * `fileEnd` then follows the last chunk with the hash. `resumable` (optional, default false): the
@@ -186,7 +211,8 @@ export interface SetMetaMessage { type: 'setMeta'; op: number; path: string; mod
  * earlier connection left unfinished.
  */
 export interface FileBeginMessage {
-  type: 'fileBegin'; op: number; path: string; size: number; mtimeMs: number; mode: number; hash: string | null; old: Precondition | null; resumable?: boolean;
+  type: 'fileBegin'; op: number; path: string; size: number; mtimeMs: number; mode: number; hash: string | null; owner?: Owner | null; old: Precondition | null;
+  resumable?: boolean;
 }
 /** Completes the transfer of a fileBegin sent without a hash: every chunk is sent, this is the content's hash. */
 export interface FileEndMessage { type: 'fileEnd'; op: number; hash: string }
@@ -216,7 +242,7 @@ export interface ResumeFromMessage { type: 'resumeFrom'; op: number; offset: num
 
 export type ControlMessage =
   | HelloMessage | AuthMessage | WelcomeMessage | ErrorMessage | ManifestRequestMessage | MkdirMessage | SymlinkMessage
-  | SetMetaMessage | FileBeginMessage | FileEndMessage | AbortMessage | DeleteMessage | HeartbeatMessage | FlushMessage
+  | SetMetaMessage | SpecialMessage | FileBeginMessage | FileEndMessage | AbortMessage | DeleteMessage | HeartbeatMessage | FlushMessage
   | ManifestPageMessage | ResultsMessage | CreditMessage | FlushedMessage | ResumeFromMessage;
 export type MessageType = ControlMessage['type'];
 export type MessageOf<T extends MessageType> = Extract<ControlMessage, { type: T }>;
@@ -234,10 +260,13 @@ export const MESSAGE_CHECKS: { readonly [T in MessageType]: Check<MessageOf<T>> 
   welcome: message('welcome', { mac, window: positive, maxInFlight: positive }),
   error: message('error', { code: errorCode, message: errorText }),
   manifestRequest: message('manifestRequest', {}),
-  mkdir: message('mkdir', { op: uint32, path: relPath, mode, mtimeMs: safeInt, old }),
-  symlink: message('symlink', { op: uint32, path: relPath, target: symlinkTarget, mtimeMs: safeInt, old }),
-  setMeta: message('setMeta', { op: uint32, path: relPath, mode, mtimeMs: safeInt, old }),
-  fileBegin: message('fileBegin', { op: uint32, path: relPath, size, mtimeMs: safeInt, mode, hash: nullableHash, old, resumable: optional(bool) }),
+  mkdir: message('mkdir', { op: uint32, path: relPath, mode, mtimeMs: safeInt, owner: optionalOwner, old }),
+  symlink: message('symlink', { op: uint32, path: relPath, target: symlinkTarget, mtimeMs: safeInt, owner: optionalOwner, old }),
+  setMeta: message('setMeta', { op: uint32, path: relPath, mode, mtimeMs: safeInt, owner: optionalOwner, old }),
+  special: message('special', { op: uint32, path: relPath, node: specialNode, mode, mtimeMs: safeInt, owner: optionalOwner, old }),
+  fileBegin: message('fileBegin', {
+    op: uint32, path: relPath, size, mtimeMs: safeInt, mode, hash: nullableHash, owner: optionalOwner, old, resumable: optional(bool),
+  }),
   fileEnd: message('fileEnd', { op: uint32, hash }),
   abort: message('abort', { op: uint32 }),
   delete: message('delete', { op: uint32, path: relPath, deletedAt: safeInt, old }),
@@ -255,7 +284,7 @@ export const MESSAGE_CHECKS: { readonly [T in MessageType]: Check<MessageOf<T>> 
 // ---- direction ----------------------------------------------------------------------------------
 
 const AGENT_TYPES = [
-  'auth', 'error', 'manifestRequest', 'mkdir', 'symlink', 'setMeta', 'fileBegin', 'fileEnd', 'abort', 'delete', 'heartbeat', 'flush',
+  'auth', 'error', 'manifestRequest', 'mkdir', 'symlink', 'setMeta', 'special', 'fileBegin', 'fileEnd', 'abort', 'delete', 'heartbeat', 'flush',
 ] as const satisfies readonly MessageType[];
 const RECEIVER_TYPES = [
   'hello', 'welcome', 'error', 'manifestPage', 'results', 'credit', 'flushed', 'resumeFrom',
@@ -273,12 +302,15 @@ export type ReceiverMessage = Extract<ControlMessage, { type: (typeof RECEIVER_T
 
 /**
  * The wire form of a manifest row: exactly the wire fields, so that extra properties (bornMs,
- * database columns) never reach the peer, which would reject them as unknown keys.
+ * database columns) never reach the peer, which would reject them as unknown keys. `owner` only
+ * when the row has one.
  */
 export function toWireEntry(e: WireManifestEntry | ManifestEntry): WireManifestEntry {
   return {
     path: e.path, kind: e.kind, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode,
     hash: e.hash, target: e.target, deletedAt: e.deletedAt, damaged: e.damaged,
+    // Only when known: an entry without owner reads as one with owner null.
+    ...(e.owner === undefined || e.owner === null ? {} : { owner: e.owner }),
   };
 }
 
@@ -306,13 +338,16 @@ export function isValidManifestPage(obj: object): boolean {
   return true;
 }
 
+/** Keys of a wire entry: 9, or 10 with `owner`. */
 const WIRE_ENTRY_KEYS = 9;
 
 function isValidWireEntry(v: unknown): boolean {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const e = v as Record<string, unknown>;
-  if (Object.keys(e).length !== WIRE_ENTRY_KEYS) return false;
-  const { path, kind, size, mtimeMs, mode, hash, target, deletedAt, damaged } = e;
+  const keys = Object.keys(e).length;
+  if (keys !== WIRE_ENTRY_KEYS && !(keys === WIRE_ENTRY_KEYS + 1 && 'owner' in e)) return false;
+  const { path, kind, size, mtimeMs, mode, hash, target, deletedAt, damaged, owner: o } = e;
+  if (o !== undefined && o !== null && !isValidOwner(o)) return false;
   if (typeof path !== 'string' || wirePathProblem(path) !== null) return false;
   if (!Number.isSafeInteger(size) || (size as number) < 0 || !Number.isSafeInteger(mtimeMs)) return false;
   if (!Number.isSafeInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777) return false;
@@ -322,8 +357,18 @@ function isValidWireEntry(v: unknown): boolean {
     case 'file': return typeof hash === 'string' && HASH.test(hash) && target === null;
     case 'dir': return hash === null && target === null;
     case 'symlink': return hash === null && typeof target === 'string' && targetProblem(target) === null;
+    case 'special': return hash === null && typeof target === 'string' && parseSpecialNode(target) !== null;
     default: return false;
   }
+}
+
+function isValidOwner(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  if (Object.keys(o).length !== 4) return false;
+  const isId = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0 && (n as number) <= 0xfffffffe;
+  const isName = (n: unknown): boolean => n === null || (typeof n === 'string' && NAME.test(n));
+  return isId(o['uid']) && isId(o['gid']) && isName(o['user']) && isName(o['group']);
 }
 
 // Compile-time check that the wire entry and the shared vocabulary agree field by field.

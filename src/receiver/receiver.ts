@@ -8,8 +8,11 @@ import { WarmsyncError, describeError } from '../errors.js';
 import { GateExecutor } from '../gate/executor.js';
 import type { GateTimes } from '../gate/policy.js';
 import { openSnapshotSource, startSnapshotPoller, type SnapshotPoller, type SnapshotSourceSpec } from '../gate/poller.js';
+import type { Owner } from '../entry.js';
 import type { Logger } from '../log.js';
 import { Manifest } from '../manifest/manifest.js';
+import { localNames } from '../owner/names.js';
+import { CAP_MKNOD, hasCapability, ownerPolicy, policyToText, targetIds, type OwnerPolicy, type TargetIds } from '../owner/policy.js';
 import { createHasher } from '../scan/hash.js';
 import type { StateDir } from '../statedir.js';
 import { startServer, type ServerTls } from '../transport/server.js';
@@ -33,6 +36,11 @@ export interface ReceiverOptions {
   readonly tls?: ServerTls | null;
   /** --snapshot-cmd or --snapshot-source and the interval; null when the snapshot time comes from `warmsync snapshot`. */
   readonly snapshotSource: { readonly spec: SnapshotSourceSpec; readonly intervalMs: number } | null;
+  /**
+   * Whose files are written (src/owner/policy.ts): --numeric-ids, --chown, and whether this process
+   * may chown. @default owners kept by name if this process may chown (ownerPolicy())
+   */
+  readonly owners?: OwnerPolicy;
 }
 
 export interface RunningReceiver {
@@ -77,6 +85,13 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   const skewMs = (): number => manifest.getNumber('skewMs') ?? options.times.skewMs;
   const metrics = createMetrics(manifest, skewMs);
 
+  // verify checks owners with the same mapping.
+  const owners = options.owners ?? ownerPolicy();
+  manifest.setState('ownerPolicy', policyToText(owners));
+  logOwnerPolicy(owners, log);
+  const names = localNames();
+  const ownerIds = (owner: Owner | null | undefined): TargetIds | null => targetIds(owners, owner, names);
+
   const hasher = await createHasher();
   const guard = new PathGuard(root, stateDir.relToRoot);
   const writer = new TreeWriter(join(stateDir.abs, 'displaced'), (path, reason) => log.info(`removed ${path}: ${reason}`));
@@ -103,7 +118,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
         log.info(`agent connected from ${remote}`);
         manifest.setState('agentConnected', 1);
         manifest.setState('lastContact', Date.now());
-        const session = new ReceiverSession({ conn, manifest, guard, writer, hasher, log, limits: LIMITS, now: Date.now, observer: metrics, partials });
+        const session = new ReceiverSession({ conn, manifest, guard, writer, hasher, log, limits: LIMITS, now: Date.now, observer: metrics, partials, ownerIds });
         const done = session.run();
         sessions.add(done);
         try {
@@ -146,4 +161,19 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
       lock.release();
     },
   };
+}
+
+/** Says once, at start-up, what happens to owners, and when they are not kept, why. */
+function logOwnerPolicy(policy: OwnerPolicy, log: Logger): void {
+  const uid = process.geteuid?.() ?? -1;
+  const gid = process.getegid?.() ?? -1;
+  if (!policy.canChown) {
+    log.warn('OWNERS_NOT_KEPT', `running as uid ${uid} without CAP_CHOWN: everything written keeps this user and group (${uid}:${gid}); `
+      + 'owners and groups are not replicated (run the receiver as root to keep them, as rsync -a does)');
+  } else if (policy.forceUid !== null || policy.forceGid !== null) {
+    log.info(`owners: everything written is given ${policy.forceUid ?? "the source's user"}:${policy.forceGid ?? "the source's group"} (--chown)`);
+  } else {
+    log.info(`owners: kept from the source, ${policy.numericIds ? 'by number (--numeric-ids)' : 'by name, by number where this host lacks the name'}`);
+  }
+  if (!hasCapability(CAP_MKNOD)) log.info('device nodes cannot be created without CAP_MKNOD: they fail with EPERM (FIFOs and sockets are created)');
 }

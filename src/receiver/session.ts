@@ -5,15 +5,17 @@
  * directory once, then record them all in one manifest transaction, and only then report success.
  */
 import { dirname } from 'node:path';
-import type { Entry, ManifestEntry } from '../entry.js';
+import type { Entry, ManifestEntry, Owner } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifest/manifest.js';
+import type { TargetIds } from '../owner/policy.js';
 import type { AgentFrame } from '../protocol/codec.js';
 import { manifestPages, resultBatches } from '../protocol/batch.js';
 import { RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type {
-  DeleteMessage, FileBeginMessage, FileEndMessage, HeartbeatMessage, MkdirMessage, ResultItem, SetMetaMessage, SymlinkMessage,
+  DeleteMessage, FileBeginMessage, FileEndMessage, HeartbeatMessage, MkdirMessage, ResultItem, SetMetaMessage, SpecialMessage,
+  SymlinkMessage,
 } from '../protocol/messages.js';
 import { ancestorsOf, parentOf } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
@@ -52,6 +54,11 @@ export interface SessionDeps {
   readonly observer?: { committed(files: number, bytes: number): void; failed(): void };
   /** Where unfinished large transfers wait for the next connection. */
   readonly partials: PartialStore;
+  /**
+   * The standby ids for a source owner (src/owner/policy.ts targetIds), or null to leave what is
+   * written as the receiver creates it. Absent: owners are never changed.
+   */
+  readonly ownerIds?: (owner: Owner | null | undefined) => TargetIds | null;
 }
 
 type Precondition = FileBeginMessage['old'];
@@ -74,7 +81,10 @@ interface PendingOp {
  * A file transfer in progress; `staged` is null when its data is being discarded (op already failed).
  * `hashLater`: its fileBegin carried no hash, so it completes on its `fileEnd`, not on its last byte.
  */
-interface Transfer { readonly path: string; staged: StagedFile | null; remaining: number; readonly resumable: boolean; readonly hashLater: boolean }
+interface Transfer {
+  readonly path: string; staged: StagedFile | null; remaining: number; readonly resumable: boolean; readonly hashLater: boolean;
+  readonly owner: Owner | null;
+}
 
 export interface SessionCounters { files: number; bytes: number; ops: number; failed: number }
 
@@ -100,6 +110,8 @@ export class ReceiverSession {
   private pendingPrefixes = new Set<string>();
   private pendingBytes = 0;
   private commitTimer: NodeJS.Timeout | null = null;
+  /** The scheduled group was sealed while frames were waiting: commits it at the next idle moment. */
+  private sealedWhileBusy: (() => void) | null = null;
   private results: ResultItem[] = [];
   private credit = 0;
   private ended = false;
@@ -155,16 +167,16 @@ export class ReceiverSession {
   /** Nothing more to read right now: hand back credit and any results that are ready. */
   private whenIdle(): void {
     this.sendCredit();
-    this.scheduleCommit();
+    if (this.sealedWhileBusy !== null) this.sealedWhileBusy();
+    else this.scheduleCommit();
     this.sendResults();
   }
 
   /**
    * Commits what is waiting `commitDelayMs` from now, busy or not: a large transfer streaming in
    * keeps the queue busy, and small files finished meanwhile must not wait for it to end. Sooner
-   * when every waiting file is fsynced and no frame is waiting: a lone file (a live agent's usual
-   * case) lands as soon as its fsync returns, while a burst, which keeps frames coming, still
-   * gathers into groups.
+   * when every waiting file is sealed and no frame is waiting: a lone file (a live agent's usual
+   * case) lands at once, while a burst, which keeps frames coming, still gathers into groups.
    */
   private scheduleCommit(): void {
     if (this.pending.length === 0 || this.commitTimer !== null) return;
@@ -180,7 +192,10 @@ export class ReceiverSession {
     const timer = this.commitTimer;
     void Promise.all(this.pending.map((p) => p.staged?.seal().catch(() => undefined))).then(() => {
       // Not if that group was committed meanwhile (a later timer is another group's).
-      if (this.commitTimer === timer && this.queued === 0) fire();
+      if (this.commitTimer !== timer) return;
+      // Sealed while frames wait (a seal takes microseconds when its group shares one syncfs): at the next idle moment.
+      if (this.queued === 0) fire();
+      else this.sealedWhileBusy = fire;
     });
   }
 
@@ -207,6 +222,7 @@ export class ReceiverSession {
       case 'mkdir': return this.onMkdir(msg);
       case 'symlink': return this.onSymlink(msg);
       case 'setMeta': return this.onSetMeta(msg);
+      case 'special': return this.onSpecial(msg);
       case 'delete': return this.onDelete(msg);
       case 'heartbeat':
         this.recordHeartbeat(msg);
@@ -279,9 +295,10 @@ export class ReceiverSession {
         const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'file');
         if (displaced) this.deps.manifest.removeTree(msg.path);
         const hasher = this.deps.hasher.createStreamHasher();
+        const target = { size: msg.size, hash: msg.hash, mode: msg.mode, mtimeMs: msg.mtimeMs, chown: this.idsFor(msg.owner) };
         // A resumable file may continue a kept partial: wait for it, to tell the agent where to
         // resume. Any other file's create runs in the background, its chunks queued behind it.
-        staged = resumable ? await StagedFile.create(abs, msg, hasher, this.deps.partials) : StagedFile.begin(abs, msg, hasher);
+        staged = resumable ? await StagedFile.create(abs, target, hasher, this.deps.partials) : StagedFile.begin(abs, target, hasher);
       } catch (err) {
         if (err instanceof ProtocolError && err.code !== 'UNSAFE_PATH') throw err;
         this.failFrom(msg.op, msg.path, err);
@@ -293,7 +310,9 @@ export class ReceiverSession {
       this.deps.conn.send({ type: 'resumeFrom', op: msg.op, offset: staged.bytesWritten });
       if (staged.bytesWritten > 0) this.deps.log.info(`${msg.path}: resuming at byte ${staged.bytesWritten} of ${msg.size}`);
     }
-    const transfer: Transfer = { path: msg.path, staged, remaining: msg.size - (staged?.bytesWritten ?? 0), resumable, hashLater: msg.hash === null };
+    const transfer: Transfer = {
+      path: msg.path, staged, remaining: msg.size - (staged?.bytesWritten ?? 0), resumable, hashLater: msg.hash === null, owner: msg.owner ?? null,
+    };
     if (transfer.remaining === 0 && !transfer.hashLater) await this.finishTransfer(msg.op, transfer);
     else this.transfers.set(msg.op, transfer);
   }
@@ -343,7 +362,7 @@ export class ReceiverSession {
     // waits for it and reports a file that failed (a write error, CHECKSUM_MISMATCH).
     staged.seal().catch(() => undefined);
     const t = staged.target;
-    const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: staged.hash, target: null };
+    const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: staged.hash, target: null, owner: transfer.owner };
     await this.addPending({ op, path: transfer.path, staged, record: (now) => this.deps.manifest.recordPresent(entry, now) }, t.size);
   }
 
@@ -363,9 +382,9 @@ export class ReceiverSession {
     await this.attempt(msg.op, msg.path, async () => {
       await this.deps.guard.prepareParents(msg.path);
       await this.deps.writer.makeRoomFor(msg.path, abs, 'dir');
-      await this.deps.writer.ensureDir(abs, msg.mode);
+      await this.deps.writer.ensureDir(abs, msg.mode, this.idsFor(msg.owner));
       await this.deps.writer.setDirTime(abs, msg.mtimeMs);
-      const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null };
+      const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null, owner: msg.owner ?? null };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
         stillThere: () => this.deps.writer.hasKind(abs, 'dir'),
@@ -379,9 +398,10 @@ export class ReceiverSession {
     await this.attempt(msg.op, msg.path, async () => {
       await this.deps.guard.prepareParents(msg.path);
       const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'symlink');
-      await this.deps.writer.writeSymlink(abs, msg.target, msg.mtimeMs);
+      await this.deps.writer.writeSymlink(abs, msg.target, msg.mtimeMs, this.idsFor(msg.owner));
       const entry: Entry = {
         path: msg.path, kind: 'symlink', size: Buffer.byteLength(msg.target), mtimeMs: msg.mtimeMs, mode: 0o777, hash: null, target: msg.target,
+        owner: msg.owner ?? null,
       };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null,
@@ -405,13 +425,37 @@ export class ReceiverSession {
       return;
     }
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.writer.setFileMeta(abs, msg.mode, msg.mtimeMs);
-      const entry: Entry = { ...row, mode: msg.mode, mtimeMs: msg.mtimeMs };
+      await this.deps.writer.setFileMeta(abs, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
+      const entry: Entry = { ...row, mode: msg.mode, mtimeMs: msg.mtimeMs, owner: msg.owner ?? row.owner ?? null };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
         stillThere: () => this.deps.writer.hasFile(abs, row.size),
       }, 0);
     });
+  }
+
+  /** A FIFO, socket or device node: re-created (never opened), like rsync -a's -D. */
+  private async onSpecial(msg: SpecialMessage): Promise<void> {
+    const abs = await this.admit(msg.op, msg.path, msg.old);
+    if (abs === null) return;
+    await this.attempt(msg.op, msg.path, async () => {
+      await this.deps.guard.prepareParents(msg.path);
+      const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'special');
+      await this.deps.writer.writeSpecial(abs, msg.node, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
+      const entry: Entry = { path: msg.path, kind: 'special', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: msg.node, owner: msg.owner ?? null };
+      await this.addPending({
+        op: msg.op, path: msg.path, staged: null,
+        record: (now) => {
+          if (displaced) this.deps.manifest.removeTree(msg.path);
+          this.deps.manifest.recordPresent(entry, now);
+        },
+        stillThere: () => this.deps.writer.hasKind(abs, 'special'),
+      }, 0);
+    });
+  }
+
+  private idsFor(owner: Owner | null | undefined): TargetIds | null {
+    return this.deps.ownerIds?.(owner) ?? null;
   }
 
   private async onDelete(msg: DeleteMessage): Promise<void> {
@@ -452,6 +496,7 @@ export class ReceiverSession {
       clearTimeout(this.commitTimer);
       this.commitTimer = null;
     }
+    this.sealedWhileBusy = null;
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];

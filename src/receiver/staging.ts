@@ -13,7 +13,7 @@
  * file is verified (seal) and run while later files arrive.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fdatasync, fsync, ftruncateSync, futimesSync, open, openSync, read, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fdatasync, fsync, ftruncateSync, futimesSync, open, openSync, read, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { utimeValue } from '../entry.js';
@@ -58,8 +58,14 @@ const readAsync = promisify(read);
 
 export interface StreamHasher { update(data: Uint8Array): void; digest(): string }
 
-/** What the file must become. `hash` null: announced later (`expectHash`), before `seal`. */
-export interface StagedTarget { readonly size: number; readonly hash: string | null; readonly mode: number; readonly mtimeMs: number }
+/**
+ * What the file must become. `hash` null: announced later (`expectHash`), before `seal`. `chown`:
+ * the owner and group to give it (src/owner/policy.ts), absent or null to keep the receiver's.
+ */
+export interface StagedTarget {
+  readonly size: number; readonly hash: string | null; readonly mode: number; readonly mtimeMs: number;
+  readonly chown?: { readonly uid: number; readonly gid: number } | null;
+}
 
 export class StagedFile {
   /** Bytes taken by `write` (checked as they arrive); `written` counts those on disk. */
@@ -245,10 +251,10 @@ export class StagedFile {
   }
 
   /**
-   * Verifies the file (see `verify`) and sets mode and mtime; the file is still at its temporary
-   * name. A file of FSYNC_ALONE_BYTES or more is fsynced here, while later files arrive; a smaller
-   * one is made durable with the rest of its group (durable.ts), and `durable` says which. The
-   * first call starts the work, every call returns the same promise: the session starts it when
+   * Verifies the file (see `verify`) and sets owner, mode and mtime; the file is still at its
+   * temporary name. A file of FSYNC_ALONE_BYTES or more is fsynced here, while later files arrive; a
+   * smaller one is made durable with the rest of its group (durable.ts), and `durable` says which.
+   * The first call starts the work, every call returns the same promise: the session starts it when
    * the last chunk arrives, and its group commit waits for it.
    */
   seal(): Promise<void> {
@@ -264,6 +270,9 @@ export class StagedFile {
   private async sealNow(): Promise<void> {
     await this.verify();
     await this.flushed();
+    // chown before chmod: chown clears the setuid and setgid bits.
+    const ids = this.target.chown;
+    if (ids !== undefined && ids !== null) fchownSync(this.fd, ids.uid, ids.gid);
     fchmodSync(this.fd, this.target.mode);
     const t = utimeValue(this.target.mtimeMs);
     futimesSync(this.fd, t, t);

@@ -2,13 +2,16 @@
  * `warmsync verify`: re-reads the standby tree and compares it with the manifest. Every file is
  * hashed (a bit flip keeps size and mtime), in parallel; missing and corrupt entries are marked
  * damaged so the next agent reconciliation sends them again; paths the manifest does not know are
- * reported as strays.
+ * reported as strays. Owners are checked too when the receiver keeps them (its policy, recorded in
+ * the manifest at start-up): a path owned otherwise than the mapping says is corrupt.
  */
 import { join } from 'node:path';
 import { readlink } from 'node:fs/promises';
 import type { ManifestEntry } from '../entry.js';
 import { describeError } from '../errors.js';
 import type { Manifest } from '../manifest/manifest.js';
+import { localNames } from '../owner/names.js';
+import { policyFromText, targetIds } from '../owner/policy.js';
 import { baseName, isWithin } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
 import { walkTree } from '../scan/walk.js';
@@ -31,6 +34,17 @@ export async function verifyTree(manifest: Manifest, root: string, stateDirRel: 
   const report: VerifyReport = { checked: 0, bytesHashed: 0, corrupt: [], missing: [], stray: [], warnings: [] };
   const seen = new Set<string>();
   const hashing = new Set<Promise<void>>();
+  const policy = policyFromText(manifest.getString('ownerPolicy'));
+  const names = localNames();
+  /** Why the path's owner is not what the receiver would have set, or null. */
+  const ownerProblem = (row: ManifestEntry, uid: number, gid: number): string | null => {
+    const ids = policy === null ? null : targetIds(policy, row.owner, names);
+    if (ids === null) return null;
+    if ((ids.uid === -1 || ids.uid === uid) && (ids.gid === -1 || ids.gid === gid)) return null;
+    const want = `${ids.uid === -1 ? '*' : ids.uid}:${ids.gid === -1 ? '*' : ids.gid}`;
+    const source = row.owner === undefined || row.owner === null ? '' : ` for ${row.owner.user ?? row.owner.uid}:${row.owner.group ?? row.owner.gid} on the source`;
+    return `owned by ${uid}:${gid}, expected ${want}${source}`;
+  };
 
   const checkFile = async (row: ManifestEntry): Promise<void> => {
     try {
@@ -59,6 +73,10 @@ export async function verifyTree(manifest: Manifest, root: string, stateDirRel: 
       report.corrupt.push({ path: entry.path, detail: `a ${entry.kind} on disk, a ${row.kind} in the manifest` });
     } else if (row.kind === 'symlink' && entry.target !== row.target) {
       report.corrupt.push({ path: entry.path, detail: `links to ${JSON.stringify(entry.target ?? await readlink(join(root, entry.path)))}, the manifest has ${JSON.stringify(row.target)}` });
+    } else if (row.kind === 'special' && entry.target !== row.target) {
+      report.corrupt.push({ path: entry.path, detail: `a ${entry.target ?? 'special file'} on disk, a ${row.target ?? 'special file'} in the manifest` });
+    } else if (row.deletedAt === null && ownerProblem(row, entry.uid, entry.gid) !== null) {
+      report.corrupt.push({ path: entry.path, detail: ownerProblem(row, entry.uid, entry.gid) as string });
     } else if (row.kind === 'file') {
       const job: Promise<void> = checkFile(row).finally(() => hashing.delete(job));
       hashing.add(job);

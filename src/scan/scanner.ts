@@ -20,6 +20,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Entry } from '../entry.js';
 import { describeError, WarmsyncError } from '../errors.js';
+import { localNames, ownerOf } from '../owner/names.js';
 import { compareTreeOrder } from '../relpath.js';
 import { CacheSnapshot, type AgentCache, type CacheRow } from './cache.js';
 import type { FileHasher, HashResult } from './hash.js';
@@ -57,6 +58,8 @@ export interface ScanStats {
   files: number;
   dirs: number;
   symlinks: number;
+  /** FIFOs, sockets and device nodes. */
+  specials: number;
   /** Total size of the files in `entries`. */
   bytes: number;
   /** Files read and hashed by this scan, and their bytes. */
@@ -111,7 +114,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   const entries: Entry[] = [];
   const incomplete: string[] = [];
   const fresh: CacheRow[] = [];
-  const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0, unhashed: 0, unhashedBytes: 0 };
+  const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, specials: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0, unhashed: 0, unhashedBytes: 0 };
   const needsHash = options.needsHash ?? ((): boolean => true);
   let cache = options.cache;
   let known = CacheSnapshot.empty();
@@ -124,8 +127,9 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     cache = null;
     onWarning('CACHE_FAILED', `${describeError(err)}; continuing without the cache`);
   };
-  const addFile = (relPath: string, size: number, mtimeMs: number, mode: number, hash: string | null): void => {
-    entries.push({ path: relPath, kind: 'file', size, mtimeMs, mode, hash, target: null });
+  const names = localNames();
+  const addFile = (w: WalkEntry, size: number, mtimeMs: number, mode: number, hash: string | null): void => {
+    entries.push({ path: w.path, kind: 'file', size, mtimeMs, mode, hash, target: null, owner: ownerOf(w.uid, w.gid, names) });
     stats.files++;
     stats.bytes += size;
   };
@@ -152,7 +156,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     stats.hashed++;
     stats.hashedBytes += result.size;
     // Metadata from the hashed bytes' own fstat: it may be newer than the walk's lstat after a retry.
-    addFile(w.path, result.size, result.mtimeMs, result.mode, result.hash);
+    addFile(w, result.size, result.mtimeMs, result.mode, result.hash);
     known.claim(w.path); // not gone: its row is replaced below, or kept while the mtime is racy
     if (isCacheable(result.mtimeMs, hashedAt, racyMs)) {
       fresh.push({ path: w.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash: result.hash });
@@ -174,25 +178,26 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     for await (const w of walkTree(root, { isExcluded, onWarning, levelsAbove: options.levelsAbove ?? 0 })) {
       if (failures.length > 0) break;
       if (w.kind === 'dir') {
-        entries.push({ path: w.path, kind: 'dir', size: 0, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: null });
+        entries.push({ path: w.path, kind: 'dir', size: 0, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: null, owner: ownerOf(w.uid, w.gid, names) });
         stats.dirs++;
         continue;
       }
-      if (w.kind === 'symlink') {
-        entries.push({ path: w.path, kind: 'symlink', size: w.size, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: w.target });
-        stats.symlinks++;
+      if (w.kind === 'symlink' || w.kind === 'special') {
+        entries.push({ path: w.path, kind: w.kind, size: w.size, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: w.target, owner: ownerOf(w.uid, w.gid, names) });
+        if (w.kind === 'symlink') stats.symlinks++;
+        else stats.specials++;
         continue;
       }
       const cached = known.claimIfSame(w.path, w.size, w.mtimeMs, w.ino);
       if (cached !== null) {
         stats.cached++;
-        addFile(w.path, w.size, w.mtimeMs, w.mode, cached);
+        addFile(w, w.size, w.mtimeMs, w.mode, cached);
         continue;
       }
       if (!needsHash(w.path, w.size)) {
         stats.unhashed++;
         stats.unhashedBytes += w.size;
-        addFile(w.path, w.size, w.mtimeMs, w.mode, null);
+        addFile(w, w.size, w.mtimeMs, w.mode, null);
         continue;
       }
       while (inFlight.size >= concurrency) await Promise.race(inFlight);

@@ -1,6 +1,7 @@
 /**
- * Walks a source tree and yields what warmsync can sync: regular files, directories and symlinks
- * (never followed), each under its canonical relative POSIX path, with lstat metadata.
+ * Walks a source tree and yields what warmsync can sync: regular files, directories, symlinks
+ * (never followed) and special files (FIFOs, sockets, devices: never opened), each under its
+ * canonical relative POSIX path, with lstat metadata including the owner's ids.
  *
  * Error policy (fast-glob's, made explicit):
  * - ENOENT/ENOTDIR below the root: the path was deleted or replaced meanwhile; skipped silently.
@@ -9,12 +10,11 @@
  *   not as deleted (the `path` argument of the warning names it).
  * - A symlink that is no longer one when its target is read: `onWarning('FILE_UNSTABLE', ...,
  *   relPath)`, skipped until the next scan; like UNREADABLE, its state is unknown, not deleted.
- * - Sockets, FIFOs and devices: `onWarning('SPECIAL_FILE', ...)`, skipped.
  * - A path too long or too deep for this machine (ENAMETOOLONG: the root's absolute path and the
  *   relative one together pass PATH_MAX; or more than MAX_SYNC_DEPTH levels, relpath.ts):
  *   `onWarning('PATH_TOO_LONG', ..., relPath)`, skipped with everything below it, like an unsyncable
  *   name; the rest of the tree syncs.
- * - A name that is not a canonical relative path (relpath.ts: backslash, too long, ...) or that holds
+ * - A name that is not a canonical relative path (relpath.ts: too long) or that holds
  *   U+FFFD (Node's stand-in for bytes that are not UTF-8, so two names could decode to one; such a
  *   path cannot even be opened through the decoded string): `onWarning('UNSYNCABLE_NAME', ...)`,
  *   skipped with everything below it. Likewise a symlink whose target is not valid UTF-8.
@@ -38,7 +38,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as turn } from 'node:timers/promises';
 import type { EntryKind } from '../entry.js';
-import { wholeMs } from '../entry.js';
+import { specialNodeText, splitDevice, wholeMs } from '../entry.js';
 import { describeError, WarmsyncError } from '../errors.js';
 import { isTooDeep, MAX_SYNC_DEPTH, relPathProblem } from '../relpath.js';
 
@@ -53,8 +53,10 @@ export interface WalkEntry {
   /** Permission bits only (mode & 0o7777). */
   mode: number;
   ino: number;
-  /** readlink() for symlinks, verbatim; null otherwise. */
+  /** readlink() for symlinks, verbatim; the node for special files (src/entry.ts); null otherwise. */
   target: string | null;
+  uid: number;
+  gid: number;
 }
 
 /**
@@ -152,16 +154,13 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
     }
     if (st === undefined) return null; // deleted since the listing
     if (isExcluded(rel, st.isDirectory())) return null;
-    const special = specialKind(st);
-    if (special !== null) {
-      onWarning('SPECIAL_FILE', `${rel} skipped: ${special}`, rel);
-      return null;
-    }
     // One literal per entry, all of one shape: no intermediate object, one hidden class.
     const mtimeMs = wholeMs(st.mtimeMs);
     const mode = st.mode & 0o7777;
-    if (st.isFile()) return { path: rel, kind: 'file', size: st.size, mtimeMs, mode, ino: st.ino, target: null };
-    if (st.isDirectory()) return { path: rel, kind: 'dir', size: 0, mtimeMs, mode, ino: st.ino, target: null };
+    const { uid, gid } = st;
+    if (st.isFile()) return { path: rel, kind: 'file', size: st.size, mtimeMs, mode, ino: st.ino, target: null, uid, gid };
+    if (st.isDirectory()) return { path: rel, kind: 'dir', size: 0, mtimeMs, mode, ino: st.ino, target: null, uid, gid };
+    if (!st.isSymbolicLink()) return { path: rel, kind: 'special', size: 0, mtimeMs, mode, ino: st.ino, target: specialNode(st), uid, gid };
     let bytes: Buffer;
     try {
       bytes = fs.readlinkSync(abs, { encoding: 'buffer' });
@@ -177,7 +176,7 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
       onWarning('UNSYNCABLE_NAME', `${rel} skipped: its symlink target is not valid UTF-8`);
       return null;
     }
-    return { path: rel, kind: 'symlink', size: bytes.length, mtimeMs, mode, ino: st.ino, target };
+    return { path: rel, kind: 'symlink', size: bytes.length, mtimeMs, mode, ino: st.ino, target, uid, gid };
   }
 
   function skipOrThrow(err: unknown, rel: string, what: string): null {
@@ -238,22 +237,20 @@ export function pathTooLongMessage(rel: string, abs: string | null): string {
 function nameProblem(relPath: string, name: string): string | null {
   if (name.includes('\uFFFD')) return 'the name is not valid UTF-8 (or contains U+FFFD)';
   // The parent passed already, and the kernel never lists "", ".", "..", a "/" or NUL, nor a name
-  // over 255 bytes: only a backslash or the total length can make this one fail. Checking just
-  // those saves re-checking the whole path for every entry (~5 us each).
-  if (!name.includes('\\') && relPath.length <= MAX_CHARS_SURELY_SHORT) return null;
+  // over 255 bytes: only the total length can make this one fail. Checking just that saves
+  // re-checking the whole path for every entry (~5 us each).
+  if (relPath.length <= MAX_CHARS_SURELY_SHORT) return null;
   return relPathProblem(relPath);
 }
 
 /** Paths this many UTF-16 units long are at most 4095 UTF-8 bytes (3 per unit at most). */
 const MAX_CHARS_SURELY_SHORT = 1365;
 
-function specialKind(st: fs.Stats): string | null {
-  if (st.isFile() || st.isDirectory() || st.isSymbolicLink()) return null;
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isCharacterDevice()) return 'a character device';
-  return 'not a file, directory or symlink';
+/** The node of a FIFO, socket or device as Entry.target spells it (rsync -a's -D keeps all four). */
+export function specialNode(st: fs.Stats): string {
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  return specialNodeText({ type: st.isBlockDevice() ? 'block' : 'char', ...splitDevice(st.rdev) });
 }
 
 function codeOf(err: unknown): string | undefined {

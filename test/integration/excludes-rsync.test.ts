@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ExcludeMatcher, loadExcludeFiles } from '../../src/config/excludes.js';
+import { ExcludeMatcher, loadExcludeFiles, loadFilterSources, type FilterSource } from '../../src/config/excludes.js';
 import { UsageError } from '../../src/errors.js';
 
 const execFileAsync = promisify(execFile);
@@ -208,13 +208,18 @@ async function warmsyncMatcher(file: string): Promise<ExcludeMatcher> {
 
 /** Runs the real rsync with the excludes file `file`; returns the relative paths it copied. */
 async function rsyncKeeps(file: string): Promise<Set<string>> {
-  const dst = path.join(root, `dst-${path.basename(file, '.txt')}`);
+  return rsyncKeepsWith([`--exclude-from=${file}`], `excludes file ${JSON.stringify(fs.readFileSync(file, 'utf8'))}`);
+}
+
+/** Runs the real rsync with these filter flags; returns the relative paths it copied. */
+async function rsyncKeepsWith(flags: readonly string[], what: string): Promise<Set<string>> {
+  const dst = path.join(root, `dst-${++runCount}`);
   fs.mkdirSync(dst);
   try {
     // LC_ALL=C pins what [[:alpha:]] and friends mean to rsync.
-    await execFileAsync('rsync', ['-a', `--exclude-from=${file}`, `${src}/`, `${dst}/`], { env: { ...process.env, LC_ALL: 'C' } });
+    await execFileAsync('rsync', ['-a', ...flags, `${src}/`, `${dst}/`], { env: { ...process.env, LC_ALL: 'C' } });
   } catch (err) {
-    assert.fail(`rsync failed for excludes file ${JSON.stringify(fs.readFileSync(file, 'utf8'))}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+    assert.fail(`rsync failed for ${what}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
   }
   const kept = new Set(listTree(dst, () => false).keys());
   fs.rmSync(dst, { recursive: true, force: true });
@@ -240,6 +245,40 @@ for (const { name, text } of CASES) {
     const file = excludesFile(text);
     const problems = compare(await warmsyncMatcher(file), await rsyncKeeps(file));
     assert.deepEqual(problems, [], `excludes file ${JSON.stringify(text)}:\n  ${problems.join('\n  ')}`);
+  });
+}
+
+/**
+ * Several sources on one command line, in order: "!" (a file's line, or an --exclude flag) clears
+ * every rule before it, from earlier files and flags too (issue 18). Each item is an --exclude flag,
+ * or "@TEXT" for an --exclude-from file holding TEXT.
+ */
+const SOURCE_CASES: ReadonlyArray<{ readonly name: string; readonly sources: readonly string[] }> = [
+  { name: 'issue 18: F1 = *.o, F2 = "!" then *.c', sources: ['@*.lock\n', '@!\n*.bak\n'] },
+  { name: '"!" in a file clears --exclude flags before it', sources: ['logs/', '- *.txt', '@!\ntmp\n', 'cache'] },
+  { name: '--exclude "!" clears earlier files', sources: ['@data/\n*.key\n', '!', '*.lock'] },
+  { name: 'rules after "!" in the same file stay, later files add', sources: ['@a/\n!\n+ x/\n*.log\n', '@x/\n', 'etc/'] },
+  { name: 'two clears in a row', sources: ['@logs/\n', '!', '@!\n', 'work/'] },
+];
+
+for (const { name, sources } of SOURCE_CASES) {
+  test(`rsync and the agent's rule list agree across several sources: ${name}`, async () => {
+    requireRsync();
+    const parsed: FilterSource[] = [];
+    const flags: string[] = [];
+    for (const item of sources) {
+      if (item.startsWith('@')) {
+        const file = excludesFile(item.slice(1));
+        parsed.push({ kind: 'exclude-from', value: file });
+        flags.push(`--exclude-from=${file}`);
+      } else {
+        parsed.push({ kind: 'exclude', value: item });
+        flags.push(`--exclude=${item}`);
+      }
+    }
+    const matcher = new ExcludeMatcher(await loadFilterSources(parsed));
+    const problems = compare(matcher, await rsyncKeepsWith(flags, JSON.stringify(sources)));
+    assert.deepEqual(problems, [], `sources ${JSON.stringify(sources)}:\n  ${problems.join('\n  ')}`);
   });
 }
 

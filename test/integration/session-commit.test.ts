@@ -1,6 +1,6 @@
 /**
  * The receiver session's group commit over a real WebSocket pair on 127.0.0.1 (no handshake: the
- * session starts after it). A lone file is committed as soon as it is fsynced, not after the
+ * session starts after it). A lone file is committed as soon as it is sealed, not after the
  * commit delay: with a delay of a minute, its result and the file on disk come within seconds.
  * A burst (frames keep coming) still commits as one group. A transfer the agent hashes while it
  * sends resumes from a kept partial and completes on its fileEnd.
@@ -83,7 +83,7 @@ async function resultsFor(received: ControlMessage[], ops: number, withinMs: num
   return Date.now() - started;
 }
 
-test('a lone file is committed once fsynced, long before the commit delay', async () => {
+test('a lone file is committed once sealed, long before the commit delay', async () => {
   const s = await openSession('lone');
   try {
     const content = Buffer.from('lone file content\n');

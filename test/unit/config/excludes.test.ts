@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ExcludeMatcher, excludeRule, loadExcludeFiles, parseFilterText } from '../../../src/config/excludes.js';
+import { ExcludeMatcher, excludeRule, loadExcludeFiles, loadFilterSources, parseFilterText } from '../../../src/config/excludes.js';
 import { UsageError } from '../../../src/errors.js';
 
 interface MatchCase {
@@ -331,7 +331,7 @@ test('excludeRule reads one --exclude flag as rsync does', () => {
   assert.deepEqual(excludeRule('+ logs'), { action: 'include', pattern: 'logs', origin: '--exclude' });
   assert.deepEqual(excludeRule('#x'), { action: 'exclude', pattern: '#x', origin: '--exclude' });
   assertBadExclude(() => excludeRule(''), '--exclude', 'empty pattern');
-  assertBadExclude(() => excludeRule('!'), '--exclude', 'clear the rules');
+  assertBadExclude(() => excludeRule('!'), '--exclude', 'clears the rules before it');
   assertBadExclude(() => excludeRule('- '), '--exclude', 'has no pattern');
   assertBadExclude(() => excludeRule('P foo'), '--exclude', '(protect)');
   assertBadExclude(() => excludeRule('!x'), '--exclude', 'not a negation');
@@ -396,4 +396,39 @@ test('loadExcludeFiles: bytes that are not UTF-8 are BAD_EXCLUDE naming the line
   const bom = path.join(dir, 'bom.txt');
   await assert.rejects(loadExcludeFiles([latin1]), { code: 'BAD_EXCLUDE', message: `${latin1}:3: not valid UTF-8, so its patterns cannot name the UTF-8 paths warmsync sees` });
   await assert.rejects(loadExcludeFiles([bom]), { code: 'BAD_EXCLUDE', message: /:1: starts with a byte-order mark/ });
+});
+
+test('loadFilterSources: "!" in a file or as --exclude clears every rule before it, from files and flags (rsync)', async () => {
+  // Issue 18's example: F1 = "*.o", F2 = "!" then "*.c": rsync keeps the .o files.
+  const dir = tempFiles({ 'f1.txt': '*.o\n', 'f2.txt': '!\n*.c\n' });
+  const f1 = path.join(dir, 'f1.txt');
+  const f2 = path.join(dir, 'f2.txt');
+  assert.deepEqual(await loadFilterSources([
+    { kind: 'exclude', value: '*.tmp' }, { kind: 'exclude-from', value: f1 }, { kind: 'exclude-from', value: f2 }, { kind: 'exclude', value: '*.h' },
+  ]), [
+    { action: 'exclude', pattern: '*.c', origin: `${f2}:2` },
+    { action: 'exclude', pattern: '*.h', origin: '--exclude' },
+  ]);
+  assert.deepEqual(await loadFilterSources([
+    { kind: 'exclude-from', value: f1 }, { kind: 'exclude', value: '*.tmp' }, { kind: 'exclude', value: '!' }, { kind: 'exclude', value: '+ keep' },
+  ]), [{ action: 'include', pattern: 'keep', origin: '--exclude' }]);
+});
+
+test('every bad line is reported at once, across files and flags, one line each', async () => {
+  const dir = tempFiles({
+    'a.txt': 'ok\nP foo\n- \nfine\n!x\n',
+    'b.txt': Buffer.from([0x61, 0x0a, 0x63, 0x61, 0x66, 0xe9, 0x0a, 0x48, 0x20, 0x73, 0x0a]),
+  });
+  const a = path.join(dir, 'a.txt');
+  const b = path.join(dir, 'b.txt');
+  await assert.rejects(loadFilterSources([
+    { kind: 'exclude-from', value: a }, { kind: 'exclude', value: '' }, { kind: 'exclude-from', value: b },
+  ]), (err: unknown) => {
+    assert.ok(err instanceof UsageError);
+    assert.equal(err.code, 'BAD_EXCLUDE');
+    const lines = err.message.split('\n').map((l) => l.slice(0, l.indexOf(': ')));
+    assert.deepEqual(lines, [`${a}:2`, `${a}:3`, `${a}:5`, '--exclude', `${b}:2`, `${b}:3`], err.message);
+    return true;
+  });
+  assert.throws(() => parseFilterText('P a\nb\nH c', 'f'), { code: 'BAD_EXCLUDE', message: /^f:1: .*\nf:3: / });
 });

@@ -395,3 +395,40 @@ describe('Manifest: entries()', () => {
     assert.deepEqual([...m.entries()], [{ ...link('l', 't'), bornMs: T, deletedAt: null, damaged: false }]);
   });
 });
+
+describe('Manifest: owners and special files (migration 003)', () => {
+  test('an owner and a special file round-trip; a row without owner has none', () => {
+    const owner = { uid: 1234, gid: 4321, user: 'artifactory', group: null };
+    const m = manifestWith([
+      file('f', { owner }),
+      { path: 'p', kind: 'special', size: 0, mtimeMs: T, mode: 0o620, hash: null, target: 'char 136:70000', owner: { uid: 0, gid: 0, user: 'root', group: 'root' } },
+      dir('d'),
+    ]);
+    assert.deepEqual(m.get('f')?.owner, owner);
+    assert.deepEqual([m.get('p')?.kind, m.get('p')?.target, m.get('p')?.owner?.group], ['special', 'char 136:70000', 'root']);
+    assert.equal(m.get('d')?.owner, undefined);
+    m.recordPresent(file('f', { owner: null }), NOW);
+    assert.equal(m.get('f')?.owner, undefined, 'recorded again without an owner: none');
+    m.logRemoval({ path: 'p', kind: 'special', reason: 'test', at: NOW, snapshotTime: null, quarantine: null });
+  });
+
+  test('a version-2 manifest keeps its rows (owner unknown) and tombstones across the migration', () => {
+    const stateDir = freshStateDir();
+    const old = Manifest.open(stateDir);
+    old.recordPresent(file('keep'), NOW);
+    old.recordPresent(file('gone'), NOW);
+    old.recordTombstone('gone', T, NOW);
+    old.close();
+    // Back to schema 2, as a receiver of the previous release left it.
+    const db = new Database(path.join(stateDir, MANIFEST_FILE));
+    db.exec(`CREATE TABLE e2 AS SELECT path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at FROM entries;
+      DROP TABLE entries; ALTER TABLE e2 RENAME TO entries;`);
+    db.pragma('user_version = 2');
+    db.close();
+    const m = Manifest.open(stateDir);
+    open.push(m);
+    assert.equal(m.db.pragma('user_version', { simple: true }), LATEST_SCHEMA);
+    assert.deepEqual([m.get('keep')?.hash, m.get('keep')?.owner], ['aaaaaaaaaaaaaaaa', undefined]);
+    assert.equal(m.get('gone')?.deletedAt, T);
+  });
+});

@@ -44,6 +44,22 @@ export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; 
     name: 'fileBegin', from: 'agent',
     msg: { type: 'fileBegin', op: 0xffffffff, path: 'filestore/ab/ab12', size: Number.MAX_SAFE_INTEGER, mtimeMs: 1, mode: 0o600, hash: HASH, old: null },
   },
+  {
+    name: 'setMeta with an owner (a chown alone)', from: 'agent',
+    msg: {
+      type: 'setMeta', op: 6, path: 'back\\slash', mode: 0o4755, mtimeMs: 5, owner: { uid: 1234, gid: 4321, user: 'artifactory', group: null },
+      old: { kind: 'file', hash: HASH, deletedAt: null },
+    },
+  },
+  { name: 'special FIFO', from: 'agent', msg: { type: 'special', op: 8, path: 'run/fifo', node: 'fifo', mode: 0o600, mtimeMs: 1, old: null } },
+  {
+    name: 'special device, owned', from: 'agent',
+    msg: {
+      type: 'special', op: 9, path: 'dev/null', node: 'char 1:3', mode: 0o666, mtimeMs: 1, owner: { uid: 0, gid: 0, user: 'root', group: 'root' },
+      old: { kind: 'special', hash: null, deletedAt: null },
+    },
+  },
+  { name: 'mkdir with an unknown owner', from: 'agent', msg: { type: 'mkdir', op: 10, path: 'd', mode: 0o2775, mtimeMs: 1, owner: null, old: null } },
   { name: 'fileBegin resumable', from: 'agent', msg: { type: 'fileBegin', op: 4, path: 'big.bin', size: 1 << 30, mtimeMs: 1, mode: 0o644, hash: HASH, old: null, resumable: true } },
   { name: 'fileBegin, hash to follow', from: 'agent', msg: { type: 'fileBegin', op: 5, path: 'data/new.bin', size: 3 << 20, mtimeMs: 1, mode: 0o644, hash: null, old: null } },
   { name: 'fileEnd', from: 'agent', msg: { type: 'fileEnd', op: 5, hash: HASH } },
@@ -62,6 +78,16 @@ export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; 
   { name: 'heartbeat from a live agent, all well', from: 'agent', msg: { type: 'heartbeat', now: 1764170000000, watermark: 1764169990000, feedIncomplete: null, deletionsHeld: 0 } },
   { name: 'flush', from: 'agent', msg: { type: 'flush', id: 9 } },
   { name: 'manifestPage', from: 'receiver', msg: { type: 'manifestPage', entries: [FILE_ENTRY, DIR_ENTRY, LINK_ENTRY], done: false } },
+  {
+    name: 'manifestPage with owners and a special file', from: 'receiver',
+    msg: {
+      type: 'manifestPage', done: true, entries: [
+        { ...FILE_ENTRY, owner: { uid: 1234, gid: 4321, user: null, group: null } },
+        { ...DIR_ENTRY, owner: null },
+        { path: 'run/sock', kind: 'special', size: 0, mtimeMs: 0, mode: 0o755, hash: null, target: 'socket', damaged: false, deletedAt: null, owner: { uid: 0, gid: 0, user: 'root', group: 'root' } },
+      ],
+    },
+  },
   { name: 'manifestPage empty', from: 'receiver', msg: { type: 'manifestPage', entries: [], done: true } },
   {
     name: 'results', from: 'receiver',

@@ -83,15 +83,16 @@ describe('nonces', () => {
 
 describe('pickProtocol', () => {
   const cases: ReadonlyArray<[readonly number[], number | null]> = [
-    [[2], 2],
-    [[3, 2, 1], 2],
-    [[2, 2], 2],
+    [[3], 3],
+    [[4, 3, 2, 1], 3],
+    [[3, 3], 3],
     [[1], null],
-    [[3], null],
+    [[2], null],
+    [[4], null],
     [[], null],
   ];
   for (const [offered, expected] of cases) test(`[${offered.join(', ')}] -> ${expected}`, () => assert.equal(pickProtocol(offered), expected));
-  test('this build speaks version 2', () => assert.equal(PROTOCOL_VERSION, 2));
+  test('this build speaks version 3', () => assert.equal(PROTOCOL_VERSION, 3));
 });
 
 test('a full exchange through the codec authenticates both sides', () => {

@@ -93,8 +93,8 @@ describe('isPlainPath (the quick path check) only accepts canonical paths', () =
   });
 
   test('accepts ordinary paths, rejects the edge cases', () => {
-    for (const p of ['a', 'etc/system.yaml', 'data/filestore/ab/ab01', '.hidden', 'a/..b', 'x'.repeat(85)]) assert.ok(isPlainPath(p), p);
-    for (const p of ['', '/a', 'a/', 'a//b', '.', '..', 'a/./b', 'a/../b', 'a\\b', 'a\u0000b', 'x'.repeat(86), 'é/\ud800', 'a/'.repeat(700) + 'a']) {
+    for (const p of ['a', 'etc/system.yaml', 'data/filestore/ab/ab01', '.hidden', 'a/..b', 'a\\b', 'x'.repeat(85)]) assert.ok(isPlainPath(p), p);
+    for (const p of ['', '/a', 'a/', 'a//b', '.', '..', 'a/./b', 'a/../b', 'a\u0000b', 'x'.repeat(86), 'é/\ud800', 'a/'.repeat(700) + 'a']) {
       assert.ok(!isPlainPath(p), JSON.stringify(p).slice(0, 40));
     }
   });

@@ -65,7 +65,6 @@ describe('PathGuard.resolve', () => {
     ['dot segment', 'a/./b', '"." segment'],
     ['dot-dot segment', 'a/../b', '".." segment'],
     ['NUL', 'a\0b', 'contains NUL'],
-    ['backslash', 'a\\..\\b', 'contains a backslash'],
     ['256-byte segment', 'y'.repeat(256), 'segment longer than 255 bytes'],
     ['4097-byte path', `${'x'.repeat(200)}/`.repeat(20) + 'x'.repeat(77), 'longer than 4096 bytes'],
     ['the state dir', '.warmsync', "inside the receiver's state dir"],
