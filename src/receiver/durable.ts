@@ -8,10 +8,15 @@
  * before the manifest records them).
  *
  * syncfs covers one file system, so the directories are grouped by device: a mount point inside
- * the standby root (a filestore on its own disk) gets its own call.
+ * the standby root (a filestore on its own disk) gets its own call. syncfs also writes back what
+ * other processes left dirty there, so a file that arrives alone is fsynced by itself instead
+ * (staging.ts), and its rename made durable by an fsync of its directory (`fsyncDirs`).
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, fsync, openSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { syncfs } from '../native.js';
+
+const fsyncAsync = promisify(fsync);
 
 const DIR_READ = fsConstants.O_RDONLY | fsConstants.O_DIRECTORY;
 
@@ -30,4 +35,16 @@ export async function syncFileSystems(dirs: Iterable<string>): Promise<void> {
   } finally {
     for (const fd of opened) closeSync(fd);
   }
+}
+
+/** fsyncs each directory once: makes renames and creations inside it durable. */
+export async function fsyncDirs(dirs: Iterable<string>): Promise<void> {
+  await Promise.all([...new Set(dirs)].map(async (dir) => {
+    const fd = openSync(dir, DIR_READ);
+    try {
+      await fsyncAsync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }));
 }

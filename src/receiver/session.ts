@@ -24,7 +24,7 @@ import { MAX_QUEUED_FRAME_BYTES, MAX_QUEUED_FRAMES, SEND_HIGH_WATER_BYTES } from
 import type { TreeWriter } from './apply.js';
 import type { PathGuard } from './pathguard.js';
 import type { PartialStore } from './partials.js';
-import { syncFileSystems } from './durable.js';
+import { fsyncDirs, syncFileSystems } from './durable.js';
 import { StagedFile } from './staging.js';
 
 export interface SessionLimits {
@@ -40,6 +40,12 @@ export interface SessionLimits {
 
 /** Files at least this large are committed on their own (see addPending). */
 const LARGE_FILE_BYTES = 8 << 20;
+/**
+ * Files in flight from which a group's data is made durable by one syncfs rather than an fsync
+ * each (and its renames by one syncfs rather than an fsync per directory): a live agent's lone file
+ * keeps its fsync, which costs no more and writes back nothing else; a burst shares one syncfs.
+ */
+const GROUP_SYNC_MIN_FILES = 4;
 
 export interface SessionDeps {
   readonly conn: Connection;
@@ -358,9 +364,9 @@ export class ReceiverSession {
   private async finishTransfer(op: number, transfer: Transfer): Promise<void> {
     const staged = transfer.staged;
     if (staged === null) return; // already failed and reported
-    // Start verifying and fsyncing now, so it runs while later files arrive; the group commit
-    // waits for it and reports a file that failed (a write error, CHECKSUM_MISMATCH).
-    staged.seal().catch(() => undefined);
+    // Start verifying (and, for a file that came alone, fsyncing) now, so it runs while later files
+    // arrive; the group commit waits for it and reports a file that failed (a write error, CHECKSUM_MISMATCH).
+    staged.seal(this.transfers.size + this.pending.length < GROUP_SYNC_MIN_FILES).catch(() => undefined);
     const t = staged.target;
     const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: staged.hash, target: null, owner: transfer.owner };
     await this.addPending({ op, path: transfer.path, staged, record: (now) => this.deps.manifest.recordPresent(entry, now) }, t.size);
@@ -547,7 +553,10 @@ export class ReceiverSession {
         }
         done.push(p);
       }
-      await syncFileSystems(done.map((p) => dirname(guard.resolve(p.path))));
+      const dirs = new Set(done.map((p) => dirname(guard.resolve(p.path))));
+      // A few files, each fsynced alone: an fsync of their directories. A group: one syncfs.
+      if (unsynced.length === 0 && dirs.size < GROUP_SYNC_MIN_FILES) await fsyncDirs(dirs);
+      else await syncFileSystems(dirs);
       const now = this.deps.now();
       for (const p of done) p.record(now);
     });

@@ -252,13 +252,15 @@ export class StagedFile {
 
   /**
    * Verifies the file (see `verify`) and sets owner, mode and mtime; the file is still at its
-   * temporary name. A file of FSYNC_ALONE_BYTES or more is fsynced here, while later files arrive; a
-   * smaller one is made durable with the rest of its group (durable.ts), and `durable` says which.
-   * The first call starts the work, every call returns the same promise: the session starts it when
-   * the last chunk arrives, and its group commit waits for it.
+   * temporary name. The data is fsynced here when `alone` (a file that arrived by itself: an fsync
+   * of its own costs it less than a syncfs, which also writes back whatever else is dirty on the
+   * file system) or when it is FSYNC_ALONE_BYTES or more (its flush overlaps what arrives next);
+   * otherwise it is made durable with the rest of its group (durable.ts). `durable` says which.
+   * The first call starts the work and decides; every call returns the same promise: the session
+   * starts it when the last chunk arrives, and its group commit waits for it.
    */
-  seal(): Promise<void> {
-    this.sealing ??= this.sealNow();
+  seal(alone = false): Promise<void> {
+    this.sealing ??= this.sealNow(alone);
     return this.sealing;
   }
 
@@ -267,7 +269,7 @@ export class StagedFile {
     return this.fsynced;
   }
 
-  private async sealNow(): Promise<void> {
+  private async sealNow(alone: boolean): Promise<void> {
     await this.verify();
     await this.flushed();
     // chown before chmod: chown clears the setuid and setgid bits.
@@ -276,7 +278,7 @@ export class StagedFile {
     fchmodSync(this.fd, this.target.mode);
     const t = utimeValue(this.target.mtimeMs);
     futimesSync(this.fd, t, t);
-    if (this.target.size >= FSYNC_ALONE_BYTES) {
+    if (alone || this.target.size >= FSYNC_ALONE_BYTES) {
       await fsyncAsync(this.fd);
       this.fsynced = true;
     }
