@@ -9,10 +9,10 @@
 // its ctime, or the ctime of a directory above it if later (a tree moved in keeps its files' old
 // ctimes; the move stamps the moved directory), plus the kernel's coarse-clock tick (ctime can read
 // a few ms before the change). ctime, not mtime: `cp -a` and `tar` keep old mtimes. At the end the
-// standby must hold everything within seconds, and the checker must have judged W many times.
+// standby must hold everything, and the checker must have judged W many times.
 // The quick mode runs one seed in `npm test`; `npm run test:faults -- --long` runs 20, the first
 // ending with a restore of 60,000 files (`rm -rf d && cp -a backup d`), and prints how long after
-// the last workload each standby converged.
+// the last workload W passed its end (the moment the agent vouches for all of it).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -290,14 +290,15 @@ test('no watermark W ever passes a change the standby lacks, under seeded bursts
         await sleep(rng.int(0, 800));
       }
       const quiet = Date.now();
-      // Slow is allowed here, wrong is not: after an overflow the standby has taken up to 113 s on 2 cores
-      // to catch up (issue 16 wants seconds); what this test judges is W, all along.
-      await waitForConvergence(s, { what: `the standby after the workloads (seed ${seed}: ${plan.join(', ')})`, timeoutMs: 360_000, context });
-      convergedMs = Date.now() - quiet;
-      // W passes the end of the workloads by itself, and the checker judges it there.
-      const deadline = Date.now() + 60_000;
+      // W passes the end of the workloads by itself, and the checker judges it there: the agent then
+      // vouches for every change, so that moment is when the standby caught up. Slow is allowed
+      // here, wrong is not (the checker reads the whole source at every W, competing for the 2 cores).
+      const deadline = Date.now() + 360_000;
       while (checker.highest <= quiet && Date.now() < deadline) await sleep(50);
-      assert.ok(checker.highest > quiet, `W did not pass the end of the workloads within 60 s of convergence (W ${checker.highest}, end ${quiet})\n${context()}`);
+      assert.ok(checker.highest > quiet, `W did not pass the end of the workloads within 360 s (W ${checker.highest}, end ${quiet})\n${context()}`);
+      convergedMs = Date.now() - quiet;
+      // And the standby holds exactly the source (comparing two trees of 60,000 files takes a while).
+      await waitForConvergence(s, { what: `the standby after the workloads (seed ${seed}: ${plan.join(', ')})`, timeoutMs: 180_000, context });
       assert.equal(agent.child.exitCode, null, `the agent exited\n${context()}`);
       assert.equal(await agent.stop(), 0);
     } finally {
@@ -306,7 +307,7 @@ test('no watermark W ever passes a change the standby lacks, under seeded bursts
     }
     totalWatermarks += checker.watermarks;
     totalComparisons += checker.comparisons;
-    process.stdout.write(`# watermark: seed ${seed}: ${plan.join(', ')}: ${checker.watermarks} watermarks judged, ${checker.comparisons} files compared, ${checker.lies.length} lies; converged ${convergedMs} ms after the last workload\n`);
+    process.stdout.write(`# watermark: seed ${seed}: ${plan.join(', ')}: ${checker.watermarks} watermarks judged, ${checker.comparisons} files compared, ${checker.lies.length} lies; W passed the last workload's end ${convergedMs} ms after it\n`);
     assert.deepEqual(checker.lies.slice(0, 20), [], `seed ${seed}: ${checker.lies.length} file(s) missing below a reported W\n${context()}`);
     assert.ok(checker.watermarks >= 10, `seed ${seed}: only ${checker.watermarks} watermarks judged`);
   }
