@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "warmsync_native",
-      "sources": ["native/warmsync_native.c"],
+      "sources": ["native/warmsync_native.c", "native/confined.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]
