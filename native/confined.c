@@ -9,6 +9,9 @@
  *
  *   openBeneath(dirfd, path, flags, mode) -> fd     path relative, '' or '.' for dirfd itself;
  *                                                    a symlink anywhere: ELOOP; '..' or absolute: EXDEV
+ *   openBeneathAsync(dirfd, path, flags, mode) -> Promise<fd>   the same on libuv's thread pool (a
+ *                                                    create can take a millisecond on ext4); the caller
+ *                                                    keeps dirfd open until the promise settles
  *   mkdirAt(dirfd, name, mode)
  *   renameAt(fromDirfd, fromName, toDirfd, toName, noReplace)   noReplace: RENAME_NOREPLACE (EEXIST)
  *   unlinkAt(dirfd, name, isDir)                     isDir: AT_REMOVEDIR
@@ -182,6 +185,58 @@ static napi_value js_open_beneath(napi_env env, napi_callback_info info) {
   }
   free(path);
   return int_value(env, fd);
+}
+
+typedef struct {
+  int dirfd, flags, result;
+  mode_t mode;
+  char *path;
+  int via_openat2;
+  napi_deferred deferred;
+  napi_async_work work;
+} open_job;
+
+static void open_job_execute(napi_env env, void *data) {
+  (void)env;
+  open_job *job = data;
+  job->result = open_beneath(job->dirfd, job->path, job->flags, job->mode);
+  job->via_openat2 = use_openat2;
+}
+
+static void open_job_complete(napi_env env, napi_status status, void *data) {
+  open_job *job = data;
+  if (status != napi_ok) job->result = -ECANCELED;
+  if (job->result >= 0) {
+    napi_resolve_deferred(env, job->deferred, int_value(env, job->result));
+  } else {
+    napi_reject_deferred(env, job->deferred, errno_error(env, -job->result, job->via_openat2 ? "openat2" : "openat", job->path));
+  }
+  napi_delete_async_work(env, job->work);
+  free(job->path);
+  free(job);
+}
+
+static napi_value js_open_beneath_async(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int32_t dirfd, flags, mode;
+  if (!int_arg(env, argv[0], &dirfd, "dirfd") || !int_arg(env, argv[2], &flags, "flags") || !int_arg(env, argv[3], &mode, "mode")) return NULL;
+  char *path = str_arg(env, argv[1]);
+  if (path == NULL) return NULL;
+  open_job *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    free(path);
+    return throw_errno(env, ENOMEM, "calloc", NULL);
+  }
+  job->dirfd = dirfd;
+  job->flags = flags;
+  job->mode = (mode_t)mode;
+  job->path = path;
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "warmsync:openBeneath", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, open_job_execute, open_job_complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
 }
 
 static napi_value js_mkdir_at(napi_env env, napi_callback_info info) {
@@ -390,6 +445,7 @@ static napi_value js_set_openat2(napi_env env, napi_callback_info info) {
 
 void confined_register(napi_env env, napi_value exports) {
   export_fn(env, exports, "openBeneath", js_open_beneath);
+  export_fn(env, exports, "openBeneathAsync", js_open_beneath_async);
   export_fn(env, exports, "mkdirAt", js_mkdir_at);
   export_fn(env, exports, "renameAt", js_rename_at);
   export_fn(env, exports, "unlinkAt", js_unlink_at);

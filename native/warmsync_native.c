@@ -51,7 +51,7 @@ typedef struct {
     }                                                                   \
   } while (0)
 
-napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+napi_value errno_error(napi_env env, int err, const char *syscall, const char *path) {
   char msg[512];
   napi_value code, message, error, num;
   snprintf(msg, sizeof msg, "%s, %s '%s'", uv_strerror(-err), syscall, path ? path : "");
@@ -66,7 +66,11 @@ napi_value throw_errno(napi_env env, int err, const char *syscall, const char *p
     napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &num);
     napi_set_named_property(env, error, "path", num);
   }
-  napi_throw(env, error);
+  return error;
+}
+
+napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  napi_throw(env, errno_error(env, err, syscall, path));
   return NULL;
 }
 

@@ -9,6 +9,9 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 
+/* Error{code: 'ELOOP', errno, syscall, path, message} for errno `err`, as a value. */
+napi_value errno_error(napi_env env, int err, const char *syscall, const char *path);
+
 /* Throws Error{code: 'ELOOP', errno, syscall, path, message} for errno `err`; returns NULL. */
 napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path);
 
