@@ -3,7 +3,8 @@
     {
       "target_name": "warmsync_native",
       "sources": ["native/warmsync_native.c", "native/confined.c"],
-      "cflags": ["-Wall", "-Wextra", "-O2"]
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "libraries": ["-lm"]
     }
   ]
 }

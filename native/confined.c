@@ -13,10 +13,12 @@
  *                                                    create can take a millisecond on ext4); the caller
  *                                                    keeps dirfd open until the promise settles
  *   mkdirAt(dirfd, name, mode)
- *   renameAt(fromDirfd, fromName, toDirfd, toName, noReplace)   noReplace: RENAME_NOREPLACE (EEXIST)
+ *   renameAt(fromDirfd, fromName, toDirfd, toName, noReplace)   noReplace: RENAME_NOREPLACE (EEXIST);
+ *                                                    a number instead: renameat2 flags (2: RENAME_EXCHANGE)
  *   unlinkAt(dirfd, name, isDir)                     isDir: AT_REMOVEDIR
  *   symlinkAt(target, dirfd, name)
- *   utimesAt(dirfd, name, atimeSec, mtimeSec)        AT_SYMLINK_NOFOLLOW (a symlink's own times)
+ *   utimesAt(dirfd, name, atimeMs, mtimeMs)          AT_SYMLINK_NOFOLLOW (a symlink's own times); ms
+ *                                                    since the epoch, sub-ms kept to the nanosecond
  *   statAt(dirfd, name) -> {mode, nlink, size, ino, dev, uid, mtimeMs} | null   AT_SYMLINK_NOFOLLOW;
  *                                                    null for ENOENT and ENOTDIR
  *   readlinkAt(dirfd, name) -> Buffer
@@ -35,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +47,9 @@
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
 #endif
 
 /* 1: try openat2; 0: it answered ENOSYS (or a test turned it off): resolve component by component. */
@@ -253,10 +259,13 @@ static napi_value js_mkdir_at(napi_env env, napi_callback_info info) {
 
 static napi_value js_rename_at(napi_env env, napi_callback_info info) {
   ARGS(5);
-  int32_t from_fd, to_fd;
+  int32_t from_fd, to_fd, flags = 0;
   bool no_replace = false;
   if (!int_arg(env, argv[0], &from_fd, "fromDirfd") || !int_arg(env, argv[2], &to_fd, "toDirfd")) return NULL;
-  napi_get_value_bool(env, argv[4], &no_replace);
+  /* true: RENAME_NOREPLACE; a number: renameat2 flags (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2). */
+  if (napi_get_value_bool(env, argv[4], &no_replace) != napi_ok) napi_get_value_int32(env, argv[4], &flags);
+  if (no_replace) flags = RENAME_NOREPLACE;
+  flags &= RENAME_NOREPLACE | RENAME_EXCHANGE;
   char *from = name_arg(env, argv[1], "renameat2");
   if (from == NULL) return NULL;
   char *to = name_arg(env, argv[3], "renameat2");
@@ -264,7 +273,7 @@ static napi_value js_rename_at(napi_env env, napi_callback_info info) {
     free(from);
     return NULL;
   }
-  int rc = renameat2(from_fd, from, to_fd, to, no_replace ? RENAME_NOREPLACE : 0);
+  int rc = renameat2(from_fd, from, to_fd, to, (unsigned)flags);
   if (rc < 0) throw_errno(env, errno, "renameat2", from);
   free(from);
   free(to);
@@ -303,13 +312,17 @@ static napi_value js_symlink_at(napi_env env, napi_callback_info info) {
   return rc < 0 ? NULL : undefined(env);
 }
 
-static struct timespec to_timespec(double sec) {
+/* Epoch ms -> timespec: floor to the second, the rest rounded to the nanosecond (no 0.999999 drift). */
+static struct timespec ms_to_timespec(double ms) {
   struct timespec ts;
-  double whole = (double)(long long)sec;
-  if (whole > sec) whole -= 1; /* floor for negative times */
-  ts.tv_sec = (time_t)whole;
-  ts.tv_nsec = (long)((sec - whole) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+  double sec = floor(ms / 1000.0);
+  long long nsec = llround((ms - sec * 1000.0) * 1e6);
+  if (nsec >= 1000000000LL) {
+    sec += 1;
+    nsec -= 1000000000LL;
+  }
+  ts.tv_sec = (time_t)sec;
+  ts.tv_nsec = (long)nsec;
   return ts;
 }
 
@@ -319,12 +332,12 @@ static napi_value js_utimes_at(napi_env env, napi_callback_info info) {
   double atime, mtime;
   if (!int_arg(env, argv[0], &dirfd, "dirfd")) return NULL;
   if (napi_get_value_double(env, argv[2], &atime) != napi_ok || napi_get_value_double(env, argv[3], &mtime) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "utimesAt: times must be numbers (seconds)");
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "utimesAt: times must be numbers (epoch ms)");
     return NULL;
   }
   char *name = name_arg(env, argv[1], "utimensat");
   if (name == NULL) return NULL;
-  struct timespec ts[2] = {to_timespec(atime), to_timespec(mtime)};
+  struct timespec ts[2] = {ms_to_timespec(atime), ms_to_timespec(mtime)};
   int rc = utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
   if (rc < 0) throw_errno(env, errno, "utimensat", name);
   free(name);

@@ -4,7 +4,7 @@
  * are committed in groups (group commit): fsync them together, rename each into place, fsync each
  * directory once, then record them all in one manifest transaction, and only then report success.
  */
-import { dirname } from 'node:path';
+import type { ConfinedRoot, DirRef } from '../confined/root.js';
 import type { Entry, ManifestEntry } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -19,8 +19,7 @@ import { ancestorsOf, parentOf } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
 import type { Connection } from '../transport/connection.js';
 import { MAX_QUEUED_FRAME_BYTES, MAX_QUEUED_FRAMES, SEND_HIGH_WATER_BYTES } from '../transport/limits.js';
-import type { TreeWriter } from './apply.js';
-import type { PathGuard } from './pathguard.js';
+import { hardLink, type TreeWriter } from './apply.js';
 import type { PartialStore } from './partials.js';
 import { StagedFile } from './staging.js';
 
@@ -41,7 +40,8 @@ const LARGE_FILE_BYTES = 8 << 20;
 export interface SessionDeps {
   readonly conn: Connection;
   readonly manifest: Manifest;
-  readonly guard: PathGuard;
+  /** The standby root, through the confined layer (the writer's root). */
+  readonly root: ConfinedRoot;
   readonly writer: TreeWriter;
   readonly hasher: FileHasher;
   readonly log: Logger;
@@ -54,6 +54,9 @@ export interface SessionDeps {
 }
 
 type Precondition = FileBeginMessage['old'];
+
+/** A precondition that held; `known`: the manifest has a row for the path (else what is on disk there is unrelated). */
+interface Admitted { readonly known: boolean }
 
 /** An op that succeeded on disk and waits for the group commit. */
 interface PendingOp {
@@ -253,15 +256,15 @@ export class ReceiverSession {
    * Checks the agent's precondition; on mismatch reports CONFLICT (the agent re-plans next time).
    * Also validates the path (BAD_PATH closes the session: a hostile or broken peer).
    */
-  private async admit(op: number, path: string, old: Precondition): Promise<string | null> {
-    const abs = this.deps.guard.resolve(path);
+  private async admit(op: number, path: string, old: Precondition): Promise<Admitted | null> {
+    this.deps.root.check(path);
     await this.settle(path);
     const row = this.deps.manifest.get(path);
     if (!matches(old, row)) {
       this.fail(op, 'CONFLICT', `${path}: the standby holds ${describePrecondition(row)}, the agent expected ${old === null ? 'no entry' : old.kind}`);
       return null;
     }
-    return abs;
+    return { known: row !== undefined };
   }
 
   private async onFileBegin(msg: FileBeginMessage): Promise<void> {
@@ -269,21 +272,25 @@ export class ReceiverSession {
     if (this.transfers.size >= this.deps.limits.maxInFlight) {
       throw new ProtocolError('TOO_MANY_TRANSFERS', `more than ${this.deps.limits.maxInFlight} files in transfer at once`);
     }
-    const abs = await this.admit(msg.op, msg.path, msg.old);
+    const admitted = await this.admit(msg.op, msg.path, msg.old);
     const resumable = msg.resumable === true && msg.size >= RESUMABLE_MIN_BYTES;
     let staged: StagedFile | null = null;
-    if (abs !== null) {
+    if (admitted !== null) {
+      let parent: DirRef | null = null;
       try {
-        await this.deps.guard.prepareParents(msg.path);
-        const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'file');
+        parent = this.deps.writer.prepareParent(msg.path);
+        const displaced = await this.deps.writer.makeRoomFor(msg.path, 'file', admitted.known);
         if (displaced) this.deps.manifest.removeTree(msg.path);
         const hasher = this.deps.hasher.createStreamHasher();
+        const place = { parent, rel: msg.path, finalPath: this.deps.root.abs(msg.path) };
         // A resumable file may continue a kept partial: wait for it, to tell the agent where to
         // resume. Any other file's create runs in the background, its chunks queued behind it.
-        staged = resumable ? await StagedFile.create(abs, msg, hasher, this.deps.partials) : StagedFile.begin(abs, msg, hasher);
+        staged = resumable ? await StagedFile.create(place, msg, hasher, this.deps.partials) : StagedFile.begin(place, msg, hasher);
       } catch (err) {
         if (err instanceof ProtocolError && err.code !== 'UNSAFE_PATH') throw err;
         this.failFrom(msg.op, msg.path, err);
+      } finally {
+        parent?.release(); // the staged file holds its own reference
       }
     }
     if (resumable) {
@@ -357,28 +364,33 @@ export class ReceiverSession {
   }
 
   private async onMkdir(msg: MkdirMessage): Promise<void> {
-    const abs = await this.admit(msg.op, msg.path, msg.old);
-    if (abs === null) return;
+    const admitted = await this.admit(msg.op, msg.path, msg.old);
+    if (admitted === null) return;
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.guard.prepareParents(msg.path);
-      await this.deps.writer.makeRoomFor(msg.path, abs, 'dir');
-      await this.deps.writer.ensureDir(abs, msg.mode);
-      await this.deps.writer.setDirTime(abs, msg.mtimeMs);
+      this.deps.writer.prepareParent(msg.path).release();
+      await this.deps.writer.makeRoomFor(msg.path, 'dir', admitted.known);
+      await this.deps.writer.ensureDir(msg.path, msg.mode);
+      await this.deps.writer.setDirTime(msg.path, msg.mtimeMs);
       const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
-        stillThere: () => this.deps.writer.hasKind(abs, 'dir'),
+        stillThere: () => this.deps.writer.hasKind(msg.path, 'dir'),
       }, 0);
     });
   }
 
   private async onSymlink(msg: SymlinkMessage): Promise<void> {
-    const abs = await this.admit(msg.op, msg.path, msg.old);
-    if (abs === null) return;
+    const admitted = await this.admit(msg.op, msg.path, msg.old);
+    if (admitted === null) return;
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.guard.prepareParents(msg.path);
-      const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'symlink');
-      await this.deps.writer.writeSymlink(abs, msg.target, msg.mtimeMs);
+      const parent = this.deps.writer.prepareParent(msg.path);
+      let displaced: boolean;
+      try {
+        displaced = await this.deps.writer.makeRoomFor(msg.path, 'symlink', admitted.known);
+        await this.deps.writer.writeSymlink(msg.path, msg.target, msg.mtimeMs);
+      } finally {
+        parent.release();
+      }
       const entry: Entry = {
         path: msg.path, kind: 'symlink', size: Buffer.byteLength(msg.target), mtimeMs: msg.mtimeMs, mode: 0o777, hash: null, target: msg.target,
       };
@@ -388,27 +400,28 @@ export class ReceiverSession {
           if (displaced) this.deps.manifest.removeTree(msg.path);
           this.deps.manifest.recordPresent(entry, now);
         },
-        stillThere: () => this.deps.writer.hasKind(abs, 'symlink'),
+        stillThere: () => this.deps.writer.hasKind(msg.path, 'symlink'),
       }, 0);
     });
   }
 
   private async onSetMeta(msg: SetMetaMessage): Promise<void> {
-    const abs = await this.admit(msg.op, msg.path, msg.old);
-    if (abs === null) return;
+    if ((await this.admit(msg.op, msg.path, msg.old)) === null) return;
     const row = this.deps.manifest.get(msg.path);
-    if (row === undefined || row.kind !== 'file' || !(await this.deps.writer.hasFile(abs, row.size))) {
-      // The content the agent counts on is gone: make the next reconciliation send it.
+    const st = row?.kind === 'file' ? this.deps.writer.probe(msg.path) : null;
+    if (row === undefined || st === null || st.kind !== 'file' || st.size !== row.size || st.nlink > 1) {
+      // The content the agent counts on is gone (or is a hard link the receiver did not make, whose
+      // metadata it will not change through): make the next reconciliation send it.
       if (row !== undefined) this.deps.manifest.markDamaged(msg.path);
-      this.fail(msg.op, 'NEEDS_CONTENT', `${msg.path}: not on the standby as recorded; send its content`);
+      this.fail(msg.op, 'NEEDS_CONTENT', st !== null && st.nlink > 1 ? hardLink(msg.path, st.nlink).message : `${msg.path}: not on the standby as recorded; send its content`);
       return;
     }
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.writer.setFileMeta(abs, msg.mode, msg.mtimeMs);
+      await this.deps.writer.setFileMeta(msg.path, msg.mode, msg.mtimeMs);
       const entry: Entry = { ...row, mode: msg.mode, mtimeMs: msg.mtimeMs };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
-        stillThere: () => this.deps.writer.hasFile(abs, row.size),
+        stillThere: () => this.deps.writer.hasFile(msg.path, row.size),
       }, 0);
     });
   }
@@ -456,7 +469,7 @@ export class ReceiverSession {
     this.pending = [];
     this.pendingPrefixes = new Set();
     this.pendingBytes = 0;
-    const { writer, manifest, guard } = this.deps;
+    const { writer, manifest, root } = this.deps;
 
     const sealed = await Promise.all(batch.map(async (p) => {
       if (p.staged === null) return true;
@@ -471,11 +484,21 @@ export class ReceiverSession {
     }));
     const done: PendingOp[] = [];
     await manifest.withWriteLock(async () => {
+      // Each directory the files were created in must still be the one at their path: a directory
+      // moved away (or swapped for a symlink) since would take the renames with it. Checked once
+      // per directory, under the lock the gate's moves take too.
+      const moved = new Set<DirRef>();
+      for (const parent of new Set(batch.flatMap((p, i) => (p.staged !== null && sealed[i] ? [p.staged.parent] : [])))) {
+        if (!root.stillAt(parent)) moved.add(parent);
+      }
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i] as PendingOp;
         if (!sealed[i]) continue;
         if (p.staged !== null) {
           try {
+            if (moved.has(p.staged.parent)) {
+              throw new ProtocolError('UNSAFE_PATH', `${p.path}: its directory was moved or replaced on the standby while the file arrived; not applied`);
+            }
             await p.staged.install();
           } catch (err) {
             await this.discard(p.path, p.staged);
@@ -488,7 +511,11 @@ export class ReceiverSession {
         }
         done.push(p);
       }
-      await writer.fsyncDirs(new Set(done.map((p) => dirname(guard.resolve(p.path)))));
+      try {
+        await writer.fsyncDirs(new Set(done.map((p) => parentOf(p.path))));
+      } finally {
+        for (const p of done) p.staged?.release();
+      }
       const now = this.deps.now();
       for (const p of done) p.record(now);
     });
@@ -541,7 +568,7 @@ export class ReceiverSession {
   private async restoreDirTime(dir: string): Promise<void> {
     if (dir === '') return;
     const row = this.deps.manifest.get(dir);
-    if (row?.kind === 'dir' && row.deletedAt === null) await this.deps.writer.setDirTime(this.deps.guard.resolve(dir), row.mtimeMs);
+    if (row?.kind === 'dir' && row.deletedAt === null) await this.deps.writer.setDirTime(dir, row.mtimeMs);
   }
 
   private failFrom(op: number, path: string, err: unknown): void {

@@ -12,7 +12,7 @@ import type { Manifest } from '../manifest/manifest.js';
 import { baseName, isWithin } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
 import { walkTree } from '../scan/walk.js';
-import { isTempName } from './staging.js';
+import { isTempName } from '../confined/temp.js';
 
 export interface VerifyProblem { readonly path: string; readonly detail: string }
 

@@ -1,14 +1,13 @@
 /**
- * Typed wrapper around warmsync's own inotify addon (native/warmsync_native.c, built by node-gyp
- * from binding.gyp when `npm install`/`npm ci` runs). Unlike node's `fs.watch` it delivers every
+ * Typed wrapper around the inotify part of warmsync's own addon (native/warmsync_native.c, loaded
+ * by ../native.ts). Unlike node's `fs.watch` it delivers every
  * event the kernel queues, IN_Q_OVERFLOW (wd -1) and IN_IGNORED included, with names as raw bytes.
  *
  * Events arrive in batches: one callback per time the descriptor turns readable, holding everything
  * read then (the kernel queue drained, up to 16 MiB), with the wall-clock time of the first read.
  * The addon is loaded on first use, so commands that never watch do not need it built.
  */
-import { createRequire } from 'node:module';
-import { WarmsyncError } from '../errors.js';
+import { loadNative } from '../native.js';
 
 export interface InotifyEvent {
   /** The watch descriptor, -1 for IN_Q_OVERFLOW. */
@@ -39,23 +38,8 @@ interface Addon {
   readonly constants: InotifyConstants;
 }
 
-/** src/watch/ (tests, through tsx) and dist/watch/ (the CLI) are both two levels below the package root. */
-const CANDIDATES = ['../../build/Release/warmsync_native.node', '../../build/Debug/warmsync_native.node'];
-let addon: Addon | null = null;
-
 function load(): Addon {
-  if (addon !== null) return addon;
-  const require = createRequire(import.meta.url);
-  const failures: string[] = [];
-  for (const candidate of CANDIDATES) {
-    try {
-      addon = require(candidate) as Addon;
-      return addon;
-    } catch (err) {
-      failures.push(`${candidate}: ${(err as Error).message.split('\n')[0] ?? ''}`);
-    }
-  }
-  throw new WarmsyncError('NATIVE_MISSING', `warmsync's inotify addon is not built (run \`npm ci\` or \`npx node-gyp rebuild\` in the package directory): ${failures.join('; ')}`);
+  return loadNative<Addon>();
 }
 
 /** The IN_* masks (loads the addon). */
