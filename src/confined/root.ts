@@ -110,8 +110,13 @@ function unsafe(rel: string, cause: unknown): ProtocolError {
   return new ProtocolError('UNSAFE_PATH', `refusing ${JSON.stringify(rel)}: it or a directory above it is not a directory on the standby (a symlink is never written through)`, { cause });
 }
 
-function missing(what: string): WarmsyncError {
-  return new WarmsyncError('ENOENT', `${what} does not exist on the standby`);
+/** An Error with an errno `code`, as Node's fs throws (the receiver reports it under that code). */
+function errnoError(code: string, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: ${message}`), { code });
+}
+
+function missing(what: string): NodeJS.ErrnoException {
+  return errnoError('ENOENT', `${what} does not exist on the standby`);
 }
 
 /**
@@ -465,7 +470,7 @@ function copyEntry(from: DirRef, name: string, to: DirRef, toName: string): void
     to.symlink(from.readlink(name).toString(), toName);
     return;
   }
-  if (st.kind !== 'file') throw new WarmsyncError('EXDEV', `cannot move the ${st.kind} ${name} to another file system`);
+  if (st.kind !== 'file') throw errnoError('EXDEV', `cannot move the ${st.kind} ${name} to another file system`);
   const src = from.open(name, O_RDONLY | O_NONBLOCK);
   try {
     const dst = native().openBeneath(to.fd, toName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, st.mode & 0o7777);
