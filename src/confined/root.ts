@@ -410,10 +410,19 @@ export class ConfinedRoot {
     this.forget(rel);
   }
 
-  /** fsyncs each directory once (those that no longer exist are skipped). */
+  /**
+   * fsyncs each directory once. A directory held open (in use) is fsynced through that descriptor;
+   * one that no longer exists, or is no longer reachable without a symlink, is skipped.
+   */
   async fsyncDirs(rels: Iterable<string>): Promise<void> {
     await Promise.all([...new Set(rels)].map(async (rel) => {
-      const ref = this.dir(rel);
+      let ref: DirRef | null;
+      try {
+        ref = this.dir(rel);
+      } catch (err) {
+        if (err instanceof ProtocolError && err.code === 'UNSAFE_PATH') return;
+        throw err;
+      }
       if (ref === null) return;
       try {
         await fsyncAsync(ref.fd);
