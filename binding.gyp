@@ -2,8 +2,9 @@
   "targets": [
     {
       "target_name": "warmsync_native",
-      "sources": ["native/warmsync_native.c", "native/syncfs.c", "native/special.c"],
-      "cflags": ["-Wall", "-Wextra", "-O2"]
+      "sources": ["native/warmsync_native.c", "native/confined.c", "native/syncfs.c", "native/special.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "libraries": ["-lm"]
     }
   ]
 }

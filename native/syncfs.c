@@ -6,7 +6,6 @@
  *   syncfs(fd) -> Promise<void>    runs on libuv's thread pool; rejects with Error{code: errno name}
  */
 #define _GNU_SOURCE
-#define NAPI_VERSION 8
 
 #include <errno.h>
 #include <stdlib.h>
@@ -66,7 +65,7 @@ static napi_value js_syncfs(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-void register_syncfs(napi_env env, napi_value exports) {
+void syncfs_register(napi_env env, napi_value exports) {
   napi_value f;
   napi_create_function(env, "syncfs", NAPI_AUTO_LENGTH, js_syncfs, NULL, &f);
   napi_set_named_property(env, exports, "syncfs", f);

@@ -1,5 +1,7 @@
 /*
  * warmsync's inotify binding: one inotify instance per open(), read on libuv's loop.
+ * (This file is the addon's inotify part and its module init; native/confined.c holds the confined
+ * file primitives.)
  *
  * Node's fs.watch drops inotify events whose wd is -1, IN_Q_OVERFLOW among them, so a full kernel
  * queue (fs.inotify.max_queued_events) loses events silently. This binding hands every event to
@@ -12,12 +14,8 @@
  *   close(handle)                    stops reading; no callback after it; the loop may then exit.
  *                                    Until then the instance keeps the process (and itself) alive.
  *   constants                        IN_* masks
- *
- * The other files under native/ add calls the inotify code does not need (syncfs.c: syncfs;
- * special.c: mknod).
  */
-#define NAPI_VERSION 8
-#include <node_api.h>
+#include "warmsync_native.h"
 #include <uv.h>
 
 #include <errno.h>
@@ -26,8 +24,6 @@
 #include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "warmsync_native.h"
 
 #define READ_BUF (256 * 1024)
 /* Reads per wake-up: past this the poll fires again, so one busy queue cannot starve the loop. */
@@ -66,10 +62,14 @@ napi_value errno_error(napi_env env, int err, const char *syscall, const char *p
   napi_set_named_property(env, error, "errno", num);
   napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &num);
   napi_set_named_property(env, error, "syscall", num);
+  if (path != NULL) {
+    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &num);
+    napi_set_named_property(env, error, "path", num);
+  }
   return error;
 }
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
   napi_throw(env, errno_error(env, err, syscall, path));
   return NULL;
 }
@@ -120,7 +120,7 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
 }
 
-static void set_num(napi_env env, napi_value obj, const char *key, double v) {
+void set_num(napi_env env, napi_value obj, const char *key, double v) {
   napi_value n;
   napi_create_double(env, v, &n);
   napi_set_named_property(env, obj, key, n);
@@ -241,7 +241,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 }
 
 /* The path argument as a NUL-terminated byte string (a Buffer byte for byte, a string as UTF-8). */
-static char *path_arg(napi_env env, napi_value v) {
+char *path_arg(napi_env env, napi_value v) {
   bool is_buffer = false;
   size_t len = 0;
   char *out;
@@ -352,7 +352,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback fn) {
+void export_fn(napi_env env, napi_value exports, const char *name, napi_callback fn) {
   napi_value f;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f);
   napi_set_named_property(env, exports, name, f);
@@ -360,7 +360,7 @@ static void export_fn(napi_env env, napi_value exports, const char *name, napi_c
 
 #define CONSTANT(name) set_num(env, constants, #name, name)
 
-NAPI_MODULE_INIT() {
+void inotify_register(napi_env env, napi_value exports) {
   napi_value constants;
   export_fn(env, exports, "open", js_open);
   export_fn(env, exports, "addWatch", js_add_watch);
@@ -390,7 +390,12 @@ NAPI_MODULE_INIT() {
   CONSTANT(IN_ISDIR);
   CONSTANT(IN_ONESHOT);
   napi_set_named_property(env, exports, "constants", constants);
-  register_syncfs(env, exports);
-  register_special(env, exports);
+}
+
+/* Each part of the addon adds its functions to the one exports object. */
+static void (*const parts[])(napi_env, napi_value) = {inotify_register, confined_register, syncfs_register, special_register};
+
+NAPI_MODULE_INIT() {
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) parts[i](env, exports);
   return exports;
 }

@@ -1,8 +1,8 @@
 /**
  * warmsync's own N-API addon (native/, built by node-gyp from binding.gyp when `npm install` or
  * `npm ci` runs): the Linux calls Node's fs does not offer. Each caller wraps its part with types
- * (watch/inotify.ts: inotify; this file: syncfs). Loaded on first use, so commands that need none
- * of it run without it built.
+ * (watch/inotify.ts: inotify; confined/: the *at() primitives; receiver/mknod.ts: mknod; this file:
+ * syncfs). Loaded on first use, so commands that need none of it run without it built.
  */
 import { createRequire } from 'node:module';
 import { WarmsyncError } from './errors.js';

@@ -33,9 +33,10 @@ export function checkRelPath(p: string): string {
 
 /**
  * Levels of nesting the agent syncs, at most: a deeper path is skipped with PATH_TOO_LONG (walk.ts).
- * The protocol allows ~2,000 levels in 4,096 bytes, but the receiver checks every ancestor of each
- * path it writes (pathguard.ts), so a chain of 2,000 nested directories costs it ~depth^3 / 3 path
- * component lookups, hours; real trees stay far below this.
+ * The protocol allows ~2,000 levels in 4,096 bytes, but the receiver resolves every directory of
+ * each path it writes beneath its root (confined/root.ts; the old per-ancestor checks cost a chain
+ * of 2,000 nested directories ~depth^3 / 3 path component lookups, hours), and real trees stay far
+ * below this.
  */
 export const MAX_SYNC_DEPTH = 256;
 

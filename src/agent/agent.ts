@@ -17,7 +17,7 @@ import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
 import { createHasher, type FileHasher } from '../scan/hash.js';
 import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
-import { isTempName } from '../receiver/staging.js';
+import { isTempName } from '../confined/temp.js';
 import { isWithin, baseName } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
 import { dial, type ClientTls } from '../transport/client.js';

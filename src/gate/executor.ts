@@ -3,22 +3,23 @@
  * promotion (quarantine or purge of what a DB promoted at T cannot reference), and undoing a
  * quarantine. Every removal happens under the manifest's write lock, re-reading the row first, so
  * the receiver can never be re-creating the same path at that moment; every removal is logged.
+ * Every operation on the tree and the quarantine goes through the confined layer
+ * (../confined/root.ts): resolved beneath the root or the state dir, never through a symlink.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, open, readFile, readdir, rename, rmdir, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { ConfinedRoot } from '../confined/root.js';
 import type { EntryKind, ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifest/manifest.js';
-import { PathGuard } from '../receiver/pathguard.js';
-import { compareTreeOrder } from '../relpath.js';
+import { compareTreeOrder, parentOf } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
 import { formatTime } from '../time.js';
 import { bornAfter, tombstonesAllowed, type GateTimes } from './policy.js';
 import { splitByReferences } from './references.js';
-import { lstatOrNull } from '../lstat.js';
 import { faultPoint } from '../faultpoint.js';
 import { promoteStep, restoreStep, sameOnDisk, sameRow, type JournalEntry, type Observed, type PromotionJournal, type RestoreJournal, type RestoreStep } from './journal.js';
 
@@ -53,11 +54,32 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export class GateExecutor {
-  private readonly guard: PathGuard;
+/** The tree and the state dir, open for one operation (closed after it). */
+interface Roots { readonly tree: ConfinedRoot; readonly state: ConfinedRoot }
 
-  constructor(private readonly manifest: Manifest, private readonly root: string, private readonly stateDir: StateDir, private readonly log: Logger) {
-    this.guard = new PathGuard(root, stateDir.relToRoot);
+export class GateExecutor {
+  constructor(private readonly manifest: Manifest, private readonly root: string, private readonly stateDir: StateDir, private readonly log: Logger) {}
+
+  private async withRoots<T>(fn: (roots: Roots) => Promise<T>): Promise<T> {
+    const tree = ConfinedRoot.open(this.root, this.stateDir.relToRoot);
+    let state: ConfinedRoot;
+    try {
+      state = ConfinedRoot.open(this.stateDir.abs);
+    } catch (err) {
+      tree.close();
+      throw err;
+    }
+    try {
+      return await fn({ tree, state });
+    } finally {
+      tree.close();
+      state.close();
+    }
+  }
+
+  /** Where path `rel` goes in quarantine `id`, relative to the state dir. */
+  private quarantineRel(id: string, rel: string): string {
+    return `quarantine/${id}/${rel}`;
   }
 
   /**
@@ -67,7 +89,7 @@ export class GateExecutor {
    * listed in `unrecoverable`.
    */
   async applySnapshot(snapshotTime: number, times: GateTimes, options: { correct?: boolean } = {}): Promise<SnapshotOutcome> {
-    return this.manifest.withWriteLock(async () => {
+    return this.manifest.withWriteLock(() => this.withRoots(async ({ tree }) => {
       // Read under the write lock: another snapshot (the receiver's poller, a second command) may
       // have recorded a newer T since this call was made, and T must never move backwards.
       const previous = this.manifest.getNumber('snapshotTime');
@@ -83,17 +105,17 @@ export class GateExecutor {
       const now = Date.now();
       for (const row of tombstonesAllowed(this.manifest.tombstones(), effective, times)) {
         const reason = `tombstone applied: deleted on the source at ${formatTime(row.deletedAt)}, DB snapshot ${formatTime(effective)}`;
-        const why = await this.removeFromDisk(row);
+        const why = this.removeFromDisk(tree, row);
         if (why !== null) {
           held.push({ path: row.path, why });
           continue;
         }
-        dirs.add(dirname(join(this.root, row.path)));
+        dirs.add(parentOf(row.path));
         this.manifest.remove(row.path);
         this.manifest.logRemoval({ path: row.path, kind: row.kind, reason, at: now, snapshotTime: effective, quarantine: null });
         removed.push({ path: row.path, kind: row.kind, reason });
       }
-      await Promise.all([...dirs].map(fsyncDir));
+      await tree.fsyncDirs(dirs);
       for (const r of removed) this.log.info(`removed ${r.path}: ${r.reason}`);
       const outcome = { snapshotTime: effective, advanced, previous, removed, held, pending: this.manifest.counts().tombstones };
       if (!correct) return outcome;
@@ -101,24 +123,30 @@ export class GateExecutor {
         this.log.warn('SNAPSHOT_CORRECTED', `recorded snapshot time corrected from ${formatTime(previous)} to ${formatTime(effective)}`);
       }
       return { ...outcome, unrecoverable: this.manifest.removedUnder(effective) };
-    });
+    }));
   }
 
   /** Removes a row's path from disk; returns why it was kept instead, or null when it is gone. */
-  private async removeFromDisk(row: ManifestEntry): Promise<string | null> {
+  private removeFromDisk(tree: ConfinedRoot, row: ManifestEntry): string | null {
     try {
-      const abs = this.guard.resolve(row.path);
-      if (!(await this.guard.parentsExist(row.path))) return null; // an ancestor is gone: so is the path
-      const st = lstatOrNull(abs);
+      tree.check(row.path);
+      // Missing (or an ancestor is gone): so is the path. A symlink in its directory part: UNSAFE_PATH, held.
+      const st = tree.lstat(row.path);
       if (st === null) return null;
-      if (st.isDirectory()) {
+      if (st.kind === 'dir') {
         if (row.kind !== 'dir') return 'a directory now stands where a file was recorded';
-        const children = await readdir(abs);
-        if (children.length > 0) return `directory still holds ${children.length} entr${children.length === 1 ? 'y' : 'ies'}`;
-        await rmdir(abs);
+        const dir = tree.needDir(row.path);
+        let children: number;
+        try {
+          children = dir.list().length;
+        } finally {
+          dir.release();
+        }
+        if (children > 0) return `directory still holds ${children} entr${children === 1 ? 'y' : 'ies'}`;
+        tree.remove(row.path, true);
         return null;
       }
-      await unlink(abs);
+      tree.remove(row.path, false);
       return null;
     } catch (err) {
       return describeError(err);
@@ -155,7 +183,7 @@ export class GateExecutor {
     if (purge) return this.purge(snapshotTime, times, referenced);
     const step = faultPoint('promote');
     let journal: PromotionJournal | undefined;
-    const result = await this.manifest.withWriteLock(async () => {
+    const result = await this.manifest.withWriteLock(() => this.withRoots(async ({ tree, state }) => {
       const pending = await this.unfinishedPromotion({ clean: true });
       let kept: string[] = [];
       let resumed = false;
@@ -175,9 +203,16 @@ export class GateExecutor {
         kept = keep.map((row) => row.path);
         const entries: JournalEntry[] = [];
         for (const row of plan) {
-          const { path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, reason } = row;
-          const wasPresent = (await this.guard.parentsExist(path).catch(() => false)) && lstatOrNull(this.guard.resolve(path)) !== null;
-          entries.push({ path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, reason, wasPresent });
+          const { path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, reason, owner } = row;
+          let wasPresent = false;
+          try {
+            tree.check(path);
+            wasPresent = tree.probe(path) !== null;
+          } catch {
+            // a bad path in the manifest: not on disk as far as promote goes
+          }
+          // The owner too: a restore puts the row back as it was, or the next agent run would send every owner again.
+          entries.push({ path, kind, size, mtimeMs, mode, hash, target, bornMs, deletedAt, reason, wasPresent, owner: owner ?? null });
         }
         const id = new Date().toISOString().replace(/[:.]/g, '-');
         journal = { id, state: 'planned', createdAt: Date.now(), snapshotTime, skewMs: times.skewMs, deleteGraceMs: times.deleteGraceMs, root: this.root, entries };
@@ -188,11 +223,12 @@ export class GateExecutor {
         await this.writeDurable(join(dir, REPORT_FILE), journal);
       }
       step(0);
-      const dir = this.quarantineDir(journal.id);
+      const id = journal.id;
       const removed: Removal[] = [];
       const failed: { path: string; why: string }[] = [];
       const done: JournalEntry[] = [];
       const dirs = new Set<string>();
+      const quarantineDirs = new Set<string>();
       const now = Date.now();
       let moved = 0;
       for (const e of journal.entries) {
@@ -201,16 +237,16 @@ export class GateExecutor {
             failed.push({ path: e.path, why: `its name is that of the quarantine's ${REPORT_FILE}; left in place` });
             continue;
           }
-          const into = join(dir, e.path);
-          const action = promoteStep(e.wasPresent, await this.observe(e, into));
+          const into = this.quarantineRel(id, e.path);
+          const action = promoteStep(e.wasPresent, this.observe({ tree, state }, e, into));
           if (action.do === 'leave') {
             failed.push({ path: e.path, why: action.why });
             continue;
           }
           if (action.do === 'move') {
-            const abs = this.guard.resolve(e.path);
-            await moveInto(abs, into);
-            dirs.add(dirname(abs)).add(dirname(into));
+            tree.move(e.path, state, into, 0o700);
+            dirs.add(parentOf(e.path));
+            quarantineDirs.add(parentOf(into));
             step(++moved);
           }
           if (action.do !== 'done') {
@@ -218,15 +254,15 @@ export class GateExecutor {
             this.manifest.logRemoval({ path: e.path, kind: e.kind, reason: `quarantined at promotion: ${e.reason}`, at: now, snapshotTime, quarantine: journal.id });
           }
           removed.push({ path: e.path, kind: e.kind, reason: e.reason });
-          done.push({ ...e, wasPresent: lstatOrNull(into) !== null });
+          done.push({ ...e, wasPresent: state.probe(into) !== null });
         } catch (err) {
           failed.push({ path: e.path, why: describeError(err) });
         }
       }
       // Nothing is recorded before its rename is durable.
-      await Promise.all([...dirs].map(fsyncDir));
+      await Promise.all([tree.fsyncDirs(dirs), state.fsyncDirs(quarantineDirs)]);
       return { moved, resumed, outcome: { id: journal.id, removed, kept, failed, resumed }, done };
-    });
+    }));
     step(result.moved + 1);
     if (journal !== undefined) {
       await this.writeDurable(join(this.quarantineDir(journal.id), REPORT_FILE), { ...journal, state: 'done', entries: result.done, failed: result.outcome.failed });
@@ -236,7 +272,7 @@ export class GateExecutor {
 
   /** promote --purge: deletes instead of quarantining. A rerun after a kill plans again from the manifest, which the kill left unchanged, and deletes the rest. */
   private async purge(snapshotTime: number, times: GateTimes, referenced: ReadonlySet<string> | null): Promise<PromoteOutcome> {
-    return this.manifest.withWriteLock(async () => {
+    return this.manifest.withWriteLock(() => this.withRoots(async ({ tree }) => {
       const pending = await this.unfinishedPromotion({ clean: true });
       if (pending !== null) {
         throw new WarmsyncError('PROMOTE_PENDING', `the promotion ${pending.id} at T ${formatTime(pending.snapshotTime)} was interrupted; finish it (promote --time ${formatTime(pending.snapshotTime)}, without --purge) or undo it (\`warmsync restore --id ${pending.id}\`) first; nothing changed`);
@@ -249,10 +285,10 @@ export class GateExecutor {
       const now = Date.now();
       for (const row of plan) {
         try {
-          const abs = this.guard.resolve(row.path);
-          if ((await this.guard.parentsExist(row.path)) && lstatOrNull(abs) !== null) {
-            await unlink(abs);
-            dirs.add(dirname(abs));
+          tree.check(row.path);
+          if (tree.lstat(row.path) !== null) {
+            tree.remove(row.path, false);
+            dirs.add(parentOf(row.path));
           }
           this.manifest.remove(row.path);
           this.manifest.logRemoval({ path: row.path, kind: row.kind, reason: `purged at promotion: ${row.reason}`, at: now, snapshotTime, quarantine: null });
@@ -261,9 +297,9 @@ export class GateExecutor {
           failed.push({ path: row.path, why: describeError(err) });
         }
       }
-      await Promise.all([...dirs].map(fsyncDir));
+      await tree.fsyncDirs(dirs);
       return { id: null, removed, kept: keep.map((row) => row.path), failed, resumed: false };
-    });
+    }));
   }
 
   /**
@@ -279,12 +315,18 @@ export class GateExecutor {
     const journalFile = this.restoreJournalFile(id);
     const step = faultPoint('restore');
     const promotionDone = report.state !== 'planned';
-    const result = await this.manifest.withWriteLock(async () => {
+    const result = await this.manifest.withWriteLock(() => this.withRoots(async ({ tree, state }) => {
       const earlier = await readJson<RestoreJournal>(journalFile);
       const movedBefore = new Set(earlier?.paths ?? []);
       const planned: Array<{ e: JournalEntry; o: Observed; action: RestoreStep }> = [];
       for (const e of report.entries) {
-        const o = await this.observe(e, join(dir, e.path));
+        let o: Observed;
+        try {
+          o = this.observe({ tree, state }, e, this.quarantineRel(id, e.path));
+        } catch (err) {
+          planned.push({ e, o: { tree: 'other', inQuarantine: false, row: 'other' }, action: { do: 'skip', why: describeError(err) } });
+          continue;
+        }
         planned.push({ e, o, action: restoreStep(e, o, movedBefore.has(e.path), promotionDone) });
       }
       const toMove = planned.filter((p) => p.action.do === 'move-back').map((p) => p.e.path);
@@ -302,10 +344,10 @@ export class GateExecutor {
         }
         try {
           if (action.do === 'move-back') {
-            const abs = this.guard.resolve(e.path);
-            await this.guard.prepareParents(e.path);
-            await moveInto(join(dir, e.path), abs);
-            dirs.add(dirname(abs));
+            tree.check(e.path);
+            // Missing directories of the path are created (0755), never through a symlink.
+            state.move(this.quarantineRel(id, e.path), tree, e.path, 0o755);
+            dirs.add(parentOf(e.path));
             step(++moved);
           }
           if (o.row === 'absent') this.manifest.restoreRow({ ...e, damaged: false }, now);
@@ -315,9 +357,9 @@ export class GateExecutor {
           skipped.push({ path: e.path, why: describeError(err) });
         }
       }
-      await Promise.all([...dirs].map(fsyncDir));
+      await tree.fsyncDirs(dirs);
       return { moved, outcome: { restored, skipped } };
-    });
+    }));
     step(result.moved + 1);
     // An interrupted promotion that was undone is never resumed by promote.
     if (!promotionDone) await this.writeDurable(join(dir, REPORT_FILE), { ...report, state: 'undone' });
@@ -360,13 +402,16 @@ export class GateExecutor {
     return readJson<PromotionJournal>(join(this.quarantineDir(id), REPORT_FILE));
   }
 
-  /** Where a planned path is now: in the tree, in the quarantine (at `into`), in the manifest. */
-  private async observe(e: JournalEntry, into: string): Promise<Observed> {
-    const abs = this.guard.resolve(e.path);
-    const st = (await this.guard.parentsExist(e.path)) ? lstatOrNull(abs) : null;
-    const found = st === null ? null : { kind: (st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'dir') as EntryKind, size: st.size };
+  /**
+   * Where a planned path is now: in the tree, in the quarantine (at `into`, relative to the state
+   * dir), in the manifest. Throws BAD_PATH, or UNSAFE_PATH for a symlink in its directory part.
+   */
+  private observe({ tree, state }: Roots, e: JournalEntry, into: string): Observed {
+    tree.check(e.path);
+    const st = tree.lstat(e.path);
+    const found = st === null ? null : { kind: (st.kind === 'file' ? 'file' : st.kind === 'symlink' ? 'symlink' : 'dir') as EntryKind, size: st.size };
     const row = this.manifest.get(e.path);
-    return { tree: sameOnDisk(e, found), inQuarantine: lstatOrNull(into) !== null, row: row === undefined ? 'absent' : sameRow(e, row) ? 'same' : 'other' };
+    return { tree: sameOnDisk(e, found), inQuarantine: state.probe(into) !== null, row: row === undefined ? 'absent' : sameRow(e, row) ? 'same' : 'other' };
   }
 
   /** Writes JSON durably: a temp file in STATE/journal, fsynced, renamed to `file`, its directory fsynced. */
@@ -407,18 +452,3 @@ async function readJson<T>(file: string): Promise<T | null> {
 }
 
 export const REPORT_FILE = 'report.json';
-
-
-/** rename(), or copy + fsync + unlink when the destination is on another file system. */
-async function moveInto(from: string, to: string): Promise<void> {
-  await mkdir(dirname(to), { recursive: true, mode: 0o700 });
-  try {
-    await rename(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    await copyFile(from, to);
-    const handle = await open(to, 'r');
-    await handle.sync().finally(() => handle.close());
-    await unlink(from);
-  }
-}

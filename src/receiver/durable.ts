@@ -7,44 +7,21 @@
  * names a file whose data may be lost), once after the renames (so the new names are durable
  * before the manifest records them).
  *
- * syncfs covers one file system, so the directories are grouped by device: a mount point inside
- * the standby root (a filestore on its own disk) gets its own call. syncfs also writes back what
- * other processes left dirty there, so a file that arrives alone is fsynced by itself instead
- * (staging.ts), and its rename made durable by an fsync of its directory (`fsyncDirs`).
+ * syncfs covers one file system, so the descriptors (the confined layer's held directories) are
+ * grouped by device: a mount point inside the standby root (a filestore on its own disk) gets its
+ * own call. syncfs also writes back what other processes left dirty there, so a file that arrives
+ * alone is fsynced by itself instead (staging.ts), and its rename made durable by an fsync of its
+ * directory (ConfinedRoot.fsyncDirs).
  */
-import { closeSync, constants as fsConstants, fstatSync, fsync, openSync } from 'node:fs';
-import { promisify } from 'node:util';
+import { fstatSync } from 'node:fs';
 import { syncfs } from '../native.js';
 
-const fsyncAsync = promisify(fsync);
-
-const DIR_READ = fsConstants.O_RDONLY | fsConstants.O_DIRECTORY;
-
-/** Makes everything written so far to the file systems holding `dirs` durable: one syncfs per device. */
-export async function syncFileSystems(dirs: Iterable<string>): Promise<void> {
+/** Makes everything written so far to the file systems holding `fds` durable: one syncfs per device. */
+export async function syncFileSystems(fds: Iterable<number>): Promise<void> {
   const byDevice = new Map<number, number>();
-  const opened: number[] = [];
-  try {
-    for (const dir of new Set(dirs)) {
-      const fd = openSync(dir, DIR_READ);
-      opened.push(fd);
-      const dev = fstatSync(fd).dev;
-      if (!byDevice.has(dev)) byDevice.set(dev, fd);
-    }
-    await Promise.all([...byDevice.values()].map((fd) => syncfs(fd)));
-  } finally {
-    for (const fd of opened) closeSync(fd);
+  for (const fd of new Set(fds)) {
+    const dev = fstatSync(fd).dev;
+    if (!byDevice.has(dev)) byDevice.set(dev, fd);
   }
-}
-
-/** fsyncs each directory once: makes renames and creations inside it durable. */
-export async function fsyncDirs(dirs: Iterable<string>): Promise<void> {
-  await Promise.all([...new Set(dirs)].map(async (dir) => {
-    const fd = openSync(dir, DIR_READ);
-    try {
-      await fsyncAsync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  }));
+  await Promise.all([...byDevice.values()].map((fd) => syncfs(fd)));
 }

@@ -9,9 +9,7 @@
  * CHECKSUM_MISMATCH, is dropped, and the next attempt starts over.
  */
 import { createHash } from 'node:crypto';
-import { readdir, rename, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { lstatOrNull } from '../lstat.js';
+import type { ConfinedRoot, DirRef } from '../confined/root.js';
 
 /** Partials kept longer than this are removed at receiver start. */
 const MAX_AGE_MS = 7 * 86_400_000;
@@ -25,48 +23,86 @@ export function partialName(finalPath: string, content: PartialContent): string 
   return `p${pathDigest}-${content.mtimeMs}-${content.size}`;
 }
 
+/**
+ * The partials live in a directory of the state dir (`rel` in `state`), reached, like the tree,
+ * through the confined layer: a partial moves to and from a temp name in the target's directory by
+ * renameat between the two directory descriptors.
+ */
 export class PartialStore {
-  constructor(readonly dir: string) {}
+  constructor(private readonly state: ConfinedRoot, readonly rel: string) {}
+
+  /** The directory's absolute path (for messages). */
+  get dir(): string {
+    return this.state.abs(this.rel);
+  }
+
+  /** Creates the directory if it is missing. */
+  ensure(): void {
+    this.state.mkdir(this.rel, 0o700, 0o700);
+  }
 
   /**
-   * Moves the partial `name` (see partialName) to `destination` and returns its length, or null when
-   * there is none to use (none kept, or not shorter than `size`).
+   * Moves the partial `name` (see partialName) to `destName` in `destination` and returns its
+   * length, or null when there is none to use (none kept, or not shorter than `size`).
    */
-  async take(name: string, size: number, destination: string): Promise<number | null> {
-    const source = join(this.dir, name);
-    // There is usually none: lstatOrNull answers that without a rejected promise. A symlink here is
-    // not a partial (not a regular file) and is removed like any unusable one.
-    const st = lstatOrNull(source);
-    if (st === null || !st.isFile() || st.size === 0 || st.size >= size) {
-      if (st !== null) await unlink(source).catch(() => undefined);
-      return null;
-    }
+  take(name: string, size: number, destination: DirRef, destName: string): number | null {
+    const dir = this.state.dir(this.rel);
+    if (dir === null) return null;
     try {
-      await rename(source, destination);
-      return st.size;
-    } catch {
-      // Another file system (state dir outside the root) or gone: start over.
-      await unlink(source).catch(() => undefined);
-      return null;
+      // There is usually none. A symlink here is not a partial (not a regular file) and is removed
+      // like any unusable one.
+      const st = dir.stat(name);
+      if (st === null || st.kind !== 'file' || st.size === 0 || st.size >= size) {
+        if (st !== null) unlinkQuietly(dir, name);
+        return null;
+      }
+      try {
+        dir.rename(name, destination, destName, true);
+        return st.size;
+      } catch {
+        // Another file system (state dir outside the root) or gone: start over.
+        unlinkQuietly(dir, name);
+        return null;
+      }
+    } finally {
+      dir.release();
     }
   }
 
-  /** Keeps `tempFile` (already fsynced) as the partial `name`. */
-  async keep(tempFile: string, name: string): Promise<void> {
-    await rename(tempFile, join(this.dir, name));
+  /** Keeps the temp file `tempName` in `from` (already fsynced) as the partial `name`. */
+  keep(from: DirRef, tempName: string, name: string): void {
+    const dir = this.state.needDir(this.rel, 0o700);
+    try {
+      from.rename(tempName, dir, name);
+    } finally {
+      dir.release();
+    }
   }
 
   /** Removes partials older than a week; returns how many. */
-  async prune(now: number): Promise<number> {
+  prune(now: number): number {
+    const dir = this.state.dir(this.rel);
+    if (dir === null) return 0;
     let removed = 0;
-    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      const abs = join(this.dir, name);
-      const st = await stat(abs).catch(() => null);
-      if (st !== null && now - st.mtimeMs > MAX_AGE_MS) {
-        await unlink(abs).catch(() => undefined);
-        removed++;
+    try {
+      for (const { name } of dir.list()) {
+        const st = dir.stat(name);
+        if (st !== null && st.kind !== 'dir' && now - st.mtimeMs > MAX_AGE_MS) {
+          unlinkQuietly(dir, name);
+          removed++;
+        }
       }
+    } finally {
+      dir.release();
     }
     return removed;
+  }
+}
+
+function unlinkQuietly(dir: DirRef, name: string | Buffer): void {
+  try {
+    dir.unlink(name);
+  } catch {
+    // already gone
   }
 }

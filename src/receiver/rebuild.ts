@@ -11,6 +11,7 @@
 import { rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { ConfinedRoot } from '../confined/root.js';
 import type { Entry } from '../entry.js';
 import { describeError } from '../errors.js';
 import { Manifest, MANIFEST_FILE } from '../manifest/manifest.js';
@@ -20,7 +21,7 @@ import { walkTree } from '../scan/walk.js';
 import type { StateDir } from '../statedir.js';
 import { acquireReceiverLock } from './lock.js';
 import { removeLeftoverTemps } from './recover.js';
-import { isTempName } from './staging.js';
+import { isTempName } from '../confined/temp.js';
 
 export interface RebuildReport {
   /** Where the old manifest went (null when there was none). */
@@ -55,7 +56,14 @@ function salvageTombstones(file: string): OldTombstone[] | null {
 export async function rebuildManifest(root: string, stateDir: StateDir, hasher: FileHasher): Promise<RebuildReport> {
   const lock = acquireReceiverLock(stateDir.abs);
   try {
-    if (lock.crashed) await removeLeftoverTemps(root, stateDir.abs);
+    if (lock.crashed) {
+      const confined = ConfinedRoot.open(root, stateDir.relToRoot);
+      try {
+        removeLeftoverTemps(confined);
+      } finally {
+        confined.close();
+      }
+    }
     const file = join(stateDir.abs, MANIFEST_FILE);
     const report: RebuildReport = { movedAside: null, files: 0, dirs: 0, symlinks: 0, bytesHashed: 0, tombstonesKept: null, tombstonesDropped: 0, warnings: [] };
     let old: OldTombstone[] | null = null;

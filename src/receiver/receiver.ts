@@ -3,7 +3,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { WarmsyncError, describeError } from '../errors.js';
 import { GateExecutor } from '../gate/executor.js';
 import type { GateTimes } from '../gate/policy.js';
@@ -16,11 +15,11 @@ import { CAP_MKNOD, hasCapability, ownerPolicy, policyToText, targetIds, type Ow
 import { createHasher } from '../scan/hash.js';
 import type { StateDir } from '../statedir.js';
 import { startServer, type ServerTls } from '../transport/server.js';
+import { ConfinedRoot } from '../confined/root.js';
 import { TreeWriter } from './apply.js';
 import { createHttpHandler, createMetrics } from './http.js';
 import { acquireReceiverLock } from './lock.js';
 import { PartialStore } from './partials.js';
-import { PathGuard } from './pathguard.js';
 import { refuseEmptiedManifest, removeLeftoverTemps } from './recover.js';
 import { ReceiverSession, type SessionLimits } from './session.js';
 
@@ -65,17 +64,26 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
 
   const lock = acquireReceiverLock(stateDir.abs);
   let manifest: Manifest;
+  // The root and the state dir, each open once: every write below them is resolved beneath these.
+  let tree: ConfinedRoot | null = null;
+  let state: ConfinedRoot | null = null;
   try {
+    tree = ConfinedRoot.open(root, stateDir.relToRoot);
+    state = ConfinedRoot.open(stateDir.abs);
     if (lock.crashed) {
-      const removed = await removeLeftoverTemps(root, stateDir.abs);
+      const removed = removeLeftoverTemps(tree);
       log.warn('RECOVERED', `the previous receiver did not stop cleanly; removed ${removed} temporary file(s)`);
     }
     await refuseEmptiedManifest(root, stateDir.abs);
     manifest = Manifest.open(stateDir.abs, { check: true });
   } catch (err) {
+    tree?.close();
+    state?.close();
     lock.release();
     throw err;
   }
+  const confinedRoot = tree;
+  const confinedState = state;
   manifest.setState('agentConnected', 0);
   manifest.setState('receiverPid', process.pid);
   // status and promote judge safety with the skew the receiver runs with.
@@ -93,12 +101,11 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   const ownerIds = (owner: Owner | null | undefined): TargetIds | null => targetIds(owners, owner, names);
 
   const hasher = await createHasher();
-  const guard = new PathGuard(root, stateDir.relToRoot);
-  const writer = new TreeWriter(join(stateDir.abs, 'displaced'), (path, reason) => log.info(`removed ${path}: ${reason}`));
+  const writer = new TreeWriter(confinedRoot, confinedState, 'displaced', (path, reason) => log.info(`removed ${path}: ${reason}`));
   const sessions = new Set<Promise<void>>();
-  const partials = new PartialStore(join(stateDir.abs, 'partial'));
-  await mkdir(partials.dir, { recursive: true, mode: 0o700 });
-  const pruned = await partials.prune(Date.now());
+  const partials = new PartialStore(confinedState, 'partial');
+  partials.ensure();
+  const pruned = partials.prune(Date.now());
   if (pruned > 0) log.info(`removed ${pruned} unfinished transfer(s) older than a week`);
 
   let server;
@@ -118,7 +125,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
         log.info(`agent connected from ${remote}`);
         manifest.setState('agentConnected', 1);
         manifest.setState('lastContact', Date.now());
-        const session = new ReceiverSession({ conn, manifest, guard, writer, hasher, log, limits: LIMITS, now: Date.now, observer: metrics, partials, ownerIds });
+        const session = new ReceiverSession({ conn, manifest, root: confinedRoot, writer, hasher, log, limits: LIMITS, now: Date.now, observer: metrics, partials, ownerIds });
         const done = session.run();
         sessions.add(done);
         try {
@@ -134,6 +141,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
     });
   } catch (err) {
     manifest.close();
+    confinedRoot.close();
+    confinedState.close();
     lock.release();
     throw err;
   }
@@ -158,6 +167,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
       await Promise.all(sessions).catch((err: unknown) => log.error('SESSION_FAILED', describeError(err)));
       manifest.setState('agentConnected', 0);
       manifest.close();
+      confinedRoot.close();
+      confinedState.close();
       lock.release();
     },
   };

@@ -1,34 +1,21 @@
 /**
  * Start-up recovery after a crash: a receiver that did not stop cleanly may have left temporary
- * files (never at a final path: invariant 2). They are found by their recognisable names and removed.
+ * files (never at a final path: invariant 2). They are found by their recognisable names and removed,
+ * through the confined layer (directories entered by descriptor, never through a symlink).
  * Manifest rows are only written after the rename and directory fsync, so the manifest needs no repair:
  * a file renamed but not yet recorded is simply sent again by the agent.
  */
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ConfinedRoot } from '../confined/root.js';
+import { isTempName } from '../confined/temp.js';
 import { WarmsyncError } from '../errors.js';
 import { corruptMessage } from '../manifest/db.js';
 import { MANIFEST_FILE } from '../manifest/manifest.js';
-import { isTempName } from './staging.js';
 
-/** Removes leftover temp files below `root`, skipping `skipDir` (the state dir); returns how many. */
-export async function removeLeftoverTemps(root: string, skipDir: string | null): Promise<number> {
-  let removed = 0;
-  const pending = [root];
-  while (pending.length > 0) {
-    const dir = pending.pop() as string;
-    const children = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const child of children) {
-      const abs = join(dir, child.name);
-      if (child.isDirectory()) {
-        if (abs !== skipDir) pending.push(abs);
-      } else if (isTempName(child.name)) {
-        await unlink(abs).catch(() => undefined);
-        removed++;
-      }
-    }
-  }
-  return removed;
+/** Removes leftover temp files below `root`, skipping its state dir (`excludedRel`); returns how many. */
+export function removeLeftoverTemps(root: ConfinedRoot): number {
+  return root.sweep(isTempName, root.excludedRel);
 }
 
 /**

@@ -4,7 +4,7 @@
  * are committed in groups (group commit): fsync them together, rename each into place, fsync each
  * directory once, then record them all in one manifest transaction, and only then report success.
  */
-import { dirname } from 'node:path';
+import type { ConfinedRoot, DirRef } from '../confined/root.js';
 import type { Entry, ManifestEntry, Owner } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -21,10 +21,9 @@ import { ancestorsOf, parentOf } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
 import type { Connection } from '../transport/connection.js';
 import { MAX_QUEUED_FRAME_BYTES, MAX_QUEUED_FRAMES, SEND_HIGH_WATER_BYTES } from '../transport/limits.js';
-import type { TreeWriter } from './apply.js';
-import type { PathGuard } from './pathguard.js';
+import { hardLink, type TreeWriter } from './apply.js';
 import type { PartialStore } from './partials.js';
-import { fsyncDirs, syncFileSystems } from './durable.js';
+import { syncFileSystems } from './durable.js';
 import { StagedFile } from './staging.js';
 
 export interface SessionLimits {
@@ -50,7 +49,8 @@ const GROUP_SYNC_MIN_FILES = 4;
 export interface SessionDeps {
   readonly conn: Connection;
   readonly manifest: Manifest;
-  readonly guard: PathGuard;
+  /** The standby root, through the confined layer (the writer's root). */
+  readonly root: ConfinedRoot;
   readonly writer: TreeWriter;
   readonly hasher: FileHasher;
   readonly log: Logger;
@@ -68,6 +68,9 @@ export interface SessionDeps {
 }
 
 type Precondition = FileBeginMessage['old'];
+
+/** A precondition that held; `known`: the manifest has a row for the path (else what is on disk there is unrelated). */
+interface Admitted { readonly known: boolean }
 
 /** An op that succeeded on disk and waits for the group commit. */
 interface PendingOp {
@@ -276,15 +279,15 @@ export class ReceiverSession {
    * Checks the agent's precondition; on mismatch reports CONFLICT (the agent re-plans next time).
    * Also validates the path (BAD_PATH closes the session: a hostile or broken peer).
    */
-  private async admit(op: number, path: string, old: Precondition): Promise<string | null> {
-    const abs = this.deps.guard.resolve(path);
+  private async admit(op: number, path: string, old: Precondition): Promise<Admitted | null> {
+    this.deps.root.check(path);
     await this.settle(path);
     const row = this.deps.manifest.get(path);
     if (!matches(old, row)) {
       this.fail(op, 'CONFLICT', `${path}: the standby holds ${describePrecondition(row)}, the agent expected ${old === null ? 'no entry' : old.kind}`);
       return null;
     }
-    return abs;
+    return { known: row !== undefined };
   }
 
   private async onFileBegin(msg: FileBeginMessage): Promise<void> {
@@ -292,22 +295,26 @@ export class ReceiverSession {
     if (this.transfers.size >= this.deps.limits.maxInFlight) {
       throw new ProtocolError('TOO_MANY_TRANSFERS', `more than ${this.deps.limits.maxInFlight} files in transfer at once`);
     }
-    const abs = await this.admit(msg.op, msg.path, msg.old);
+    const admitted = await this.admit(msg.op, msg.path, msg.old);
     const resumable = msg.resumable === true && msg.size >= RESUMABLE_MIN_BYTES;
     let staged: StagedFile | null = null;
-    if (abs !== null) {
+    if (admitted !== null) {
+      let parent: DirRef | null = null;
       try {
-        await this.deps.guard.prepareParents(msg.path);
-        const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'file');
+        parent = this.deps.writer.prepareParent(msg.path);
+        const displaced = await this.deps.writer.makeRoomFor(msg.path, 'file', admitted.known);
         if (displaced) this.deps.manifest.removeTree(msg.path);
         const hasher = this.deps.hasher.createStreamHasher();
+        const place = { parent, rel: msg.path, finalPath: this.deps.root.abs(msg.path) };
         const target = { size: msg.size, hash: msg.hash, mode: msg.mode, mtimeMs: msg.mtimeMs, chown: this.idsFor(msg.owner) };
         // A resumable file may continue a kept partial: wait for it, to tell the agent where to
         // resume. Any other file's create runs in the background, its chunks queued behind it.
-        staged = resumable ? await StagedFile.create(abs, target, hasher, this.deps.partials) : StagedFile.begin(abs, target, hasher);
+        staged = resumable ? await StagedFile.create(place, target, hasher, this.deps.partials) : StagedFile.begin(place, target, hasher);
       } catch (err) {
         if (err instanceof ProtocolError && err.code !== 'UNSAFE_PATH') throw err;
         this.failFrom(msg.op, msg.path, err);
+      } finally {
+        parent?.release(); // the staged file holds its own reference
       }
     }
     if (resumable) {
@@ -383,28 +390,33 @@ export class ReceiverSession {
   }
 
   private async onMkdir(msg: MkdirMessage): Promise<void> {
-    const abs = await this.admit(msg.op, msg.path, msg.old);
-    if (abs === null) return;
+    const admitted = await this.admit(msg.op, msg.path, msg.old);
+    if (admitted === null) return;
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.guard.prepareParents(msg.path);
-      await this.deps.writer.makeRoomFor(msg.path, abs, 'dir');
-      await this.deps.writer.ensureDir(abs, msg.mode, this.idsFor(msg.owner));
-      await this.deps.writer.setDirTime(abs, msg.mtimeMs);
+      this.deps.writer.prepareParent(msg.path).release();
+      await this.deps.writer.makeRoomFor(msg.path, 'dir', admitted.known);
+      await this.deps.writer.ensureDir(msg.path, msg.mode, this.idsFor(msg.owner));
+      await this.deps.writer.setDirTime(msg.path, msg.mtimeMs);
       const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null, owner: msg.owner ?? null };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
-        stillThere: () => this.deps.writer.hasKind(abs, 'dir'),
+        stillThere: () => this.deps.writer.hasKind(msg.path, 'dir'),
       }, 0);
     });
   }
 
   private async onSymlink(msg: SymlinkMessage): Promise<void> {
-    const abs = await this.admit(msg.op, msg.path, msg.old);
-    if (abs === null) return;
+    const admitted = await this.admit(msg.op, msg.path, msg.old);
+    if (admitted === null) return;
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.guard.prepareParents(msg.path);
-      const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'symlink');
-      await this.deps.writer.writeSymlink(abs, msg.target, msg.mtimeMs, this.idsFor(msg.owner));
+      const parent = this.deps.writer.prepareParent(msg.path);
+      let displaced: boolean;
+      try {
+        displaced = await this.deps.writer.makeRoomFor(msg.path, 'symlink', admitted.known);
+        await this.deps.writer.writeSymlink(msg.path, msg.target, msg.mtimeMs, this.idsFor(msg.owner));
+      } finally {
+        parent.release();
+      }
       const entry: Entry = {
         path: msg.path, kind: 'symlink', size: Buffer.byteLength(msg.target), mtimeMs: msg.mtimeMs, mode: 0o777, hash: null, target: msg.target,
         owner: msg.owner ?? null,
@@ -415,39 +427,44 @@ export class ReceiverSession {
           if (displaced) this.deps.manifest.removeTree(msg.path);
           this.deps.manifest.recordPresent(entry, now);
         },
-        stillThere: () => this.deps.writer.hasKind(abs, 'symlink'),
+        stillThere: () => this.deps.writer.hasKind(msg.path, 'symlink'),
       }, 0);
     });
   }
 
   private async onSetMeta(msg: SetMetaMessage): Promise<void> {
-    const abs = await this.admit(msg.op, msg.path, msg.old);
-    if (abs === null) return;
+    if ((await this.admit(msg.op, msg.path, msg.old)) === null) return;
     const row = this.deps.manifest.get(msg.path);
-    if (row === undefined || row.kind !== 'file' || !(await this.deps.writer.hasFile(abs, row.size))) {
-      // The content the agent counts on is gone: make the next reconciliation send it.
+    const st = row?.kind === 'file' ? this.deps.writer.probe(msg.path) : null;
+    if (row === undefined || st === null || st.kind !== 'file' || st.size !== row.size || st.nlink > 1) {
+      // The content the agent counts on is gone (or is a hard link the receiver did not make, whose
+      // metadata it will not change through): make the next reconciliation send it.
       if (row !== undefined) this.deps.manifest.markDamaged(msg.path);
-      this.fail(msg.op, 'NEEDS_CONTENT', `${msg.path}: not on the standby as recorded; send its content`);
+      this.fail(msg.op, 'NEEDS_CONTENT', st !== null && st.nlink > 1 ? hardLink(msg.path, st.nlink).message : `${msg.path}: not on the standby as recorded; send its content`);
       return;
     }
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.writer.setFileMeta(abs, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
+      await this.deps.writer.setFileMeta(msg.path, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
       const entry: Entry = { ...row, mode: msg.mode, mtimeMs: msg.mtimeMs, owner: msg.owner ?? row.owner ?? null };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
-        stillThere: () => this.deps.writer.hasFile(abs, row.size),
+        stillThere: () => this.deps.writer.hasFile(msg.path, row.size),
       }, 0);
     });
   }
-
   /** A FIFO, socket or device node: re-created (never opened), like rsync -a's -D. */
   private async onSpecial(msg: SpecialMessage): Promise<void> {
-    const abs = await this.admit(msg.op, msg.path, msg.old);
-    if (abs === null) return;
+    const admitted = await this.admit(msg.op, msg.path, msg.old);
+    if (admitted === null) return;
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.guard.prepareParents(msg.path);
-      const displaced = await this.deps.writer.makeRoomFor(msg.path, abs, 'special');
-      await this.deps.writer.writeSpecial(abs, msg.node, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
+      const parent = this.deps.writer.prepareParent(msg.path);
+      let displaced: boolean;
+      try {
+        displaced = await this.deps.writer.makeRoomFor(msg.path, 'special', admitted.known);
+        await this.deps.writer.writeSpecial(msg.path, msg.node, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
+      } finally {
+        parent.release();
+      }
       const entry: Entry = { path: msg.path, kind: 'special', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: msg.node, owner: msg.owner ?? null };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null,
@@ -455,7 +472,7 @@ export class ReceiverSession {
           if (displaced) this.deps.manifest.removeTree(msg.path);
           this.deps.manifest.recordPresent(entry, now);
         },
-        stillThere: () => this.deps.writer.hasKind(abs, 'special'),
+        stillThere: () => this.deps.writer.hasKind(msg.path, 'special'),
       }, 0);
     });
   }
@@ -463,6 +480,7 @@ export class ReceiverSession {
   private idsFor(owner: Owner | null | undefined): TargetIds | null {
     return this.deps.ownerIds?.(owner) ?? null;
   }
+
 
   private async onDelete(msg: DeleteMessage): Promise<void> {
     // Only a tombstone: the gate (snapshot time) decides when the file leaves the disk.
@@ -508,7 +526,7 @@ export class ReceiverSession {
     this.pending = [];
     this.pendingPrefixes = new Set();
     this.pendingBytes = 0;
-    const { manifest, guard } = this.deps;
+    const { writer, manifest, root } = this.deps;
 
     const sealed = await Promise.all(batch.map(async (p) => {
       if (p.staged === null) return true;
@@ -525,7 +543,7 @@ export class ReceiverSession {
     const unsynced = batch.filter((p, i) => sealed[i] && p.staged !== null && !p.staged.durable);
     if (unsynced.length > 0) {
       try {
-        await syncFileSystems(unsynced.map((p) => dirname(guard.resolve(p.path))));
+        await syncFileSystems(unsynced.map((p) => (p.staged as StagedFile).parent.fd));
       } catch (err) {
         for (const p of unsynced) {
           sealed[batch.indexOf(p)] = false;
@@ -536,11 +554,21 @@ export class ReceiverSession {
     }
     const done: PendingOp[] = [];
     await manifest.withWriteLock(async () => {
+      // Each directory the files were created in must still be the one at their path: a directory
+      // moved away (or swapped for a symlink) since would take the renames with it. Checked once
+      // per directory, under the lock the gate's moves take too.
+      const moved = new Set<DirRef>();
+      for (const parent of new Set(batch.flatMap((p, i) => (p.staged !== null && sealed[i] ? [p.staged.parent] : [])))) {
+        if (!root.stillAt(parent)) moved.add(parent);
+      }
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i] as PendingOp;
         if (!sealed[i]) continue;
         if (p.staged !== null) {
           try {
+            if (moved.has(p.staged.parent)) {
+              throw new ProtocolError('UNSAFE_PATH', `${p.path}: its directory was moved or replaced on the standby while the file arrived; not applied`);
+            }
             await p.staged.install();
           } catch (err) {
             await this.discard(p.path, p.staged);
@@ -553,10 +581,19 @@ export class ReceiverSession {
         }
         done.push(p);
       }
-      const dirs = new Set(done.map((p) => dirname(guard.resolve(p.path))));
-      // A few files, each fsynced alone: an fsync of their directories. A group: one syncfs.
-      if (unsynced.length === 0 && dirs.size < GROUP_SYNC_MIN_FILES) await fsyncDirs(dirs);
-      else await syncFileSystems(dirs);
+      try {
+        // The renames durable: an fsync of each directory for a few files fsynced alone; for a group,
+        // one syncfs per file system its files' directories are on (the other ops' directories fsynced).
+        if (unsynced.length === 0 && done.length < GROUP_SYNC_MIN_FILES) {
+          await writer.fsyncDirs(new Set(done.map((p) => parentOf(p.path))));
+        } else {
+          const staged = done.flatMap((p) => (p.staged === null ? [] : [p.staged.parent.fd]));
+          await syncFileSystems(staged);
+          await writer.fsyncDirs(new Set(done.flatMap((p) => (p.staged === null ? [parentOf(p.path)] : []))));
+        }
+      } finally {
+        for (const p of done) p.staged?.release();
+      }
       const now = this.deps.now();
       for (const p of done) p.record(now);
     });
@@ -609,7 +646,7 @@ export class ReceiverSession {
   private async restoreDirTime(dir: string): Promise<void> {
     if (dir === '') return;
     const row = this.deps.manifest.get(dir);
-    if (row?.kind === 'dir' && row.deletedAt === null) await this.deps.writer.setDirTime(this.deps.guard.resolve(dir), row.mtimeMs);
+    if (row?.kind === 'dir' && row.deletedAt === null) await this.deps.writer.setDirTime(dir, row.mtimeMs);
   }
 
   private failFrom(op: number, path: string, err: unknown): void {

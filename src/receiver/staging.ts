@@ -1,7 +1,13 @@
 /**
  * Invariant 2, "Atomic and verified": file content is written to a temporary name in the target's own
- * directory, hashed as it arrives, and only a verified, fsynced file is renamed into place. The
- * caller fsyncs the directory and records the manifest row afterwards (in batches: group commit).
+ * directory, hashed as it arrives, and only a verified, durable file is renamed into place (fsynced
+ * here, or with its group: durable.ts). The caller makes the renames durable and records the
+ * manifest rows afterwards (in batches: group commit).
+ *
+ * Every call is confined (../confined/root.ts): the temp file is created with openat(O_CREAT |
+ * O_EXCL | O_NOFOLLOW) on a descriptor of the real parent directory, renamed with renameat on that
+ * same descriptor, and written, chmod'ed, utimed and fsynced through its own descriptor; nothing
+ * is done by path, so a parent swapped for a symlink meanwhile is never followed.
  *
  * Creating the temporary file goes through libuv's thread pool and the file's writes queue behind it
  * (`begin`): on ext4 a create costs 0.7-0.9 ms of kernel time here (the inode allocator; rsync pays it
@@ -12,35 +18,19 @@
  * and the pool's four threads stay free for the creates and the fsyncs, which start as soon as a
  * file is verified (seal) and run while later files arrive.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fchownSync, fdatasync, fsync, ftruncateSync, futimesSync, open, openSync, read, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync, read, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { dirname, join } from 'node:path';
+import type { DirRef } from '../confined/root.js';
+import { nextTempName } from '../confined/temp.js';
 import { utimeValue } from '../entry.js';
 import { ProtocolError, WarmsyncError } from '../errors.js';
+import { baseName } from '../relpath.js';
 import { partialName, type PartialStore } from './partials.js';
 
-/** Temporary files are recognisable so scans skip them and crash recovery removes them. */
-export const TEMP_PREFIX = '.warmsync-tmp.';
-
-export function isTempName(name: string): boolean {
-  return name.startsWith(TEMP_PREFIX);
-}
-
-// Random per process, then a counter: unique without a random draw per file (38 µs each in the
-// receiver's profile). Every temp file is opened with 'wx', so a name that exists is never reused.
-const TEMP_NONCE = randomBytes(6).toString('hex');
-let tempSerial = 0;
 /** The latest create `begin` queued (see there). */
 let lastCreate: Promise<void> = Promise.resolve();
 
-/** A fresh temporary name in the directory of `finalPath`, for a file or symlink renamed over it later. */
-export function tempPathBeside(finalPath: string): string {
-  return join(dirname(finalPath), `${TEMP_PREFIX}${TEMP_NONCE}.${(tempSerial++).toString(36)}`);
-}
-
 const fsyncAsync = promisify(fsync);
-const openAsync = promisify(open);
 const fdatasyncAsync = promisify(fdatasync);
 
 /**
@@ -67,6 +57,15 @@ export interface StagedTarget {
   readonly chown?: { readonly uid: number; readonly gid: number } | null;
 }
 
+/** Where the file goes: its directory (held open; StagedFile keeps its own reference), its path. */
+export interface StagedPlace {
+  readonly parent: DirRef;
+  /** The relative path; its last component is the final name in `parent`. */
+  readonly rel: string;
+  /** The absolute path, for messages and the partial's name. */
+  readonly finalPath: string;
+}
+
 export class StagedFile {
   /** Bytes taken by `write` (checked as they arrive); `written` counts those on disk. */
   private accepted = 0;
@@ -85,13 +84,21 @@ export class StagedFile {
   /** The hash the content must have; null until the agent has announced it. */
   private expected: string | null;
 
+  private released = false;
+  readonly parent: DirRef;
+  readonly finalPath: string;
+  private readonly finalName: string;
+
   private constructor(
-    readonly finalPath: string,
-    readonly tempPath: string,
+    place: StagedPlace,
+    readonly tempName: string,
     private readonly hasher: StreamHasher,
     readonly target: StagedTarget,
   ) {
     this.expected = target.hash;
+    this.parent = place.parent.retain();
+    this.finalPath = place.finalPath;
+    this.finalName = baseName(place.rel);
   }
 
   /** The announced content hash (null until announced). */
@@ -105,21 +112,22 @@ export class StagedFile {
   }
 
   /**
-   * Starts creating a temporary file beside `finalPath` and returns at once: `write` queues data
+   * Starts creating a temporary file in `place.parent` and returns at once: `write` queues data
    * behind the create, and `ready`, `verify` or `seal` report a failed create (EACCES, ENOSPC).
+   * The StagedFile holds its own reference to the directory until `install` and `release`, or `abort`.
    */
-  static begin(finalPath: string, target: StagedTarget, hasher: StreamHasher): StagedFile {
-    return StagedFile.beginAt(finalPath, tempPathBeside(finalPath), target, hasher);
+  static begin(place: StagedPlace, target: StagedTarget, hasher: StreamHasher): StagedFile {
+    return StagedFile.beginAt(place, nextTempName(), target, hasher);
   }
 
-  private static beginAt(finalPath: string, tempPath: string, target: StagedTarget, hasher: StreamHasher): StagedFile {
-    const staged = new StagedFile(finalPath, tempPath, hasher, target);
+  private static beginAt(place: StagedPlace, tempName: string, target: StagedTarget, hasher: StreamHasher): StagedFile {
+    const staged = new StagedFile(place, tempName, hasher, target);
     // One create at a time: creates made in parallel contend in the kernel and cost more in all.
     const previous = lastCreate;
     const created = staged.enqueue(async () => {
       await previous;
-      // 'wx': never reuse or follow anything already at the temp name.
-      staged.fd = await openAsync(staged.tempPath, 'wx', 0o600);
+      // O_CREAT | O_EXCL | O_NOFOLLOW in the held directory: never reuse or follow anything there.
+      staged.fd = await staged.parent.createFile(staged.tempName, 0o600);
     });
     lastCreate = created;
     return staged;
@@ -130,17 +138,23 @@ export class StagedFile {
    * earlier transfer of the same content is continued: its bytes are hashed again (the hash covers
    * the whole file) and `bytesWritten` says where the agent must resume.
    */
-  static async create(finalPath: string, target: StagedTarget, hasher: StreamHasher, partials?: PartialStore): Promise<StagedFile> {
-    const tempPath = tempPathBeside(finalPath);
-    const resumed = partials ? await partials.take(partialName(finalPath, target), target.size, tempPath) : null;
+  static async create(place: StagedPlace, target: StagedTarget, hasher: StreamHasher, partials?: PartialStore): Promise<StagedFile> {
+    const tempName = nextTempName();
+    const resumed = partials ? partials.take(partialName(place.finalPath, target), target.size, place.parent, tempName) : null;
     if (resumed === null) {
       // No partial was moved to the temp name: create the file there.
-      const staged = StagedFile.beginAt(finalPath, tempPath, target, hasher);
+      const staged = StagedFile.beginAt(place, tempName, target, hasher);
       await staged.ready();
       return staged;
     }
-    const staged = new StagedFile(finalPath, tempPath, hasher, target);
-    staged.fd = openSync(tempPath, 'r+');
+    const staged = new StagedFile(place, tempName, hasher, target);
+    try {
+      staged.fd = staged.parent.open(tempName, constants.O_RDWR | constants.O_NONBLOCK);
+      if (!fstatSync(staged.fd).isFile()) throw new WarmsyncError('APPLY_FAILED', `${place.finalPath}: the kept partial is not a regular file`);
+    } catch (err) {
+      await staged.abort();
+      throw err;
+    }
     try {
       await staged.rehashPrefix(resumed);
     } catch (err) {
@@ -186,7 +200,11 @@ export class StagedFile {
     await this.flushed();
     await fsyncAsync(this.fd);
     this.close();
-    await partials.keep(this.tempPath, partialName(this.finalPath, this.target));
+    try {
+      partials.keep(this.parent, this.tempName, partialName(this.finalPath, this.target));
+    } finally {
+      this.release();
+    }
   }
 
   /** Bytes on disk: after `ready`, every byte `write` took unless a write failed. */
@@ -285,9 +303,20 @@ export class StagedFile {
     this.close();
   }
 
-  /** Renames the sealed file over the final path (replacing a file or symlink, never following it). */
+  /**
+   * Renames the sealed file over its final name in the same held directory (renameat: replacing a
+   * file or symlink there, never following it). The caller checks first that the directory is
+   * still at its path (ConfinedRoot.stillAt), then fsyncs it and calls `release`.
+   */
   async install(): Promise<void> {
-    renameSync(this.tempPath, this.finalPath);
+    this.parent.rename(this.tempName, this.parent, this.finalName);
+  }
+
+  /** Lets go of the directory (after `install` and the directory's fsync). Idempotent. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.parent.release();
   }
 
   async abort(): Promise<void> {
@@ -296,17 +325,21 @@ export class StagedFile {
     await this.pipeline;
     await this.flushed().catch(() => undefined);
     // A create that failed left nothing of ours at the temp name: never remove what is there.
-    if (this.fd < 0) return;
+    if (this.fd < 0) {
+      this.release();
+      return;
+    }
     try {
       this.close();
     } catch {
       // the descriptor is gone either way
     }
     try {
-      unlinkSync(this.tempPath);
+      this.parent.unlink(this.tempName);
     } catch {
       // already gone
     }
+    this.release();
   }
 
   private close(): void {

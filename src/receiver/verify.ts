@@ -15,7 +15,7 @@ import { policyFromText, targetIds } from '../owner/policy.js';
 import { baseName, isWithin } from '../relpath.js';
 import type { FileHasher } from '../scan/hash.js';
 import { walkTree } from '../scan/walk.js';
-import { isTempName } from './staging.js';
+import { isTempName } from '../confined/temp.js';
 
 export interface VerifyProblem { readonly path: string; readonly detail: string }
 

@@ -15,10 +15,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, lchownSync, lutimesSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync, linkSync, lstatSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants, lchownSync, lutimesSync, mkdirSync, openSync, readFileSync, symlinkSync, utimesSync, writeFileSync, linkSync, lstatSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { BIN } from '../../scripts/lib/cli-process.js';
 import { skipOrFailUnderCI } from '../helpers/ci.js';
@@ -44,8 +44,16 @@ const T0 = Date.parse('2021-05-06T07:08:09Z') / 1000;
 /** A name that is not valid UTF-8: skipped by warmsync (UNSYNCABLE_NAME), copied by rsync. */
 const NOT_UTF8 = Buffer.from([0x62, 0x61, 0x64, 0xff, 0x2e, 0x62, 0x69, 0x6e]);
 
-interface Native { mknod(path: string, type: string, mode: number, major: number, minor: number): void }
-const native = (): Native => createRequire(import.meta.url)('../../build/Release/warmsync_native.node') as Native;
+interface Native { mknodat(dirfd: number, name: string, type: string, mode: number, major: number, minor: number): void }
+/** mknod(2) for the test's own trees, through warmsync's addon (Node has none; mknod(1) makes no sockets). */
+function mknod(abs: string, type: string, major = 0, minor = 0): void {
+  const dirfd = openSync(dirname(abs), constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    (createRequire(import.meta.url)('../../build/Release/warmsync_native.node') as Native).mknodat(dirfd, basename(abs), type, 0o600, major, minor);
+  } finally {
+    closeSync(dirfd);
+  }
+}
 
 /** Builds the tree under `root`, every path with an explicit owner, mode and mtime. */
 function buildFidelityTree(root: string): void {
@@ -75,7 +83,7 @@ function buildFidelityTree(root: string): void {
   };
   const node = (rel: string, type: string, mode: number, uid: number, gid: number, major = 0, minor = 0): void => {
     const abs = join(root, rel);
-    native().mknod(abs, type, 0o600, major, minor);
+    mknod(abs, type, major, minor);
     chownSync(abs, uid, gid);
     chmodSync(abs, mode);
     stamp(abs);
@@ -244,7 +252,7 @@ describe('rsync -a fidelity', () => {
     await mkdir(join(s.src, 'd'));
     writeFileSync(join(s.src, 'd/f'), 'x\n');
     symlinkSync('f', join(s.src, 'd/l'));
-    native().mknod(join(s.src, 'd/p'), 'fifo', 0o600, 0, 0);
+    mknod(join(s.src, 'd/p'), 'fifo');
     await chown(join(s.src, 'd/f'), NAMELESS_UID, NAMELESS_GID);
     await syncOnce(s, agentExtra(s));
     for (const rel of ['d', 'd/f', 'd/l', 'd/p']) {
@@ -284,7 +292,7 @@ describe('rsync -a fidelity', () => {
       });
       await mkdir(join(ws.src, 'd'));
       writeFileSync(join(ws.src, 'd/f'), 'x\n');
-      native().mknod(join(ws.src, 'd/p'), 'fifo', 0o600, 0, 0);
+      mknod(join(ws.src, 'd/p'), 'fifo');
       await chown(join(ws.src, 'd/f'), DAEMON, BIN_ID);
       await chown(join(ws.src, 'd'), NAMELESS_UID, NAMELESS_GID);
       for (let run = 0; run < 2; run++) {

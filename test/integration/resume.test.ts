@@ -8,36 +8,57 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { ConfinedRoot } from '../../src/confined/root.js';
 import { PartialStore, partialName } from '../../src/receiver/partials.js';
-import { StagedFile } from '../../src/receiver/staging.js';
+import { StagedFile, type StagedTarget, type StreamHasher } from '../../src/receiver/staging.js';
 import { createHasher, type FileHasher } from '../../src/scan/hash.js';
 
 let dir: string;
+let root: ConfinedRoot;
 let hasher: FileHasher;
 const content = randomBytes(3 << 20);
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'warmsync-resume-'));
+  root = ConfinedRoot.open(dir);
   hasher = await createHasher();
 });
-after(() => rm(dir, { recursive: true, force: true }));
+after(async () => {
+  root.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** StagedFile.create for `final`, a file directly in `dir`. */
+async function create(final: string, target: StagedTarget, streamHasher: StreamHasher, partials: PartialStore): Promise<StagedFile> {
+  const parent = root.needDir('');
+  try {
+    return await StagedFile.create({ parent, rel: basename(final), finalPath: final }, target, streamHasher, partials);
+  } finally {
+    parent.release();
+  }
+}
+
+/** A partial store in `dir`/`name` (the receiver's is STATE/partial). */
+async function storeIn(name: string): Promise<PartialStore> {
+  await mkdir(join(dir, name), { recursive: true });
+  return new PartialStore(root, name);
+}
 
 test('a kept partial is continued from its length and the whole file verifies', async () => {
-  const partials = new PartialStore(join(dir, 'state-a'));
-  await mkdir(partials.dir, { recursive: true });
+  const partials = await storeIn('state-a');
   const target = { size: content.byteLength, hash: hasher.hashBytes(content), mode: 0o644, mtimeMs: 1_700_000_000_000 };
   const final = join(dir, 'big.bin');
 
-  const first = await StagedFile.create(final, target, hasher.createStreamHasher(), partials);
+  const first = await create(final, target, hasher.createStreamHasher(), partials);
   assert.equal(first.bytesWritten, 0);
   await first.write(0, content.subarray(0, 1 << 20));
   await first.keepAsPartial(partials);
   assert.deepEqual(await readdir(partials.dir), [partialName(final, target)]);
 
   // Sent again hashed while sent (as a scan after a reconnect does): the same name, taken.
-  const second = await StagedFile.create(final, { ...target, hash: null }, hasher.createStreamHasher(), partials);
+  const second = await create(final, { ...target, hash: null }, hasher.createStreamHasher(), partials);
   assert.equal(second.bytesWritten, 1 << 20, 'continues where the first left off');
   assert.deepEqual(await readdir(partials.dir), [], 'the partial was taken');
   await second.write(1 << 20, content.subarray(1 << 20));
@@ -49,22 +70,21 @@ test('a kept partial is continued from its length and the whole file verifies', 
 });
 
 test('a partial is only used for the same path, size and mtime; a corrupt one fails verification', async () => {
-  const partials = new PartialStore(join(dir, 'state-b'));
-  await mkdir(partials.dir, { recursive: true });
+  const partials = await storeIn('state-b');
   const target = { size: content.byteLength, hash: hasher.hashBytes(content), mode: 0o644, mtimeMs: 1 };
   const final = join(dir, 'other.bin');
 
-  const staged = await StagedFile.create(final, target, hasher.createStreamHasher(), partials);
+  const staged = await create(final, target, hasher.createStreamHasher(), partials);
   const garbage = Buffer.alloc(1 << 20, 7);
   await staged.write(0, garbage);
   await staged.keepAsPartial(partials);
 
   const otherFile = { ...target, mtimeMs: 2 };
-  const fresh = await StagedFile.create(final, otherFile, hasher.createStreamHasher(), partials);
+  const fresh = await create(final, otherFile, hasher.createStreamHasher(), partials);
   assert.equal(fresh.bytesWritten, 0, 'different mtime: starts over');
   await fresh.abort();
 
-  const resumed = await StagedFile.create(final, target, hasher.createStreamHasher(), partials);
+  const resumed = await create(final, target, hasher.createStreamHasher(), partials);
   assert.equal(resumed.bytesWritten, 1 << 20);
   await resumed.write(1 << 20, content.subarray(1 << 20));
   await assert.rejects(resumed.verify(), /CHECKSUM|hashed to/);

@@ -6,7 +6,7 @@
  * sends resumes from a kept partial and completes on its fileEnd.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,8 +17,8 @@ import { encodeChunk } from '../../src/protocol/codec.js';
 import { RESUMABLE_MIN_BYTES } from '../../src/protocol/limits.js';
 import type { ControlMessage } from '../../src/protocol/messages.js';
 import { TreeWriter } from '../../src/receiver/apply.js';
+import { ConfinedRoot } from '../../src/confined/root.js';
 import { PartialStore } from '../../src/receiver/partials.js';
-import { PathGuard } from '../../src/receiver/pathguard.js';
 import { ReceiverSession } from '../../src/receiver/session.js';
 import { createHasher, type FileHasher } from '../../src/scan/hash.js';
 import { Connection } from '../../src/transport/connection.js';
@@ -48,10 +48,12 @@ async function openSession(name: string): Promise<Pair & { root: string }> {
   receiverConn.markAuthenticated();
   agent.markAuthenticated();
   const manifest = Manifest.open(join(root, '.warmsync'));
-  const partials = new PartialStore(join(root, '.warmsync', 'partial'));
-  await mkdir(partials.dir, { recursive: true }); // as the receiver does at start
+  const tree = ConfinedRoot.open(root, '.warmsync');
+  const state = ConfinedRoot.open(join(root, '.warmsync'));
+  const partials = new PartialStore(state, 'partial');
+  partials.ensure(); // as the receiver does at start
   const session = new ReceiverSession({
-    conn: receiverConn, manifest, guard: new PathGuard(root, '.warmsync'), writer: new TreeWriter(join(root, '.warmsync', 'displaced'), () => undefined),
+    conn: receiverConn, manifest, root: tree, writer: new TreeWriter(tree, state, 'displaced', () => undefined),
     hasher, log: createLogger('error'), now: Date.now, partials,
     limits: { maxInFlight: 64, commitOps: 512, commitBytes: 64 << 20, commitDelayMs: 60_000 },
   }).run();
@@ -65,6 +67,8 @@ async function openSession(name: string): Promise<Pair & { root: string }> {
       client.close();
       await session;
       manifest.close();
+      tree.close();
+      state.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -5,22 +5,41 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
+import { ConfinedRoot } from '../../src/confined/root.js';
+import { isTempName } from '../../src/confined/temp.js';
 import { ProtocolError } from '../../src/errors.js';
-import { StagedFile, isTempName } from '../../src/receiver/staging.js';
+import { StagedFile, type StagedTarget, type StreamHasher } from '../../src/receiver/staging.js';
+import { parentOf } from '../../src/relpath.js';
 import { createHasher, type FileHasher } from '../../src/scan/hash.js';
 
 let dir: string;
+let root: ConfinedRoot;
 let hasher: FileHasher;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'warmsync-staging-'));
+  root = ConfinedRoot.open(dir);
   hasher = await createHasher();
 });
-after(() => rm(dir, { recursive: true, force: true }));
+after(async () => {
+  root.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** StagedFile.begin for the absolute path `final` below `dir`, its directory resolved as the session does. */
+function begin(final: string, target: StagedTarget, streamHasher: StreamHasher): StagedFile {
+  const rel = relative(dir, final);
+  const parent = root.needDir(parentOf(rel));
+  try {
+    return StagedFile.begin({ parent, rel, finalPath: final }, target, streamHasher);
+  } finally {
+    parent.release();
+  }
+}
 
 function targetOf(content: Buffer, mtimeMs = 1_700_000_000_123) {
   return { size: content.byteLength, hash: hasher.hashBytes(content), mode: 0o640, mtimeMs };
@@ -29,7 +48,7 @@ function targetOf(content: Buffer, mtimeMs = 1_700_000_000_123) {
 test('chunks written before the create finished land in order; seal and install give the file', async () => {
   const content = randomBytes(300_000);
   const final = join(dir, 'ordered.bin');
-  const staged = StagedFile.begin(final, targetOf(content), hasher.createStreamHasher());
+  const staged = begin(final, targetOf(content), hasher.createStreamHasher());
   // Not awaited: every chunk is queued while the create may still be running.
   for (let offset = 0; offset < content.byteLength; offset += 65_536) {
     void staged.write(offset, content.subarray(offset, offset + 65_536));
@@ -46,7 +65,7 @@ test('chunks written before the create finished land in order; seal and install 
 test('1 MiB chunks and small ones mixed, all queued at once, land in order', async () => {
   const content = randomBytes((3 << 20) + 777);
   const final = join(dir, 'large.bin');
-  const staged = StagedFile.begin(final, targetOf(content), hasher.createStreamHasher());
+  const staged = begin(final, targetOf(content), hasher.createStreamHasher());
   const sizes = [1 << 20, 1000, 1 << 20, 300 << 10, 5, (3 << 20) + 777 - (2 << 20) - 1000 - (300 << 10) - 5];
   let offset = 0;
   for (const size of sizes) {
@@ -61,7 +80,7 @@ test('1 MiB chunks and small ones mixed, all queued at once, land in order', asy
 
 test('a chunk at the wrong offset is refused at once, while the create may still run', async () => {
   const content = randomBytes(1000);
-  const staged = StagedFile.begin(join(dir, 'offsets.bin'), targetOf(content), hasher.createStreamHasher());
+  const staged = begin(join(dir, 'offsets.bin'), targetOf(content), hasher.createStreamHasher());
   void staged.write(0, content.subarray(0, 400));
   assert.throws(() => staged.write(500, content.subarray(500)), (err: unknown) => err instanceof ProtocolError && err.code === 'BAD_OFFSET' && /expected 400/.test(err.message));
   assert.throws(() => staged.write(400, Buffer.alloc(601)), (err: unknown) => err instanceof ProtocolError && /past the announced size 1000/.test(err.message));
@@ -71,7 +90,7 @@ test('a chunk at the wrong offset is refused at once, while the create may still
 
 test('content that does not match its hash fails seal with CHECKSUM_MISMATCH; abort removes the temp file', async () => {
   const content = randomBytes(5000);
-  const staged = StagedFile.begin(join(dir, 'corrupt.bin'), { ...targetOf(content), hash: '0123456789abcdef' }, hasher.createStreamHasher());
+  const staged = begin(join(dir, 'corrupt.bin'), { ...targetOf(content), hash: '0123456789abcdef' }, hasher.createStreamHasher());
   void staged.write(0, content);
   await assert.rejects(staged.seal(), (err: { code?: string }) => err.code === 'CHECKSUM_MISMATCH');
   await staged.abort();
@@ -81,7 +100,12 @@ test('content that does not match its hash fails seal with CHECKSUM_MISMATCH; ab
 
 test('a create that fails is reported by seal with its code; chunks queued behind it are dropped', async () => {
   const content = randomBytes(2000);
-  const staged = StagedFile.begin(join(dir, 'no-such-dir', 'f.bin'), targetOf(content), hasher.createStreamHasher());
+  // The directory is resolved (held open), then removed: the create in it fails with ENOENT.
+  await mkdir(join(dir, 'removed-dir'));
+  const parent = root.needDir('removed-dir');
+  await rmdir(join(dir, 'removed-dir'));
+  const staged = StagedFile.begin({ parent, rel: 'removed-dir/f.bin', finalPath: join(dir, 'removed-dir', 'f.bin') }, targetOf(content), hasher.createStreamHasher());
+  parent.release();
   const written = staged.write(0, content);
   await written; // settles (never rejects) even though nothing could be written
   await assert.rejects(staged.seal(), { code: 'ENOENT' });
@@ -89,13 +113,9 @@ test('a create that fails is reported by seal with its code; chunks queued behin
   await staged.abort();
 });
 
-test('abort after a failed create removes nothing: the temp name was never ours', async () => {
-  // A file the receiver did not create sits where the temp name would go only if names repeated;
-  // here the create fails because the directory is a file, and abort must leave that file alone.
+test('a file where the directory should be is refused before any create, and left alone', async () => {
   const notADir = join(dir, 'plain-file');
   await writeFile(notADir, 'keep me');
-  const staged = StagedFile.begin(join(notADir, 'f.bin'), targetOf(Buffer.from('x')), hasher.createStreamHasher());
-  await assert.rejects(staged.ready(), { code: 'ENOTDIR' });
-  await staged.abort();
+  assert.throws(() => begin(join(notADir, 'f.bin'), targetOf(Buffer.from('x')), hasher.createStreamHasher()), (err: unknown) => err instanceof ProtocolError && err.code === 'UNSAFE_PATH');
   assert.equal(await readFile(notADir, 'utf8'), 'keep me');
 });

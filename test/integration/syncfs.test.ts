@@ -66,14 +66,19 @@ describe('syncFileSystems', () => {
     }
     const written = dirtyBytes();
     assert.ok(written - before >= 32 << 20, `the files' pages are not dirty before the sync: Dirty ${before} -> ${written}`);
-    await syncFileSystems([...dirs, dirs[0] as string]);
+    const fds = dirs.map((dir) => openSync(dir, 'r'));
+    try {
+      await syncFileSystems([...fds, fds[0] as number]);
+    } finally {
+      for (const fd of fds) closeSync(fd);
+    }
     const synced = dirtyBytes();
     assert.ok(written - synced >= 32 << 20, `the group's data stayed dirty: Dirty ${written} before, ${synced} after`);
   });
 
-  it('fails naming the problem: ENOENT for a missing directory, ENOTDIR for a file', async () => {
-    await assert.rejects(syncFileSystems([path.join(tmp, 'missing')]), { code: 'ENOENT' });
-    writeFileSync(path.join(tmp, 'file'), 'x');
-    await assert.rejects(syncFileSystems([path.join(tmp, 'file')]), { code: 'ENOTDIR' });
+  it('fails naming the problem: EBADF for a descriptor already closed', async () => {
+    const fd = openSync(tmp, 'r');
+    closeSync(fd);
+    await assert.rejects(syncFileSystems([fd]), { code: 'EBADF' });
   });
 });
