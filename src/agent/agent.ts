@@ -6,6 +6,7 @@
  * sender hashes it from the bytes it sends. `runOnce` is `agent --once`: passes until the standby
  * matches. live.ts keeps watching.
  */
+import { closeSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import type { Entry, ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
@@ -16,6 +17,7 @@ import { checkSafety, isDeletion, type DeletionGuard, type SafetyHalt, type Safe
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
 import { createHasher, type FileHasher } from '../scan/hash.js';
+import { openSourceRoot, type SourceRoot } from '../scan/openfile.js';
 import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../confined/temp.js';
 import { isWithin, baseName } from '../relpath.js';
@@ -87,7 +89,10 @@ export class SourceTree {
   /** Reports the first reconciliation only: later ones are the quiet routine. */
   private progress: ProgressSink | null;
 
-  private constructor(readonly root: string, rules: readonly FilterRule[], stateDir: StateDir, readonly cache: AgentCache, readonly hasher: FileHasher, readonly log: Logger, progress: ProgressSink | null) {
+  private constructor(
+    readonly source: SourceRoot, rules: readonly FilterRule[], stateDir: StateDir, readonly cache: AgentCache, readonly hasher: FileHasher,
+    readonly log: Logger, progress: ProgressSink | null,
+  ) {
     this.progress = progress;
     const matcher = new ExcludeMatcher(rules);
     const stateRel = stateDir.relToRoot;
@@ -104,7 +109,9 @@ export class SourceTree {
     await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
     const cache = AgentCache.open(agentCachePath(stateDir.abs));
     if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
-    return new SourceTree(root, rules, stateDir, cache, await createHasher(), log, progress);
+    // Held open for the agent's life: every source file is opened beneath it (scan/openfile.ts).
+    const source = openSourceRoot(root);
+    return new SourceTree(source, rules, stateDir, cache, await createHasher({ source }), log, progress);
   }
 
   readonly warn = (code: string, message: string): void => {
@@ -186,8 +193,14 @@ export class SourceTree {
     }
   }
 
+  /** The source root's path, as the operator gave it. */
+  get root(): string {
+    return this.source.path;
+  }
+
   close(): void {
     this.cache.close();
+    closeSync(this.source.fd);
   }
 }
 
@@ -250,7 +263,7 @@ export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
       url: options.url, token: options.token, attempts: options.connectAttempts,
       baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log, tls: options.tls,
     });
-    const sender = new Sender(session.conn, session, options.root, tree.hasher);
+    const sender = new Sender(session.conn, session, tree.source, tree.hasher);
     try {
       let failures: readonly OpFailure[] = [];
       const unreadable = new Set<string>();

@@ -144,7 +144,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
       log.info(`connected to ${options.url}`);
       let busy = false;
       try {
-        await new LiveSession(options, tree, dirty, held, new Sender(session.conn, session, options.root, tree.hasher), signal, {
+        await new LiveSession(options, tree, dirty, held, new Sender(session.conn, session, tree.source, tree.hasher), signal, {
           setWake: (fn) => {
             wake = fn;
           },

@@ -29,7 +29,7 @@ import { CHUNK_HEADER_BYTES, MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../pro
 import type { AgentMessage, ReceiverMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
 import { SYNC_READ_MAX_BYTES, type FileHasher, type StreamHasher } from '../scan/hash.js';
-import { openPlannedFile } from '../scan/openfile.js';
+import { openPlannedFile, type SourceRoot } from '../scan/openfile.js';
 
 const readAsync = promisify(read);
 const fstatAsync = promisify(fstat);
@@ -110,7 +110,7 @@ export class Sender {
   constructor(
     private readonly conn: Connection,
     private readonly limits: { readonly window: number; readonly maxInFlight: number },
-    private readonly root: string,
+    private readonly source: SourceRoot,
     private readonly hasher: FileHasher,
   ) {
     this.largeFileFrames = new FramePool(LARGE_FILE_FRAMES, CHUNK_HEADER_BYTES + Math.min(MAX_CHUNK_BYTES, limits.window));
@@ -348,7 +348,7 @@ export class Sender {
     if (entry.size < SYNC_READ_MAX_BYTES && entry.size <= this.limits.window) return this.transferSmall(op, entry, old);
     let fd;
     try {
-      ({ fd } = openPlannedFile(join(this.root, entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }));
+      ({ fd } = openPlannedFile(join(this.source.path, entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }, this.source));
     } catch (err) {
       this.openFailed(op, entry.path, err);
       return;
@@ -460,7 +460,7 @@ export class Sender {
     const frame = this.smallFileFrame;
     let fd;
     try {
-      ({ fd } = openPlannedFile(join(this.root, entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }));
+      ({ fd } = openPlannedFile(join(this.source.path, entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }, this.source));
     } catch (err) {
       this.returnCredit(entry.size);
       this.openFailed(op, entry.path, err);

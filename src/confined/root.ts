@@ -67,6 +67,16 @@ export function usesOpenat2(): boolean {
   return native().confinedInfo().openat2;
 }
 
+/**
+ * Opens `rel` beneath the directory `dirfd` without following a symlink at any step (openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or the component-by-component fallback): ELOOP for a
+ * symlink, EXDEV for a path leaving the directory, as errno errors. For callers holding their own
+ * directory descriptor (the agent's source root).
+ */
+export function openBeneath(dirfd: number, rel: string, flags: number): number {
+  return native().openBeneath(dirfd, rel, flags, 0);
+}
+
 /** Tests: force the fallback (false) or try openat2 again (true). */
 export function setOpenat2ForTests(on: boolean): void {
   native().setOpenat2(on);

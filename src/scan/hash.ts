@@ -25,7 +25,7 @@ import { lstat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import xxhash from 'xxhash-wasm';
 import { WarmsyncError } from '../errors.js';
-import { fileChanged as changed, openPlannedFile } from './openfile.js';
+import { fileChanged as changed, openPlannedFile, type SourceRoot } from './openfile.js';
 
 /** What `hashFile` read: the hash and the metadata of exactly the bytes that were hashed. */
 export interface HashResult {
@@ -78,6 +78,8 @@ export interface HasherOptions {
    * test modify the file in the middle of hashing deterministically. Leave unset in production.
    */
   afterChunk?: (absPath: string, bytesSoFar: number) => void | Promise<void>;
+  /** The agent's source root, held open: files below it are opened beneath it (openfile.ts). */
+  source?: SourceRoot;
 }
 
 export const DEFAULT_HASH_BUFFER = 1024 * 1024;
@@ -127,7 +129,7 @@ export async function createHasher(options: HasherOptions = {}): Promise<FileHas
   }
 
   async function hashFile(absPath: string, expect?: HashExpectation): Promise<HashResult> {
-    const { fd, stats: before, size, mtimeMs, ino, mode } = openPlannedFile(absPath, expect);
+    const { fd, stats: before, size, mtimeMs, ino, mode } = openPlannedFile(absPath, expect, options.source);
     const buffer = pool.pop() ?? Buffer.allocUnsafe(bufferSize);
     try {
       // Below the buffer's size too: then one read (and no afterChunk) does it, whatever the file does.

@@ -3,8 +3,10 @@
  * describe through it, the sender): invariant 3, "the agent reads only regular files inside its
  * source, re-checked on the open descriptor".
  *
- * The path is opened O_RDONLY | O_NOFOLLOW | O_NONBLOCK: a file swapped for a symlink since it was
- * listed fails with ELOOP instead of being followed out of the tree, and a file swapped for a FIFO
+ * The path is opened O_RDONLY | O_NOFOLLOW | O_NONBLOCK, beneath the source root's descriptor when
+ * the caller holds one (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, ../confined/root.ts): a file,
+ * or a directory above it, swapped for a symlink since it was listed fails with ELOOP instead of
+ * being followed out of the tree, and a file swapped for a FIFO
  * opens at once instead of blocking the thread (for a synchronous open, the whole event loop) until
  * a writer comes. The descriptor is then fstat'ed, and only a regular file whose identity matches
  * what the caller planned (device and inode, size and mtime: whichever it knows) is handed back.
@@ -18,11 +20,27 @@
  * nothing.
  */
 import { closeSync, constants as fsConstants, fstatSync, openSync, type BigIntStats } from 'node:fs';
+import { openBeneath } from '../confined/root.js';
 import { wholeMsOfNs } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
 
 /** open(2) flags for reading a source file: never follow a symlink, never block on a FIFO. */
 export const NO_FOLLOW_READ = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+
+/**
+ * The source root held open (`openSourceRoot`): a file below it is opened beneath this descriptor,
+ * so a directory above the file swapped for a symlink (to /etc, say) is refused like the file
+ * itself, not followed out of the source.
+ */
+export interface SourceRoot {
+  readonly path: string;
+  readonly fd: number;
+}
+
+/** Holds `path` (the operator's setting, which may itself be a symlink) open as the source root. */
+export function openSourceRoot(path: string): SourceRoot {
+  return { path: path.endsWith('/') && path.length > 1 ? path.slice(0, -1) : path, fd: openSync(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY) };
+}
 
 /** What the caller planned to read; every field given must match the open file. */
 export interface PlannedFile {
@@ -52,21 +70,23 @@ export interface OpenedFile {
  * a socket (or a FIFO with no reader, opened for writing: not us), ENODEV for a device without a
  * driver.
  */
-const NOT_A_FILE_CODES = new Set(['ELOOP', 'ENXIO', 'ENODEV']);
+const NOT_A_FILE_CODES = new Set(['ELOOP', 'ENXIO', 'ENODEV', 'EXDEV']);
 
 /**
  * Opens `absPath` for reading if, on the descriptor, it is a regular file matching `planned`. Throws
  * WarmsyncError FILE_CHANGED otherwise (the descriptor closed); other open errors (ENOENT, EACCES,
  * ENAMETOOLONG, ...) are thrown as they are.
  */
-export function openPlannedFile(absPath: string, planned?: PlannedFile): OpenedFile {
+export function openPlannedFile(absPath: string, planned?: PlannedFile, source?: SourceRoot): OpenedFile {
   let fd: number;
   try {
-    fd = openSync(absPath, NO_FOLLOW_READ);
+    const rel = source !== undefined && absPath.startsWith(`${source.path}/`) ? absPath.slice(source.path.length + 1) : null;
+    fd = rel === null ? openSync(absPath, NO_FOLLOW_READ) : openBeneath((source as SourceRoot).fd, rel, NO_FOLLOW_READ);
   } catch (err) {
     const code = errorCode(err);
     if (code !== undefined && NOT_A_FILE_CODES.has(code)) {
-      throw fileChanged(absPath, code === 'ELOOP' ? 'it is now a symlink' : `it is no longer a regular file (${code})`, err);
+      const why = code === 'ELOOP' ? 'it, or a directory above it, is now a symlink' : code === 'EXDEV' ? 'its path now leads out of the source' : `it is no longer a regular file (${code})`;
+      throw fileChanged(absPath, why, err);
     }
     throw err;
   }

@@ -2,7 +2,9 @@
  * openPlannedFile, the one open every agent read of file content goes through (scan/openfile.ts):
  * a regular file of the planned identity opens; a symlink (even to a regular file of the same size
  * and mtime), a FIFO (without blocking), a socket, a device, a directory and another file renamed
- * over the path are FILE_CHANGED, with no descriptor left open; other errors pass through.
+ * over the path are FILE_CHANGED, with no descriptor left open, and so is a file whose directory
+ * was swapped for a symlink out of the source when opened beneath the source root; other errors
+ * pass through.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,7 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { wholeMs } from '../../../src/entry.js';
 import { WarmsyncError } from '../../../src/errors.js';
-import { NO_FOLLOW_READ, openPlannedFile } from '../../../src/scan/openfile.js';
+import { NO_FOLLOW_READ, openPlannedFile, openSourceRoot } from '../../../src/scan/openfile.js';
 
 function isChanged(err: unknown): boolean {
   return err instanceof WarmsyncError && err.code === 'FILE_CHANGED';
@@ -70,6 +72,37 @@ describe('openPlannedFile', () => {
     assert.throws(() => openPlannedFile(abs, { size: plan.size, mtimeMs: plan.mtimeMs }), isChanged);
     assert.throws(() => openPlannedFile(abs), isChanged);
     assert.equal(openFds(), fds, 'no descriptor left open');
+  });
+
+  it('beneath the source root: FILE_CHANGED when a directory above the file is swapped for a symlink out of the source (same name, size and mtime there)', async () => {
+    // The source: src/sub/victim; outside it: outside/victim with the secret, of the same size and mtime.
+    const src = join(dir, 'src');
+    const outside = join(dir, 'outside');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await mkdir(outside);
+    for (const [at, content] of [[join(src, 'sub/victim'), 'public'], [join(outside, 'victim'), 'SECRET']] as const) {
+      await writeFile(at, content);
+      await utimes(at, 1_700_000_000, 1_700_000_000);
+    }
+    const abs = join(src, 'sub/victim');
+    const st = await stat(abs);
+    const plan = { size: st.size, mtimeMs: wholeMs(st.mtimeMs) };
+    const source = openSourceRoot(src);
+    try {
+      closeSync(openPlannedFile(abs, plan, source).fd); // the real file opens beneath the root
+      await rename(join(src, 'sub'), join(dir, 'sub-away'));
+      await symlink(outside, join(src, 'sub'));
+      // Without the root the parent symlink is followed and the secret (same size and mtime) opens: the hole this closes.
+      const followed = openPlannedFile(abs, plan);
+      const buf = Buffer.alloc(16);
+      assert.equal(buf.subarray(0, readSync(followed.fd, buf, 0, 16, 0)).toString(), 'SECRET');
+      closeSync(followed.fd);
+      const fds = openFds();
+      assert.throws(() => openPlannedFile(abs, plan, source), (err: unknown) => isChanged(err) && /a directory above it, is now a symlink/.test((err as Error).message));
+      assert.equal(openFds(), fds, 'no descriptor left open');
+    } finally {
+      closeSync(source.fd);
+    }
   });
 
   it('FILE_CHANGED for a FIFO, at once (the open does not wait for a writer)', async () => {
