@@ -553,50 +553,59 @@ export class ReceiverSession {
       }
     }
     const done: PendingOp[] = [];
-    await manifest.withWriteLock(async () => {
-      // Each directory the files were created in must still be the one at their path: a directory
-      // moved away (or swapped for a symlink) since would take the renames with it. Checked once
-      // per directory, under the lock the gate's moves take too.
-      const moved = new Set<DirRef>();
-      for (const parent of new Set(batch.flatMap((p, i) => (p.staged !== null && sealed[i] ? [p.staged.parent] : [])))) {
-        if (!root.stillAt(parent)) moved.add(parent);
-      }
-      for (let i = 0; i < batch.length; i++) {
-        const p = batch[i] as PendingOp;
-        if (!sealed[i]) continue;
-        if (p.staged !== null) {
-          try {
-            if (moved.has(p.staged.parent)) {
-              throw new ProtocolError('UNSAFE_PATH', `${p.path}: its directory was moved or replaced on the standby while the file arrived; not applied`);
+    /** Ops the loop below reached: each either failed there (with its result) or is in `done`. */
+    const reached = new Set<PendingOp>();
+    try {
+      await manifest.withWriteLock(async () => {
+        // Each directory the files were created in must still be the one at their path: a directory
+        // moved away (or swapped for a symlink) since would take the renames with it. Checked once
+        // per directory, under the lock the gate's moves take too.
+        const moved = new Set<DirRef>();
+        for (const parent of new Set(batch.flatMap((p, i) => (p.staged !== null && sealed[i] ? [p.staged.parent] : [])))) {
+          if (!root.stillAt(parent)) moved.add(parent);
+        }
+        for (let i = 0; i < batch.length; i++) {
+          const p = batch[i] as PendingOp;
+          if (!sealed[i]) continue;
+          reached.add(p);
+          if (p.staged !== null) {
+            try {
+              if (moved.has(p.staged.parent)) {
+                throw new ProtocolError('UNSAFE_PATH', `${p.path}: its directory was moved or replaced on the standby while the file arrived; not applied`);
+              }
+              await p.staged.install();
+            } catch (err) {
+              await this.discard(p.path, p.staged);
+              this.failFrom(p.op, p.path, err);
+              continue;
             }
-            await p.staged.install();
-          } catch (err) {
-            await this.discard(p.path, p.staged);
-            this.failFrom(p.op, p.path, err);
+          } else if (p.stillThere !== undefined && !(await p.stillThere())) {
+            this.fail(p.op, 'NEEDS_CONTENT', `${p.path}: removed from the standby while the op was applied; send it again`);
             continue;
           }
-        } else if (p.stillThere !== undefined && !(await p.stillThere())) {
-          this.fail(p.op, 'NEEDS_CONTENT', `${p.path}: removed from the standby while the op was applied; send it again`);
-          continue;
+          done.push(p);
         }
-        done.push(p);
-      }
-      try {
-        // The renames durable: an fsync of each directory for a few files fsynced alone; for a group,
-        // one syncfs per file system its files' directories are on (the other ops' directories fsynced).
-        if (unsynced.length === 0 && done.length < GROUP_SYNC_MIN_FILES) {
-          await writer.fsyncDirs(new Set(done.map((p) => parentOf(p.path))));
-        } else {
-          const staged = done.flatMap((p) => (p.staged === null ? [] : [p.staged.parent.fd]));
-          await syncFileSystems(staged);
-          await writer.fsyncDirs(new Set(done.flatMap((p) => (p.staged === null ? [parentOf(p.path)] : []))));
+        try {
+          // The renames durable: an fsync of each directory for a few files fsynced alone; for a group,
+          // one syncfs per file system its files' directories are on (the other ops' directories fsynced).
+          if (unsynced.length === 0 && done.length < GROUP_SYNC_MIN_FILES) {
+            await writer.fsyncDirs(new Set(done.map((p) => parentOf(p.path))));
+          } else {
+            const staged = done.flatMap((p) => (p.staged === null ? [] : [p.staged.parent.fd]));
+            await syncFileSystems(staged);
+            await writer.fsyncDirs(new Set(done.flatMap((p) => (p.staged === null ? [parentOf(p.path)] : []))));
+          }
+        } finally {
+          for (const p of done) p.staged?.release();
         }
-      } finally {
-        for (const p of done) p.staged?.release();
-      }
-      const now = this.deps.now();
-      for (const p of done) p.record(now);
-    });
+        const now = this.deps.now();
+        for (const p of done) p.record(now);
+      });
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      await this.groupNotRecorded(batch.filter((p, i) => sealed[i]), done, reached, err);
+      return;
+    }
     // Renames changed their directories' mtimes: put back what the source has.
     for (const parent of new Set(done.map((p) => parentOf(p.path)))) await this.restoreDirTime(parent);
     let files = 0;
@@ -612,6 +621,27 @@ export class ReceiverSession {
     this.counters.files += files;
     this.counters.bytes += bytes;
     this.deps.observer?.committed(files, bytes);
+    this.sendResults();
+  }
+
+  /**
+   * The manifest could not record a group (its file system is full: SQLite's journal could not
+   * grow). Nothing of it is recorded, so none of it may be reported done: each op fails with
+   * ENOSPC, as a file that could not be written does, and the session goes on. What was renamed
+   * into place stays on disk unrecorded (verify lists it as stray; the agent sends it again); what
+   * was not is discarded.
+   */
+  private async groupNotRecorded(ops: readonly PendingOp[], installed: readonly PendingOp[], reached: ReadonlySet<PendingOp>, err: unknown): Promise<void> {
+    const why = `the manifest could not record it (${describeError(err)})`;
+    for (const p of ops) {
+      if (installed.includes(p)) {
+        p.staged?.release();
+        this.fail(p.op, 'ENOSPC', `${p.path}: ${why}; it is on disk, unrecorded, and must be sent again`);
+      } else if (!reached.has(p)) {
+        if (p.staged !== null) await this.discard(p.path, p.staged);
+        this.fail(p.op, 'ENOSPC', `${p.path}: ${why}; not applied`);
+      }
+    }
     this.sendResults();
   }
 
@@ -671,4 +701,10 @@ export class ReceiverSession {
     this.deps.conn.send({ type: 'credit', bytes: this.credit });
     this.credit = 0;
   }
+}
+
+/** A write that failed for lack of space: SQLite's SQLITE_FULL, or ENOSPC from the file system. */
+function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_FULL' || code === 'ENOSPC';
 }
