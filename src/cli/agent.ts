@@ -4,6 +4,7 @@ import { loadFilterSources } from '../config/excludes.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { createProgress, progressMode } from '../progress/progress.js';
 import { resolveStateDir } from '../statedir.js';
+import { refuseStandbySource } from './standby-guard.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
 import { commandLogger, commonHelp, parseConnectUrl, parseFlags, parseInteger, readToken, repeatedInOrder, required } from './args.js';
 
@@ -69,6 +70,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     .map(({ name, value }) => ({ kind: name === 'exclude' ? 'exclude' : 'exclude-from', value })));
   const stateDir = resolveStateDir(root, flags['state-dir']);
   const token = readToken('agent', flags['token-file'], log);
+  await refuseStandbySource(root, stateDir, rules);
 
   const rescanSec = parseInteger('rescan-interval', flags['rescan-interval'], 600, 1, 7 * 86_400);
   const tls = clientTls(url, flags);
