@@ -146,3 +146,16 @@ export function sameEntry(a: Entry, b: Entry): boolean {
  * line for `status`: W is held at or below `since` until a rescan has covered what was missed.
  */
 export interface FeedGap { readonly since: number; readonly reason: string }
+
+/** The setuid and setgid bits. */
+export const SETUID_BITS = 0o6000;
+
+/**
+ * --no-setuid: a regular file without its setuid and setgid bits (what a `nosuid` mount ignores);
+ * anything else unchanged (a directory's setgid only makes new entries inherit its group). Applied
+ * to the source's entries before planning, so what is sent, written, recorded in the manifest and
+ * checked by `verify` all agree, and a run after it finds nothing to change.
+ */
+export function withoutSetuid<E extends Entry>(e: E): E {
+  return e.kind === 'file' && (e.mode & SETUID_BITS) !== 0 ? { ...e, mode: e.mode & ~SETUID_BITS } : e;
+}

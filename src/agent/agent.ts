@@ -8,7 +8,7 @@
  */
 import { closeSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
-import type { Entry, ManifestEntry } from '../entry.js';
+import { withoutSetuid, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
@@ -40,6 +40,8 @@ export interface AgentOptions {
   readonly tls?: ClientTls;
   /** Told how the first reconciliation (the initial scan and sync) is going. */
   readonly progress?: ProgressSink | null;
+  /** --no-setuid: regular files are sent, written and recorded without their setuid and setgid bits. */
+  readonly noSetuid?: boolean;
 }
 
 export interface OnceSummary {
@@ -85,15 +87,18 @@ export class SourceTree {
   readonly isExcluded: (path: string, isDir: boolean) => boolean;
   /** Is this standby path hidden by the rules (so never deleted there)? */
   readonly hides: (path: string, isDir: boolean) => boolean;
+  /** The source's entries as they are to be on the standby (--no-setuid): what is planned from. */
+  readonly planned: (entries: Iterable<Entry>) => Iterable<Entry>;
   warnings = 0;
   /** Reports the first reconciliation only: later ones are the quiet routine. */
   private progress: ProgressSink | null;
 
   private constructor(
     readonly source: SourceRoot, rules: readonly FilterRule[], stateDir: StateDir, readonly cache: AgentCache, readonly hasher: FileHasher,
-    readonly log: Logger, progress: ProgressSink | null,
+    readonly log: Logger, progress: ProgressSink | null, noSetuid: boolean,
   ) {
     this.progress = progress;
+    this.planned = noSetuid ? (entries) => [...entries].map(withoutSetuid) : (entries) => entries;
     const matcher = new ExcludeMatcher(rules);
     const stateRel = stateDir.relToRoot;
     const isState = (path: string): boolean => stateRel !== null && isWithin(path, stateRel);
@@ -102,7 +107,7 @@ export class SourceTree {
     this.hides = (path, isDir) => isState(path) || matcher.hides(path, isDir);
   }
 
-  static async open(root: string, rules: readonly FilterRule[], stateDir: StateDir, log: Logger, progress: ProgressSink | null = null): Promise<SourceTree> {
+  static async open(root: string, rules: readonly FilterRule[], stateDir: StateDir, log: Logger, progress: ProgressSink | null = null, noSetuid = false): Promise<SourceTree> {
     const rootStat = await stat(root).catch(() => null);
     if (rootStat === null) throw new WarmsyncError('SOURCE_MISSING', `source root ${root} does not exist (is its disk mounted?); nothing was sent`);
     if (!rootStat.isDirectory()) throw new WarmsyncError('SOURCE_NOT_DIR', `source root ${root} is not a directory`);
@@ -111,7 +116,7 @@ export class SourceTree {
     if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
     // Held open for the agent's life: every source file is opened beneath it (scan/openfile.ts).
     const source = openSourceRoot(root);
-    return new SourceTree(source, rules, stateDir, cache, await createHasher({ source }), log, progress);
+    return new SourceTree(source, rules, stateDir, cache, await createHasher({ source }), log, progress, noSetuid);
   }
 
   readonly warn = (code: string, message: string): void => {
@@ -142,7 +147,7 @@ export class SourceTree {
       isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
       needsHash: (path, size) => hashDecides(mirror.get(path), size),
     });
-    const planned = diffTrees(scan.entries, mirror.values(), { hides: this.hides, unknown: scan.incomplete });
+    const planned = diffTrees(this.planned(scan.entries), mirror.values(), { hides: this.hides, unknown: scan.incomplete });
     let standbyFiles = 0;
     for (const m of mirror.values()) if (m.kind === 'file' && m.deletedAt === null) standbyFiles++;
     // A path the scan could not read (unreadable, or changing while hashed) is there, not deleted:
@@ -253,7 +258,7 @@ function manifestRow(e: Entry, bornMs: number, deletedAt: number | null, damaged
 export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
   const started = Date.now();
   const { log } = options;
-  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null);
+  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null, options.noSetuid === true);
   const summary: OnceSummary = {
     filesScanned: 0, filesSent: 0, bytesSent: 0, skippedUnchanged: 0, metaUpdates: 0, tombstones: 0,
     hashed: 0, passes: 0, warnings: 0, elapsedMs: 0,

@@ -73,7 +73,7 @@ function releaseGarbage(): void {
 
 export async function runLive(options: LiveOptions, signal: AbortSignal): Promise<void> {
   const { log } = options;
-  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null);
+  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null, options.noSetuid === true);
   const dirty = new Coalescer();
   const held = new HeldDeletions(new DeletionGuard(options.safety, DELETE_WINDOW_MS), options.releaseDeletions, log);
   let wake: (() => void) | null = null;
@@ -541,7 +541,7 @@ class LiveSession {
       for (const r of found.rows) rows.set(r.path, r);
       for (const p of [...found.entries, ...found.rows].map((x) => x.path)) firstSeen.set(p, Math.min(firstSeen.get(p) ?? Infinity, d.firstSeen));
     }
-    const changes = diffTrees(entries.values(), rows.values(), { hides: this.tree.hides });
+    const changes = diffTrees(this.tree.planned(entries.values()), rows.values(), { hides: this.tree.hides });
     for (const change of changes) await this.submit(change, firstSeen.get(change.path) ?? Date.now());
   }
 

@@ -4,6 +4,7 @@ import { loadFilterSources } from '../config/excludes.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { createProgress, progressMode } from '../progress/progress.js';
 import { resolveStateDir } from '../statedir.js';
+import { refuseStandbySource } from './standby-guard.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
 import { commandLogger, commonHelp, parseConnectUrl, parseFlags, parseInteger, readToken, repeatedInOrder, required } from './args.js';
 
@@ -32,7 +33,12 @@ Options:
   --exclude-from F      rsync --exclude-from file, used unchanged (repeatable)
   --exclude PATTERN     one rsync exclude pattern (repeatable; "+ PATTERN" includes; "!"
                         clears every rule before it, from files and flags alike, as in rsync)
-  --state-dir DIR       the agent's hash cache (default: ROOT/.warmsync, never synced)
+  --state-dir DIR       the agent's hash cache (default: ROOT/.warmsync, never synced).
+                        A source that is, or holds, a receiver's root or state dir is
+                        refused (SOURCE_IS_STANDBY) unless the excludes hide it
+  --no-setuid           send regular files without their setuid and setgid bits (the
+                        standby and its manifest then have them cleared; directories keep
+                        theirs). Default: kept, as rsync -a does as root
   --max-delete PCT      halt, changing nothing, when a run would delete more than PCT %
                         of the standby's files (default ${DEFAULT_SAFETY.maxDeleteShare * 100}; runs deleting at most
                         ${DEFAULT_SAFETY.minDeletesToHalt} files are never halted). Watching, the same share
@@ -52,7 +58,7 @@ const AGENT_OPTIONS = {
   root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
   'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
   'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'release-deletions': { type: 'boolean' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
-  'rescan-interval': { type: 'string' }, quiet: { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
+  'rescan-interval': { type: 'string' }, quiet: { type: 'boolean' }, 'no-setuid': { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
 } as const;
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -69,11 +75,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
     .map(({ name, value }) => ({ kind: name === 'exclude' ? 'exclude' : 'exclude-from', value })));
   const stateDir = resolveStateDir(root, flags['state-dir']);
   const token = readToken('agent', flags['token-file'], log);
+  await refuseStandbySource(root, stateDir, rules);
 
   const rescanSec = parseInteger('rescan-interval', flags['rescan-interval'], 600, 1, 7 * 86_400);
   const tls = clientTls(url, flags);
   const progress = createProgress(progressMode(flags), log);
-  const options = { root, url, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 }, releaseDeletions: flags['release-deletions'] === true };
+  const options = { root, url, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 }, releaseDeletions: flags['release-deletions'] === true, noSetuid: flags['no-setuid'] === true };
   if (!flags.once) {
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void => {

@@ -2,10 +2,11 @@
  * Flag parsing shared by every command: node's util.parseArgs (strict), with its errors turned into
  * UsageError lines that name the flag, plus the value parsers the commands have in common.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readConfigFile, validateConfig, type FlagSpec } from '../config/file.js';
 import { UsageError, describeError } from '../errors.js';
+import { readInputFile } from '../inputfile.js';
 import { LOG_LEVELS, createLoggerWith, type Logger, type LogFormat, type LogLevel } from '../log.js';
 import { parseTime } from '../time.js';
 
@@ -157,6 +158,9 @@ export function parseConnectUrl(value: string): string {
   return value;
 }
 
+/** The largest --token-file read: a token is a line (openssl rand -hex 32 is 65 bytes). */
+export const MAX_TOKEN_FILE_BYTES = 64 * 1024;
+
 /**
  * The shared secret: --token-file, else WARMSYNC_TOKEN. A token file readable by others draws a
  * warning: anyone who can read it can feed the standby.
@@ -165,10 +169,11 @@ export function readToken(command: string, tokenFile: string | undefined, log: L
   let token: string | undefined;
   if (tokenFile !== undefined) {
     try {
-      token = readFileSync(tokenFile, 'utf8').replace(/\r?\n$/, '');
+      // A FIFO or device is refused at once: reading one blocked start-up with no message (issue 17).
+      token = readInputFile(tokenFile, MAX_TOKEN_FILE_BYTES).toString('utf8').replace(/\r?\n$/, '');
       if ((statSync(tokenFile).mode & 0o077) !== 0) log.warn('TOKEN_FILE_MODE', `${tokenFile} is readable by group or others; chmod 600 it`);
     } catch (err) {
-      throw new UsageError('TOKEN_FILE', `${command}: cannot read --token-file ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+      throw new UsageError('TOKEN_FILE', `${command}: cannot read --token-file ${tokenFile}: ${describeError(err)}`);
     }
     if (token.trim() === '') throw new UsageError('TOKEN_FILE', `${command}: --token-file ${tokenFile} is empty`);
   } else {

@@ -3,20 +3,23 @@
  * checked before anything starts, so a bad file is one exit-2 line instead of a failure later.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { UsageError, describeError } from '../errors.js';
+import { readInputFile } from '../inputfile.js';
 import type { ClientTls } from '../transport/client.js';
 import type { ServerTls } from '../transport/server.js';
 
 export const SERVER_TLS_OPTIONS = { 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' } } as const;
 export const CLIENT_TLS_OPTIONS = { ca: { type: 'string' }, 'tls-fingerprint': { type: 'string' } } as const;
 
+/** The largest PEM file read (1 MiB: a full CA bundle is about 200 KiB). */
+const MAX_PEM_BYTES = 1024 * 1024;
+
 function readPem(flag: string, file: string): Buffer {
   try {
-    return readFileSync(file);
+    return readInputFile(file, MAX_PEM_BYTES);
   } catch (err) {
-    throw new UsageError('TLS_FILE', `cannot read --${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+    throw new UsageError('TLS_FILE', `cannot read --${flag} ${file}: ${describeError(err)}`);
   }
 }
 

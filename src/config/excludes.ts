@@ -12,9 +12,9 @@
  * rule that a backslash escapes only in a pattern that also holds a wildcard.
  */
 import { Buffer } from 'node:buffer';
-import { readFile } from 'node:fs/promises';
 import { TextDecoder } from 'node:util';
 import { UsageError, describeError } from '../errors.js';
+import { InputFileProblem, readInputFile } from '../inputfile.js';
 
 export interface FilterRule {
   readonly action: 'exclude' | 'include';
@@ -23,6 +23,9 @@ export interface FilterRule {
   /** Where the rule came from, for messages: "FILE:LINE" or "--exclude". */
   readonly origin: string;
 }
+
+/** The largest `--exclude-from` file read (4 MiB: some 100,000 patterns, far past any real list). */
+export const MAX_EXCLUDE_FILE_BYTES = 4 * 1024 * 1024;
 
 /** rsync discards a pattern of MAXPATHLEN (4096) bytes or more. */
 const MAX_PATTERN_BYTES = 4095;
@@ -81,7 +84,7 @@ export async function loadFilterSources(sources: readonly FilterSource[]): Promi
       continue;
     }
     const path = source.value;
-    const parsed = parseLines(decodeLines(await readExcludeFile(path)), (line) => `${path}:${line}`, problems);
+    const parsed = parseLines(decodeLines(readExcludeFile(path)), (line) => `${path}:${line}`, problems);
     if (parsed.cleared) rules = [];
     rules.push(...parsed.rules);
   }
@@ -235,14 +238,16 @@ function badExclude(where: string, problem: string): UsageError {
   return new UsageError('BAD_EXCLUDE', `${where}: ${problem}`);
 }
 
-async function readExcludeFile(path: string): Promise<Buffer> {
+function readExcludeFile(path: string): Buffer {
   if (path === '-') {
     throw new UsageError('EXCLUDE_FILE', `cannot read excludes file ${path}: reading rules from standard input is not supported, name a file`);
   }
   try {
-    return await readFile(path);
+    // A FIFO or device is refused at once (never a hang), a file past the limit before it is read.
+    return readInputFile(path, MAX_EXCLUDE_FILE_BYTES);
   } catch (err) {
-    throw new UsageError('EXCLUDE_FILE', `cannot read excludes file ${path}: ${systemErrorReason(err)}`, { cause: err });
+    const reason = err instanceof InputFileProblem && err.cause === undefined ? err.message : systemErrorReason(err instanceof InputFileProblem ? err.cause : err);
+    throw new UsageError('EXCLUDE_FILE', `cannot read excludes file ${path}: ${reason}`, { cause: err });
   }
 }
 

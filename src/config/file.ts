@@ -4,11 +4,11 @@
  * `exclude-from`, ...) without a list to keep in step: string flags take a string (or a number),
  * switches a boolean, repeatable flags a list. Unknown keys are refused with the nearest known one.
  */
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { extname } from 'node:path';
 import type { ZodType } from 'zod';
 import { UsageError, describeError } from '../errors.js';
+import { readInputFile } from '../inputfile.js';
 
 // yaml and zod load only when a command is given --config: importing them took 135 and 92 ms here
 // (a busy 2-core machine), more than `status` spends on its work. parseFlags is synchronous, hence
@@ -47,6 +47,12 @@ function describeValue(value: unknown): string {
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 
+/**
+ * The largest config file read (1 MiB; a full one is a few KiB). Checked before reading: a 29 MB
+ * YAML file took 2.1 GB of memory to parse before it was refused (issue 17).
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
 /** Reads and parses FILE: `.json`, or `.yaml`/`.yml`. */
 export function readConfigFile(file: string): unknown {
   const ext = extname(file).toLowerCase();
@@ -55,9 +61,9 @@ export function readConfigFile(file: string): unknown {
   }
   let source: string;
   try {
-    source = readFileSync(file, 'utf8');
+    source = readInputFile(file, MAX_CONFIG_BYTES).toString('utf8');
   } catch (err) {
-    throw new UsageError('BAD_CONFIG', `--config ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+    throw new UsageError('BAD_CONFIG', `--config ${file}: cannot read it: ${describeError(err)}`);
   }
   try {
     return ext === '.json' ? JSON.parse(source) as unknown : lazy.yaml().parse(source, { prettyErrors: true }) as unknown;

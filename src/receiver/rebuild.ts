@@ -54,7 +54,7 @@ function salvageTombstones(file: string): OldTombstone[] | null {
 }
 
 export async function rebuildManifest(root: string, stateDir: StateDir, hasher: FileHasher): Promise<RebuildReport> {
-  const lock = acquireReceiverLock(stateDir.abs);
+  const lock = await acquireReceiverLock(root, stateDir.abs);
   try {
     if (lock.crashed) {
       const confined = ConfinedRoot.open(root, stateDir.relToRoot);

@@ -62,7 +62,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   if (!rootStat.isDirectory()) throw new WarmsyncError('ROOT_NOT_DIR', `receiver root ${root} is not a directory`);
   await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
 
-  const lock = acquireReceiverLock(stateDir.abs);
+  const lock = await acquireReceiverLock(root, stateDir.abs);
   let manifest: Manifest;
   // The root and the state dir, each open once: every write below them is resolved beneath these.
   let tree: ConfinedRoot | null = null;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { lstatSync } from 'node:fs';
-import { sameEntry, utimeValue, wholeMs, wholeMsOfNs, type Entry } from '../../src/entry.js';
+import { sameEntry, utimeValue, wholeMs, wholeMsOfNs, withoutSetuid, type Entry } from '../../src/entry.js';
 
 /** The mtime of the reference file: 2025-11-26T17:25:19.231Z. */
 const MTIME = 1_764_177_919_231;
@@ -141,4 +141,17 @@ describe('utimeValue', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('withoutSetuid (--no-setuid): a regular file loses setuid and setgid, nothing else changes', () => {
+  const base: Entry = { path: 'a', kind: 'file', size: 1, mtimeMs: 0, mode: 0o755, hash: '0000000000000000', target: null, owner: null };
+  const cases: Array<[Entry['kind'], number, number]> = [
+    ['file', 0o4755, 0o755], ['file', 0o2711, 0o711], ['file', 0o6755, 0o755], ['file', 0o7777, 0o1777],
+    ['file', 0o1644, 0o1644], ['file', 0o644, 0o644], ['dir', 0o2775, 0o2775], ['special', 0o4644, 0o4644],
+  ];
+  for (const [kind, mode, expected] of cases) {
+    const e: Entry = { ...base, kind, mode };
+    assert.equal(withoutSetuid(e).mode, expected, `${kind} ${mode.toString(8)}`);
+    if (mode === expected) assert.equal(withoutSetuid(e), e, 'unchanged entries are not copied');
+  }
 });

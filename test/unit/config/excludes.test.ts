@@ -383,7 +383,7 @@ test('loadExcludeFiles: an unreadable file is EXCLUDE_FILE naming it and the rea
     assert.equal(err.message, `cannot read excludes file ${missing}: ENOENT: no such file or directory`);
     return true;
   });
-  await assert.rejects(loadExcludeFiles([dir]), { code: 'EXCLUDE_FILE', message: `cannot read excludes file ${dir}: EISDIR: illegal operation on a directory` });
+  await assert.rejects(loadExcludeFiles([dir]), { code: 'EXCLUDE_FILE', message: `cannot read excludes file ${dir}: it is a directory, not a regular file` });
   await assert.rejects(loadExcludeFiles(['-']), { code: 'EXCLUDE_FILE', message: /cannot read excludes file -: reading rules from standard input is not supported/ });
 });
 
