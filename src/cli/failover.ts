@@ -2,8 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chown, open, readFile, rename, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { WarmsyncError, describeError } from '../errors.js';
-import { failoverPlan, settingLine, renderAutoConf, type FailoverPlan } from '../gate/failover.js';
+import { UsageError, WarmsyncError, describeError } from '../errors.js';
+import { compareLsn, describeSkew, parseLsn, skewInForce } from '../gate/dbposition.js';
+import { chooseTarget, describePlan, settingLine, renderAutoConf, type FailoverPlan } from '../gate/failover.js';
 import { checkPostgresUrl, classifyPgError, redactUrl, withPg } from '../gate/pg.js';
 import { DEFAULT_SKEW_MS } from '../gate/policy.js';
 import type { Logger } from '../log.js';
@@ -13,11 +14,14 @@ import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
 
 export const FAILOVER_HELP = `Usage: warmsync failover --root DIR [--apply --pgdata DIR] [--standby URL] [options]
 
-The W-bounded failover of a PostgreSQL standby (docs/failover.md). Reads the watermark W from
-this standby's manifest and prints the settings that recover the standby DB exactly up to the
-recovery target W - skew, without its apply delay, and then promote it:
-  recovery_target_time = W - skew, recovery_target_inclusive = off,
-  recovery_target_action = promote, recovery_min_apply_delay = 0
+The W-bounded failover of a PostgreSQL standby (docs/failover.md). Reads from this standby's
+manifest the watermark W and the recovery target it covers, and prints the settings that
+recover the standby DB exactly up to that target, without its apply delay, and then promote it:
+  LSN target (the agent ran with --db-primary): recovery_target_lsn = the newest WAL position
+    the agent read from the primary at a moment W covers; no clocks compared
+  time target (otherwise): recovery_target_time = W - skew
+  both: recovery_target_inclusive = off, recovery_target_action = promote,
+    recovery_min_apply_delay = 0
 A DB recovered no further than that references only binaries this standby holds.
 
 With --apply it writes them into PGDATA/postgresql.auto.conf (as the data dir's owner) and
@@ -28,7 +32,12 @@ come (the target lies beyond the last WAL it received), it is promoted where it 
 10 s without replay progress: everything it replayed is before the target.
 
 Options:
-  --skew MS            default: the skew the receiver recorded (else ${DEFAULT_SKEW_MS})
+  --target KIND        auto (default): the LSN target when one is recorded (and, with --standby,
+                       the standby is the same cluster), else the time target; lsn: the LSN
+                       target or fail (NO_LSN_TARGET); time: the time target
+  --skew MS            for the time target. Default: the clock offset bound the agent measured
+                       against the DB primary (--db-primary), else the skew the receiver
+                       recorded, else ${DEFAULT_SKEW_MS}
   --apply              write the settings and restart the standby (needs --pgdata)
   --pgdata DIR         the standby's data directory
   --pg-bin DIR         where pg_ctl is (default: /usr/lib/postgresql/MAJOR/bin for the data
@@ -68,16 +77,27 @@ async function pauseAndCheck(url: string, plan: FailoverPlan, log: Logger): Prom
     if (state.inRecovery) {
       await withPg(url, 10_000, (client) => client.query('SELECT pg_wal_replay_pause()'));
       state = await standbyState(url);
-      log.info(`standby replay paused; last replayed commit ${formatTime(state.replayedMs)}`);
+      log.info(`standby replay paused at ${state.replayLsn ?? '?'}; last replayed commit ${formatTime(state.replayedMs)}`);
     }
   } catch (err) {
     log.warn(classifyPgError(err, `--standby ${redactUrl(url)}`).code, `cannot check the standby before applying (${describeError(err)}); PostgreSQL itself refuses a target before its consistent point`);
     return;
   }
   if (!state.inRecovery) throw new WarmsyncError('PG_NOT_STANDBY', `--standby ${redactUrl(url)} is not in recovery: already promoted, or not the standby`);
-  if (state.replayedMs !== null && state.replayedMs >= plan.recoveryTarget) {
-    throw new WarmsyncError('REPLAYED_PAST_TARGET', `the standby DB already replayed a commit at ${formatTime(state.replayedMs)}, at or after the recovery target ${formatTime(plan.recoveryTarget)}: it may reference binaries this standby lacks. Raise recovery_min_apply_delay; to promote it anyway, use warmsync promote --references`);
+  const advice = 'it may reference binaries this standby lacks. Raise recovery_min_apply_delay; to promote it anyway, use warmsync promote --references';
+  if (plan.recoveryTargetLsn !== null) {
+    if (state.replayLsn !== null && parseLsn(state.replayLsn) !== null && compareLsn(state.replayLsn, plan.recoveryTargetLsn) > 0) {
+      throw new WarmsyncError('REPLAYED_PAST_TARGET', `the standby DB already replayed WAL up to ${state.replayLsn}, past the recovery target ${plan.recoveryTargetLsn}: ${advice}`);
+    }
+  } else if (state.replayedMs !== null && state.replayedMs >= plan.recoveryTarget) {
+    throw new WarmsyncError('REPLAYED_PAST_TARGET', `the standby DB already replayed a commit at ${formatTime(state.replayedMs)}, at or after the recovery target ${formatTime(plan.recoveryTarget)}: ${advice}`);
   }
+}
+
+/** The standby's system identifier (the cluster it replicates), or null when it cannot be read. */
+async function standbySystem(url: string): Promise<string | null> {
+  return withPg(url, 10_000, async (client) => (await client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]?.id ?? null)
+    .catch(() => null);
 }
 
 /** Writes postgresql.auto.conf atomically, owned like the data dir (PostgreSQL must read it). */
@@ -146,7 +166,7 @@ async function waitForPromotion(url: string, plan: FailoverPlan, timeoutMs: numb
         lastLsn = state.replayLsn;
         still = Date.now();
       } else if (!promoted && Date.now() - still >= STALL_MS) {
-        log.info(`replay has stood at ${state.replayLsn ?? '?'} (last commit ${formatTime(state.replayedMs)}) for ${STALL_MS / 1000} s, before the target ${formatTime(plan.recoveryTarget)}: promoting there`);
+        log.info(`replay has stood at ${state.replayLsn ?? '?'} (last commit ${formatTime(state.replayedMs)}) for ${STALL_MS / 1000} s, before the target ${plan.recoveryTargetLsn ?? formatTime(plan.recoveryTarget)}: promoting there`);
         await withPg(url, 60_000, (client) => client.query('SELECT pg_promote(true, 60)'));
         promoted = true;
       }
@@ -161,21 +181,33 @@ async function waitForPromotion(url: string, plan: FailoverPlan, timeoutMs: numb
 export async function failoverCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('failover', argv, {
     ...ROOT_OPTIONS, skew: { type: 'string' }, apply: { type: 'boolean' }, pgdata: { type: 'string' }, 'pg-bin': { type: 'string' },
-    standby: { type: 'string' }, timeout: { type: 'string' },
+    standby: { type: 'string' }, timeout: { type: 'string' }, target: { type: 'string' },
   }, FAILOVER_HELP);
   if (flags === null) return 0;
   const pgdata = flags.apply ? resolve(required('failover --apply', 'pgdata', flags.pgdata)) : undefined;
   if (flags.standby !== undefined) checkPostgresUrl('standby', flags.standby);
   const timeoutMs = parseInteger('timeout', flags.timeout, 300, 1, 86_400) * 1000;
+  const choice = flags.target ?? 'auto';
+  if (choice !== 'auto' && choice !== 'lsn' && choice !== 'time') throw new UsageError('BAD_FLAG', `failover: --target must be auto, lsn or time, not ${JSON.stringify(choice)}`);
+  const flagSkew = flags.skew === undefined ? null : parseInteger('skew', flags.skew, DEFAULT_SKEW_MS, 0, 86_400_000);
   return withRoot('failover', flags, async ({ manifest, log }) => {
-    const skewMs = flags.skew === undefined ? manifest.getNumber('skewMs') ?? DEFAULT_SKEW_MS : parseInteger('skew', flags.skew, DEFAULT_SKEW_MS, 0, 86_400_000);
-    const plan = failoverPlan(manifest.getNumber('watermark'), skewMs);
-    if (plan === null) throw new WarmsyncError('NO_WATERMARK', 'no watermark yet: no agent has completed a sync to this standby, so no recovery target is covered');
+    const watermark = manifest.getNumber('watermark');
+    const skew = skewInForce({ flagMs: flagSkew, measured: manifest.dbClock(), watermark, configuredMs: manifest.getNumber('skewMs'), defaultMs: DEFAULT_SKEW_MS });
+    const position = manifest.dbPosition();
+    const system = flags.standby !== undefined && position !== null && choice !== 'time' ? await standbySystem(flags.standby) : null;
+    const { plan, note } = chooseTarget({ choice, watermark, skewMs: skew.skewMs, position, standbySystem: system });
+    if (watermark === null) throw new WarmsyncError('NO_WATERMARK', 'no watermark yet: no agent has completed a sync to this standby, so no recovery target is covered');
+    if (plan === null) throw new WarmsyncError('NO_LSN_TARGET', `--target lsn: ${note ?? 'no WAL position recorded'}; use --target time (or auto)`);
+    if (note !== null) {
+      if (note.includes('not the same cluster')) log.warn('DB_SYSTEM_MISMATCH', `${note}; using the time target`);
+      else log.info(`${note}; using the time target`);
+    }
     if (manifest.getNumber('agentConnected') === 1) log.warn('AGENT_CONNECTED', 'an agent is still connected: the watermark may still move; this target is as of now');
     const conf = plan.settings.map(settingLine);
-    const summary = `watermark W ${formatTime(plan.watermark)}, skew ${plan.skewMs} ms: recover the standby DB up to ${formatTime(plan.recoveryTarget)}, then promote`;
+    const summary = plan.target === 'lsn' ? describePlan(plan) : `${describePlan(plan)} (skew ${describeSkew(skew)})`;
+    const json = { ...plan, skewSource: skew.source, settings: Object.fromEntries(plan.settings) };
     if (pgdata === undefined) {
-      print(flags.json, { ...plan, settings: Object.fromEntries(plan.settings), applied: false, promotedAt: null },
+      print(flags.json, { ...json, applied: false, promotedAt: null },
         [summary, '', '# postgresql.auto.conf (or ALTER SYSTEM SET ...), then restart the standby:', ...conf].join('\n'));
       return 0;
     }
@@ -188,7 +220,7 @@ export async function failoverCommand(argv: string[]): Promise<number> {
     await restart(pgdata, flags['pg-bin']);
     const promotedAt = flags.standby === undefined ? null : await waitForPromotion(flags.standby, plan, timeoutMs, log);
     const next = promotedAt === null ? '' : `promoted; its last transaction: ${formatTime(promotedAt)}. Next: warmsync promote --root ${resolve(flags.root ?? '')} --time ${promotedAt}`;
-    print(flags.json, { ...plan, settings: Object.fromEntries(plan.settings), applied: true, promotedAt },
+    print(flags.json, { ...json, applied: true, promotedAt },
       [summary, ...conf, `applied to ${pgdata} and restarted`, ...(next ? [next] : [])].join('\n'));
     return 0;
   });

@@ -24,6 +24,7 @@ import { MAX_QUEUED_FRAME_BYTES, MAX_QUEUED_FRAMES, SEND_HIGH_WATER_BYTES } from
 import type { TreeWriter } from './apply.js';
 import type { PathGuard } from './pathguard.js';
 import type { PartialStore } from './partials.js';
+import { recordDb } from './dbrecord.js';
 import { syncFileSystems } from './durable.js';
 import { StagedFile } from './staging.js';
 
@@ -247,6 +248,7 @@ export class ReceiverSession {
       manifest.setState('feedIncompleteSince', msg.feedIncomplete?.since ?? null);
       manifest.setState('feedIncompleteReason', msg.feedIncomplete?.reason ?? null);
       manifest.setState('deletionsHeld', msg.deletionsHeld ?? 0);
+      if (msg.db !== undefined) recordDb(manifest, msg.db, msg.watermark);
     });
   }
 
