@@ -124,12 +124,15 @@ async function pgCtl(pgdata: string, binDir: string | undefined): Promise<string
   return existsSync(packaged) ? packaged : 'pg_ctl';
 }
 
-/** pg_ctl restart, as the data dir's owner when we are root (the server refuses to run as root). */
+/** pg_ctl restart (start, when stopped), as the data dir's owner when we are root (the server refuses to run as root). */
 async function restart(pgdata: string, binDir: string | undefined): Promise<void> {
   const owner = await stat(pgdata);
   const asOwner = process.getuid?.() === 0 && owner.uid !== 0 ? { uid: owner.uid, gid: owner.gid } : {};
   const ctl = await pgCtl(pgdata, binDir);
-  const args = ['restart', '-D', pgdata, '-m', 'fast', '-w', '-t', '120', '-l', join(pgdata, 'warmsync-failover.log')];
+  // A stopped server is started, not "restarted": pg_ctl restart reuses the command line in
+  // postmaster.opts, which in a copied or moved data dir names the old one (it starts that instead).
+  const running = existsSync(join(pgdata, 'postmaster.pid'));
+  const args = [running ? 'restart' : 'start', '-D', pgdata, ...(running ? ['-m', 'fast'] : []), '-w', '-t', '120', '-l', join(pgdata, 'warmsync-failover.log')];
   const out = await new Promise<{ code: number | null; text: string }>((done, fail) => {
     const child = spawn(ctl, args, { ...asOwner, stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
@@ -143,7 +146,7 @@ async function restart(pgdata: string, binDir: string | undefined): Promise<void
   if (out.code !== 0) {
     const logFile = join(pgdata, 'warmsync-failover.log');
     const serverSaid = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').filter((l) => /FATAL|PANIC|ERROR/.test(l)).slice(-2);
-    throw new WarmsyncError('PG_CTL_FAILED', `${ctl} restart exited ${out.code}: ${[...serverSaid, out.text.trim().split('\n').slice(-1)[0] ?? ''].join(' / ')} (server log: ${logFile})`);
+    throw new WarmsyncError('PG_CTL_FAILED', `${ctl} ${args[0] ?? "restart"} exited ${out.code}: ${[...serverSaid, out.text.trim().split('\n').slice(-1)[0] ?? ''].join(' / ')} (server log: ${logFile})`);
   }
 }
 
