@@ -79,6 +79,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const log = commandLogger(flags);
   const root = resolve(required('agent', 'root', flags.root));
   const url = parseConnectUrl(required('agent', 'connect', flags.connect));
+  const dbPrimary = flags['db-primary'];
+  if (dbPrimary !== undefined) {
+    checkPostgresUrl('db-primary', dbPrimary);
+    if (flags.once) throw new UsageError('BAD_FLAG', 'agent: --db-primary is for the watching agent (without --once): its positions ride on the live heartbeats');
+  }
   const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
   const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
   // In command-line order, like rsync: the first matching rule wins.
@@ -88,11 +93,6 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const stateDir = resolveStateDir(root, flags['state-dir']);
   const token = readToken('agent', flags['token-file'], log);
 
-  const dbPrimary = flags['db-primary'];
-  if (dbPrimary !== undefined) {
-    checkPostgresUrl('db-primary', dbPrimary);
-    if (flags.once) throw new UsageError('BAD_FLAG', 'agent: --db-primary is for the watching agent (without --once): its positions ride on the live heartbeats');
-  }
   const rescanSec = parseInteger('rescan-interval', flags['rescan-interval'], 600, 1, 7 * 86_400);
   const tls = clientTls(url, flags);
   const progress = createProgress(progressMode(flags), log);
