@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chown, open, readFile, rename, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { UsageError, WarmsyncError, describeError } from '../errors.js';
 import { compareLsn, describeSkew, parseLsn, skewInForce } from '../gate/dbposition.js';
-import { chooseTarget, describePlan, settingLine, renderAutoConf, type FailoverPlan } from '../gate/failover.js';
+import { chooseTarget, describePlan, settingLine, renderAutoConf, type FailoverPlan, type Setting } from '../gate/failover.js';
 import { checkPostgresUrl, classifyPgError, redactUrl, withPg } from '../gate/pg.js';
 import { DEFAULT_SKEW_MS } from '../gate/policy.js';
 import type { Logger } from '../log.js';
@@ -101,10 +101,10 @@ async function standbySystem(url: string): Promise<string | null> {
 }
 
 /** Writes postgresql.auto.conf atomically, owned like the data dir (PostgreSQL must read it). */
-async function writeAutoConf(pgdata: string, plan: FailoverPlan): Promise<void> {
+async function writeAutoConf(pgdata: string, settings: readonly Setting[]): Promise<void> {
   const file = join(pgdata, 'postgresql.auto.conf');
   const owner = await stat(pgdata);
-  const text = renderAutoConf(await readFile(file, 'utf8').catch(() => ''), plan.settings);
+  const text = renderAutoConf(await readFile(file, 'utf8').catch(() => ''), settings);
   const temp = `${file}.warmsync-tmp`;
   const handle = await open(temp, 'w', 0o600);
   try {
@@ -152,14 +152,14 @@ async function restart(pgdata: string, binDir: string | undefined): Promise<void
 
 /**
  * Waits until the standby is out of recovery and returns its last replayed commit time. When replay
- * stands still in recovery, the WAL up to the target is not there (the primary is gone): promoting
- * at that point is safe, since recovery never replays past the target.
+ * stands still in recovery, the WAL up to the target is not there (the primary is gone, or was idle
+ * after the target): everything replayed is before the target, and it is promoted there (endAtStall).
  */
-async function waitForPromotion(url: string, plan: FailoverPlan, timeoutMs: number, log: Logger): Promise<number | null> {
+async function waitForPromotion(url: string, plan: FailoverPlan, timeoutMs: number, log: Logger, pgdata: string, binDir: string | undefined): Promise<number | null> {
   const deadline = Date.now() + timeoutMs;
   let lastLsn: string | null = null;
   let still = Date.now();
-  let promoted = false;
+  let ended = false;
   let lastError = '';
   while (Date.now() < deadline) {
     try {
@@ -168,17 +168,60 @@ async function waitForPromotion(url: string, plan: FailoverPlan, timeoutMs: numb
       if (state.replayLsn !== lastLsn) {
         lastLsn = state.replayLsn;
         still = Date.now();
-      } else if (!promoted && Date.now() - still >= STALL_MS) {
-        log.info(`replay has stood at ${state.replayLsn ?? '?'} (last commit ${formatTime(state.replayedMs)}) for ${STALL_MS / 1000} s, before the target ${plan.recoveryTargetLsn ?? formatTime(plan.recoveryTarget)}: promoting there`);
-        await withPg(url, 60_000, (client) => client.query('SELECT pg_promote(true, 60)'));
-        promoted = true;
+      } else if (!ended && Date.now() - still >= STALL_MS && state.replayLsn !== null) {
+        log.info(`replay has stood at ${state.replayLsn} (last commit ${formatTime(state.replayedMs)}) for ${STALL_MS / 1000} s, before the target ${plan.recoveryTargetLsn ?? formatTime(plan.recoveryTarget)}: promoting there`);
+        await endAtStall(url, pgdata, binDir, state.replayLsn, log);
+        ended = true;
       }
     } catch (err) {
+      if (err instanceof WarmsyncError && err.code === 'PROMOTE_STALLED') throw err;
       lastError = describeError(err); // restarting: try again
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
   throw new WarmsyncError('PROMOTE_TIMEOUT', `the standby DB at ${redactUrl(url)} was not promoted within ${timeoutMs / 1000} s${lastError ? ` (last error: ${lastError})` : ''}; see its server log`);
+}
+
+/**
+ * Promotes a standby whose replay stands at `at`, short of its recovery target. PostgreSQL refuses
+ * to promote before a configured target is reached ("recovery ended before configured recovery
+ * target was reached", and the server stops), and a target is reached only by reading a record at
+ * or past it, which will not come. So: check with pg_waldump that the local WAL holds no record
+ * at `at` (replay stood still at its end, not for another reason), then restart with no recovery
+ * target and no WAL source (primary_conninfo and restore_command emptied: nothing can arrive from
+ * past the target), wait until replay stands at `at` again, and promote.
+ */
+async function endAtStall(url: string, pgdata: string, binDir: string | undefined, at: string, log: Logger): Promise<void> {
+  const waldump = join(dirname(await pgCtl(pgdata, binDir)), 'pg_waldump');
+  const timeline = await withPg(url, 10_000, async (client) => (await client.query<{ tli: number }>('SELECT timeline_id AS tli FROM pg_control_checkpoint()')).rows[0]?.tli ?? 1)
+    .catch(() => 1);
+  const dump = spawnSync(waldump, ['-p', join(pgdata, 'pg_wal'), '-t', String(timeline), '-s', at, '-n', '1'], { encoding: 'utf8' });
+  if (dump.error === undefined && dump.status === 0) {
+    throw new WarmsyncError('PROMOTE_STALLED', `replay stands at ${at} in recovery, yet the standby's WAL holds a record there (${dump.stdout.trim().split('\n')[0] ?? ''}): it is not at the end of its WAL, so it is not promoted; see its server log`);
+  }
+  await writeAutoConf(pgdata, [['recovery_min_apply_delay', '0'], ['primary_conninfo', ''], ['restore_command', '']]);
+  await restart(pgdata, binDir);
+  let last: string | null = null;
+  let since = Date.now();
+  for (;;) {
+    const state = await standbyState(url).catch(() => null);
+    if (state !== null && !state.inRecovery) return;
+    if (state !== null && state.replayLsn !== null) {
+      if (parseLsn(state.replayLsn) !== null && compareLsn(state.replayLsn, at) > 0) {
+        throw new WarmsyncError('PROMOTE_STALLED', `after the restart without a target, replay went past ${at} to ${state.replayLsn}: not promoted; see its server log`);
+      }
+      if (state.replayLsn !== last) {
+        last = state.replayLsn;
+        since = Date.now();
+      } else if (state.replayLsn === at && Date.now() - since >= 1000) {
+        await withPg(url, 60_000, (client) => client.query('SELECT pg_promote(true, 60)'));
+        log.info(`promoted at ${at}`);
+        return;
+      }
+    }
+    if (Date.now() - since > 60_000) throw new WarmsyncError('PROMOTE_STALLED', `after the restart without a target, replay did not come back to ${at} within 60 s (it stands at ${last ?? '?'}); see its server log`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
 }
 
 export async function failoverCommand(argv: string[]): Promise<number> {
@@ -218,10 +261,10 @@ export async function failoverCommand(argv: string[]): Promise<number> {
       throw new WarmsyncError('NOT_STANDBY_DATA', `${pgdata} has no standby.signal or recovery.signal: not a standby's data directory (or already promoted)`);
     }
     if (flags.standby !== undefined) await pauseAndCheck(flags.standby, plan, log);
-    await writeAutoConf(pgdata, plan);
+    await writeAutoConf(pgdata, plan.settings);
     log.info(`wrote ${conf.length} settings to ${join(pgdata, 'postgresql.auto.conf')}; restarting the standby`);
     await restart(pgdata, flags['pg-bin']);
-    const promotedAt = flags.standby === undefined ? null : await waitForPromotion(flags.standby, plan, timeoutMs, log);
+    const promotedAt = flags.standby === undefined ? null : await waitForPromotion(flags.standby, plan, timeoutMs, log, pgdata, flags['pg-bin']);
     const next = promotedAt === null ? '' : `promoted; its last transaction: ${formatTime(promotedAt)}. Next: warmsync promote --root ${resolve(flags.root ?? '')} --time ${promotedAt}`;
     print(flags.json, { ...json, applied: true, promotedAt },
       [summary, ...conf, `applied to ${pgdata} and restarted`, ...(next ? [next] : [])].join('\n'));

@@ -117,6 +117,9 @@ export function renderAutoConf(existing: string, settings: readonly Setting[]): 
     return m === null || !names.has((m[1] as string).toLowerCase());
   });
   while (kept.length > 0 && kept[kept.length - 1] === '') kept.pop();
-  const what = settings.some(([name]) => name === 'recovery_target_lsn') ? 'a WAL position the watermark W covers' : 'the watermark W - skew';
-  return [...kept, `# warmsync failover: recover up to ${what}, then promote`, ...settings.map(settingLine)].join('\n') + '\n';
+  const names2 = settings.map(([name]) => name);
+  const what = names2.includes('recovery_target_lsn') ? 'recover up to a WAL position the watermark W covers, then promote'
+    : names2.includes('recovery_target_time') ? 'recover up to the watermark W - skew, then promote'
+      : 'replay stood at the end of its WAL, short of the target: no target, no WAL source, promote there';
+  return [...kept, `# warmsync failover: ${what}`, ...settings.map(settingLine)].join('\n') + '\n';
 }
