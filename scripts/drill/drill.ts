@@ -5,10 +5,16 @@
  * moment the workload, the agent and rsync are SIGKILLed and the primary stops immediately. The
  * standby's DB and trees are then copied, and each procedure fails over on its own copy of the same
  * history:
- *   bounded  warmsync failover (recovery up to W - skew), then warmsync promote --time T --references
- *   naive    the standby DB promoted at the latest WAL it has, then the same warmsync promote
- *   rsync    the same promoted DB as naive, with the rsync tree (no warmsync)
- * and is checked: every sha1 the promoted DB references must be in the tree and hash to its name.
+ *   lsn       warmsync failover --target lsn (recovery up to the WAL position the agent read from the
+ *             primary at a moment W covers), then warmsync promote --time T --references
+ *   measured  warmsync failover --target time (W - skew, the skew the agent measured against the
+ *             primary's clock), then the same promote
+ *   bounded   warmsync failover --target time --skew 2000 (W - the default skew), then the same promote
+ *   naive     the standby DB promoted at the latest WAL it has, then the same warmsync promote
+ *   rsync     the same promoted DB as naive, with the rsync tree (no warmsync)
+ * and is checked: every sha1 the promoted DB references must be in the tree and hash to its name;
+ * the work lost is counted in transactions and in ms (the last commit on the primary to the
+ * promoted DB's last transaction).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -18,10 +24,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXCLUDES, Rng } from '../../benchmarks/corpus.js';
 import { runCli, startAgentProcess, startReceiverProcess, stopAll } from '../lib/cli-process.js';
+import { DEFAULT_SKEW_MS } from '../../src/gate/policy.js';
 import { PgServer, createPair, stopServers, until } from './pg.js';
 
-export type Procedure = 'bounded' | 'naive' | 'rsync';
-export const PROCEDURES: readonly Procedure[] = ['bounded', 'naive', 'rsync'];
+export type Procedure = 'lsn' | 'measured' | 'bounded' | 'naive' | 'rsync';
+export const PROCEDURES: readonly Procedure[] = ['lsn', 'measured', 'bounded', 'naive', 'rsync'];
+/** The procedures that run warmsync failover, with what they add to its command line. */
+const W_BOUNDED: ReadonlyArray<[Procedure, string[]]> = [
+  ['lsn', ['--target', 'lsn']],
+  ['measured', ['--target', 'time']],
+  ['bounded', ['--target', 'time', '--skew', String(DEFAULT_SKEW_MS)]],
+];
 
 export interface DrillOptions {
   readonly seed: number;
@@ -61,6 +74,10 @@ export interface ProcedureResult {
   readonly unreferencedLeft: number | null;
   /** Transactions the workload saw commit on the primary that the promoted DB lacks. */
   readonly lost: number | null;
+  /** ms from the last commit on the primary (the workload's log) to the promoted DB's last transaction. */
+  readonly lostMs: number | null;
+  /** What the failover recovered to: "lsn X/Y", "time (skew N ms, SOURCE)", or "latest WAL". */
+  readonly target: string | null;
 }
 
 export interface DrillResult {
@@ -73,6 +90,12 @@ export interface DrillResult {
   readonly gcs: number;
   readonly watermark: number | null;
   readonly recoveryTarget: number | null;
+  /** The WAL position status reported (the agent's --db-primary), and when the agent read it. */
+  readonly recoveryTargetLsn: string | null;
+  readonly recoveryTargetLsnAt: number | null;
+  /** The skew status reported in force, and where it came from. */
+  readonly skewMs: number | null;
+  readonly skewSource: string | null;
   readonly results: ProcedureResult[];
 }
 
@@ -159,8 +182,12 @@ async function promoteTree(root: string, db: PgServer, time: number, o: DrillOpt
 
 const failed = (procedure: Procedure, err: unknown): ProcedureResult => ({
   procedure, error: err instanceof Error ? err.message.replace(/\s*\n\s*/g, ' / ') : String(err),
-  promotedAt: null, referenced: null, missing: null, corrupt: null, quarantined: null, keptReferenced: null, unreferencedLeft: null, lost: null,
+  promotedAt: null, referenced: null, missing: null, corrupt: null, quarantined: null, keptReferenced: null, unreferencedLeft: null, lost: null, lostMs: null, target: null,
 });
+
+/** ms of commits lost: the last commit the workload logged, less the promoted DB's last transaction. */
+const lostMs = (committed: Committed, promotedAt: number): number | null =>
+  committed.commitMs.length === 0 ? null : Math.max(0, Math.max(...committed.commitMs) - promotedAt);
 
 /** The last commit time the promoted DB replayed (ms, rounded down). */
 async function promotedAt(db: PgServer): Promise<number | null> {
@@ -192,9 +219,11 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
       '--root', dst, '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--snapshot-source', standby.url(), '--snapshot-interval', '1',
       '--skew', String(o.skewMs), '--delete-grace', String(o.deleteGraceMs), '--log-level', 'warn',
     ]);
-    const agent = startAgentProcess(['--root', src, '--connect', receiver.url, '--token-file', tokenFile, '--exclude-from', excludes, '--log-level', 'warn']);
-    const status = async (): Promise<{ watermark: number | null; recoveryTarget: number | null }> =>
-      JSON.parse((await runCli(['status', '--root', dst, '--json'])).stdout) as { watermark: number | null; recoveryTarget: number | null };
+    const agent = startAgentProcess([
+      '--root', src, '--connect', receiver.url, '--token-file', tokenFile, '--exclude-from', excludes, '--db-primary', primary.url(), '--log-level', 'warn',
+    ]);
+    interface Status { watermark: number | null; recoveryTarget: number | null; recoveryTargetLsn: string | null; recoveryTargetLsnAt: number | null; skewMs: number; skewSource: string }
+    const status = async (): Promise<Status> => JSON.parse((await runCli(['status', '--root', dst, '--json'])).stdout) as Status;
     await until('the agent\'s first watermark', async () => (await status()).watermark !== null, 60_000);
 
     const rsync = o.procedures.includes('rsync') ? rsyncLoop(src, rsyncDst, excludes, o.rsyncEveryMs) : null;
@@ -228,8 +257,8 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
     await standby.query('SELECT pg_wal_replay_pause()');
     await Promise.all([workloadExit, agent.exited]);
     const committed = await readWorkloadLog(workloadLog);
-    const { watermark, recoveryTarget } = await status();
-    o.say(`  seed ${o.seed}: killed after ${killedAt - firstCommitAt} ms (seeded ${killAfterMs}), ${committed.ids.size} transactions committed (${committed.uploads} uploads, ${committed.gcs} GCs), watermark ${watermark === null ? 'none' : `${killedAt - watermark} ms behind`}`);
+    const { watermark, recoveryTarget, recoveryTargetLsn, recoveryTargetLsnAt, skewMs, skewSource } = await status();
+    o.say(`  seed ${o.seed}: killed after ${killedAt - firstCommitAt} ms (seeded ${killAfterMs}), ${committed.ids.size} transactions committed (${committed.uploads} uploads, ${committed.gcs} GCs), watermark ${watermark === null ? 'none' : `${killedAt - watermark} ms behind`}, WAL position ${recoveryTargetLsnAt === null ? 'none' : `${recoveryTargetLsn} read ${killedAt - recoveryTargetLsnAt} ms before`}, skew ${skewMs} ms (${skewSource})`);
 
     // The standby side stops, and each procedure gets its own copy of it.
     await receiver.stop();
@@ -240,20 +269,31 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
       copyTree(standby.dataDir, naiveDb.dataDir);
       copyTree(dst, naiveTree);
     }
+    // Each W-bounded procedure on its own copy of the standby's DB and tree (failover changes both).
+    const bounded = W_BOUNDED.filter(([p]) => o.procedures.includes(p));
+    const copies = new Map(bounded.map(([p]) => [p, { db: new PgServer(o.pgBin, join(dir, 'pg', `standby-${p}`), standby.port), tree: join(dir, `standby-${p}`) }]));
+    for (const { db, tree } of copies.values()) {
+      copyTree(standby.dataDir, db.dataDir);
+      copyTree(dst, tree);
+    }
 
     const results: ProcedureResult[] = [];
-    if (o.procedures.includes('bounded')) {
+    for (const [procedure, args] of bounded) {
+      const { db, tree } = copies.get(procedure) as { db: PgServer; tree: string };
+      servers.push(db);
       try {
-        const r = await runCli(['failover', '--root', dst, '--apply', '--pgdata', standby.dataDir, '--standby', standby.url(), '--json', '--timeout', '120', '--log-level', 'warn'], { timeoutMs: 200_000 });
+        // Stopped, as the crash left it: failover writes the target and starts it (pg_ctl restart).
+        const r = await runCli(['failover', '--root', tree, '--apply', '--pgdata', db.dataDir, '--standby', db.url(), ...args, '--json', '--timeout', '120', '--log-level', 'warn'], { timeoutMs: 200_000 });
         if (r.code !== 0) throw new Error(`warmsync failover exited ${r.code}: ${r.stderr.trim()}`);
-        const out = JSON.parse(r.stdout) as { promotedAt: number | null; recoveryTarget: number };
+        const out = JSON.parse(r.stdout) as { promotedAt: number | null; recoveryTarget: number; recoveryTargetLsn: string | null; skewMs: number; skewSource: string };
         const time = out.promotedAt ?? out.recoveryTarget;
-        const promoted = await promoteTree(dst, standby, time, o);
-        results.push({ procedure: 'bounded', error: null, promotedAt: time, ...promoted, ...(await check(dst, standby, committed)) });
+        const target = out.recoveryTargetLsn !== null ? `lsn ${out.recoveryTargetLsn}` : `time (skew ${out.skewMs} ms, ${out.skewSource})`;
+        const promoted = await promoteTree(tree, db, time, o);
+        results.push({ procedure, error: null, promotedAt: time, ...promoted, ...(await check(tree, db, committed)), lostMs: lostMs(committed, time), target });
       } catch (err) {
-        results.push(failed('bounded', err));
+        results.push(failed(procedure, err));
       }
-      standby.stop('fast');
+      db.stop('fast');
     }
     if (o.procedures.includes('naive') || o.procedures.includes('rsync')) {
       let time: number | null = null;
@@ -284,7 +324,7 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
         else {
           try {
             const promoted = await promoteTree(naiveTree, naiveDb, time, o);
-            results.push({ procedure: 'naive', error: null, promotedAt: time, ...promoted, ...(await check(naiveTree, naiveDb, committed)) });
+            results.push({ procedure: 'naive', error: null, promotedAt: time, ...promoted, ...(await check(naiveTree, naiveDb, committed)), lostMs: lostMs(committed, time), target: 'latest WAL' });
           } catch (err) {
             results.push(failed('naive', err));
           }
@@ -294,14 +334,17 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
         if (setupError !== null) results.push(failed('rsync', setupError));
         else {
           try {
-            results.push({ procedure: 'rsync', error: null, promotedAt: time, quarantined: 0, keptReferenced: 0, ...(await check(rsyncDst, naiveDb, committed)) });
+            results.push({ procedure: 'rsync', error: null, promotedAt: time, quarantined: 0, keptReferenced: 0, ...(await check(rsyncDst, naiveDb, committed)), lostMs: lostMs(committed, time as number), target: 'latest WAL' });
           } catch (err) {
             results.push(failed('rsync', err));
           }
         }
       }
     }
-    return { seed: o.seed, killAfterMs, killedAt, committed: committed.ids.size, uploads: committed.uploads, gcs: committed.gcs, watermark, recoveryTarget, results };
+    return {
+      seed: o.seed, killAfterMs, killedAt, committed: committed.ids.size, uploads: committed.uploads, gcs: committed.gcs, watermark, recoveryTarget,
+      recoveryTargetLsn, recoveryTargetLsnAt, skewMs, skewSource, results,
+    };
   } finally {
     await stopAll();
     stopServers(servers);

@@ -28,6 +28,7 @@ import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
 import { watchTree, type IncompleteReason, type TreeWatcher } from '../watch/watcher.js';
 import { RETRYABLE, SourceTree, applyToMirror, hashDecides, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
 import { BusyPaths } from './busypaths.js';
+import type { DbReport } from './dbprobe.js';
 import { Sender, type HashedWhileSent, type OpFailure } from './sender.js';
 import { computeWatermark } from './watermark.js';
 
@@ -39,6 +40,8 @@ export interface LiveOptions extends AgentOptions {
   /** W stays this far behind the clock, for events still in the watcher's pipe. */
   readonly settleMs: number;
   readonly heartbeatMs: number;
+  /** --db-primary: the DB primary's WAL positions and clock offset, sent with each heartbeat. */
+  readonly db?: DbReport | null;
 }
 
 /** Errors a reconnect cannot fix. */
@@ -340,16 +343,21 @@ class LiveSession {
    * (the loop may not have polled since) is marked dirty before W vouches for its moment.
    */
   private heartbeat(): void {
-    this.saveHashes();
+    // The clock is read before the drain: every change made before `now` is then marked (stamped
+    // no later than it happened, see watch/watcher.ts), so W needs no margin for the feed's latency.
+    const now = Date.now();
     this.hooks.watcher.drain();
-    this.sender.heartbeat(this.watermark(), { feedIncomplete: this.hooks.feed.incomplete(this.reconciledFrom), deletionsHeld: this.held.paths.size });
+    const w = this.watermark(now);
+    const db = this.options.db?.report(w);
+    this.sender.heartbeat(w, { feedIncomplete: this.hooks.feed.incomplete(this.reconciledFrom), deletionsHeld: this.held.paths.size, ...(db === undefined ? {} : { db }) });
+    this.saveHashes();
   }
 
-  private watermark(): number | null {
+  private watermark(now = Date.now()): number | null {
     const pending = [...this.inFlight.values(), ...this.stuck.values(), ...this.readingLarge.values(), ...this.replicating.values()];
     for (const t of [this.dirty.oldestFirstSeen(), this.hooks.watcher.pendingSince()]) if (t !== null) pending.push(t);
     const incompleteSince = this.hooks.feed.incomplete(this.reconciledFrom)?.since ?? null;
-    return computeWatermark({ now: Date.now(), settleMs: this.options.settleMs, reconciledFrom: this.reconciledFrom, pending, incompleteSince });
+    return computeWatermark({ now, settleMs: this.options.settleMs, reconciledFrom: this.reconciledFrom, pending, incompleteSince });
   }
 
   async run(): Promise<void> {

@@ -26,7 +26,7 @@ import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { actionOf, type Change } from '../plan/diff.js';
 import { frameChunkInPlace } from '../protocol/codec.js';
 import { CHUNK_HEADER_BYTES, MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
-import type { AgentMessage, ReceiverMessage } from '../protocol/messages.js';
+import type { AgentMessage, HeartbeatDb, ReceiverMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
 import { SYNC_READ_MAX_BYTES, type FileHasher, type StreamHasher } from '../scan/hash.js';
 import { openPlannedFile, type SourceRoot } from '../scan/openfile.js';
@@ -283,7 +283,7 @@ export class Sender {
    * Tells the receiver what the agent has durably replicated up to (see agent/watermark), and, from
    * the live agent, whether its change feed is complete and how many deletions it holds back.
    */
-  heartbeat(watermark: number | null, live: { feedIncomplete: FeedGap | null; deletionsHeld: number } | null = null): void {
+  heartbeat(watermark: number | null, live: { feedIncomplete: FeedGap | null; deletionsHeld: number; db?: HeartbeatDb } | null = null): void {
     this.conn.send({ type: 'heartbeat', now: Date.now(), watermark, ...live });
   }
 

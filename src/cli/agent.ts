@@ -1,4 +1,6 @@
 import { resolve } from 'node:path';
+import { UsageError } from '../errors.js';
+import { checkPostgresUrl } from '../gate/pg.js';
 import type { OnceSummary } from '../agent/agent.js';
 import { loadFilterSources } from '../config/excludes.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
@@ -7,6 +9,15 @@ import { resolveStateDir } from '../statedir.js';
 import { refuseStandbySource } from './standby-guard.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
 import { commandLogger, commonHelp, parseConnectUrl, parseFlags, parseInteger, readToken, repeatedInOrder, required } from './args.js';
+
+/**
+ * W's margin behind the clock for events still in the watcher's pipe: none is needed. Marks carry a
+ * time no later than their change (watch/watcher.ts) and the heartbeat reads the clock before it
+ * drains the queue, so every change made before W is marked by the time W is computed.
+ */
+const SETTLE_MS = 0;
+/** How often W (and the DB positions) go to the receiver: what a crash can leave W behind by. */
+const HEARTBEAT_MS = 200;
 
 export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT [--once] [options]
 
@@ -46,6 +57,13 @@ Options:
                         \`warmsync status\` on the standby) while all else keeps flowing
   --release-deletions   after checking the source: the first full pass sends every
                         deletion it finds, past --max-delete or from an emptied source
+  --db-primary URL      watching: the DB primary beside this agent (postgres://USER@HOST:PORT/DB;
+                        any role may read it). Every 100 ms the agent reads its WAL position
+                        (pg_current_wal_lsn()) and clock, and sends them with the heartbeats: the
+                        standby's \`warmsync failover\` then recovers the DB up to a position the
+                        watermark covers (recovery_target_lsn: no clocks compared), and the time
+                        target uses the measured clock offset instead of an assumed skew. An
+                        unreachable primary is logged and retried; it never stops the agent
   --connect-attempts N  tries before giving up on an unreachable receiver (default 5)
   --json                print the summary as JSON on stdout (and no progress)
   --quiet               no progress (on a terminal a bar; otherwise a line every 5 s)
@@ -57,7 +75,7 @@ path); 2 bad usage or a bad input file (excludes, --config, token, TLS files).`;
 const AGENT_OPTIONS = {
   root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
   'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
-  'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'release-deletions': { type: 'boolean' }, 'connect-attempts': { type: 'string' }, json: { type: 'boolean' },
+  'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'release-deletions': { type: 'boolean' }, 'connect-attempts': { type: 'string' }, 'db-primary': { type: 'string' }, json: { type: 'boolean' },
   'rescan-interval': { type: 'string' }, quiet: { type: 'boolean' }, 'no-setuid': { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
 } as const;
 
@@ -67,6 +85,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const log = commandLogger(flags);
   const root = resolve(required('agent', 'root', flags.root));
   const url = parseConnectUrl(required('agent', 'connect', flags.connect));
+  const dbPrimary = flags['db-primary'];
+  if (dbPrimary !== undefined) {
+    checkPostgresUrl('db-primary', dbPrimary);
+    if (flags.once) throw new UsageError('BAD_FLAG', 'agent: --db-primary is for the watching agent (without --once): its positions ride on the live heartbeats');
+  }
   const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
   const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
   // In command-line order, like rsync: the first matching rule wins.
@@ -91,7 +114,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal);
     // Loaded here, not at the top: --help and bad flags stay fast, and --once never loads the watcher.
     const { runLive } = await import('../agent/live.js');
-    await runLive({ ...options, rescanIntervalMs: rescanSec * 1000, quietMs: 2, settleMs: 1000, heartbeatMs: 1000 }, stop.signal);
+    const db = dbPrimary === undefined ? null : new (await import('../agent/dbprobe.js')).DbProbe(dbPrimary, log);
+    try {
+      await runLive({ ...options, rescanIntervalMs: rescanSec * 1000, quietMs: 2, settleMs: SETTLE_MS, heartbeatMs: HEARTBEAT_MS, db }, stop.signal);
+    } finally {
+      await db?.close();
+    }
     return 0;
   }
   const { runOnce } = await import('../agent/agent.js');

@@ -8,8 +8,11 @@ export const STATUS_HELP = `Usage: warmsync status --root DIR [--json]
 
 Whether failing over to this standby now is safe, and why: SAFE when the agent's watermark W
 (every change it observed before W is durable here) is at least the DB snapshot time T plus
-the skew. Also: files and bytes, pending tombstones, the PostgreSQL recovery target (W - skew:
-recover the standby DB to at most this time), last agent contact, quarantined files.
+the skew. Also: files and bytes, pending tombstones, the PostgreSQL recovery target (a WAL
+position W covers, when the agent reads the DB primary with --db-primary; else W - skew: recover
+the standby DB to at most this time), the skew in force and where it comes from (measured by the
+agent against the DB primary, the receiver's --skew, or the default), last agent contact,
+quarantined files.
 Exit status 0 whether safe or not; 1 when the manifest cannot be read.
 
 Options:
@@ -27,6 +30,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
       snapshotTime: manifest.getNumber('snapshotTime'),
       watermark: manifest.getNumber('watermark'),
       skewMs: manifest.getNumber('skewMs') ?? DEFAULT_SKEW_MS,
+      skewIsDefault: manifest.getNumber('skewMs') === null,
+      dbPosition: manifest.dbPosition(),
+      dbClock: manifest.dbClock(),
       lastContact: manifest.getNumber('lastContact'),
       agentConnected: receiverPid !== null && manifest.getNumber('agentConnected') === 1,
       receiverPid,

@@ -4,6 +4,7 @@
  */
 import type { FeedGap } from '../entry.js';
 import { formatTime } from '../time.js';
+import { coveredPosition, describeSkew, skewInForce, type SkewSource } from './dbposition.js';
 import { failoverVerdict } from './policy.js';
 
 export interface StatusInput {
@@ -24,6 +25,12 @@ export interface StatusInput {
   readonly quarantined: number;
   readonly feedGap: FeedGap | null;
   readonly deletionsHeld: number;
+  /** skewMs is the default, not a value the receiver recorded. */
+  readonly skewIsDefault?: boolean;
+  /** The newest DB primary position the watermark covered (agent --db-primary), and its cluster. */
+  readonly dbPosition?: { readonly lsn: string; readonly at: number; readonly system: string } | null;
+  /** The clock offset the agent measured against the DB primary. */
+  readonly dbClock?: { readonly offsetMs: number; readonly boundMs: number; readonly at: number } | null;
 }
 
 export interface StatusReport {
@@ -33,7 +40,15 @@ export interface StatusReport {
   snapshotTime: number | null;
   watermark: number | null;
   recoveryTarget: number | null;
+  /** The WAL position `warmsync failover` recovers to (it takes precedence over the time), or null. */
+  recoveryTargetLsn: string | null;
+  /** When the agent read that position from the DB primary (its clock; <= watermark). */
+  recoveryTargetLsnAt: number | null;
+  /** The skew in force for the verdict and the time target, and where it came from. */
   skewMs: number;
+  skewSource: SkewSource;
+  /** DB primary clock - agent clock as last measured (ms), or null. */
+  clockOffsetMs: number | null;
   tombstonesPending: number;
   oldestTombstone: number | null;
   files: number;
@@ -54,7 +69,13 @@ export interface StatusReport {
 }
 
 export function buildStatus(input: StatusInput): StatusReport {
-  const verdict = failoverVerdict(input.snapshotTime, input.watermark, input.skewMs, input.feedGap);
+  const clock = input.dbClock ?? null;
+  const skew = skewInForce({
+    measured: clock, watermark: input.watermark, configuredMs: input.skewIsDefault === true ? null : input.skewMs, defaultMs: input.skewMs,
+  });
+  const verdict = failoverVerdict(input.snapshotTime, input.watermark, skew.skewMs, input.feedGap);
+  // Recorded only once W covered it; checked again, should W ever have been recorded lower since.
+  const position = input.dbPosition != null && coveredPosition([input.dbPosition], input.watermark) !== null ? input.dbPosition : null;
   return {
     root: input.root,
     safe: verdict.safe,
@@ -62,7 +83,11 @@ export function buildStatus(input: StatusInput): StatusReport {
     snapshotTime: input.snapshotTime,
     watermark: input.watermark,
     recoveryTarget: verdict.recoveryTarget,
-    skewMs: input.skewMs,
+    recoveryTargetLsn: position?.lsn ?? null,
+    recoveryTargetLsnAt: position?.at ?? null,
+    skewMs: skew.skewMs,
+    skewSource: skew.source,
+    clockOffsetMs: clock?.offsetMs ?? null,
     tombstonesPending: input.tombstones,
     oldestTombstone: input.oldestTombstone,
     files: input.files,
@@ -88,7 +113,9 @@ export function formatStatus(s: StatusReport): string {
     ['tombstones', `${s.tombstonesPending} pending${s.oldestTombstone === null ? '' : `, oldest deleted ${formatTime(s.oldestTombstone)}`}`],
     ['DB snapshot (T)', formatTime(s.snapshotTime)],
     ['watermark (W)', formatTime(s.watermark)],
-    ['recovery target', s.recoveryTarget === null ? 'none yet' : `${formatTime(s.recoveryTarget)} (recover the standby DB to at most this time; skew ${s.skewMs} ms)`],
+    ...(s.recoveryTargetLsn === null ? [] : [['recovery target', `WAL position ${s.recoveryTargetLsn}, read from the DB primary at ${formatTime(s.recoveryTargetLsnAt)} (W covers it; warmsync failover recovers to it)`] as [string, string]]),
+    [s.recoveryTargetLsn === null ? 'recovery target' : 'time target', s.recoveryTarget === null ? 'none yet' : `${formatTime(s.recoveryTarget)} (W - skew: recover the standby DB to at most this time${s.recoveryTargetLsn === null ? '' : ' without the WAL position'})`],
+    ['skew', `${describeSkew({ skewMs: s.skewMs, source: s.skewSource })}${s.clockOffsetMs === null ? '' : `; DB primary clock - agent clock ${s.clockOffsetMs} ms`}`],
     ['last agent contact', `${formatTime(s.lastContact)}${ago}`],
     ['receiver', s.receiverRunning ? `running (pid ${s.receiverPid}), agent ${s.agentConnected ? 'connected' : 'not connected'}` : 'not running'],
     ['quarantined', `${s.quarantined} file(s)`],

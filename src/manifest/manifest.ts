@@ -38,7 +38,13 @@ export type TombstoneEntry = ManifestEntry & { readonly deletedAt: number };
 
 /** Keys of the `state` table. */
 export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid' | 'skewMs' | 'deleteGraceMs'
-  | 'feedIncompleteSince' | 'feedIncompleteReason' | 'deletionsHeld' | 'ownerPolicy';
+  | 'feedIncompleteSince' | 'feedIncompleteReason' | 'deletionsHeld' | 'ownerPolicy'
+  | 'dbSystem' | 'dbPositionLsn' | 'dbPositionAt' | 'dbClockOffsetMs' | 'dbClockBoundMs' | 'dbClockAt';
+
+/** The newest DB primary position the watermark covered (gate/dbposition.ts), and its cluster. */
+export interface RecordedDbPosition { readonly lsn: string; readonly at: number; readonly system: string }
+/** The clock offset the agent last measured against the DB primary. */
+export interface RecordedDbClock { readonly offsetMs: number; readonly boundMs: number; readonly at: number }
 
 export interface ManifestCounts {
   files: number; bytes: number; dirs: number; symlinks: number; tombstones: number; oldestTombstone: number | null;
@@ -214,6 +220,31 @@ export class Manifest {
   feedGap(): FeedGap | null {
     const since = this.getNumber('feedIncompleteSince');
     return since === null ? null : { since, reason: this.getString('feedIncompleteReason') ?? 'unknown' };
+  }
+
+  dbPosition(): RecordedDbPosition | null {
+    const lsn = this.getString('dbPositionLsn');
+    const at = this.getNumber('dbPositionAt');
+    return lsn === null || at === null ? null : { lsn, at, system: this.getString('dbSystem') ?? '0' };
+  }
+
+  setDbPosition(p: RecordedDbPosition | null): void {
+    this.setState('dbPositionLsn', p?.lsn ?? null);
+    this.setState('dbPositionAt', p?.at ?? null);
+    this.setState('dbSystem', p?.system ?? null);
+  }
+
+  dbClock(): RecordedDbClock | null {
+    const offsetMs = this.getNumber('dbClockOffsetMs');
+    const boundMs = this.getNumber('dbClockBoundMs');
+    const at = this.getNumber('dbClockAt');
+    return offsetMs === null || boundMs === null || at === null ? null : { offsetMs, boundMs, at };
+  }
+
+  setDbClock(c: RecordedDbClock): void {
+    this.setState('dbClockOffsetMs', c.offsetMs);
+    this.setState('dbClockBoundMs', c.boundMs);
+    this.setState('dbClockAt', c.at);
   }
 
   setState(key: StateKey, value: number | string | null): void {

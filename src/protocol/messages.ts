@@ -49,6 +49,18 @@ const nonce = matching('a base64 nonce of 32 bytes', /^[A-Za-z0-9+/]{42}[AEIMQUY
 const errorCode = matching('an error code ([A-Z_], 1..64 characters)', /^[A-Z_]{1,64}$/);
 const errorText = leaf<string>(`a string of at most ${MAX_ERROR_MESSAGE_CHARS} characters`, (v) => typeof v === 'string' && v.length <= MAX_ERROR_MESSAGE_CHARS);
 const feedGap = strictObject<FeedGap>({ since: safeInt, reason: errorText }, 'a feed gap object');
+/** What a heartbeat may carry of the DB primary's WAL positions (at most this many). */
+export const MAX_DB_POSITIONS = 64;
+const dbPosition = strictObject<HeartbeatDbPosition>({
+  lsn: matching('a pg_lsn ("X/Y", 1..8 hex digits each)', /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/), at: safeInt,
+}, 'a DB position object {lsn, at}');
+const offsetMs = leaf<number>('a finite number of ms (|x| <= 1e12)', (v) => typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= 1e12);
+const dbClock = strictObject<HeartbeatDbClock>({ offsetMs, boundMs: size, at: safeInt, samples: uint32 }, 'a DB clock object {offsetMs, boundMs, at, samples}');
+const heartbeatDb = strictObject<HeartbeatDb>({
+  system: matching('a PostgreSQL system identifier (1..20 decimal digits)', /^[0-9]{1,20}$/),
+  positions: arrayOf(dbPosition, 'DB positions', 0, MAX_DB_POSITIONS),
+  clock: orNull(dbClock),
+}, 'a heartbeat db object {system, positions, clock}');
 // eslint-disable-next-line no-control-regex -- control characters are what this rejects
 const receiverId = matching('a receiver id (1..128 characters, no control characters)', /^[^\u0000-\u001f\u007f]{1,128}$/);
 
@@ -224,13 +236,22 @@ export interface FileEndMessage { type: 'fileEnd'; op: number; hash: string }
 export interface AbortMessage { type: 'abort'; op: number }
 export interface DeleteMessage { type: 'delete'; op: number; path: string; deletedAt: number; old: Precondition | null }
 /**
- * The agent's clock and watermark W. `feedIncomplete` (optional, default null): since when the change
+ * The agent's clock and watermark W. `db` (optional): see HeartbeatDb. `feedIncomplete` (optional, default null): since when the change
  * feed may have missed events and why; W is held at or below `since` until a rescan has covered it.
  * `deletionsHeld` (optional, default 0): deletions the agent holds back after a safety halt.
  */
 export interface HeartbeatMessage {
-  type: 'heartbeat'; now: number; watermark: number | null; feedIncomplete?: FeedGap | null; deletionsHeld?: number;
+  type: 'heartbeat'; now: number; watermark: number | null; feedIncomplete?: FeedGap | null; deletionsHeld?: number; db?: HeartbeatDb;
 }
+/** pg_current_wal_lsn() = `lsn` read from the DB primary, the agent's clock showing `at` once the answer was in. */
+export interface HeartbeatDbPosition { lsn: string; at: number }
+/** The DB primary's clock minus the agent's, as round trips bound it (gate/dbposition.ts estimateOffset). */
+export interface HeartbeatDbClock { offsetMs: number; boundMs: number; at: number; samples: number }
+/**
+ * From an agent given --db-primary: the primary's system identifier, the WAL positions it read that
+ * the receiver may not have (the newest one W covers and every newer one), and the clock offset.
+ */
+export interface HeartbeatDb { system: string; positions: HeartbeatDbPosition[]; clock: HeartbeatDbClock | null }
 
 export interface FlushMessage { type: 'flush'; id: number }
 export interface ManifestPageMessage { type: 'manifestPage'; entries: WireManifestEntry[]; done: boolean }
@@ -271,7 +292,7 @@ export const MESSAGE_CHECKS: { readonly [T in MessageType]: Check<MessageOf<T>> 
   abort: message('abort', { op: uint32 }),
   delete: message('delete', { op: uint32, path: relPath, deletedAt: safeInt, old }),
   heartbeat: message('heartbeat', {
-    now: safeInt, watermark: nullableSafeInt, feedIncomplete: optional(orNull(feedGap)), deletionsHeld: optional(uint32),
+    now: safeInt, watermark: nullableSafeInt, feedIncomplete: optional(orNull(feedGap)), deletionsHeld: optional(uint32), db: optional(heartbeatDb),
   }),
   flush: message('flush', { id: uint32 }),
   manifestPage: message('manifestPage', { entries: arrayOf(wireManifestEntry, 'manifest entries', 0, MAX_PAGE_ENTRIES), done: bool }),

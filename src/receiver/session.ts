@@ -23,6 +23,7 @@ import type { Connection } from '../transport/connection.js';
 import { MAX_QUEUED_FRAME_BYTES, MAX_QUEUED_FRAMES, SEND_HIGH_WATER_BYTES } from '../transport/limits.js';
 import { hardLink, type TreeWriter } from './apply.js';
 import type { PartialStore } from './partials.js';
+import { recordDb } from './dbrecord.js';
 import { syncFileSystems } from './durable.js';
 import { StagedFile } from './staging.js';
 
@@ -256,6 +257,7 @@ export class ReceiverSession {
       manifest.setState('feedIncompleteSince', msg.feedIncomplete?.since ?? null);
       manifest.setState('feedIncompleteReason', msg.feedIncomplete?.reason ?? null);
       manifest.setState('deletionsHeld', msg.deletionsHeld ?? 0);
+      if (msg.db !== undefined) recordDb(manifest, msg.db, msg.watermark);
     });
   }
 

@@ -11,7 +11,10 @@
  * subtree. A directory that vanishes or is renamed away loses its watches (inotify follows the
  * inode, so a stale watch would report the old path).
  *
- * Every mark carries the time its batch of events was read, not the time it was handled.
+ * Every mark carries a time no later than its change was made: the last time the kernel's queue
+ * had been read to the end before its batch (a batch's read time, or an empty `drain()`), since the
+ * kernel queues an event before the system call that made the change returns. A watermark computed
+ * from a clock read *before* a `drain()` thus needs no margin for events still in the pipe.
  *
  * Completeness: `onIncomplete` says when the feed may have missed events, and `since` when the
  * first of them may have happened:
@@ -40,8 +43,9 @@ export interface WatchOptions {
   /** Same predicate as the scanner's: is this path (a dir when isDir) excluded? */
   readonly isExcluded: (relPath: string, isDir: boolean) => boolean;
   /**
-   * A path changed; `subtree` when a directory appeared (look at everything below it). `at`: when
-   * the event that revealed it was read (epoch ms); for a subtree, possibly well before this call.
+   * A path changed; `subtree` when a directory appeared (look at everything below it). `at` (epoch
+   * ms): no later than the change that revealed it (see the header); for a subtree, possibly well
+   * before this call.
    */
   readonly onDirty: (relPath: string, subtree: boolean, at: number) => void;
   /**
@@ -72,6 +76,9 @@ const SKIP_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP', 'EN
 
 interface Watch { readonly wd: number; readonly ino: number }
 
+/** The addon reads at most 64 x 256 KiB per batch; a batch this large may not have emptied the queue. */
+const CUT_BYTES = 64 * 256 * 1024 - 256 * 1024;
+
 export function watchTree(root: string, options: WatchOptions): TreeWatcher {
   const C = inotifyConstants();
   const MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MODIFY | C.IN_CLOSE_WRITE | C.IN_ATTRIB | C.IN_MOVED_FROM |
@@ -88,7 +95,20 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
   /** Watches whose filesystem reported IN_UNMOUNT: their IN_IGNORED is a loss whatever the inode. */
   const unmounted = new Set<number>();
   let closed = false;
+  /**
+   * A lower bound of when the events of the next batch happened: the last time the kernel's queue
+   * was read to the end (a batch's read time, or an empty drain). Marks carry it, not the read time:
+   * a change read late still holds the watermark below the moment it was made.
+   */
   let lastRead = Date.now();
+  /** The last batch may have left events in the kernel's queue (see mayBeCut). */
+  let cutShort = false;
+  const mayBeCut = (events: readonly InotifyEvent[]): boolean => {
+    let bytes = 0;
+    for (const ev of events) bytes += 16 + (ev.name === null ? 0 : Math.ceil((ev.name.length + 1) / 16) * 16);
+    cutShort = bytes >= CUT_BYTES;
+    return cutShort;
+  };
   /** A re-walk after an overflow: running, and the `at` of an overflow that arrived during it. */
   let rewalking = false;
   let rewalkAgain: number | null = null;
@@ -257,27 +277,27 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     const name = ev.name.toString();
     const rel = dir === '' ? name : `${dir}/${name}`;
     if (isTooDeep(rel)) {
-      if (dir !== '') dirty(dir, false, at);
+      if (dir !== '') dirty(dir, false, since);
       return;
     }
     const isDir = (ev.mask & C.IN_ISDIR) !== 0;
     const excluded = options.isExcluded(rel, isDir);
     if (ev.mask & CONTENT) {
-      if (!excluded) dirty(rel, false, at);
+      if (!excluded) dirty(rel, false, since);
     }
     if ((ev.mask & LISTING) === 0) return;
     // The name appeared or vanished: its directory's listing (and mtime) changed too.
-    if (dir !== '') dirty(dir, false, at);
+    if (dir !== '') dirty(dir, false, since);
     // Marked at once, so the watermark waits for it while a new subtree's watches are put in place.
-    if (!excluded) dirty(rel, false, at);
+    if (!excluded) dirty(rel, false, since);
     if (!isDir) return;
     if (ev.mask & (C.IN_DELETE | C.IN_MOVED_FROM)) dropTree(rel);
     if (ev.mask & APPEARED && !excluded) {
       if (watches.has(rel)) dropTree(rel); // renamed over a watched directory
       // Watched before the caller looks below it, so nothing written there can be missed.
-      void whilePending(at, async () => {
-        await addTree(rel, at);
-        dirty(rel, true, at);
+      void whilePending(since, async () => {
+        await addTree(rel, since);
+        dirty(rel, true, since);
       });
     }
   };
@@ -285,7 +305,9 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
   const onBatch = (events: InotifyEvent[], at: number): void => {
     if (closed) return;
     const since = lastRead;
-    lastRead = at;
+    // A batch that may have stopped short of the kernel's queue (the addon reads at most 16 MiB)
+    // leaves events queued before `at`: the next batch then keeps this one's `since`.
+    if (!mayBeCut(events)) lastRead = at;
     let overflow = false;
     for (const ev of events) {
       if (ev.wd === -1) overflow ||= (ev.mask & C.IN_Q_OVERFLOW) !== 0;
@@ -309,7 +331,12 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
       return oldest;
     },
     drain: () => {
-      if (!closed) inotify.readNow();
+      if (closed) return;
+      const before = Date.now();
+      cutShort = false;
+      inotify.readNow();
+      // Read empty (or a batch was read after `before`): whatever comes next was queued after `before`.
+      if (lastRead < before && !cutShort) lastRead = before;
     },
     close: async () => {
       closed = true;

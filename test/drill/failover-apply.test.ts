@@ -6,7 +6,11 @@
  * by the data dir's owner, the apply delay it had replaced), restart the standby, wait for the
  * promotion and report the last replayed commit; the promoted DB holds exactly the rows committed
  * before the target (the primary still runs and has the rest: recovery stopped at the target, not
- * at the end of the WAL). Skips, saying why, only when PostgreSQL cannot be found or installed.
+ * at the end of the WAL). And a target past the end of the WAL the standby received (the primary
+ * committed nothing after it, then died): PostgreSQL (>= 14) stops rather than promote before a
+ * configured target, so failover must see replay stand still, restart it without a target and
+ * without a WAL source, and promote it there, holding every row. Skips, saying why, only when
+ * PostgreSQL cannot be found or installed.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -89,5 +93,33 @@ describe('warmsync failover --apply on a real standby', { skip }, () => {
     const ids = (await standby.query<{ id: number }>('SELECT id FROM t ORDER BY id')).map((row) => row.id);
     assert.deepEqual(ids, Array.from({ length: KEPT }, (_, i) => i + 1));
     assert.equal((await primary.query('SELECT id FROM t')).length, ROWS);
+  });
+
+  test('a target past the end of the WAL (the primary idle, then gone): promoted where replay stood', { timeout: 180_000 }, async () => {
+    const d = await mkdtemp(join(tmpdir(), 'warmsync-failover-stall-'));
+    await chmod(d, 0o755);
+    const p = await createPair(pgBin, join(d, 'pg'), 300_000);
+    try {
+      await p.primary.query('CREATE TABLE u (id int PRIMARY KEY)');
+      for (let id = 1; id <= 3; id++) await p.primary.query('INSERT INTO u VALUES ($1)', [id]);
+      const [last] = await p.primary.query<{ ms: string }>("SELECT floor(extract(epoch FROM (pg_last_committed_xact()).timestamp) * 1000)::bigint::text AS ms");
+      const s = await openStandby();
+      await writeFile(join(s.src, 'binary'), 'x');
+      await syncOnce(s);
+      await s.receiver.stop();
+      await new Promise((r) => setTimeout(r, 500)); // the standby has received everything
+      p.primary.stop('immediate');
+      const r = await runCli(['failover', '--root', s.dst, '--apply', '--pgdata', p.standby.dataDir, '--standby', p.standby.url(), '--skew', '0', '--json', '--timeout', '120'], { timeoutMs: 160_000 });
+      assert.equal(r.code, 0, `failover exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+      const out = JSON.parse(r.stdout) as { promotedAt: number | null };
+      assert.equal(out.promotedAt, Number(last?.ms), 'the last replayed commit is the last one the primary made');
+      const [state] = await p.standby.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery');
+      assert.equal(state?.recovery, false);
+      assert.deepEqual((await p.standby.query<{ id: number }>('SELECT id FROM u ORDER BY id')).map((row) => row.id), [1, 2, 3]);
+      assert.doesNotMatch(await readFile(join(p.standby.dataDir, 'postgresql.auto.conf'), 'utf8'), /^recovery_target(_lsn|_time|_name|_xid)? =/m);
+    } finally {
+      stopServers([p.primary, p.standby]);
+      await rm(d, { recursive: true, force: true });
+    }
   });
 });

@@ -3,9 +3,10 @@
 // files already inside is watched and handed out as a subtree, and what is written in it later is
 // seen; a directory renamed or deleted loses its watches (and the new name is watched); a directory
 // replaced by another of the same name is watched again; nothing arrives after close(). Every mark
-// carries the time its event was read: a new directory's subtree mark the time of the event that
-// revealed it, not the later time its watches were in place; until that mark is out,
-// pendingSince() holds that time. drain() hands out what the kernel holds without a turn of the loop.
+// carries a time no later than its change (the last time the queue was read to the end before it):
+// a new directory's subtree mark the time of the event that revealed it, not the later time its
+// watches were in place; until that mark is out, pendingSince() holds that time. drain() hands out
+// what the kernel holds without a turn of the loop.
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, rmdir, writeFile } from 'node:fs/promises';
@@ -119,6 +120,8 @@ describe('watchTree', () => {
   it('drain() hands out queued events at once; pendingSince() holds a new directory\'s moment until its subtree is out', async () => {
     const h = await start([]);
     assert.equal(h.watcher.pendingSince(), null);
+    const drained = Date.now();
+    h.watcher.drain(); // empty: what comes next was queued after `drained`
     const before = Date.now();
     // Synchronous from here to drain(): the loop cannot have polled the descriptor.
     mkdirSync(path.join(h.root, 'fresh/inner'), { recursive: true });
@@ -126,21 +129,24 @@ describe('watchTree', () => {
     h.watcher.drain();
     assert.ok(h.seen.includes('fresh'), `drain() handed out ${JSON.stringify(h.seen)}`);
     const pending = h.watcher.pendingSince();
-    assert.ok(pending !== null && pending >= before, `pendingSince ${pending} while fresh/ is being watched`);
+    assert.ok(pending !== null && pending >= drained && pending <= before, `pendingSince ${pending} while fresh/ is being watched (made after ${before}, queue read empty at ${drained})`);
     assert.ok(!h.seen.includes('fresh/**'));
     await h.until('fresh/**');
     assert.equal(h.watcher.pendingSince(), null);
     assert.equal(h.at[h.seen.indexOf('fresh/**')], pending);
   });
 
-  it('stamps each mark with the time its event was read, not when the mark was handled', async () => {
+  it('stamps each mark no later than its change (the last time the queue was read empty), not when it was read or handled', async () => {
     const h = await start(['a']);
+    const drained = Date.now();
+    h.watcher.drain();
+    await sleep(30);
     const before = Date.now();
     await writeFile(path.join(h.root, 'a/f'), 'x');
     await h.until('a/f');
     const at = h.at[h.seen.indexOf('a/f')] as number;
-    assert.ok(at >= before && at <= Date.now(), `mark at ${at}, written at ${before}`);
-    // Every mark of one batch carries the same read time.
+    assert.ok(at >= drained && at <= before, `mark at ${at}, written at ${before}, queue read empty at ${drained}`);
+    // Every mark of one batch carries the same time.
     assert.equal(h.at[h.seen.indexOf('a')], at);
   });
 

@@ -1,12 +1,13 @@
 /**
  * gate/failover: the recovery settings for watermark W and skew (target W - skew, exclusive, promote,
- * no apply delay; none without a watermark), the timestamp form PostgreSQL's recovery_target_time
+ * no apply delay; none without a watermark), or for a WAL position W covers (recovery_target_lsn,
+ * exclusive); which target a failover chooses (auto, lsn, time; another cluster's position refused), the timestamp form PostgreSQL's recovery_target_time
  * accepts, quoting, and postgresql.auto.conf rewritten with earlier values of the same parameters
  * dropped and everything else (primary_conninfo, comments) kept.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { failoverPlan, pgTimestamp, renderAutoConf, settingLine } from '../../../src/gate/failover.js';
+import { chooseTarget, failoverPlan, pgTimestamp, renderAutoConf, settingLine } from '../../../src/gate/failover.js';
 
 const W = Date.parse('2026-11-26T10:00:05.250Z');
 
@@ -26,6 +27,44 @@ describe('failoverPlan', () => {
   });
 
   test('skew 0: the target is W itself', () => assert.equal(failoverPlan(W, 0)?.recoveryTarget, W));
+
+  test('a position W covers: recovery_target_lsn, exclusive, promote, delay 0', () => {
+    const plan = failoverPlan(W, 2000, { lsn: '0/3000148', at: W - 300 });
+    assert.equal(plan?.target, 'lsn');
+    assert.equal(plan?.recoveryTargetLsn, '0/3000148');
+    assert.equal(plan?.positionAt, W - 300);
+    assert.deepEqual(plan?.settings, [
+      ['recovery_target_lsn', '0/3000148'],
+      ['recovery_target_inclusive', 'off'],
+      ['recovery_target_action', 'promote'],
+      ['recovery_min_apply_delay', '0'],
+    ]);
+  });
+
+  test('a position W does not cover is never used', () => assert.equal(failoverPlan(W, 2000, { lsn: '0/1', at: W + 1 })?.target, 'time'));
+});
+
+describe('chooseTarget', () => {
+  const position = { lsn: '1/A0', at: W - 100, system: '7001' };
+  const cases: Array<{ name: string; input: Parameters<typeof chooseTarget>[0]; target: 'lsn' | 'time' | null; note: RegExp | null }> = [
+    { name: 'auto with a position: LSN', input: { choice: 'auto', watermark: W, skewMs: 5, position }, target: 'lsn', note: null },
+    { name: 'auto, same cluster as the standby: LSN', input: { choice: 'auto', watermark: W, skewMs: 5, position, standbySystem: '7001' }, target: 'lsn', note: null },
+    { name: 'auto without a position: time, said why', input: { choice: 'auto', watermark: W, skewMs: 5, position: null }, target: 'time', note: /no WAL position recorded/ },
+    { name: 'auto, another cluster: time, said why', input: { choice: 'auto', watermark: W, skewMs: 5, position, standbySystem: '9' }, target: 'time', note: /not the same cluster/ },
+    { name: 'auto, the agent could not read the system id ("0"): LSN', input: { choice: 'auto', watermark: W, skewMs: 5, position: { ...position, system: '0' }, standbySystem: '9' }, target: 'lsn', note: null },
+    { name: 'time: time, whatever is recorded', input: { choice: 'time', watermark: W, skewMs: 5, position }, target: 'time', note: null },
+    { name: 'lsn without a position: no plan', input: { choice: 'lsn', watermark: W, skewMs: 5, position: null }, target: null, note: /no WAL position/ },
+    { name: 'lsn, another cluster: no plan', input: { choice: 'lsn', watermark: W, skewMs: 5, position, standbySystem: '9' }, target: null, note: /not the same cluster/ },
+    { name: 'no watermark: no plan', input: { choice: 'auto', watermark: null, skewMs: 5, position }, target: null, note: null },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const { plan, note } = chooseTarget(c.input);
+      assert.equal(plan?.target ?? null, c.target);
+      if (c.note === null) assert.equal(note, null);
+      else assert.match(note ?? '', c.note);
+    });
+  }
 });
 
 describe('pgTimestamp', () => {
@@ -69,6 +108,14 @@ describe('renderAutoConf', () => {
       'port = 5433',
       tail,
     ].join('\n'));
+  });
+
+  test('a target of another kind from an earlier failover goes (PostgreSQL accepts only one)', () => {
+    const lsn = failoverPlan(W, 2000, { lsn: '0/10', at: W })?.settings ?? [];
+    const out = renderAutoConf(renderAutoConf('', settings), lsn);
+    assert.doesNotMatch(out, /recovery_target_time/);
+    assert.match(out, /recovery_target_lsn = '0\/10'/);
+    assert.match(out, /# warmsync failover: recover up to a WAL position the watermark W covers/);
   });
 
   test('a second failover replaces the first one\'s values (any case, with or without =)', () => {

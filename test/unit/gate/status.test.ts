@@ -21,7 +21,7 @@ describe('buildStatus', () => {
     const s = buildStatus(input());
     assert.deepEqual(s, {
       root: '/srv/standby', safe: true, reason: s.reason, snapshotTime: T, watermark: T + 5000, recoveryTarget: T + 3000,
-      skewMs: 2000, tombstonesPending: 2, oldestTombstone: T - 60_000, files: 12, bytes: 3456, dirs: 3, symlinks: 1,
+      recoveryTargetLsn: null, recoveryTargetLsnAt: null, skewMs: 2000, skewSource: 'configured', clockOffsetMs: null, tombstonesPending: 2, oldestTombstone: T - 60_000, files: 12, bytes: 3456, dirs: 3, symlinks: 1,
       lastContact: NOW - 4000, lastContactAgeMs: 4000, agentConnected: true, receiverRunning: true, receiverPid: 4242, quarantined: 7,
       feedIncomplete: null, deletionsHeld: 0,
     });
@@ -55,6 +55,29 @@ describe('buildStatus', () => {
     });
   }
 
+  test('a measured clock offset near W is the skew in force, and decides the verdict', () => {
+    const s = buildStatus(input({ watermark: T + 10, dbClock: { offsetMs: 0.4, boundMs: 3, at: T + 9 } }));
+    assert.equal(s.skewMs, 3);
+    assert.equal(s.skewSource, 'measured');
+    assert.equal(s.clockOffsetMs, 0.4);
+    assert.equal(s.safe, true);
+    assert.equal(s.recoveryTarget, T + 7);
+  });
+  test('a measurement long before W does not count: the recorded skew', () => {
+    const s = buildStatus(input({ watermark: T + 5000, dbClock: { offsetMs: 0, boundMs: 3, at: T - 3_600_000 } }));
+    assert.equal(s.skewSource, 'configured');
+    assert.equal(s.skewMs, 2000);
+  });
+  test('no recorded skew: the default, said so', () => assert.equal(buildStatus(input({ skewIsDefault: true })).skewSource, 'default'));
+  test('a recorded WAL position W covers is the recovery target', () => {
+    const s = buildStatus(input({ dbPosition: { lsn: '0/3000148', at: T + 4000, system: '42' } }));
+    assert.equal(s.recoveryTargetLsn, '0/3000148');
+    assert.equal(s.recoveryTargetLsnAt, T + 4000);
+    assert.equal(s.recoveryTarget, T + 3000); // the time target is still reported
+  });
+  test('a position W does not cover is not offered', () => {
+    assert.equal(buildStatus(input({ dbPosition: { lsn: '0/3000148', at: T + 5001, system: '42' } })).recoveryTargetLsn, null);
+  });
   test('no receiver: not running, null pid', () => {
     const s = buildStatus(input({ receiverPid: null, agentConnected: false }));
     assert.equal(s.receiverRunning, false);
@@ -107,6 +130,20 @@ describe('formatStatus', () => {
     assert.match(text, /recovery target +none yet/);
     assert.match(text, /receiver +not running/);
     assert.match(text, /tombstones +0 pending\n/);
+  });
+});
+
+describe('formatStatus: the DB target and the skew', () => {
+  test('an LSN target gets its line, the time target its own, the skew its source', () => {
+    const text = formatStatus(buildStatus(input({ dbPosition: { lsn: '0/3000148', at: T + 4000, system: '42' }, dbClock: { offsetMs: -0.5, boundMs: 2, at: T + 4990 } })));
+    assert.match(text, /recovery target +WAL position 0\/3000148, read from the DB primary at 2026-11-26T10:00:04\.000Z/);
+    assert.match(text, /time target +2026-11-26T10:00:04\.998Z/);
+    assert.match(text, /skew +2 ms \(measured: .*\); DB primary clock - agent clock -0\.5 ms/);
+  });
+  test('without: the time target is the recovery target, the skew says where it comes from', () => {
+    const text = formatStatus(buildStatus(input()));
+    assert.match(text, /recovery target +2026-11-26T10:00:03\.000Z/);
+    assert.match(text, /skew +2000 ms \(the receiver's --skew\)/);
   });
 });
 

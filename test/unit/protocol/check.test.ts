@@ -101,6 +101,10 @@ describe('nested fields are named with their full location', () => {
     ['feed gap without since', { type: 'heartbeat', now: 1, watermark: null, feedIncomplete: { reason: 'x' } }, 'agent', 'BAD_MESSAGE', 'heartbeat.feedIncomplete.since: missing'],
     ['feed gap reason not a string', { type: 'heartbeat', now: 1, watermark: null, feedIncomplete: { since: 1, reason: 7 } }, 'agent', 'BAD_MESSAGE',
       'heartbeat.feedIncomplete.reason: expected a string of at most 1024 characters, got 7'],
+    ['DB position with a bad LSN', { type: 'heartbeat', now: 1, watermark: null, db: { system: '1', positions: [{ lsn: '0-1', at: 1 }], clock: null } }, 'agent', 'BAD_MESSAGE',
+      'heartbeat.db.positions[0].lsn: expected a pg_lsn ("X/Y", 1..8 hex digits each), got "0-1"'],
+    ['DB clock offset not finite', { type: 'heartbeat', now: 1, watermark: null, db: { system: '1', positions: [], clock: { offsetMs: 'x', boundMs: 1, at: 1, samples: 1 } } }, 'agent', 'BAD_MESSAGE',
+      'heartbeat.db.clock.offsetMs: expected a finite number of ms (|x| <= 1e12), got "x"'],
     ['deletions held negative', { type: 'heartbeat', now: 1, watermark: null, deletionsHeld: -1 }, 'agent', 'BAD_MESSAGE', 'heartbeat.deletionsHeld: expected an integer 0..4294967295, got -1'],
   ];
   for (const [name, obj, from, code, message] of cases) test(name, () => expectRefused(obj, from, code, message));

@@ -75,6 +75,14 @@ export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; 
     name: 'heartbeat from a live agent, feed incomplete, deletions held', from: 'agent',
     msg: { type: 'heartbeat', now: 1764170000000, watermark: 1764169990000, feedIncomplete: { since: 1764169990001, reason: 'inotify queue overflow' }, deletionsHeld: 48 },
   },
+  {
+    name: 'heartbeat from a live agent with --db-primary', from: 'agent',
+    msg: {
+      type: 'heartbeat', now: 1764170000000, watermark: 1764169990000, feedIncomplete: null, deletionsHeld: 0,
+      db: { system: '7441829165224409123', positions: [{ lsn: '0/3000148', at: 1764169989900 }, { lsn: 'A/FF0000A8', at: 1764169990100 }], clock: { offsetMs: -0.25, boundMs: 2, at: 1764169990100, samples: 16 } },
+    },
+  },
+  { name: 'heartbeat from a live agent, DB clock not measured yet', from: 'agent', msg: { type: 'heartbeat', now: 1764170000000, watermark: null, db: { system: '1', positions: [], clock: null } } },
   { name: 'heartbeat from a live agent, all well', from: 'agent', msg: { type: 'heartbeat', now: 1764170000000, watermark: 1764169990000, feedIncomplete: null, deletionsHeld: 0 } },
   { name: 'flush', from: 'agent', msg: { type: 'flush', id: 9 } },
   { name: 'manifestPage', from: 'receiver', msg: { type: 'manifestPage', entries: [FILE_ENTRY, DIR_ENTRY, LINK_ENTRY], done: false } },
