@@ -64,9 +64,11 @@ describe('agent --db-primary: the WAL position as the recovery target', { skip, 
     assert.ok(st.skewMs < 1000 && st.clockOffsetMs !== null, `same host: the measured bound is a round trip, not seconds: ${JSON.stringify(st)}`);
 
     // A commit now, then the primary's position after it: W must pass this moment before status offers it.
+    // A position at or past the commit's can only be read once the commit is written: after `issuedAt`
+    // (not after the test reads it back: the agent may read the same position first).
+    const issuedAt = Date.now();
     await pair.primary.query('INSERT INTO t VALUES (1)');
     const [row] = await pair.primary.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-    const readAt = Date.now();
     const after1 = row?.lsn as string;
     let later: DbStatus | null = null;
     await until('the target to reach the commit', async () => {
@@ -75,7 +77,7 @@ describe('agent --db-primary: the WAL position as the recovery target', { skip, 
     }, 60_000);
     const moved = later as unknown as DbStatus;
     assert.ok(moved.watermark !== null && moved.recoveryTargetLsnAt !== null && moved.recoveryTargetLsnAt <= moved.watermark, JSON.stringify(moved));
-    assert.ok((moved.recoveryTargetLsnAt ?? 0) >= readAt, `a position at or after ${after1} was read after ${readAt}: ${JSON.stringify(moved)}`);
+    assert.ok((moved.recoveryTargetLsnAt ?? 0) >= issuedAt, `a position at or after ${after1} was read before the commit was issued (${issuedAt}): ${JSON.stringify(moved)}`);
 
     const text = await runCli(['status', '--root', s.dst]);
     assert.match(text.stdout, /recovery target +WAL position [0-9A-F]+\/[0-9A-F]+, read from the DB primary at /);
