@@ -6,7 +6,6 @@
  * sender hashes it from the bytes it sends. `runOnce` is `agent --once`: passes until the standby
  * matches. live.ts keeps watching.
  */
-import { closeSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { withoutSetuid, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
@@ -17,7 +16,7 @@ import { checkSafety, isDeletion, type DeletionGuard, type SafetyHalt, type Safe
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
 import { createHasher, type FileHasher } from '../scan/hash.js';
-import { openSourceRoot, type SourceRoot } from '../scan/openfile.js';
+import { SourceRoot } from '../scan/openfile.js';
 import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../confined/temp.js';
 import { isWithin, baseName } from '../relpath.js';
@@ -114,8 +113,8 @@ export class SourceTree {
     await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
     const cache = AgentCache.open(agentCachePath(stateDir.abs));
     if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
-    // Held open for the agent's life: every source file is opened beneath it (scan/openfile.ts).
-    const source = openSourceRoot(root);
+    // Every source file is opened beneath the root's descriptor (scan/openfile.ts).
+    const source = new SourceRoot(root.endsWith('/') && root.length > 1 ? root.slice(0, -1) : root);
     return new SourceTree(source, rules, stateDir, cache, await createHasher({ source }), log, progress, noSetuid);
   }
 
@@ -205,7 +204,7 @@ export class SourceTree {
 
   close(): void {
     this.cache.close();
-    closeSync(this.source.fd);
+    this.source.close();
   }
 }
 

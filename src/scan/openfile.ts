@@ -27,19 +27,41 @@ import { WarmsyncError } from '../errors.js';
 /** open(2) flags for reading a source file: never follow a symlink, never block on a FIFO. */
 export const NO_FOLLOW_READ = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 
-/**
- * The source root held open (`openSourceRoot`): a file below it is opened beneath this descriptor,
- * so a directory above the file swapped for a symlink (to /etc, say) is refused like the file
- * itself, not followed out of the source.
- */
-export interface SourceRoot {
-  readonly path: string;
-  readonly fd: number;
-}
+/** How long the source root's descriptor stays open unused (see SourceRoot). */
+const ROOT_IDLE_MS = 500;
 
-/** Holds `path` (the operator's setting, which may itself be a symlink) open as the source root. */
-export function openSourceRoot(path: string): SourceRoot {
-  return { path: path.endsWith('/') && path.length > 1 ? path.slice(0, -1) : path, fd: openSync(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY) };
+/**
+ * The agent's source root, held open while files are read: a file below it is opened beneath this
+ * descriptor, so a directory above the file swapped for a symlink (to /etc, say) is refused like
+ * the file itself, not followed out of the source. The descriptor is opened on first use and closed
+ * once unused for ROOT_IDLE_MS: an idle agent never keeps its source from being unmounted (`umount`
+ * would say "target is busy"), and a source replaced meanwhile is opened afresh by its path.
+ */
+export class SourceRoot {
+  private fd = -1;
+  private lastUse = 0;
+  private idleCheck: NodeJS.Timeout | null = null;
+
+  constructor(readonly path: string) {}
+
+  /** The root's descriptor, opened if needed (by its path, which may itself be a symlink: the operator's setting). */
+  descriptor(): number {
+    this.lastUse = Date.now();
+    if (this.fd >= 0) return this.fd;
+    this.fd = openSync(this.path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+    this.idleCheck = setInterval(() => {
+      if (Date.now() - this.lastUse >= ROOT_IDLE_MS) this.close();
+    }, ROOT_IDLE_MS);
+    this.idleCheck.unref();
+    return this.fd;
+  }
+
+  close(): void {
+    if (this.idleCheck !== null) clearInterval(this.idleCheck);
+    this.idleCheck = null;
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
 }
 
 /** What the caller planned to read; every field given must match the open file. */
@@ -81,7 +103,7 @@ export function openPlannedFile(absPath: string, planned?: PlannedFile, source?:
   let fd: number;
   try {
     const rel = source !== undefined && absPath.startsWith(`${source.path}/`) ? absPath.slice(source.path.length + 1) : null;
-    fd = rel === null ? openSync(absPath, NO_FOLLOW_READ) : openBeneath((source as SourceRoot).fd, rel, NO_FOLLOW_READ);
+    fd = rel === null ? openSync(absPath, NO_FOLLOW_READ) : openBeneath((source as SourceRoot).descriptor(), rel, NO_FOLLOW_READ);
   } catch (err) {
     const code = errorCode(err);
     if (code !== undefined && NOT_A_FILE_CODES.has(code)) {

@@ -91,7 +91,17 @@ test('live: the source\'s disk unmounted under the agent: every deletion held, t
   await waitForConvergence(s, { what: 'the initial sync', timeoutMs: 60_000, context });
 
   const from = agent.stderr().length;
-  execFileSync('umount', [ws.src]);
+  // The agent holds the source root open only while it reads (scan/openfile.ts SourceRoot), so an
+  // umount right after a read may find it busy for up to half a second, as an operator's would.
+  await waitFor('umount of the source', () => {
+    try {
+      execFileSync('umount', [ws.src], { stdio: 'pipe' });
+      return true;
+    } catch (err) {
+      if (/target is busy/.test(String((err as { stderr?: Buffer }).stderr))) return false;
+      throw err;
+    }
+  }, 10_000);
   mountedHere.splice(mountedHere.indexOf(ws.src), 1);
   // The watches go with the file system; the rescan that follows finds an empty root.
   await agent.waitForLog(/"code":"WATCH_LOST"/, 20_000, from);

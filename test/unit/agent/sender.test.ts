@@ -21,7 +21,7 @@ import { wholeMs, type Entry } from '../../../src/entry.js';
 import type { Change } from '../../../src/plan/diff.js';
 import type { AgentMessage } from '../../../src/protocol/messages.js';
 import { SYNC_READ_MAX_BYTES, createHasher } from '../../../src/scan/hash.js';
-import { openSourceRoot } from '../../../src/scan/openfile.js';
+import { SourceRoot } from '../../../src/scan/openfile.js';
 import { Connection } from '../../../src/transport/connection.js';
 
 /** What the scripted receiver saw of one op. */
@@ -99,7 +99,7 @@ describe('Sender file transfers', () => {
     await once(ws, 'open');
     const conn = new Connection(ws, 'receiver');
     conn.markAuthenticated();
-    return { sender: new Sender(conn, { window, maxInFlight: 8 }, openSourceRoot(dir), await createHasher()), seen };
+    return { sender: new Sender(conn, { window, maxInFlight: 8 }, new SourceRoot(dir), await createHasher()), seen };
   }
 
   /** Writes a file and returns the Entry a scan would have listed for it. */

@@ -8,7 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, readdirSync, readlinkSync, readSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { lstat, mkdir, mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { wholeMs } from '../../../src/entry.js';
 import { WarmsyncError } from '../../../src/errors.js';
-import { NO_FOLLOW_READ, openPlannedFile, openSourceRoot } from '../../../src/scan/openfile.js';
+import { NO_FOLLOW_READ, SourceRoot, openPlannedFile } from '../../../src/scan/openfile.js';
 
 function isChanged(err: unknown): boolean {
   return err instanceof WarmsyncError && err.code === 'FILE_CHANGED';
@@ -87,7 +88,7 @@ describe('openPlannedFile', () => {
     const abs = join(src, 'sub/victim');
     const st = await stat(abs);
     const plan = { size: st.size, mtimeMs: wholeMs(st.mtimeMs) };
-    const source = openSourceRoot(src);
+    const source = new SourceRoot(src);
     try {
       closeSync(openPlannedFile(abs, plan, source).fd); // the real file opens beneath the root
       await rename(join(src, 'sub'), join(dir, 'sub-away'));
@@ -101,7 +102,32 @@ describe('openPlannedFile', () => {
       assert.throws(() => openPlannedFile(abs, plan, source), (err: unknown) => isChanged(err) && /a directory above it, is now a symlink/.test((err as Error).message));
       assert.equal(openFds(), fds, 'no descriptor left open');
     } finally {
-      closeSync(source.fd);
+      source.close();
+    }
+  });
+
+  it('the source root is held only while in use: unused for 500 ms its descriptor is closed (an idle agent never keeps the source from being unmounted)', async () => {
+    const src = join(dir, 'held');
+    await mkdir(src);
+    const { plan } = await planned('held/f', 'x');
+    const source = new SourceRoot(src);
+    const holding = (): boolean => readdirSync('/proc/self/fd').some((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === src;
+      } catch {
+        return false;
+      }
+    });
+    try {
+      assert.equal(holding(), false, 'nothing opened before the first read');
+      closeSync(openPlannedFile(join(src, 'f'), plan, source).fd);
+      assert.equal(holding(), true, 'held while in use');
+      const deadline = Date.now() + 5_000;
+      while (holding() && Date.now() < deadline) await sleep(50);
+      assert.equal(holding(), false, 'still held 5 s after the last read');
+      closeSync(openPlannedFile(join(src, 'f'), plan, source).fd); // opened again on the next read
+    } finally {
+      source.close();
     }
   });
 
