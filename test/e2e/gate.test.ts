@@ -153,6 +153,8 @@ describe('gate e2e', { concurrency: true }, () => {
       assert.equal(typeof w, 'number');
       assert.deepEqual(st, {
         root: s.dst, safe: w >= t + DEFAULT_SKEW, reason: st.reason, snapshotTime: t, watermark: w, recoveryTarget: w - DEFAULT_SKEW,
+        // No --db-primary: no WAL position, and the skew is the configured default.
+        recoveryTargetLsn: null, recoveryTargetLsnAt: null, skewSource: 'configured', clockOffsetMs: null,
         skewMs: DEFAULT_SKEW, tombstonesPending: 1, oldestTombstone: d,
         // Live files only: aa01 and bb01 are gone, bb02 is a tombstone.
         files: 2, bytes: 'binary aa02\n'.length + 'x=1\n'.length,
