@@ -109,19 +109,23 @@ export class TreeWriter {
     }
   }
 
-  /** Sets a directory's mtime; nothing when it is gone or no longer reachable without a symlink. */
-  async setDirTime(rel: string, mtimeMs: number): Promise<void> {
+  /**
+   * Sets a directory's mtime; nothing when it is gone ('gone') or no longer reachable without a
+   * symlink ('unreachable': the caller records that its time may now be wrong).
+   */
+  async setDirTime(rel: string, mtimeMs: number): Promise<'set' | 'gone' | 'unreachable'> {
     let dir: DirRef | null;
     try {
       dir = this.root.dir(rel);
     } catch (err) {
-      if (err instanceof ProtocolError && err.code === 'UNSAFE_PATH') return;
+      if (err instanceof ProtocolError && err.code === 'UNSAFE_PATH') return 'unreachable';
       throw err;
     }
-    if (dir === null) return;
+    if (dir === null) return 'gone';
     try {
       const t = utimeValue(mtimeMs);
       futimesSync(dir.fd, t, t);
+      return 'set';
     } finally {
       dir.release();
     }

@@ -398,7 +398,10 @@ export class ReceiverSession {
       this.deps.writer.prepareParent(msg.path).release();
       await this.deps.writer.makeRoomFor(msg.path, 'dir', admitted.known);
       await this.deps.writer.ensureDir(msg.path, msg.mode, this.idsFor(msg.owner));
-      await this.deps.writer.setDirTime(msg.path, msg.mtimeMs);
+      if ((await this.deps.writer.setDirTime(msg.path, msg.mtimeMs)) !== 'set') {
+        // Swapped for a symlink (or removed) since ensureDir: recording the time would claim what the disk lacks.
+        throw new ProtocolError('UNSAFE_PATH', `refusing ${JSON.stringify(msg.path)}: it is no longer a directory reachable without a symlink on the standby`);
+      }
       const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null, owner: msg.owner ?? null };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
@@ -678,7 +681,10 @@ export class ReceiverSession {
   private async restoreDirTime(dir: string): Promise<void> {
     if (dir === '') return;
     const row = this.deps.manifest.get(dir);
-    if (row?.kind === 'dir' && row.deletedAt === null) await this.deps.writer.setDirTime(dir, row.mtimeMs);
+    if (row?.kind !== 'dir' || row.deletedAt !== null) return;
+    // Swapped for a symlink at this moment: its time on disk (changed by our renames) may now differ
+    // from its row, which the agent would never see; a damaged row makes the next reconciliation send it again.
+    if ((await this.deps.writer.setDirTime(dir, row.mtimeMs)) === 'unreachable') this.deps.manifest.markDamaged(dir);
   }
 
   private failFrom(op: number, path: string, err: unknown): void {
