@@ -609,7 +609,13 @@ class LiveSession {
   /** Writes the hashes taken from the sender to the cache, in one transaction (one per file cost 90 us each). */
   private saveHashes(): void {
     if (this.unsavedHashes.length === 0) return;
-    this.tree.cache.remember(this.unsavedHashes.splice(0));
+    const rows = this.unsavedHashes.splice(0);
+    try {
+      this.tree.cache.remember(rows);
+    } catch (err) {
+      // As a full pass does (agent.ts): the cache only saves work; replication goes on without it.
+      this.tree.warn('CACHE_FAILED', `${describeError(err)}; ${rows.length} hash(es) will be computed again next time`);
+    }
   }
 
   /**
