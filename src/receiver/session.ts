@@ -411,28 +411,42 @@ export class ReceiverSession {
   }
 
   private async onSymlink(msg: SymlinkMessage): Promise<void> {
+    const entry: Entry = {
+      path: msg.path, kind: 'symlink', size: Buffer.byteLength(msg.target), mtimeMs: msg.mtimeMs, mode: 0o777, hash: null, target: msg.target,
+      owner: msg.owner ?? null,
+    };
+    await this.placeEntry(msg, entry, () => this.deps.writer.writeSymlink(msg.path, msg.target, msg.mtimeMs, this.idsFor(msg.owner)));
+  }
+
+  /** A FIFO, socket or device node: re-created (never opened), like rsync -a's -D. */
+  private async onSpecial(msg: SpecialMessage): Promise<void> {
+    const entry: Entry = { path: msg.path, kind: 'special', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: msg.node, owner: msg.owner ?? null };
+    await this.placeEntry(msg, entry, () => this.deps.writer.writeSpecial(msg.path, msg.node, msg.mode, msg.mtimeMs, this.idsFor(msg.owner)));
+  }
+
+  /**
+   * A symlink or special file: made (by `write`) under a temporary name and renamed over the path,
+   * after room is made for it; recorded at the group commit.
+   */
+  private async placeEntry(msg: SymlinkMessage | SpecialMessage, entry: Entry, write: () => Promise<void>): Promise<void> {
     const admitted = await this.admit(msg.op, msg.path, msg.old);
     if (admitted === null) return;
     await this.attempt(msg.op, msg.path, async () => {
       const parent = this.deps.writer.prepareParent(msg.path);
       let displaced: boolean;
       try {
-        displaced = await this.deps.writer.makeRoomFor(msg.path, 'symlink', admitted.known);
-        await this.deps.writer.writeSymlink(msg.path, msg.target, msg.mtimeMs, this.idsFor(msg.owner));
+        displaced = await this.deps.writer.makeRoomFor(msg.path, entry.kind, admitted.known);
+        await write();
       } finally {
         parent.release();
       }
-      const entry: Entry = {
-        path: msg.path, kind: 'symlink', size: Buffer.byteLength(msg.target), mtimeMs: msg.mtimeMs, mode: 0o777, hash: null, target: msg.target,
-        owner: msg.owner ?? null,
-      };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null,
         record: (now) => {
           if (displaced) this.deps.manifest.removeTree(msg.path);
           this.deps.manifest.recordPresent(entry, now);
         },
-        stillThere: () => this.deps.writer.hasKind(msg.path, 'symlink'),
+        stillThere: () => this.deps.writer.hasKind(msg.path, entry.kind),
       }, 0);
     });
   }
@@ -457,31 +471,6 @@ export class ReceiverSession {
       }, 0);
     });
   }
-  /** A FIFO, socket or device node: re-created (never opened), like rsync -a's -D. */
-  private async onSpecial(msg: SpecialMessage): Promise<void> {
-    const admitted = await this.admit(msg.op, msg.path, msg.old);
-    if (admitted === null) return;
-    await this.attempt(msg.op, msg.path, async () => {
-      const parent = this.deps.writer.prepareParent(msg.path);
-      let displaced: boolean;
-      try {
-        displaced = await this.deps.writer.makeRoomFor(msg.path, 'special', admitted.known);
-        await this.deps.writer.writeSpecial(msg.path, msg.node, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
-      } finally {
-        parent.release();
-      }
-      const entry: Entry = { path: msg.path, kind: 'special', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: msg.node, owner: msg.owner ?? null };
-      await this.addPending({
-        op: msg.op, path: msg.path, staged: null,
-        record: (now) => {
-          if (displaced) this.deps.manifest.removeTree(msg.path);
-          this.deps.manifest.recordPresent(entry, now);
-        },
-        stillThere: () => this.deps.writer.hasKind(msg.path, 'special'),
-      }, 0);
-    });
-  }
-
   private idsFor(owner: Owner | null | undefined): TargetIds | null {
     return this.deps.ownerIds?.(owner) ?? null;
   }
