@@ -3,7 +3,7 @@
  * process stop itself (SIGSTOP) when it reaches step N of the operation NAME, so that a test can
  * SIGKILL it at exactly that point, however fast or slow the machine. Unset, a step costs one
  * comparison. Named steps: `promote` and `restore` (0: journal durable, k: k files moved, n + 1:
- * manifest committed).
+ * manifest committed); `commit` (the receiver, k: its kth file renamed into place, not yet recorded).
  */
 const spec = process.env['WARMSYNC_FAULT_STOP'];
 

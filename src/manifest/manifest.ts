@@ -79,6 +79,14 @@ export class Manifest {
       remove: db.prepare<[string]>('DELETE FROM entries WHERE path = ?'),
       removeTree: db.prepare<[string, string, string]>('DELETE FROM entries WHERE path = ? OR (path >= ? AND path < ?)'),
       markDamaged: db.prepare<[string]>('UPDATE entries SET damaged = 1 WHERE path = ?'),
+      // Before a change reaches the disk at a path: its row (or, for a new path, the row it will
+      // get) marked damaged, so a crash between the disk change and its record leaves a row the
+      // agent acts on, never an unrecorded file at a final path.
+      installing: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at,
+          uid, gid, user_name, group_name)
+        VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target,
+          MIN(@mtimeMs, COALESCE((SELECT value FROM state WHERE key = 'watermark'), 0)), NULL, 1, @now, @uid, @gid, @userName, @groupName)
+        ON CONFLICT (path) DO UPDATE SET damaged = 1`),
       getState: db.prepare<[string], { value: number | string | null }>('SELECT value FROM state WHERE key = ?'),
       setState: db.prepare<[string, number | string | null]>('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       tombstones: db.prepare<[], EntryRow>('SELECT * FROM entries WHERE deleted_at IS NOT NULL'),
@@ -166,6 +174,20 @@ export class Manifest {
   removeTree(dir: string): void {
     // Rows below dir sort between "dir/" and "dir0" ("0" is the character after "/").
     this.statements.removeTree.run(dir, dir + '/', dir + '0');
+  }
+
+  /**
+   * Marks paths about to change on disk (see the statement): their next record clears the mark.
+   * Committed on its own, before the change, so a SIGKILL cannot roll it back.
+   */
+  async recordInstalling(entries: readonly Entry[], now: number): Promise<void> {
+    if (entries.length === 0) return;
+    await this.withWriteLock(async () => {
+      for (const entry of entries) {
+        const { path, kind, size, mtimeMs, mode, hash, target } = entry;
+        this.statements.installing.run({ path, kind, size, mtimeMs, mode, hash, target, now, ...ownerParams(entry.owner) });
+      }
+    });
   }
 
   markDamaged(path: string): void {

@@ -2,8 +2,10 @@
  * Start-up recovery after a crash: a receiver that did not stop cleanly may have left temporary
  * files (never at a final path: invariant 2). They are found by their recognisable names and removed,
  * through the confined layer (directories entered by descriptor, never through a symlink).
- * Manifest rows are only written after the rename and directory fsync, so the manifest needs no repair:
- * a file renamed but not yet recorded is simply sent again by the agent.
+ * The manifest needs no repair: before a change reaches a final path its row is marked damaged
+ * (Manifest.recordInstalling), and only the record after the rename and its sync clears the mark, so
+ * a change made but not recorded leaves a damaged row, which the agent's next reconciliation sends
+ * again, or deletes through a tombstone when the source no longer has it.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';

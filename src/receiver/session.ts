@@ -7,6 +7,7 @@
 import type { ConfinedRoot, DirRef } from '../confined/root.js';
 import type { Entry, ManifestEntry, Owner } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
+import { faultPoint } from '../faultpoint.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifest/manifest.js';
 import type { TargetIds } from '../owner/policy.js';
@@ -37,6 +38,10 @@ export interface SessionLimits {
   /** ...or this long after the first one finished. */
   readonly commitDelayMs: number;
 }
+
+/** Test hook (src/faultpoint.ts): `commit:N` stops the receiver after its Nth rename into place, before its group is recorded. */
+const stopAfterInstall = faultPoint('commit');
+let installsInProcess = 0;
 
 /** Files at least this large are committed on their own (see addPending). */
 const LARGE_FILE_BYTES = 8 << 20;
@@ -78,6 +83,8 @@ interface PendingOp {
   readonly op: number;
   readonly path: string;
   readonly staged: StagedFile | null;
+  /** What `staged` installs at the path: marked in the manifest before the rename (recordInstalling). */
+  readonly installs?: Entry;
   /** Manifest update, run inside the group's transaction. */
   readonly record: (now: number) => void;
   /**
@@ -378,7 +385,7 @@ export class ReceiverSession {
     staged.seal(this.transfers.size + this.pending.length < GROUP_SYNC_MIN_FILES).catch(() => undefined);
     const t = staged.target;
     const entry: Entry = { path: transfer.path, kind: 'file', size: t.size, mtimeMs: t.mtimeMs, mode: t.mode, hash: staged.hash, target: null, owner: transfer.owner };
-    await this.addPending({ op, path: transfer.path, staged, record: (now) => this.deps.manifest.recordPresent(entry, now) }, t.size);
+    await this.addPending({ op, path: transfer.path, staged, installs: entry, record: (now) => this.deps.manifest.recordPresent(entry, now) }, t.size);
   }
 
   private async onAbort(op: number): Promise<void> {
@@ -394,15 +401,16 @@ export class ReceiverSession {
   private async onMkdir(msg: MkdirMessage): Promise<void> {
     const admitted = await this.admit(msg.op, msg.path, msg.old);
     if (admitted === null) return;
+    const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null, owner: msg.owner ?? null };
     await this.attempt(msg.op, msg.path, async () => {
       this.deps.writer.prepareParent(msg.path).release();
+      await this.deps.manifest.recordInstalling([entry], this.deps.now());
       await this.deps.writer.makeRoomFor(msg.path, 'dir', admitted.known);
       await this.deps.writer.ensureDir(msg.path, msg.mode, this.idsFor(msg.owner));
       if ((await this.deps.writer.setDirTime(msg.path, msg.mtimeMs)) !== 'set') {
         // Swapped for a symlink (or removed) since ensureDir: recording the time would claim what the disk lacks.
         throw new ProtocolError('UNSAFE_PATH', `refusing ${JSON.stringify(msg.path)}: it is no longer a directory reachable without a symlink on the standby`);
       }
-      const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null, owner: msg.owner ?? null };
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
         stillThere: () => this.deps.writer.hasKind(msg.path, 'dir'),
@@ -435,6 +443,7 @@ export class ReceiverSession {
       const parent = this.deps.writer.prepareParent(msg.path);
       let displaced: boolean;
       try {
+        await this.deps.manifest.recordInstalling([entry], this.deps.now());
         displaced = await this.deps.writer.makeRoomFor(msg.path, entry.kind, admitted.known);
         await write();
       } finally {
@@ -463,8 +472,9 @@ export class ReceiverSession {
       return;
     }
     await this.attempt(msg.op, msg.path, async () => {
-      await this.deps.writer.setFileMeta(msg.path, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
       const entry: Entry = { ...row, mode: msg.mode, mtimeMs: msg.mtimeMs, owner: msg.owner ?? row.owner ?? null };
+      await this.deps.manifest.recordInstalling([entry], this.deps.now());
+      await this.deps.writer.setFileMeta(msg.path, msg.mode, msg.mtimeMs, this.idsFor(msg.owner));
       await this.addPending({
         op: msg.op, path: msg.path, staged: null, record: (now) => this.deps.manifest.recordPresent(entry, now),
         stillThere: () => this.deps.writer.hasFile(msg.path, row.size),
@@ -475,13 +485,19 @@ export class ReceiverSession {
     return this.deps.ownerIds?.(owner) ?? null;
   }
 
-
   private async onDelete(msg: DeleteMessage): Promise<void> {
     // Only a tombstone: the gate (snapshot time) decides when the file leaves the disk.
     if ((await this.admit(msg.op, msg.path, msg.old)) === null) return;
+    const { manifest, writer } = this.deps;
     await this.addPending({
       op: msg.op, path: msg.path, staged: null,
-      record: (now) => this.deps.manifest.recordTombstone(msg.path, msg.deletedAt, now),
+      record: (now) => {
+        const row = manifest.get(msg.path);
+        // A damaged row with nothing on disk (a change marked by recordInstalling but never made,
+        // or a file lost since): no file for a tombstone to keep, so the row goes.
+        if (row !== undefined && row.damaged && row.deletedAt === null && writer.probe(msg.path) === null) manifest.remove(msg.path);
+        else manifest.recordTombstone(msg.path, msg.deletedAt, now);
+      },
     }, 0);
   }
 
@@ -546,6 +562,13 @@ export class ReceiverSession {
         }
       }
     }
+    try {
+      await manifest.recordInstalling(batch.flatMap((p, i) => (sealed[i] && p.installs !== undefined ? [p.installs] : [])), this.deps.now());
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      await this.groupNotRecorded(batch.filter((p, i) => sealed[i]), [], new Set(), err);
+      return;
+    }
     const done: PendingOp[] = [];
     /** Ops the loop below reached: each either failed there (with its result) or is in `done`. */
     const reached = new Set<PendingOp>();
@@ -568,6 +591,7 @@ export class ReceiverSession {
                 throw new ProtocolError('UNSAFE_PATH', `${p.path}: its directory was moved or replaced on the standby while the file arrived; not applied`);
               }
               await p.staged.install();
+              stopAfterInstall(++installsInProcess);
             } catch (err) {
               await this.discard(p.path, p.staged);
               this.failFrom(p.op, p.path, err);
@@ -622,7 +646,7 @@ export class ReceiverSession {
    * The manifest could not record a group (its file system is full: SQLite's journal could not
    * grow). Nothing of it is recorded, so none of it may be reported done: each op fails with
    * ENOSPC, as a file that could not be written does, and the session goes on. What was renamed
-   * into place stays on disk unrecorded (verify lists it as stray; the agent sends it again); what
+   * into place stays on disk under its damaged row (recordInstalling; the agent sends it again); what
    * was not is discarded.
    */
   private async groupNotRecorded(ops: readonly PendingOp[], installed: readonly PendingOp[], reached: ReadonlySet<PendingOp>, err: unknown): Promise<void> {

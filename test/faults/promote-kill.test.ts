@@ -14,14 +14,13 @@
 // After every rerun `warmsync verify` is clean.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { BIN } from '../../scripts/lib/cli-process.js';
 import { MANIFEST, assertCleanFailure, closeStandbys, isStateDir, openStandby, runCli, syncOnce, type Standby } from '../helpers/e2e.js';
-import { LONG, Rng, faultSeed } from '../helpers/faults.js';
+import { LONG, Rng, faultSeed, killWhenStopped } from '../helpers/faults.js';
 import { describeTreeDiff, readTree, type TreeItem } from '../helpers/tree.js';
 
 after(closeStandbys);
@@ -68,15 +67,6 @@ async function assertVerifyClean(dst: string, what: string): Promise<void> {
   assert.match(r.stdout, /0 corrupt, 0 missing, 0 stray\n$/, what);
 }
 
-/** The process's state letter from /proc (T: stopped), or null once it is gone. */
-function procState(pid: number): string | null {
-  try {
-    return /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? null;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Runs `warmsync ARGS` until it stops itself at `step` of `name`, then SIGKILLs it. Fails if it
  * exits first: the step must be one the command reaches.
@@ -87,17 +77,7 @@ async function killAt(name: 'promote' | 'restore', step: number, args: string[])
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const pid = child.pid as number;
-  let ended = false;
-  void exited.then(() => (ended = true));
-  const deadline = Date.now() + 120_000;
-  while (procState(pid) !== 'T') {
-    assert.ok(!ended, `${name} exited before step ${step}:\n${out}`);
-    assert.ok(Date.now() < deadline, `${name} did not reach step ${step} within 120 s`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  process.kill(pid, 'SIGKILL');
-  await exited;
+  await killWhenStopped(child, exited, `${name} step ${step}`, () => out);
 }
 
 /** A step from the start, the middle or the end of a run of n moves (0..n + 1), in turn. */

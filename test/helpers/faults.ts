@@ -6,6 +6,7 @@
  * outside the standby root.
  */
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
@@ -277,4 +278,32 @@ export function removeDeep(dir: string): void {
     process.chdir(cwd);
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** The process's state letter from /proc (T: stopped), or null once it is gone. */
+function procState(pid: number): string | null {
+  try {
+    return /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Waits until `child` stops itself at a WARMSYNC_FAULT_STOP step (src/faultpoint.ts), then SIGKILLs
+ * it and waits for its exit. Fails if it exits first or does not get there within 120 s: the step
+ * must be one the process reaches.
+ */
+export async function killWhenStopped(child: ChildProcess, exited: Promise<unknown>, what: string, output: () => string): Promise<void> {
+  const pid = child.pid as number;
+  let ended = false;
+  void exited.then(() => (ended = true));
+  const deadline = Date.now() + 120_000;
+  while (procState(pid) !== 'T') {
+    assert.ok(!ended, `exited before ${what}:\n${output()}`);
+    assert.ok(Date.now() < deadline, `did not reach ${what} within 120 s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  process.kill(pid, 'SIGKILL');
+  await exited;
 }
