@@ -27,5 +27,6 @@ void inotify_register(napi_env env, napi_value exports);
 void confined_register(napi_env env, napi_value exports);
 void syncfs_register(napi_env env, napi_value exports);
 void special_register(napi_env env, napi_value exports);
+void scandir_register(napi_env env, napi_value exports);
 
 #endif

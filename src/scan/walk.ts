@@ -27,11 +27,15 @@
  * directory's subtree follows it before its next sibling, so a consumer that needs the order (the
  * scanner, and after it the planner) sorts an already sorted list, which costs next to nothing.
  *
- * One directory at a time, synchronously (readdirSync + lstatSync), depth first: a promise per
- * entry (an async walker's lstat) cost ~4x the CPU and most of the garbage of a 100,000-file
- * scan. Memory is bounded by the listings of the directories from the root down to the current
- * one, not by the tree, since a directory is listed only once the consumer took its entry; and the
- * walk gives the event loop a turn at least every YIELD_MS, so timers and sockets are not starved.
+ * One directory at a time, synchronously, depth first: each directory is opened beneath its
+ * parent's descriptor (never through a symlink: one swapped in while the walk runs is not listed,
+ * so nothing outside the source is read) and listed and lstat'ed in one call of the addon
+ * (listdir.ts). A promise per entry (an async walker's lstat) cost ~4x the CPU and most of the
+ * garbage of a 100,000-file scan, and Node's readdir + lstat by path a Dirent, a Stats and a full
+ * path lookup per entry. Memory is bounded by the listings (and descriptors) of the directories
+ * from the root down to the current one, not by the tree, since a directory is listed only once
+ * the consumer took its entry; and the walk gives the event loop a turn at least every YIELD_MS,
+ * so timers and sockets are not starved.
  */
 import * as fs from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -41,6 +45,7 @@ import type { EntryKind } from '../entry.js';
 import { specialNodeText, splitDevice, wholeMs } from '../entry.js';
 import { describeError, WarmsyncError } from '../errors.js';
 import { isTooDeep, MAX_SYNC_DEPTH, relPathProblem } from '../relpath.js';
+import { listDirectory, openDirectoryAt, readLinkAt, type ListedEntry } from './listdir.js';
 
 export interface WalkEntry {
   /** Canonical relative POSIX path (relpath.ts). */
@@ -88,99 +93,129 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
   const rootPrefix = absRoot.endsWith('/') ? absRoot : `${absRoot}/`;
   const toAbs = (rel: string): string => (rel === '' ? absRoot : rootPrefix + rel);
 
-  /** A listed directory: its names in order, and how many of them were taken. */
-  interface Listing { dir: string; names: fs.Dirent[]; next: number }
-  const list = (dir: string): Listing | null => {
-    let names: fs.Dirent[];
+  /** A listed directory, open while its subtree is walked: its entries in order, how many were taken. */
+  interface Listing { dir: string; fd: number; entries: ListedEntry[]; next: number }
+  /** Lists the directory open at `fd` (closed here when that fails); null when it cannot be listed. */
+  const list = (dir: string, fd: number): Listing | null => {
     try {
-      names = fs.readdirSync(toAbs(dir), { withFileTypes: true });
+      return { dir, fd, entries: listDirectory(fd), next: 0 };
     } catch (err) {
+      fs.closeSync(fd);
       if (dir === '') throw walkError(root, absRoot, err);
-      const code = codeOf(err);
-      if (code === 'ENOENT' || code === 'ENOTDIR') return null; // deleted or replaced since it was listed
-      if (code === 'EACCES' || code === 'EPERM') {
-        onWarning('UNREADABLE', `${dir}: cannot list directory (${code}); its contents are skipped`, dir);
-        return null;
-      }
-      if (code === 'ENAMETOOLONG') {
-        tooLong(dir);
-        return null;
-      }
-      throw new WarmsyncError('SCAN_FAILED', `${toAbs(dir)}: cannot list directory: ${describeError(err)}`, { cause: err });
+      return cannotList(dir, err);
     }
-    // Names hold no "/", so plain code-unit order of the names is tree order of their paths.
-    names.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-    return { dir, names, next: 0 };
+  };
+  /** Opens the directory entry `name` of `parent` (never through a symlink) and lists it. */
+  const listChild = (parent: Listing, name: string, rel: string): Listing | null => {
+    let fd: number;
+    try {
+      fd = openDirectoryAt(parent.fd, name);
+    } catch (err) {
+      return cannotList(rel, err);
+    }
+    return list(rel, fd);
+  };
+  const cannotList = (dir: string, err: unknown): null => {
+    const code = codeOf(err);
+    // Deleted, or replaced (by a symlink: ELOOP) since it was listed.
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return null;
+    if (code === 'EACCES' || code === 'EPERM') {
+      onWarning('UNREADABLE', `${dir}: cannot list directory (${code}); its contents are skipped`, dir);
+      return null;
+    }
+    if (code === 'ENAMETOOLONG') {
+      tooLong(dir);
+      return null;
+    }
+    throw new WarmsyncError('SCAN_FAILED', `${toAbs(dir)}: cannot list directory: ${describeError(err)}`, { cause: err });
   };
 
-  const open: Listing[] = [list('') as Listing]; // the root's listing throws rather than returning null
-  let lastTurn = Date.now();
-  while (open.length > 0) {
-    const listing = open[open.length - 1] as Listing;
-    if (listing.next === listing.names.length) {
-      open.pop();
-      continue;
+  let rootFd: number;
+  try {
+    rootFd = fs.openSync(absRoot, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY); // follows: as checkRoot
+  } catch (err) {
+    throw walkError(root, absRoot, err);
+  }
+  const open: Listing[] = [list('', rootFd) as Listing]; // the root's listing throws rather than returning null
+  try {
+    let lastTurn = Date.now();
+    while (open.length > 0) {
+      const listing = open[open.length - 1] as Listing;
+      if (listing.next === listing.entries.length) {
+        open.pop();
+        fs.closeSync(listing.fd);
+        continue;
+      }
+      const e = listing.entries[listing.next++] as ListedEntry;
+      const entry = toWalkEntry(listing.dir === '' ? e.name : `${listing.dir}/${e.name}`, e, listing.fd);
+      if (entry === null) continue;
+      yield entry;
+      if (entry.kind !== 'dir') continue;
+      if (Date.now() - lastTurn >= YIELD_MS) {
+        await turn();
+        lastTurn = Date.now();
+      }
+      const below = listChild(listing, e.name, entry.path);
+      if (below !== null) open.push(below);
     }
-    const d = listing.names[listing.next++] as fs.Dirent;
-    const entry = toWalkEntry(listing.dir === '' ? d.name : `${listing.dir}/${d.name}`, d);
-    if (entry === null) continue;
-    yield entry;
-    if (entry.kind !== 'dir') continue;
-    if (Date.now() - lastTurn >= YIELD_MS) {
-      await turn();
-      lastTurn = Date.now();
-    }
-    const below = list(entry.path);
-    if (below !== null) open.push(below);
+  } finally {
+    // A consumer that stops early (break, an exception) closes the generator: release what is open.
+    for (const listing of open) fs.closeSync(listing.fd);
   }
 
-  function toWalkEntry(rel: string, d: fs.Dirent): WalkEntry | null {
-    const problem = nameProblem(rel, d.name);
+  function toWalkEntry(rel: string, e: ListedEntry, dirFd: number): WalkEntry | null {
+    const isDir = e.error === null && (e.mode & S_IFMT) === S_IFDIR;
+    const problem = nameProblem(rel, e.name);
     if (problem !== null) {
-      // Such a name cannot even be lstat'ed through its decoded string: its listed type decides.
-      if (!isExcluded(rel, d.isDirectory())) onWarning('UNSYNCABLE_NAME', `${JSON.stringify(rel)} skipped: ${problem}`);
+      if (!isExcluded(rel, isDir)) onWarning('UNSYNCABLE_NAME', `${JSON.stringify(rel)} skipped: ${problem}`);
       return null;
     }
     if (isTooDeep(rel, levelsAbove)) {
-      if (!isExcluded(rel, d.isDirectory())) onWarning('PATH_TOO_LONG', pathTooLongMessage(rel, null), rel);
+      if (!isExcluded(rel, isDir)) onWarning('PATH_TOO_LONG', pathTooLongMessage(rel, null), rel);
       return null;
     }
-    const abs = rootPrefix + rel;
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.lstatSync(abs, { throwIfNoEntry: false });
-    } catch (err) {
-      return skipOrThrow(err, rel, 'stat');
+    // Reached through descriptors, such a path could be walked; but it could not be opened, watched
+    // or written by path anywhere else (the kernel's PATH_MAX): skipped, as lstat by path did.
+    if (absTooLong(rel)) {
+      tooLong(rel);
+      return null;
     }
-    if (st === undefined) return null; // deleted since the listing
-    if (isExcluded(rel, st.isDirectory())) return null;
+    if (e.error !== null) return skipOrThrow(e.error, rel, 'stat');
+    if (isExcluded(rel, isDir)) return null;
     // One literal per entry, all of one shape: no intermediate object, one hidden class.
-    const mtimeMs = wholeMs(st.mtimeMs);
-    const mode = st.mode & 0o7777;
-    const { uid, gid } = st;
-    if (st.isFile()) return { path: rel, kind: 'file', size: st.size, mtimeMs, mode, ino: st.ino, target: null, uid, gid };
-    if (st.isDirectory()) return { path: rel, kind: 'dir', size: 0, mtimeMs, mode, ino: st.ino, target: null, uid, gid };
-    if (!st.isSymbolicLink()) return { path: rel, kind: 'special', size: 0, mtimeMs, mode, ino: st.ino, target: specialNode(st), uid, gid };
+    const mtimeMs = wholeMs(e.mtimeMs);
+    const mode = e.mode & 0o7777;
+    const { uid, gid, ino } = e;
+    switch (e.mode & S_IFMT) {
+      case S_IFREG: return { path: rel, kind: 'file', size: e.size, mtimeMs, mode, ino, target: null, uid, gid };
+      case S_IFDIR: return { path: rel, kind: 'dir', size: 0, mtimeMs, mode, ino, target: null, uid, gid };
+      case S_IFLNK: break;
+      default: return { path: rel, kind: 'special', size: 0, mtimeMs, mode, ino, target: specialNodeOf(e.mode, e.rdevMajor, e.rdevMinor), uid, gid };
+    }
     let bytes: Buffer;
     try {
-      bytes = fs.readlinkSync(abs, { encoding: 'buffer' });
+      bytes = readLinkAt(dirFd, e.name);
     } catch (err) {
       if (codeOf(err) === 'EINVAL') {
         onWarning('FILE_UNSTABLE', `${rel}: no longer a symlink; skipped until the next scan`, rel);
         return null;
       }
-      return skipOrThrow(err, rel, 'read the link');
+      return skipOrThrow(codeOf(err), rel, 'read the link', err);
     }
     const target = bytes.toString('utf8');
     if (!Buffer.from(target, 'utf8').equals(bytes)) {
       onWarning('UNSYNCABLE_NAME', `${rel} skipped: its symlink target is not valid UTF-8`);
       return null;
     }
-    return { path: rel, kind: 'symlink', size: bytes.length, mtimeMs, mode, ino: st.ino, target, uid, gid };
+    return { path: rel, kind: 'symlink', size: bytes.length, mtimeMs, mode, ino, target, uid, gid };
   }
 
-  function skipOrThrow(err: unknown, rel: string, what: string): null {
-    const code = codeOf(err);
+  function absTooLong(rel: string): boolean {
+    const chars = rootPrefix.length + rel.length;
+    return chars >= PATH_MAX_SURELY_SHORT && Buffer.byteLength(rootPrefix + rel) >= PATH_MAX;
+  }
+
+  function skipOrThrow(code: string | undefined, rel: string, what: string, cause?: unknown): null {
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     if (code === 'EACCES' || code === 'EPERM') {
       onWarning('UNREADABLE', `${rel}: cannot ${what} (${code}); skipped`, rel);
@@ -190,7 +225,8 @@ export async function* walkTree(root: string, options: WalkOptions): AsyncGenera
       tooLong(rel);
       return null;
     }
-    throw new WarmsyncError('SCAN_FAILED', `${toAbs(rel)}: cannot ${what}: ${describeError(err)}`, { cause: err });
+    const why = cause === undefined ? (code ?? 'unknown error') : describeError(cause);
+    throw new WarmsyncError('SCAN_FAILED', `${toAbs(rel)}: cannot ${what}: ${why}`, cause === undefined ? undefined : { cause });
   }
 
   function tooLong(rel: string): void {
@@ -246,11 +282,24 @@ function nameProblem(relPath: string, name: string): string | null {
 /** Paths this many UTF-16 units long are at most 4095 UTF-8 bytes (3 per unit at most). */
 const MAX_CHARS_SURELY_SHORT = 1365;
 
+/** Linux's PATH_MAX: a path of this many bytes or more (its NUL must fit) fails with ENAMETOOLONG. */
+const PATH_MAX = 4096;
+/** Absolute paths shorter than this many UTF-16 units are surely below PATH_MAX bytes. */
+const PATH_MAX_SURELY_SHORT = Math.floor((PATH_MAX - 1) / 3) + 1;
+const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK } = fs.constants;
+
 /** The node of a FIFO, socket or device as Entry.target spells it (rsync -a's -D keeps all four). */
 export function specialNode(st: fs.Stats): string {
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  return specialNodeText({ type: st.isBlockDevice() ? 'block' : 'char', ...splitDevice(st.rdev) });
+  const { major, minor } = splitDevice(st.rdev);
+  return specialNodeOf(st.mode, major, minor);
+}
+
+function specialNodeOf(mode: number, major: number, minor: number): string {
+  switch (mode & S_IFMT) {
+    case fs.constants.S_IFIFO: return 'fifo';
+    case fs.constants.S_IFSOCK: return 'socket';
+    default: return specialNodeText({ type: (mode & S_IFMT) === fs.constants.S_IFBLK ? 'block' : 'char', major, minor });
+  }
 }
 
 function codeOf(err: unknown): string | undefined {

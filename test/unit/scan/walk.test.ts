@@ -1,5 +1,5 @@
-// walk.ts: kinds and metadata, symlinks never followed, pruning, the error policy (vanished entries,
-// unreadable directories, special files, unsyncable names, paths past PATH_MAX) and streaming with a
+// walk.ts: kinds and metadata, symlinks never followed (not even a directory swapped for one while
+// the walk runs), pruning, the error policy (vanished entries, unreadable directories, special files, unsyncable names, paths past PATH_MAX) and streaming with a
 // slow consumer.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -219,6 +219,29 @@ describe('walkTree: special files and skipped entries', () => {
       return false;
     });
     assert.deepEqual([...entries.keys()].sort(), ['gone', 'stay']);
+    assert.deepEqual(warnings, []);
+  });
+
+  it('a directory swapped for a symlink between its lstat and its listing is not listed: nothing outside the source is read', async () => {
+    // A local user racing the walk: "d" was a directory when its parent was listed, and is a
+    // symlink to a directory outside the source (with a symlink of its own in it) when the walk
+    // enters it. Listing by path would follow it and yield the outside names, stats and link
+    // targets as if they were the source's.
+    const root = await freshDir();
+    const outside = await freshDir();
+    await writeFile(path.join(outside, 'secret'), 'outside');
+    await symlink('/etc/shadow', path.join(outside, 'link'));
+    await mkdir(path.join(root, 'd'));
+    await writeFile(path.join(root, 'stay'), 'x');
+    const { entries, warnings } = await walkAll(root, (p) => {
+      if (p === 'd') {
+        rmSync(path.join(root, 'd'), { recursive: true });
+        execFileSync('ln', ['-s', outside, path.join(root, 'd')]);
+      }
+      return false;
+    });
+    assert.deepEqual([...entries.keys()].sort(), ['d', 'stay']);
+    assert.equal(entries.get('d')?.kind, 'dir', 'the entry as it was when lstat\'ed');
     assert.deepEqual(warnings, []);
   });
 
