@@ -58,7 +58,16 @@ export class Manifest {
     this.statements = {
       get: db.prepare<[string], EntryRow>('SELECT * FROM entries WHERE path = ?'),
       all: db.prepare<[], EntryRow>('SELECT * FROM entries ORDER BY path'),
-      after: db.prepare<[string, number], EntryRow>('SELECT * FROM entries WHERE path > ? ORDER BY path LIMIT ?'),
+      // Each row as its wire JSON (protocol/messages.ts toWireEntry: `owner` only when recorded,
+      // `damaged` a boolean), built by SQLite; [path, json] for the next page's start.
+      wireAfter: db.prepare<[string, number], [string, string]>(`SELECT path,
+          CASE WHEN uid IS NULL OR gid IS NULL THEN entry
+            ELSE json_set(entry, '$.owner', json_object('uid', uid, 'gid', gid, 'user', user_name, 'group', group_name)) END
+        FROM (SELECT path, uid, gid, user_name, group_name, json_object('path', path, 'kind', kind, 'size', size,
+            'mtimeMs', mtime_ms, 'mode', mode, 'hash', hash, 'target', target, 'deletedAt', deleted_at,
+            'damaged', json(CASE damaged WHEN 1 THEN 'true' ELSE 'false' END)) AS entry
+          FROM entries WHERE path > ? ORDER BY path LIMIT ?)
+        ORDER BY path`).raw(true),
       // Born: the source mtime, but never later than the watermark the receiver held when it first
       // recorded the path. A file rewritten after the DB referenced it, and first seen only then,
       // has a late mtime; yet if it had existed before W the agent would have delivered it before W,
@@ -141,18 +150,19 @@ export class Manifest {
   }
 
   /**
-   * Every row in path order like `entries()`, read `batch` rows at a time with no statement left
-   * open in between: a caller may await between rows (a send draining) while other code uses the
-   * database. Rows changed meanwhile are seen as they are when their batch is read.
+   * Every row's wire JSON in path order: what the receiver sends as its manifest, without a
+   * JavaScript object per row. Read `batch` rows at a time with no statement left open in between:
+   * a caller may await between rows (a send draining) while other code uses the database. Rows
+   * changed meanwhile are seen as they are when their batch is read.
    */
-  *entriesBatched(batch = 2000): IterableIterator<ManifestEntry> {
+  *wireEntriesJson(batch = 2000): IterableIterator<string> {
     let after = '';
     for (;;) {
-      const rows = this.statements.after.all(after, batch);
-      for (const row of rows) yield fromRow(row);
+      const rows = this.statements.wireAfter.all(after, batch);
+      for (const row of rows) yield row[1];
       const last = rows.at(-1);
       if (last === undefined || rows.length < batch) return;
-      after = last.path;
+      after = last[0];
     }
   }
 

@@ -42,10 +42,14 @@ const TWO_32 = 0x1_0000_0000;
 
 /** One control frame, in a single allocation. */
 export function encodeControl(msg: ControlMessage): Buffer {
-  const json = JSON.stringify(msg);
+  return encodeControlJson(JSON.stringify(msg), msg.type);
+}
+
+/** One control frame from a message's JSON text, made by its sender (batch.ts manifestPageJson); `type` for the error. */
+export function encodeControlJson(json: string, type: string): Buffer {
   const length = Buffer.byteLength(json);
   if (length > MAX_CONTROL_BYTES) {
-    throw new RangeError(`${msg.type} message is ${length} bytes of JSON, over MAX_CONTROL_BYTES (${MAX_CONTROL_BYTES})`);
+    throw new RangeError(`${type} message is ${length} bytes of JSON, over MAX_CONTROL_BYTES (${MAX_CONTROL_BYTES})`);
   }
   const frame = Buffer.allocUnsafe(1 + length);
   frame[0] = FRAME_CONTROL;

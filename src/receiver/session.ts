@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import type { Manifest } from '../manifest/manifest.js';
 import type { TargetIds } from '../owner/policy.js';
 import type { AgentFrame } from '../protocol/codec.js';
-import { manifestPages, resultBatches } from '../protocol/batch.js';
+import { manifestPageJson, resultBatches } from '../protocol/batch.js';
 import { RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
 import type {
   DeleteMessage, FileBeginMessage, FileEndMessage, HeartbeatMessage, MkdirMessage, ResultItem, SetMetaMessage, SpecialMessage,
@@ -272,10 +272,10 @@ export class ReceiverSession {
   private async sendManifest(): Promise<void> {
     await this.commit();
     const { conn } = this.deps;
-    for (const page of manifestPages(this.deps.manifest.entriesBatched())) {
+    for (const page of manifestPageJson(this.deps.manifest.wireEntriesJson())) {
       if (!conn.isOpen) return;
       await conn.writable(SEND_HIGH_WATER_BYTES);
-      conn.send(page);
+      conn.sendJson(page, 'manifestPage');
     }
   }
 

@@ -5,7 +5,7 @@
 import type { WebSocket } from 'ws';
 import { raiseMaxPayload } from './ws.js';
 import { ProtocolError, describeError } from '../errors.js';
-import { decodeFrame, encodeControl, type Frame } from '../protocol/codec.js';
+import { decodeFrame, encodeControl, encodeControlJson, type Frame } from '../protocol/codec.js';
 import { MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES } from '../protocol/limits.js';
 import { errorMessage, type ControlMessage } from '../protocol/messages.js';
 
@@ -164,8 +164,17 @@ export class Connection {
   }
 
   send(message: ControlMessage): void {
+    this.sendFrame(encodeControl(message));
+  }
+
+  /** Sends a control message its sender encoded itself (the receiver's manifest pages). */
+  sendJson(json: string, type: ControlMessage['type']): void {
+    this.sendFrame(encodeControlJson(json, type));
+  }
+
+  private sendFrame(frame: Buffer): void {
     // ws calls back as each frame reaches the OS: the moment to wake a producer waiting in `writable`.
-    if (this.isOpen) this.ws.send(encodeControl(message), () => this.wakeDrainWaiters());
+    if (this.isOpen) this.ws.send(frame, () => this.wakeDrainWaiters());
   }
 
   /**

@@ -14,6 +14,7 @@ import type { Entry, ManifestEntry } from '../../../src/entry.js';
 import { WarmsyncError } from '../../../src/errors.js';
 import { openDatabase } from '../../../src/manifest/db.js';
 import { MANIFEST_FILE, Manifest } from '../../../src/manifest/manifest.js';
+import { toWireEntry } from '../../../src/protocol/messages.js';
 
 const T = 1_764_177_919_231;
 /** The newest schema version: the highest numbered migration in src/manifest/sql/. */
@@ -329,6 +330,38 @@ describe('Manifest: tombstones, damage and removal', () => {
     m.recordTombstone('a/b', NOW, NOW);
     m.removeTree('a');
     assert.deepEqual(paths(m), []);
+  });
+});
+
+describe('Manifest: recordInstalling (before a change reaches the disk)', () => {
+  test('an existing row is only marked damaged; a new path gets the entry it will have, damaged; the record clears the mark', async () => {
+    const m = manifestWith([file('f')]);
+    m.recordTombstone('f', NOW, NOW);
+    await m.recordInstalling([file('f', { size: 9, hash: 'bbbbbbbbbbbbbbbb' }), file('new', { size: 5 })], NOW + 1);
+    const old = m.get('f');
+    assert.deepEqual([old?.damaged, old?.size, old?.hash, old?.deletedAt], [true, 3, 'aaaaaaaaaaaaaaaa', NOW], 'the row keeps what is recorded, marked');
+    const fresh = m.get('new');
+    assert.deepEqual([fresh?.damaged, fresh?.size, fresh?.deletedAt, fresh?.bornMs], [true, 5, null, T]);
+    m.recordPresent(file('new', { size: 5 }), NOW + 2);
+    assert.equal(m.get('new')?.damaged, false);
+  });
+});
+
+describe('Manifest: wireEntriesJson (the manifest as the receiver sends it)', () => {
+  test('each row is exactly toWireEntry of the row, in path order, across batches, owners and odd paths included', () => {
+    const m = manifestWith([
+      file('a/\u0001\t"quote\\back'), file('a/é/日本/🙂'), dir('a'), link('a/l', '../x y'),
+      { path: 'fifo', kind: 'special', size: 0, mtimeMs: T, mode: 0o600, hash: null, target: 'fifo' },
+      file('owned', { owner: { uid: 1000, gid: 1001, user: 'alice', group: null } }),
+      file('numeric', { owner: { uid: 0, gid: 0, user: null, group: null } }),
+      ...Array.from({ length: 7 }, (_, i) => file(`z/${i}`)),
+    ]);
+    m.recordTombstone('z/3', NOW, NOW);
+    m.markDamaged('z/4');
+    const rows = [...m.entries()];
+    const fromSql = [...m.wireEntriesJson(3)].map((json) => JSON.parse(json) as unknown);
+    assert.deepEqual(fromSql, rows.map((e) => toWireEntry(e)));
+    assert.equal(fromSql.length, 14);
   });
 });
 

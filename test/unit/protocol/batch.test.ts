@@ -5,17 +5,26 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ManifestEntry } from '../../../src/entry.js';
-import { manifestPages, resultBatches } from '../../../src/protocol/batch.js';
-import { decodeFrame, encodeControl } from '../../../src/protocol/codec.js';
+import { manifestPageJson, resultBatches, wireEntryJson } from '../../../src/protocol/batch.js';
+import { decodeFrame, encodeControl, encodeControlJson } from '../../../src/protocol/codec.js';
 import { MAX_CONTROL_BYTES, MAX_PAGE_ENTRIES } from '../../../src/protocol/limits.js';
-import type { ResultItem, WireManifestEntry } from '../../../src/protocol/messages.js';
+import type { ManifestPageMessage, ResultItem, WireManifestEntry } from '../../../src/protocol/messages.js';
 import { FILE_ENTRY } from './fixtures.js';
 
 function entries(n: number, path: (i: number) => string = (i) => `d/${i}`): WireManifestEntry[] {
   return Array.from({ length: n }, (_, i) => ({ ...FILE_ENTRY, path: path(i) }));
 }
 
-describe('manifestPages', () => {
+/** The pages of `rows`, each checked to frame within the limits and to decode as the agent decodes it. */
+function manifestPages(rows: Iterable<WireManifestEntry | ManifestEntry>): ManifestPageMessage[] {
+  return [...manifestPageJson([...rows].map(wireEntryJson))].map((json) => {
+    const decoded = decodeFrame(encodeControlJson(json, 'manifestPage'), 'receiver');
+    assert.equal(decoded.kind, 'control');
+    return decoded.message as ManifestPageMessage;
+  });
+}
+
+describe('manifestPageJson', () => {
   const cases: ReadonlyArray<[string, number, number[]]> = [
     ['empty manifest: one empty final page', 0, [0]],
     ['one entry', 1, [1]],
@@ -25,7 +34,7 @@ describe('manifestPages', () => {
   ];
   for (const [name, n, sizes] of cases) {
     test(name, () => {
-      const pages = [...manifestPages(entries(n))];
+      const pages = manifestPages(entries(n));
       assert.deepEqual(pages.map((p) => p.entries.length), sizes);
       assert.deepEqual(pages.map((p) => p.done), sizes.map((_, i) => i === sizes.length - 1));
       assert.deepEqual(pages.flatMap((p) => p.entries), entries(n));
@@ -36,32 +45,27 @@ describe('manifestPages', () => {
     // Control characters escape to six bytes each: the worst case for the size bound.
     const segment = '\u0001'.repeat(250);
     const many = entries(MAX_PAGE_ENTRIES, (i) => `${i}/${Array.from({ length: 16 }, () => segment).join('/')}`);
-    const pages = [...manifestPages(many)];
+    const pages = manifestPages(many);
     assert.ok(pages.length > 1);
-    for (const page of pages) {
-      const frame = encodeControl(page);
-      assert.ok(frame.length - 1 <= MAX_CONTROL_BYTES);
-      decodeFrame(frame, 'receiver');
-    }
+    for (const page of pages) assert.ok(encodeControl(page).length - 1 <= MAX_CONTROL_BYTES);
     assert.equal(pages.reduce((sum, p) => sum + p.entries.length, 0), MAX_PAGE_ENTRIES);
   });
 
   test('manifest rows lose bornMs and any other column', () => {
     const row = { ...FILE_ENTRY, bornMs: 5, rowid: 9 } as ManifestEntry;
-    const [page] = [...manifestPages([row])];
+    const [page] = manifestPages([row]);
     assert.deepEqual(page?.entries, [FILE_ENTRY]);
-    decodeFrame(encodeControl(page!), 'receiver');
   });
 
   test('pulls rows lazily', () => {
     let pulled = 0;
-    function* rows(): Generator<WireManifestEntry> {
+    function* rows(): Generator<string> {
       for (let i = 0; i < 5000; i++) {
         pulled++;
-        yield { ...FILE_ENTRY, path: `x/${i}` };
+        yield wireEntryJson({ ...FILE_ENTRY, path: `x/${i}` });
       }
     }
-    const pages = manifestPages(rows());
+    const pages = manifestPageJson(rows());
     pages.next();
     assert.ok(pulled <= 2 * MAX_PAGE_ENTRIES + 1, `pulled ${pulled}`);
   });
