@@ -1,8 +1,7 @@
 import { resolve } from 'node:path';
 import { rebuildManifest, type RebuildReport } from '../receiver/rebuild.js';
-import { verifyTree } from '../receiver/verify.js';
+import { standbyHasher, verifyTree } from '../receiver/verify.js';
 import { countingHasher, createProgress, progressMode } from '../progress/progress.js';
-import { createHasher } from '../scan/hash.js';
 import { resolveStateDir } from '../statedir.js';
 import { COMMON_HELP, parseFlags, required } from './args.js';
 import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
@@ -33,7 +32,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   if (flags.rebuild) return rebuild(flags);
   return withRoot('verify', flags, async ({ root, stateDir, manifest, log }) => {
     const progress = createProgress(progressMode(flags), log);
-    let hasher = await createHasher();
+    let hasher = await standbyHasher(root);
     if (progress !== null) {
       // The total counts live files; tombstoned ones still on disk are hashed too, so the end may pass it.
       const { files, bytes } = manifest.counts();
@@ -58,7 +57,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
 async function rebuild(flags: { root?: string; 'state-dir'?: string; json?: boolean }): Promise<number> {
   const root = resolve(required('verify', 'root', flags.root));
   const stateDir = resolveStateDir(root, flags['state-dir']);
-  const report = await rebuildManifest(root, stateDir, await createHasher());
+  const report = await rebuildManifest(root, stateDir, await standbyHasher(root));
   print(flags.json, report, rebuildSummary(report));
   return 0;
 }

@@ -6,14 +6,14 @@
  * the manifest at start-up): a path owned otherwise than the mapping says is corrupt.
  */
 import { join } from 'node:path';
-import { readlink } from 'node:fs/promises';
 import type { ManifestEntry } from '../entry.js';
 import { describeError } from '../errors.js';
 import type { Manifest } from '../manifest/manifest.js';
 import { localNames } from '../owner/names.js';
 import { policyFromText, targetIds } from '../owner/policy.js';
 import { baseName, isWithin } from '../relpath.js';
-import type { FileHasher } from '../scan/hash.js';
+import { createHasher, type FileHasher } from '../scan/hash.js';
+import { SourceRoot } from '../scan/openfile.js';
 import { walkTree } from '../scan/walk.js';
 import { isTempName } from '../confined/temp.js';
 
@@ -26,6 +26,16 @@ export interface VerifyReport {
   missing: VerifyProblem[];
   stray: VerifyProblem[];
   warnings: VerifyProblem[];
+}
+
+/**
+ * The hasher `verify` and `verify --rebuild` read the standby with: each file opened beneath the
+ * root's descriptor without following a symlink at any step (scan/openfile.ts), so a directory of
+ * the standby swapped for a symlink between the walk and the read makes the file unreadable
+ * (reported) instead of having a file outside the root read and judged.
+ */
+export function standbyHasher(root: string): Promise<FileHasher> {
+  return createHasher({ source: new SourceRoot(root) });
 }
 
 export async function verifyTree(manifest: Manifest, root: string, stateDirRel: string | null, hasher: FileHasher, concurrency = 4): Promise<VerifyReport> {
@@ -72,7 +82,7 @@ export async function verifyTree(manifest: Manifest, root: string, stateDirRel: 
     if (row.kind !== entry.kind) {
       report.corrupt.push({ path: entry.path, detail: `a ${entry.kind} on disk, a ${row.kind} in the manifest` });
     } else if (row.kind === 'symlink' && entry.target !== row.target) {
-      report.corrupt.push({ path: entry.path, detail: `links to ${JSON.stringify(entry.target ?? await readlink(join(root, entry.path)))}, the manifest has ${JSON.stringify(row.target)}` });
+      report.corrupt.push({ path: entry.path, detail: `links to ${JSON.stringify(entry.target)}, the manifest has ${JSON.stringify(row.target)}` });
     } else if (row.kind === 'special' && entry.target !== row.target) {
       report.corrupt.push({ path: entry.path, detail: `a ${entry.target ?? 'special file'} on disk, a ${row.target ?? 'special file'} in the manifest` });
     } else if (row.deletedAt === null && ownerProblem(row, entry.uid, entry.gid) !== null) {
