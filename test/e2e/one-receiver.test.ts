@@ -72,3 +72,27 @@ test('a source holding a stopped receiver\'s state dir (ROOT/.warmsync/manifest.
   assert.equal(await exists(join(s.dst, 'x.txt')), true);
   assert.equal(await exists(join(s.dst, STATE_DIR, 'manifest.sqlite')), true);
 });
+
+test('operator commands given a state dir the running receiver does not keep exit 1 naming the one it keeps', { timeout: 60_000 }, async () => {
+  // The receiver first ran with the default state dir (its manifest stays there), then was
+  // restarted with another one: the default manifest is stale, and status would judge its old W.
+  const s = await openStandby();
+  await writeFile(join(s.src, 'a.txt'), 'a\n');
+  await syncOnce(s);
+  await s.receiver.stop();
+  const live = join(s.dir, 'live-state');
+  const receiver = await startReceiverProcess([...receiverArgs(s), '--state-dir', live]);
+  try {
+    for (const args of [['status', '--root', s.dst], ['promote', '--root', s.dst, '--time', String(Date.now()), '--dry-run'], ['verify', '--root', s.dst]]) {
+      const r = await runCli(args, { timeoutMs: 20_000 });
+      assertCleanFailure(r, 1, new RegExp(`STATE_DIR_NOT_LIVE: the receiver running on ${s.dst} \\(pid ${receiver.child.pid}\\) keeps its state in ${live}, not in ${s.dst}/${STATE_DIR}: .*give --state-dir ${live}$`));
+    }
+    const ok = await runCli(['status', '--root', s.dst, '--state-dir', live, '--json'], { timeoutMs: 20_000 });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal((JSON.parse(ok.stdout) as { receiverRunning: boolean }).receiverRunning, true);
+  } finally {
+    await receiver.stop();
+  }
+  // Once it is stopped, the default state dir may be read again (by an operator who knows what it holds).
+  assert.equal((await runCli(['status', '--root', s.dst], { timeoutMs: 20_000 })).code, 0);
+});
