@@ -47,6 +47,26 @@ export class TreeWriter {
     return this.root.needDir(parentOf(rel), 0o755);
   }
 
+  /** The directory `rel` will be in when it exists, held open (release it), or null; never creates. */
+  existingParent(rel: string): DirRef | null {
+    this.root.check(rel);
+    return this.root.dir(parentOf(rel));
+  }
+
+  /** The directories above `rel` missing on disk, nearest the root first: what prepareParent creates. */
+  missingAncestors(rel: string): string[] {
+    const missing: string[] = [];
+    for (let dir = parentOf(rel); dir !== ''; dir = parentOf(dir)) {
+      const ref = this.root.dir(dir);
+      if (ref !== null) {
+        ref.release();
+        break;
+      }
+      missing.unshift(dir);
+    }
+    return missing;
+  }
+
   /**
    * Clears `rel` when something of another kind than `kind` sits there, or, when the manifest
    * does not know the path (`known` false), anything at all but a directory for a directory. What

@@ -299,6 +299,24 @@ export class ReceiverSession {
     return { known: row !== undefined };
   }
 
+  /**
+   * The directory `path` goes in, held open (release it). A missing one is created with whatever
+   * is missing above it (the agent sends a directory's mkdir first, but that mkdir may have
+   * failed, a CONFLICT say, while the ops below it went ahead): each gets a damaged manifest row
+   * first (recordInstalling), so a directory made here is always known, and the agent's next
+   * reconciliation sends its mkdir, or its deletion if the source no longer has it.
+   */
+  private async holdParent(path: string): Promise<DirRef> {
+    const { writer, manifest } = this.deps;
+    const held = writer.existingParent(path);
+    if (held !== null) return held;
+    const placeholders = writer.missingAncestors(path).map((dir): Entry => ({
+      path: dir, kind: 'dir', size: 0, mtimeMs: 0, mode: 0o755, hash: null, target: null, owner: null,
+    }));
+    await manifest.recordInstalling(placeholders, this.deps.now());
+    return writer.prepareParent(path);
+  }
+
   private async onFileBegin(msg: FileBeginMessage): Promise<void> {
     if (this.transfers.has(msg.op)) throw new ProtocolError('DUPLICATE_OP', `transfer ${msg.op} is already in progress`);
     if (this.transfers.size >= this.deps.limits.maxInFlight) {
@@ -310,7 +328,7 @@ export class ReceiverSession {
     if (admitted !== null) {
       let parent: DirRef | null = null;
       try {
-        parent = this.deps.writer.prepareParent(msg.path);
+        parent = await this.holdParent(msg.path);
         const displaced = await this.deps.writer.makeRoomFor(msg.path, 'file', admitted.known);
         if (displaced) this.deps.manifest.removeTree(msg.path);
         const hasher = this.deps.hasher.createStreamHasher();
@@ -403,7 +421,7 @@ export class ReceiverSession {
     if (admitted === null) return;
     const entry: Entry = { path: msg.path, kind: 'dir', size: 0, mtimeMs: msg.mtimeMs, mode: msg.mode, hash: null, target: null, owner: msg.owner ?? null };
     await this.attempt(msg.op, msg.path, async () => {
-      this.deps.writer.prepareParent(msg.path).release();
+      (await this.holdParent(msg.path)).release();
       await this.deps.manifest.recordInstalling([entry], this.deps.now());
       await this.deps.writer.makeRoomFor(msg.path, 'dir', admitted.known);
       await this.deps.writer.ensureDir(msg.path, msg.mode, this.idsFor(msg.owner));
@@ -440,7 +458,7 @@ export class ReceiverSession {
     const admitted = await this.admit(msg.op, msg.path, msg.old);
     if (admitted === null) return;
     await this.attempt(msg.op, msg.path, async () => {
-      const parent = this.deps.writer.prepareParent(msg.path);
+      const parent = await this.holdParent(msg.path);
       let displaced: boolean;
       try {
         await this.deps.manifest.recordInstalling([entry], this.deps.now());

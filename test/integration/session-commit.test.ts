@@ -165,3 +165,23 @@ test('a transfer hashed while sent: cut off, it resumes from what was kept and l
   assert.deepEqual(await partials(third.root), [], 'a complete file is no partial');
   assert.deepEqual((await readdir(third.root)).filter((n) => n.startsWith('.warmsync-tmp.')), [], 'its temp file was removed');
 });
+
+test('a file whose directories were never made (their mkdir failed, say) makes them, each known to the manifest as damaged', async () => {
+  // Without a row, such a directory would outlive the source's: the agent's next reconciliation
+  // would send a tombstone for the file and nothing for the directory, kept on the standby for good.
+  const s = await openSession('implicit-parents');
+  try {
+    const content = Buffer.from('below directories nobody made\n');
+    await sendFile(s.agent, 1, 'a/b/f.txt', content);
+    await resultsFor(s.received, 1, 10_000);
+    assert.deepEqual(s.received.flatMap((m) => (m.type === 'results' ? m.items : [])), [{ op: 1, ok: true }]);
+    assert.deepEqual(await readFile(join(s.root, 'a/b/f.txt')), content);
+    for (const dir of ['a', 'a/b']) {
+      const row = s.manifest.get(dir);
+      assert.deepEqual([row?.kind, row?.damaged, row?.deletedAt], ['dir', true, null], `${dir}: a damaged dir row`);
+    }
+    assert.equal(s.manifest.get('a/b/f.txt')?.damaged, false);
+  } finally {
+    await s.close();
+  }
+});
