@@ -94,3 +94,14 @@ export function createLoggerWith(options: LoggerOptions): Logger {
     error: (code, m) => emit('error', code, m),
   };
 }
+
+/** `log` with every message prefixed by the standby it concerns (an agent feeding several). */
+export function standbyLogger(log: Logger, url: string): Logger {
+  const about = (m: string): string => `standby ${url}: ${m}`;
+  return {
+    debug: (m) => log.debug(about(m)),
+    info: (m) => log.info(about(m)),
+    warn: (code, m) => log.warn(code, about(m)),
+    error: (code, m) => log.error(code, about(m)),
+  };
+}

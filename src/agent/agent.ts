@@ -9,13 +9,13 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { withoutSetuid, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { standbyLogger, type Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
 import { actionOf, diffTrees, type Change } from '../plan/diff.js';
 import { checkSafety, isDeletion, type DeletionGuard, type SafetyHalt, type SafetyOptions } from '../plan/safety.js';
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
-import { createHasher, type FileHasher } from '../scan/hash.js';
+import { createHasher, sharingConcurrentHashes, type FileHasher } from '../scan/hash.js';
 import { SourceRoot } from '../scan/openfile.js';
 import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../confined/temp.js';
@@ -26,7 +26,8 @@ import { Sender, type OpFailure, type SendReport } from './sender.js';
 
 export interface AgentOptions {
   readonly root: string;
-  readonly url: string;
+  /** The standbys' receivers (--connect, one or more): each is synced on its own connection. */
+  readonly urls: readonly string[];
   readonly token: string;
   readonly stateDir: StateDir;
   readonly rules: readonly FilterRule[];
@@ -91,6 +92,8 @@ export class SourceTree {
   warnings = 0;
   /** Reports the first reconciliation only: later ones are the quiet routine. */
   private progress: ProgressSink | null;
+  /** Settles when the last scan begun has ended (oneScanAtATime). */
+  private scanning: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly source: SourceRoot, rules: readonly FilterRule[], stateDir: StateDir, readonly cache: AgentCache, readonly hasher: FileHasher,
@@ -115,7 +118,7 @@ export class SourceTree {
     if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
     // Every source file is opened beneath the root's descriptor (scan/openfile.ts).
     const source = new SourceRoot(root.endsWith('/') && root.length > 1 ? root.slice(0, -1) : root);
-    return new SourceTree(source, rules, stateDir, cache, await createHasher({ source }), log, progress, noSetuid);
+    return new SourceTree(source, rules, stateDir, cache, sharingConcurrentHashes(await createHasher({ source })), log, progress, noSetuid);
   }
 
   readonly warn = (code: string, message: string): void => {
@@ -123,18 +126,33 @@ export class SourceTree {
     this.log.warn(code, message);
   };
 
-  /** One full reconciliation over `sender`'s connection; a safety halt is met as `safety` says. */
-  async reconcile(sender: Sender, safety: PassSafety): Promise<PassResult> {
+  /**
+   * One full reconciliation over `sender`'s connection; a safety halt is met as `safety` says.
+   * `log` names the standby when the agent feeds several.
+   */
+  async reconcile(sender: Sender, safety: PassSafety, log: Logger = this.log): Promise<PassResult> {
     const progress = this.progress;
     this.progress = null;
     try {
-      return await this.reconcilePass(sender, safety, progress);
+      return await this.reconcilePass(sender, safety, progress, log);
     } finally {
       progress?.done();
     }
   }
 
-  private async reconcilePass(sender: Sender, safety: PassSafety, progress: ProgressSink | null): Promise<PassResult> {
+  /**
+   * Runs `scan` after every scan begun before it has ended. Standbys reconciled at once (an agent
+   * feeding several, all connecting at start) then each read the cache the previous scan wrote,
+   * so a file is hashed once whatever the number of standbys, and one tree walk is held in memory
+   * at a time. Scans are local work: a slow standby's transfers are not behind this.
+   */
+  private oneScanAtATime<T>(scan: () => Promise<T>): Promise<T> {
+    const mine = this.scanning.then(scan);
+    this.scanning = mine.then(() => undefined, () => undefined);
+    return mine;
+  }
+
+  private async reconcilePass(sender: Sender, safety: PassSafety, progress: ProgressSink | null, log: Logger): Promise<PassResult> {
     const scanStarted = Date.now();
     const mirror = new Map<string, ManifestEntry>();
     await sender.fetchManifest((entries) => {
@@ -142,10 +160,10 @@ export class SourceTree {
     });
     progress?.phase('hashing', null);
     const hasher = progress === null ? this.hasher : countingHasher(this.hasher, (bytes) => progress.add(1, bytes));
-    const scan = await scanTree(this.root, {
+    const scan = await this.oneScanAtATime(() => scanTree(this.root, {
       isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
       needsHash: (path, size) => hashDecides(mirror.get(path), size),
-    });
+    }));
     const planned = diffTrees(this.planned(scan.entries), mirror.values(), { hides: this.hides, unknown: scan.incomplete });
     let standbyFiles = 0;
     for (const m of mirror.values()) if (m.kind === 'file' && m.deletedAt === null) standbyFiles++;
@@ -159,7 +177,7 @@ export class SourceTree {
       sender.onProgress = (files, bytes) => progress.add(files, bytes);
     }
     const s = scan.stats;
-    this.log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache, ${s.unhashed} to hash while sending); ${changes.length} change(s) to send`);
+    log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache, ${s.unhashed} to hash while sending); ${changes.length} change(s) to send`);
     const deletedAt = Date.now();
     const report = await sender.send(changes, deletedAt).finally(() => {
       sender.onProgress = null;
@@ -254,63 +272,82 @@ function manifestRow(e: Entry, bornMs: number, deletedAt: number | null, damaged
   };
 }
 
-export async function runOnce(options: AgentOptions): Promise<OnceSummary> {
+/** How `agent --once` went for one standby: its summary, or why it failed. */
+export type OnceOutcome =
+  | { readonly url: string; readonly ok: true; readonly summary: OnceSummary }
+  | { readonly url: string; readonly ok: false; readonly error: unknown };
+
+/**
+ * `agent --once`: every standby synced at once, each on its own connection, from one source tree
+ * (one hash cache, one scan at a time: a file is hashed once). A standby that fails does not stop
+ * the others; the outcomes come back in the order of `options.urls`.
+ */
+export async function runOnce(options: AgentOptions): Promise<OnceOutcome[]> {
+  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, options.log, options.progress ?? null, options.noSetuid === true);
+  try {
+    const log = (url: string): Logger => (options.urls.length > 1 ? standbyLogger(options.log, url) : options.log);
+    const settled = await Promise.allSettled(options.urls.map((url) => syncStandby(tree, url, options, log(url))));
+    return settled.map((s, i) => {
+      const url = options.urls[i] as string;
+      return s.status === 'fulfilled' ? { url, ok: true, summary: s.value } : { url, ok: false, error: s.reason };
+    });
+  } finally {
+    tree.close();
+  }
+}
+
+/** Passes over one connection until the standby at `url` matches the source (or a failure no pass can fix). */
+async function syncStandby(tree: SourceTree, url: string, options: AgentOptions, log: Logger): Promise<OnceSummary> {
   const started = Date.now();
-  const { log } = options;
-  const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null, options.noSetuid === true);
   const summary: OnceSummary = {
     filesScanned: 0, filesSent: 0, bytesSent: 0, skippedUnchanged: 0, metaUpdates: 0, tombstones: 0,
     hashed: 0, passes: 0, warnings: 0, elapsedMs: 0,
   };
+  const session = await dial({
+    url, token: options.token, attempts: options.connectAttempts,
+    baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log, tls: options.tls,
+  });
+  const sender = new Sender(session.conn, session, tree.source, tree.hasher);
   try {
-    const session = await dial({
-      url: options.url, token: options.token, attempts: options.connectAttempts,
-      baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log, tls: options.tls,
-    });
-    const sender = new Sender(session.conn, session, tree.source, tree.hasher);
-    try {
-      let failures: readonly OpFailure[] = [];
-      const unreadable = new Set<string>();
-      for (let pass = 1; pass <= MAX_PASSES; pass++) {
-        summary.passes = pass;
-        // --release-deletions lets the first pass delete whatever it finds; later passes are checked again.
-        const { scanStarted, scan, report } = await tree.reconcile(sender, { options: options.safety, guard: null, release: options.releaseDeletions && pass === 1 });
-        if (pass === 1) {
-          summary.filesScanned = scan.stats.files;
-          summary.hashed = scan.stats.hashed + report.hashedWhileSent.length;
-          summary.skippedUnchanged = scan.stats.files - report.filesSent - report.metaUpdates;
-        }
-        summary.filesSent += report.filesSent;
-        summary.bytesSent += report.bytesSent;
-        summary.metaUpdates += report.metaUpdates;
-        summary.tombstones += report.tombstones;
-        // A new file is first read by the sender (the scan leaves it unhashed): one it cannot read is
-        // skipped with a warning, as the scan skips one, and is not a failed sync.
-        for (const f of report.failures) {
-          if (f.code !== 'UNREADABLE' || unreadable.has(f.path)) continue;
-          unreadable.add(f.path);
-          tree.warn('UNREADABLE', `${f.path}: ${f.message}; skipped`);
-        }
-        failures = report.failures.filter((f) => f.code !== 'UNREADABLE');
-        if (failures.length === 0) {
-          // Everything the scan saw is now durable on the standby: changes before the scan began are covered.
-          if (scan.incomplete.length === 0 && unreadable.size === 0) sender.heartbeat(scanStarted);
-          break;
-        }
-        for (const f of failures.slice(0, 20)) log.warn(f.code, `${f.path}: ${f.message}`);
-        if (!failures.every((f) => RETRYABLE.has(f.code))) break;
-        log.info(`pass ${pass}: ${failures.length} op(s) failed in ways a rescan can fix; running another pass`);
+    let failures: readonly OpFailure[] = [];
+    const unreadable = new Set<string>();
+    for (let pass = 1; pass <= MAX_PASSES; pass++) {
+      summary.passes = pass;
+      // --release-deletions lets the first pass delete whatever it finds; later passes are checked again.
+      const { scanStarted, scan, report } = await tree.reconcile(sender, { options: options.safety, guard: null, release: options.releaseDeletions && pass === 1 }, log);
+      if (pass === 1) {
+        summary.filesScanned = scan.stats.files;
+        summary.hashed = scan.stats.hashed + report.hashedWhileSent.length;
+        summary.skippedUnchanged = scan.stats.files - report.filesSent - report.metaUpdates;
       }
-      if (failures.length > 0) {
-        const first = failures[0] as OpFailure;
-        throw new WarmsyncError('SYNC_INCOMPLETE', `${failures.length} change(s) could not be applied (first: ${first.path}: ${first.code} ${first.message}); the standby keeps its previous state for them`);
+      summary.filesSent += report.filesSent;
+      summary.bytesSent += report.bytesSent;
+      summary.metaUpdates += report.metaUpdates;
+      summary.tombstones += report.tombstones;
+      // A new file is first read by the sender (the scan leaves it unhashed): one it cannot read is
+      // skipped with a warning, as the scan skips one, and is not a failed sync.
+      for (const f of report.failures) {
+        if (f.code !== 'UNREADABLE' || unreadable.has(f.path)) continue;
+        unreadable.add(f.path);
+        tree.warn('UNREADABLE', `${f.path}: ${f.message}; skipped`);
       }
-    } finally {
-      session.conn.close();
-      await session.conn.closed;
+      failures = report.failures.filter((f) => f.code !== 'UNREADABLE');
+      if (failures.length === 0) {
+        // Everything the scan saw is now durable on the standby: changes before the scan began are covered.
+        if (scan.incomplete.length === 0 && unreadable.size === 0) sender.heartbeat(scanStarted);
+        break;
+      }
+      for (const f of failures.slice(0, 20)) log.warn(f.code, `${f.path}: ${f.message}`);
+      if (!failures.every((f) => RETRYABLE.has(f.code))) break;
+      log.info(`pass ${pass}: ${failures.length} op(s) failed in ways a rescan can fix; running another pass`);
+    }
+    if (failures.length > 0) {
+      const first = failures[0] as OpFailure;
+      throw new WarmsyncError('SYNC_INCOMPLETE', `${failures.length} change(s) could not be applied (first: ${first.path}: ${first.code} ${first.message}); the standby keeps its previous state for them`);
     }
   } finally {
-    tree.close();
+    session.conn.close();
+    await session.conn.closed;
   }
   summary.warnings = tree.warnings;
   summary.elapsedMs = Date.now() - started;

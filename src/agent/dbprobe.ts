@@ -26,12 +26,17 @@ const MAX_KEPT = 256;
 
 /** What the live agent needs of the probe. */
 export interface DbReport {
-  /** The db field of the next heartbeat, given its watermark; undefined before the primary ever answered. */
-  report(watermark: number | null): HeartbeatDb | undefined;
+  /**
+   * The db field of `standby`'s next heartbeat, given its watermark; undefined before the primary
+   * ever answered. Positions are kept for the standby furthest behind.
+   */
+  report(watermark: number | null, standby: string): HeartbeatDb | undefined;
 }
 
 export class DbProbe implements DbReport {
   private positions: DbPosition[] = [];
+  /** Each standby's last reported W (report). */
+  private readonly watermarks = new Map<string, number | null>();
   private samples: ClockSample[] = [];
   private system: string | null = null;
   private client: Client | null = null;
@@ -46,11 +51,16 @@ export class DbProbe implements DbReport {
     this.loop = this.run();
   }
 
-  report(watermark: number | null): HeartbeatDb | undefined {
+  report(watermark: number | null, standby: string): HeartbeatDb | undefined {
     if (this.system === null) return undefined;
-    this.positions = positionsToSend(this.positions, watermark, MAX_DB_POSITIONS);
+    // Trimmed for the lowest W any standby reported: a standby further behind than the one
+    // reporting now still needs the positions between the two (one standby: its own W, as ever).
+    this.watermarks.set(standby, watermark);
+    let lowest: number | null = watermark;
+    for (const w of this.watermarks.values()) if (w === null || (lowest !== null && w < lowest)) lowest = w;
+    this.positions = positionsToSend(this.positions, lowest, MAX_DB_POSITIONS);
     const clock = estimateOffset(this.samples);
-    return { system: this.system, positions: this.positions, clock };
+    return { system: this.system, positions: lowest === watermark ? this.positions : positionsToSend(this.positions, watermark, MAX_DB_POSITIONS), clock };
   }
 
   async close(): Promise<void> {

@@ -16,7 +16,7 @@ import { wholeMs, type Entry, type FeedGap, type ManifestEntry } from '../entry.
 import { WarmsyncError, describeError } from '../errors.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
-import type { Logger } from '../log.js';
+import { standbyLogger, type Logger } from '../log.js';
 import { isTooDeep, isWithin } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
 import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
@@ -44,8 +44,6 @@ export interface LiveOptions extends AgentOptions {
   readonly db?: DbReport | null;
 }
 
-/** Errors a reconnect cannot fix. */
-const FINAL = new Set(['AUTH_FAILED', 'VERSION_MISMATCH', 'SOURCE_MISSING', 'SOURCE_NOT_DIR', 'BAD_URL']);
 /** File deletions are counted against --max-delete over this window (see DeletionGuard). */
 const DELETE_WINDOW_MS = 5 * 60_000;
 const MAX_BATCH = 2000;
@@ -61,6 +59,11 @@ const MAX_PACE_MS = 200;
 const SAVE_HASHES_EVERY = 1000;
 /** Retries of one path in a row after which the agent says so (once) instead of retrying silently. */
 const RETRIES_BEFORE_WARNING = 20;
+/**
+ * Changed paths waiting for one standby, at most (a few hundred bytes each): past this the standby
+ * is reconciled in full instead (StandbyLink.fallBehind), so memory stays bounded whatever its lag.
+ */
+const MAX_BACKLOG_PATHS = 200_000;
 
 /**
  * One full garbage collection, after a full pass. The pass allocates a few hundred bytes per file
@@ -74,30 +77,34 @@ function releaseGarbage(): void {
   (runInNewContext('gc') as () => void)();
 }
 
+/** Errors a reconnect cannot fix, for the whole agent: the source root itself is gone or wrong. */
+const FINAL_FOR_AGENT = new Set(['SOURCE_MISSING', 'SOURCE_NOT_DIR']);
+/** Errors a reconnect cannot fix, for one standby: its token, its protocol version or its URL. */
+const FINAL_FOR_STANDBY = new Set(['AUTH_FAILED', 'VERSION_MISMATCH', 'BAD_URL']);
+
 export async function runLive(options: LiveOptions, signal: AbortSignal): Promise<void> {
   const { log } = options;
   const tree = await SourceTree.open(options.root, options.rules, options.stateDir, log, options.progress ?? null, options.noSetuid === true);
-  const dirty = new Coalescer();
-  const held = new HeldDeletions(new DeletionGuard(options.safety, DELETE_WINDOW_MS), options.releaseDeletions, log);
-  let wake: (() => void) | null = null;
-  const poke = (): void => {
-    wake?.();
-  };
-  let rescanRequested = false;
+  // One stop for every standby: the operator's (SIGTERM), or an error no standby can go on after.
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort();
+  signal.addEventListener('abort', onAbort);
+  if (signal.aborted) stop.abort();
+  const links = options.urls.map((url) => new StandbyLink(url, options, options.urls.length > 1 ? standbyLogger(log, url) : log, stop.signal));
   // Out of inotify watches: events may be missing for part of the tree, so rescan often instead.
   let rescanEveryMs = options.rescanIntervalMs;
   let limitLogged = false;
-  const feed = new FeedState();
   const watcher = watchTree(options.root, {
     isExcluded: tree.isExcluded,
     onDirty: (path, subtree, at) => {
       // firstSeen is when the event was read (for a new subtree: the event that revealed it).
-      dirty.mark(path, Date.now(), { subtree, firstSeen: at });
-      poke();
+      const now = Date.now();
+      for (const link of links) link.mark(path, now, subtree, at);
     },
     onIncomplete: (reason, since, _at, detail) => {
-      // W holds (FeedState), the log says why, and a full rescan looks at everything again.
-      feed.lost(reason, since, Date.now());
+      // W holds on every standby (FeedState), the log says why, and a full rescan looks at everything again.
+      const now = Date.now();
+      for (const link of links) link.feedLost(reason, since, now);
       if (reason === 'watch-limit') {
         if (limitLogged) {
           log.debug(`watch limit: ${detail}`);
@@ -111,58 +118,146 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
       } else {
         log.warn('WATCH_LOST', `${detail}; the watermark holds until a full rescan has covered it`);
       }
-      rescanRequested = true;
-      poke();
     },
     onError: (err) => {
       log.warn('WATCH_ERROR', `watcher error: ${describeError(err)}; running a full rescan`);
-      rescanRequested = true;
-      poke();
+      for (const link of links) link.requestRescan();
     },
   });
-  signal.addEventListener('abort', poke);
+  stop.signal.addEventListener('abort', () => {
+    for (const link of links) link.poke();
+  });
   try {
     await watcher.ready;
     log.info(`watching ${options.root}`);
+    const shared: SharedFeed = { tree, watcher, rescanEveryMs: () => rescanEveryMs };
+    // Each standby runs on its own: a slow or unreachable one holds back nobody else.
+    const ends = await Promise.allSettled(links.map(async (link) => {
+      try {
+        await link.run(shared);
+      } catch (err) {
+        if (err instanceof WarmsyncError && FINAL_FOR_AGENT.has(err.code)) stop.abort();
+        else if (links.length > 1) link.log.error(err instanceof WarmsyncError ? err.code : 'FAILED', `${describeError(err)}; this standby gets nothing more until the agent is restarted, the others go on`);
+        throw err;
+      }
+    }));
+    const failed = ends.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    await watcher.close();
+    tree.close();
+  }
+}
+
+/** What every standby's link shares: the source tree (scanner, hash cache), the change feed, the rescan period. */
+interface SharedFeed {
+  readonly tree: SourceTree;
+  readonly watcher: Pick<TreeWatcher, 'pendingSince' | 'drain'>;
+  /** The full-rescan period now in force (shorter once the watcher is known to miss events). */
+  rescanEveryMs(): number;
+}
+
+/**
+ * Everything the agent keeps for one standby across its connections: the dirty paths it has still
+ * to look at, what it knows of the feed's completeness, its held deletions, and the reconnect loop
+ * around one LiveSession per connection. The watcher feeds every link the same marks.
+ */
+class StandbyLink {
+  private readonly dirty = new Coalescer();
+  private readonly feed = new FeedState();
+  private readonly held: HeldDeletions;
+  private rescanRequested = false;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    readonly url: string,
+    private readonly options: LiveOptions,
+    readonly log: Logger,
+    private readonly signal: AbortSignal,
+  ) {
+    this.held = new HeldDeletions(new DeletionGuard(options.safety, DELETE_WINDOW_MS), options.releaseDeletions, log);
+  }
+
+  poke(): void {
+    this.wake?.();
+  }
+
+  mark(path: string, now: number, subtree: boolean, firstSeen: number): void {
+    this.dirty.mark(path, now, { subtree, firstSeen });
+    if (this.dirty.size > MAX_BACKLOG_PATHS) this.fallBehind(now);
+    this.poke();
+  }
+
+  feedLost(reason: IncompleteReason, since: number, noticed: number): void {
+    this.feed.lost(reason, since, noticed);
+    this.requestRescan();
+  }
+
+  requestRescan(): void {
+    this.rescanRequested = true;
+    this.poke();
+  }
+
+  /**
+   * Too many paths wait for this standby (it is unreachable, or slower than the source changes):
+   * rather than a queue that grows with its lag, forget them and reconcile it in full, as after a
+   * feed overflow. W holds from the oldest path forgotten until that pass has completed.
+   */
+  private fallBehind(now: number): void {
+    const since = this.dirty.oldestFirstSeen() ?? now;
+    this.dirty.clear();
+    if (this.feed.fellBehind(since, now)) {
+      this.log.warn('STANDBY_BEHIND', `more than ${MAX_BACKLOG_PATHS} changed paths waited for this standby; a full reconciliation replaces them (its watermark holds until that completes)`);
+    }
+    this.requestRescan();
+  }
+
+  /** Connects, replicates, reconnects (capped, jittered backoff) until the stop; throws only what a retry cannot fix. */
+  async run(shared: SharedFeed): Promise<void> {
+    const { log, signal, options } = this;
     let failedAttempts = 0;
-    /** Capped, jittered exponential backoff: one line per attempt, then a sleep (cut short by a stop). */
+    /** One line per attempt, then a sleep (cut short by a stop). */
     const backOff = async (code: string, why: string): Promise<void> => {
       failedAttempts++;
       const delay = Math.min(30_000, 250 * 2 ** Math.min(failedAttempts, 7)) * (0.5 + Math.random() / 2);
       log.warn(code, `${why}; retrying in ${Math.round(delay)} ms`);
       await sleep(delay, undefined, { signal }).catch(() => undefined);
     };
+    const hooks: Hooks = {
+      standby: this.url,
+      feed: this.feed,
+      watcher: shared.watcher,
+      setWake: (fn) => {
+        this.wake = fn;
+      },
+      rescanEveryMs: shared.rescanEveryMs,
+      takeRescanRequest: () => {
+        const r = this.rescanRequested;
+        this.rescanRequested = false;
+        return r;
+      },
+    };
+    const sessionOptions: LiveOptions = { ...options, log };
     while (!signal.aborted) {
       let session;
       try {
-        session = await dial({ url: options.url, token: options.token, attempts: 1, baseDelayMs: 0, maxDelayMs: 0, handshakeTimeoutMs: 10_000, log, tls: options.tls });
+        session = await dial({ url: this.url, token: options.token, attempts: 1, baseDelayMs: 0, maxDelayMs: 0, handshakeTimeoutMs: 10_000, log, tls: options.tls });
       } catch (err) {
-        if (err instanceof WarmsyncError && FINAL.has(err.code)) throw err;
+        if (err instanceof WarmsyncError && (FINAL_FOR_STANDBY.has(err.code) || FINAL_FOR_AGENT.has(err.code))) throw err;
         // A TLS failure keeps its own code (it needs the operator, not patience), but is retried:
         // the receiver's certificate may be renewed or fixed while the agent waits.
         const code = err instanceof WarmsyncError && err.code.startsWith('TLS_') ? err.code : 'RECONNECT';
-        await backOff(code, `cannot reach ${options.url} (${describeError(err)})`);
+        await backOff(code, `cannot reach ${this.url} (${describeError(err)})`);
         continue;
       }
-      log.info(`connected to ${options.url}`);
+      log.info(`connected to ${this.url}`);
       let busy = false;
       try {
-        await new LiveSession(options, tree, dirty, held, new Sender(session.conn, session, tree.source, tree.hasher), signal, {
-          setWake: (fn) => {
-            wake = fn;
-          },
-          rescanEveryMs: () => rescanEveryMs,
-          feed,
-          watcher,
-          takeRescanRequest: () => {
-            const r = rescanRequested;
-            rescanRequested = false;
-            return r;
-          },
-        }).run();
+        await new LiveSession(sessionOptions, shared.tree, this.dirty, this.held, new Sender(session.conn, session, shared.tree.source, shared.tree.hasher), signal, hooks).run();
         failedAttempts = 0;
       } catch (err) {
-        if (err instanceof WarmsyncError && FINAL.has(err.code)) throw err;
+        if (err instanceof WarmsyncError && (FINAL_FOR_STANDBY.has(err.code) || FINAL_FOR_AGENT.has(err.code))) throw err;
         busy = err instanceof WarmsyncError && err.code === 'BUSY';
         if (!busy) {
           failedAttempts = 0;
@@ -176,9 +271,6 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
       // gives up on it (up to 20 s after a half-open link): retrying at once would hammer it.
       if (busy) await backOff('BUSY', 'the receiver is still serving another agent session (this agent\'s previous connection, until the receiver notices it is gone; or another agent with the same token)');
     }
-  } finally {
-    await watcher.close();
-    tree.close();
   }
 }
 
@@ -248,7 +340,7 @@ class HeldDeletions {
  * passes, for good: the gap then always starts where the last completed full pass began.
  */
 class FeedState {
-  private gap: { since: number; noticed: number; reason: string } | null = null;
+  private gap: { since: number; noticed: number; reasons: Set<string> } | null = null;
   private limited = false;
 
   lost(reason: IncompleteReason, since: number, noticed: number): void {
@@ -256,13 +348,29 @@ class FeedState {
       this.limited = true;
       return;
     }
-    const why = reason === 'overflow'
-      ? 'the inotify queue overflowed (raise fs.inotify.max_queued_events)'
-      : 'an inotify watch was lost';
+    this.open(reason === 'overflow' ? 'the inotify queue overflowed (raise fs.inotify.max_queued_events)' : 'an inotify watch was lost', since, noticed);
+  }
+
+  /**
+   * The standby's backlog of changed paths was dropped (StandbyLink.fallBehind): as if the feed had
+   * overflowed for it alone. False when such a gap was already open (nothing new to report).
+   */
+  fellBehind(since: number, noticed: number): boolean {
+    const why = 'this standby fell too far behind: a full reconciliation is catching it up';
+    const known = this.gap?.reasons.has(why) === true;
+    this.open(why, since, noticed);
+    return !known;
+  }
+
+  private open(why: string, since: number, noticed: number): void {
     const gap = this.gap;
-    this.gap = gap === null
-      ? { since, noticed, reason: why }
-      : { since: Math.min(gap.since, since), noticed: Math.max(gap.noticed, noticed), reason: gap.reason === why ? why : `${gap.reason}; ${why}` };
+    if (gap === null) {
+      this.gap = { since, noticed, reasons: new Set([why]) };
+      return;
+    }
+    gap.since = Math.min(gap.since, since);
+    gap.noticed = Math.max(gap.noticed, noticed);
+    gap.reasons.add(why);
   }
 
   /** A full pass that began at `scanStarted` completed: it saw every change made before then. */
@@ -275,13 +383,15 @@ class FeedState {
     const limit = this.limited && reconciledFrom !== null
       ? { since: reconciledFrom, reason: 'out of inotify watches (raise fs.inotify.max_user_watches): part of the tree is seen only by full rescans' }
       : null;
-    const gap = this.gap === null ? null : { since: this.gap.since, reason: this.gap.reason };
+    const gap = this.gap === null ? null : { since: this.gap.since, reason: [...this.gap.reasons].join('; ') };
     if (gap === null || (limit !== null && limit.since < gap.since)) return limit;
     return gap;
   }
 }
 
 interface Hooks {
+  /** The standby's URL: whose watermark the DB positions are trimmed for. */
+  readonly standby: string;
   readonly feed: FeedState;
   readonly watcher: Pick<TreeWatcher, 'pendingSince' | 'drain'>;
   setWake(fn: () => void): void;
@@ -348,7 +458,7 @@ class LiveSession {
     const now = Date.now();
     this.hooks.watcher.drain();
     const w = this.watermark(now);
-    const db = this.options.db?.report(w);
+    const db = this.options.db?.report(w, this.hooks.standby);
     this.sender.heartbeat(w, { feedIncomplete: this.hooks.feed.incomplete(this.reconciledFrom), deletionsHeld: this.held.paths.size, ...(db === undefined ? {} : { db }) });
     this.saveHashes();
   }
@@ -428,7 +538,7 @@ class LiveSession {
   private async fullPass(): Promise<void> {
     // Ops in flight would race the full plan's preconditions: let them land first.
     while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed) await sleep(5);
-    const pass = await this.tree.reconcile(this.sender, this.held.passSafety(this.options));
+    const pass = await this.tree.reconcile(this.sender, this.held.passSafety(this.options), this.options.log);
     this.mirror = mirrorAfter(pass);
     this.held.afterPass(pass, this.mirror);
     this.stuck.clear();

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { UsageError } from '../errors.js';
+import { UsageError, WarmsyncError, describeError } from '../errors.js';
 import { checkPostgresUrl } from '../gate/pg.js';
-import type { OnceSummary } from '../agent/agent.js';
+import type { OnceOutcome, OnceSummary } from '../agent/agent.js';
 import { loadFilterSources } from '../config/excludes.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { createProgress, progressMode } from '../progress/progress.js';
@@ -18,8 +18,14 @@ import { commandLogger, commonHelp, parseConnectUrl, parseFlags, parseInteger, r
 const SETTLE_MS = 0;
 /** How often W (and the DB positions) go to the receiver: what a crash can leave W behind by. */
 const HEARTBEAT_MS = 200;
+/**
+ * Standbys one agent feeds, at most. Each holds a connection, a copy of its standby's manifest
+ * (~300 bytes a file) and a backlog of up to 200,000 paths: a local standby plus a DR site or two
+ * is the use; past a handful, a relay (a standby's own agent) scales better.
+ */
+export const MAX_STANDBYS = 8;
 
-export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT [--once] [options]
+export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT [--connect URL]... [--once] [options]
 
 Runs on the active server. Scans DIR (skipping what the excludes name), hashes what changed since
 its last run (xxh64; a cache in STATE_DIR avoids re-reading unchanged files), and makes the
@@ -31,11 +37,18 @@ within milliseconds of its writer pausing, the watermark W goes to the receiver 
 a lost connection is retried forever with backoff and followed by a full reconciliation, and a
 full rescan runs every --rescan-interval as a safety net. SIGTERM/SIGINT stop it cleanly (exit 0).
 
+Several --connect (a local standby and a DR site): one scan, one watch and one hash per file
+feed them all; each standby has its own connection, flow control, reconciliation and W, so a
+slow or unreachable one holds back no other and catches up by itself when it returns. Log lines
+name the standby they concern. --once syncs them all at once and exits 0 only if all matched.
+
 Options:
   --root DIR            the source tree
-  --connect URL         the receiver, ws://HOST:PORT or wss://HOST:PORT (TLS)
+  --connect URL         the receiver, ws://HOST:PORT or wss://HOST:PORT (TLS); repeatable:
+                        one per standby, at most ${MAX_STANDBYS}, each once (in --config: a list)
   --ca FILE             wss://: trust the receiver certificate signed by this CA (PEM; or the
-                        self-signed certificate itself). Default: the system CAs
+                        self-signed certificate itself). Default: the system CAs. With
+                        several --connect, --ca and --tls-fingerprint apply to every wss:// one
   --tls-fingerprint FP  wss://: trust exactly the certificate with this SHA-256 fingerprint
                         (as openssl x509 -noout -fingerprint -sha256 prints it)
   --once                sync once and exit 0 when the standby matches
@@ -73,7 +86,7 @@ Exit status: 0 the standby matches; 1 failure (nothing half-written is ever left
 path); 2 bad usage or a bad input file (excludes, --config, token, TLS files).`;
 
 const AGENT_OPTIONS = {
-  root: { type: 'string' }, connect: { type: 'string' }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
+  root: { type: 'string' }, connect: { type: 'string', multiple: true }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
   'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
   'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'release-deletions': { type: 'boolean' }, 'connect-attempts': { type: 'string' }, 'db-primary': { type: 'string' }, json: { type: 'boolean' },
   'rescan-interval': { type: 'string' }, quiet: { type: 'boolean' }, 'no-setuid': { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
@@ -84,7 +97,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
   if (flags === null) return 0;
   const log = commandLogger(flags);
   const root = resolve(required('agent', 'root', flags.root));
-  const url = parseConnectUrl(required('agent', 'connect', flags.connect));
+  const urls = parseConnectUrls(flags.connect ?? []);
   const dbPrimary = flags['db-primary'];
   if (dbPrimary !== undefined) {
     checkPostgresUrl('db-primary', dbPrimary);
@@ -101,9 +114,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
   await refuseStandbySource(root, stateDir, rules);
 
   const rescanSec = parseInteger('rescan-interval', flags['rescan-interval'], 600, 1, 7 * 86_400);
-  const tls = clientTls(url, flags);
+  const tls = clientTls(urls, flags);
   const progress = createProgress(progressMode(flags), log);
-  const options = { root, url, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 }, releaseDeletions: flags['release-deletions'] === true, noSetuid: flags['no-setuid'] === true };
+  const options = { root, urls, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 }, releaseDeletions: flags['release-deletions'] === true, noSetuid: flags['no-setuid'] === true };
   if (!flags.once) {
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -123,9 +136,50 @@ export async function agentCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const { runOnce } = await import('../agent/agent.js');
-  const summary = await runOnce(options);
-  process.stdout.write(flags.json ? JSON.stringify(summary) + '\n' : formatSummary(summary) + '\n');
+  const outcomes = await runOnce(options);
+  const [only] = outcomes;
+  if (outcomes.length === 1 && only !== undefined) {
+    // One standby: the summary (or the error) exactly as before there could be several.
+    if (!only.ok) throw only.error;
+    process.stdout.write(flags.json ? JSON.stringify(only.summary) + '\n' : formatSummary(only.summary) + '\n');
+    return 0;
+  }
+  process.stdout.write(flags.json ? JSON.stringify({ standbys: outcomes.map(outcomeJson) }) + '\n' : outcomes.map(formatOutcome).join('\n') + '\n');
+  const failed = outcomes.filter((o) => !o.ok);
+  if (failed.length > 0) {
+    throw new WarmsyncError('STANDBY_FAILED', `${failed.length} of ${outcomes.length} standbys did not sync: ${failed.map((o) => o.url).join(', ')} (see above); the others did`);
+  }
   return 0;
+}
+
+/**
+ * The --connect URLs: at least one, each a ws:// or wss:// URL with a port, none given twice
+ * (two links to one receiver would fight over its single agent session), at most MAX_STANDBYS.
+ */
+export function parseConnectUrls(values: readonly string[]): string[] {
+  if (values.length === 0) throw new UsageError('MISSING_FLAG', 'agent: --connect is required (see warmsync agent --help)');
+  if (values.length > MAX_STANDBYS) throw new UsageError('BAD_FLAG', `agent: --connect given ${values.length} times; one agent feeds at most ${MAX_STANDBYS} standbys`);
+  const seen = new Map<string, string>();
+  for (const value of values) {
+    parseConnectUrl(value);
+    // One receiver however it is spelled: ws://H:7373 and ws://H:7373/ are the same.
+    const same = new URL(value).href;
+    const earlier = seen.get(same);
+    if (earlier !== undefined) throw new UsageError('BAD_URL', `agent: --connect ${value} names the same receiver as ${earlier}; give each standby once`);
+    seen.set(same, value);
+  }
+  return [...values];
+}
+
+function outcomeJson(o: OnceOutcome): object {
+  if (o.ok) return { url: o.url, ok: true, ...o.summary };
+  const code = o.error instanceof WarmsyncError ? o.error.code : 'FAILED';
+  return { url: o.url, ok: false, code, message: describeError(o.error) };
+}
+
+function formatOutcome(o: OnceOutcome): string {
+  if (o.ok) return `${o.url}: ${formatSummary(o.summary)}`;
+  return `${o.url}: failed: ${o.error instanceof WarmsyncError ? `${o.error.code}: ` : ''}${describeError(o.error)}`;
 }
 
 function formatSummary(s: OnceSummary): string {

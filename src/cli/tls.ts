@@ -50,11 +50,11 @@ export function parseFingerprint(value: string): string {
   return hex.match(/../g)?.join(':') ?? hex;
 }
 
-/** --ca and --tls-fingerprint, for a wss:// URL only. */
-export function clientTls(url: string, flags: { ca?: string; 'tls-fingerprint'?: string }): ClientTls {
+/** --ca and --tls-fingerprint, for wss:// URLs only (with several --connect, every wss:// one uses them). */
+export function clientTls(urls: readonly string[], flags: { ca?: string; 'tls-fingerprint'?: string }): ClientTls {
   const { ca, 'tls-fingerprint': fingerprint } = flags;
   if (ca === undefined && fingerprint === undefined) return {};
-  if (!url.startsWith('wss:')) throw new UsageError('BAD_FLAG', `agent: --ca and --tls-fingerprint need a wss:// --connect URL, not ${url}`);
+  if (!urls.some((url) => url.startsWith('wss:'))) throw new UsageError('BAD_FLAG', `agent: --ca and --tls-fingerprint need a wss:// --connect URL, not ${urls.join(', ')}`);
   if (ca !== undefined && fingerprint !== undefined) throw new UsageError('BAD_FLAG', 'agent: give --ca or --tls-fingerprint, not both');
   if (fingerprint !== undefined) return { fingerprint: parseFingerprint(fingerprint) };
   const pem = readPem('ca', ca as string);

@@ -171,3 +171,25 @@ function sameFile(a: BigIntStats, b: BigIntStats): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size
     && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
+
+/**
+ * `hasher` where a file asked for while the same file (same path, size, mtime, inode) is already
+ * being hashed shares that one read: an agent feeding several standbys looks at each changed path
+ * once per standby, at about the same moment. A result is shared only while it is being computed,
+ * never remembered: remembering is the cache's job, with its rule for files changed too recently.
+ */
+export function sharingConcurrentHashes(hasher: FileHasher): FileHasher {
+  const running = new Map<string, Promise<HashResult>>();
+  return {
+    ...hasher,
+    hashFile(absPath, expect) {
+      if (expect?.ino === undefined) return hasher.hashFile(absPath, expect);
+      const key = `${absPath}\0${expect.size}\0${expect.mtimeMs}\0${expect.ino}\0${expect.dev ?? ''}`;
+      const pending = running.get(key);
+      if (pending !== undefined) return pending;
+      const mine = hasher.hashFile(absPath, expect).finally(() => running.delete(key));
+      running.set(key, mine);
+      return mine;
+    },
+  };
+}
