@@ -54,6 +54,28 @@ export async function openStandby(): Promise<Standby> {
 }
 
 /**
+ * Another standby of `source`'s tree (a DR site beside a local standby): its own dst/ and receiver,
+ * `source.src` as its source, and the same token, so one agent can feed both.
+ */
+export async function openStandbyOf(source: Workspace): Promise<Standby> {
+  const own = await openWorkspace();
+  const ws = { ...own, src: source.src, tokenFile: source.tokenFile, token: source.token };
+  const receiver = await startReceiverProcess(receiverArgs(ws));
+  return { ...ws, receiver, url: receiver.url };
+}
+
+/** `--connect URL` for each standby, in order (they all share the first one's source and token). */
+function connectArgs(standbys: Standby | readonly Standby[]): string[] {
+  return (Array.isArray(standbys) ? standbys as readonly Standby[] : [standbys as Standby]).flatMap((s) => ['--connect', s.url]);
+}
+
+function firstOf(standbys: Standby | readonly Standby[]): Standby {
+  const first = Array.isArray(standbys) ? (standbys as readonly Standby[])[0] : standbys as Standby;
+  assert.ok(first !== undefined, 'at least one standby');
+  return first;
+}
+
+/**
  * Starts a new receiver on `s`'s root and on the same port as before (after the previous one was
  * killed, say), and makes it `s.receiver`: an agent keeps dialling the same URL.
  */
@@ -70,12 +92,13 @@ export async function closeStandbys(): Promise<void> {
   await Promise.all(opened.splice(0).map((ws) => ws.cleanup()));
 }
 
-/** `warmsync agent --root SRC --connect URL --token-file F --once --json ...extra`. */
-export function agentArgs(s: Standby, extra: readonly string[] = []): string[] {
-  return ['agent', '--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, '--once', '--json', ...extra];
+/** `warmsync agent --root SRC --connect URL... --token-file F --once --json ...extra` (one --connect per standby). */
+export function agentArgs(standbys: Standby | readonly Standby[], extra: readonly string[] = []): string[] {
+  const s = firstOf(standbys);
+  return ['agent', '--root', s.src, ...connectArgs(standbys), '--token-file', s.tokenFile, '--once', '--json', ...extra];
 }
 
-export function runAgent(s: Standby, extra: readonly string[] = [], timeoutMs = 60_000): Promise<RunResult> {
+export function runAgent(s: Standby | readonly Standby[], extra: readonly string[] = [], timeoutMs = 60_000): Promise<RunResult> {
   return runCli(agentArgs(s, extra), { timeoutMs });
 }
 
@@ -88,11 +111,12 @@ export async function syncOnce(s: Standby, extra: readonly string[] = [], timeou
 }
 
 /**
- * `warmsync agent` without --once (the daemon), against `s`, started through `launcher` if given;
- * stop it with `stop()` or closeStandbys().
+ * `warmsync agent` without --once (the daemon), against `standbys` (one --connect each), started
+ * through `launcher` if given; stop it with `stop()` or closeStandbys().
  */
-export function startLiveAgent(s: Standby, extra: readonly string[] = [], launcher: Launcher = []): AgentProcess {
-  return startAgentProcess(['--root', s.src, '--connect', s.url, '--token-file', s.tokenFile, ...extra], {}, launcher);
+export function startLiveAgent(standbys: Standby | readonly Standby[], extra: readonly string[] = [], launcher: Launcher = []): AgentProcess {
+  const s = firstOf(standbys);
+  return startAgentProcess(['--root', s.src, ...connectArgs(standbys), '--token-file', s.tokenFile, ...extra], {}, launcher);
 }
 
 /**

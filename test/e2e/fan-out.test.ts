@@ -1,0 +1,147 @@
+// One agent, two standbys (issue 21: a local standby and a DR site), through the real bin/warmsync
+// with real sockets and SQLite. Live: both converge; one receiver SIGKILLed while files keep
+// changing, and the other still gets each new file within a couple of seconds; `status` on each
+// reports its own W (the dead one's stays put, the live one's moves on); the restarted one catches
+// up by itself, and its W then passes the outage. --once: both synced with a per-standby summary;
+// one unreachable gives exit 1 and the other is synced anyway. Bad --connect lists are exit-2 lines.
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  assertCleanFailure, buildTree, closeStandbys, exists, openStandby, openStandbyOf, restartReceiver, runAgent, runCli, startLiveAgent,
+  statusJson, waitFor, waitForConvergence, type AgentProcess, type Standby,
+} from '../helpers/e2e.js';
+
+/** How long a new file may take to reach the standby that stayed up (the brief: a couple of seconds). */
+const LIVE_LATENCY_MS = 2000;
+
+describe('agent feeding two standbys (live)', () => {
+  let local: Standby;
+  let dr: Standby;
+  let agent: AgentProcess;
+
+  before(async () => {
+    local = await openStandby();
+    dr = await openStandbyOf(local);
+    await buildTree(local.src, {
+      'etc/app.yaml': 'port: 8081\n',
+      'data/filestore/ab/ab01': 'binary ab01\n',
+      'data/filestore/cd/cd02': 'binary cd02\n',
+    });
+    agent = startLiveAgent([local, dr]);
+  });
+  after(closeStandbys);
+
+  const context = (): string => `agent stderr:\n${agent.stderr().slice(-6000)}`;
+
+  test('both standbys converge on the source, each with a watermark', { timeout: 60_000 }, async () => {
+    await waitForConvergence(local, { what: 'the local standby', context });
+    await waitForConvergence(dr, { what: 'the DR standby', context });
+    for (const s of [local, dr]) await waitFor(`a watermark on ${s.url}`, async () => (await statusJson(s.dst)).watermark !== null, 10_000);
+  });
+
+  test('one receiver SIGKILLed: the other keeps its live latency; each status reports its own W; the killed one catches up', { timeout: 90_000 }, async () => {
+    const logFrom = agent.stderr().length;
+    const killed = new Promise((r) => local.receiver.child.once('close', r));
+    local.receiver.child.kill('SIGKILL');
+    await killed;
+    await agent.waitForLog(new RegExp(`"code":"(CONNECTION_LOST|RECONNECT)","msg":"standby ${local.url}: `), 10_000, logFrom);
+    const frozen = (await statusJson(local.dst)).watermark;
+    assert.ok(frozen !== null);
+
+    let lastWrite = 0;
+    for (let i = 0; i < 5; i++) {
+      const rel = `data/filestore/ef/outage-${i}`;
+      lastWrite = Date.now();
+      await buildTree(local.src, { [rel]: `written while the local standby is down ${i}\n` });
+      const started = Date.now();
+      await waitFor(`${rel} on the DR standby within ${LIVE_LATENCY_MS} ms`, () => exists(join(dr.dst, rel)), LIVE_LATENCY_MS)
+        .catch((err: Error) => assert.fail(`${err.message}\n${context()}`));
+      process.stdout.write(`# DR latency for ${rel} while the local standby is down: ${Date.now() - started} ms\n`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await waitForConvergence(dr, { what: 'the DR standby during the outage', context });
+    // The DR site's W passes every change made during the outage; the dead standby's W has not moved.
+    await waitFor('the DR watermark to pass the last write', async () => ((await statusJson(dr.dst)).watermark ?? 0) > lastWrite, 10_000);
+    assert.equal((await statusJson(local.dst)).watermark, frozen, 'the killed standby\'s W must not move while it is down');
+    assert.equal(await exists(join(local.dst, 'data/filestore/ef/outage-0')), false);
+
+    await restartReceiver(local);
+    await waitForConvergence(local, { what: 'the restarted local standby', timeoutMs: 40_000, context });
+    await waitFor('the local watermark to pass the outage', async () => ((await statusJson(local.dst)).watermark ?? 0) > lastWrite, 20_000);
+    // Only the local standby was reconnected: the DR link's log lines name no outage.
+    assert.doesNotMatch(agent.stderr().slice(logFrom), new RegExp(`"code":"(CONNECTION_LOST|RECONNECT)","msg":"standby ${dr.url}: `));
+    assert.equal(agent.child.exitCode, null, 'the agent keeps running');
+  });
+
+  test('a change after the outage reaches both; SIGTERM stops the agent with exit 0', { timeout: 60_000 }, async () => {
+    await writeFile(join(local.src, 'etc/app.yaml'), 'port: 9090\n');
+    await waitForConvergence(local, { what: 'the local standby', context });
+    await waitForConvergence(dr, { what: 'the DR standby', context });
+    assert.equal(await agent.stop('SIGTERM'), 0, context());
+  });
+});
+
+describe('agent --once with two standbys', () => {
+  let local: Standby;
+  let dr: Standby;
+
+  before(async () => {
+    local = await openStandby();
+    dr = await openStandbyOf(local);
+    await buildTree(local.src, { 'a.txt': 'a\n', 'dir/b.txt': 'b\n' });
+  });
+  after(closeStandbys);
+
+  test('a --config list of two URLs: both synced, one summary per standby', { timeout: 60_000 }, async () => {
+    const config = join(local.dir, 'agent.yaml');
+    await writeFile(config, `connect:\n  - ${local.url}\n  - ${dr.url}\n`);
+    const r = await runCli(['agent', '--root', local.src, '--config', config, '--token-file', local.tokenFile, '--once', '--json'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim()) as { standbys: Array<{ url: string; ok: boolean; filesSent: number }> };
+    assert.deepEqual(out.standbys.map((s) => [s.url, s.ok, s.filesSent]), [[local.url, true, 2], [dr.url, true, 2]]);
+    await waitForConvergence(local);
+    await waitForConvergence(dr);
+  });
+
+  test('one standby down: exit 1 naming it, and the other is synced anyway', { timeout: 60_000 }, async () => {
+    await local.receiver.stop();
+    await buildTree(local.src, { 'c.txt': 'c\n' });
+    const r = await runAgent([local, dr], ['--connect-attempts', '1']);
+    assertCleanFailure(r, 1, new RegExp(`STANDBY_FAILED: 1 of 2 standbys did not sync: ${local.url}`));
+    const out = JSON.parse(r.stdout.trim()) as { standbys: Array<{ url: string; ok: boolean; code?: string; filesSent?: number }> };
+    assert.deepEqual(out.standbys.map((s) => [s.url, s.ok, s.filesSent]), [[local.url, false, undefined], [dr.url, true, 1]]);
+    assert.equal(out.standbys[0]?.code, 'UNREACHABLE');
+    await waitForConvergence(dr);
+    assert.equal(await exists(join(local.dst, 'c.txt')), false);
+  });
+
+  test('the text summary has one line per standby', { timeout: 60_000 }, async () => {
+    await buildTree(local.src, { 'd.txt': 'd\n' });
+    const r = await runCli(['agent', '--root', local.src, '--connect', local.url, '--connect', dr.url, '--token-file', local.tokenFile, '--once', '--quiet', '--connect-attempts', '1'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, new RegExp(`^${dr.url}: synced: .* 1 sent`, 'm'));
+    assert.match(r.stdout, new RegExp(`^${local.url}: failed: `, 'm'));
+  });
+});
+
+describe('bad --connect lists', () => {
+  const args = (...urls: string[]): string[] => ['agent', '--root', '/nonexistent-src', ...urls.flatMap((u) => ['--connect', u]), '--once'];
+  const env = { WARMSYNC_TOKEN: 'x'.repeat(32) };
+
+  test('the same receiver twice is refused (exit 2), however it is spelled', async () => {
+    const r = await runCli(args('ws://127.0.0.1:7373', 'ws://127.0.0.1:7373/'), { env });
+    assertCleanFailure(r, 2, /BAD_URL: agent: --connect ws:\/\/127\.0\.0\.1:7373\/ names the same receiver as ws:\/\/127\.0\.0\.1:7373/);
+  });
+
+  test('more standbys than one agent feeds is refused (exit 2)', async () => {
+    const r = await runCli(args(...Array.from({ length: 9 }, (_, i) => `ws://127.0.0.1:${7000 + i}`)), { env });
+    assertCleanFailure(r, 2, /BAD_FLAG: agent: --connect given 9 times; one agent feeds at most 8 standbys/);
+  });
+
+  test('one bad URL among good ones is named', async () => {
+    const r = await runCli(args('ws://127.0.0.1:7373', 'http://dr.example:7373'), { env });
+    assertCleanFailure(r, 2, /BAD_URL: --connect must be a ws:\/\/ or wss:\/\/ URL, not "http:\/\/dr\.example:7373"/);
+  });
+});
