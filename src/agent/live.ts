@@ -29,6 +29,7 @@ import { watchTree, type IncompleteReason, type TreeWatcher } from '../watch/wat
 import { RETRYABLE, SourceTree, applyToMirror, hashDecides, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
 import { BusyPaths } from './busypaths.js';
 import type { DbReport } from './dbprobe.js';
+import { serveAgentHttp, type AgentHttp, type StandbyReport } from './metrics.js';
 import { Sender, type HashedWhileSent, type OpFailure } from './sender.js';
 import { computeWatermark } from './watermark.js';
 
@@ -42,6 +43,8 @@ export interface LiveOptions extends AgentOptions {
   readonly heartbeatMs: number;
   /** --db-primary: the DB primary's WAL positions and clock offset, sent with each heartbeat. */
   readonly db?: DbReport | null;
+  /** --metrics-listen: serve /healthz and /metrics there (agent/metrics.ts). */
+  readonly metricsListen?: { readonly host: string; readonly port: number } | null;
 }
 
 /** File deletions are counted against --max-delete over this window (see DeletionGuard). */
@@ -127,7 +130,13 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
   stop.signal.addEventListener('abort', () => {
     for (const link of links) link.poke();
   });
+  let http: AgentHttp | null = null;
   try {
+    const listen = options.metricsListen ?? null;
+    if (listen !== null) {
+      http = await serveAgentHttp(listen.host, listen.port, options.token, () => links.map((link) => link.report()));
+      log.info(`serving /healthz and /metrics on ${http.url}`);
+    }
     await watcher.ready;
     log.info(`watching ${options.root}`);
     const shared: SharedFeed = { tree, watcher, rescanEveryMs: () => rescanEveryMs };
@@ -145,6 +154,7 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
     if (failed !== undefined) throw failed.reason;
   } finally {
     signal.removeEventListener('abort', onAbort);
+    await http?.close();
     await watcher.close();
     tree.close();
   }
@@ -169,6 +179,12 @@ class StandbyLink {
   private readonly held: HeldDeletions;
   private rescanRequested = false;
   private wake: (() => void) | null = null;
+  /** The connection's session while there is one (its ops in flight, its sender's totals). */
+  private session: { readonly live: LiveSession; readonly sender: Sender } | null = null;
+  /** Files and bytes sent over connections that have ended. */
+  private sentBefore = { files: 0, bytes: 0 };
+  private connections = 0;
+  private lastHeartbeat: { readonly watermark: number | null; readonly feedIncomplete: FeedGap | null } = { watermark: null, feedIncomplete: null };
 
   constructor(
     readonly url: string,
@@ -213,6 +229,16 @@ class StandbyLink {
     this.requestRescan();
   }
 
+  /** How this standby is doing, for /healthz and /metrics. */
+  report(): StandbyReport {
+    const sent = this.session?.sender.sent ?? { files: 0, bytes: 0 };
+    return {
+      url: this.url, connected: this.session !== null, ...this.lastHeartbeat,
+      filesSent: this.sentBefore.files + sent.files, bytesSent: this.sentBefore.bytes + sent.bytes,
+      queuedPaths: this.dirty.size, opsInFlight: this.session?.live.opsInFlight ?? 0, connections: this.connections,
+    };
+  }
+
   /** Connects, replicates, reconnects (capped, jittered backoff) until the stop; throws only what a retry cannot fix. */
   async run(shared: SharedFeed): Promise<void> {
     const { log, signal, options } = this;
@@ -232,6 +258,9 @@ class StandbyLink {
         this.wake = fn;
       },
       rescanEveryMs: shared.rescanEveryMs,
+      sentHeartbeat: (watermark, feedIncomplete) => {
+        this.lastHeartbeat = { watermark, feedIncomplete };
+      },
       takeRescanRequest: () => {
         const r = this.rescanRequested;
         this.rescanRequested = false;
@@ -253,8 +282,12 @@ class StandbyLink {
       }
       log.info(`connected to ${this.url}`);
       let busy = false;
+      const sender = new Sender(session.conn, session, shared.tree.source, shared.tree.hasher);
+      const live = new LiveSession(sessionOptions, shared.tree, this.dirty, this.held, sender, signal, hooks);
+      this.session = { live, sender };
+      this.connections++;
       try {
-        await new LiveSession(sessionOptions, shared.tree, this.dirty, this.held, new Sender(session.conn, session, shared.tree.source, shared.tree.hasher), signal, hooks).run();
+        await live.run();
         failedAttempts = 0;
       } catch (err) {
         if (err instanceof WarmsyncError && (FINAL_FOR_STANDBY.has(err.code) || FINAL_FOR_AGENT.has(err.code))) throw err;
@@ -264,6 +297,8 @@ class StandbyLink {
           if (!signal.aborted) log.warn('CONNECTION_LOST', `${describeError(err)}; reconnecting`);
         }
       } finally {
+        this.session = null;
+        this.sentBefore = { files: this.sentBefore.files + sender.sent.files, bytes: this.sentBefore.bytes + sender.sent.bytes };
         session.conn.close();
         await session.conn.closed;
       }
@@ -398,6 +433,8 @@ interface Hooks {
   takeRescanRequest(): boolean;
   /** The full-rescan period now in force (shorter once the watcher is known to miss events). */
   rescanEveryMs(): number;
+  /** A heartbeat went out with this W and feed state (for /healthz and /metrics). */
+  sentHeartbeat(watermark: number | null, feedIncomplete: FeedGap | null): void;
 }
 
 /** One connection's worth of live replication. Returns when the connection closes or on abort. */
@@ -459,7 +496,9 @@ class LiveSession {
     this.hooks.watcher.drain();
     const w = this.watermark(now);
     const db = this.options.db?.report(w, this.hooks.standby);
-    this.sender.heartbeat(w, { feedIncomplete: this.hooks.feed.incomplete(this.reconciledFrom), deletionsHeld: this.held.paths.size, ...(db === undefined ? {} : { db }) });
+    const feedIncomplete = this.hooks.feed.incomplete(this.reconciledFrom);
+    this.sender.heartbeat(w, { feedIncomplete, deletionsHeld: this.held.paths.size, ...(db === undefined ? {} : { db }) });
+    this.hooks.sentHeartbeat(w, feedIncomplete);
     this.saveHashes();
   }
 
@@ -511,6 +550,11 @@ class LiveSession {
   }
 
   private wakeUp: () => void = () => undefined;
+
+  /** Ops sent and not yet answered. */
+  get opsInFlight(): number {
+    return this.inFlight.size;
+  }
 
   private waitFor(ms: number): Promise<void> {
     return new Promise((resolve) => {

@@ -92,6 +92,8 @@ export class Sender {
   private inFlight = 0;
   /** File bytes actually sent (a resumed transfer sends only its rest). */
   private bytesOnWire = 0;
+  /** Files whose content was sent in full over this connection. */
+  private filesOnWire = 0;
   /** Settles when the last chunk sent is handed to the OS; null once it has been. */
   private lastChunkUnwritten: Promise<void> | null = null;
   private readonly transfers = new Set<Promise<void>>();
@@ -399,7 +401,7 @@ export class Sender {
               this.conn.send({ type: 'fileEnd', op, hash });
               this.noteHashed(entry, hash, st);
             }
-            this.onProgress?.(1, 0);
+            this.fileSent();
             break;
           }
         } finally {
@@ -434,6 +436,16 @@ export class Sender {
   }
 
   /** The files hashed on the way since the last call (or the last `send`), handed over once. */
+  /** Files and file bytes sent over this connection so far (the agent's metrics). */
+  get sent(): { readonly files: number; readonly bytes: number } {
+    return { files: this.filesOnWire, bytes: this.bytesOnWire };
+  }
+
+  private fileSent(): void {
+    this.filesOnWire++;
+    this.onProgress?.(1, 0);
+  }
+
   drainHashed(): HashedWhileSent[] {
     const hashed = this.hashedWhileSent;
     this.hashedWhileSent = [];
@@ -495,7 +507,7 @@ export class Sender {
     }
     this.conn.send(fileBegin(op, entry, hash, old));
     if (bytesRead > 0) this.sendData(op, 0, frame, bytesRead);
-    this.onProgress?.(1, 0);
+    this.fileSent();
   }
 
   /**

@@ -8,7 +8,7 @@ import { createProgress, progressMode } from '../progress/progress.js';
 import { resolveStateDir } from '../statedir.js';
 import { refuseStandbySource } from './standby-guard.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
-import { commandLogger, commonHelp, parseConnectUrl, parseFlags, parseInteger, readToken, repeatedInOrder, required } from './args.js';
+import { commandLogger, commonHelp, parseConnectUrl, parseFlags, parseInteger, parseListen, readToken, repeatedInOrder, required } from './args.js';
 
 /**
  * W's margin behind the clock for events still in the watcher's pipe: none is needed. Marks carry a
@@ -77,6 +77,10 @@ Options:
                         watermark covers (recovery_target_lsn: no clocks compared), and the time
                         target uses the measured clock offset instead of an assumed skew. An
                         unreachable primary is logged and retried; it never stops the agent
+  --metrics-listen HOST:PORT
+                        watching: serve GET /healthz (JSON: per standby, connected, W, lag,
+                        queue) and GET /metrics (Prometheus; the token as a bearer header, as
+                        on the receiver) there. Port 0 picks a free one (logged). Default: off
   --connect-attempts N  tries before giving up on an unreachable receiver (default 5)
   --json                print the summary as JSON on stdout (and no progress)
   --quiet               no progress (on a terminal a bar; otherwise a line every 5 s)
@@ -89,7 +93,7 @@ const AGENT_OPTIONS = {
   root: { type: 'string' }, connect: { type: 'string', multiple: true }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
   'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
   'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'release-deletions': { type: 'boolean' }, 'connect-attempts': { type: 'string' }, 'db-primary': { type: 'string' }, json: { type: 'boolean' },
-  'rescan-interval': { type: 'string' }, quiet: { type: 'boolean' }, 'no-setuid': { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
+  'rescan-interval': { type: 'string' }, 'metrics-listen': { type: 'string' }, quiet: { type: 'boolean' }, 'no-setuid': { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
 } as const;
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -103,6 +107,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
     checkPostgresUrl('db-primary', dbPrimary);
     if (flags.once) throw new UsageError('BAD_FLAG', 'agent: --db-primary is for the watching agent (without --once): its positions ride on the live heartbeats');
   }
+  const metricsFlag = flags['metrics-listen'];
+  const metricsListen = metricsFlag === undefined ? null : parseListen(metricsFlag, 'metrics-listen');
+  if (metricsListen !== null && flags.once) throw new UsageError('BAD_FLAG', 'agent: --metrics-listen is for the watching agent (without --once)');
   const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
   const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
   // In command-line order, like rsync: the first matching rule wins.
@@ -129,7 +136,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     const { runLive } = await import('../agent/live.js');
     const db = dbPrimary === undefined ? null : new (await import('../agent/dbprobe.js')).DbProbe(dbPrimary, log);
     try {
-      await runLive({ ...options, rescanIntervalMs: rescanSec * 1000, quietMs: 2, settleMs: SETTLE_MS, heartbeatMs: HEARTBEAT_MS, db }, stop.signal);
+      await runLive({ ...options, rescanIntervalMs: rescanSec * 1000, quietMs: 2, settleMs: SETTLE_MS, heartbeatMs: HEARTBEAT_MS, db, metricsListen }, stop.signal);
     } finally {
       await db?.close();
     }

@@ -138,11 +138,11 @@ export function parseTimeFlag(flag: string, value: string): number {
   return ms;
 }
 
-/** HOST:PORT, with IPv6 hosts in brackets ([::1]:8080). */
-export function parseListen(value: string): { host: string; port: number } {
+/** HOST:PORT, with IPv6 hosts in brackets ([::1]:8080); `flag` names it in the error. */
+export function parseListen(value: string, flag = 'listen'): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError('BAD_LISTEN', `--listen ${JSON.stringify(value)} is not HOST:PORT (e.g. 127.0.0.1:7373, [::1]:7373; port 0 picks a free one)`);
+  if (!m || port > 65535) throw new UsageError('BAD_LISTEN', `--${flag} ${JSON.stringify(value)} is not HOST:PORT (e.g. 127.0.0.1:7373, [::1]:7373; port 0 picks a free one)`);
   return { host: (m[1] ?? m[2]) as string, port };
 }
 

@@ -28,6 +28,17 @@ export function receiverMac(token: string, receiverNonce: string, agentNonce: st
 }
 
 /** Constant-time comparison of two MACs; false (never an exception) when the lengths differ. */
+/**
+ * Does an HTTP Authorization header carry `token` as a bearer token? Compared in constant time
+ * (HMAC both, compare digests): the receiver's and the agent's /metrics.
+ */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer (.+)$/.exec(header ?? '');
+  if (m === null) return false;
+  const digest = (s: string): string => createHmac('sha256', 'warmsync-metrics').update(s).digest('hex');
+  return macEqual(digest(m[1] as string), digest(token));
+}
+
 export function macEqual(a: string, b: string): boolean {
   if (typeof a !== 'string' || typeof b !== 'string') return false;
   const x = Buffer.from(a, 'utf8');

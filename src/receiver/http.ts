@@ -3,12 +3,11 @@
  * and GET /metrics (Prometheus text via prom-client; the token as a bearer header, since the
  * numbers describe the protected data). Values are read from the manifest at scrape time.
  */
-import { createHmac } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { failoverVerdict } from '../gate/policy.js';
 import type { Manifest } from '../manifest/manifest.js';
-import { macEqual } from '../protocol/handshake.js';
+import { bearerMatches } from '../protocol/handshake.js';
 
 export interface ReceiverMetrics {
   readonly registry: Registry;
@@ -56,14 +55,6 @@ export function createMetrics(manifest: Manifest, skewMs: () => number): Receive
     },
     failed: () => opsFailed.inc(),
   };
-}
-
-/** Compares bearer tokens in constant time (HMAC both, compare digests). */
-function bearerMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer (.+)$/.exec(header ?? '');
-  if (!m) return false;
-  const digest = (s: string): string => createHmac('sha256', 'warmsync-metrics').update(s).digest('hex');
-  return macEqual(digest(m[1] as string), digest(token));
 }
 
 export function createHttpHandler(manifest: Manifest, metrics: ReceiverMetrics, token: string, skewMs: () => number) {

@@ -2,7 +2,8 @@
 // with real sockets and SQLite. Live: both converge; one receiver SIGKILLed while files keep
 // changing, and the other still gets each new file within a couple of seconds; `status` on each
 // reports its own W (the dead one's stays put, the live one's moves on); the restarted one catches
-// up by itself, and its W then passes the outage. --once: both synced with a per-standby summary;
+// up by itself, and its W then passes the outage. The agent's own /healthz and /metrics
+// (--metrics-listen) say which standby is connected, its W and what was sent to it. --once: both synced with a per-standby summary;
 // one unreachable gives exit 1 and the other is synced anyway. Bad --connect lists are exit-2 lines.
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -12,6 +13,8 @@ import {
   assertCleanFailure, buildTree, closeStandbys, exists, openStandby, openStandbyOf, restartReceiver, runAgent, runCli, startLiveAgent,
   statusJson, waitFor, waitForConvergence, type AgentProcess, type Standby,
 } from '../helpers/e2e.js';
+
+interface HealthOfStandby { url: string; connected: boolean; watermark: number | null; lagMs: number | null; queuedPaths: number; opsInFlight: number }
 
 /** How long a new file may take to reach the standby that stayed up (the brief: a couple of seconds). */
 const LIVE_LATENCY_MS = 2000;
@@ -29,16 +32,49 @@ describe('agent feeding two standbys (live)', () => {
       'data/filestore/ab/ab01': 'binary ab01\n',
       'data/filestore/cd/cd02': 'binary cd02\n',
     });
-    agent = startLiveAgent([local, dr]);
+    agent = startLiveAgent([local, dr], ['--metrics-listen', '127.0.0.1:0']);
+    metricsUrl = (await agent.waitForLog(/serving \/healthz and \/metrics on (http:\/\/[0-9.]+:\d+)/, 20_000))[1] as string;
   });
   after(closeStandbys);
 
+  let metricsUrl = '';
   const context = (): string => `agent stderr:\n${agent.stderr().slice(-6000)}`;
+  /** The agent's /healthz, by standby URL. */
+  const health = async (): Promise<Map<string, HealthOfStandby>> => {
+    const res = await fetch(`${metricsUrl}/healthz`);
+    assert.equal(res.status, 200);
+    const body = await res.json() as { ok: boolean; standbys: HealthOfStandby[] };
+    assert.equal(body.ok, true);
+    return new Map(body.standbys.map((s) => [s.url, s]));
+  };
+  /** One sample of the agent's /metrics for `standby` (asserts it is there). */
+  const metric = async (name: string, standby: Standby): Promise<number> => {
+    const res = await fetch(`${metricsUrl}/metrics`, { headers: { authorization: `Bearer ${local.token}` } });
+    assert.equal(res.status, 200);
+    const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name}{standby="${standby.url}"} `));
+    assert.ok(line !== undefined, `no ${name} for ${standby.url}`);
+    return Number(line.split(' ')[1]);
+  };
 
   test('both standbys converge on the source, each with a watermark', { timeout: 60_000 }, async () => {
     await waitForConvergence(local, { what: 'the local standby', context });
     await waitForConvergence(dr, { what: 'the DR standby', context });
     for (const s of [local, dr]) await waitFor(`a watermark on ${s.url}`, async () => (await statusJson(s.dst)).watermark !== null, 10_000);
+  });
+
+  test('the agent\'s /healthz and /metrics report each standby; /metrics wants the token', { timeout: 30_000 }, async () => {
+    const h = await health();
+    assert.deepEqual([...h.keys()], [local.url, dr.url]);
+    for (const s of [local, dr]) {
+      assert.equal(h.get(s.url)?.connected, true);
+      assert.ok(h.get(s.url)?.watermark !== null);
+      assert.equal(await metric('warmsync_standby_connected', s), 1);
+      assert.equal(await metric('warmsync_standby_sent_files_total', s), 3);
+      assert.ok(await metric('warmsync_standby_sent_bytes_total', s) > 0);
+      assert.ok(await metric('warmsync_standby_watermark_lag_seconds', s) >= 0);
+    }
+    assert.equal((await fetch(`${metricsUrl}/metrics`)).status, 401);
+    assert.equal((await fetch(`${metricsUrl}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status, 401);
   });
 
   test('one receiver SIGKILLed: the other keeps its live latency; each status reports its own W; the killed one catches up', { timeout: 90_000 }, async () => {
@@ -66,6 +102,12 @@ describe('agent feeding two standbys (live)', () => {
     await waitFor('the DR watermark to pass the last write', async () => ((await statusJson(dr.dst)).watermark ?? 0) > lastWrite, 10_000);
     assert.equal((await statusJson(local.dst)).watermark, frozen, 'the killed standby\'s W must not move while it is down');
     assert.equal(await exists(join(local.dst, 'data/filestore/ef/outage-0')), false);
+    // The agent's own view agrees: the local standby is down, the DR site connected and served.
+    const h = await health();
+    assert.equal(h.get(local.url)?.connected, false);
+    assert.equal(h.get(dr.url)?.connected, true);
+    assert.equal(await metric('warmsync_standby_connected', local), 0);
+    assert.equal(await metric('warmsync_standby_sent_files_total', dr), 3 + 5);
 
     await restartReceiver(local);
     await waitForConvergence(local, { what: 'the restarted local standby', timeoutMs: 40_000, context });
@@ -126,7 +168,7 @@ describe('agent --once with two standbys', () => {
   });
 });
 
-describe('bad --connect lists', () => {
+describe('bad --connect lists and --metrics-listen', () => {
   const args = (...urls: string[]): string[] => ['agent', '--root', '/nonexistent-src', ...urls.flatMap((u) => ['--connect', u]), '--once'];
   const env = { WARMSYNC_TOKEN: 'x'.repeat(32) };
 
@@ -143,5 +185,12 @@ describe('bad --connect lists', () => {
   test('one bad URL among good ones is named', async () => {
     const r = await runCli(args('ws://127.0.0.1:7373', 'http://dr.example:7373'), { env });
     assertCleanFailure(r, 2, /BAD_URL: --connect must be a ws:\/\/ or wss:\/\/ URL, not "http:\/\/dr\.example:7373"/);
+  });
+
+  test('--metrics-listen: HOST:PORT only, and only for the watching agent', async () => {
+    const bad = await runCli([...args('ws://127.0.0.1:7373').filter((a) => a !== '--once'), '--metrics-listen', '9100'], { env });
+    assertCleanFailure(bad, 2, /BAD_LISTEN: --metrics-listen "9100" is not HOST:PORT/);
+    const once = await runCli([...args('ws://127.0.0.1:7373'), '--metrics-listen', '127.0.0.1:0'], { env });
+    assertCleanFailure(once, 2, /BAD_FLAG: agent: --metrics-listen is for the watching agent/);
   });
 });
