@@ -3,7 +3,9 @@
 // changing, and the other still gets each new file within a couple of seconds; `status` on each
 // reports its own W (the dead one's stays put, the live one's moves on); the restarted one catches
 // up by itself, and its W then passes the outage. The agent's own /healthz and /metrics
-// (--metrics-listen) say which standby is connected, its W and what was sent to it. --once: both synced with a per-standby summary;
+// (--metrics-listen) say which standby is connected, its W and what was sent to it. With a small
+// WARMSYNC_MAX_BACKLOG, a standby down while hundreds of paths change keeps at most that many
+// queued, says STANDBY_BEHIND once per outage, and catches up in full with no feed gap left. --once: both synced with a per-standby summary;
 // one unreachable gives exit 1 and the other is synced anyway. Bad --connect lists are exit-2 lines.
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -122,6 +124,73 @@ describe('agent feeding two standbys (live)', () => {
     await waitForConvergence(local, { what: 'the local standby', context });
     await waitForConvergence(dr, { what: 'the DR standby', context });
     assert.equal(await agent.stop('SIGTERM'), 0, context());
+  });
+});
+
+describe('a standby too far behind is reconciled in full, not queued without bound', () => {
+  const MAX_BACKLOG = 100;
+  let local: Standby;
+  let dr: Standby;
+  let agent: AgentProcess;
+
+  before(async () => {
+    local = await openStandby();
+    dr = await openStandbyOf(local);
+    await buildTree(local.src, { 'etc/app.yaml': 'port: 8081\n' });
+    agent = startLiveAgent([local, dr], ['--metrics-listen', '127.0.0.1:0'], [], { WARMSYNC_MAX_BACKLOG: String(MAX_BACKLOG) });
+  });
+  after(closeStandbys);
+
+  test(`past ${MAX_BACKLOG} waiting paths the down standby's queue is dropped (STANDBY_BEHIND); it catches up on return, its W held until then`, { timeout: 90_000 }, async () => {
+    const context = (): string => `agent stderr:\n${agent.stderr().slice(-6000)}`;
+    const metricsUrl = (await agent.waitForLog(/serving \/healthz and \/metrics on (http:\/\/[0-9.]+:\d+)/, 20_000))[1] as string;
+    await waitForConvergence(local, { context });
+    await waitForConvergence(dr, { context });
+    const logFrom = agent.stderr().length;
+    const killed = new Promise((r) => local.receiver.child.once('close', r));
+    local.receiver.child.kill('SIGKILL');
+    await killed;
+    await agent.waitForLog(new RegExp(`"code":"(CONNECTION_LOST|RECONNECT)","msg":"standby ${local.url}: `), 10_000, logFrom);
+
+    // Paced, so that the DR link (connected) never has that many waiting; the local one has them all.
+    let maxQueued = 0;
+    for (let batch = 0; batch < 15; batch++) {
+      const spec: Record<string, string> = {};
+      for (let i = 0; i < 20; i++) spec[`data/filestore/b${batch}/f${i}`] = `batch ${batch} file ${i}\n`;
+      await buildTree(local.src, spec);
+      await new Promise((r) => setTimeout(r, 100));
+      const h = await (await fetch(`${metricsUrl}/healthz`)).json() as { standbys: Array<{ url: string; queuedPaths: number }> };
+      maxQueued = Math.max(maxQueued, h.standbys.find((s) => s.url === local.url)?.queuedPaths ?? Infinity);
+    }
+    const lastWrite = Date.now();
+    assert.ok(maxQueued <= MAX_BACKLOG, `the down standby had ${maxQueued} paths queued, more than ${MAX_BACKLOG}`);
+    await agent.waitForLog(new RegExp(`"code":"STANDBY_BEHIND","msg":"standby ${local.url}: `), 10_000, logFrom);
+    await waitForConvergence(dr, { what: 'the DR standby', context });
+    assert.doesNotMatch(agent.stderr().slice(logFrom), new RegExp(`STANDBY_BEHIND","msg":"standby ${dr.url}`), 'the connected standby kept up');
+    // Logged once for the whole outage, however often the queue filled again.
+    assert.equal(agent.stderr().slice(logFrom).split('"code":"STANDBY_BEHIND"').length - 1, 1, context());
+
+    await restartReceiver(local);
+    await waitForConvergence(local, { what: 'the restarted standby', timeoutMs: 40_000, context });
+    await waitFor('the local W to pass the outage, with no feed gap left', async () => {
+      const st = await statusJson(local.dst);
+      return (st.watermark ?? 0) > lastWrite && st.feedIncomplete === null;
+    }, 20_000);
+  });
+
+  test('a second outage: STANDBY_BEHIND is said again (the catch-up closed the first), and the next catch-up closes it too', { timeout: 60_000 }, async () => {
+    const logFrom = agent.stderr().length;
+    const killed = new Promise((r) => local.receiver.child.once('close', r));
+    local.receiver.child.kill('SIGKILL');
+    await killed;
+    await agent.waitForLog(new RegExp(`"code":"(CONNECTION_LOST|RECONNECT)","msg":"standby ${local.url}: `), 10_000, logFrom);
+    const spec: Record<string, string> = {};
+    for (let i = 0; i <= MAX_BACKLOG; i++) spec[`data/again/f${i}`] = `again ${i}\n`;
+    await buildTree(local.src, spec);
+    await agent.waitForLog(new RegExp(`"code":"STANDBY_BEHIND","msg":"standby ${local.url}: `), 10_000, logFrom);
+    await restartReceiver(local);
+    await waitForConvergence(local, { what: 'the restarted standby', timeoutMs: 40_000 });
+    await waitFor('no feed gap left on the standby', async () => (await statusJson(local.dst)).feedIncomplete === null, 20_000);
   });
 });
 

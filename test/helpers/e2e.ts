@@ -112,11 +112,11 @@ export async function syncOnce(s: Standby, extra: readonly string[] = [], timeou
 
 /**
  * `warmsync agent` without --once (the daemon), against `standbys` (one --connect each), started
- * through `launcher` if given; stop it with `stop()` or closeStandbys().
+ * through `launcher` if given, with `env` added to its environment; stop it with `stop()` or closeStandbys().
  */
-export function startLiveAgent(standbys: Standby | readonly Standby[], extra: readonly string[] = [], launcher: Launcher = []): AgentProcess {
+export function startLiveAgent(standbys: Standby | readonly Standby[], extra: readonly string[] = [], launcher: Launcher = [], env: NodeJS.ProcessEnv = {}): AgentProcess {
   const s = firstOf(standbys);
-  return startAgentProcess(['--root', s.src, ...connectArgs(standbys), '--token-file', s.tokenFile, ...extra], {}, launcher);
+  return startAgentProcess(['--root', s.src, ...connectArgs(standbys), '--token-file', s.tokenFile, ...extra], env, launcher);
 }
 
 /**
