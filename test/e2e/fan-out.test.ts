@@ -8,12 +8,12 @@
 // queued, says STANDBY_BEHIND once per outage, and catches up in full with no feed gap left. --once: both synced with a per-standby summary;
 // one unreachable gives exit 1 and the other is synced anyway. Bad --connect lists are exit-2 lines.
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  assertCleanFailure, buildTree, closeStandbys, exists, openStandby, openStandbyOf, restartReceiver, runAgent, runCli, startLiveAgent,
-  statusJson, waitFor, waitForConvergence, type AgentProcess, type Standby,
+  AGENT_CACHE, assertCleanFailure, buildTree, closeStandbys, exists, openStandby, openStandbyOf, restartReceiver, runAgent, runCli, startLiveAgent,
+  settleTimes, statusJson, waitFor, waitForConvergence, type AgentProcess, type Standby,
 } from '../helpers/e2e.js';
 
 interface HealthOfStandby { url: string; connected: boolean; watermark: number | null; lagMs: number | null; queuedPaths: number; opsInFlight: number }
@@ -214,6 +214,19 @@ describe('agent --once with two standbys', () => {
     assert.deepEqual(out.standbys.map((s) => [s.url, s.ok, s.filesSent]), [[local.url, true, 2], [dr.url, true, 2]]);
     await waitForConvergence(local);
     await waitForConvergence(dr);
+  });
+
+  test('each file is hashed once, whatever the number of standbys', { timeout: 60_000 }, async () => {
+    // Old mtimes (a hash of a file changed within the last second is never cached), synced to both.
+    await settleTimes(local.src);
+    assert.equal((await runAgent([local, dr])).code, 0);
+    // Without its cache the agent must hash every file the standbys hold at that size: once, for both.
+    await rm(join(local.src, AGENT_CACHE));
+    const r = await runAgent([local, dr]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim()) as { standbys: Array<{ url: string; hashed: number; filesScanned: number; filesSent: number }> };
+    assert.deepEqual(out.standbys.map((s) => [s.filesScanned, s.filesSent]), [[2, 0], [2, 0]]);
+    assert.equal(out.standbys.reduce((sum, s) => sum + s.hashed, 0), 2, `hashed per standby: ${out.standbys.map((s) => s.hashed).join(', ')}`);
   });
 
   test('one standby down: exit 1 naming it, and the other is synced anyway', { timeout: 60_000 }, async () => {
