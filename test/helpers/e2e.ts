@@ -355,10 +355,23 @@ export async function waitForConvergence(s: Workspace, options: { timeoutMs?: nu
       last = `could not read the trees: ${(err as Error).message}`;
     }
     if (Date.now() > deadline) {
-      assert.fail(`${options.what ?? 'the standby'} did not converge within ${timeoutMs} ms:\n${last}${options.context ? '\n' + options.context() : ''}`);
+      assert.fail(`${options.what ?? 'the standby'} did not converge within ${timeoutMs} ms:\n${withManifestRows(last, s.dst)}${options.context ? '\n' + options.context() : ''}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A tree diff with the manifest's row for each path only on the standby: recorded, tombstoned, or never recorded? */
+function withManifestRows(diff: string, dst: string): string {
+  return diff.split('\n').map((line) => {
+    const m = /^\+ (.+): only on the standby/.exec(line);
+    if (m === null) return line;
+    try {
+      return `${line} [manifest: ${JSON.stringify(manifestRow(dst, m[1] as string) ?? 'no row')}]`;
+    } catch (err) {
+      return `${line} [manifest unreadable: ${(err as Error).message}]`;
+    }
+  }).join('\n');
 }
 
 /** Waits until the receiver on `dst` has no agent session (it admits one agent at a time). */
