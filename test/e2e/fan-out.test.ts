@@ -21,19 +21,25 @@ interface HealthOfStandby { url: string; connected: boolean; watermark: number |
 /** How long a new file may take to reach the standby that stayed up (the brief: a couple of seconds). */
 const LIVE_LATENCY_MS = 2000;
 
+/** A local standby and a DR one sharing its source, which holds `files`. */
+async function openPair(files: Record<string, string>): Promise<{ local: Standby; dr: Standby }> {
+  const local = await openStandby();
+  const dr = await openStandbyOf(local);
+  await buildTree(local.src, files);
+  return { local, dr };
+}
+
 describe('agent feeding two standbys (live)', () => {
   let local: Standby;
   let dr: Standby;
   let agent: AgentProcess;
 
   before(async () => {
-    local = await openStandby();
-    dr = await openStandbyOf(local);
-    await buildTree(local.src, {
+    ({ local, dr } = await openPair({
       'etc/app.yaml': 'port: 8081\n',
       'data/filestore/ab/ab01': 'binary ab01\n',
       'data/filestore/cd/cd02': 'binary cd02\n',
-    });
+    }));
     agent = startLiveAgent([local, dr], ['--metrics-listen', '127.0.0.1:0']);
     metricsUrl = (await agent.waitForLog(/serving \/healthz and \/metrics on (http:\/\/[0-9.]+:\d+)/, 20_000))[1] as string;
   });
@@ -134,9 +140,7 @@ describe('a standby too far behind is reconciled in full, not queued without bou
   let agent: AgentProcess;
 
   before(async () => {
-    local = await openStandby();
-    dr = await openStandbyOf(local);
-    await buildTree(local.src, { 'etc/app.yaml': 'port: 8081\n' });
+    ({ local, dr } = await openPair({ 'etc/app.yaml': 'port: 8081\n' }));
     agent = startLiveAgent([local, dr], ['--metrics-listen', '127.0.0.1:0'], [], { WARMSYNC_MAX_BACKLOG: String(MAX_BACKLOG) });
   });
   after(closeStandbys);
