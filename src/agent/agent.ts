@@ -42,6 +42,8 @@ export interface AgentOptions {
   readonly progress?: ProgressSink | null;
   /** --no-setuid: regular files are sent, written and recorded without their setuid and setgid bits. */
   readonly noSetuid?: boolean;
+  /** --bwlimit: bytes per second of file data, at most, on each standby's connection; null or absent: no limit. */
+  readonly bwlimit?: number | null;
 }
 
 export interface OnceSummary {
@@ -307,7 +309,7 @@ async function syncStandby(tree: SourceTree, url: string, options: AgentOptions,
     url, token: options.token, attempts: options.connectAttempts,
     baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log, tls: options.tls,
   });
-  const sender = new Sender(session.conn, session, tree.source, tree.hasher);
+  const sender = new Sender(session.conn, session, tree.source, tree.hasher, { bwlimit: options.bwlimit ?? null });
   try {
     let failures: readonly OpFailure[] = [];
     const unreadable = new Set<string>();

@@ -290,7 +290,7 @@ class StandbyLink {
       }
       log.info(`connected to ${this.url}`);
       let busy = false;
-      const sender = new Sender(session.conn, session, shared.tree.source, shared.tree.hasher);
+      const sender = new Sender(session.conn, session, shared.tree.source, shared.tree.hasher, { bwlimit: options.bwlimit ?? null });
       const live = new LiveSession(sessionOptions, shared.tree, this.dirty, this.held, sender, signal, hooks);
       this.session = { live, sender };
       this.connections++;

@@ -4,7 +4,9 @@
  * `maxInFlight` concurrent transfers whose chunks interleave, so a large file never holds up the
  * small ones behind it. Memory stays flat: a large transfer reads into its own bounded buffer, the
  * small ones share one, and no more than the receiver's credit window of file data is ever
- * unacknowledged.
+ * unacknowledged. That window grows past the receiver's announced one, up to its windowMax, when
+ * the measured round trip and rate call for it (pacing.ts WindowSizer), and --bwlimit caps the rate
+ * of file data with a token bucket (pacing.ts TokenBucket); both are per connection, so per standby.
  *
  * A file the scan did not hash (it is new on the standby: ScanOptions.needsHash) is hashed here, from
  * the very bytes sent, so it is read once instead of twice: a small file's hash goes in its
@@ -30,6 +32,7 @@ import type { AgentMessage, HeartbeatDb, ReceiverMessage } from '../protocol/mes
 import type { Connection } from '../transport/connection.js';
 import { SYNC_READ_MAX_BYTES, type FileHasher, type StreamHasher } from '../scan/hash.js';
 import { openPlannedFile, type SourceRoot } from '../scan/openfile.js';
+import { TokenBucket, WindowSizer } from './pacing.js';
 
 const readAsync = promisify(read);
 const fstatAsync = promisify(fstat);
@@ -108,13 +111,20 @@ export class Sender {
   private hashedWhileSent: HashedWhileSent[] = [];
   /** Told of file bytes as they go out (a resumed file's kept prefix counts as done) and of each file fully sent. */
   onProgress: ((files: number, bytes: number) => void) | null = null;
+  /** The credit window in force: the receiver's, or more on a long fat link (WindowSizer). */
+  private readonly windowSizer: WindowSizer;
+  /** --bwlimit's bucket; null without a limit (then nothing waits on it). */
+  private readonly bucket: TokenBucket | null;
 
   constructor(
     private readonly conn: Connection,
-    private readonly limits: { readonly window: number; readonly maxInFlight: number },
+    private readonly limits: { readonly window: number; readonly windowMax?: number; readonly maxInFlight: number },
     private readonly source: SourceRoot,
     private readonly hasher: FileHasher,
+    pacing: { readonly bwlimit?: number | null } = {},
   ) {
+    this.windowSizer = new WindowSizer(limits.window, Math.max(limits.window, limits.windowMax ?? limits.window));
+    this.bucket = pacing.bwlimit === undefined || pacing.bwlimit === null ? null : new TokenBucket(pacing.bwlimit, performance.now());
     this.largeFileFrames = new FramePool(LARGE_FILE_FRAMES, CHUNK_HEADER_BYTES + Math.min(MAX_CHUNK_BYTES, limits.window));
     conn.onFrame((frame) => {
       if (frame.kind !== 'control') return this.abandon(new ProtocolError('UNEXPECTED_MESSAGE', 'the receiver sent file data'));
@@ -139,6 +149,7 @@ export class Sender {
         this.wakeAnswerWaiters();
         return;
       case 'credit':
+        this.windowSizer.onCredited(msg.bytes, performance.now());
         this.returnCredit(msg.bytes);
         return;
       case 'resumeFrom':
@@ -317,13 +328,13 @@ export class Sender {
 
   /**
    * Takes the credit for `bytes` of file data that go out right after: waits while ws is backed up
-   * (SOCKET_HIGH_WATER) and while the receiver's window is full.
+   * (SOCKET_HIGH_WATER), while the window is full, and then as long as --bwlimit's bucket says.
    */
   private async waitForCredit(bytes: number): Promise<void> {
     while (this.failure === null) {
       if (this.lastChunkUnwritten !== null && this.conn.bufferedAmount > SOCKET_HIGH_WATER) {
         await this.lastChunkUnwritten;
-      } else if (this.unconsumed + bytes > this.limits.window && this.unconsumed > 0) {
+      } else if (this.unconsumed + bytes > this.windowSizer.window && this.unconsumed > 0) {
         await new Promise<void>((resolve) => this.creditWaiters.push(resolve));
       } else {
         break;
@@ -331,6 +342,11 @@ export class Sender {
     }
     this.check();
     this.unconsumed += bytes;
+    const waitMs = this.bucket?.take(bytes, performance.now()) ?? 0;
+    if (waitMs > 0) {
+      await new Promise<void>((resolve) => setTimeout(resolve, waitMs));
+      this.check();
+    }
   }
 
   /** The receiver consumed `bytes`, or a transfer gave back credit it took and did not use. */
@@ -524,6 +540,7 @@ export class Sender {
       (err: unknown) => this.writeFailed(err),
     );
     this.lastChunkUnwritten = written;
+    this.windowSizer.onSent(bytes, performance.now());
     this.bytesOnWire += bytes;
     this.onProgress?.(0, bytes);
   }

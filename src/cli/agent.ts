@@ -8,7 +8,7 @@ import { createProgress, progressMode } from '../progress/progress.js';
 import { resolveStateDir } from '../statedir.js';
 import { refuseStandbySource } from './standby-guard.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
-import { commandLogger, commonHelp, parseConnectUrl, parseFlags, parseInteger, parseListen, readToken, repeatedInOrder, required } from './args.js';
+import { commandLogger, commonHelp, parseByteRate, parseConnectUrl, parseFlags, parseInteger, parseListen, readToken, repeatedInOrder, required } from './args.js';
 
 /**
  * W's margin behind the clock for events still in the watcher's pipe: none is needed. Marks carry a
@@ -81,6 +81,10 @@ Options:
                         watching: serve GET /healthz (JSON: per standby, connected, W, lag,
                         queue) and GET /metrics (Prometheus; the token as a bearer header, as
                         on the receiver) there. Port 0 picks a free one (logged). Default: off
+  --bwlimit RATE        at most RATE bytes per second of file data to each standby (per
+                        connection, as rsync's --bwlimit is per transfer): a number with an
+                        optional K, M or G suffix (binary: 12M = 12 MiB/s), at least 1K.
+                        For a DR site's initial sync beside a busy application. Default: none
   --connect-attempts N  tries before giving up on an unreachable receiver (default 5)
   --json                print the summary as JSON on stdout (and no progress)
   --quiet               no progress (on a terminal a bar; otherwise a line every 5 s)
@@ -93,7 +97,7 @@ const AGENT_OPTIONS = {
   root: { type: 'string' }, connect: { type: 'string', multiple: true }, once: { type: 'boolean' }, 'token-file': { type: 'string' },
   'exclude-from': { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
   'state-dir': { type: 'string' }, 'max-delete': { type: 'string' }, 'release-deletions': { type: 'boolean' }, 'connect-attempts': { type: 'string' }, 'db-primary': { type: 'string' }, json: { type: 'boolean' },
-  'rescan-interval': { type: 'string' }, 'metrics-listen': { type: 'string' }, quiet: { type: 'boolean' }, 'no-setuid': { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
+  'rescan-interval': { type: 'string' }, 'metrics-listen': { type: 'string' }, bwlimit: { type: 'string' }, quiet: { type: 'boolean' }, 'no-setuid': { type: 'boolean' }, ...CLIENT_TLS_OPTIONS,
 } as const;
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -112,6 +116,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
   if (metricsListen !== null && flags.once) throw new UsageError('BAD_FLAG', 'agent: --metrics-listen is for the watching agent (without --once)');
   const maxDelete = parseInteger('max-delete', flags['max-delete'], DEFAULT_SAFETY.maxDeleteShare * 100, 0, 100);
   const connectAttempts = parseInteger('connect-attempts', flags['connect-attempts'], 5, 1, 1000);
+  const bwlimit = flags.bwlimit === undefined ? null : parseByteRate('bwlimit', flags.bwlimit, 1024);
   // In command-line order, like rsync: the first matching rule wins.
   // A "!" clears every rule before it, from any file or flag; every bad line is reported at once.
   const rules = await loadFilterSources(repeatedInOrder(flags, ['exclude', 'exclude-from'])
@@ -123,7 +128,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const rescanSec = parseInteger('rescan-interval', flags['rescan-interval'], 600, 1, 7 * 86_400);
   const tls = clientTls(urls, flags);
   const progress = createProgress(progressMode(flags), log);
-  const options = { root, urls, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 }, releaseDeletions: flags['release-deletions'] === true, noSetuid: flags['no-setuid'] === true };
+  const options = { root, urls, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 }, releaseDeletions: flags['release-deletions'] === true, noSetuid: flags['no-setuid'] === true, bwlimit };
   if (!flags.once) {
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void => {

@@ -130,6 +130,22 @@ export function parseInteger(flag: string, value: string | undefined, fallback: 
   return Number(value);
 }
 
+/** Binary multiples, as rsync's --bwlimit and most tools read K, M and G. */
+const SIZE_SUFFIXES: Readonly<Record<string, number>> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/**
+ * A rate in bytes per second: a whole number, or a number with a K, M or G suffix (binary, either
+ * case: 500k = 512,000; 1.5M = 1,572,864). From `min` up to 1 TiB/s; `flag` names it in the error.
+ */
+export function parseByteRate(flag: string, value: string, min: number): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmMgG]?)$/.exec(value.trim());
+  const bytes = m === null ? NaN : Math.round(Number(m[1]) * (SIZE_SUFFIXES[(m[2] as string).toLowerCase()] as number));
+  if (!Number.isFinite(bytes) || bytes < min || bytes > 1024 ** 4) {
+    throw new UsageError('BAD_FLAG', `--${flag} takes bytes per second from ${min}, as a number with an optional K, M or G suffix (e.g. 500K, 12M), not ${JSON.stringify(value)}`);
+  }
+  return bytes;
+}
+
 export function parseTimeFlag(flag: string, value: string): number {
   const ms = parseTime(value);
   if (ms === null) {
