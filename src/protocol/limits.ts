@@ -1,19 +1,24 @@
 /**
- * Protocol version 3 numbers: the version, frame layout and every size limit.
+ * Protocol version 4 numbers: the version, frame layout and every size limit.
  * Kept apart from the codec so that schemas (messages.ts) and framing (codec.ts) share them
  * without importing each other. docs/protocol.md, "Limits", lists the same values.
  */
 
 /**
- * The only protocol version this build speaks. Version 2 added `fileEnd`, so the agent can hash a
- * file while it sends it; version 3 (this one) added owners (`owner` on ops and manifest entries),
- * special files (kind "special", the `special` message) and names with backslashes. An older
- * peer is refused with VERSION_MISMATCH: upgrade both sides together.
+ * The newest protocol version this build speaks. Version 2 added `fileEnd`, so the agent can hash a
+ * file while it sends it; version 3 added owners (`owner` on ops and manifest entries), special
+ * files (kind "special", the `special` message) and names with backslashes; version 4 (this one)
+ * added `welcome.windowMax`, how far the agent may grow its credit window on a long fat link. A
+ * version-3 peer is still served (with the fixed window); an older one is refused with
+ * VERSION_MISMATCH.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+
+/** The first version whose welcome carries `windowMax`. */
+export const WINDOW_MAX_SINCE = 4;
 
 /** Versions offered in `hello` and accepted in `auth`, newest first. */
-export const SUPPORTED_PROTOCOLS: readonly number[] = Object.freeze([PROTOCOL_VERSION]);
+export const SUPPORTED_PROTOCOLS: readonly number[] = Object.freeze([PROTOCOL_VERSION, 3]);
 
 /** Frame kind byte (byte 0 of every WebSocket message). */
 export const FRAME_CONTROL = 0x01;

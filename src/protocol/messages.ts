@@ -199,8 +199,12 @@ const resultItem = strictObject<ResultItem>(
 export interface HelloMessage { type: 'hello'; protocols: number[]; nonce: string; receiverId: string }
 /** agent→receiver: the chosen version, its own challenge, and proof that it knows the token. */
 export interface AuthMessage { type: 'auth'; protocol: number; nonce: string; mac: string }
-/** receiver→agent: proof that the receiver knows the token too, and the flow-control limits. */
-export interface WelcomeMessage { type: 'welcome'; mac: string; window: number; maxInFlight: number }
+/**
+ * receiver→agent: proof that the receiver knows the token too, and the flow-control limits.
+ * `windowMax` (since version 4, only when version 4 or later was chosen): the largest credit window
+ * the agent may grow to on a long fat link; `window` is where it starts.
+ */
+export interface WelcomeMessage { type: 'welcome'; mac: string; window: number; windowMax?: number; maxInFlight: number }
 /** Either way, just before closing. */
 export interface ErrorMessage { type: 'error'; code: string; message: string }
 export interface ManifestRequestMessage { type: 'manifestRequest' }
@@ -278,7 +282,7 @@ function message<T extends MessageType>(type: T, shape: Shape<Omit<MessageOf<T>,
 export const MESSAGE_CHECKS: { readonly [T in MessageType]: Check<MessageOf<T>> } = {
   hello: message('hello', { protocols: arrayOf(positive, 'protocol versions', 1, 8), nonce, receiverId }),
   auth: message('auth', { protocol: positive, nonce, mac }),
-  welcome: message('welcome', { mac, window: positive, maxInFlight: positive }),
+  welcome: message('welcome', { mac, window: positive, windowMax: optional(positive), maxInFlight: positive }),
   error: message('error', { code: errorCode, message: errorText }),
   manifestRequest: message('manifestRequest', {}),
   mkdir: message('mkdir', { op: uint32, path: relPath, mode, mtimeMs: safeInt, owner: optionalOwner, old }),

@@ -53,6 +53,12 @@ export interface RunningReceiver {
  * file's create, left the receiver at 208-212 MB peak RSS on a 20k-file first sync (157 MB at 8).
  */
 const WINDOW_BYTES = 8 << 20;
+/**
+ * The most an agent may grow its window to when its measured round trip and rate call for more
+ * (agent/pacing.ts): 64 MiB fills 1 Gbit/s at 250 ms. Only a long fat link gets there, and the
+ * memory it can cost here (chunks waiting for their write) stays bounded by it.
+ */
+const WINDOW_MAX_BYTES = 64 << 20;
 const LIMITS: SessionLimits = { maxInFlight: 64, commitOps: 512, commitBytes: 64 << 20, commitDelayMs: 2 };
 
 export async function startReceiver(options: ReceiverOptions): Promise<RunningReceiver> {
@@ -116,6 +122,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
       token: options.token,
       receiverId: randomBytes(8).toString('hex'),
       window: WINDOW_BYTES,
+      windowMax: WINDOW_MAX_BYTES,
       maxInFlight: LIMITS.maxInFlight,
       handshakeTimeoutMs: 10_000,
       log,

@@ -42,6 +42,8 @@ const UNTRUSTED = new Set([
 export interface Session {
   readonly conn: Connection;
   readonly window: number;
+  /** How far the window may grow (welcome.windowMax; `window` from a version-3 receiver). */
+  readonly windowMax: number;
   readonly maxInFlight: number;
   readonly receiverId: string;
 }
@@ -138,7 +140,7 @@ async function handshake(conn: Connection, options: DialOptions): Promise<Sessio
       throw new ProtocolError('AUTH_FAILED', 'authentication failed: the receiver does not hold this token (is the URL right?)');
     }
     conn.markAuthenticated();
-    return { conn, window: welcome.window, maxInFlight: welcome.maxInFlight, receiverId: hello.receiverId };
+    return { conn, window: welcome.window, windowMax: welcome.windowMax ?? welcome.window, maxInFlight: welcome.maxInFlight, receiverId: hello.receiverId };
   } catch (err) {
     conn.close();
     if (err instanceof WarmsyncError) throw err;

@@ -13,7 +13,7 @@ import { Admission } from './admission.js';
 import { AuthBackoff } from './backoff.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, receiverMac } from '../protocol/handshake.js';
-import { PROTOCOL_VERSION, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';
+import { SUPPORTED_PROTOCOLS, WINDOW_MAX_SINCE } from '../protocol/limits.js';
 import type { Logger } from '../log.js';
 import { CLOSE_POLICY, Connection } from './connection.js';
 import {
@@ -29,6 +29,8 @@ export interface ServerOptions {
   readonly receiverId: string;
   /** Bytes of file data an agent may have sent and not yet had credited back. */
   readonly window: number;
+  /** The most an agent may grow its window to on a long fat link (sent to agents of protocol 4 and later). */
+  readonly windowMax: number;
   /** Files an agent may have in transfer at once. */
   readonly maxInFlight: number;
   readonly handshakeTimeoutMs: number;
@@ -177,12 +179,14 @@ async function authenticate(conn: Connection, options: ServerOptions): Promise<v
   conn.send({ type: 'hello', protocols: [...SUPPORTED_PROTOCOLS], nonce, receiverId: options.receiverId });
   const auth = await conn.nextControl(options.handshakeTimeoutMs);
   if (auth.type !== 'auth') throw new ProtocolError('UNEXPECTED_MESSAGE', `expected auth, got ${auth.type}`);
-  if (auth.protocol !== PROTOCOL_VERSION) {
+  if (!SUPPORTED_PROTOCOLS.includes(auth.protocol)) {
     throw new ProtocolError('VERSION_MISMATCH', `agent asked for protocol ${auth.protocol}; this receiver speaks ${SUPPORTED_PROTOCOLS.join(', ')}`);
   }
   if (!macEqual(auth.mac, agentMac(options.token, nonce, auth.nonce))) {
     throw new ProtocolError('AUTH_FAILED', 'authentication failed: the agent does not hold this receiver\'s token');
   }
   conn.markAuthenticated();
-  conn.send({ type: 'welcome', mac: receiverMac(options.token, nonce, auth.nonce), window: options.window, maxInFlight: options.maxInFlight });
+  // A version-3 agent rejects keys it does not know: windowMax goes only to one that chose 4 or later.
+  const windowMax = auth.protocol >= WINDOW_MAX_SINCE ? { windowMax: Math.max(options.window, options.windowMax) } : {};
+  conn.send({ type: 'welcome', mac: receiverMac(options.token, nonce, auth.nonce), window: options.window, ...windowMax, maxInFlight: options.maxInFlight });
 }
