@@ -10,11 +10,14 @@
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
 export interface ProxySettings {
-  /** Added to every forwarded chunk, each direction. */
+  /** One-way delay, each direction, on top of the time the cap takes: the round trip is twice this. */
   latencyMs: number;
   /** Bytes per second per direction and connection; 0 = unlimited. */
   bytesPerSec: number;
 }
+
+/** Bytes waiting to be serialized onto a capped link before the sender is paused: a router's queue. */
+const LINK_QUEUE_BYTES = 256 * 1024;
 
 interface Link {
   readonly client: Socket; readonly upstream: Socket; stalled: boolean;
@@ -38,7 +41,8 @@ export class FaultProxy {
 
   static async start(target: { host: string; port: number }): Promise<FaultProxy> {
     let proxy: FaultProxy | null = null;
-    const server = createServer((client) => proxy?.accept(client, target));
+    // Half-open allowed: an end is passed on once what was sent before it has crossed the link.
+    const server = createServer({ allowHalfOpen: true }, (client) => proxy?.accept(client, target));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     proxy = new FaultProxy(server, (server.address() as AddressInfo).port);
     return proxy;
@@ -50,7 +54,7 @@ export class FaultProxy {
 
   private accept(client: Socket, target: { host: string; port: number }): void {
     this.connections++;
-    const upstream = connect(target.port, target.host);
+    const upstream = connect({ port: target.port, host: target.host, allowHalfOpen: true });
     const link: Link = { client, upstream, stalled: false, held: [] };
     this.links.add(link);
     const drop = (): void => {
@@ -59,35 +63,91 @@ export class FaultProxy {
       client.destroy();
       upstream.destroy();
     };
+    let closed = 0;
     for (const socket of [client, upstream]) {
       socket.on('error', drop);
-      socket.on('close', drop);
+      // A reset (or a failed write) takes the other side down at once; an orderly end was passed on by pump().
+      socket.on('close', (hadError) => {
+        if (hadError) drop();
+        else if (++closed === 2) this.links.delete(link);
+      });
     }
     this.pump(link, client, upstream, true);
     this.pump(link, upstream, client, false);
   }
 
-  /** Forwards `from` to `to` one chunk at a time, each held back by the latency and the cap. */
+  /**
+   * Forwards `from` to `to` as a link would: each chunk is serialized at the cap (one after another:
+   * the link's clock) and then arrives `latencyMs` later, with chunks in flight together, so a
+   * stream fills the pipe as over a real long link (the bandwidth-delay product in flight). `from`
+   * is paused while more than LINK_QUEUE_BYTES wait to be serialized (a router's queue), and while
+   * `to` is backed up, so the proxy holds bounded memory and the sender feels backpressure.
+   */
   private pump(link: Link, from: Socket, to: Socket, fromAgent: boolean): void {
+    const line: Array<{ chunk: Buffer; due: number }> = [];
+    let linkFreeAt = 0;
+    let waiting = 0; // bytes not yet serialized
+    let timer: NodeJS.Timeout | null = null;
+    let blocked = false; // `to` asked us to wait for 'drain'
+    let ended = false; // `from` ended: `to` is ended once the line is empty
+    const resume = (): void => {
+      if (!link.stalled && link.held.length === 0 && !blocked && waiting <= LINK_QUEUE_BYTES) from.resume();
+    };
+    const deliver = (): void => {
+      timer = null;
+      const now = performance.now();
+      while (line.length > 0 && (line[0] as { due: number }).due <= now + 0.5) {
+        const { chunk } = line.shift() as { chunk: Buffer };
+        if (link.stalled || to.destroyed) return;
+        const ok = to.write(chunk, () => {
+          if (fromAgent && link.held.length > 0) this.hold?.reached();
+        });
+        if (!ok && !blocked) {
+          blocked = true;
+          to.once('drain', () => {
+            blocked = false;
+            resume();
+          });
+        }
+      }
+      schedule();
+    };
+    const schedule = (): void => {
+      const next = line[0];
+      if (next === undefined && ended && !link.stalled && !to.destroyed) to.end();
+      if (next === undefined || timer !== null) return;
+      const delay = next.due - performance.now();
+      if (delay < 1) deliver();
+      else timer = setTimeout(deliver, delay);
+    };
+    from.on('end', () => {
+      ended = true;
+      schedule();
+    });
     from.on('data', (data: Buffer) => {
       if (link.stalled) return;
-      from.pause();
       const chunk = fromAgent ? this.takeHeld(link, data) : data;
-      const resume = (): void => {
-        if (!link.stalled && link.held.length === 0) from.resume();
-      };
-      if (chunk.length === 0) return; // all of it held: `from` stays paused until release()
+      if (chunk.length === 0) {
+        from.pause(); // all of it held: `from` stays paused until release()
+        return;
+      }
+      if (link.held.length > 0) from.pause();
       const { latencyMs, bytesPerSec } = this.settings;
-      const delay = latencyMs + (bytesPerSec > 0 ? (chunk.length / bytesPerSec) * 1000 : 0);
-      const forward = (): void => {
-        if (link.stalled || to.destroyed) return;
-        to.write(chunk, () => {
-          if (fromAgent && link.held.length > 0) this.hold?.reached();
-          resume();
-        });
+      const now = performance.now();
+      const serialized = bytesPerSec > 0 ? (chunk.length / bytesPerSec) * 1000 : 0;
+      linkFreeAt = Math.max(now, linkFreeAt) + serialized;
+      waiting += chunk.length;
+      const sentAt = linkFreeAt;
+      // The chunk leaves the queue once serialized: only then may `from` send more.
+      const leave = (): void => {
+        waiting -= chunk.length;
+        resume();
       };
-      if (delay >= 1) setTimeout(forward, delay);
-      else forward();
+      if (sentAt - now >= 1) setTimeout(leave, sentAt - now);
+      else waiting -= chunk.length;
+      if (waiting > LINK_QUEUE_BYTES) from.pause();
+      line.push({ chunk, due: sentAt + latencyMs });
+      schedule();
     });
   }
 
