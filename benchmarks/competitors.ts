@@ -85,11 +85,11 @@ export class RsyncDaemon {
     return new RsyncDaemon(port, moduleRoot, child, output);
   }
 
-  /** rsync:// URL of a standby directory under the module root. */
-  url(dir: string): string {
+  /** rsync:// URL of a standby directory under the module root (through `port`, a proxy's, when given). */
+  url(dir: string, port = this.port): string {
     const rel = relative(this.moduleRoot, dir);
     if (rel.startsWith('..')) throw new Error(`${dir} is outside the rsync module ${this.moduleRoot}`);
-    return `rsync://127.0.0.1:${this.port}/standby/${rel}/`;
+    return `rsync://127.0.0.1:${port}/standby/${rel}/`;
   }
 
   stop(): Promise<void> {
@@ -112,14 +112,17 @@ function simpleStandby(dir: string, sync: (src: string) => Promise<RunRecord>): 
   return { dir, sync, close: async () => undefined };
 }
 
-/** `rsync -a --delete --exclude-from=F SRC/ rsync://127.0.0.1:PORT/standby/DIR/` (optionally --fsync). */
-export function rsyncDaemonSide(daemon: RsyncDaemon, cfg: ToolConfig, fsync: boolean): Side {
+/**
+ * `rsync -a --delete --exclude-from=F SRC/ rsync://127.0.0.1:PORT/standby/DIR/` (optionally --fsync);
+ * `via`: another name, more flags (-z) and the port to dial instead of the daemon's (a proxy's).
+ */
+export function rsyncDaemonSide(daemon: RsyncDaemon, cfg: ToolConfig, fsync: boolean, via: { name: string; args: readonly string[]; port: number } | null = null): Side {
   return {
-    name: fsync ? 'rsync daemon --fsync' : 'rsync daemon',
+    name: via?.name ?? (fsync ? 'rsync daemon --fsync' : 'rsync daemon'),
     async open(dir) {
       await mkdir(dir, { recursive: true });
-      const url = daemon.url(dir);
-      return simpleStandby(dir, (src) => timed('rsync', ['-a', '--delete', ...(fsync ? ['--fsync'] : []), `--exclude-from=${cfg.excludesFile}`, `${src}/`, url], cfg));
+      const url = daemon.url(dir, via?.port);
+      return simpleStandby(dir, (src) => timed('rsync', ['-a', ...(via?.args ?? []), '--delete', ...(fsync ? ['--fsync'] : []), `--exclude-from=${cfg.excludesFile}`, `${src}/`, url], cfg));
     },
   };
 }

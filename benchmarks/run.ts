@@ -29,10 +29,11 @@ import {
 } from './scenarios.js';
 import type { RunRecord, Standby } from './side.js';
 import { behindLargeScenario, burstScenario, watchMemoryScenario } from './watching.js';
+import { bwlimitScenario, wanScenario } from './wan.js';
 import { warmsyncLive, warmsyncSide, type WarmsyncStandby } from './warmsync.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SCENARIOS = ['initial', 'noop', 'mutation', 'live', 'behind-large', 'burst', 'watch-memory', 'bigfile'] as const;
+const SCENARIOS = ['initial', 'noop', 'mutation', 'live', 'behind-large', 'burst', 'watch-memory', 'bigfile', 'wan'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench [-- options]
@@ -570,7 +571,8 @@ async function main(): Promise<number> {
     };
 
     const tool = { excludesFile, timeoutMs: o.timeoutMs };
-    const ws = warmsyncSide({ tokenFile, excludesFile, stateRoot: join(work, 'agent-state'), timeoutMs: o.timeoutMs });
+    const wsConfig = { tokenFile, excludesFile, stateRoot: join(work, 'agent-state'), timeoutMs: o.timeoutMs };
+    const ws = warmsyncSide(wsConfig);
     const rsyncd = rsyncDaemonSide(daemon, tool, false);
     const liveDaemon = daemon;
     let bigSrc: string | null = null;
@@ -655,6 +657,15 @@ async function main(): Promise<number> {
           [ctx.cpSync, { maxRatio: 1.25, text: '>= 0.8× throughput (<= 1.25× time)' }],
           ...(fsyncSide ? [[fsyncSide, undefined] as const] : []), [rsyncd, undefined],
         ], streamFloor),
+      },
+      wan: {
+        title: 'WAN link and --bwlimit',
+        run: async () => {
+          const setup = { warmsync: wsConfig, tool, daemon: daemon as RsyncDaemon };
+          const wan = await wanScenario(ctx, setup);
+          const bw = await bwlimitScenario(ctx, setup);
+          return { ...wan, runs: [...wan.runs, ...bw.runs], notes: [...wan.notes, ...bw.notes], tables: [...(wan.tables ?? []), ...(bw.tables ?? [])] };
+        },
       },
     };
 

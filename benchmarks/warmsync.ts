@@ -71,19 +71,32 @@ export interface WarmsyncSide extends Side {
   open(dir: string, label: string): Promise<WarmsyncStandby>;
 }
 
-export function warmsyncSide(cfg: WarmsyncConfig): WarmsyncSide {
+/**
+ * A warmsync variant: another name in the tables, more agent flags (--bwlimit, later --compress),
+ * and a way for the agent to reach the receiver (the WAN scenario's loopback proxy).
+ */
+export interface WarmsyncVariant {
+  readonly name?: string;
+  readonly agentArgs?: readonly string[];
+  /** Called once per standby with the receiver's URL: the URL the agent is to dial instead, and how to stop that path. */
+  readonly via?: (url: string) => Promise<{ readonly url: string; close(): Promise<void> }>;
+}
+
+export function warmsyncSide(cfg: WarmsyncConfig, variant: WarmsyncVariant = {}): WarmsyncSide {
   return {
-    name: 'warmsync',
+    name: variant.name ?? 'warmsync',
     async open(dir, label) {
       await mkdir(dir, { recursive: true });
       const agentStateDir = join(cfg.stateRoot, label);
       const receiver = await startReceiverProcess(['--root', dir, '--listen', '127.0.0.1:0', '--token-file', cfg.tokenFile]);
       const receiverPeak = (): number | null => vmHwmKiB(receiver.child.pid);
+      const path = variant.via === undefined ? null : await variant.via(receiver.url);
+      const dialed = path?.url ?? receiver.url;
       return {
         dir, url: receiver.url, agentStateDir, receiverPid: receiver.child.pid,
         receiverPeakRssKiB: receiverPeak,
         async sync(src): Promise<RunRecord> {
-          const r = await runMeasured(BIN, [...agentArgs(cfg, src, receiver.url, agentStateDir), '--once', '--json'], { timeoutMs: cfg.timeoutMs });
+          const r = await runMeasured(BIN, [...agentArgs(cfg, src, dialed, agentStateDir), ...(variant.agentArgs ?? []), '--once', '--json'], { timeoutMs: cfg.timeoutMs });
           if (r.code !== 0) throw new Error(`warmsync agent exited ${r.code}: ${r.stderr.trim().slice(-2000)}\nreceiver: ${receiver.stderr().slice(-2000)}`);
           const summary = JSON.parse(r.stdout.trim().split('\n').pop() as string) as Record<string, unknown>;
           const elapsedMs = typeof summary.elapsedMs === 'number' ? summary.elapsedMs : r.wallMs;
@@ -94,7 +107,10 @@ export function warmsyncSide(cfg: WarmsyncConfig): WarmsyncSide {
           };
           return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB, cpuMs: r.cpuMs, receiverPeakRssKiB: receiverPeak(), phases, summary };
         },
-        close: () => stopReceiver(receiver),
+        close: async () => {
+          await path?.close();
+          await stopReceiver(receiver);
+        },
       };
     },
   };
