@@ -96,16 +96,16 @@ export class RawPeer {
     return hello;
   }
 
-  /** The `auth` message a real agent would send after `hello`. */
-  static authFor(token: string, receiverNonce: string): ControlMessage {
+  /** The `auth` message a real agent (speaking `protocol`) would send after `hello`. */
+  static authFor(token: string, receiverNonce: string, protocol = PROTOCOL_VERSION): ControlMessage {
     const nonce = newNonce();
-    return { type: 'auth', protocol: PROTOCOL_VERSION, nonce, mac: agentMac(token, receiverNonce, nonce) };
+    return { type: 'auth', protocol, nonce, mac: agentMac(token, receiverNonce, nonce) };
   }
 
-  /** Authenticates as a real agent does; returns the auth message sent (to replay it elsewhere). */
-  async authenticate(token: string): Promise<ControlMessage> {
+  /** Authenticates as a real agent (speaking `protocol`) does; returns the auth message sent (to replay it elsewhere). */
+  async authenticate(token: string, protocol = PROTOCOL_VERSION): Promise<ControlMessage> {
     const hello = await this.hello();
-    const auth = RawPeer.authFor(token, hello.nonce);
+    const auth = RawPeer.authFor(token, hello.nonce, protocol);
     this.send(auth);
     if ((await this.waitFor((m) => m.type === 'welcome')) === null) throw new Error(`not welcomed: ${JSON.stringify(this.messages)}`);
     return auth;

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { inCommandLineOrder, parseConnectUrl, parseFlags, parseInteger, parseListen, parseTimeFlag } from '../../../src/cli/args.js';
+import { inCommandLineOrder, parseByteRate, parseConnectUrl, parseFlags, parseInteger, parseListen, parseTimeFlag } from '../../../src/cli/args.js';
 import { UsageError } from '../../../src/errors.js';
 
 function usageError(fn: () => unknown, pattern: RegExp): void {
@@ -45,6 +45,20 @@ describe('parseInteger and parseTimeFlag', () => {
     assert.equal(parseTimeFlag('time', '2026-11-26 15:04:05.123+00'), Date.UTC(2026, 10, 26, 15, 4, 5, 123));
     usageError(() => parseTimeFlag('time', 'yesterday'), /--time "yesterday" is not a time/);
   });
+});
+
+describe('parseByteRate', () => {
+  test('bytes, or K, M, G (binary, either case)', () => {
+    assert.equal(parseByteRate('bwlimit', '4000000', 1024), 4_000_000);
+    assert.equal(parseByteRate('bwlimit', '500k', 1024), 512_000);
+    assert.equal(parseByteRate('bwlimit', '12M', 1024), 12 * 1024 * 1024);
+    assert.equal(parseByteRate('bwlimit', '1.5m', 1024), 1_572_864);
+    assert.equal(parseByteRate('bwlimit', '1G', 1024), 1024 ** 3);
+    assert.equal(parseByteRate('bwlimit', '1K', 1024), 1024);
+  });
+  for (const bad of ['', 'fast', '12Q', '12 M', '-1M', '1e6', '0', '1023', '2048G', 'M']) {
+    test(`rejects ${JSON.stringify(bad)}, naming the flag and the value`, () => usageError(() => parseByteRate('bwlimit', bad, 1024), new RegExp(`^--bwlimit takes bytes per second from 1024.*not ${JSON.stringify(JSON.stringify(bad)).slice(1, -1)}$`)));
+  }
 });
 
 describe('parseFlags', () => {

@@ -92,7 +92,7 @@ describe('pickProtocol', () => {
     [[], null],
   ];
   for (const [offered, expected] of cases) test(`[${offered.join(', ')}] -> ${expected}`, () => assert.equal(pickProtocol(offered), expected));
-  test('this build speaks version 3', () => assert.equal(PROTOCOL_VERSION, 3));
+  test('this build speaks version 4', () => assert.equal(PROTOCOL_VERSION, 4));
 });
 
 test('a full exchange through the codec authenticates both sides', () => {
