@@ -29,7 +29,7 @@ import {
 } from './scenarios.js';
 import type { RunRecord, Standby } from './side.js';
 import { behindLargeScenario, burstScenario, watchMemoryScenario } from './watching.js';
-import { bwlimitScenario, wanScenario } from './wan.js';
+import { WAN_LINK, bwlimitScenario, wanScenario } from './wan.js';
 import { warmsyncLive, warmsyncSide, type WarmsyncStandby } from './warmsync.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -48,6 +48,8 @@ const USAGE = `Usage: npm run bench [-- options]
   --behind-mib N    the large file in behind-large, MiB (default 256)
   --burst-files N   files in the burst scenario (default 10000)
   --watch-files N   files in the watch-memory tree (default 100000)
+  --wan-rtt-ms N    wan: the proxy's round trip, ms (default 50)
+  --wan-mbit N      wan: the proxy's rate, Mbit/s (default 100)
   --seed S          corpus seed (default "warmsync")
   --timeout-s N     limit for any single timed run (default 1800)
   --no-build        do not run \`npm run build\` first
@@ -65,6 +67,8 @@ interface Options {
   readonly behindMiB: number;
   readonly burstFiles: number;
   readonly watchFiles: number;
+  readonly wanRttMs: number;
+  readonly wanMbit: number;
   readonly seed: string;
   readonly timeoutMs: number;
   readonly build: boolean;
@@ -86,6 +90,7 @@ function parseOptions(argv: string[]): Options | null {
       full: { type: 'boolean' }, files: { type: 'string' }, 'big-mib': { type: 'string' }, pairs: { type: 'string' }, only: { type: 'string' },
       'live-files': { type: 'string' }, 'live-rate': { type: 'string' }, seed: { type: 'string' }, 'timeout-s': { type: 'string' },
       'behind-mib': { type: 'string' }, 'burst-files': { type: 'string' }, 'watch-files': { type: 'string' },
+      'wan-rtt-ms': { type: 'string' }, 'wan-mbit': { type: 'string' },
       'no-build': { type: 'boolean' }, 'no-docs': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -105,6 +110,8 @@ function parseOptions(argv: string[]): Options | null {
     behindMiB: positive('behind-mib', values['behind-mib'], 256),
     burstFiles: positive('burst-files', values['burst-files'], 10_000),
     watchFiles: positive('watch-files', values['watch-files'], 100_000),
+    wanRttMs: positive('wan-rtt-ms', values['wan-rtt-ms'], 2 * WAN_LINK.latencyMs),
+    wanMbit: positive('wan-mbit', values['wan-mbit'], (WAN_LINK.bytesPerSec * 8) / 1e6),
     seed: values.seed ?? 'warmsync',
     timeoutMs: positive('timeout-s', values['timeout-s'], 1800) * 1000,
     build: values['no-build'] !== true,
@@ -661,7 +668,7 @@ async function main(): Promise<number> {
       wan: {
         title: 'WAN link and --bwlimit',
         run: async () => {
-          const setup = { warmsync: wsConfig, tool, daemon: daemon as RsyncDaemon };
+          const setup = { warmsync: wsConfig, tool, daemon: daemon as RsyncDaemon, link: { latencyMs: o.wanRttMs / 2, bytesPerSec: (o.wanMbit * 1e6) / 8 } };
           const wan = await wanScenario(ctx, setup);
           const bw = await bwlimitScenario(ctx, setup);
           return { ...wan, runs: [...wan.runs, ...bw.runs], notes: [...wan.notes, ...bw.notes], tables: [...(wan.tables ?? []), ...(bw.tables ?? [])] };

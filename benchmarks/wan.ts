@@ -20,19 +20,22 @@ import { freshScenario, newResult, type Context, type ScenarioResult } from './s
 import type { RunRecord } from './side.js';
 import { warmsyncSide, type WarmsyncConfig } from './warmsync.js';
 
-/** The link: 100 Mbit/s each way, 25 ms each way (the proxy's latencyMs is one way). */
-export const WAN_LINK = { bytesPerSec: 100e6 / 8, latencyMs: 25 } as const;
+/** A link: bytes per second each way, and the one-way delay (the proxy's latencyMs; the round trip is twice it). */
+export interface WanLink { readonly bytesPerSec: number; readonly latencyMs: number }
+
+/** Issue 21's link, the default: 100 Mbit/s, 50 ms round trip. */
+export const WAN_LINK: WanLink = { bytesPerSec: 100e6 / 8, latencyMs: 25 };
 /** Issue 21's target: the initial sync at >= 0.8x the link rate. */
 const LINK_SHARE_TARGET = 0.8;
 
 /** The --bwlimit check: this limit, over about this much data (so ~10 s of transfer). */
 const BWLIMIT = { flag: '4M', bytesPerSec: 4 * 1024 * 1024, dataBytes: 40 * 1024 * 1024 } as const;
 
-/** A proxy between a client and `target`, set to the WAN link; closed with the standby. */
-async function wanProxy(target: { host: string; port: number }): Promise<FaultProxy> {
+/** A proxy between a client and `target`, set to `link`. */
+async function wanProxy(target: { host: string; port: number }, link: WanLink): Promise<FaultProxy> {
   const proxy = await FaultProxy.start(target);
-  proxy.settings.latencyMs = WAN_LINK.latencyMs;
-  proxy.settings.bytesPerSec = WAN_LINK.bytesPerSec;
+  proxy.settings.latencyMs = link.latencyMs;
+  proxy.settings.bytesPerSec = link.bytesPerSec;
   return proxy;
 }
 
@@ -40,6 +43,7 @@ export interface WanSetup {
   readonly warmsync: WarmsyncConfig;
   readonly tool: ToolConfig;
   readonly daemon: RsyncDaemon;
+  readonly link: WanLink;
 }
 
 /** Payload bytes of a run: what warmsync's agent sent (the same files every side copies). */
@@ -49,13 +53,15 @@ function payloadOf(record: RunRecord): number | null {
 }
 
 export async function wanScenario(ctx: Context, setup: WanSetup): Promise<ScenarioResult> {
-  const rsyncProxy = await wanProxy({ host: '127.0.0.1', port: setup.daemon.port });
+  const link = setup.link;
+  const rsyncProxy = await wanProxy({ host: '127.0.0.1', port: setup.daemon.port }, link);
   try {
     const warmsync = warmsyncSide(setup.warmsync, {
       name: 'warmsync',
       via: async (url) => {
         const u = new URL(url);
-        const proxy = await wanProxy({ host: u.hostname, port: Number(u.port) });
+        // One proxy per receiver (each fresh standby has its own), closed with it.
+        const proxy = await wanProxy({ host: u.hostname, port: Number(u.port) }, link);
         return { url: proxy.url, close: () => proxy.close() };
       },
     });
@@ -64,7 +70,7 @@ export async function wanScenario(ctx: Context, setup: WanSetup): Promise<Scenar
       rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -a', args: [], port: rsyncProxy.port }),
       rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -az', args: ['-z'], port: rsyncProxy.port }),
     ];
-    const linkText = `${(WAN_LINK.bytesPerSec * 8 / 1e6).toFixed(0)} Mbit/s, ${2 * WAN_LINK.latencyMs} ms round trip`;
+    const linkText = `${(link.bytesPerSec * 8 / 1e6).toFixed(0)} Mbit/s, ${2 * link.latencyMs} ms round trip`;
     const result = await freshScenario({ ...ctx, warmsync }, 'wan', `Initial sync over a WAN link (proxy: ${linkText})`, async () => ctx.src,
       WAN_ROWS.map((side) => [side, undefined] as const));
     const payload = result.runs.map((r) => payloadOf(r.record as RunRecord)).find((b): b is number => b !== null) ?? null;
@@ -78,12 +84,12 @@ export async function wanScenario(ctx: Context, setup: WanSetup): Promise<Scenar
       if (walls.length === 0) continue;
       const med = walls[Math.floor((walls.length - 1) / 2)] as number;
       const rate = payload / (med / 1000);
-      const share = rate / WAN_LINK.bytesPerSec;
+      const share = rate / link.bytesPerSec;
       rows.push([name, `${(med / 1000).toFixed(1)} s`, `${(rate / 1e6).toFixed(2)} MB/s`, `${share.toFixed(2)}×`,
         name === warmsync.name ? `>= ${LINK_SHARE_TARGET}× link: ${share >= LINK_SHARE_TARGET ? 'met' : 'not met'}` : '']);
     }
     result.tables = [{
-      caption: `Achieved rate: payload ${(payload / 1e6).toFixed(0)} MB (what warmsync sent; the same files for every row) / median wall time, as a share of the link's ${(WAN_LINK.bytesPerSec / 1e6).toFixed(1)} MB/s`,
+      caption: `Achieved rate: payload ${(payload / 1e6).toFixed(0)} MB (what warmsync sent; the same files for every row) / median wall time, as a share of the link's ${(link.bytesPerSec / 1e6).toFixed(1)} MB/s`,
       header: ['side', 'median wall', 'rate', 'share of link', 'target'], rows,
     }];
     return result;
