@@ -96,7 +96,8 @@ export class FaultProxy {
     const deliver = (): void => {
       timer = null;
       const now = performance.now();
-      while (line.length > 0 && (line[0] as { due: number }).due <= now + 0.5) {
+      // The same threshold as schedule()'s, so that what it hands here is always delivered.
+      while (line.length > 0 && (line[0] as { due: number }).due - now < 1) {
         const { chunk } = line.shift() as { chunk: Buffer };
         if (link.stalled || to.destroyed) return;
         const ok = to.write(chunk, () => {
