@@ -40,12 +40,15 @@ const BURST_MIN_BYTES = 64 * 1024;
  * enough) and, since protocol 4, `windowMax` (the most it lets one agent have unconsumed: its
  * memory bound). A window smaller than the bandwidth-delay product leaves a long link idle for part
  * of every round trip, so the rule is: window = clamp(2 × delivered rate × round trip, window,
- * windowMax). The round trip is the smallest time seen from sending a chunk to its credit coming
- * back (queueing only ever adds to it); the delivered rate is credit returned per second over the
- * last measurement period. While the window binds, the rate is window / round trip, so the rule
- * doubles the window each period until the link (or the receiver's disk) binds instead; then it
- * settles at twice the bandwidth-delay product. On a LAN the product is far below the announced
- * window, which therefore stays as it is.
+ * windowMax), and it only grows. The round trip is the smallest time seen from sending a chunk to
+ * its credit coming back (queueing only ever adds to it); the delivered rate is credit returned per
+ * second over the last measurement period. While the window binds, the rate is window / round trip,
+ * so the rule doubles the window each period until the link (or the receiver's disk) binds
+ * instead; there it stops. It never shrinks on a slower period: a period in which the receiver
+ * queued (an fsync, a burst of creates) delivers less than the link can, and following it down
+ * spiralled the window back to the receiver's 8 MiB (400 Mbit/s, 400 ms proxy: 0.40x the link rate
+ * where the fixed window gave 0.35x). windowMax bounds what that costs. On a LAN twice the
+ * product is below the announced window, which therefore stays as it is.
  */
 export class WindowSizer {
   private current: number;
@@ -95,7 +98,7 @@ export class WindowSizer {
     // A period of a few round trips (at least 100 ms): a shorter one measures the credit messages' grain, not the rate.
     if (elapsed < Math.max(100, 4 * this.minRttMs) || !Number.isFinite(this.minRttMs)) return;
     const rate = this.periodCredited / (elapsed / 1000);
-    this.current = windowFor(rate, this.minRttMs, this.floor, this.cap);
+    this.current = Math.max(this.current, windowFor(rate, this.minRttMs, this.floor, this.cap));
     this.periodStart = now;
     this.periodCredited = 0;
   }

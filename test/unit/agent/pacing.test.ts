@@ -113,6 +113,27 @@ describe('WindowSizer', () => {
     assert.equal(sizer.window, 16 * MiB);
   });
 
+  test('a slower period (the receiver queued) does not shrink it', () => {
+    const sizer = new WindowSizer(8 * MiB, 64 * MiB);
+    // 1 MiB every `everyMs`, each credited 100 ms after it went out, for `ms`.
+    let t = 0;
+    const phase = (everyMs: number, ms: number): void => {
+      const inFlight: number[] = [];
+      for (const end = t + ms; t < end; t += everyMs) {
+        while (inFlight.length > 0 && (inFlight[0] as number) + 100 <= t) sizer.onCredited(MiB, (inFlight.shift() as number) + 100);
+        sizer.onSent(MiB, t);
+        inFlight.push(t);
+      }
+      for (const sentAt of inFlight) sizer.onCredited(MiB, sentAt + 100);
+      t += 100;
+    };
+    phase(10, 2000); // 100 MiB/s at 100 ms: twice the product is 21 MB
+    const grown = sizer.window;
+    assert.ok(grown > 18e6 && grown < 24e6, `grown to ${grown}`);
+    phase(100, 2000); // 10 MiB/s: twice the product would be 2 MB
+    assert.equal(sizer.window, grown);
+  });
+
   test('on a LAN the receiver\'s window stays as it is', () => {
     const { sizer } = simulate(500e6, 0.2, 8 * MiB, 64 * MiB, 5);
     assert.equal(sizer.window, 8 * MiB);
