@@ -46,8 +46,9 @@ const BURST_MIN_BYTES = 64 * 1024;
  * so the rule doubles the window each period until the link (or the receiver's disk) binds
  * instead; there it stops. It never shrinks on a slower period: a period in which the receiver
  * queued (an fsync, a burst of creates) delivers less than the link can, and following it down
- * spiralled the window back to the receiver's 8 MiB (400 Mbit/s, 400 ms proxy: 0.40x the link rate
- * where the fixed window gave 0.35x). windowMax bounds what that costs. On a LAN twice the
+ * spiralled the window back toward the receiver's 8 MiB (400 Mbit/s, 400 ms proxy, the 20k-file
+ * corpus: 0.40x the link rate; the fixed window 0.35x; grow-only 0.69x, rsync -a 0.77x).
+ * windowMax bounds what that costs. On a LAN twice the
  * product is below the announced window, which therefore stays as it is.
  */
 export class WindowSizer {
