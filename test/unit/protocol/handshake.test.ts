@@ -84,11 +84,13 @@ describe('nonces', () => {
 describe('pickProtocol', () => {
   const cases: ReadonlyArray<[readonly number[], number | null]> = [
     [[3], 3],
-    [[4, 3, 2, 1], 3],
+    [[4], 4],
+    [[4, 3, 2, 1], 4],
+    [[5, 3], 3],
     [[3, 3], 3],
     [[1], null],
     [[2], null],
-    [[4], null],
+    [[5], null],
     [[], null],
   ];
   for (const [offered, expected] of cases) test(`[${offered.join(', ')}] -> ${expected}`, () => assert.equal(pickProtocol(offered), expected));
