@@ -1,5 +1,5 @@
 /**
- * Control messages of protocol version 3: the TypeScript type of each message, its check
+ * Control messages of protocol version 4 (and 3, which lacks `welcome.windowMax`): the TypeScript type of each message, its check
  * (check.ts), and which side may send each type. docs/protocol.md describes every field.
  *
  * All objects are strict (an unknown key is an error: a new field needs a new protocol version).

@@ -76,7 +76,9 @@ export const SEND_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 /**
  * Inbound frames decoded and waiting for the session: above either bound the receiver stops
  * reading the socket (TCP backpressure) until the queue is half as long. Well above what a
- * well-behaved agent has outstanding (its 8 MiB window of chunks, 2,048 unanswered ops).
+ * well-behaved agent has outstanding (its 8 MiB window of chunks, 2,048 unanswered ops). On a long
+ * fat link the window may grow to 64 MiB (protocol 4), but that is data in flight on the link: it
+ * queues here only when the receiver falls behind, and then this bound is the backpressure wanted.
  */
 export const MAX_QUEUED_FRAME_BYTES = 32 * 1024 * 1024;
 export const MAX_QUEUED_FRAMES = 16_384;
