@@ -435,6 +435,7 @@ npm run bench                  # quick: 20,000 binaries (~0.9 GB), 2 GiB single 
 npm run bench -- --full        # 100,000 binaries (~4.2 GB), 2 GiB single file
 npm run bench -- --files 2000 --pairs 5 --only initial,noop
 npm run bench -- --only behind-large,burst,watch-memory   # the live agent under load, warmsync alone
+npm run bench -- --only wan     # initial sync through a 100 Mbit/s, 50 ms proxy; --bwlimit 4M on loopback
 npm run bench -- --help
 \`\`\`
 
