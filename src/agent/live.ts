@@ -14,6 +14,7 @@ import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { wholeMs, type Entry, type FeedGap, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
+import { anchorMarks } from '../plan/anchor.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
 import { standbyLogger, type Logger } from '../log.js';
@@ -644,7 +645,16 @@ class LiveSession {
     const entries = new Map<string, Entry>();
     const rows = new Map<string, ManifestEntry>();
     const firstSeen = new Map<string, number>();
-    for (const d of batch) {
+    const isDir = (path: string): boolean => {
+      const row = this.mirror.get(path);
+      return row !== undefined && row.kind === 'dir' && row.deletedAt === null;
+    };
+    for (const d of anchorMarks(batch, (path) => this.mirror.has(path), isDir)) {
+      // Looked at from a directory the standby lacks, which something below is still on its way into: after that.
+      if (this.isBusy(d.path)) {
+        this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
+        continue;
+      }
       const found = await this.describe(d);
       if (found === 'unstable') {
         this.countRetry(d.path, 'changing while it was read');
