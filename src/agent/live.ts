@@ -31,6 +31,7 @@ import { RETRYABLE, SourceTree, applyToMirror, hashDecides, mirrorAfter, type Ag
 import { BusyPaths } from './busypaths.js';
 import type { DbReport } from './dbprobe.js';
 import { serveAgentHttp, type AgentHttp, type StandbyReport } from './metrics.js';
+import { compressorFor } from './compress.js';
 import { Sender, type HashedWhileSent, type OpFailure } from './sender.js';
 import { FeedState } from './feedstate.js';
 import { computeWatermark } from './watermark.js';
@@ -191,7 +192,7 @@ class StandbyLink {
   /** The connection's session while there is one (its ops in flight, its sender's totals). */
   private session: { readonly live: LiveSession; readonly sender: Sender } | null = null;
   /** Files and bytes sent over connections that have ended. */
-  private sentBefore = { files: 0, bytes: 0 };
+  private sentBefore = { files: 0, bytes: 0, wireBytes: 0 };
   private connections = 0;
   private lastHeartbeat: { readonly watermark: number | null; readonly feedIncomplete: FeedGap | null } = { watermark: null, feedIncomplete: null };
 
@@ -240,10 +241,11 @@ class StandbyLink {
 
   /** How this standby is doing, for /healthz and /metrics. */
   report(): StandbyReport {
-    const sent = this.session?.sender.sent ?? { files: 0, bytes: 0 };
+    const sent = this.session?.sender.sent ?? { files: 0, bytes: 0, wireBytes: 0 };
     return {
       url: this.url, connected: this.session !== null, ...this.lastHeartbeat,
       filesSent: this.sentBefore.files + sent.files, bytesSent: this.sentBefore.bytes + sent.bytes,
+      wireBytesSent: this.sentBefore.wireBytes + sent.wireBytes,
       queuedPaths: this.dirty.size, opsInFlight: this.session?.live.opsInFlight ?? 0, connections: this.connections,
     };
   }
@@ -291,7 +293,7 @@ class StandbyLink {
       }
       log.info(`connected to ${this.url}`);
       let busy = false;
-      const sender = new Sender(session.conn, session, shared.tree.source, shared.tree.hasher);
+      const sender = new Sender(session.conn, session, shared.tree.source, shared.tree.hasher, compressorFor(options.compress ?? null, session, this.url, log));
       const live = new LiveSession(sessionOptions, shared.tree, this.dirty, this.held, sender, signal, hooks);
       this.session = { live, sender };
       this.connections++;
@@ -307,7 +309,8 @@ class StandbyLink {
         }
       } finally {
         this.session = null;
-        this.sentBefore = { files: this.sentBefore.files + sender.sent.files, bytes: this.sentBefore.bytes + sender.sent.bytes };
+        const { files, bytes, wireBytes } = sender.sent;
+        this.sentBefore = { files: this.sentBefore.files + files, bytes: this.sentBefore.bytes + bytes, wireBytes: this.sentBefore.wireBytes + wireBytes };
         session.conn.close();
         await session.conn.closed;
       }

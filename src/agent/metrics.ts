@@ -22,6 +22,8 @@ export interface StandbyReport {
   /** Since the agent started, over all its connections. */
   readonly filesSent: number;
   readonly bytesSent: number;
+  /** bytesSent as it went on the wire (compressed where --compress paid; frame headers not counted). */
+  readonly wireBytesSent: number;
   /** Changed paths waiting to be looked at for it. */
   readonly queuedPaths: number;
   /** Ops sent to it and not yet answered. */
@@ -65,6 +67,7 @@ function registryFor(standbys: () => readonly StandbyReport[]): Registry {
   gauge('warmsync_standby_ops_in_flight', 'Ops sent to this standby and not yet answered', (s) => s.opsInFlight);
   counter('warmsync_standby_sent_files_total', 'Files whose content was sent to this standby', (s) => s.filesSent);
   counter('warmsync_standby_sent_bytes_total', 'Bytes of file content sent to this standby', (s) => s.bytesSent);
+  counter('warmsync_standby_sent_wire_bytes_total', 'Bytes of file content put on the wire to this standby: sent_bytes after compression (--compress)', (s) => s.wireBytesSent);
   counter('warmsync_standby_connections_total', 'Connections established to this standby\'s receiver', (s) => s.connections);
   return registry;
 }

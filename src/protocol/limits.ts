@@ -5,22 +5,32 @@
  */
 
 /**
- * The only protocol version this build speaks. Version 2 added `fileEnd`, so the agent can hash a
- * file while it sends it; version 3 (this one) added owners (`owner` on ops and manifest entries),
- * special files (kind "special", the `special` message) and names with backslashes. An older
- * peer is refused with VERSION_MISMATCH: upgrade both sides together.
+ * The newest protocol version this build speaks. Version 2 added `fileEnd`, so the agent can hash a
+ * file while it sends it; version 3 added owners (`owner` on ops and manifest entries), special
+ * files (kind "special", the `special` message) and names with backslashes; version 4 (this one)
+ * added compressed chunk frames (FRAME_ZCHUNK) and `welcome.compression`, the methods the receiver
+ * can decompress. Version 4 changes nothing else, so this build also speaks 3 with a peer that
+ * speaks no newer (no compression then); anything older is refused with VERSION_MISMATCH.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+
+/** The first version with compressed chunk frames. */
+export const COMPRESSION_PROTOCOL = 4;
 
 /** Versions offered in `hello` and accepted in `auth`, newest first. */
-export const SUPPORTED_PROTOCOLS: readonly number[] = Object.freeze([PROTOCOL_VERSION]);
+export const SUPPORTED_PROTOCOLS: readonly number[] = Object.freeze([PROTOCOL_VERSION, 3]);
 
 /** Frame kind byte (byte 0 of every WebSocket message). */
 export const FRAME_CONTROL = 0x01;
 export const FRAME_CHUNK = 0x02;
+/** A chunk whose data is one zstd frame (protocol 4, once the receiver offered "zstd"). */
+export const FRAME_ZCHUNK = 0x03;
 
 /** Kind byte + transfer id (uint32 BE) + offset (uint64 BE). */
 export const CHUNK_HEADER_BYTES = 13;
+
+/** A chunk's header + the data's length before compression (uint32 BE). */
+export const ZCHUNK_HEADER_BYTES = CHUNK_HEADER_BYTES + 4;
 
 /** Largest data payload of one chunk frame: 1 MiB. */
 export const MAX_CHUNK_BYTES = 1024 * 1024;

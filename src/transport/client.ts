@@ -44,6 +44,10 @@ export interface Session {
   readonly window: number;
   readonly maxInFlight: number;
   readonly receiverId: string;
+  /** The protocol version agreed on. */
+  readonly protocol: number;
+  /** What the receiver can decompress (welcome.compression): empty from a protocol-3 receiver. */
+  readonly compression: readonly string[];
 }
 
 export async function dial(options: DialOptions): Promise<Session> {
@@ -138,7 +142,9 @@ async function handshake(conn: Connection, options: DialOptions): Promise<Sessio
       throw new ProtocolError('AUTH_FAILED', 'authentication failed: the receiver does not hold this token (is the URL right?)');
     }
     conn.markAuthenticated();
-    return { conn, window: welcome.window, maxInFlight: welcome.maxInFlight, receiverId: hello.receiverId };
+    return {
+      conn, window: welcome.window, maxInFlight: welcome.maxInFlight, receiverId: hello.receiverId, protocol, compression: welcome.compression ?? [],
+    };
   } catch (err) {
     conn.close();
     if (err instanceof WarmsyncError) throw err;

@@ -13,7 +13,9 @@ import { Admission } from './admission.js';
 import { AuthBackoff } from './backoff.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, receiverMac } from '../protocol/handshake.js';
-import { PROTOCOL_VERSION, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';
+import { COMPRESSION_METHODS } from '../protocol/compression.js';
+import { COMPRESSION_PROTOCOL, SUPPORTED_PROTOCOLS } from '../protocol/limits.js';
+import { ChunkInflater, zstdUnavailable } from './zstd.js';
 import type { Logger } from '../log.js';
 import { CLOSE_POLICY, Connection } from './connection.js';
 import {
@@ -177,12 +179,31 @@ async function authenticate(conn: Connection, options: ServerOptions): Promise<v
   conn.send({ type: 'hello', protocols: [...SUPPORTED_PROTOCOLS], nonce, receiverId: options.receiverId });
   const auth = await conn.nextControl(options.handshakeTimeoutMs);
   if (auth.type !== 'auth') throw new ProtocolError('UNEXPECTED_MESSAGE', `expected auth, got ${auth.type}`);
-  if (auth.protocol !== PROTOCOL_VERSION) {
+  if (!SUPPORTED_PROTOCOLS.includes(auth.protocol)) {
     throw new ProtocolError('VERSION_MISMATCH', `agent asked for protocol ${auth.protocol}; this receiver speaks ${SUPPORTED_PROTOCOLS.join(', ')}`);
   }
   if (!macEqual(auth.mac, agentMac(options.token, nonce, auth.nonce))) {
     throw new ProtocolError('AUTH_FAILED', 'authentication failed: the agent does not hold this receiver\'s token');
   }
   conn.markAuthenticated();
-  conn.send({ type: 'welcome', mac: receiverMac(options.token, nonce, auth.nonce), window: options.window, maxInFlight: options.maxInFlight });
+  // Only a protocol-4 agent knows welcome.compression (an older one would refuse the unknown field).
+  const compression = auth.protocol >= COMPRESSION_PROTOCOL ? offerCompression(conn, options.log) : null;
+  conn.send({
+    type: 'welcome', mac: receiverMac(options.token, nonce, auth.nonce), window: options.window, maxInFlight: options.maxInFlight,
+    ...(compression === null ? {} : { compression }),
+  });
+}
+
+let zstdMissingLogged = false;
+
+/** The methods this receiver decompresses, "zstd" unless its addon failed to load (then none, logged once). */
+function offerCompression(conn: Connection, log: Logger): string[] {
+  const missing = zstdUnavailable();
+  if (missing !== null) {
+    if (!zstdMissingLogged) log.warn('ZSTD_UNAVAILABLE', `zstd cannot be loaded (${missing}); agents asking for --compress zstd send uncompressed`);
+    zstdMissingLogged = true;
+    return [];
+  }
+  conn.acceptCompressed(new ChunkInflater().inflate);
+  return [...COMPRESSION_METHODS];
 }
