@@ -2,10 +2,13 @@
 // sockets and SQLite. Text files (small ones, and a 5 MiB one that takes several chunks and a
 // fileEnd) arrive byte for byte with fewer bytes on the wire than in the files; random files, and
 // a file that is text for its first chunk and random after, arrive byte for byte too, the random
-// ones sent raw (wire bytes = file bytes). Without --compress nothing is compressed. The live
-// agent's /metrics counts wire bytes apart from file bytes. A bad --compress value is an exit-2 line.
+// ones sent raw (wire bytes = file bytes). Without --compress nothing is compressed; `compress:`
+// in --config works as the flag. The live agent's /metrics counts wire bytes apart from file
+// bytes. A bad --compress value is an exit-2 line.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import {
   assertCleanFailure, assertSameTree, buildTree, closeStandbys, openStandby, runAgent, startLiveAgent, syncOnce, waitForConvergence,
@@ -67,6 +70,17 @@ describe('agent --compress zstd', () => {
     await assertSameTree(s.src, s.dst);
     assert.equal(summary.wireBytesSent, summary.bytesSent);
     assert.equal(summary.bytesSent, 200_000);
+  });
+
+  test('`compress: zstd` in the agent\'s config file does the same as the flag', { timeout: 60_000 }, async () => {
+    const s = await openStandby();
+    await buildTree(s.src, { 'etc/app.yaml': configText(200_000, 7) });
+    const config = join(s.dir, 'agent.yaml');
+    await writeFile(config, 'compress: zstd\n');
+    const summary = await syncOnce(s, ['--config', config]);
+    await assertSameTree(s.src, s.dst);
+    assert.equal(summary.bytesSent, 200_000);
+    assert.ok(summary.wireBytesSent < 50_000, `${summary.wireBytesSent} bytes on the wire`);
   });
 
   test('the live agent\'s /metrics counts wire bytes apart from file bytes', { timeout: 60_000 }, async () => {
