@@ -83,6 +83,22 @@ export function healthOf(standbys: readonly StandbyReport[], now: number): objec
   };
 }
 
+/**
+ * How every standby is doing in one short line (systemd's STATUS=, shown by `systemctl status`):
+ * `URL: connected, W 0 s behind; URL: not connected, W 35 s behind, 120 queued`. The lag is in
+ * whole seconds, so that the line changes when something does, not at every heartbeat.
+ */
+export function statusLine(standbys: readonly StandbyReport[], now: number): string {
+  return standbys.map((s) => {
+    const parts = [s.connected ? 'connected' : 'not connected'];
+    if (s.watermark !== null) parts.push(`W ${Math.max(0, Math.round((now - s.watermark) / 1000))} s behind`);
+    else parts.push(s.connected ? 'first full pass' : 'no W yet');
+    if (s.feedIncomplete !== null) parts.push(`W held (${s.feedIncomplete.reason})`);
+    if (s.queuedPaths > 0) parts.push(`${s.queuedPaths} queued`);
+    return `${s.url}: ${parts.join(', ')}`;
+  }).join('; ');
+}
+
 export interface AgentHttp {
   /** http://HOST:PORT, with the port the system picked for port 0. */
   readonly url: string;

@@ -7,6 +7,7 @@ import { COMPRESSION_METHODS } from '../protocol/compression.js';
 import { loadFilterSources } from '../config/excludes.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { createProgress, progressMode } from '../progress/progress.js';
+import { systemdNotifier } from '../notify.js';
 import { resolveStateDir } from '../statedir.js';
 import { refuseStandbySource } from './standby-guard.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
@@ -26,6 +27,12 @@ const HEARTBEAT_MS = 200;
  * is the use; past a handful, a relay (a standby's own agent) scales better.
  */
 export const MAX_STANDBYS = 8;
+/**
+ * Under systemd (Type=notify), until the first full pass is done with every standby: the start
+ * timeout is pushed this far ahead every third of it. A first sync of a large tree takes hours
+ * and is not a failed start; an agent whose event loop is stuck for this long is.
+ */
+const START_EXTEND_USEC = 90_000_000;
 
 export const AGENT_HELP = `Usage: warmsync agent --root DIR --connect ws://HOST:PORT [--connect URL]... [--once] [options]
 
@@ -134,9 +141,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const progress = createProgress(progressMode(flags), log);
   const options = { root, urls, token, stateDir, rules, log, connectAttempts, tls, progress, safety: { ...DEFAULT_SAFETY, maxDeleteShare: maxDelete / 100 }, releaseDeletions: flags['release-deletions'] === true, noSetuid: flags['no-setuid'] === true, compress };
   if (!flags.once) {
+    const notify = systemdNotifier(log);
+    notify.extendStartup(START_EXTEND_USEC);
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void => {
       log.info(`${signal}: finishing what is in flight, then stopping`);
+      notify.stopping();
       stop.abort();
     };
     process.once('SIGTERM', onSignal);
@@ -145,7 +155,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     const { runLive } = await import('../agent/live.js');
     const db = dbPrimary === undefined ? null : new (await import('../agent/dbprobe.js')).DbProbe(dbPrimary, log);
     try {
-      await runLive({ ...options, rescanIntervalMs: rescanSec * 1000, quietMs: 2, settleMs: SETTLE_MS, heartbeatMs: HEARTBEAT_MS, db, metricsListen }, stop.signal);
+      await runLive({ ...options, rescanIntervalMs: rescanSec * 1000, quietMs: 2, settleMs: SETTLE_MS, heartbeatMs: HEARTBEAT_MS, db, metricsListen, notify }, stop.signal);
     } finally {
       await db?.close();
     }
