@@ -82,14 +82,17 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   // Before anything starts a child: it takes $NOTIFY_SOCKET out of the environment.
   const notify = systemdNotifier(log);
   const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotSource, tls, owners });
+  // Caught from before anyone hears "listening" or READY=1: a SIGTERM right after them (a script,
+  // `systemctl stop`) must stop the receiver cleanly, not kill it mid-way by the default action.
+  const stopSignal = new Promise<NodeJS.Signals>((resolveSignal) => {
+    process.once('SIGTERM', () => resolveSignal('SIGTERM'));
+    process.once('SIGINT', () => resolveSignal('SIGINT'));
+  });
   process.stdout.write(`listening on ${receiver.url}\n`);
   log.info(`receiver on ${root}, state in ${stateDir.abs}`);
   notify.followStatus(() => receiver.statusLine());
   notify.ready();
-  const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
-    process.once('SIGTERM', () => resolveSignal('SIGTERM'));
-    process.once('SIGINT', () => resolveSignal('SIGINT'));
-  });
+  const signal = await stopSignal;
   log.info(`${signal}: stopping`);
   notify.stopping();
   await receiver.stop();
