@@ -6,7 +6,9 @@
 // the source; each sends its one-line state when it changes (the receiver's is `warmsync status`'s
 // verdict line, and follows a new snapshot time); both ping WATCHDOG=1 about every 200 ms; SIGTERM
 // gives STOPPING=1, exit 0 and nothing after. Apart: a NOTIFY_SOCKET nobody listens on costs one
-// warning on each side and replication goes on; without NOTIFY_SOCKET nothing of it shows.
+// warning on each side and replication goes on; without NOTIFY_SOCKET nothing of it shows; with two
+// standbys, one down, the agent is ready once the other matches (a DR site that is down must not
+// fail the agent's start).
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,7 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import {
-  assertSameTree, buildTree, closeStandbys, openStandby, runCli, settleTimes, startLiveAgent, waitForConvergence,
+  assertSameTree, buildTree, closeStandbys, openStandby, openStandbyOf, runCli, settleTimes, startLiveAgent, waitForConvergence,
   type AgentProcess, type Standby, type TreeSpec,
 } from '../helpers/e2e.js';
 import { assertPingRate, closeNotifyListeners, listenNotify, type NotifyListener } from '../helpers/notify.js';
@@ -110,6 +112,24 @@ describe('systemd notify: receiver and live agent under Type=notify with a watch
       assert.deepEqual(after, [], `${name} said more after STOPPING=1`);
       assert.equal(listener.texts().filter((t) => t === 'STOPPING=1').length, 1);
     }
+  });
+});
+
+describe('systemd notify: two standbys, one of them down', () => {
+  test('READY=1 once the reachable standby matches; the status line names both', { timeout: 60_000 }, async () => {
+    const listener = await listenNotify(sockets, 'two.sock');
+    const local = await openStandby();
+    const dr = await openStandbyOf(local);
+    // The DR site is down: its URL refuses connections. (Stopped the moment it listens, it still
+    // exits 0: SIGTERM is handled from before "listening on" and READY=1; it was not, half the time.)
+    assert.equal(await dr.receiver.stop(), 0);
+    await buildTree(local.src, TREE);
+    const agent = startLiveAgent([local, dr], [], [], { NOTIFY_SOCKET: listener.path });
+    const ready = await listener.waitFor(/^READY=1$/, 30_000).catch((err: Error) => assert.fail(`${err.message}\n${agent.stderr()}`));
+    await assertSameTree(local.src, local.dst);
+    const said = listener.messages.filter((m) => m.at <= ready.at).map((m) => m.text);
+    assert.equal(said.at(-2), `STATUS=${local.url}: connected, W 0 s behind; ${dr.url}: not connected, no W yet`);
+    assert.equal(await agent.stop(), 0);
   });
 });
 
