@@ -53,8 +53,8 @@ const USAGE = `Usage: npm run bench [-- options]
   --scale           instead of the above: cost growth with the tree (issue 19): per size, a corpus of
                     100-2,000-byte files in 256 filestore dirs; initial sync, no-op and 1 % mutation,
                     warmsync and the rsync daemon alternating, then warmsync's live agent idle; CPU per
-                    file and peak RSS of both ends of each. 1M files take over an hour on 2 cores and
-                    ~15 GB of disk (one size at a time)
+                    file and peak RSS of both ends of each. 1M files take ~40 min or more on 2 cores
+                    and ~15 GB of disk (one size at a time)
   --scale-sizes L   comma-separated file counts (default 10000,100000,1000000)
   --scale-rounds N  rounds per scenario (default 3 below 100,000 files, 1 from there)
   --scale-idle-s N  the live agent's idle period, seconds (default 20)

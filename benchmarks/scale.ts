@@ -57,8 +57,11 @@ export interface ScaleEnv {
   say(line: string): void;
 }
 
-/** Rough cost per file of one size, all scenarios, on this 2-core machine (calibrated by the 10k/100k runs): for the up-front estimate only. */
-const ESTIMATE_MS_PER_FILE = 4;
+/**
+ * The up-front estimate of one size, ms: a fixed part, generation, and the rounds. Fitted to the
+ * 10k (3 rounds: 98 s) and 100k (1 round: 205 s) runs on the 2-core development machine at load 5-6.
+ */
+const estimateMs = (files: number, rounds: number): number => 20_000 + files * 0.3 + files * rounds * 1.8;
 
 const roundsFor = (o: ScaleOptions, binaries: number): number => o.rounds ?? (binaries >= 100_000 ? 1 : 3);
 
@@ -273,8 +276,8 @@ export async function runScale(o: ScaleOptions, env: ScaleEnv): Promise<{ markdo
   const { say } = env;
   const started = Date.now();
   const loadStart = os.loadavg();
-  const total = o.sizes.reduce((a, b) => a + b, 0);
-  say(`--scale: sizes ${o.sizes.map(fmtCount).join(', ')}; expect roughly ${Math.ceil((total * ESTIMATE_MS_PER_FILE) / 60_000)} min on a quiet 2-core machine `
+  const expected = o.sizes.reduce((sum, n) => sum + estimateMs(n, roundsFor(o, n)), 0);
+  say(`--scale: sizes ${o.sizes.map(fmtCount).join(', ')}; expect roughly ${Math.ceil(expected / 60_000)} min on a 2-core machine at load 5 (more under more load) `
     + `(file creation alone costs 0.3-1 ms a file on this disk), and free disk for about ${Math.ceil((Math.max(...o.sizes) * 3 * 5) / 1e6)} GB (source and two standbys of the largest size, ~5 KB a file with its inode)`);
   const resetOk = { value: true };
   const results: SizeResult[] = [];
@@ -284,14 +287,16 @@ export async function runScale(o: ScaleOptions, env: ScaleEnv): Promise<{ markdo
     results.push(await runSize(o, env, binaries, resetOk));
     const took = Date.now() - t0;
     const next = o.sizes[i + 1];
-    say(`  ${fmtCount(binaries)} files took ${fmtTime(took)}${next === undefined ? '' : `; ${fmtCount(next)} files should take about ${fmtTime((took * next) / binaries)}`}`);
+    // Linear in files and rounds: crude (generation and the idle period are paid once), but it tells the user what to expect.
+    const expected = next === undefined ? 0 : (took * next * roundsFor(o, next)) / (binaries * roundsFor(o, binaries));
+    say(`  ${fmtCount(binaries)} files took ${fmtTime(took)}${next === undefined ? '' : `; ${fmtCount(next)} files should take roughly ${fmtTime(expected)}`}`);
   }
   const loadEnd = os.loadavg();
   const rsync = await rsyncVersion();
   const la = (xs: readonly number[]): string => xs.map((x) => x.toFixed(2)).join(', ');
   const md: string[] = [
     `Run ${new Date(started).toISOString()} (\`${commandLine(o)}\`) in ${((Date.now() - started) / 60_000).toFixed(1)} min, `
-      + `warmsync ${gitCommit()}, ${os.availableParallelism()} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${rsync ?? 'rsync'}, ${tmpFilesystem(os.tmpdir())}; `
+      + `warmsync ${gitCommit()}, ${os.availableParallelism()} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${rsync?.replace(/\s+/g, ' ') ?? 'rsync'}, ${tmpFilesystem(os.tmpdir())}; `
       + `load average (1, 5, 15 min) ${la(loadStart)} at the start, ${la(loadEnd)} at the end.`,
     '',
     'Corpus: small Artifactory-like binaries of 100-2,000 bytes named by their SHA-1 in the 256 filestore dirs, plus etc/ (and ~3 % excluded files); '
