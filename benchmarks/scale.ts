@@ -191,6 +191,10 @@ async function runSize(o: ScaleOptions, env: ScaleEnv, binaries: number, resetOk
     files = corpus.files;
     say(`  ${fmtCount(corpus.files)} files to sync (${(corpus.bytes / 1048576).toFixed(0)} MiB), ${fmtCount(corpus.excludedFiles)} excluded, in ${fmtTime(performance.now() - g0)}`);
     const rounds = roundsFor(o, binaries);
+    // A run at 1M files takes minutes with nothing to print: say what is running.
+    const starting = (round: number, who: string): void => {
+      if (binaries >= 100_000) say(`  round ${round + 1}: ${who} running (${new Date().toISOString().slice(11, 19)} UTC)...`);
+    };
 
     say(`initial sync, ${rounds} round(s) (load ${os.loadavg()[0]?.toFixed(2)})`);
     const initial: Rounds = { warmsync: [], rsync: [] };
@@ -199,6 +203,7 @@ async function runSize(o: ScaleOptions, env: ScaleEnv, binaries: number, resetOk
       const last = round === rounds - 1;
       const w = await ws.open(join(standbyRoot, `warmsync-${round}`), `size-${binaries}-${round}`);
       try {
+        starting(round, 'warmsync');
         const run = await runWarmsync(w, src, resetOk);
         checked(src, w.dir, 'warmsync');
         initial.warmsync.push(run);
@@ -212,6 +217,7 @@ async function runSize(o: ScaleOptions, env: ScaleEnv, binaries: number, resetOk
         }
       }
       const r = await rsyncd.open(join(standbyRoot, `rsync-${round}`), `rsync-${round}`);
+      starting(round, 'rsync');
       const run = await runRsync(env.daemon, r, src);
       checked(src, r.dir, 'rsync');
       initial.rsync.push(run);
@@ -232,10 +238,12 @@ async function runSize(o: ScaleOptions, env: ScaleEnv, binaries: number, resetOk
           const m = mutate(src, `${o.seed}:scale:round-${round}`, { small: true });
           say(`  round ${round + 1}: mutated the source: +${m.added}, -${m.deleted}, ${m.edited} etc/ edits`);
         }
+        starting(round, 'warmsync');
         const a = await runWarmsync(w, src, resetOk);
         if (key === 'mutation') checked(src, w.dir, 'warmsync');
         rs.warmsync.push(a);
         say(`  round ${round + 1}: ${describe('warmsync', a, files)}`);
+        starting(round, 'rsync');
         const b = await runRsync(env.daemon, r, src);
         if (key === 'mutation') checked(src, r.dir, 'rsync');
         rs.rsync.push(b);
