@@ -85,6 +85,11 @@ export class RsyncDaemon {
     return new RsyncDaemon(port, moduleRoot, child, output);
   }
 
+  /** The daemon's process id (its per-connection children are measured through it). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** rsync:// URL of a standby directory under the module root (through `port`, a proxy's, when given). */
   url(dir: string, port = this.port): string {
     const rel = relative(this.moduleRoot, dir);

@@ -8,6 +8,10 @@
  *   logs/ work/ backup/ data/tmp/ data/filestore/_pre/
  *                              what EXCLUDES skips: ~3 % more files that neither side may copy
  *
+ * With `small` (the --scale corpus, issue 19) the binaries are 100-2,000 bytes, uniform, with no large
+ * ones, as in a filestore of millions of small artifacts; the SHA-1 names still spread them over the
+ * 256 dirs 00..ff.
+ *
  * Everything (names, sizes, contents, mtimes) follows from the seed. `mutate` changes a tree the way a
  * day of use does (add 1 % binaries, delete 0.5 %, edit some etc/ files, append to a log), also from a
  * seed. Content is AES-128-CTR keystream: incompressible and fast to make.
@@ -98,20 +102,25 @@ export function binarySize(rng: Rng, max = 4 * MiB): number {
   return Math.max(64, Math.min(max, Math.round(MEDIAN * Math.exp(SIGMA * rng.normal()))));
 }
 
-function write(root: string, rel: string, data: Buffer | string, mtimeS?: number): number {
+/** `made`: directories this caller has already made (at a million files a mkdir per file is a cost of its own). */
+function write(root: string, rel: string, data: Buffer | string, mtimeS?: number, made?: Set<string>): number {
   const abs = join(root, rel);
-  mkdirSync(dirname(abs), { recursive: true });
+  const dir = dirname(abs);
+  if (made === undefined || !made.has(dir)) {
+    mkdirSync(dir, { recursive: true });
+    made?.add(dir);
+  }
   writeFileSync(abs, data);
   if (mtimeS !== undefined) utimesSync(abs, mtimeS, mtimeS);
   return typeof data === 'string' ? Buffer.byteLength(data) : data.length;
 }
 
 /** Writes a binary into data/filestore/xx/<sha1>; returns its relative path and size. */
-export function writeBinary(root: string, seed: string, label: string, size: number, mtimeS?: number): { rel: string; bytes: number } {
+export function writeBinary(root: string, seed: string, label: string, size: number, mtimeS?: number, made?: Set<string>): { rel: string; bytes: number } {
   const data = content(seed, label, size);
   const sha1 = createHash('sha1').update(data).digest('hex');
   const rel = `data/filestore/${sha1.slice(0, 2)}/${sha1}`;
-  return { rel, bytes: write(root, rel, data, mtimeS) };
+  return { rel, bytes: write(root, rel, data, mtimeS, made) };
 }
 
 function configText(rng: Rng, lines: number): string {
@@ -131,8 +140,20 @@ const CONFIGS: ReadonlyArray<readonly [string, number]> = [
 
 export interface CorpusStats { readonly files: number; readonly bytes: number; readonly excludedFiles: number; readonly excludedBytes: number }
 
+export interface CorpusShape {
+  /** Binaries of 100-2,000 bytes (uniform) and no large ones: the --scale corpus. */
+  readonly small?: boolean;
+  /** Called every `progressEvery` binaries with how many are written. */
+  readonly onProgress?: (written: number) => void;
+  readonly progressEvery?: number;
+}
+
+/** A small binary's size: 100-2,000 bytes, uniform. */
+export const smallSize = (rng: Rng): number => rng.int(100, 2000);
+
 /** Generates the tree for `seed` with `binaries` filestore files under `root` (which may exist, empty). */
-export function generateCorpus(root: string, seed: string, binaries: number): CorpusStats {
+export function generateCorpus(root: string, seed: string, binaries: number, shape: CorpusShape = {}): CorpusStats {
+  const made = new Set<string>();
   const rng = new Rng(`${seed}:corpus`);
   let files = 0;
   let bytes = 0;
@@ -141,26 +162,29 @@ export function generateCorpus(root: string, seed: string, binaries: number): Co
     bytes += write(root, rel, configText(rng, lines), mtime());
     files++;
   }
-  const big = Math.max(2, Math.round(binaries / 2000));
+  const big = shape.small === true ? 0 : Math.max(2, Math.round(binaries / 2000));
+  const every = shape.progressEvery ?? 50_000;
   for (let i = 0; i < binaries; i++) {
-    const size = i < big ? rng.int(2 * MiB, 8 * MiB) : binarySize(rng);
-    bytes += writeBinary(root, seed, `bin-${i}`, size, mtime()).bytes;
+    const size = i < big ? rng.int(2 * MiB, 8 * MiB) : shape.small === true ? smallSize(rng) : binarySize(rng);
+    bytes += writeBinary(root, seed, `bin-${i}`, size, mtime(), made).bytes;
     files++;
+    if (shape.onProgress !== undefined && (i + 1) % every === 0) shape.onProgress(i + 1);
   }
   // What the excludes file skips (~3 % of the binaries' count): logs, work, backups, temp, partial uploads.
   let excludedFiles = 0;
   let excludedBytes = 0;
   const extra = Math.max(5, Math.round(binaries * 0.006));
+  const extraSize = (): number => (shape.small === true ? smallSize(rng) : binarySize(rng, 256 * KiB));
   const skipped = (rel: string, data: Buffer | string): void => {
     excludedBytes += write(root, rel, data, mtime());
     excludedFiles++;
   };
   for (let i = 0; i < extra; i++) {
     skipped(`logs/artifactory-service.${i}.log`, configText(rng, 200));
-    skipped(`work/artifactory/tomcat/${rng.hex(8)}.tmp`, content(seed, `work-${i}`, binarySize(rng, 256 * KiB)));
+    skipped(`work/artifactory/tomcat/${rng.hex(8)}.tmp`, content(seed, `work-${i}`, extraSize()));
     skipped(`backup/backup-daily/current/repositories/${rng.hex(12)}.xml`, configText(rng, 50));
-    skipped(`data/tmp/${rng.hex(16)}`, content(seed, `tmp-${i}`, binarySize(rng, 256 * KiB)));
-    skipped(`data/filestore/_pre/${rng.hex(40)}`, content(seed, `pre-${i}`, binarySize(rng, 256 * KiB)));
+    skipped(`data/tmp/${rng.hex(16)}`, content(seed, `tmp-${i}`, extraSize()));
+    skipped(`data/filestore/_pre/${rng.hex(40)}`, content(seed, `pre-${i}`, extraSize()));
   }
   return { files, bytes, excludedFiles, excludedBytes };
 }
@@ -178,8 +202,8 @@ export function listBinaries(root: string): string[] {
 
 export interface MutationStats { readonly added: number; readonly addedBytes: number; readonly deleted: number; readonly edited: number }
 
-/** A day of use: add 1 % binaries, delete 0.5 %, edit 5 etc/ files, append to a log (excluded). */
-export function mutate(root: string, seed: string): MutationStats {
+/** A day of use: add 1 % binaries, delete 0.5 %, edit 5 etc/ files, append to a log (excluded). `small`: the added binaries are 100-2,000 bytes. */
+export function mutate(root: string, seed: string, shape: Pick<CorpusShape, 'small'> = {}): MutationStats {
   const rng = new Rng(`${seed}:mutate`);
   const binaries = listBinaries(root);
   const nDelete = Math.max(1, Math.round(binaries.length * 0.005));
@@ -188,7 +212,7 @@ export function mutate(root: string, seed: string): MutationStats {
   for (let guard = 0; victims.size < nDelete && guard < nDelete * 100; guard++) victims.add(rng.int(0, binaries.length - 1));
   for (const i of victims) unlinkSync(join(root, binaries[i] as string));
   let addedBytes = 0;
-  for (let i = 0; i < nAdd; i++) addedBytes += writeBinary(root, seed, `mut-${i}`, binarySize(rng)).bytes;
+  for (let i = 0; i < nAdd; i++) addedBytes += writeBinary(root, seed, `mut-${i}`, shape.small === true ? smallSize(rng) : binarySize(rng)).bytes;
   const configs = CONFIGS.map(([rel]) => rel);
   let edited = 0;
   for (let i = 0; i < 5; i++) {

@@ -135,6 +135,53 @@ export function cpuTicks(pid: number | undefined): number | null {
 }
 export const TICKS_PER_S = 100;
 
+/**
+ * CPU (user + system, clock ticks) of the children `pid` has reaped, and of theirs: cutime + cstime.
+ * An rsync daemon forks a process per connection (which forks again) and reaps it when it ends, so the
+ * growth of this over a run is what the daemon's side of that run cost. Null when unreadable.
+ */
+export function reapedChildCpuTicks(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": cutime is field 16, cstime 17.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[13]) + Number(fields[14]);
+    return Number.isFinite(ticks) ? ticks : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The live descendants of `pid` (children, theirs, ...), from /proc/PID/task/TID/children. */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length > 0 && out.length < 1000) {
+    const p = stack.pop() as number;
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tasks) {
+      let children = '';
+      try {
+        children = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
+      } catch { /* gone meanwhile */ }
+      for (const c of children.split(' ')) {
+        const n = Number(c);
+        if (c !== '' && Number.isInteger(n)) {
+          out.push(n);
+          stack.push(n);
+        }
+      }
+    }
+  }
+  return out;
+}
+
 /** The inotify watches a live process holds: `inotify wd:` lines over /proc/PID/fdinfo/*, or null. */
 export function inotifyWatches(pid: number | undefined): number | null {
   if (pid === undefined) return null;

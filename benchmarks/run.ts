@@ -1,5 +1,6 @@
 /**
- * The benchmark runner: `npm run bench` (quick) or `npm run bench -- --full`.
+ * The benchmark runner: `npm run bench` (quick), `npm run bench -- --full`, or `npm run bench -- --scale`
+ * (the cost-growth table of issue 19, scale.ts: its own corpus per size, warmsync and the rsync daemon only).
  *
  * Builds warmsync, makes a seeded corpus in a temp dir under os.tmpdir(), starts an rsync daemon on
  * 127.0.0.1, runs the scenarios (scenarios.ts) with warmsync and each competitor alternating, and the
@@ -11,18 +12,19 @@
  * Results are compared, not asserted: the exit status says whether the harness ran, not whether a
  * target was met. Every child process is killed and the temp dir removed on exit, even on failure.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stopAll } from '../scripts/lib/cli-process.js';
 import { cpSide, ensureLsyncd, localRsyncSide, lsyncdLive, rsyncDaemonSide, rsyncHasFsync, rsyncVersion, RsyncDaemon } from './competitors.js';
 import { EXCLUDES, generateCorpus, writeBigBinary, type CorpusStats } from './corpus.js';
 import { nodeImportFsFloor, nodeStartFloor, streamCopyFloor, walkFloor } from './floors.js';
+import { REPO, gitCommit, tmpFilesystem } from './machine.js';
 import { HAVE_TIME, killAll, runQuiet } from './proc.js';
+import { parseSizes } from './scale-report.js';
+import { runScale, type ScaleOptions } from './scale.js';
 import {
   Persistent, freshScenario, liveScenario, mutationBefore, resyncScenario,
   type Comparison, type Context, type Floor, type LiveRecord, type RunLog, type ScenarioResult, type Unit,
@@ -32,7 +34,6 @@ import { behindLargeScenario, burstScenario, watchMemoryScenario } from './watch
 import { WAN_LINK, bwlimitScenario, wanScenario } from './wan.js';
 import { warmsyncLive, warmsyncSide, type WarmsyncStandby } from './warmsync.js';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SCENARIOS = ['initial', 'noop', 'mutation', 'live', 'behind-large', 'burst', 'watch-memory', 'bigfile', 'wan'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
@@ -51,7 +52,15 @@ const USAGE = `Usage: npm run bench [-- options]
   --wan-rtt-ms N    wan: the proxy's round trip, ms (default 50)
   --wan-mbit N      wan: the proxy's rate, Mbit/s (default 100)
   --seed S          corpus seed (default "warmsync")
-  --timeout-s N     limit for any single timed run (default 1800)
+  --timeout-s N     limit for any single timed run (default 1800; 7200 with --scale)
+  --scale           instead of the above: cost growth with the tree (issue 19): per size, a corpus of
+                    100-2,000-byte files in 256 filestore dirs; initial sync, no-op and 1 % mutation,
+                    warmsync and the rsync daemon alternating, then warmsync's live agent idle; CPU per
+                    file and peak RSS of both ends of each. 1M files take ~40 min or more on 2 cores
+                    and ~15 GB of disk (one size at a time)
+  --scale-sizes L   comma-separated file counts (default 10000,100000,1000000)
+  --scale-rounds N  rounds per scenario (default 3 below 100,000 files, 1 from there)
+  --scale-idle-s N  the live agent's idle period, seconds (default 20)
   --no-build        do not run \`npm run build\` first
   --no-docs         do not rewrite docs/benchmarks.md
   --keep            keep the temp dir (its path is printed)`;
@@ -74,6 +83,8 @@ interface Options {
   readonly build: boolean;
   readonly docs: boolean;
   readonly keep: boolean;
+  /** Set with --scale: run the cost-growth table instead of the scenarios. */
+  readonly scale: ScaleOptions | null;
 }
 
 function positive(name: string, value: string | undefined, fallback: number): number {
@@ -92,9 +103,18 @@ function parseOptions(argv: string[]): Options | null {
       'behind-mib': { type: 'string' }, 'burst-files': { type: 'string' }, 'watch-files': { type: 'string' },
       'wan-rtt-ms': { type: 'string' }, 'wan-mbit': { type: 'string' },
       'no-build': { type: 'boolean' }, 'no-docs': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      scale: { type: 'boolean' }, 'scale-sizes': { type: 'string' }, 'scale-rounds': { type: 'string' }, 'scale-idle-s': { type: 'string' },
     },
   });
   if (values.help) return null;
+  const scaleOnly = ['scale-sizes', 'scale-rounds', 'scale-idle-s'] as const;
+  if (values.scale !== true) {
+    for (const name of scaleOnly) if (values[name] !== undefined) throw new Error(`--${name} needs --scale`);
+  } else {
+    for (const name of ['full', 'files', 'big-mib', 'pairs', 'only', 'live-files', 'live-rate', 'behind-mib', 'burst-files', 'watch-files'] as const) {
+      if (values[name] !== undefined) throw new Error(`--${name} does not apply to --scale (it has --scale-sizes, --scale-rounds and --scale-idle-s)`);
+    }
+  }
   const full = values.full === true;
   const only = values.only === undefined ? [...SCENARIOS] : values.only.split(',').map((s) => s.trim());
   for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`--only: unknown scenario ${JSON.stringify(s)}; scenarios: ${SCENARIOS.join(', ')}`);
@@ -117,6 +137,14 @@ function parseOptions(argv: string[]): Options | null {
     build: values['no-build'] !== true,
     docs: values['no-docs'] !== true,
     keep: values.keep === true,
+    scale: values.scale !== true ? null : {
+      sizes: parseSizes(values['scale-sizes'] ?? '10000,100000,1000000'),
+      rounds: values['scale-rounds'] === undefined ? null : positive('scale-rounds', values['scale-rounds'], 1),
+      idleS: positive('scale-idle-s', values['scale-idle-s'], 20),
+      seed: values.seed ?? 'warmsync',
+      timeoutMs: positive('timeout-s', values['timeout-s'], 7200) * 1000,
+      docs: values['no-docs'] !== true,
+    },
   };
 }
 
@@ -214,30 +242,6 @@ interface Report {
   readonly setupNotes: string[];
   readonly scenarios: ScenarioResult[];
   durationMs: number;
-}
-
-function tmpFilesystem(path: string): string {
-  try {
-    let best = { mount: '', type: '?', dev: '?' };
-    for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-      const [dev, mount, type] = line.split(' ');
-      if (dev === undefined || mount === undefined || type === undefined) continue;
-      if ((path === mount || path.startsWith(mount.endsWith('/') ? mount : mount + '/')) && mount.length > best.mount.length) best = { mount, type, dev };
-    }
-    return `${path} on ${best.mount} (${best.type}, ${best.dev})`;
-  } catch {
-    return path;
-  }
-}
-
-function gitCommit(): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${head} + uncommitted changes in src/` : head;
-  } catch {
-    return 'unknown';
-  }
 }
 
 const la = (xs: readonly number[]): string => xs.map((x) => x.toFixed(2)).join(', ');
@@ -490,6 +494,7 @@ async function main(): Promise<number> {
   }
   const o = options;
   const say = (line: string): void => void process.stderr.write(line + '\n');
+  if (o.scale !== null) return scaleMain(o, o.scale, say);
   const started = Date.now();
   const loadAvgStart = os.loadavg();
   say(`warmsync benchmarks, ${o.mode} mode: ${o.files} binaries, ${o.pairs} pairs, scenarios ${o.only.join(', ')}; load average ${la(loadAvgStart)}`);
@@ -704,6 +709,63 @@ async function main(): Promise<number> {
     say(`\nwrote ${jsonPath}`);
     if (o.docs) say(`wrote ${await writeDocs(table)}`);
     return report.scenarios.some((s) => s.error !== undefined) ? 1 : 0;
+  } finally {
+    await cleanup();
+  }
+}
+
+/** `--scale`: build, start the rsync daemon, run scale.ts, write the JSON, print the table; cleans up as main does. */
+async function scaleMain(o: Options, scale: ScaleOptions, say: (line: string) => void): Promise<number> {
+  const started = Date.now();
+  if (o.build) {
+    say('building (npm run build)...');
+    const b = await runQuiet('npm', ['run', 'build', '--silent'], 600_000);
+    if (b.code !== 0) {
+      say(`bench: npm run build failed:\n${b.stdout}${b.stderr}`);
+      return 1;
+    }
+  }
+  const root = await mkdtemp(join(os.tmpdir(), 'warmsync-bench-scale-'));
+  let daemon: RsyncDaemon | null = null;
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await daemon?.stop().catch(() => undefined);
+    await killAll();
+    stopAll();
+    if (o.keep) say(`kept ${root}`);
+    else await rm(root, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    say(`${signal}: stopping every child process and removing ${root}`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const work = join(root, 'work');
+    const standbys = join(root, 'standbys');
+    await mkdir(work);
+    const tokenFile = join(work, 'token');
+    await writeFile(tokenFile, 'bench-token-0123456789abcdef0123456789\n', { mode: 0o600 });
+    const excludesFile = join(work, 'excludes.txt');
+    await writeFile(excludesFile, EXCLUDES);
+    if ((await rsyncVersion()) === null) throw new Error('rsync is not installed (apt-get install -y rsync)');
+    if (!HAVE_TIME) throw new Error('/usr/bin/time is missing (apt-get install -y time): --scale reads the CPU of the agent and of the rsync client from it');
+    daemon = await RsyncDaemon.start(work, standbys);
+    say(`rsync daemon on 127.0.0.1:${daemon.port} (TCP_NODELAY); working in ${root}`);
+    const { markdown: table, ok, results } = await runScale(scale, { root, daemon, standbys, tokenFile, excludesFile, say });
+    const resultsDir = join(REPO, 'benchmarks/results');
+    await mkdir(resultsDir, { recursive: true });
+    const jsonPath = join(resultsDir, `scale-${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`);
+    await writeFile(jsonPath, JSON.stringify({ options: scale, results }, null, 2) + '\n');
+    process.stdout.write(table + '\n');
+    say(`\nwrote ${jsonPath}`);
+    return ok ? 0 : 1;
+  } catch (err) {
+    say(`bench --scale: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
   } finally {
     await cleanup();
   }

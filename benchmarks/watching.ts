@@ -38,8 +38,8 @@ const BEHIND_RATE = 50;
 const BURST_DIRS = 10;
 const WATCH_DIRS = 256;
 /** Idle: under this share of one core over IDLE_WINDOW_MS, after the agent logged its initial scan. */
-const IDLE_CPU_SHARE = 0.05;
-const IDLE_WINDOW_MS = 2000;
+export const IDLE_CPU_SHARE = 0.05;
+export const IDLE_WINDOW_MS = 2000;
 
 const smallSize = (rng: Rng): number => rng.int(1024, 20 * 1024);
 
@@ -333,7 +333,7 @@ interface Sample { readonly t: number; readonly ticks: number }
  * IDLE_WINDOW_MS, counting only from `notBefore()` (performance.now(), null while unknown).
  * Resolves with when that quiet window began, or null after `timeoutMs` or once the process is gone.
  */
-async function waitIdle(pid: number | undefined, notBefore: () => number | null, timeoutMs: number): Promise<number | null> {
+export async function waitIdle(pid: number | undefined, notBefore: () => number | null, timeoutMs: number): Promise<number | null> {
   const samples: Sample[] = [];
   const maxTicks = IDLE_CPU_SHARE * TICKS_PER_S * (IDLE_WINDOW_MS / 1000);
   const deadline = performance.now() + timeoutMs;

@@ -28,5 +28,6 @@ void confined_register(napi_env env, napi_value exports);
 void syncfs_register(napi_env env, napi_value exports);
 void special_register(napi_env env, napi_value exports);
 void scandir_register(napi_env env, napi_value exports);
+void notify_register(napi_env env, napi_value exports);
 
 #endif

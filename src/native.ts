@@ -2,7 +2,7 @@
  * warmsync's own N-API addon (native/, built by node-gyp from binding.gyp when `npm install` or
  * `npm ci` runs): the Linux calls Node's fs does not offer. Each caller wraps its part with types
  * (watch/inotify.ts: inotify; confined/: the *at() primitives; receiver/mknod.ts: mknod; this file:
- * syncfs). Loaded on first use, so commands that need none of it run without it built.
+ * syncfs and sdNotify). Loaded on first use, so commands that need none of it run without it built.
  */
 import { createRequire } from 'node:module';
 import { WarmsyncError } from './errors.js';
@@ -34,4 +34,13 @@ export function loadNative<T>(): T {
  */
 export function syncfs(fd: number): Promise<void> {
   return loadNative<{ syncfs(fd: number): Promise<void> }>().syncfs(fd);
+}
+
+/**
+ * One datagram `message` to the AF_UNIX socket `path` (systemd's $NOTIFY_SOCKET: an absolute path,
+ * or `@name` for an abstract socket), without blocking. Throws an Error whose `code` is the errno
+ * name (ENOENT: no such socket; EINVAL: neither absolute nor abstract; ENAMETOOLONG).
+ */
+export function sdNotify(path: string, message: string): void {
+  loadNative<{ sdNotify(path: string, message: string): void }>().sdNotify(path, message);
 }

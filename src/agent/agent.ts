@@ -22,6 +22,7 @@ import { isTempName } from '../confined/temp.js';
 import { isWithin, baseName } from '../relpath.js';
 import type { StateDir } from '../statedir.js';
 import { dial, type ClientTls } from '../transport/client.js';
+import { compressorFor, type CompressSetting } from './compress.js';
 import { Sender, type OpFailure, type SendReport } from './sender.js';
 
 export interface AgentOptions {
@@ -44,12 +45,16 @@ export interface AgentOptions {
   readonly noSetuid?: boolean;
   /** --bwlimit: bytes per second of file data, at most, on each standby's connection; null or absent: no limit. */
   readonly bwlimit?: number | null;
+  /** --compress: chunks go compressed with this method where the receiver offers it (null, the default: never). */
+  readonly compress?: CompressSetting;
 }
 
 export interface OnceSummary {
   filesScanned: number;
   filesSent: number;
   bytesSent: number;
+  /** bytesSent as it went on the wire: smaller where --compress paid. */
+  wireBytesSent: number;
   skippedUnchanged: number;
   metaUpdates: number;
   tombstones: number;
@@ -302,14 +307,16 @@ export async function runOnce(options: AgentOptions): Promise<OnceOutcome[]> {
 async function syncStandby(tree: SourceTree, url: string, options: AgentOptions, log: Logger): Promise<OnceSummary> {
   const started = Date.now();
   const summary: OnceSummary = {
-    filesScanned: 0, filesSent: 0, bytesSent: 0, skippedUnchanged: 0, metaUpdates: 0, tombstones: 0,
+    filesScanned: 0, filesSent: 0, bytesSent: 0, wireBytesSent: 0, skippedUnchanged: 0, metaUpdates: 0, tombstones: 0,
     hashed: 0, passes: 0, warnings: 0, elapsedMs: 0,
   };
   const session = await dial({
     url, token: options.token, attempts: options.connectAttempts,
     baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log, tls: options.tls,
   });
-  const sender = new Sender(session.conn, session, tree.source, tree.hasher, { bwlimit: options.bwlimit ?? null });
+  const sender = new Sender(session.conn, session, tree.source, tree.hasher, {
+    bwlimit: options.bwlimit ?? null, compressor: compressorFor(options.compress ?? null, session, url, log),
+  });
   try {
     let failures: readonly OpFailure[] = [];
     const unreadable = new Set<string>();
@@ -324,6 +331,7 @@ async function syncStandby(tree: SourceTree, url: string, options: AgentOptions,
       }
       summary.filesSent += report.filesSent;
       summary.bytesSent += report.bytesSent;
+      summary.wireBytesSent += report.wireBytesSent;
       summary.metaUpdates += report.metaUpdates;
       summary.tombstones += report.tombstones;
       // A new file is first read by the sender (the scan leaves it unhashed): one it cannot read is

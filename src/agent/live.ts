@@ -14,6 +14,7 @@ import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { wholeMs, type Entry, type FeedGap, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
+import { anchorMarks } from '../plan/anchor.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
 import { standbyLogger, type Logger } from '../log.js';
@@ -29,7 +30,9 @@ import { watchTree, type IncompleteReason, type TreeWatcher } from '../watch/wat
 import { RETRYABLE, SourceTree, applyToMirror, hashDecides, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
 import { BusyPaths } from './busypaths.js';
 import type { DbReport } from './dbprobe.js';
-import { serveAgentHttp, type AgentHttp, type StandbyReport } from './metrics.js';
+import { serveAgentHttp, statusLine, type AgentHttp, type StandbyReport } from './metrics.js';
+import { compressorFor } from './compress.js';
+import type { ServiceNotifier } from '../notify.js';
 import { Sender, type HashedWhileSent, type OpFailure } from './sender.js';
 import { FeedState } from './feedstate.js';
 import { computeWatermark } from './watermark.js';
@@ -46,6 +49,8 @@ export interface LiveOptions extends AgentOptions {
   readonly db?: DbReport | null;
   /** --metrics-listen: serve /healthz and /metrics there (agent/metrics.ts). */
   readonly metricsListen?: { readonly host: string; readonly port: number } | null;
+  /** systemd (Type=notify): the status line, and READY=1 once caught up with every standby it reaches. */
+  readonly notify?: ServiceNotifier | null;
 }
 
 /** File deletions are counted against --max-delete over this window (see DeletionGuard). */
@@ -147,12 +152,23 @@ export async function runLive(options: LiveOptions, signal: AbortSignal): Promis
     }
     await watcher.ready;
     log.info(`watching ${options.root}`);
+    const status = (): string => statusLine(links.map((link) => link.report()), Date.now());
+    options.notify?.followStatus(status);
+    // Ready (for systemd) once live with every standby: each one's first full pass done, or it
+    // could not be reached (a DR site that is down must not keep the agent from starting: it
+    // catches up by itself later).
+    void Promise.all(links.map((link) => link.startupDone)).then(() => {
+      if (stop.signal.aborted) return;
+      log.info(`caught up: ${status()}`);
+      options.notify?.ready();
+    });
     const shared: SharedFeed = { tree, watcher, rescanEveryMs: () => rescanEveryMs };
     // Each standby runs on its own: a slow or unreachable one holds back nobody else.
     const ends = await Promise.allSettled(links.map(async (link) => {
       try {
         await link.run(shared);
       } catch (err) {
+        link.finishStartup();
         if (err instanceof WarmsyncError && FINAL_FOR_AGENT.has(err.code)) stop.abort();
         else if (links.length > 1) link.log.error(err instanceof WarmsyncError ? err.code : 'FAILED', `${describeError(err)}; this standby gets nothing more until the agent is restarted, the others go on`);
         throw err;
@@ -190,9 +206,12 @@ class StandbyLink {
   /** The connection's session while there is one (its ops in flight, its sender's totals). */
   private session: { readonly live: LiveSession; readonly sender: Sender } | null = null;
   /** Files and bytes sent over connections that have ended. */
-  private sentBefore = { files: 0, bytes: 0 };
+  private sentBefore = { files: 0, bytes: 0, wireBytes: 0 };
   private connections = 0;
   private lastHeartbeat: { readonly watermark: number | null; readonly feedIncomplete: FeedGap | null } = { watermark: null, feedIncomplete: null };
+  /** Settles once its first full pass completed, or once it could not be reached or synced (it is retried). */
+  readonly startupDone: Promise<void>;
+  readonly finishStartup: () => void;
 
   constructor(
     readonly url: string,
@@ -201,6 +220,11 @@ class StandbyLink {
     private readonly signal: AbortSignal,
   ) {
     this.held = new HeldDeletions(new DeletionGuard(options.safety, DELETE_WINDOW_MS), options.releaseDeletions, log);
+    let settle = (): void => undefined;
+    this.startupDone = new Promise((resolve) => {
+      settle = resolve;
+    });
+    this.finishStartup = settle;
   }
 
   poke(): void {
@@ -239,10 +263,11 @@ class StandbyLink {
 
   /** How this standby is doing, for /healthz and /metrics. */
   report(): StandbyReport {
-    const sent = this.session?.sender.sent ?? { files: 0, bytes: 0 };
+    const sent = this.session?.sender.sent ?? { files: 0, bytes: 0, wireBytes: 0 };
     return {
       url: this.url, connected: this.session !== null, ...this.lastHeartbeat,
       filesSent: this.sentBefore.files + sent.files, bytesSent: this.sentBefore.bytes + sent.bytes,
+      wireBytesSent: this.sentBefore.wireBytes + sent.wireBytes,
       queuedPaths: this.dirty.size, opsInFlight: this.session?.live.opsInFlight ?? 0, connections: this.connections,
     };
   }
@@ -253,6 +278,7 @@ class StandbyLink {
     let failedAttempts = 0;
     /** One line per attempt, then a sleep (cut short by a stop). */
     const backOff = async (code: string, why: string): Promise<void> => {
+      this.finishStartup();
       failedAttempts++;
       const delay = Math.min(30_000, 250 * 2 ** Math.min(failedAttempts, 7)) * (0.5 + Math.random() / 2);
       log.warn(code, `${why}; retrying in ${Math.round(delay)} ms`);
@@ -269,6 +295,7 @@ class StandbyLink {
       sentHeartbeat: (watermark, feedIncomplete) => {
         this.lastHeartbeat = { watermark, feedIncomplete };
       },
+      passCompleted: () => this.finishStartup(),
       takeRescanRequest: () => {
         const r = this.rescanRequested;
         this.rescanRequested = false;
@@ -290,7 +317,9 @@ class StandbyLink {
       }
       log.info(`connected to ${this.url}`);
       let busy = false;
-      const sender = new Sender(session.conn, session, shared.tree.source, shared.tree.hasher, { bwlimit: options.bwlimit ?? null });
+      const sender = new Sender(session.conn, session, shared.tree.source, shared.tree.hasher, {
+        bwlimit: options.bwlimit ?? null, compressor: compressorFor(options.compress ?? null, session, this.url, log),
+      });
       const live = new LiveSession(sessionOptions, shared.tree, this.dirty, this.held, sender, signal, hooks);
       this.session = { live, sender };
       this.connections++;
@@ -303,10 +332,12 @@ class StandbyLink {
         if (!busy) {
           failedAttempts = 0;
           if (!signal.aborted) log.warn('CONNECTION_LOST', `${describeError(err)}; reconnecting`);
+          this.finishStartup();
         }
       } finally {
         this.session = null;
-        this.sentBefore = { files: this.sentBefore.files + sender.sent.files, bytes: this.sentBefore.bytes + sender.sent.bytes };
+        const { files, bytes, wireBytes } = sender.sent;
+        this.sentBefore = { files: this.sentBefore.files + files, bytes: this.sentBefore.bytes + bytes, wireBytes: this.sentBefore.wireBytes + wireBytes };
         session.conn.close();
         await session.conn.closed;
       }
@@ -387,6 +418,8 @@ interface Hooks {
   rescanEveryMs(): number;
   /** A heartbeat went out with this W and feed state (for /healthz and /metrics). */
   sentHeartbeat(watermark: number | null, feedIncomplete: FeedGap | null): void;
+  /** A full pass completed: the standby matched the source as scanned. */
+  passCompleted(): void;
 }
 
 /** One connection's worth of live replication. Returns when the connection closes or on abort. */
@@ -546,6 +579,7 @@ class LiveSession {
     this.hooks.feed.passCompleted(pass.scanStarted);
     this.lastFull = Date.now();
     this.heartbeat();
+    this.hooks.passCompleted();
     releaseGarbage();
   }
 
@@ -644,7 +678,16 @@ class LiveSession {
     const entries = new Map<string, Entry>();
     const rows = new Map<string, ManifestEntry>();
     const firstSeen = new Map<string, number>();
-    for (const d of batch) {
+    const isDir = (path: string): boolean => {
+      const row = this.mirror.get(path);
+      return row !== undefined && row.kind === 'dir' && row.deletedAt === null;
+    };
+    for (const d of anchorMarks(batch, (path) => this.mirror.has(path), isDir)) {
+      // Looked at from a directory the standby lacks, which something below is still on its way into: after that.
+      if (this.isBusy(d.path)) {
+        this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
+        continue;
+      }
       const found = await this.describe(d);
       if (found === 'unstable') {
         this.countRetry(d.path, 'changing while it was read');

@@ -22,6 +22,8 @@ export interface StandbyReport {
   /** Since the agent started, over all its connections. */
   readonly filesSent: number;
   readonly bytesSent: number;
+  /** bytesSent as it went on the wire (compressed where --compress paid; frame headers not counted). */
+  readonly wireBytesSent: number;
   /** Changed paths waiting to be looked at for it. */
   readonly queuedPaths: number;
   /** Ops sent to it and not yet answered. */
@@ -65,6 +67,7 @@ function registryFor(standbys: () => readonly StandbyReport[]): Registry {
   gauge('warmsync_standby_ops_in_flight', 'Ops sent to this standby and not yet answered', (s) => s.opsInFlight);
   counter('warmsync_standby_sent_files_total', 'Files whose content was sent to this standby', (s) => s.filesSent);
   counter('warmsync_standby_sent_bytes_total', 'Bytes of file content sent to this standby', (s) => s.bytesSent);
+  counter('warmsync_standby_sent_wire_bytes_total', 'Bytes of file content put on the wire to this standby: sent_bytes after compression (--compress)', (s) => s.wireBytesSent);
   counter('warmsync_standby_connections_total', 'Connections established to this standby\'s receiver', (s) => s.connections);
   return registry;
 }
@@ -78,6 +81,22 @@ export function healthOf(standbys: readonly StandbyReport[], now: number): objec
       feedIncomplete: s.feedIncomplete, queuedPaths: s.queuedPaths, opsInFlight: s.opsInFlight,
     })),
   };
+}
+
+/**
+ * How every standby is doing in one short line (systemd's STATUS=, shown by `systemctl status`):
+ * `URL: connected, W 0 s behind; URL: not connected, W 35 s behind, 120 queued`. The lag is in
+ * whole seconds, so that the line changes when something does, not at every heartbeat.
+ */
+export function statusLine(standbys: readonly StandbyReport[], now: number): string {
+  return standbys.map((s) => {
+    const parts = [s.connected ? 'connected' : 'not connected'];
+    if (s.watermark !== null) parts.push(`W ${Math.max(0, Math.round((now - s.watermark) / 1000))} s behind`);
+    else parts.push(s.connected ? 'first full pass' : 'no W yet');
+    if (s.feedIncomplete !== null) parts.push(`W held (${s.feedIncomplete.reason})`);
+    if (s.queuedPaths > 0) parts.push(`${s.queuedPaths} queued`);
+    return `${s.url}: ${parts.join(', ')}`;
+  }).join('; ');
 }
 
 export interface AgentHttp {

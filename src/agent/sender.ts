@@ -19,6 +19,10 @@
  * Every file is opened through openPlannedFile (scan/openfile.ts): never through a symlink, never
  * blocking on a FIFO, and only when the descriptor shows a regular file of the planned size and
  * mtime. Anything else is FILE_CHANGED, the same failure as a file that changed while it was sent.
+ *
+ * With a ChunkCompressor (`--compress zstd`, when the receiver offered it), each chunk is tried
+ * compressed as it goes out, and the first chunk of a file decides for the rest of it
+ * (protocol/compression.ts): data that does not shrink, most filestore binaries, goes raw.
  */
 import { close, closeSync, fstat, fstatSync, read, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
@@ -27,9 +31,11 @@ import { wholeMs, type Entry, type FeedGap, type Owner } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { actionOf, type Change } from '../plan/diff.js';
 import { frameChunkInPlace } from '../protocol/codec.js';
-import { CHUNK_HEADER_BYTES, MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES } from '../protocol/limits.js';
+import { FileCompression } from '../protocol/compression.js';
+import { CHUNK_HEADER_BYTES, MAX_CHUNK_BYTES, RESUMABLE_MIN_BYTES, ZCHUNK_HEADER_BYTES } from '../protocol/limits.js';
 import type { AgentMessage, HeartbeatDb, ReceiverMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
+import type { ChunkCompressor } from '../transport/zstd.js';
 import { SYNC_READ_MAX_BYTES, type FileHasher, type StreamHasher } from '../scan/hash.js';
 import { openPlannedFile, type SourceRoot } from '../scan/openfile.js';
 import { TokenBucket, WindowSizer } from './pacing.js';
@@ -55,6 +61,8 @@ export interface SendReport {
   readonly ops: number;
   readonly filesSent: number;
   readonly bytesSent: number;
+  /** File data put on the wire for them: bytesSent after compression (frame headers not counted). */
+  readonly wireBytesSent: number;
   readonly metaUpdates: number;
   readonly tombstones: number;
   readonly failures: readonly OpFailure[];
@@ -95,6 +103,8 @@ export class Sender {
   private inFlight = 0;
   /** File bytes actually sent (a resumed transfer sends only its rest). */
   private bytesOnWire = 0;
+  /** The same data as it went on the wire: compressed where that paid (frame headers not counted). */
+  private wireBytes = 0;
   /** Files whose content was sent in full over this connection. */
   private filesOnWire = 0;
   /** Settles when the last chunk sent is handed to the OS; null once it has been. */
@@ -115,16 +125,20 @@ export class Sender {
   private readonly windowSizer: WindowSizer;
   /** --bwlimit's bucket; null without a limit (then nothing waits on it). */
   private readonly bucket: TokenBucket | null;
+  /** Non-null when chunks may go compressed. */
+  private readonly compressor: ChunkCompressor | null;
 
   constructor(
     private readonly conn: Connection,
     private readonly limits: { readonly window: number; readonly windowMax?: number; readonly maxInFlight: number },
     private readonly source: SourceRoot,
     private readonly hasher: FileHasher,
-    pacing: { readonly bwlimit?: number | null } = {},
+    /** --bwlimit's rate, if any; a compressor when chunks may go compressed (negotiated by agent/compress.ts). */
+    pacing: { readonly bwlimit?: number | null; readonly compressor?: ChunkCompressor | null } = {},
   ) {
     this.windowSizer = new WindowSizer(limits.window, Math.max(limits.window, limits.windowMax ?? limits.window));
     this.bucket = pacing.bwlimit === undefined || pacing.bwlimit === null ? null : new TokenBucket(pacing.bwlimit, performance.now());
+    this.compressor = pacing.compressor ?? null;
     this.largeFileFrames = new FramePool(LARGE_FILE_FRAMES, CHUNK_HEADER_BYTES + Math.min(MAX_CHUNK_BYTES, limits.window));
     conn.onFrame((frame) => {
       if (frame.kind !== 'control') return this.abandon(new ProtocolError('UNEXPECTED_MESSAGE', 'the receiver sent file data'));
@@ -227,6 +241,7 @@ export class Sender {
     const results: Array<Promise<OpFailure | null>> = [];
     const counts = { filesSent: 0, metaUpdates: 0, tombstones: 0 };
     const bytesBefore = this.bytesOnWire;
+    const wireBefore = this.wireBytes;
     for (const change of changes) {
       const action = actionOf(change);
       if (action === 'transfer') {
@@ -244,7 +259,7 @@ export class Sender {
     this.check();
     const hashedWhileSent = this.drainHashed();
     return {
-      ops: results.length, ...counts, bytesSent: this.bytesOnWire - bytesBefore,
+      ops: results.length, ...counts, bytesSent: this.bytesOnWire - bytesBefore, wireBytesSent: this.wireBytes - wireBefore,
       failures: outcomes.filter((f): f is OpFailure => f !== null), outcomes, hashedWhileSent,
     };
   }
@@ -329,6 +344,9 @@ export class Sender {
   /**
    * Takes the credit for `bytes` of file data that go out right after: waits while ws is backed up
    * (SOCKET_HIGH_WATER), while the window is full, and then as long as --bwlimit's bucket says.
+   * Credit and the bucket count file bytes, before compression, on both sides: the window bounds
+   * what the receiver holds in memory, and it holds a compressed chunk decompressed (its credit goes
+   * back once those bytes are written); --bwlimit then caps the wire at most at its rate.
    */
   private async waitForCredit(bytes: number): Promise<void> {
     while (this.failure === null) {
@@ -373,6 +391,7 @@ export class Sender {
     }
     // Not hashed by the scan: hash the bytes as they go out, and announce the hash in fileEnd.
     const hasher = entry.hash === null ? this.hasher.createStreamHasher() : null;
+    const squeeze = this.compressor === null ? null : new FileCompression();
     let begun = false;
     try {
       const begin = fileBegin(op, entry, entry.hash, old);
@@ -408,7 +427,7 @@ export class Sender {
           if (bytesRead > 0) {
             hasher?.update(frame.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + bytesRead));
             await this.waitForCredit(bytesRead);
-            this.sendData(op, offset, frame, bytesRead);
+            this.sendData(op, offset, frame, bytesRead, squeeze);
             offset += bytesRead;
           }
           if (st !== null) {
@@ -453,8 +472,8 @@ export class Sender {
 
   /** The files hashed on the way since the last call (or the last `send`), handed over once. */
   /** Files and file bytes sent over this connection so far (the agent's metrics). */
-  get sent(): { readonly files: number; readonly bytes: number } {
-    return { files: this.filesOnWire, bytes: this.bytesOnWire };
+  get sent(): { readonly files: number; readonly bytes: number; readonly wireBytes: number } {
+    return { files: this.filesOnWire, bytes: this.bytesOnWire, wireBytes: this.wireBytes };
   }
 
   private fileSent(): void {
@@ -522,17 +541,29 @@ export class Sender {
       this.noteHashed(entry, hash, st);
     }
     this.conn.send(fileBegin(op, entry, hash, old));
-    if (bytesRead > 0) this.sendData(op, 0, frame, bytesRead);
+    if (bytesRead > 0) this.sendData(op, 0, frame, bytesRead, this.compressor === null ? null : new FileCompression());
     this.fileSent();
   }
 
   /**
    * Sends `bytes` bytes of data, read into `frame` after its chunk header's room, as one chunk whose
-   * credit is already taken. ws copies the frame before this returns (Connection.sendChunkFrame), so
-   * `frame` is free again. A failed write fails the session.
+   * credit is already taken: compressed (a zchunk in the compressor's buffer) when `squeeze`, the
+   * file's decision, says so, else as it is. ws copies the frame before this returns
+   * (Connection.sendChunkFrame), so `frame` and the compressor's buffer are free again. A failed
+   * write fails the session.
    */
-  private sendData(op: number, offset: number, frame: Buffer, bytes: number): void {
-    const chunk = frameChunkInPlace(frame.subarray(0, CHUNK_HEADER_BYTES + bytes), op, offset);
+  private sendData(op: number, offset: number, frame: Buffer, bytes: number, squeeze: FileCompression | null): void {
+    let chunk: Buffer | null = null;
+    let onWire = bytes;
+    if (this.compressor !== null && squeeze !== null && squeeze.tries(bytes)) {
+      const zchunk = this.compressor.frame(op, offset, frame.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + bytes));
+      const compressed = zchunk === null ? bytes : zchunk.length - ZCHUNK_HEADER_BYTES;
+      if (squeeze.use(bytes, compressed) && zchunk !== null) {
+        chunk = zchunk;
+        onWire = compressed;
+      }
+    }
+    chunk ??= frameChunkInPlace(frame.subarray(0, CHUNK_HEADER_BYTES + bytes), op, offset);
     const written: Promise<void> = this.conn.sendChunkFrame(chunk).then(
       () => {
         if (this.lastChunkUnwritten === written) this.lastChunkUnwritten = null;
@@ -542,6 +573,7 @@ export class Sender {
     this.lastChunkUnwritten = written;
     this.windowSizer.onSent(bytes, performance.now());
     this.bytesOnWire += bytes;
+    this.wireBytes += onWire;
     this.onProgress?.(0, bytes);
   }
 

@@ -7,6 +7,7 @@ import { checkPostgresUrl } from '../gate/pg.js';
 import { SERVER_TLS_OPTIONS, serverTls } from './tls.js';
 import { localNames } from '../owner/names.js';
 import { ownerPolicy, parseChown } from '../owner/policy.js';
+import { systemdNotifier } from '../notify.js';
 
 export const RECEIVER_HELP = `Usage: warmsync receiver --root DIR --listen HOST:PORT [options]
 
@@ -78,14 +79,22 @@ export async function receiverCommand(argv: string[]): Promise<number> {
 
   // Loaded here, not at the top: --help and bad flags do not pay for the server and prom-client.
   const { startReceiver } = await import('../receiver/receiver.js');
+  // Before anything starts a child: it takes $NOTIFY_SOCKET out of the environment.
+  const notify = systemdNotifier(log);
   const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotSource, tls, owners });
-  process.stdout.write(`listening on ${receiver.url}\n`);
-  log.info(`receiver on ${root}, state in ${stateDir.abs}`);
-  const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
+  // Caught from before anyone hears "listening" or READY=1: a SIGTERM right after them (a script,
+  // `systemctl stop`) must stop the receiver cleanly, not kill it mid-way by the default action.
+  const stopSignal = new Promise<NodeJS.Signals>((resolveSignal) => {
     process.once('SIGTERM', () => resolveSignal('SIGTERM'));
     process.once('SIGINT', () => resolveSignal('SIGINT'));
   });
+  process.stdout.write(`listening on ${receiver.url}\n`);
+  log.info(`receiver on ${root}, state in ${stateDir.abs}`);
+  notify.followStatus(() => receiver.statusLine());
+  notify.ready();
+  const signal = await stopSignal;
   log.info(`${signal}: stopping`);
+  notify.stopping();
   await receiver.stop();
   return 0;
 }

@@ -105,6 +105,11 @@ export function buildStatus(input: StatusInput): StatusReport {
   };
 }
 
+/** The verdict in one line, as the first line of `warmsync status`: `SAFE: ...` or `UNSAFE: ...`. */
+export function verdictLine(v: { readonly safe: boolean; readonly reason: string }): string {
+  return `${v.safe ? 'SAFE' : 'UNSAFE'}: ${v.reason}`;
+}
+
 export function formatStatus(s: StatusReport): string {
   const ago = s.lastContactAgeMs === null ? '' : ` (${Math.round(s.lastContactAgeMs / 1000)} s ago)`;
   const rows: Array<[string, string]> = [
@@ -126,5 +131,5 @@ export function formatStatus(s: StatusReport): string {
   if (s.deletionsHeld > 0) {
     rows.push(['deletions held', `${s.deletionsHeld} by the agent after a mass deletion or an emptied source; check the source, then restart the agent once with --release-deletions`]);
   }
-  return [`${s.safe ? 'SAFE' : 'UNSAFE'}: ${s.reason}`, ...rows.map(([label, value]) => `  ${label.padEnd(19)} ${value}`)].join('\n');
+  return [verdictLine(s), ...rows.map(([label, value]) => `  ${label.padEnd(19)} ${value}`)].join('\n');
 }

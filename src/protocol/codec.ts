@@ -3,6 +3,9 @@
  *   0x01 control: bytes 1.. are the UTF-8 JSON of one message object (messages.ts);
  *   0x02 chunk:   bytes 1-4 transfer id (uint32 BE), 5-12 offset (uint64 BE, <= 2^53-1),
  *                 13.. data (1..MAX_CHUNK_BYTES bytes).
+ *   0x03 zchunk:  bytes 1-12 as a chunk, 13-16 the data's length (uint32 BE, 1..MAX_CHUNK_BYTES),
+ *                 17.. the data as one zstd frame (1..MAX_CHUNK_BYTES bytes). Protocol 4 only, and
+ *                 only on a connection whose receiver offered "zstd" (welcome.compression).
  * decodeFrame never throws anything but ProtocolError, whatever the bytes. The encoders trust
  * their (typed) input apart from limits: breaking a limit is a bug here, so they throw RangeError.
  */
@@ -10,7 +13,8 @@ import { isUtf8 } from 'node:buffer';
 import { describeError, ProtocolError } from '../errors.js';
 import { clip } from './describe.js';
 import {
-  CHUNK_HEADER_BYTES, FRAME_CHUNK, FRAME_CONTROL, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES,
+  CHUNK_HEADER_BYTES, FRAME_CHUNK, FRAME_CONTROL, FRAME_ZCHUNK, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES,
+  ZCHUNK_HEADER_BYTES,
 } from './limits.js';
 import type { AgentMessage, ControlMessage, ReceiverMessage } from './messages.js';
 import { parseControl, type Role } from './validate.js';
@@ -35,6 +39,13 @@ export type Frame = ControlFrame | ChunkFrame;
 export type AgentFrame = ControlFrame<AgentMessage> | ChunkFrame;
 /** What the agent can get from the receiver: control messages only. */
 export type ReceiverFrame = ControlFrame<ReceiverMessage>;
+
+/**
+ * Decompresses a zchunk's payload into exactly `rawLength` bytes, never more (the receiver's
+ * transport/zstd.ts ChunkInflater): throws ProtocolError BAD_COMPRESSION otherwise. Injected so that
+ * the codec stays pure (zstd is a native addon).
+ */
+export type Inflate = (payload: Buffer, rawLength: number) => Buffer;
 
 /** 2^53 / 2^32: the high word of a safe offset is below this. */
 const SAFE_HIGH_WORD_LIMIT = 0x200000;
@@ -89,6 +100,20 @@ function checkChunk(transferId: number, offset: number, dataLength: number): voi
   }
 }
 
+/**
+ * Writes a zchunk header over the first ZCHUNK_HEADER_BYTES of `frame`, whose bytes after that hold
+ * the compressed form of `rawLength` bytes of data at `offset`. Returns `frame`.
+ */
+export function frameZchunkInPlace(frame: Buffer, transferId: number, offset: number, rawLength: number): Buffer {
+  checkChunk(transferId, offset, rawLength);
+  const payload = frame.length - ZCHUNK_HEADER_BYTES;
+  if (payload < 1 || payload > MAX_CHUNK_BYTES) throw new RangeError(`zchunk payload of ${payload} bytes: expected 1..${MAX_CHUNK_BYTES}`);
+  writeChunkHeader(frame, transferId, offset);
+  frame[0] = FRAME_ZCHUNK;
+  frame.writeUInt32BE(rawLength, CHUNK_HEADER_BYTES);
+  return frame;
+}
+
 function writeChunkHeader(frame: Buffer, transferId: number, offset: number): Buffer {
   frame[0] = FRAME_CHUNK;
   frame.writeUInt32BE(transferId, 1);
@@ -100,16 +125,18 @@ function writeChunkHeader(frame: Buffer, transferId: number, offset: number): Bu
 /**
  * Decodes and validates one received frame; `from` is the sender's role (the receiver passes
  * 'agent'). `maxFrameBytes` lowers the size limit, e.g. to MAX_HANDSHAKE_FRAME_BYTES until the
- * peer is authenticated. Throws ProtocolError: BAD_FRAME, FRAME_TOO_LARGE, BAD_JSON, BAD_MESSAGE,
- * BAD_PATH, UNEXPECTED_MESSAGE (and DECODE_FAILED, which would be a bug in this module).
+ * peer is authenticated. `inflate`: how to decompress a zchunk, given once compression was negotiated;
+ * without it a zchunk is UNEXPECTED_MESSAGE. A zchunk comes back as a plain chunk of its
+ * decompressed data. Throws ProtocolError: BAD_FRAME, FRAME_TOO_LARGE, BAD_JSON, BAD_MESSAGE,
+ * BAD_PATH, UNEXPECTED_MESSAGE, BAD_COMPRESSION (and DECODE_FAILED, which would be a bug in this module).
  */
-export function decodeFrame(frame: Uint8Array, from: 'agent', maxFrameBytes?: number): AgentFrame;
+export function decodeFrame(frame: Uint8Array, from: 'agent', maxFrameBytes?: number, inflate?: Inflate): AgentFrame;
 export function decodeFrame(frame: Uint8Array, from: 'receiver', maxFrameBytes?: number): ReceiverFrame;
-export function decodeFrame(frame: Uint8Array, from: Role, maxFrameBytes?: number): Frame;
-export function decodeFrame(frame: Uint8Array, from: Role, maxFrameBytes: number = MAX_FRAME_BYTES): Frame {
+export function decodeFrame(frame: Uint8Array, from: Role, maxFrameBytes?: number, inflate?: Inflate): Frame;
+export function decodeFrame(frame: Uint8Array, from: Role, maxFrameBytes: number = MAX_FRAME_BYTES, inflate?: Inflate): Frame {
   try {
     const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-    return decode(buf, from, Math.min(maxFrameBytes, MAX_FRAME_BYTES));
+    return decode(buf, from, Math.min(maxFrameBytes, MAX_FRAME_BYTES), inflate);
   } catch (err) {
     if (err instanceof ProtocolError) throw err;
     // Defence in depth: a peer must never be able to raise anything but ProtocolError.
@@ -117,7 +144,7 @@ export function decodeFrame(frame: Uint8Array, from: Role, maxFrameBytes: number
   }
 }
 
-function decode(frame: Buffer, from: Role, maxFrameBytes: number): Frame {
+function decode(frame: Buffer, from: Role, maxFrameBytes: number, inflate: Inflate | undefined): Frame {
   if (frame.length === 0) throw new ProtocolError('BAD_FRAME', 'empty frame');
   if (frame.length > maxFrameBytes) {
     throw new ProtocolError('FRAME_TOO_LARGE', `frame of ${frame.length} bytes: over the limit of ${maxFrameBytes}`);
@@ -125,6 +152,7 @@ function decode(frame: Buffer, from: Role, maxFrameBytes: number): Frame {
   const kind = frame[0];
   if (kind === FRAME_CONTROL) return { kind: 'control', message: parseControl(decodeJson(frame.subarray(1)), from) };
   if (kind === FRAME_CHUNK) return decodeChunk(frame, from);
+  if (kind === FRAME_ZCHUNK) return decodeZchunk(frame, from, inflate);
   throw new ProtocolError('BAD_FRAME', `unknown frame kind 0x${(kind ?? 0).toString(16).padStart(2, '0')}`);
 }
 
@@ -141,21 +169,56 @@ function decodeJson(body: Buffer): unknown {
 }
 
 function decodeChunk(frame: Buffer, from: Role): ChunkFrame {
-  if (from !== 'agent') throw new ProtocolError('UNEXPECTED_MESSAGE', `chunk: not a frame the ${from} sends`);
-  if (frame.length < CHUNK_HEADER_BYTES) {
-    throw new ProtocolError('BAD_FRAME', `chunk frame: truncated header (${frame.length} bytes, need ${CHUNK_HEADER_BYTES})`);
+  const { transferId, offset } = chunkHeader(frame, from, 'chunk', CHUNK_HEADER_BYTES, frame.length - CHUNK_HEADER_BYTES);
+  return { kind: 'chunk', transferId, offset, data: frame.subarray(CHUNK_HEADER_BYTES) };
+}
+
+/**
+ * A zchunk, decompressed: its declared length is checked like a chunk's data before a byte is
+ * decompressed, and the data must come to exactly that length (`inflate` never writes more), so a
+ * small frame cannot make the receiver hold more than MAX_CHUNK_BYTES (a zstd bomb).
+ */
+function decodeZchunk(frame: Buffer, from: Role, inflate: Inflate | undefined): ChunkFrame {
+  const rawLength = frame.length >= ZCHUNK_HEADER_BYTES ? frame.readUInt32BE(CHUNK_HEADER_BYTES) : 0;
+  const { transferId, offset } = chunkHeader(frame, from, 'zchunk', ZCHUNK_HEADER_BYTES, rawLength);
+  const payload = frame.subarray(ZCHUNK_HEADER_BYTES);
+  if (payload.length === 0) throw new ProtocolError('BAD_FRAME', 'zchunk frame: no compressed data');
+  if (payload.length > MAX_CHUNK_BYTES) {
+    throw new ProtocolError('FRAME_TOO_LARGE', `zchunk frame: ${payload.length} bytes of compressed data, over MAX_CHUNK_BYTES (${MAX_CHUNK_BYTES})`);
   }
-  const length = frame.length - CHUNK_HEADER_BYTES;
-  if (length === 0) throw new ProtocolError('BAD_FRAME', 'chunk frame: no data (expected 1 or more bytes)');
+  if (inflate === undefined) {
+    throw new ProtocolError('UNEXPECTED_MESSAGE', 'zchunk: a compressed chunk on a connection that did not negotiate compression');
+  }
+  const where = `zchunk frame (transfer ${transferId}, offset ${offset}, ${rawLength} bytes declared)`;
+  let data: Buffer;
+  try {
+    data = inflate(payload, rawLength);
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new ProtocolError(err.code, `${where}: ${err.message}`);
+    throw new ProtocolError('BAD_COMPRESSION', `${where}: ${clip(describeError(err), 200)}`);
+  }
+  if (data.length !== rawLength) {
+    throw new ProtocolError('BAD_COMPRESSION', `${where}: decompressed to ${data.length} bytes`);
+  }
+  return { kind: 'chunk', transferId, offset, data };
+}
+
+/** The transfer id and offset of a chunk or zchunk carrying `length` bytes of file data. */
+function chunkHeader(frame: Buffer, from: Role, name: string, headerBytes: number, length: number): { transferId: number; offset: number } {
+  if (from !== 'agent') throw new ProtocolError('UNEXPECTED_MESSAGE', `${name}: not a frame the ${from} sends`);
+  if (frame.length < headerBytes) {
+    throw new ProtocolError('BAD_FRAME', `${name} frame: truncated header (${frame.length} bytes, need ${headerBytes})`);
+  }
+  if (length === 0) throw new ProtocolError('BAD_FRAME', `${name} frame: no data (expected 1 or more bytes)`);
   if (length > MAX_CHUNK_BYTES) {
-    throw new ProtocolError('FRAME_TOO_LARGE', `chunk frame: ${length} bytes of data, over MAX_CHUNK_BYTES (${MAX_CHUNK_BYTES})`);
+    throw new ProtocolError('FRAME_TOO_LARGE', `${name} frame: ${length} bytes of data, over MAX_CHUNK_BYTES (${MAX_CHUNK_BYTES})`);
   }
   const transferId = frame.readUInt32BE(1);
   const high = frame.readUInt32BE(5);
-  if (high >= SAFE_HIGH_WORD_LIMIT) throw new ProtocolError('BAD_FRAME', 'chunk frame: offset over 2^53-1');
+  if (high >= SAFE_HIGH_WORD_LIMIT) throw new ProtocolError('BAD_FRAME', `${name} frame: offset over 2^53-1`);
   const offset = high * TWO_32 + frame.readUInt32BE(9);
   if (offset + length > Number.MAX_SAFE_INTEGER) {
-    throw new ProtocolError('BAD_FRAME', `chunk frame: offset ${offset} + ${length} bytes ends past 2^53-1`);
+    throw new ProtocolError('BAD_FRAME', `${name} frame: offset ${offset} + ${length} bytes ends past 2^53-1`);
   }
-  return { kind: 'chunk', transferId, offset, data: frame.subarray(CHUNK_HEADER_BYTES) };
+  return { transferId, offset };
 }

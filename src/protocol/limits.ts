@@ -8,11 +8,15 @@
  * The newest protocol version this build speaks. Version 2 added `fileEnd`, so the agent can hash a
  * file while it sends it; version 3 added owners (`owner` on ops and manifest entries), special
  * files (kind "special", the `special` message) and names with backslashes; version 4 (this one)
- * added `welcome.windowMax`, how far the agent may grow its credit window on a long fat link. A
- * version-3 peer is still served (with the fixed window); an older one is refused with
- * VERSION_MISMATCH.
+ * added compressed chunk frames (FRAME_ZCHUNK), `welcome.compression` (the methods the receiver can
+ * decompress) and `welcome.windowMax` (how far the agent may grow its credit window on a long fat
+ * link). A version-3 peer is still served, without either (no compression, the fixed window); an
+ * older one is refused with VERSION_MISMATCH.
  */
 export const PROTOCOL_VERSION = 4;
+
+/** The first version with compressed chunk frames. */
+export const COMPRESSION_PROTOCOL = 4;
 
 /** The first version whose welcome carries `windowMax`. */
 export const WINDOW_MAX_SINCE = 4;
@@ -23,9 +27,14 @@ export const SUPPORTED_PROTOCOLS: readonly number[] = Object.freeze([PROTOCOL_VE
 /** Frame kind byte (byte 0 of every WebSocket message). */
 export const FRAME_CONTROL = 0x01;
 export const FRAME_CHUNK = 0x02;
+/** A chunk whose data is one zstd frame (protocol 4, once the receiver offered "zstd"). */
+export const FRAME_ZCHUNK = 0x03;
 
 /** Kind byte + transfer id (uint32 BE) + offset (uint64 BE). */
 export const CHUNK_HEADER_BYTES = 13;
+
+/** A chunk's header + the data's length before compression (uint32 BE). */
+export const ZCHUNK_HEADER_BYTES = CHUNK_HEADER_BYTES + 4;
 
 /** Largest data payload of one chunk frame: 1 MiB. */
 export const MAX_CHUNK_BYTES = 1024 * 1024;

@@ -61,6 +61,8 @@ const heartbeatDb = strictObject<HeartbeatDb>({
   positions: arrayOf(dbPosition, 'DB positions', 0, MAX_DB_POSITIONS),
   clock: orNull(dbClock),
 }, 'a heartbeat db object {system, positions, clock}');
+/** A compression method's name: "zstd", or one a newer receiver knows (ignored by this agent). */
+const compressionMethod = matching('a compression method name ([a-z0-9-], 1..32 characters)', /^[a-z0-9-]{1,32}$/);
 // eslint-disable-next-line no-control-regex -- control characters are what this rejects
 const receiverId = matching('a receiver id (1..128 characters, no control characters)', /^[^\u0000-\u001f\u007f]{1,128}$/);
 
@@ -202,9 +204,11 @@ export interface AuthMessage { type: 'auth'; protocol: number; nonce: string; ma
 /**
  * receiver→agent: proof that the receiver knows the token too, and the flow-control limits.
  * `windowMax` (since version 4, only when version 4 or later was chosen): the largest credit window
- * the agent may grow to on a long fat link; `window` is where it starts.
+ * the agent may grow to on a long fat link; `window` is where it starts. `compression` (protocol 4,
+ * optional, default none): the methods the receiver can decompress in zchunk frames; the agent may
+ * use one of them, or none. An agent ignores methods it does not know.
  */
-export interface WelcomeMessage { type: 'welcome'; mac: string; window: number; windowMax?: number; maxInFlight: number }
+export interface WelcomeMessage { type: 'welcome'; mac: string; window: number; windowMax?: number; maxInFlight: number; compression?: string[] }
 /** Either way, just before closing. */
 export interface ErrorMessage { type: 'error'; code: string; message: string }
 export interface ManifestRequestMessage { type: 'manifestRequest' }
@@ -282,7 +286,9 @@ function message<T extends MessageType>(type: T, shape: Shape<Omit<MessageOf<T>,
 export const MESSAGE_CHECKS: { readonly [T in MessageType]: Check<MessageOf<T>> } = {
   hello: message('hello', { protocols: arrayOf(positive, 'protocol versions', 1, 8), nonce, receiverId }),
   auth: message('auth', { protocol: positive, nonce, mac }),
-  welcome: message('welcome', { mac, window: positive, windowMax: optional(positive), maxInFlight: positive }),
+  welcome: message('welcome', {
+    mac, window: positive, windowMax: optional(positive), maxInFlight: positive, compression: optional(arrayOf(compressionMethod, 'compression methods', 0, 8)),
+  }),
   error: message('error', { code: errorCode, message: errorText }),
   manifestRequest: message('manifestRequest', {}),
   mkdir: message('mkdir', { op: uint32, path: relPath, mode, mtimeMs: safeInt, owner: optionalOwner, old }),

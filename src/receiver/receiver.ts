@@ -5,7 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { WarmsyncError, describeError } from '../errors.js';
 import { GateExecutor } from '../gate/executor.js';
-import type { GateTimes } from '../gate/policy.js';
+import { failoverVerdict, type GateTimes } from '../gate/policy.js';
+import { skewInForce } from '../gate/dbposition.js';
+import { verdictLine } from '../gate/status.js';
 import { openSnapshotSource, startSnapshotPoller, type SnapshotPoller, type SnapshotSourceSpec } from '../gate/poller.js';
 import type { Owner } from '../entry.js';
 import type { Logger } from '../log.js';
@@ -44,6 +46,8 @@ export interface ReceiverOptions {
 
 export interface RunningReceiver {
   readonly url: string;
+  /** The state in one line (systemd's STATUS=): the verdict as `warmsync status` gives it, and the agent's presence. */
+  statusLine(): string;
   stop(): Promise<void>;
 }
 
@@ -168,6 +172,13 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
 
   return {
     url: server.url,
+    statusLine: () => {
+      // The skew `warmsync status` judges with: the one the agent measured against the DB primary, when recent.
+      const watermark = manifest.getNumber('watermark');
+      const skew = skewInForce({ measured: manifest.dbClock(), watermark, configuredMs: skewMs(), defaultMs: skewMs() });
+      const verdict = failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap());
+      return `${verdictLine(verdict)}; agent ${manifest.getNumber('agentConnected') === 1 ? 'connected' : 'not connected'}`;
+    },
     stop: async () => {
       await poller?.stop();
       await server.close();

@@ -105,8 +105,14 @@ interface Transfer {
 
 export interface SessionCounters { files: number; bytes: number; ops: number; failed: number }
 
+/**
+ * Whether the standby holds what the agent based its op on. A damaged row (a change that was being
+ * installed, or a directory made implicitly above a file) stands for content the standby cannot
+ * vouch for, which the agent is to send again: an op that expects nothing there may replace it, as
+ * the resend a reconciliation plans for it would. Refusing it (CONFLICT) cost a full pass each time.
+ */
 function matches(old: Precondition, row: ManifestEntry | undefined): boolean {
-  if (old === null) return row === undefined;
+  if (old === null) return row === undefined || row.damaged;
   return row !== undefined && row.kind === old.kind && row.hash === old.hash && row.deletedAt === old.deletedAt;
 }
 

@@ -46,6 +46,10 @@ export interface Session {
   readonly windowMax: number;
   readonly maxInFlight: number;
   readonly receiverId: string;
+  /** The protocol version agreed on. */
+  readonly protocol: number;
+  /** What the receiver can decompress (welcome.compression): empty from a protocol-3 receiver. */
+  readonly compression: readonly string[];
 }
 
 export async function dial(options: DialOptions): Promise<Session> {
@@ -140,7 +144,10 @@ async function handshake(conn: Connection, options: DialOptions): Promise<Sessio
       throw new ProtocolError('AUTH_FAILED', 'authentication failed: the receiver does not hold this token (is the URL right?)');
     }
     conn.markAuthenticated();
-    return { conn, window: welcome.window, windowMax: welcome.windowMax ?? welcome.window, maxInFlight: welcome.maxInFlight, receiverId: hello.receiverId };
+    return {
+      conn, window: welcome.window, windowMax: welcome.windowMax ?? welcome.window, maxInFlight: welcome.maxInFlight, receiverId: hello.receiverId,
+      protocol, compression: welcome.compression ?? [],
+    };
   } catch (err) {
     conn.close();
     if (err instanceof WarmsyncError) throw err;

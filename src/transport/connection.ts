@@ -5,7 +5,7 @@
 import type { WebSocket } from 'ws';
 import { raiseMaxPayload } from './ws.js';
 import { ProtocolError, describeError } from '../errors.js';
-import { decodeFrame, encodeControl, encodeControlJson, type Frame } from '../protocol/codec.js';
+import { decodeFrame, encodeControl, encodeControlJson, type Frame, type Inflate } from '../protocol/codec.js';
 import { MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES } from '../protocol/limits.js';
 import { errorMessage, type ControlMessage } from '../protocol/messages.js';
 
@@ -26,6 +26,8 @@ export class Connection {
   private failure: ProtocolError | null = null;
   /** Until the handshake succeeds, frames are held to a small size: JSON parsing costs CPU. */
   private maxFrameBytes = MAX_HANDSHAKE_FRAME_BYTES;
+  /** Set once compression was negotiated (the receiver's side): zchunk frames are decompressed with it. */
+  private inflate: Inflate | undefined = undefined;
   readonly closed: Promise<CloseInfo>;
 
   /** @param peer who is at the other end: frames are validated for that direction. */
@@ -49,9 +51,11 @@ export class Connection {
       try {
         if (!isBinary) throw new ProtocolError('BAD_FRAME', 'text frame received; warmsync speaks binary frames only');
         const buf = toBuffer(data);
-        const frame = decodeFrame(buf, this.peer, this.maxFrameBytes);
-        if (this.frameHandler) this.frameHandler(frame, buf.byteLength);
-        else this.backlog.push({ frame, bytes: buf.byteLength });
+        const frame = decodeFrame(buf, this.peer, this.maxFrameBytes, this.inflate);
+        // What the frame holds in memory from now on: a decompressed chunk's data, not its wire bytes.
+        const bytes = frame.kind === 'chunk' ? Math.max(buf.byteLength, frame.data.byteLength) : buf.byteLength;
+        if (this.frameHandler) this.frameHandler(frame, bytes);
+        else this.backlog.push({ frame, bytes });
       } catch (err) {
         this.fail(err instanceof ProtocolError ? err : new ProtocolError('BAD_FRAME', describeError(err)));
       }
@@ -88,6 +92,11 @@ export class Connection {
   markAuthenticated(): void {
     this.maxFrameBytes = MAX_FRAME_BYTES;
     if (this.peer === 'agent') raiseMaxPayload(this.ws, MAX_FRAME_BYTES);
+  }
+
+  /** Compression was negotiated: from now on zchunk frames are accepted, decompressed by `inflate`. */
+  acceptCompressed(inflate: Inflate): void {
+    this.inflate = inflate;
   }
 
   /** Stops reading the socket (TCP backpressure on the peer); a few frames already read may still arrive. */

@@ -13,7 +13,9 @@ import { Admission } from './admission.js';
 import { AuthBackoff } from './backoff.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, receiverMac } from '../protocol/handshake.js';
-import { SUPPORTED_PROTOCOLS, WINDOW_MAX_SINCE } from '../protocol/limits.js';
+import { COMPRESSION_METHODS } from '../protocol/compression.js';
+import { COMPRESSION_PROTOCOL, SUPPORTED_PROTOCOLS, WINDOW_MAX_SINCE } from '../protocol/limits.js';
+import { ChunkInflater, zstdUnavailable } from './zstd.js';
 import type { Logger } from '../log.js';
 import { CLOSE_POLICY, Connection } from './connection.js';
 import {
@@ -186,7 +188,25 @@ async function authenticate(conn: Connection, options: ServerOptions): Promise<v
     throw new ProtocolError('AUTH_FAILED', 'authentication failed: the agent does not hold this receiver\'s token');
   }
   conn.markAuthenticated();
-  // A version-3 agent rejects keys it does not know: windowMax goes only to one that chose 4 or later.
+  // A version-3 agent rejects keys it does not know: windowMax and compression go only to one that chose 4 or later.
   const windowMax = auth.protocol >= WINDOW_MAX_SINCE ? { windowMax: Math.max(options.window, options.windowMax) } : {};
-  conn.send({ type: 'welcome', mac: receiverMac(options.token, nonce, auth.nonce), window: options.window, ...windowMax, maxInFlight: options.maxInFlight });
+  const compression = auth.protocol >= COMPRESSION_PROTOCOL ? offerCompression(conn, options.log) : null;
+  conn.send({
+    type: 'welcome', mac: receiverMac(options.token, nonce, auth.nonce), window: options.window, ...windowMax, maxInFlight: options.maxInFlight,
+    ...(compression === null ? {} : { compression }),
+  });
+}
+
+let zstdMissingLogged = false;
+
+/** The methods this receiver decompresses, "zstd" unless its addon failed to load (then none, logged once). */
+function offerCompression(conn: Connection, log: Logger): string[] {
+  const missing = zstdUnavailable();
+  if (missing !== null) {
+    if (!zstdMissingLogged) log.warn('ZSTD_UNAVAILABLE', `zstd cannot be loaded (${missing}); agents asking for --compress zstd send uncompressed`);
+    zstdMissingLogged = true;
+    return [];
+  }
+  conn.acceptCompressed(new ChunkInflater().inflate);
+  return [...COMPRESSION_METHODS];
 }

@@ -2,9 +2,11 @@
 // WebSocket client sending text frames, binary garbage, a fileBegin before auth, an oversized
 // frame before auth, an auth with a wrong MAC; and, authenticated with the real token, ops with
 // traversal paths, a write through a symlink it just created, a file with a wrong checksum,
-// chunks for an unknown transfer, offsets past the end, too many transfers at once and a transfer
-// cut off mid-file. After each: nothing outside the standby root, no temporary or partial file,
-// and the receiver still serves a real `warmsync agent --once`, leaving the standby identical.
+// chunks for an unknown transfer, offsets past the end, too many transfers at once, a transfer
+// cut off mid-file, and compressed chunks that are corrupt, decompress to more or less than they
+// declare, or come from a protocol-3 agent that negotiated no compression. After each: nothing
+// outside the standby root, no temporary or partial file, and the receiver still serves a real
+// `warmsync agent --once`, leaving the standby identical.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
@@ -15,6 +17,8 @@ import type { ResultItem } from '../../src/protocol/messages.js';
 import {
   assertSameTree, closeStandbys, exists, findTempFiles, syncOnce, tombstonePaths, waitFor, waitForReceiverIdle, type Standby,
 } from '../helpers/e2e.js';
+import { ZCHUNK_HEADER_BYTES } from '../../src/protocol/limits.js';
+import { ChunkCompressor } from '../../src/transport/zstd.js';
 import { RawPeer, fileBegin, openTargetStandby } from '../helpers/peer.js';
 
 after(closeStandbys);
@@ -214,6 +218,49 @@ describe('hostile peers write nothing', () => {
       await assertUnharmed(['data/early-end.bin', 'data/hashed-end.bin']);
     });
   }
+
+  /** `data` compressed as the real agent compresses it (the payload of its zchunk frame). */
+  const zstdOf = (data: Buffer): Buffer => {
+    const frame = new ChunkCompressor().frame(1, 0, data);
+    assert.ok(frame !== null, 'test data did not compress');
+    return Buffer.from(frame.subarray(ZCHUNK_HEADER_BYTES));
+  };
+  const text = Buffer.from('key: value # a line of configuration\n'.repeat(2000));
+  const hostileZchunks: Array<[string, (peer: RawPeer) => void, string, RegExp]> = [
+    ['whose compressed data is corrupt (truncated)', (peer) => {
+      const z = zstdOf(text);
+      peer.sendZchunk(1, 0, text.length, z.subarray(0, z.length - 8));
+    }, 'BAD_COMPRESSION', /zchunk frame \(transfer 1, offset 0, \d+ bytes declared\): not a valid zstd frame/],
+    ['whose data is not zstd at all', (peer) => peer.sendZchunk(1, 0, text.length, randomBytes(500)), 'BAD_COMPRESSION', /not a valid zstd frame/],
+    ['that decompresses to more than it declares (a zstd bomb)', (peer) => {
+      peer.sendZchunk(1, 0, 1000, zstdOf(Buffer.alloc(1024 * 1024)));
+    }, 'BAD_COMPRESSION', /decompresses to more than the 1000 bytes declared/],
+    ['that decompresses to less than it declares', (peer) => peer.sendZchunk(1, 0, text.length + 1, zstdOf(text)), 'BAD_COMPRESSION', /decompressed to \d+ bytes, not the \d+ declared/],
+    ['declaring more than a chunk may hold', (peer) => peer.sendZchunk(1, 0, 1024 * 1024 + 1, zstdOf(text)), 'FRAME_TOO_LARGE', /over MAX_CHUNK_BYTES/],
+  ];
+  for (const [what, send, code, message] of hostileZchunks) {
+    test(`a compressed chunk ${what} is a protocol error, leaving no partial file`, { timeout: 60_000 }, async () => {
+      const peer = await RawPeer.connect(s.url);
+      await peer.authenticate(s.token);
+      peer.sendJson(fileBegin(1, 'data/zchunk.txt', text.length + 1));
+      send(peer);
+      await assertRejected(peer, code);
+      assert.match(peer.error?.message ?? '', message);
+      await assertUnharmed(['data/zchunk.txt']);
+    });
+  }
+
+  test('a compressed chunk from a protocol-3 agent (no compression negotiated) is rejected', { timeout: 60_000 }, async () => {
+    const peer = await RawPeer.connect(s.url);
+    await peer.authenticate(s.token, 3);
+    const welcome = peer.messages.find((m) => m.type === 'welcome');
+    assert.ok(welcome?.type === 'welcome' && welcome.compression === undefined, `a protocol-3 agent was offered compression: ${JSON.stringify(welcome)}`);
+    peer.sendJson(fileBegin(1, 'data/zchunk-v3.txt', text.length));
+    peer.sendZchunk(1, 0, text.length, zstdOf(text));
+    await assertRejected(peer, 'UNEXPECTED_MESSAGE');
+    assert.match(peer.error?.message ?? '', /did not negotiate compression/);
+    await assertUnharmed(['data/zchunk-v3.txt']);
+  });
 
   test('chunks for an unknown transfer are rejected', { timeout: 60_000 }, async () => {
     const peer = await RawPeer.connect(s.url);

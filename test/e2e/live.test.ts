@@ -231,6 +231,26 @@ describe('live replication: one agent watching, one standby', () => {
     assert.equal(arrived.length, COUNT);
   });
 
+  test('files written nonstop into new directories arrive without a CONFLICT: no file goes out before its directory', { timeout: 60_000 }, async () => {
+    // Each file created in a directory marks the directory again, so in a burst the files' marks
+    // settle first. Sent before their directory's mkdir, they made the receiver create it; the
+    // mkdir and the directory's subtree look then conflicted, and each CONFLICT cost a full pass.
+    const conflictsBefore = s.receiver.stderr().split('"CONFLICT"').length;
+    const names: string[] = [];
+    for (let d = 0; d < 4; d++) {
+      await mkdir(src(`nonstop/d${d}/sub`), { recursive: true });
+      for (let i = 0; i < 300; i++) {
+        const rel = `nonstop/d${d}/${i % 3 === 0 ? 'sub/' : ''}f${i}`;
+        await writeFile(src(rel), `file ${d}/${i}\n`.repeat(1 + (i % 7)));
+        names.push(rel);
+      }
+    }
+    await converge('after files written nonstop into new directories', 40_000);
+    const rows = new Set(manifestRows(s.dst).filter((r) => r.kind === 'file' && r.deleted_at === null).map((r) => r.path));
+    assert.deepEqual(names.filter((n) => !rows.has(n)), [], 'every file recorded');
+    assert.equal(s.receiver.stderr().split('"CONFLICT"').length, conflictsBefore, `no CONFLICT\n${context()}`);
+  });
+
   test('the watermark passes a change only once it is on the standby; snapshot before W -> safe', { timeout: 40_000 }, async () => {
     await mkdir(src('wm'), { recursive: true });
     await converge('the wm directory');

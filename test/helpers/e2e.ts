@@ -46,10 +46,10 @@ export function receiverArgs(ws: Workspace): string[] {
   return ['--root', ws.dst, '--listen', '127.0.0.1:0', '--token-file', ws.tokenFile];
 }
 
-/** A fresh workspace with `warmsync receiver` listening on 127.0.0.1 (a free port). */
-export async function openStandby(): Promise<Standby> {
+/** A fresh workspace with `warmsync receiver` listening on 127.0.0.1 (a free port), `env` added to its environment. */
+export async function openStandby(env: NodeJS.ProcessEnv = {}): Promise<Standby> {
   const ws = await openWorkspace();
-  const receiver = await startReceiverProcess(receiverArgs(ws));
+  const receiver = await startReceiverProcess(receiverArgs(ws), env);
   return { ...ws, receiver, url: receiver.url };
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { decodeFrame, encodeChunk, encodeControl } from '../../src/protocol/codec.js';
 import { agentMac, newNonce } from '../../src/protocol/handshake.js';
-import { PROTOCOL_VERSION } from '../../src/protocol/limits.js';
+import { CHUNK_HEADER_BYTES, FRAME_ZCHUNK, PROTOCOL_VERSION, ZCHUNK_HEADER_BYTES } from '../../src/protocol/limits.js';
 import type { ControlMessage, ReceiverMessage, ResultItem } from '../../src/protocol/messages.js';
 import { buildTree, openStandby, settleTimes, syncOnce, type Standby } from './e2e.js';
 
@@ -122,6 +122,19 @@ export class RawPeer {
 
   sendChunk(transferId: number, offset: number, data: Buffer): void {
     this.sendRaw(encodeChunk(transferId, offset, data));
+  }
+
+  /**
+   * A zchunk frame: `payload` as the compressed data, claiming `rawLength` bytes once decompressed
+   * (any uint32, also lengths the typed encoder would refuse). `offset` below 2^32.
+   */
+  sendZchunk(transferId: number, offset: number, rawLength: number, payload: Buffer): void {
+    const header = Buffer.alloc(ZCHUNK_HEADER_BYTES);
+    header[0] = FRAME_ZCHUNK;
+    header.writeUInt32BE(transferId, 1);
+    header.writeUInt32BE(offset, 9);
+    header.writeUInt32BE(rawLength, CHUNK_HEADER_BYTES);
+    this.sendRaw(Buffer.concat([header, payload]));
   }
 
   sendRaw(data: Buffer | string): void {

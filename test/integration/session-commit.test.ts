@@ -166,7 +166,7 @@ test('a transfer hashed while sent: cut off, it resumes from what was kept and l
   assert.deepEqual((await readdir(third.root)).filter((n) => n.startsWith('.warmsync-tmp.')), [], 'its temp file was removed');
 });
 
-test('a file whose directories were never made (their mkdir failed, say) makes them, each known to the manifest as damaged', async () => {
+test('a file whose directories were never made (their mkdir failed, say) makes them, each known to the manifest as damaged until its mkdir comes', async () => {
   // Without a row, such a directory would outlive the source's: the agent's next reconciliation
   // would send a tombstone for the file and nothing for the directory, kept on the standby for good.
   const s = await openSession('implicit-parents');
@@ -181,6 +181,13 @@ test('a file whose directories were never made (their mkdir failed, say) makes t
       assert.deepEqual([row?.kind, row?.damaged, row?.deletedAt], ['dir', true, null], `${dir}: a damaged dir row`);
     }
     assert.equal(s.manifest.get('a/b/f.txt')?.damaged, false);
+    // The directory's own mkdir, planned when the agent did not know of it (old: null), then lands
+    // on the damaged row, as a resend would: no CONFLICT (each one cost the agent a full pass).
+    s.agent.send({ type: 'mkdir', op: 2, path: 'a', mode: 0o750, mtimeMs: 1_700_000_000_000, old: null });
+    s.agent.send({ type: 'flush', id: 1 });
+    await resultsFor(s.received, 2, 10_000);
+    assert.deepEqual(s.received.flatMap((m) => (m.type === 'results' ? m.items : [])).at(-1), { op: 2, ok: true });
+    assert.deepEqual([s.manifest.get('a')?.damaged, s.manifest.get('a')?.mode], [false, 0o750]);
   } finally {
     await s.close();
   }

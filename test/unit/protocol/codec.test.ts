@@ -10,7 +10,7 @@ import { decodeFrame, encodeChunk, encodeControl } from '../../../src/protocol/c
 import { MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES, MAX_PAGE_ENTRIES } from '../../../src/protocol/limits.js';
 import { AGENT_TO_RECEIVER, MESSAGE_CHECKS, RECEIVER_TO_AGENT } from '../../../src/protocol/messages.js';
 import { parseControl, type Role } from '../../../src/protocol/validate.js';
-import { FILE_ENTRY, HASH, LINK_ENTRY, MAC, NONCE_A, VALID, prng, rawChunk, rawControl, withField } from './fixtures.js';
+import { FILE_ENTRY, HASH, LINK_ENTRY, MAC, NONCE_A, VALID, prng, rawChunk, rawControl, rawZchunk, withField } from './fixtures.js';
 
 const CODES = new Set(['BAD_FRAME', 'FRAME_TOO_LARGE', 'BAD_JSON', 'BAD_MESSAGE', 'BAD_PATH', 'UNEXPECTED_MESSAGE']);
 
@@ -100,7 +100,7 @@ describe('encoder limits', () => {
     { name: 'negative offset', fn: () => encodeChunk(1, -1, Buffer.from('x')) },
     { name: 'fractional offset', fn: () => encodeChunk(1, 0.5, Buffer.from('x')) },
     { name: 'chunk ending past 2^53-1', fn: () => encodeChunk(1, Number.MAX_SAFE_INTEGER, Buffer.from('x')) },
-    { name: 'control over MAX_CONTROL_BYTES', fn: () => encodeControl({ type: 'error', code: 'X', message: 'y'.repeat(MAX_CONTROL_BYTES) }) },
+  { name: 'control over MAX_CONTROL_BYTES', fn: () => encodeControl({ type: 'error', code: 'X', message: 'y'.repeat(MAX_CONTROL_BYTES) }) },
   ];
   for (const { name, fn } of cases) test(name, () => assert.throws(fn, RangeError));
 });
@@ -136,7 +136,7 @@ const BAD_PATHS: ReadonlyArray<[string, string]> = [
 const BAD: BadCase[] = [
   // framing
   { name: 'empty buffer', frame: Buffer.alloc(0), code: 'BAD_FRAME', mentions: 'empty frame' },
-  { name: 'unknown kind byte', frame: Buffer.from([0x03, 0x7b, 0x7d]), code: 'BAD_FRAME', mentions: 'unknown frame kind 0x03' },
+  { name: 'unknown kind byte', frame: Buffer.from([0x04, 0x7b, 0x7d]), code: 'BAD_FRAME', mentions: 'unknown frame kind 0x04' },
   { name: 'kind byte 0x00', frame: Buffer.from([0x00]), code: 'BAD_FRAME', mentions: 'kind 0x00' },
   { name: 'frame over MAX_FRAME_BYTES', frame: Buffer.alloc(MAX_FRAME_BYTES + 1, 0x02), code: 'FRAME_TOO_LARGE', mentions: `${MAX_FRAME_BYTES + 1} bytes` },
   { name: 'truncated chunk header', frame: Buffer.from([0x02, 0, 0, 0, 1, 0, 0]), code: 'BAD_FRAME', mentions: 'truncated header' },
@@ -147,6 +147,16 @@ const BAD: BadCase[] = [
   { name: 'offset 2^64-1', frame: rawChunk(1, 0xffffffff, 0xffffffff, 1), code: 'BAD_FRAME', mentions: 'offset' },
   { name: 'chunk ending past 2^53-1', frame: rawChunk(1, 0x1fffff, 0xffffffff, 2), code: 'BAD_FRAME', mentions: 'offset' },
   { name: 'chunk from the receiver', frame: rawChunk(1, 0, 0, 1), from: 'receiver', code: 'UNEXPECTED_MESSAGE', mentions: 'chunk' },
+  { name: 'truncated zchunk header', frame: rawChunk(1, 0, 0, 2).fill(0x03, 0, 1), code: 'BAD_FRAME', mentions: 'zchunk frame: truncated header (15 bytes, need 17)' },
+  { name: 'zchunk declaring 0 bytes', frame: rawZchunk(1, 0, 0, 0, Buffer.from('x')), code: 'BAD_FRAME', mentions: 'zchunk frame: no data' },
+  { name: 'zchunk declaring over MAX_CHUNK_BYTES', frame: rawZchunk(1, 0, 0, MAX_CHUNK_BYTES + 1, Buffer.from('x')), code: 'FRAME_TOO_LARGE', mentions: `zchunk frame: ${MAX_CHUNK_BYTES + 1} bytes of data` },
+  { name: 'zchunk without compressed data', frame: rawZchunk(1, 0, 0, 10, Buffer.alloc(0)), code: 'BAD_FRAME', mentions: 'no compressed data' },
+  { name: 'zchunk with more compressed data than a chunk holds', frame: rawZchunk(1, 0, 0, 10, Buffer.alloc(MAX_CHUNK_BYTES + 1)), code: 'FRAME_TOO_LARGE', mentions: 'of compressed data' },
+  { name: 'zchunk offset over MAX_SAFE_INTEGER', frame: rawZchunk(1, 0x200000, 0, 1, Buffer.from('x')), code: 'BAD_FRAME', mentions: 'zchunk frame: offset' },
+  { name: 'zchunk on a connection without compression', frame: rawZchunk(1, 0, 0, 10, Buffer.from('x')), code: 'UNEXPECTED_MESSAGE', mentions: 'did not negotiate compression' },
+  { name: 'zchunk from the receiver', frame: rawZchunk(1, 0, 0, 10, Buffer.from('x')), from: 'receiver', code: 'UNEXPECTED_MESSAGE', mentions: 'zchunk: not a frame the receiver sends' },
+  { name: 'welcome offering an unnamed method', frame: rawControl({ type: 'welcome', mac: MAC, window: 1, maxInFlight: 1, compression: [''] }), from: 'receiver', code: 'BAD_MESSAGE', mentions: 'welcome.compression[0]: expected a compression method name' },
+  { name: 'welcome offering compression as a string', frame: rawControl({ type: 'welcome', mac: MAC, window: 1, maxInFlight: 1, compression: 'zstd' }), from: 'receiver', code: 'BAD_MESSAGE', mentions: 'welcome.compression' },
   { name: 'control over MAX_CONTROL_BYTES', frame: rawControl(' '.repeat(MAX_CONTROL_BYTES + 1)), code: 'FRAME_TOO_LARGE', mentions: 'MAX_CONTROL_BYTES' },
   // JSON
   { name: 'empty control body', frame: Buffer.from([0x01]), code: 'BAD_JSON', mentions: 'invalid JSON' },

@@ -28,6 +28,8 @@ export const VALID: ReadonlyArray<{ readonly name: string; readonly from: Role; 
   { name: 'hello', from: 'receiver', msg: { type: 'hello', protocols: [1, 2], nonce: NONCE_A, receiverId: 'standby-1 (dc2)' } },
   { name: 'auth', from: 'agent', msg: { type: 'auth', protocol: 2, nonce: NONCE_B, mac: MAC } },
   { name: 'welcome', from: 'receiver', msg: { type: 'welcome', mac: MAC, window: 8 * 1024 * 1024, maxInFlight: 64 } },
+  { name: 'welcome offering zstd', from: 'receiver', msg: { type: 'welcome', mac: MAC, window: 8 * 1024 * 1024, maxInFlight: 64, compression: ['zstd'] } },
+  { name: 'welcome offering a method this agent does not know', from: 'receiver', msg: { type: 'welcome', mac: MAC, window: 1, maxInFlight: 1, compression: ['zstd', 'lz4-x'] } },
   { name: 'error from agent', from: 'agent', msg: { type: 'error', code: 'AUTH_FAILED', message: 'wrong token' } },
   { name: 'error from receiver', from: 'receiver', msg: { type: 'error', code: 'BAD_PATH', message: '' } },
   { name: 'manifestRequest', from: 'agent', msg: { type: 'manifestRequest' } },
@@ -119,6 +121,14 @@ export function rawChunk(transferId: number, offsetHigh: number, offsetLow: numb
   frame.writeUInt32BE(transferId, 1);
   frame.writeUInt32BE(offsetHigh, 5);
   frame.writeUInt32BE(offsetLow, 9);
+  return frame;
+}
+
+/** A zchunk frame (kind 0x03) claiming `rawLength` bytes, with `payload` as its compressed data. */
+export function rawZchunk(transferId: number, offsetHigh: number, offsetLow: number, rawLength: number, payload: Buffer): Buffer {
+  const frame = Buffer.concat([rawChunk(transferId, offsetHigh, offsetLow, 4), payload]);
+  frame[0] = 0x03;
+  frame.writeUInt32BE(rawLength, 13);
   return frame;
 }
 

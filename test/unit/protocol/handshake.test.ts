@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decodeFrame, encodeControl } from '../../../src/protocol/codec.js';
 import { agentMac, macEqual, newNonce, pickProtocol, receiverMac } from '../../../src/protocol/handshake.js';
-import { PROTOCOL_VERSION } from '../../../src/protocol/limits.js';
+import { PROTOCOL_VERSION, SUPPORTED_PROTOCOLS } from '../../../src/protocol/limits.js';
 import { NONCE_A, NONCE_B } from './fixtures.js';
 
 const TOKEN = 's3cret token';
@@ -86,6 +86,9 @@ describe('pickProtocol', () => {
     [[3], 3],
     [[4], 4],
     [[4, 3, 2, 1], 4],
+    [[4, 3], 4],
+    [[3, 4], 4],
+    [[5, 4, 3, 2, 1], 4],
     [[5, 3], 3],
     [[3, 3], 3],
     [[1], null],
@@ -94,7 +97,10 @@ describe('pickProtocol', () => {
     [[], null],
   ];
   for (const [offered, expected] of cases) test(`[${offered.join(', ')}] -> ${expected}`, () => assert.equal(pickProtocol(offered), expected));
-  test('this build speaks version 4', () => assert.equal(PROTOCOL_VERSION, 4));
+  test('this build speaks version 4, and 3 with a peer that speaks no newer', () => {
+    assert.equal(PROTOCOL_VERSION, 4);
+    assert.deepEqual(SUPPORTED_PROTOCOLS, [4, 3]);
+  });
 });
 
 test('a full exchange through the codec authenticates both sides', () => {
