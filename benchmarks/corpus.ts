@@ -148,6 +148,43 @@ export interface CorpusShape {
   readonly progressEvery?: number;
 }
 
+/**
+ * An etc/-like text tree of about `bytes`: configuration (XML, YAML, properties), scripts and logs,
+ * in files of 4-256 KiB, their lines drawn from a vocabulary with numbers and short ids as values, so
+ * they compress as such text does (zstd level 3: to about a fifth), not as random hex would.
+ */
+export function writeTextTree(root: string, seed: string, bytes: number): { files: number; bytes: number } {
+  const rng = new Rng(`${seed}:text`);
+  const words = ['artifactory', 'access', 'router', 'database', 'url', 'username', 'maxOpenConnections', 'timeout', 'enabled',
+    'replication', 'cron', 'repoKey', 'includesPattern', 'excludesPattern', 'checksum', 'sha256', 'logger', 'level', 'appender',
+    'pattern', 'maxHistory', 'filestore', 'binarystore', 'provider', 'cache-fs', 'maxCacheSize', 'node', 'id', 'port', 'host'];
+  const kinds = [
+    (): string => `  <${rng.pick(words)} ${rng.pick(words)}="${rng.pick(words)}-${rng.int(0, 999)}">${rng.pick(words)}</${rng.pick(words)}>`,
+    (): string => `${'  '.repeat(rng.int(0, 3))}${rng.pick(words)}: ${rng.next() < 0.5 ? rng.int(0, 100000) : `"${rng.pick(words)}/${rng.hex(8)}"`}`,
+    (): string => `${rng.pick(words)}.${rng.pick(words)}.${rng.pick(words)}=${rng.int(0, 65535)}`,
+    (): string => `2026-12-06T${String(rng.int(0, 23)).padStart(2, '0')}:${String(rng.int(0, 59)).padStart(2, '0')}:00.${rng.int(100, 999)}Z [${rng.pick(['INFO', 'WARN', 'DEBUG'])}] [${rng.pick(words)}] - ${rng.pick(words)} ${rng.pick(words)} ${rng.hex(12)} took ${rng.int(1, 900)} ms`,
+  ];
+  let written = 0;
+  let files = 0;
+  for (; written < bytes; files++) {
+    const rel = join('etc', `d${files % 16}`, `conf-${files}.${rng.pick(['xml', 'yaml', 'properties', 'log'])}`);
+    const target = rng.int(4096, 256 * 1024);
+    const kind = rng.pick(kinds);
+    const lines: string[] = [];
+    let size = 0;
+    while (size < target) {
+      const line = kind();
+      lines.push(line);
+      size += line.length + 1;
+    }
+    const text = lines.join('\n') + '\n';
+    mkdirSync(dirname(join(root, rel)), { recursive: true });
+    writeFileSync(join(root, rel), text);
+    written += Buffer.byteLength(text);
+  }
+  return { files, bytes: written };
+}
+
 /** A small binary's size: 100-2,000 bytes, uniform. */
 export const smallSize = (rng: Rng): number => rng.int(100, 2000);
 

@@ -31,10 +31,10 @@ import {
 } from './scenarios.js';
 import type { RunRecord, Standby } from './side.js';
 import { behindLargeScenario, burstScenario, watchMemoryScenario } from './watching.js';
-import { WAN_LINK, bwlimitScenario, wanScenario } from './wan.js';
+import { WAN_LINK, bwlimitScenario, wanScenario, wanTextScenario, type WanSetup } from './wan.js';
 import { warmsyncLive, warmsyncSide, type WarmsyncStandby } from './warmsync.js';
 
-const SCENARIOS = ['initial', 'noop', 'mutation', 'live', 'behind-large', 'burst', 'watch-memory', 'bigfile', 'wan'] as const;
+const SCENARIOS = ['initial', 'noop', 'mutation', 'live', 'behind-large', 'burst', 'watch-memory', 'bigfile', 'wan', 'wan-text'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench [-- options]
@@ -49,8 +49,8 @@ const USAGE = `Usage: npm run bench [-- options]
   --behind-mib N    the large file in behind-large, MiB (default 256)
   --burst-files N   files in the burst scenario (default 10000)
   --watch-files N   files in the watch-memory tree (default 100000)
-  --wan-rtt-ms N    wan: the proxy's round trip, ms (default 50)
-  --wan-mbit N      wan: the proxy's rate, Mbit/s (default 100)
+  --wan-rtt-ms N    wan, wan-text: the proxy's round trip, ms (default 50)
+  --wan-mbit N      wan, wan-text: the proxy's rate, Mbit/s (default 100)
   --seed S          corpus seed (default "warmsync")
   --timeout-s N     limit for any single timed run (default 1800; 7200 with --scale)
   --scale           instead of the above: cost growth with the tree (issue 19): per size, a corpus of
@@ -440,6 +440,7 @@ npm run bench -- --full        # 100,000 binaries (~4.2 GB), 2 GiB single file
 npm run bench -- --files 2000 --pairs 5 --only initial,noop
 npm run bench -- --only behind-large,burst,watch-memory   # the live agent under load, warmsync alone
 npm run bench -- --only wan     # initial sync through a 100 Mbit/s, 50 ms proxy; --bwlimit 4M on loopback
+npm run bench -- --only wan-text   # 48 MB of etc/-like text over that link: --compress zstd vs rsync -az
 npm run bench -- --help
 \`\`\`
 
@@ -639,6 +640,7 @@ async function main(): Promise<number> {
     const report: Report = {
       options: o, machine, corpus: { ...corpus, generateMs }, loadAvgStart, loadAvgEnd: [], setupNotes, scenarios: [], durationMs: 0,
     };
+    const wanSetup = (): WanSetup => ({ warmsync: wsConfig, tool, daemon: daemon as RsyncDaemon, link: { latencyMs: o.wanRttMs / 2, bytesPerSec: (o.wanMbit * 1e6) / 8 } });
     const plans: Record<ScenarioId, { title: string; run: () => Promise<ScenarioResult> }> = {
       initial: {
         title: 'Initial sync',
@@ -674,12 +676,13 @@ async function main(): Promise<number> {
       wan: {
         title: 'WAN link and --bwlimit',
         run: async () => {
-          const setup = { warmsync: wsConfig, tool, daemon: daemon as RsyncDaemon, link: { latencyMs: o.wanRttMs / 2, bytesPerSec: (o.wanMbit * 1e6) / 8 } };
+          const setup = wanSetup();
           const wan = await wanScenario(ctx, setup);
           const bw = await bwlimitScenario(ctx, setup);
           return { ...wan, runs: [...wan.runs, ...bw.runs], notes: [...wan.notes, ...bw.notes], tables: [...(wan.tables ?? []), ...(bw.tables ?? [])] };
         },
       },
+      'wan-text': { title: 'WAN link, compressible text', run: () => wanTextScenario(ctx, wanSetup()) },
     };
 
     for (const id of SCENARIOS) {

@@ -8,14 +8,14 @@
  *        of the link rate, beside the usual time ratios. Then warmsync with --bwlimit on plain
  *        loopback: its rate over the transfer against the limit.
  *
- * The payload is uncompressible (the corpus's binaries are random bytes). A compressing warmsync
- * (--compress zstd, issue 21) is one more row: a WAN_ROWS entry with its agent flags, and, for the
- * compressible case, one more WanRun over a tree of etc/-like text.
+ * The payload is uncompressible (the corpus's binaries are random bytes). `wanTextScenario` runs the
+ * compressible case over the same link: an etc/-like text tree, warmsync --compress zstd against
+ * `rsync -az` (issue 21: zstd must beat rsync -z), with warmsync uncompressed and `rsync -a` beside.
  */
 import { join } from 'node:path';
 import { FaultProxy } from '../test/helpers/proxy.js';
 import { RsyncDaemon, rsyncDaemonSide, type ToolConfig } from './competitors.js';
-import { binarySize, Rng, writeBinary } from './corpus.js';
+import { binarySize, Rng, writeBinary, writeTextTree } from './corpus.js';
 import { freshScenario, newResult, type Context, type ScenarioResult } from './scenarios.js';
 import type { RunRecord } from './side.js';
 import { warmsyncSide, type WarmsyncConfig } from './warmsync.js';
@@ -39,6 +39,15 @@ async function wanProxy(target: { host: string; port: number }, link: WanLink): 
   return proxy;
 }
 
+/** A warmsync side's path to its receiver: one proxy set to `link` per receiver (each fresh standby has its own), closed with it. */
+function viaLink(link: WanLink): (url: string) => Promise<{ url: string; close(): Promise<void> }> {
+  return async (url) => {
+    const u = new URL(url);
+    const proxy = await wanProxy({ host: u.hostname, port: Number(u.port) }, link);
+    return { url: proxy.url, close: () => proxy.close() };
+  };
+}
+
 export interface WanSetup {
   readonly warmsync: WarmsyncConfig;
   readonly tool: ToolConfig;
@@ -56,16 +65,7 @@ export async function wanScenario(ctx: Context, setup: WanSetup): Promise<Scenar
   const link = setup.link;
   const rsyncProxy = await wanProxy({ host: '127.0.0.1', port: setup.daemon.port }, link);
   try {
-    const warmsync = warmsyncSide(setup.warmsync, {
-      name: 'warmsync',
-      via: async (url) => {
-        const u = new URL(url);
-        // One proxy per receiver (each fresh standby has its own), closed with it.
-        const proxy = await wanProxy({ host: u.hostname, port: Number(u.port) }, link);
-        return { url: proxy.url, close: () => proxy.close() };
-      },
-    });
-    // Rows beside warmsync; a `--compress zstd` warmsync goes here as warmsyncSide(setup.warmsync, { name, agentArgs, via }).
+    const warmsync = warmsyncSide(setup.warmsync, { name: 'warmsync', via: viaLink(link) });
     const WAN_ROWS = [
       rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -a', args: [], port: rsyncProxy.port }),
       rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -az', args: ['-z'], port: rsyncProxy.port }),
@@ -132,4 +132,40 @@ export async function bwlimitScenario(ctx: Context, setup: WanSetup): Promise<Sc
     header: ['round', 'bytes sent', 'transfer', 'rate', 'rate / limit', '±10 %'], rows,
   }];
   return result;
+}
+
+/** The compressible case: about this much etc/-like text (about 4 s at 100 Mbit/s uncompressed). */
+const TEXT_BYTES = 48 * 1024 * 1024;
+
+/**
+ * The initial sync of an etc/-like text tree over the link: warmsync --compress zstd against
+ * `rsync -az` (issue 21: zstd beats rsync -z, i.e. a ratio below 1.0), with warmsync uncompressed
+ * and `rsync -a` beside it; what each warmsync put on the wire, from its summary.
+ */
+export async function wanTextScenario(ctx: Context, setup: WanSetup): Promise<ScenarioResult> {
+  const link = setup.link;
+  const rsyncProxy = await wanProxy({ host: '127.0.0.1', port: setup.daemon.port }, link);
+  try {
+    const zstd = warmsyncSide(setup.warmsync, { name: 'warmsync --compress zstd', agentArgs: ['--compress', 'zstd'], via: viaLink(link) });
+    const plain = warmsyncSide(setup.warmsync, { name: 'warmsync', via: viaLink(link) });
+    const src = await ctx.scratch('wan-text');
+    const text = writeTextTree(src, ctx.seed, TEXT_BYTES);
+    ctx.say(`  ${text.files} text files, ${(text.bytes / 1e6).toFixed(1)} MB`);
+    const result = await freshScenario({ ...ctx, warmsync: zstd }, 'wan-text', `Initial sync of ${(text.bytes / 1e6).toFixed(0)} MB of etc/-like text over the WAN link`, async () => src, [
+      [rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -az', args: ['-z'], port: rsyncProxy.port }), { maxRatio: 1.0, text: 'zstd beats rsync -z (< 1.0×)' }],
+      [rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -a', args: [], port: rsyncProxy.port }), undefined],
+      [plain, undefined],
+    ]);
+    const rows: string[][] = [];
+    for (const name of [zstd.name, plain.name]) {
+      const records = result.runs.filter((r) => r.side === name).map((r) => r.record as RunRecord);
+      const wire = records.map((r) => r.summary?.['wireBytesSent']).find((b): b is number => typeof b === 'number');
+      const sent = records.map(payloadOf).find((b): b is number => b !== null);
+      if (wire !== undefined && sent !== undefined) rows.push([name, `${(sent / 1e6).toFixed(1)} MB`, `${(wire / 1e6).toFixed(1)} MB`, `${(wire / sent).toFixed(2)}`]);
+    }
+    result.tables = [{ caption: 'File bytes and the bytes warmsync put on the wire for them (frame headers not counted)', header: ['side', 'file bytes', 'on the wire', 'share'], rows }];
+    return result;
+  } finally {
+    await rsyncProxy.close();
+  }
 }

@@ -556,12 +556,9 @@ export class Sender {
     let chunk: Buffer | null = null;
     let onWire = bytes;
     if (this.compressor !== null && squeeze !== null && squeeze.tries(bytes)) {
-      const zchunk = this.compressor.frame(op, offset, frame.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + bytes));
-      const compressed = zchunk === null ? bytes : zchunk.length - ZCHUNK_HEADER_BYTES;
-      if (squeeze.use(bytes, compressed) && zchunk !== null) {
-        chunk = zchunk;
-        onWire = compressed;
-      }
+      chunk = this.compressor.frame(op, offset, frame.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + bytes));
+      onWire = chunk.length - ZCHUNK_HEADER_BYTES;
+      squeeze.compressed(bytes, onWire);
     }
     chunk ??= frameChunkInPlace(frame.subarray(0, CHUNK_HEADER_BYTES + bytes), op, offset);
     const written: Promise<void> = this.conn.sendChunkFrame(chunk).then(

@@ -4,7 +4,8 @@
  *   0x02 chunk:   bytes 1-4 transfer id (uint32 BE), 5-12 offset (uint64 BE, <= 2^53-1),
  *                 13.. data (1..MAX_CHUNK_BYTES bytes).
  *   0x03 zchunk:  bytes 1-12 as a chunk, 13-16 the data's length (uint32 BE, 1..MAX_CHUNK_BYTES),
- *                 17.. the data as one zstd frame (1..MAX_CHUNK_BYTES bytes). Protocol 4 only, and
+ *                 17.. the data, compressed into the connection's zstd stream and flushed
+ *                 (1..MAX_ZCHUNK_PAYLOAD_BYTES bytes). Protocol 4 only, and
  *                 only on a connection whose receiver offered "zstd" (welcome.compression).
  * decodeFrame never throws anything but ProtocolError, whatever the bytes. The encoders trust
  * their (typed) input apart from limits: breaking a limit is a bug here, so they throw RangeError.
@@ -13,7 +14,7 @@ import { isUtf8 } from 'node:buffer';
 import { describeError, ProtocolError } from '../errors.js';
 import { clip } from './describe.js';
 import {
-  CHUNK_HEADER_BYTES, FRAME_CHUNK, FRAME_CONTROL, FRAME_ZCHUNK, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES,
+  CHUNK_HEADER_BYTES, FRAME_CHUNK, FRAME_CONTROL, FRAME_ZCHUNK, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES, MAX_ZCHUNK_PAYLOAD_BYTES,
   ZCHUNK_HEADER_BYTES,
 } from './limits.js';
 import type { AgentMessage, ControlMessage, ReceiverMessage } from './messages.js';
@@ -107,7 +108,7 @@ function checkChunk(transferId: number, offset: number, dataLength: number): voi
 export function frameZchunkInPlace(frame: Buffer, transferId: number, offset: number, rawLength: number): Buffer {
   checkChunk(transferId, offset, rawLength);
   const payload = frame.length - ZCHUNK_HEADER_BYTES;
-  if (payload < 1 || payload > MAX_CHUNK_BYTES) throw new RangeError(`zchunk payload of ${payload} bytes: expected 1..${MAX_CHUNK_BYTES}`);
+  if (payload < 1 || payload > MAX_ZCHUNK_PAYLOAD_BYTES) throw new RangeError(`zchunk payload of ${payload} bytes: expected 1..${MAX_ZCHUNK_PAYLOAD_BYTES}`);
   writeChunkHeader(frame, transferId, offset);
   frame[0] = FRAME_ZCHUNK;
   frame.writeUInt32BE(rawLength, CHUNK_HEADER_BYTES);
@@ -183,8 +184,8 @@ function decodeZchunk(frame: Buffer, from: Role, inflate: Inflate | undefined): 
   const { transferId, offset } = chunkHeader(frame, from, 'zchunk', ZCHUNK_HEADER_BYTES, rawLength);
   const payload = frame.subarray(ZCHUNK_HEADER_BYTES);
   if (payload.length === 0) throw new ProtocolError('BAD_FRAME', 'zchunk frame: no compressed data');
-  if (payload.length > MAX_CHUNK_BYTES) {
-    throw new ProtocolError('FRAME_TOO_LARGE', `zchunk frame: ${payload.length} bytes of compressed data, over MAX_CHUNK_BYTES (${MAX_CHUNK_BYTES})`);
+  if (payload.length > MAX_ZCHUNK_PAYLOAD_BYTES) {
+    throw new ProtocolError('FRAME_TOO_LARGE', `zchunk frame: ${payload.length} bytes of compressed data, over MAX_ZCHUNK_PAYLOAD_BYTES (${MAX_ZCHUNK_PAYLOAD_BYTES})`);
   }
   if (inflate === undefined) {
     throw new ProtocolError('UNEXPECTED_MESSAGE', 'zchunk: a compressed chunk on a connection that did not negotiate compression');

@@ -20,7 +20,11 @@ export function worthCompressing(raw: number, compressed: number): boolean {
   return compressed <= raw * WORTHWHILE_RATIO;
 }
 
-/** One file's decision, made on its first chunk that is tried and kept for the rest of the file. */
+/**
+ * One file's decision, made on its first chunk that is tried and kept for the rest of the file.
+ * Every chunk tried goes out compressed (it went into the connection's stream, which the receiver
+ * must see whole); a file whose first chunk did not shrink enough sends the rest raw, untried.
+ */
 export class FileCompression {
   private decided: 'compress' | 'raw' | null = null;
 
@@ -29,17 +33,9 @@ export class FileCompression {
     return this.decided !== 'raw' && raw >= MIN_COMPRESS_BYTES;
   }
 
-  /**
-   * After compressing a chunk of `raw` bytes to `compressed`: send the compressed form? The first
-   * chunk decides for the file; later chunks of a compressible file go compressed whenever that is
-   * smaller at all (the work is done), so no frame is ever larger than the data it carries.
-   */
-  use(raw: number, compressed: number): boolean {
-    if (this.decided === null) {
-      this.decided = worthCompressing(raw, compressed) ? 'compress' : 'raw';
-      return this.decided === 'compress';
-    }
-    return this.decided === 'compress' && compressed < raw;
+  /** After compressing a chunk of `raw` bytes to `compressed`: the first one decides for the file. */
+  compressed(raw: number, compressed: number): void {
+    this.decided ??= worthCompressing(raw, compressed) ? 'compress' : 'raw';
   }
 
   /** What the first tried chunk decided; null before any. */

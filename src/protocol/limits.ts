@@ -39,6 +39,13 @@ export const ZCHUNK_HEADER_BYTES = CHUNK_HEADER_BYTES + 4;
 /** Largest data payload of one chunk frame: 1 MiB. */
 export const MAX_CHUNK_BYTES = 1024 * 1024;
 
+/**
+ * Largest compressed payload of one zchunk: data that does not compress still goes through the
+ * connection's zstd stream once (its file's first chunk), as raw blocks a few bytes over its size.
+ * zstd's compressBound of MAX_CHUNK_BYTES, rounded up.
+ */
+export const MAX_ZCHUNK_PAYLOAD_BYTES = MAX_CHUNK_BYTES + (MAX_CHUNK_BYTES >> 8) + 1024;
+
 /** Largest UTF-8 JSON body of one control frame: 4 MiB. */
 export const MAX_CONTROL_BYTES = 4 * 1024 * 1024;
 

@@ -60,7 +60,8 @@ describe('agent --compress zstd', () => {
     await buildTree(s.src, { 'data/filestore/ef/only-random.bin': randomBytes(2 * MiB) });
     const third = await syncOnce(s, ['--compress', 'zstd']);
     await assertSameTree(s.src, s.dst);
-    assert.equal(third.wireBytesSent, third.bytesSent, 'random data was not sent raw');
+    // Its first chunk went through the connection's stream (a few bytes over its size); the rest raw.
+    assert.ok(third.wireBytesSent >= third.bytesSent && third.wireBytesSent <= third.bytesSent + 256, `random data must go raw after its first chunk: ${third.wireBytesSent} on the wire for ${third.bytesSent}`);
   });
 
   test('without --compress (or with none) every byte goes as it is', { timeout: 60_000 }, async () => {

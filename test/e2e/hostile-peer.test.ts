@@ -230,8 +230,8 @@ describe('hostile peers write nothing', () => {
     ['whose compressed data is corrupt (truncated)', (peer) => {
       const z = zstdOf(text);
       peer.sendZchunk(1, 0, text.length, z.subarray(0, z.length - 8));
-    }, 'BAD_COMPRESSION', /zchunk frame \(transfer 1, offset 0, \d+ bytes declared\): not a valid zstd frame/],
-    ['whose data is not zstd at all', (peer) => peer.sendZchunk(1, 0, text.length, randomBytes(500)), 'BAD_COMPRESSION', /not a valid zstd frame/],
+    }, 'BAD_COMPRESSION', /zchunk frame \(transfer 1, offset 0, \d+ bytes declared\): (not valid zstd data|decompressed to \d+ bytes, not the \d+ declared)/],
+    ['whose data is not zstd at all', (peer) => peer.sendZchunk(1, 0, text.length, randomBytes(500)), 'BAD_COMPRESSION', /not valid zstd data/],
     ['that decompresses to more than it declares (a zstd bomb)', (peer) => {
       peer.sendZchunk(1, 0, 1000, zstdOf(Buffer.alloc(1024 * 1024)));
     }, 'BAD_COMPRESSION', /decompresses to more than the 1000 bytes declared/],

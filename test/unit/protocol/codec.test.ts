@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ProtocolError } from '../../../src/errors.js';
 import { decodeFrame, encodeChunk, encodeControl } from '../../../src/protocol/codec.js';
-import { MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES, MAX_PAGE_ENTRIES } from '../../../src/protocol/limits.js';
+import { MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES, MAX_PAGE_ENTRIES, MAX_ZCHUNK_PAYLOAD_BYTES } from '../../../src/protocol/limits.js';
 import { AGENT_TO_RECEIVER, MESSAGE_CHECKS, RECEIVER_TO_AGENT } from '../../../src/protocol/messages.js';
 import { parseControl, type Role } from '../../../src/protocol/validate.js';
 import { FILE_ENTRY, HASH, LINK_ENTRY, MAC, NONCE_A, VALID, prng, rawChunk, rawControl, rawZchunk, withField } from './fixtures.js';
@@ -151,7 +151,7 @@ const BAD: BadCase[] = [
   { name: 'zchunk declaring 0 bytes', frame: rawZchunk(1, 0, 0, 0, Buffer.from('x')), code: 'BAD_FRAME', mentions: 'zchunk frame: no data' },
   { name: 'zchunk declaring over MAX_CHUNK_BYTES', frame: rawZchunk(1, 0, 0, MAX_CHUNK_BYTES + 1, Buffer.from('x')), code: 'FRAME_TOO_LARGE', mentions: `zchunk frame: ${MAX_CHUNK_BYTES + 1} bytes of data` },
   { name: 'zchunk without compressed data', frame: rawZchunk(1, 0, 0, 10, Buffer.alloc(0)), code: 'BAD_FRAME', mentions: 'no compressed data' },
-  { name: 'zchunk with more compressed data than a chunk holds', frame: rawZchunk(1, 0, 0, 10, Buffer.alloc(MAX_CHUNK_BYTES + 1)), code: 'FRAME_TOO_LARGE', mentions: 'of compressed data' },
+  { name: 'zchunk with more compressed data than a chunk holds', frame: rawZchunk(1, 0, 0, 10, Buffer.alloc(MAX_ZCHUNK_PAYLOAD_BYTES + 1)), code: 'FRAME_TOO_LARGE', mentions: 'of compressed data' },
   { name: 'zchunk offset over MAX_SAFE_INTEGER', frame: rawZchunk(1, 0x200000, 0, 1, Buffer.from('x')), code: 'BAD_FRAME', mentions: 'zchunk frame: offset' },
   { name: 'zchunk on a connection without compression', frame: rawZchunk(1, 0, 0, 10, Buffer.from('x')), code: 'UNEXPECTED_MESSAGE', mentions: 'did not negotiate compression' },
   { name: 'zchunk from the receiver', frame: rawZchunk(1, 0, 0, 10, Buffer.from('x')), from: 'receiver', code: 'UNEXPECTED_MESSAGE', mentions: 'zchunk: not a frame the receiver sends' },

@@ -1,7 +1,7 @@
 /**
  * protocol/compression: the per-file decision. Each case is a file's chunks as (raw, compressed)
- * sizes; the first chunk tried decides for the rest of the file, later chunks of a compressible
- * file go compressed only when smaller, and chunks under MIN_COMPRESS_BYTES are not tried.
+ * sizes; the first chunk tried decides for the rest of the file (a file that does not compress sends
+ * the rest untried), and chunks under MIN_COMPRESS_BYTES are not tried.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -22,21 +22,21 @@ describe('worthCompressing', () => {
 });
 
 describe('FileCompression', () => {
-  // Per chunk: [raw, compressed (null: not tried)] -> sent compressed?
-  const files: ReadonlyArray<{ name: string; chunks: ReadonlyArray<[number, number | null, boolean]>; decision: 'compress' | 'raw' | null }> = [
-    { name: 'text: every chunk compressed', chunks: [[1 << 20, 200_000, true], [1 << 20, 210_000, true], [5000, 1200, true]], decision: 'compress' },
-    { name: 'an archive: the first chunk decides, the rest is never tried', chunks: [[1 << 20, 1_048_600, false], [1 << 20, null, false], [1 << 20, null, false]], decision: 'raw' },
-    { name: 'barely compressible (95 %): raw', chunks: [[1 << 20, 996_000, false], [1 << 20, null, false]], decision: 'raw' },
-    { name: 'text then random: later chunks go compressed only when smaller', chunks: [[1 << 20, 100_000, true], [1 << 20, 1_040_000, true], [1 << 20, 1 << 20, false]], decision: 'compress' },
-    { name: 'a tiny file is never tried', chunks: [[MIN_COMPRESS_BYTES - 1, null, false]], decision: null },
-    { name: 'a file of exactly MIN_COMPRESS_BYTES is tried', chunks: [[MIN_COMPRESS_BYTES, 20, true]], decision: 'compress' },
+  // Per chunk: [raw, compressed (null: not tried)].
+  const files: ReadonlyArray<{ name: string; chunks: ReadonlyArray<[number, number | null]>; decision: 'compress' | 'raw' | null }> = [
+    { name: 'text: every chunk tried', chunks: [[1 << 20, 200_000], [1 << 20, 210_000], [5000, 1200]], decision: 'compress' },
+    { name: 'an archive: the first chunk decides, the rest is never tried', chunks: [[1 << 20, 1_048_600], [1 << 20, null], [1 << 20, null]], decision: 'raw' },
+    { name: 'barely compressible (95 %): the rest raw', chunks: [[1 << 20, 996_000], [1 << 20, null]], decision: 'raw' },
+    { name: 'text then random: still tried (the first chunk decided)', chunks: [[1 << 20, 100_000], [1 << 20, 1_048_600], [1 << 20, 1_048_600]], decision: 'compress' },
+    { name: 'a tiny file is never tried', chunks: [[MIN_COMPRESS_BYTES - 1, null]], decision: null },
+    { name: 'a file of exactly MIN_COMPRESS_BYTES is tried', chunks: [[MIN_COMPRESS_BYTES, 20]], decision: 'compress' },
   ];
   for (const { name, chunks, decision } of files) {
     test(name, () => {
       const squeeze = new FileCompression();
-      chunks.forEach(([raw, compressed, sent], i) => {
+      chunks.forEach(([raw, compressed], i) => {
         assert.equal(squeeze.tries(raw), compressed !== null, `chunk ${i}: tried`);
-        if (compressed !== null) assert.equal(squeeze.use(raw, compressed), sent, `chunk ${i}: sent compressed`);
+        if (compressed !== null) squeeze.compressed(raw, compressed);
       });
       assert.equal(squeeze.decision, decision);
     });

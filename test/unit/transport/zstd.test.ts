@@ -1,7 +1,8 @@
 /**
  * transport/zstd with the codec: a zchunk made by the agent's ChunkCompressor decodes, through the
  * receiver's ChunkInflater, to the very bytes compressed (1 byte past MIN to a full 1 MiB chunk, at
- * offsets past 2^32); data that does not shrink gives no zchunk (it goes raw); a corrupt payload,
+ * offsets past 2^32), in order, one stream per connection (a chunk compresses against those before
+ * it, and cannot be read without them); a corrupt payload,
  * one that decompresses to more or fewer bytes than declared, or one declared over MAX_CHUNK_BYTES
  * is a ProtocolError naming the frame, and nothing over the declared size is ever decompressed.
  */
@@ -39,7 +40,6 @@ function zchunk(rawLength: number, payload: Buffer): Buffer {
 
 function compressed(data: Buffer): Buffer {
   const frame = new ChunkCompressor().frame(7, 0, data);
-  assert.ok(frame !== null);
   return Buffer.from(frame.subarray(ZCHUNK_HEADER_BYTES));
 }
 
@@ -55,7 +55,6 @@ describe('zchunk round trips', () => {
   for (const [name, data, offset] of cases) {
     test(name, () => {
       const frame = compressor.frame(9, offset, data);
-      assert.ok(frame !== null, 'did not compress');
       assert.equal(frame[0], FRAME_ZCHUNK);
       assert.ok(frame.length < data.length, `${frame.length} bytes for ${data.length}`);
       const decoded = decodeFrame(Buffer.from(frame), 'agent', undefined, inflater.inflate);
@@ -66,16 +65,34 @@ describe('zchunk round trips', () => {
     });
   }
 
-  test('random data gives no zchunk: it goes raw', () => {
-    assert.equal(compressor.frame(1, 0, randomBytes(MAX_CHUNK_BYTES)), null);
-    assert.equal(compressor.frame(1, 0, randomBytes(100)), null);
+  test('random data still goes through the stream (its frame must be sent) at a few bytes over its size', () => {
+    for (const size of [MAX_CHUNK_BYTES, 100]) {
+      const data = randomBytes(size);
+      const frame = compressor.frame(1, 0, data);
+      assert.ok(frame.length - ZCHUNK_HEADER_BYTES <= size + 64, `${frame.length} bytes for ${size}`);
+      const decoded = decodeFrame(Buffer.from(frame), 'agent', undefined, inflater.inflate);
+      assert.ok(decoded.kind === 'chunk' && decoded.data.equals(data));
+    }
+  });
+
+  test('a chunk compresses against the ones before it on its connection, and cannot be read without them', () => {
+    const z = new ChunkCompressor();
+    const data = Buffer.from(randomBytes(20_000).toString('hex'));
+    const first = Buffer.from(z.frame(1, 0, data));
+    const again = Buffer.from(z.frame(2, 0, data));
+    assert.ok(again.length * 20 < first.length, `the same 40,000 bytes again: ${again.length} bytes, the first time ${first.length}`);
+    const receiving = new ChunkInflater();
+    for (const frame of [first, again]) {
+      const decoded = decodeFrame(frame, 'agent', undefined, receiving.inflate);
+      assert.ok(decoded.kind === 'chunk' && decoded.data.equals(data));
+    }
+    assert.throws(() => decodeFrame(again, 'agent', undefined, new ChunkInflater().inflate), (err: unknown) => err instanceof ProtocolError && err.code === 'BAD_COMPRESSION');
   });
 
   test('one compressor serves chunk after chunk (its buffer reused): each frame decodes to its own data', () => {
     const inputs = [text(1000), Buffer.alloc(5000, 0x41), text(MAX_CHUNK_BYTES), text(300)];
     for (const data of inputs) {
       const frame = compressor.frame(1, 0, data);
-      assert.ok(frame !== null);
       const decoded = decodeFrame(Buffer.from(frame), 'agent', undefined, inflater.inflate);
       assert.ok(decoded.kind === 'chunk' && decoded.data.equals(data), `${data.length} bytes did not round-trip`);
     }
@@ -85,9 +102,9 @@ describe('zchunk round trips', () => {
 describe('bad zchunks', () => {
   test('a truncated zstd frame', () => {
     const z = compressed(text(50_000));
-    rejects(zchunk(50_000, z.subarray(0, z.length - 5)), 'BAD_COMPRESSION', /^zchunk frame \(transfer 7, offset 0, 50000 bytes declared\): not a valid zstd frame \(zstd: /);
+    rejects(zchunk(50_000, z.subarray(0, z.length - 5)), 'BAD_COMPRESSION', /^zchunk frame \(transfer 7, offset 0, 50000 bytes declared\): (not valid zstd data \(zstd: |decompressed to \d+ bytes, not the 50000 declared)/);
   });
-  test('bytes that are not zstd', () => rejects(zchunk(1000, randomBytes(200)), 'BAD_COMPRESSION', /not a valid zstd frame/));
+  test('bytes that are not zstd', () => rejects(zchunk(1000, randomBytes(200)), 'BAD_COMPRESSION', /not valid zstd data/));
   test('a bomb: 1 MiB of zeros declared as 4 KiB', () => {
     rejects(zchunk(4096, compressed(Buffer.alloc(MAX_CHUNK_BYTES))), 'BAD_COMPRESSION', /decompresses to more than the 4096 bytes declared/);
   });
