@@ -120,18 +120,23 @@ export function resetPeakRss(pid: number | undefined): boolean {
   }
 }
 
-/** User + system CPU a live process has used, in clock ticks (USER_HZ, 100 per second on Linux), or null. */
-export function cpuTicks(pid: number | undefined): number | null {
+/** Two fields of /proc/PID/stat summed (numbered as in proc(5)), or null when unreadable. */
+function statFieldsSum(pid: number | undefined, first: number, second: number): number | null {
   if (pid === undefined) return null;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    // Fields after "(comm)" start at field 3 (state).
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? ticks : null;
+    const sum = Number(fields[first - 3]) + Number(fields[second - 3]);
+    return Number.isFinite(sum) ? sum : null;
   } catch {
     return null;
   }
+}
+
+/** User + system CPU a live process has used, in clock ticks (USER_HZ, 100 per second on Linux), or null: utime + stime. */
+export function cpuTicks(pid: number | undefined): number | null {
+  return statFieldsSum(pid, 14, 15);
 }
 export const TICKS_PER_S = 100;
 
@@ -141,16 +146,7 @@ export const TICKS_PER_S = 100;
  * growth of this over a run is what the daemon's side of that run cost. Null when unreadable.
  */
 export function reapedChildCpuTicks(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)": cutime is field 16, cstime 17.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[13]) + Number(fields[14]);
-    return Number.isFinite(ticks) ? ticks : null;
-  } catch {
-    return null;
-  }
+  return statFieldsSum(pid, 16, 17);
 }
 
 /** The live descendants of `pid` (children, theirs, ...), from /proc/PID/task/TID/children. */

@@ -148,6 +148,38 @@ function parseOptions(argv: string[]): Options | null {
   };
 }
 
+/** `npm run build` before a run (--no-build skips it); false, said, when it fails. */
+async function built(say: (line: string) => void): Promise<boolean> {
+  say('building (npm run build)...');
+  const b = await runQuiet('npm', ['run', 'build', '--silent'], 600_000);
+  if (b.code !== 0) say(`bench: npm run build failed:\n${b.stdout}${b.stderr}`);
+  return b.code === 0;
+}
+
+/**
+ * The cleanup of a run, done once, on the way out or at SIGINT/SIGTERM: `release` (standbys, the
+ * daemon), then every child process, then the temp dir unless --keep.
+ */
+function cleanupOnce(root: string, keep: boolean, say: (line: string) => void, release: () => Promise<void>): () => Promise<void> {
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await release();
+    await killAll();
+    stopAll();
+    if (keep) say(`kept ${root}`);
+    else await rm(root, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    say(`${signal}: stopping every child process and removing ${root}`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return cleanup;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Statistics and formatting
 
@@ -502,35 +534,15 @@ async function main(): Promise<number> {
   if (o.pairs < 3) say(`note: --pairs ${o.pairs} is below the 3 pairs the results need to mean much`);
   if (loadAvgStart[0] !== undefined && loadAvgStart[0] > os.availableParallelism()) say(`note: the 1-min load average (${loadAvgStart[0].toFixed(2)}) exceeds the ${os.availableParallelism()} CPUs: expect noise`);
 
-  if (o.build) {
-    say('building (npm run build)...');
-    const b = await runQuiet('npm', ['run', 'build', '--silent'], 600_000);
-    if (b.code !== 0) {
-      say(`bench: npm run build failed:\n${b.stdout}${b.stderr}`);
-      return 1;
-    }
-  }
+  if (o.build && !(await built(say))) return 1;
 
   const root = await mkdtemp(join(os.tmpdir(), 'warmsync-bench-'));
-  let cleaned = false;
   let daemon: RsyncDaemon | null = null;
   let persistent: Persistent | null = null;
-  const cleanup = async (): Promise<void> => {
-    if (cleaned) return;
-    cleaned = true;
+  const cleanup = cleanupOnce(root, o.keep, say, async () => {
     await persistent?.closeAll().catch(() => undefined);
     await daemon?.stop().catch(() => undefined);
-    await killAll();
-    stopAll();
-    if (o.keep) say(`kept ${root}`);
-    else await rm(root, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    say(`${signal}: stopping every child process and removing ${root}`);
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
 
   try {
     const src = join(root, 'src');
@@ -720,32 +732,12 @@ async function main(): Promise<number> {
 /** `--scale`: build, start the rsync daemon, run scale.ts, write the JSON, print the table; cleans up as main does. */
 async function scaleMain(o: Options, scale: ScaleOptions, say: (line: string) => void): Promise<number> {
   const started = Date.now();
-  if (o.build) {
-    say('building (npm run build)...');
-    const b = await runQuiet('npm', ['run', 'build', '--silent'], 600_000);
-    if (b.code !== 0) {
-      say(`bench: npm run build failed:\n${b.stdout}${b.stderr}`);
-      return 1;
-    }
-  }
+  if (o.build && !(await built(say))) return 1;
   const root = await mkdtemp(join(os.tmpdir(), 'warmsync-bench-scale-'));
   let daemon: RsyncDaemon | null = null;
-  let cleaned = false;
-  const cleanup = async (): Promise<void> => {
-    if (cleaned) return;
-    cleaned = true;
+  const cleanup = cleanupOnce(root, o.keep, say, async () => {
     await daemon?.stop().catch(() => undefined);
-    await killAll();
-    stopAll();
-    if (o.keep) say(`kept ${root}`);
-    else await rm(root, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    say(`${signal}: stopping every child process and removing ${root}`);
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
   try {
     const work = join(root, 'work');
     const standbys = join(root, 'standbys');
