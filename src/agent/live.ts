@@ -682,9 +682,12 @@ class LiveSession {
       const row = this.mirror.get(path);
       return row !== undefined && row.kind === 'dir' && row.deletedAt === null;
     };
+    const own = new Set(batch.map((d) => d.path));
     for (const d of anchorMarks(batch, (path) => this.mirror.has(path), isDir)) {
       // Looked at from a directory the standby lacks, which something below is still on its way into: after that.
-      if (this.isBusy(d.path)) {
+      // (Only such a mark: the batch's own paths were taken as not busy, and a large file read in
+      // the background is busy as itself, by design, while it is read here.)
+      if (!own.has(d.path) && this.isBusy(d.path)) {
         this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
         continue;
       }
