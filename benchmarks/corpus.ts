@@ -17,7 +17,7 @@
  * seed. Content is AES-128-CTR keystream: incompressible and fast to make.
  */
 import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -183,6 +183,36 @@ export function writeTextTree(root: string, seed: string, bytes: number): { file
     written += Buffer.byteLength(text);
   }
   return { files, bytes: written };
+}
+
+/** The text files `copyTextTree` takes: code, configuration and docs. */
+const TEXT_FILE = /\.(?:js|cjs|mjs|ts|json|md|ya?ml|xml|txt|properties|sh)$/;
+
+/**
+ * A tree of real text: the text files under `from`, walked in name order (build output and `.bin`
+ * skipped), copied to `root` until about `bytes`. From the project's node_modules this is the same
+ * tree wherever package-lock.json installed it: JavaScript, TypeScript, JSON, YAML and Markdown as
+ * people write them, where a generator's vocabulary text is not.
+ */
+export function copyTextTree(from: string, root: string, bytes: number): { files: number; bytes: number } {
+  let files = 0;
+  let copied = 0;
+  const walk = (rel: string): void => {
+    for (const entry of readdirSync(join(from, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (copied >= bytes) return;
+      const child = join(rel, entry.name);
+      if (entry.isDirectory()) {
+        if (entry.name !== 'build' && entry.name !== '.bin') walk(child);
+      } else if (entry.isFile() && TEXT_FILE.test(entry.name)) {
+        mkdirSync(join(root, rel), { recursive: true });
+        copyFileSync(join(from, child), join(root, child));
+        copied += statSync(join(root, child)).size;
+        files++;
+      }
+    }
+  };
+  walk('');
+  return { files, bytes: copied };
 }
 
 /** A small binary's size: 100-2,000 bytes, uniform. */

@@ -34,7 +34,7 @@ import { behindLargeScenario, burstScenario, watchMemoryScenario } from './watch
 import { WAN_LINK, bwlimitScenario, wanScenario, wanTextScenario, type WanSetup } from './wan.js';
 import { warmsyncLive, warmsyncSide, type WarmsyncStandby } from './warmsync.js';
 
-const SCENARIOS = ['initial', 'noop', 'mutation', 'live', 'behind-large', 'burst', 'watch-memory', 'bigfile', 'wan', 'wan-text'] as const;
+const SCENARIOS = ['initial', 'noop', 'mutation', 'live', 'behind-large', 'burst', 'watch-memory', 'bigfile', 'wan', 'wan-text', 'wan-text-synthetic'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench [-- options]
@@ -48,9 +48,10 @@ const USAGE = `Usage: npm run bench [-- options]
   --live-rate N     files per second in the live scenario (default 50)
   --behind-mib N    the large file in behind-large, MiB (default 256)
   --burst-files N   files in the burst scenario (default 10000)
+  --burst-copy      burst: write the files beside the source, then cp -a them in (a restore)
   --watch-files N   files in the watch-memory tree (default 100000)
-  --wan-rtt-ms N    wan, wan-text: the proxy's round trip, ms (default 50)
-  --wan-mbit N      wan, wan-text: the proxy's rate, Mbit/s (default 100)
+  --wan-rtt-ms N    wan, wan-text*: the proxy's round trip, ms (default 50)
+  --wan-mbit N      wan, wan-text*: the proxy's rate, Mbit/s (default 100)
   --seed S          corpus seed (default "warmsync")
   --timeout-s N     limit for any single timed run (default 1800; 7200 with --scale)
   --scale           instead of the above: cost growth with the tree (issue 19): per size, a corpus of
@@ -75,6 +76,7 @@ interface Options {
   readonly liveRate: number;
   readonly behindMiB: number;
   readonly burstFiles: number;
+  readonly burstCopy: boolean;
   readonly watchFiles: number;
   readonly wanRttMs: number;
   readonly wanMbit: number;
@@ -100,7 +102,7 @@ function parseOptions(argv: string[]): Options | null {
     options: {
       full: { type: 'boolean' }, files: { type: 'string' }, 'big-mib': { type: 'string' }, pairs: { type: 'string' }, only: { type: 'string' },
       'live-files': { type: 'string' }, 'live-rate': { type: 'string' }, seed: { type: 'string' }, 'timeout-s': { type: 'string' },
-      'behind-mib': { type: 'string' }, 'burst-files': { type: 'string' }, 'watch-files': { type: 'string' },
+      'behind-mib': { type: 'string' }, 'burst-files': { type: 'string' }, 'burst-copy': { type: 'boolean' }, 'watch-files': { type: 'string' },
       'wan-rtt-ms': { type: 'string' }, 'wan-mbit': { type: 'string' },
       'no-build': { type: 'boolean' }, 'no-docs': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       scale: { type: 'boolean' }, 'scale-sizes': { type: 'string' }, 'scale-rounds': { type: 'string' }, 'scale-idle-s': { type: 'string' },
@@ -129,6 +131,7 @@ function parseOptions(argv: string[]): Options | null {
     liveRate: positive('live-rate', values['live-rate'], 50),
     behindMiB: positive('behind-mib', values['behind-mib'], 256),
     burstFiles: positive('burst-files', values['burst-files'], 10_000),
+    burstCopy: values['burst-copy'] === true,
     watchFiles: positive('watch-files', values['watch-files'], 100_000),
     wanRttMs: positive('wan-rtt-ms', values['wan-rtt-ms'], 2 * WAN_LINK.latencyMs),
     wanMbit: positive('wan-mbit', values['wan-mbit'], (WAN_LINK.bytesPerSec * 8) / 1e6),
@@ -472,7 +475,9 @@ npm run bench -- --full        # 100,000 binaries (~4.2 GB), 2 GiB single file
 npm run bench -- --files 2000 --pairs 5 --only initial,noop
 npm run bench -- --only behind-large,burst,watch-memory   # the live agent under load, warmsync alone
 npm run bench -- --only wan     # initial sync through a 100 Mbit/s, 50 ms proxy; --bwlimit 4M on loopback
-npm run bench -- --only wan-text   # 48 MB of etc/-like text over that link: --compress zstd vs rsync -az
+npm run bench -- --only wan-text   # 48 MB of real text (node_modules) over that link: --compress zstd vs rsync -az
+npm run bench -- --only wan-text-synthetic   # the same with 48 MB of generated etc/-like text
+TMPDIR=/mnt/x npm run bench    # trees, standbys and rsync's target on another file system
 npm run bench -- --help
 \`\`\`
 
@@ -491,7 +496,8 @@ warmsync side (fresh receiver, standby and agent cache per run where the scenari
 Three scenarios run the live agent under load, warmsync alone, against issue 3's targets
 (\`benchmarks/watching.ts\`), each on trees of its own in a scratch dir it removes, failed or not:
 \`behind-large\` (50 files of 1-20 KiB at 50/s written just after a 256 MiB file starts, \`--behind-mib\`),
-\`burst\` (10,000 files of 1-20 KiB as fast as possible into 10 new dirs, \`--burst-files\`; content
+\`burst\` (10,000 files of 1-20 KiB as fast as possible into 10 new dirs, \`--burst-files\`, or
+copied in with \`cp -a\` with \`--burst-copy\`; content
 checked byte for byte) and \`watch-memory\` (a 100,000-file tree in 256 dirs, \`--watch-files\`: synced
 with \`agent --once\`, then the live agent's RSS once idle and its inotify watches).
 
@@ -604,7 +610,7 @@ async function main(): Promise<number> {
     let bigSrc: string | null = null;
     const ctx: Context = {
       src, standbys, seed: o.seed, pairs: o.pairs, liveFiles: o.liveFiles, liveRate: o.liveRate,
-      behindMiB: o.behindMiB, burstFiles: o.burstFiles, watchFiles: o.watchFiles, timeoutMs: o.timeoutMs,
+      behindMiB: o.behindMiB, burstFiles: o.burstFiles, burstCopy: o.burstCopy, watchFiles: o.watchFiles, timeoutMs: o.timeoutMs,
       scratch: (name: string) => mkdtemp(join(root, `${name}-`)),
       async bigSrc() {
         if (bigSrc === null) {
@@ -694,7 +700,8 @@ async function main(): Promise<number> {
           return { ...wan, runs: [...wan.runs, ...bw.runs], notes: [...wan.notes, ...bw.notes], tables: [...(wan.tables ?? []), ...(bw.tables ?? [])] };
         },
       },
-      'wan-text': { title: 'WAN link, compressible text', run: () => wanTextScenario(ctx, wanSetup()) },
+      'wan-text': { title: 'WAN link, real text', run: () => wanTextScenario(ctx, wanSetup(), 'real') },
+      'wan-text-synthetic': { title: 'WAN link, synthetic text', run: () => wanTextScenario(ctx, wanSetup(), 'synthetic') },
     };
 
     for (const id of SCENARIOS) {

@@ -116,6 +116,8 @@ export interface Context {
   readonly liveRate: number;
   readonly behindMiB: number;
   readonly burstFiles: number;
+  /** --burst-copy: the burst is copied in with `cp -a` (a restore) instead of written file by file. */
+  readonly burstCopy: boolean;
   readonly watchFiles: number;
   readonly timeoutMs: number;
   readonly warmsync: WarmsyncSide;

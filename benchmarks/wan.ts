@@ -9,13 +9,15 @@
  *        loopback: its rate over the transfer against the limit.
  *
  * The payload is uncompressible (the corpus's binaries are random bytes). `wanTextScenario` runs the
- * compressible case over the same link: an etc/-like text tree, warmsync --compress zstd against
- * `rsync -az` (issue 21: zstd must beat rsync -z), with warmsync uncompressed and `rsync -a` beside.
+ * compressible case over the same link: a text tree (real or synthetic, TEXT_CORPORA), warmsync
+ * --compress zstd against `rsync -az` (issue 21: zstd must beat rsync -z), with warmsync uncompressed
+ * and `rsync -a` beside.
  */
 import { join } from 'node:path';
 import { FaultProxy } from '../test/helpers/proxy.js';
 import { RsyncDaemon, rsyncDaemonSide, type ToolConfig } from './competitors.js';
-import { binarySize, Rng, writeBinary, writeTextTree } from './corpus.js';
+import { binarySize, copyTextTree, Rng, writeBinary, writeTextTree } from './corpus.js';
+import { REPO } from './machine.js';
 import { freshScenario, newResult, type Context, type ScenarioResult } from './scenarios.js';
 import type { RunRecord } from './side.js';
 import { warmsyncSide, type WarmsyncConfig } from './warmsync.js';
@@ -134,24 +136,36 @@ export async function bwlimitScenario(ctx: Context, setup: WanSetup): Promise<Sc
   return result;
 }
 
-/** The compressible case: about this much etc/-like text (about 4 s at 100 Mbit/s uncompressed). */
+/** The compressible case: about this much text (about 4 s at 100 Mbit/s uncompressed). */
 const TEXT_BYTES = 48 * 1024 * 1024;
 
 /**
- * The initial sync of an etc/-like text tree over the link: warmsync --compress zstd against
- * `rsync -az` (issue 21: zstd beats rsync -z, i.e. a ratio below 1.0), with warmsync uncompressed
- * and `rsync -a` beside it; what each warmsync put on the wire, from its summary.
+ * The compressible trees: `real`, the text files of the project's own node_modules (code, JSON, YAML,
+ * Markdown as people write them; the same wherever package-lock.json installed it); `synthetic`, an
+ * etc/-like tree generated from a 30-word vocabulary with random numbers and hex ids for values
+ * (short repeats and high-entropy values: the kind of text deflate's 3-byte matches suit best).
  */
-export async function wanTextScenario(ctx: Context, setup: WanSetup): Promise<ScenarioResult> {
+export const TEXT_CORPORA = {
+  real: { scenario: 'wan-text', label: 'real text (node_modules)', make: (src: string) => copyTextTree(join(REPO, 'node_modules'), src, TEXT_BYTES) },
+  synthetic: { scenario: 'wan-text-synthetic', label: 'synthetic etc/-like text', make: (src: string, seed: string) => writeTextTree(src, seed, TEXT_BYTES) },
+} as const;
+
+/**
+ * The initial sync of a text tree over the link: warmsync --compress zstd against `rsync -az`
+ * (issue 21: zstd beats rsync -z, i.e. a ratio below 1.0), with warmsync uncompressed and `rsync -a`
+ * beside it; what each warmsync put on the wire, from its summary.
+ */
+export async function wanTextScenario(ctx: Context, setup: WanSetup, corpus: keyof typeof TEXT_CORPORA): Promise<ScenarioResult> {
+  const { scenario, label, make } = TEXT_CORPORA[corpus];
   const link = setup.link;
   const rsyncProxy = await wanProxy({ host: '127.0.0.1', port: setup.daemon.port }, link);
   try {
     const zstd = warmsyncSide(setup.warmsync, { name: 'warmsync --compress zstd', agentArgs: ['--compress', 'zstd'], via: viaLink(link) });
     const plain = warmsyncSide(setup.warmsync, { name: 'warmsync', via: viaLink(link) });
-    const src = await ctx.scratch('wan-text');
-    const text = writeTextTree(src, ctx.seed, TEXT_BYTES);
+    const src = await ctx.scratch(scenario);
+    const text = make(src, ctx.seed);
     ctx.say(`  ${text.files} text files, ${(text.bytes / 1e6).toFixed(1)} MB`);
-    const result = await freshScenario({ ...ctx, warmsync: zstd }, 'wan-text', `Initial sync of ${(text.bytes / 1e6).toFixed(0)} MB of etc/-like text over the WAN link`, async () => src, [
+    const result = await freshScenario({ ...ctx, warmsync: zstd }, scenario, `Initial sync of ${(text.bytes / 1e6).toFixed(0)} MB of ${label} over the WAN link`, async () => src, [
       [rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -az', args: ['-z'], port: rsyncProxy.port }), { maxRatio: 1.0, text: 'zstd beats rsync -z (< 1.0×)' }],
       [rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -a', args: [], port: rsyncProxy.port }), undefined],
       [plain, undefined],

@@ -17,6 +17,7 @@
  *
  * Rounds: --pairs of them; each starts a fresh live agent on the same standby.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -241,6 +242,15 @@ export async function behindLargeScenario(ctx: Context): Promise<ScenarioResult>
 
 // ---------------------------------------------------------------------------------------------
 
+/** Writes the burst's files under `root` (its BURST_DIRS dirs first), calling `written(i)` after each. */
+function writeBurst(root: string, rels: readonly string[], data: (i: number) => Buffer, written: (i: number) => void): void {
+  for (const rel of new Set(rels.map((r) => r.slice(0, r.lastIndexOf('/'))))) mkdirSync(join(root, rel), { recursive: true });
+  for (let i = 0; i < rels.length; i++) {
+    writeFileSync(join(root, rels[i] as string), data(i));
+    written(i);
+  }
+}
+
 async function burstRound(ctx: Context, src: string, run: LiveRun, round: number): Promise<BurstRecord> {
   await awaitStartupSync(src, run, SIDE, `burst-${round + 1}`);
   // Untimed: sizes and contents up front, so the timed loop only writes.
@@ -262,13 +272,20 @@ async function burstRound(ctx: Context, src: string, run: LiveRun, round: number
     return now === null || before === null ? null : ((now - before) * 1000) / TICKS_PER_S;
   };
   try {
+    // Written in place, file by file; or (--burst-copy) written beside the source first, untimed, and
+    // copied in with `cp -a` as a restore does: every file then counts from the copy's end.
+    const into = ctx.burstCopy ? `${src}.burst-${round + 1}` : src;
+    if (ctx.burstCopy) writeBurst(into, rels, data, () => undefined);
     const t0 = performance.now();
-    for (let d = 0; d < BURST_DIRS; d++) mkdirSync(join(src, `burst-${round + 1}/d${String(d).padStart(2, '0')}`), { recursive: true });
-    for (let i = 0; i < rels.length; i++) {
-      writeFileSync(join(src, rels[i] as string), data(i));
-      arrivals.expect(rels[i] as string, performance.now(), sizes[i] as number);
+    if (ctx.burstCopy) {
+      execFileSync('cp', ['-a', join(into, `burst-${round + 1}`), join(src, `burst-${round + 1}`)]);
+      const copied = performance.now();
+      rels.forEach((rel, i) => arrivals.expect(rel, copied, sizes[i] as number));
+    } else {
+      writeBurst(src, rels, data, (i) => arrivals.expect(rels[i] as string, performance.now(), sizes[i] as number));
     }
     const writeMs = performance.now() - t0;
+    if (ctx.burstCopy) await rm(into, { recursive: true, force: true });
     const complete = await arrivals.waitAll(Math.min(ctx.timeoutMs, 600_000));
     const last = arrivals.lastArrivalAt();
     const agentCpuMs = cpuMs(run.watcherPid, cpu0[0]);
@@ -291,7 +308,8 @@ async function burstRound(ctx: Context, src: string, run: LiveRun, round: number
 }
 
 export async function burstScenario(ctx: Context): Promise<ScenarioResult> {
-  const result = newResult('burst', `Burst: ${ctx.burstFiles.toLocaleString('en')} files (1-20 KiB) in ${BURST_DIRS} new dirs, as fast as possible`);
+  const how = ctx.burstCopy ? 'copied in with `cp -a`' : 'written as fast as possible';
+  const result = newResult('burst', `Burst: ${ctx.burstFiles.toLocaleString('en')} files (1-20 KiB) in ${BURST_DIRS} new dirs, ${how}`);
   const time = metric(result, 'first write -> all on standby', 'time');
   const bad = metric(result, 'files missing or different', 'count', { max: 0, worst: true, text: 'all arrive complete' });
   const agent = metric(result, 'agent peak RSS', 'MB');
@@ -309,6 +327,7 @@ export async function burstScenario(ctx: Context): Promise<ScenarioResult> {
       ctx.say(`  round ${round + 1}: written in ${ms(rec.writeMs)}, all on standby after ${ms(rec.allOnStandbyMs)}; missing ${rec.missing}, different ${rec.different}; `
         + `peak RSS agent ${mb(rec.agentPeakRssKiB)} (from ${mb(rec.agentRssBeforeKiB)}), receiver ${mb(rec.receiverPeakRssKiB)} (from ${mb(rec.receiverRssBeforeKiB)})`);
       rows.push([`${round + 1}`, `${rec.files} (${(rec.bytes / MiB).toFixed(0)} MiB)`, ms(rec.writeMs), ms(rec.allOnStandbyMs),
+        rec.allOnStandbyMs === null ? '-' : ms(rec.allOnStandbyMs - rec.writeMs),
         rec.allOnStandbyMs === null ? '-' : `${Math.round(rec.files / (rec.allOnStandbyMs / 1000))}`, `${rec.missing}`, `${rec.different}`,
         `${ms(rec.agentCpuMs)} / ${ms(rec.receiverCpuMs)}`,
         `${mb(rec.agentRssBeforeKiB)} -> ${mb(rec.agentPeakRssKiB)}`, `${mb(rec.receiverRssBeforeKiB)} -> ${mb(rec.receiverPeakRssKiB)}`]);
@@ -317,7 +336,7 @@ export async function burstScenario(ctx: Context): Promise<ScenarioResult> {
   });
   result.tables = [{
     caption: 'Burst, per round (arrival polled every 20 ms; content compared byte for byte afterwards; RSS = VmRSS before -> VmHWM reset just before the burst and read once all arrived):',
-    header: ['round', 'files', 'written in', 'all on standby', 'files/s', 'missing', 'different', 'CPU agent / receiver', 'agent RSS', 'receiver RSS'],
+    header: ['round', 'files', ctx.burstCopy ? 'copied in' : 'written in', 'all on standby', 'after the last write', 'files/s', 'missing', 'different', 'CPU agent / receiver', 'agent RSS', 'receiver RSS'],
     rows,
   }];
   return result;
