@@ -12,7 +12,9 @@
 // standby must hold everything, and the checker must have judged W many times.
 // The quick mode runs one seed in `npm test`; `npm run test:faults -- --long` runs 20, the first
 // ending with a restore of 60,000 files (`rm -rf d && cp -a backup d`), and prints how long after
-// the last workload W passed its end (the moment the agent vouches for all of it).
+// the last workload W passed its end (the moment the agent vouches for all of it). A second test
+// runs the same with one agent feeding two standbys (issue 21), a checker on each, the second
+// standby's receiver SIGKILLed at a drawn step and restarted later: each W keeps the promise.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import {
-  MANIFEST, closeStandbys, exists, isStateDir, openStandby, startLiveAgent, waitFor, waitForConvergence, type AgentProcess, type Standby,
+  MANIFEST, closeStandbys, exists, isStateDir, openStandby, openStandbyOf, restartReceiver, startLiveAgent, waitFor, waitForConvergence, type AgentProcess, type Standby,
 } from '../helpers/e2e.js';
 import { LONG, Rng, faultSeed } from '../helpers/faults.js';
 
@@ -47,7 +49,13 @@ class WatermarkChecker {
   private readonly verified = new Map<string, string>();
   private readonly db: Database.Database;
 
-  constructor(private readonly src: string, private readonly dst: string) {
+  /**
+   * `checkers`: how many run in this process. Each check reads synchronously, and each checker
+   * pauses long enough after it that all of them together hold the event loop half the time, as
+   * one does alone: two at half each left the tree comparison's asynchronous reads no time at all
+   * (it had not finished 6 minutes after both standbys had converged).
+   */
+  constructor(private readonly src: string, private readonly dst: string, private readonly checkers = 1) {
     this.db = new Database(join(dst, MANIFEST), { readonly: true, fileMustExist: true });
     this.db.pragma('busy_timeout = 5000');
     this.loop = this.run();
@@ -70,8 +78,8 @@ class WatermarkChecker {
         took = Date.now() - started;
       }
       // A check reads the whole source synchronously (over a second at 95,000 files) and W moves
-      // every 200 ms: pausing as long as the check took leaves the test's own waits half the time.
-      await sleep(Math.max(20, took));
+      // every 200 ms: pausing as long as the checks took leaves the test's own waits half the time.
+      await sleep(Math.max(20, took * (2 * this.checkers - 1)));
     }
   }
 
@@ -254,67 +262,103 @@ class Workloads {
   }
 }
 
+interface SeedResult { watermarks: number; comparisons: number }
+
+/**
+ * One seeded run: a live agent feeding `standbys` standbys of one source, a checker on each, the
+ * drawn workloads (with one overflow), and with `bounce` the last standby's receiver SIGKILLed at
+ * a drawn step and restarted a step or more later (its W must hold while it is down, and never
+ * lie); with `largeRestore` it ends with a restore of 60,000 files.
+ */
+async function runSeed(seed: number, standbys: number, bounce: boolean, largeRestore: boolean): Promise<SeedResult> {
+  const rng = new Rng(seed);
+  const s = await openStandby();
+  const all = [s];
+  while (all.length < standbys) all.push(await openStandbyOf(s));
+  const stash = join(s.dir, 'stash');
+  mkdirSync(stash);
+  mkdirSync(join(s.src, 'etc'));
+  writeFileSync(join(s.src, 'etc/system.yaml'), 'shared: {}\n');
+  // --max-delete 100: restores and re-creates delete whole trees on purpose; the guard is tested elsewhere.
+  const agent = startLiveAgent(all, ['--max-delete', '100']);
+  const checkers: WatermarkChecker[] = [];
+  const context = (): string => `--- W judged last: ${checkers.map((c) => new Date(c.highest).toISOString()).join(', ')}\n--- agent stderr (tail):\n${agent.stderr().slice(-6000)}\n--- receiver stderr (tail):\n${all.map((each) => each.receiver.stderr().slice(-3000)).join('\n---\n')}`;
+  for (const each of all) await waitForConvergence(each, { what: `the initial sync of ${each.url}`, timeoutMs: 60_000, context });
+  await agent.waitForLog(/watching /, 30_000);
+  for (const each of all) checkers.push(new WatermarkChecker(each.src, each.dst, all.length));
+  let convergedMs = -1;
+  const work = new Workloads(rng, s, stash, () => agent);
+  const steps = LONG ? 12 : 7;
+  const size = (): number => rng.int(300, LONG ? 6000 : 2500);
+  const plan = Array.from({ length: steps }, () => rng.pick(['burst', 'moveIn', 'restore', 'renameTree', 'recreate', 'edit'] as const)) as string[];
+  // Every seed has one overflow, at a drawn step; the long run's first seed ends with a large restore.
+  plan.splice(rng.int(0, plan.length), 0, 'overflow');
+  if (largeRestore) plan.push('restore60k');
+  if (bounce) {
+    const down = rng.int(0, plan.length - 1);
+    plan.splice(down, 0, 'kill');
+    plan.splice(rng.int(down + 2, plan.length), 0, 'restart');
+  }
+  const bounced = all[all.length - 1] as Standby;
+  try {
+    for (const step of plan) {
+      if (step === 'overflow') await work.overflow();
+      else if (step === 'kill') {
+        const killed = new Promise((r) => bounced.receiver.child.once('close', r));
+        bounced.receiver.child.kill('SIGKILL');
+        await killed;
+      } else if (step === 'restart') await restartReceiver(bounced);
+      else if (step === 'burst') work.burst(size());
+      else if (step === 'moveIn') work.moveIn(size());
+      else if (step === 'restore') work.restore(size());
+      else if (step === 'restore60k') work.restore(60_000);
+      else if (step === 'renameTree') work.renameTree();
+      else if (step === 'recreate') work.recreate(size());
+      else work.edit(rng.int(10, 200));
+      await sleep(rng.int(0, 800));
+    }
+    const quiet = Date.now();
+    // W passes the end of the workloads by itself, and the checker judges it there: the agent then
+    // vouches for every change, so that moment is when the standby caught up. Slow is allowed
+    // here, wrong is not (the checker reads the whole source at every W, competing for the 2 cores).
+    const deadline = Date.now() + 360_000;
+    while (checkers.some((c) => c.highest <= quiet) && Date.now() < deadline) await sleep(50);
+    for (const c of checkers) assert.ok(c.highest > quiet, `W did not pass the end of the workloads within 360 s (W ${c.highest}, end ${quiet})\n${context()}`);
+    convergedMs = Date.now() - quiet;
+    // And the standby holds exactly the source (comparing two trees of 60,000 files takes a while).
+    for (const each of all) await waitForConvergence(each, { what: `${each.url} after the workloads (seed ${seed}: ${plan.join(', ')})`, timeoutMs: 180_000, context });
+    assert.equal(agent.child.exitCode, null, `the agent exited\n${context()}`);
+    assert.equal(await agent.stop(), 0);
+  } finally {
+    for (const c of checkers) await c.stop();
+    agent.child.kill('SIGCONT');
+  }
+  const result = { watermarks: 0, comparisons: 0 };
+  for (const [i, c] of checkers.entries()) {
+    process.stdout.write(`# watermark: seed ${seed}, standby ${i + 1} of ${standbys}: ${plan.join(', ')}: ${c.watermarks} watermarks judged, ${c.comparisons} files compared, ${c.lies.length} lies; W passed the last workload's end ${convergedMs} ms after it (all standbys)\n`);
+    assert.deepEqual(c.lies.slice(0, 20), [], `seed ${seed}, standby ${i + 1}: ${c.lies.length} file(s) missing below a reported W\n${context()}`);
+    assert.ok(c.watermarks >= 10, `seed ${seed}, standby ${i + 1}: only ${c.watermarks} watermarks judged`);
+    result.watermarks += c.watermarks;
+    result.comparisons += c.comparisons;
+  }
+  return result;
+}
+
 test('no watermark W ever passes a change the standby lacks, under seeded bursts, moves, restores and a queue overflow', { timeout: LONG ? 7_200_000 : 720_000 }, async () => {
   const seeds = LONG ? 20 : 1;
   const first = faultSeed('watermark');
   let totalWatermarks = 0;
   let totalComparisons = 0;
   for (let i = 0; i < seeds; i++) {
-    const seed = (first + i) >>> 0;
-    const rng = new Rng(seed);
-    const s = await openStandby();
-    const stash = join(s.dir, 'stash');
-    mkdirSync(stash);
-    mkdirSync(join(s.src, 'etc'));
-    writeFileSync(join(s.src, 'etc/system.yaml'), 'shared: {}\n');
-    // --max-delete 100: restores and re-creates delete whole trees on purpose; the guard is tested elsewhere.
-    const agent = startLiveAgent(s, ['--max-delete', '100']);
-    let checker: WatermarkChecker | null = null;
-    const context = (): string => `--- W judged last: ${new Date(checker?.highest ?? 0).toISOString()}\n--- agent stderr (tail):\n${agent.stderr().slice(-6000)}\n--- receiver stderr (tail):\n${s.receiver.stderr().slice(-3000)}`;
-    await waitForConvergence(s, { what: 'the initial sync', timeoutMs: 60_000, context });
-    await agent.waitForLog(/watching /, 30_000);
-    checker = new WatermarkChecker(s.src, s.dst);
-    let convergedMs = -1;
-    const work = new Workloads(rng, s, stash, () => agent);
-    const steps = LONG ? 12 : 7;
-    const size = (): number => rng.int(300, LONG ? 6000 : 2500);
-    const plan = Array.from({ length: steps }, () => rng.pick(['burst', 'moveIn', 'restore', 'renameTree', 'recreate', 'edit'] as const));
-    // Every seed has one overflow, at a drawn step; the long run's first seed ends with a large restore.
-    plan.splice(rng.int(0, plan.length), 0, 'overflow' as never);
-    if (LONG && i === 0) plan.push('restore60k' as never);
-    try {
-      for (const step of plan as string[]) {
-        if (step === 'overflow') await work.overflow();
-        else if (step === 'burst') work.burst(size());
-        else if (step === 'moveIn') work.moveIn(size());
-        else if (step === 'restore') work.restore(size());
-        else if (step === 'restore60k') work.restore(60_000);
-        else if (step === 'renameTree') work.renameTree();
-        else if (step === 'recreate') work.recreate(size());
-        else work.edit(rng.int(10, 200));
-        await sleep(rng.int(0, 800));
-      }
-      const quiet = Date.now();
-      // W passes the end of the workloads by itself, and the checker judges it there: the agent then
-      // vouches for every change, so that moment is when the standby caught up. Slow is allowed
-      // here, wrong is not (the checker reads the whole source at every W, competing for the 2 cores).
-      const deadline = Date.now() + 360_000;
-      while (checker.highest <= quiet && Date.now() < deadline) await sleep(50);
-      assert.ok(checker.highest > quiet, `W did not pass the end of the workloads within 360 s (W ${checker.highest}, end ${quiet})\n${context()}`);
-      convergedMs = Date.now() - quiet;
-      // And the standby holds exactly the source (comparing two trees of 60,000 files takes a while).
-      await waitForConvergence(s, { what: `the standby after the workloads (seed ${seed}: ${plan.join(', ')})`, timeoutMs: 180_000, context });
-      assert.equal(agent.child.exitCode, null, `the agent exited\n${context()}`);
-      assert.equal(await agent.stop(), 0);
-    } finally {
-      await checker.stop();
-      agent.child.kill('SIGCONT');
-    }
-    totalWatermarks += checker.watermarks;
-    totalComparisons += checker.comparisons;
-    process.stdout.write(`# watermark: seed ${seed}: ${plan.join(', ')}: ${checker.watermarks} watermarks judged, ${checker.comparisons} files compared, ${checker.lies.length} lies; W passed the last workload's end ${convergedMs} ms after it\n`);
-    assert.deepEqual(checker.lies.slice(0, 20), [], `seed ${seed}: ${checker.lies.length} file(s) missing below a reported W\n${context()}`);
-    assert.ok(checker.watermarks >= 10, `seed ${seed}: only ${checker.watermarks} watermarks judged`);
+    const { watermarks, comparisons } = await runSeed((first + i) >>> 0, 1, false, LONG && i === 0);
+    totalWatermarks += watermarks;
+    totalComparisons += comparisons;
   }
   process.stdout.write(`# watermark: ${seeds} seed(s) from ${first}: ${totalWatermarks} watermarks judged, ${totalComparisons} files compared, 0 lies\n`);
+});
+
+test('two standbys, one SIGKILLed and restarted mid-workload: neither W ever passes a change its standby lacks', { timeout: LONG ? 3_600_000 : 720_000 }, async () => {
+  const seeds = LONG ? 5 : 1;
+  const first = faultSeed('watermark, two standbys');
+  for (let i = 0; i < seeds; i++) await runSeed((first + i) >>> 0, 2, true, false);
 });
