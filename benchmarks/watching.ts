@@ -64,9 +64,9 @@ export interface BurstRecord {
   readonly kind: 'burst';
   readonly files: number;
   readonly bytes: number;
-  /** First mkdir to the last file closed on the source. */
+  /** First mkdir to the last file closed on the source (--burst-copy: the `cp -a`, start to end). */
   readonly writeMs: number;
-  /** First mkdir to the last file found complete on the standby (null when some never arrived). */
+  /** From the same start to the last file found complete on the standby (null when some never arrived). */
   readonly allOnStandbyMs: number | null;
   readonly missing: number;
   /** Arrived, but not byte-identical to what was written. */
