@@ -477,6 +477,7 @@ npm run bench -- --only behind-large,burst,watch-memory   # the live agent under
 npm run bench -- --only wan     # initial sync through a 100 Mbit/s, 50 ms proxy; --bwlimit 4M on loopback
 npm run bench -- --only wan-text   # 48 MB of real text (node_modules) over that link: --compress zstd vs rsync -az
 npm run bench -- --only wan-text-synthetic   # the same with 48 MB of generated etc/-like text
+npm run bench -- --only burst --burst-copy --burst-files 60000   # a restore (cp -a) under a live agent
 TMPDIR=/mnt/x npm run bench    # trees, standbys and rsync's target on another file system
 npm run bench -- --help
 \`\`\`
