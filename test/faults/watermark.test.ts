@@ -53,7 +53,7 @@ class WatermarkChecker {
    * `checkers`: how many run in this process. Each check reads synchronously, and each checker
    * pauses long enough after it that all of them together hold the event loop half the time, as
    * one does alone: two at half each left the tree comparison's asynchronous reads no time at all
-   * (it had not finished 6 minutes after both standbys had converged).
+   * (it had not finished 6 minutes after both standbys' W had passed the end of the workloads).
    */
   constructor(private readonly src: string, private readonly dst: string, private readonly checkers = 1) {
     this.db = new Database(join(dst, MANIFEST), { readonly: true, fileMustExist: true });
