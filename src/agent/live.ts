@@ -15,10 +15,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { wholeMs, type Entry, type FeedGap, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import { anchorMarks } from '../plan/anchor.js';
+import { rowsAtOrBelow } from '../plan/below.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
 import { standbyLogger, type Logger } from '../log.js';
-import { isTooDeep, isWithin } from '../relpath.js';
+import { isTooDeep } from '../relpath.js';
 import type { CacheRow } from '../scan/cache.js';
 import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
 import { pathTooLongMessage, specialNode } from '../scan/walk.js';
@@ -687,6 +688,11 @@ class LiveSession {
       const row = this.mirror.get(path);
       return row !== undefined && row.kind === 'dir' && row.deletedAt === null;
     };
+    const seen = (path: string, at: number): void => {
+      firstSeen.set(path, Math.min(firstSeen.get(path) ?? Infinity, at));
+    };
+    /** Paths whose rows at and below them the plan needs -> their mark's firstSeen. */
+    const below = new Map<string, number>();
     const own = new Set(batch.map((d) => d.path));
     for (const d of anchorMarks(batch, (path) => this.mirror.has(path), isDir)) {
       // Looked at from a directory the standby lacks, which something below is still on its way into: after that.
@@ -704,7 +710,14 @@ class LiveSession {
       }
       for (const e of found.entries) entries.set(e.path, e);
       for (const r of found.rows) rows.set(r.path, r);
-      for (const p of [...found.entries, ...found.rows].map((x) => x.path)) firstSeen.set(p, Math.min(firstSeen.get(p) ?? Infinity, d.firstSeen));
+      for (const x of [...found.entries, ...found.rows]) seen(x.path, d.firstSeen);
+      if (found.rowsBelow) below.set(d.path, d.firstSeen);
+    }
+    for (const [path, found] of rowsAtOrBelow(this.mirror.values(), below.keys())) {
+      for (const r of found) {
+        rows.set(r.path, r);
+        seen(r.path, below.get(path) as number);
+      }
     }
     const changes = diffTrees(this.tree.planned(entries.values()), rows.values(), { hides: this.tree.hides });
     for (const change of changes) await this.submit(change, firstSeen.get(change.path) ?? Date.now());
@@ -793,7 +806,7 @@ class LiveSession {
   }
 
   /** What the source and the mirror hold at a dirty path (and below it, for a new or vanished directory). */
-  private async describe(d: DirtyPath): Promise<{ entries: Entry[]; rows: ManifestEntry[] } | 'unstable'> {
+  private async describe(d: DirtyPath): Promise<Described | 'unstable'> {
     const abs = join(this.tree.root, d.path);
     if (isTooDeep(d.path)) {
       this.tree.warn('PATH_TOO_LONG', pathTooLongMessage(d.path, null));
@@ -810,8 +823,7 @@ class LiveSession {
       return { entries: [], rows: [] };
     }
     const row = this.mirror.get(d.path);
-    const below = (): ManifestEntry[] => [...this.mirror.values()].filter((r) => isWithin(r.path, d.path));
-    if (st === null) return { entries: [], rows: row?.kind === 'dir' ? below() : row ? [row] : [] };
+    if (st === null) return row?.kind === 'dir' ? { entries: [], rows: [], rowsBelow: true } : { entries: [], rows: row ? [row] : [] };
     if (this.tree.isExcluded(d.path, st.isDirectory())) return { entries: [], rows: [] };
     const base = { path: d.path, mtimeMs: wholeMs(st.mtimeMs), mode: st.mode & 0o7777, owner: ownerOf(st.uid, st.gid) };
     if (st.isSymbolicLink()) {
@@ -851,8 +863,8 @@ class LiveSession {
       const entries = [self, ...sub.entries.map((e) => ({ ...e, path: `${d.path}/${e.path}` }))];
       this.rememberHashes(d.path, sub.cacheable, entries);
       for (const path of unstable) this.dirty.mark(`${d.path}/${path}`, Date.now(), { firstSeen: d.firstSeen });
-      // No row for the directory, none below it (the manifest records every parent): no O(mirror) filter.
-      return { entries, rows: row === undefined ? [] : below() };
+      // No row for the directory, none below it (the manifest records every parent): no pass over the mirror.
+      return { entries, rows: [], rowsBelow: row !== undefined };
     }
     if (!st.isFile()) {
       // A FIFO, socket or device: re-created on the standby, never opened (rsync -a's -D).
@@ -875,6 +887,14 @@ class LiveSession {
     }
     return { entries: [{ ...base, kind: 'file', size: st.size, hash, target: null }], rows: row ? [row] : [] };
   }
+}
+
+/** What the source and the mirror hold at a dirty path. */
+interface Described {
+  readonly entries: Entry[];
+  readonly rows: ManifestEntry[];
+  /** The mirror's rows at and below the path belong to the plan too (found for the whole batch in one pass: plan/below.ts). */
+  readonly rowsBelow?: boolean;
 }
 
 /** `change` with the hash the sender computed on the way, when the plan left it null. */
