@@ -20,6 +20,7 @@ import { SourceRoot } from '../scan/openfile.js';
 import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../confined/temp.js';
 import { isWithin, baseName } from '../relpath.js';
+import { sharedOwner } from '../owner/names.js';
 import type { StateDir } from '../statedir.js';
 import { dial, type ClientTls } from '../transport/client.js';
 import { compressorFor, type CompressSetting } from './compress.js';
@@ -275,7 +276,7 @@ export function applyToMirror(mirror: Map<string, ManifestEntry>, change: Change
 function manifestRow(e: Entry, bornMs: number, deletedAt: number | null, damaged: boolean): ManifestEntry {
   return {
     path: e.path, kind: e.kind, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, hash: e.hash, target: e.target,
-    bornMs, deletedAt, damaged, owner: e.owner ?? null,
+    bornMs, deletedAt, damaged, owner: sharedOwner(e.owner),
   };
 }
 
