@@ -109,8 +109,20 @@ export function localNames(): IdNames {
 
 /** The Owner the agent sends for a file of these ids: with the source's names for them. */
 export function ownerOf(uid: number, gid: number, names: IdNames = localNames()): Owner {
-  return sharedOwner({ uid, gid, user: names.userName(uid), group: names.groupName(gid) });
+  const user = names.userName(uid);
+  const group = names.groupName(gid);
+  // The scan asks once per file: the last owner of these ids, while its names still hold, costs no key.
+  const last = lastOwnerOf.get(uid)?.get(gid);
+  if (last !== undefined && last.user === user && last.group === group) return last;
+  const owner = sharedOwner({ uid, gid, user, group });
+  const ofUid = lastOwnerOf.get(uid) ?? new Map<number, Owner>();
+  if (ofUid.size === 0 && lastOwnerOf.size >= MAX_SHARED_OWNERS) return owner;
+  lastOwnerOf.set(uid, ofUid.set(gid, owner));
+  return owner;
 }
+
+/** uid -> gid -> the owner `ownerOf` last gave for them (at most MAX_SHARED_OWNERS uids). */
+const lastOwnerOf = new Map<number, Map<number, Owner>>();
 
 /** Every distinct owner seen, once: a tree has a handful, and its entries share them. */
 const owners = new Map<string, Owner>();
