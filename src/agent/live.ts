@@ -576,11 +576,13 @@ class LiveSession {
     pass.report.failures.forEach((f) => this.onFailure(f, pass.scanStarted));
     this.resync = false; // the mirror was just fetched: a conflict in this pass is retried against it
     for (const path of pass.scan.incomplete) this.stuck.set(path, pass.scanStarted);
-    // Files too recent for their hash to be cached (RACY_MS): looked at again once they are not, as
-    // after a live change. The racy paths of a session that ended (its receiver restarted) went with
-    // it, and a file written just before the reconnect's pass stayed uncached until the next rescan.
-    const now = Date.now();
-    for (const e of pass.scan.entries) if (e.kind === 'file' && !isCacheable(e.mtimeMs, now)) this.racy.set(e.path, e.mtimeMs + RACY_MS + 1);
+    // Files hashed too soon after their mtime for the hash to be cached (RACY_MS), by the scan or by
+    // the sender: looked at again once they are old enough, as after a live change. The racy paths
+    // of a session that ended (its receiver restarted) went with it, and a file written just before
+    // the reconnect's pass stayed uncached until the next rescan. Judged at each file's own hash
+    // time: at the pass's end, a long pass's early files looked old enough, and were never cached.
+    const sentRacy = pass.report.hashedWhileSent.filter((h) => !isCacheable(h.mtimeMs, h.hashedAt));
+    for (const f of [...pass.scan.racy, ...sentRacy]) this.racy.set(f.path, f.mtimeMs + RACY_MS + 1);
     this.reconciledFrom = pass.scanStarted;
     this.hooks.feed.passCompleted(pass.scanStarted);
     this.lastFull = Date.now();

@@ -86,7 +86,12 @@ export interface ScanResult {
    * `cache` when there is one; a caller scanning without it (a subtree) can remember them itself.
    */
   cacheable: CacheRow[];
+  /** The files this scan hashed too soon after their mtime to cache: each to be looked at again once it is old enough. */
+  racy: RacyFile[];
 }
+
+/** A file whose hash could not be cached yet (see racyMs), and its mtime. */
+export interface RacyFile { readonly path: string; readonly mtimeMs: number }
 
 /** A file is racily clean (see the top of this file) until its mtime is this old. */
 export const RACY_MS = 1000;
@@ -114,6 +119,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   const entries: Entry[] = [];
   const incomplete: string[] = [];
   const fresh: CacheRow[] = [];
+  const racy: RacyFile[] = [];
   const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, specials: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0, unhashed: 0, unhashedBytes: 0 };
   const needsHash = options.needsHash ?? ((): boolean => true);
   let cache = options.cache;
@@ -160,6 +166,8 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     known.claim(w.path); // not gone: its row is replaced below, or kept while the mtime is racy
     if (isCacheable(result.mtimeMs, hashedAt, racyMs)) {
       fresh.push({ path: w.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash: result.hash });
+    } else {
+      racy.push({ path: w.path, mtimeMs: result.mtimeMs });
     }
   };
 
@@ -224,7 +232,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   // Already in the walk's tree order except the files hashed meanwhile (they land when done): cheap.
   entries.sort((a, b) => compareTreeOrder(a.path, b.path));
   incomplete.sort(compareTreeOrder);
-  return { entries, stats, incomplete, cacheable: fresh };
+  return { entries, stats, incomplete, cacheable: fresh, racy };
 }
 
 async function hashWithRetry(hasher: FileHasher, absPath: string, w: WalkEntry, retries: number): Promise<HashResult> {

@@ -175,11 +175,16 @@ describe('scanTree with the agent cache', () => {
     const fx = await makeTree();
     await writeFile(path.join(fx.root, 'fresh'), 'just written'); // mtime = now
     const cache = AgentCache.open(agentCachePath(fx.stateDir));
-    await scanTree(fx.root, optionsFor(fx, cache));
+    const first = await scanTree(fx.root, optionsFor(fx, cache));
+    // Named with its mtime, for the live agent to look at again once it is old enough.
+    const fresh = first.entries.find((e) => e.path === 'fresh');
+    assert.deepEqual(first.racy, [{ path: 'fresh', mtimeMs: fresh?.mtimeMs }]);
+    assert.ok(!first.cacheable.some((r) => r.path === 'fresh') && first.cacheable.length > 0);
     const second = await scanTree(fx.root, optionsFor(fx, cache));
     assert.equal(second.stats.hashed, 1, 'only the fresh file is hashed again');
     const third = await scanTree(fx.root, optionsFor(fx, cache, { racyMs: 0 }));
     assert.equal(third.stats.hashed, 1);
+    assert.deepEqual(third.racy, []);
     const fourth = await scanTree(fx.root, optionsFor(fx, cache, { racyMs: 0 }));
     assert.equal(fourth.stats.hashed, 0, 'with racyMs 0 it was cached');
     cache.close();
