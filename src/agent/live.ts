@@ -20,8 +20,7 @@ import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
 import { standbyLogger, type Logger } from '../log.js';
 import { isTooDeep } from '../relpath.js';
-import type { CacheRow } from '../scan/cache.js';
-import { RACY_MS, isCacheable, scanTree } from '../scan/scanner.js';
+import { RACY_MS, isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { pathTooLongMessage, specialNode } from '../scan/walk.js';
 import { ownerOf } from '../owner/names.js';
 import { dial } from '../transport/client.js';
@@ -795,16 +794,10 @@ class LiveSession {
    * relative to the subtree): remember what it hashed, and look again at racy files later, as
    * for a file described alone; else an agent restart would hash them all again.
    */
-  private rememberHashes(dir: string, cacheable: readonly CacheRow[], entries: readonly Entry[]): void {
-    const remembered = new Set<string>();
-    const rows = cacheable.map((r) => {
-      const path = `${dir}/${r.path}`;
-      remembered.add(path);
-      return { ...r, path };
-    });
-    this.tree.cache.remember(rows);
+  private rememberHashes(dir: string, scan: Pick<ScanResult, 'cacheable' | 'racy'>): void {
+    this.tree.cache.remember(scan.cacheable.map((r) => ({ ...r, path: `${dir}/${r.path}` })));
     // A file left unhashed (the sender hashes it) is remembered when its op's result comes (takeSentHash).
-    for (const e of entries) if (e.kind === 'file' && e.hash !== null && !remembered.has(e.path)) this.racy.set(e.path, e.mtimeMs + RACY_MS + 1);
+    for (const f of scan.racy) this.racy.set(`${dir}/${f.path}`, f.mtimeMs + RACY_MS + 1);
   }
 
   /** What the source and the mirror hold at a dirty path (and below it, for a new or vanished directory). */
@@ -863,7 +856,7 @@ class LiveSession {
         throw err;
       }
       const entries = [self, ...sub.entries.map((e) => ({ ...e, path: `${d.path}/${e.path}` }))];
-      this.rememberHashes(d.path, sub.cacheable, entries);
+      this.rememberHashes(d.path, sub);
       for (const path of unstable) this.dirty.mark(`${d.path}/${path}`, Date.now(), { firstSeen: d.firstSeen });
       // No row for the directory, none below it (the manifest records every parent): no pass over the mirror.
       return { entries, rows: [], rowsBelow: row !== undefined };
