@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
 import { WebSocket, type ClientOptions } from './ws.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, pickProtocol, receiverMac } from '../protocol/handshake.js';
@@ -88,6 +89,10 @@ function openConnection(url: string, timeoutMs: number, tls: ClientTls | undefin
       return;
     }
     let failed = false;
+    let socket: Duplex | null = null;
+    ws.once('upgrade', (res: IncomingMessage) => {
+      socket = res.socket;
+    });
     if (tls?.fingerprint !== undefined && url.startsWith('wss:')) {
       const pinned = tls.fingerprint;
       ws.once('upgrade', (res: IncomingMessage) => {
@@ -100,7 +105,7 @@ function openConnection(url: string, timeoutMs: number, tls: ClientTls | undefin
     }
     // Wrap synchronously: the receiver's hello can arrive in the same packet as the upgrade reply.
     ws.once('open', () => {
-      if (!failed) resolve(new Connection(ws, 'receiver'));
+      if (!failed) resolve(new Connection(ws, 'receiver', socket));
     });
     ws.once('error', (err: NodeJS.ErrnoException) => reject(tlsError(url, err) ?? new Error(err.code === 'ECONNRESET' && url.startsWith('ws:') ? 'ECONNRESET (if the receiver serves TLS, use wss://)' : err.code ?? err.message)));
   });

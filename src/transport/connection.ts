@@ -2,6 +2,7 @@
  * A WebSocket carrying warmsync frames: decodes and validates every inbound frame before anyone sees
  * it, and gives senders backpressure (a chunk's promise settles once ws has handed it to the OS).
  */
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { raiseMaxPayload } from './ws.js';
 import { ProtocolError, describeError } from '../errors.js';
@@ -28,10 +29,15 @@ export class Connection {
   private maxFrameBytes = MAX_HANDSHAKE_FRAME_BYTES;
   /** Set once compression was negotiated (the receiver's side): zchunk frames are decompressed with it. */
   private inflate: Inflate | undefined = undefined;
+  /** The socket is corked until the end of this tick (see `corkUntilNextTick`). */
+  private corked = false;
   readonly closed: Promise<CloseInfo>;
 
-  /** @param peer who is at the other end: frames are validated for that direction. */
-  constructor(private readonly ws: WebSocket, private readonly peer: Peer) {
+  /**
+   * @param peer who is at the other end: frames are validated for that direction.
+   * @param socket the socket under `ws` (the upgrade's): frames sent in one tick leave it in one write.
+   */
+  constructor(private readonly ws: WebSocket, private readonly peer: Peer, private readonly socket: Duplex | null = null) {
     this.closed = new Promise((resolve) => {
       ws.once('close', (code, reason) => resolve({ code, reason: reason.toString('utf8') }));
     });
@@ -182,8 +188,27 @@ export class Connection {
   }
 
   private sendFrame(frame: Buffer): void {
+    if (!this.isOpen) return;
+    this.corkUntilNextTick();
     // ws calls back as each frame reaches the OS: the moment to wake a producer waiting in `writable`.
-    if (this.isOpen) this.ws.send(frame, () => this.wakeDrainWaiters());
+    this.ws.send(frame, () => this.wakeDrainWaiters());
+  }
+
+  /**
+   * Holds what is sent until the current tick ends, so that the frames of one turn (a small file's
+   * fileBegin and chunk, a run of small files, a batch of results) reach the OS in one writev
+   * rather than a write each: each write cost the agent 13-16 us of its 66 us a small file. ws
+   * corks around each frame itself; corks nest, so its uncork leaves ours in place.
+   */
+  private corkUntilNextTick(): void {
+    if (this.corked || this.socket === null) return;
+    const socket = this.socket;
+    this.corked = true;
+    socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      socket.uncork();
+    });
   }
 
   /**
@@ -200,6 +225,7 @@ export class Connection {
         reject(new ProtocolError('CLOSED', 'connection closed'));
         return;
       }
+      this.corkUntilNextTick();
       this.ws.send(frame, (err) => (err ? reject(err) : resolve()));
     });
   }

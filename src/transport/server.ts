@@ -99,7 +99,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   wss.on('connection', (ws, req) => {
     const source = req.socket.remoteAddress ?? '?';
     const remote = `${source}:${req.socket.remotePort ?? '?'}`;
-    const conn = new Connection(ws, 'agent');
+    const conn = new Connection(ws, 'agent', req.socket);
     admission.progressed(req.socket);
     void (async () => {
       try {
