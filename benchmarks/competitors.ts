@@ -107,10 +107,24 @@ export class RsyncDaemon {
 }
 
 /** Runs one timed command; a non-zero exit throws with its stderr. */
-export async function timed(cmd: string, args: readonly string[], cfg: ToolConfig): Promise<RunRecord> {
+export async function timed(cmd: string, args: readonly string[], cfg: ToolConfig, summarize?: (stdout: string) => Record<string, unknown>): Promise<RunRecord> {
   const r = await runMeasured(cmd, args, { timeoutMs: cfg.timeoutMs });
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim().slice(-2000)}`);
-  return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB, cpuMs: r.cpuMs };
+  return { wallMs: r.wallMs, peakRssKiB: r.peakRssKiB, cpuMs: r.cpuMs, ...(summarize === undefined ? {} : { summary: summarize(r.stdout) }) };
+}
+
+/**
+ * What an rsync client run with `--stats --debug=nstr` says it put on the wire ("Total bytes sent",
+ * `wireBytesSent` as warmsync's summary names it) and which compression it negotiated: rsync 3.2+
+ * picks the first of its compress list both ends have, so `-z` may mean zstd rather than zlib.
+ */
+export function rsyncWireStats(stdout: string): Record<string, unknown> {
+  const sent = /Total bytes sent: ([\d,]+)/.exec(stdout)?.[1];
+  const compress = /negotiated compress: (.+)/.exec(stdout)?.[1]?.trim();
+  return {
+    ...(sent === undefined ? {} : { wireBytesSent: Number(sent.replaceAll(',', '')) }),
+    ...(compress === undefined ? {} : { compress }),
+  };
 }
 
 function simpleStandby(dir: string, sync: (src: string) => Promise<RunRecord>): Standby {
@@ -121,13 +135,17 @@ function simpleStandby(dir: string, sync: (src: string) => Promise<RunRecord>): 
  * `rsync -a --delete --exclude-from=F SRC/ rsync://127.0.0.1:PORT/standby/DIR/` (optionally --fsync);
  * `via`: another name, more flags (-z) and the port to dial instead of the daemon's (a proxy's).
  */
-export function rsyncDaemonSide(daemon: RsyncDaemon, cfg: ToolConfig, fsync: boolean, via: { name: string; args: readonly string[]; port: number } | null = null): Side {
+export function rsyncDaemonSide(
+  daemon: RsyncDaemon, cfg: ToolConfig, fsync: boolean, via: { name: string; args: readonly string[]; port: number; wireStats?: boolean } | null = null,
+): Side {
+  const stats = via?.wireStats === true ? ['--stats', '--debug=nstr'] : [];
   return {
     name: via?.name ?? (fsync ? 'rsync daemon --fsync' : 'rsync daemon'),
     async open(dir) {
       await mkdir(dir, { recursive: true });
       const url = daemon.url(dir, via?.port);
-      return simpleStandby(dir, (src) => timed('rsync', ['-a', ...(via?.args ?? []), '--delete', ...(fsync ? ['--fsync'] : []), `--exclude-from=${cfg.excludesFile}`, `${src}/`, url], cfg));
+      const flags = ['-a', ...(via?.args ?? []), ...stats, '--delete', ...(fsync ? ['--fsync'] : []), `--exclude-from=${cfg.excludesFile}`];
+      return simpleStandby(dir, (src) => timed('rsync', [...flags, `${src}/`, url], cfg, stats.length > 0 ? rsyncWireStats : undefined));
     },
   };
 }

@@ -166,18 +166,24 @@ export async function wanTextScenario(ctx: Context, setup: WanSetup, corpus: key
     const text = make(src, ctx.seed);
     ctx.say(`  ${text.files} text files, ${(text.bytes / 1e6).toFixed(1)} MB`);
     const result = await freshScenario({ ...ctx, warmsync: zstd }, scenario, `Initial sync of ${(text.bytes / 1e6).toFixed(0)} MB of ${label} over the WAN link`, async () => src, [
-      [rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -az', args: ['-z'], port: rsyncProxy.port }), { maxRatio: 1.0, text: 'zstd beats rsync -z (< 1.0×)' }],
-      [rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -a', args: [], port: rsyncProxy.port }), undefined],
+      [rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -az', args: ['-z'], port: rsyncProxy.port, wireStats: true }), { maxRatio: 1.0, text: 'zstd beats rsync -z (< 1.0×)' }],
+      [rsyncDaemonSide(setup.daemon, setup.tool, false, { name: 'rsync -a', args: [], port: rsyncProxy.port, wireStats: true }), undefined],
       [plain, undefined],
     ]);
+    const records = (name: string): RunRecord[] => result.runs.filter((r) => r.side === name).map((r) => r.record as RunRecord);
+    const sent = records(zstd.name).map(payloadOf).find((b): b is number => b !== null);
     const rows: string[][] = [];
-    for (const name of [zstd.name, plain.name]) {
-      const records = result.runs.filter((r) => r.side === name).map((r) => r.record as RunRecord);
-      const wire = records.map((r) => r.summary?.['wireBytesSent']).find((b): b is number => typeof b === 'number');
-      const sent = records.map(payloadOf).find((b): b is number => b !== null);
-      if (wire !== undefined && sent !== undefined) rows.push([name, `${(sent / 1e6).toFixed(1)} MB`, `${(wire / 1e6).toFixed(1)} MB`, `${(wire / sent).toFixed(2)}`]);
+    for (const name of [zstd.name, 'rsync -az', 'rsync -a', plain.name]) {
+      const summaries = records(name).map((r) => r.summary);
+      const wire = summaries.map((s) => s?.['wireBytesSent']).find((b): b is number => typeof b === 'number');
+      const compress = summaries.map((s) => s?.['compress']).find((c): c is string => typeof c === 'string');
+      const label = compress === undefined || compress === 'none' ? name : `${name} (negotiated ${compress})`;
+      if (wire !== undefined && sent !== undefined) rows.push([label, `${(sent / 1e6).toFixed(1)} MB`, `${(wire / 1e6).toFixed(1)} MB`, `${(wire / sent).toFixed(2)}`]);
     }
-    result.tables = [{ caption: 'File bytes and the bytes warmsync put on the wire for them (frame headers not counted)', header: ['side', 'file bytes', 'on the wire', 'share'], rows }];
+    result.tables = [{
+      caption: 'File bytes and the bytes each side put on the wire (warmsync: its summary, frame headers not counted; rsync: --stats "Total bytes sent", all of its protocol)',
+      header: ['side', 'file bytes', 'on the wire', 'share'], rows,
+    }];
     return result;
   } finally {
     await rsyncProxy.close();

@@ -91,7 +91,9 @@ describe('Connection.sendChunkFrame', () => {
     const conn = new Connection(client, 'receiver', socket);
     let writes = 0;
     for (const method of ['_write', '_writev'] as const) {
-      const original = socket[method].bind(socket) as (...args: unknown[]) => void;
+      const own = socket[method] as ((...args: unknown[]) => void) | undefined;
+      assert.ok(own !== undefined, `net.Socket has ${method}`);
+      const original = own.bind(socket);
       (socket as unknown as Record<string, unknown>)[method] = (...args: unknown[]): void => {
         writes++;
         original(...args);
