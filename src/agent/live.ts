@@ -16,6 +16,7 @@ import { wholeMs, type Entry, type FeedGap, type ManifestEntry } from '../entry.
 import { WarmsyncError, describeError } from '../errors.js';
 import { anchorMarks } from '../plan/anchor.js';
 import { rowsAtOrBelow } from '../plan/below.js';
+import { SubtreeScans } from '../plan/subtree-scans.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
 import { standbyLogger, type Logger } from '../log.js';
@@ -451,6 +452,8 @@ class LiveSession {
    * their op's result puts the hash in the mirror and the cache.
    */
   private readonly sentHashes = new Map<string, HashedWhileSent>();
+  /** Completed scans of whole subtrees, which answer the subtree marks made before they began. */
+  private readonly subtreeScans = new SubtreeScans();
   /** Of those, the ones to cache, written in batches (at most SAVE_HASHES_EVERY, at least every heartbeat). */
   private readonly unsavedHashes: HashedWhileSent[] = [];
   /** Paths retried without success since their last success -> how many times in a row. */
@@ -583,6 +586,7 @@ class LiveSession {
     const sentRacy = pass.report.hashedWhileSent.filter((h) => !isCacheable(h.mtimeMs, h.hashedAt));
     for (const f of [...pass.scan.racy, ...sentRacy]) this.racy.set(f.path, f.mtimeMs + RACY_MS + 1);
     this.reconciledFrom = pass.scanStarted;
+    if (pass.scan.incomplete.length === 0) this.subtreeScans.record('', pass.scanStarted);
     this.hooks.feed.passCompleted(pass.scanStarted);
     this.lastFull = Date.now();
     this.heartbeat();
@@ -695,6 +699,8 @@ class LiveSession {
     /** Paths whose rows at and below them the plan needs -> their mark's firstSeen. */
     const below = new Map<string, number>();
     const own = new Set(batch.map((d) => d.path));
+    /** Subtrees scanned whole for this batch -> when each scan began: recorded once their changes are submitted. */
+    const scanned = new Map<string, number>();
     for (const d of anchorMarks(batch, (path) => this.mirror.has(path), isDir)) {
       // Looked at from a directory the standby lacks, which something below is still on its way into: after that.
       // (Only such a mark: the batch's own paths were taken as not busy, and a large file read in
@@ -703,7 +709,9 @@ class LiveSession {
         this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
         continue;
       }
-      const found = await this.describe(d);
+      // A scan of it (or above it) that began after its subtree mark saw all of it: only it is to look at.
+      const answered = d.subtree && d.subtreeMarkedAt !== undefined && this.subtreeScans.covers(d.path, d.subtreeMarkedAt);
+      const found = await this.describe(answered ? { path: d.path, firstSeen: d.firstSeen, subtree: false } : d);
       if (found === 'unstable') {
         this.countRetry(d.path, 'changing while it was read');
         this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
@@ -713,6 +721,7 @@ class LiveSession {
       for (const r of found.rows) rows.set(r.path, r);
       for (const x of [...found.entries, ...found.rows]) seen(x.path, d.firstSeen);
       if (found.rowsBelow) below.set(d.path, d.firstSeen);
+      if (found.scannedFrom !== undefined) scanned.set(d.path, found.scannedFrom);
     }
     for (const [path, found] of rowsAtOrBelow(this.mirror.values(), below.keys())) {
       for (const r of found) {
@@ -722,6 +731,7 @@ class LiveSession {
     }
     const changes = diffTrees(this.tree.planned(entries.values()), rows.values(), { hides: this.tree.hides });
     for (const change of changes) await this.submit(change, firstSeen.get(change.path) ?? Date.now());
+    for (const [dir, startedAt] of scanned) this.subtreeScans.record(dir, startedAt);
   }
 
   private async submit(change: Change, seen: number): Promise<void> {
@@ -837,12 +847,17 @@ class LiveSession {
       // every other change up for a second or more, retried and hashed again as it grew): it is
       // looked at again on its own, where a large file is read in the background.
       const unstable: string[] = [];
+      const scanStarted = Date.now();
+      // The hashes the sender took on the way, cached first: a directory scanned again after its
+      // files went out finds them there instead of reading each file again.
+      this.saveHashes();
       let sub;
       try {
         sub = await scanTree(abs, {
           isExcluded: (p, isDir) => this.tree.isExcluded(`${d.path}/${p}`, isDir),
           cache: null, hasher: this.tree.hasher, hashRetries: 0, levelsAbove: d.path.split('/').length,
           needsHash: (p, size) => hashDecides(this.mirror.get(`${d.path}/${p}`), size),
+          knownHash: (p, size, mtimeMs, ino) => this.tree.cache.lookup(`${d.path}/${p}`, size, mtimeMs, ino),
           onWarning: (code, message, path) => {
             if (code === 'FILE_UNSTABLE' && path !== undefined) unstable.push(path);
             // The subtree's walk names paths relative to it: name them from the root, as a full scan does.
@@ -859,7 +874,8 @@ class LiveSession {
       this.rememberHashes(d.path, sub);
       for (const path of unstable) this.dirty.mark(`${d.path}/${path}`, Date.now(), { firstSeen: d.firstSeen });
       // No row for the directory, none below it (the manifest records every parent): no pass over the mirror.
-      return { entries, rows: [], rowsBelow: row !== undefined };
+      // A scan that could not read part of the subtree answers no mark: a later one may.
+      return { entries, rows: [], rowsBelow: row !== undefined, ...(sub.incomplete.length === 0 ? { scannedFrom: scanStarted } : {}) };
     }
     if (!st.isFile()) {
       // A FIFO, socket or device: re-created on the standby, never opened (rsync -a's -D).
@@ -890,6 +906,8 @@ interface Described {
   readonly rows: ManifestEntry[];
   /** The mirror's rows at and below the path belong to the plan too (found for the whole batch in one pass: plan/below.ts). */
   readonly rowsBelow?: boolean;
+  /** The path's whole subtree was scanned, from this time (Date.now()) on, and read completely. */
+  readonly scannedFrom?: number;
 }
 
 /** `change` with the hash the sender computed on the way, when the plan left it null. */

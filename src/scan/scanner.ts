@@ -52,6 +52,12 @@ export interface ScanOptions extends WalkOptions {
    * @default every file is hashed
    */
   needsHash?: (path: string, size: number) => boolean;
+  /**
+   * For a scan without `cache` (a subtree of the live agent's tree): the hash a cache kept
+   * elsewhere holds for the file as it is now (size, mtime, inode), or null. Asked only of a file
+   * this scan would otherwise read and hash.
+   */
+  knownHash?: (path: string, size: number, mtimeMs: number, ino: number) => string | null;
 }
 
 export interface ScanStats {
@@ -206,6 +212,12 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
         stats.unhashed++;
         stats.unhashedBytes += w.size;
         addFile(w, w.size, w.mtimeMs, w.mode, null);
+        continue;
+      }
+      const remembered = options.knownHash?.(w.path, w.size, w.mtimeMs, w.ino) ?? null;
+      if (remembered !== null) {
+        stats.cached++;
+        addFile(w, w.size, w.mtimeMs, w.mode, remembered);
         continue;
       }
       while (inFlight.size >= concurrency) await Promise.race(inFlight);

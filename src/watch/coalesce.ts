@@ -11,9 +11,15 @@ export interface DirtyPath {
   readonly firstSeen: number;
   /** A directory that appeared: its whole subtree must be looked at (events inside may predate the watch). */
   readonly subtree: boolean;
+  /**
+   * A subtree mark's time: when the latest of its subtree marks was made (the watcher makes one once
+   * the watches below are in place). A scan that began after it answers it (plan/subtree-scans.ts);
+   * absent, the subtree is looked at whatever was scanned.
+   */
+  readonly subtreeMarkedAt?: number;
 }
 
-interface Mark { firstSeen: number; lastSeen: number; subtree: boolean }
+interface Mark { firstSeen: number; lastSeen: number; subtree: boolean; subtreeMarkedAt: number | null }
 
 export class Coalescer {
   private readonly marks = new Map<string, Mark>();
@@ -26,7 +32,11 @@ export class Coalescer {
   mark(path: string, now: number, options: { subtree?: boolean; firstSeen?: number } = {}): void {
     const existing = this.marks.get(path);
     const firstSeen = Math.min(existing?.firstSeen ?? Infinity, options.firstSeen ?? now);
-    this.marks.set(path, { firstSeen, lastSeen: now, subtree: (existing?.subtree ?? false) || (options.subtree ?? false) });
+    const subtree = options.subtree === true;
+    this.marks.set(path, {
+      firstSeen, lastSeen: now, subtree: (existing?.subtree ?? false) || subtree,
+      subtreeMarkedAt: subtree ? now : (existing?.subtreeMarkedAt ?? null),
+    });
   }
 
   /**
@@ -38,7 +48,7 @@ export class Coalescer {
     for (const [path, m] of this.marks) {
       if (out.length >= max) break;
       if (now - m.lastSeen < quietMs || busy(path)) continue;
-      out.push({ path, firstSeen: m.firstSeen, subtree: m.subtree });
+      out.push(m.subtreeMarkedAt === null ? { path, firstSeen: m.firstSeen, subtree: m.subtree } : { path, firstSeen: m.firstSeen, subtree: true, subtreeMarkedAt: m.subtreeMarkedAt });
     }
     for (const d of out) this.marks.delete(d.path);
     return out;

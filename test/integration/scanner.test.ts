@@ -3,7 +3,7 @@
 // racy files, and the retry/skip policy for files that change, vanish or cannot be read.
 import assert from 'node:assert/strict';
 import { lstatSync, mkdirSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -168,6 +168,34 @@ describe('scanTree with the agent cache', () => {
     // ...while a scan without the cache sees the new content.
     const uncached = await scanTree(fx.root, optionsFor(fx, null));
     assert.notEqual(uncached.entries.find((e) => e.path === 'etc/system.yaml')?.hash, oldHash);
+    cache.close();
+  });
+
+  it('without a cache, knownHash answers for the files it knows as they are (same size, mtime, inode); only the others are read', async () => {
+    const fx = await makeTree();
+    const cache = AgentCache.open(agentCachePath(fx.stateDir));
+    const first = await scanTree(fx.root, optionsFor(fx, cache));
+    const files = fileEntries(first.entries);
+    const [kept, rewritten] = files as [Entry, Entry];
+    // Rewritten since: same size and mtime, another inode (renamed over), so the cache's row does not hold.
+    const tmpName = path.join(fx.root, 'replacement');
+    await writeFile(tmpName, 'Y'.repeat(rewritten.size));
+    await utimes(tmpName, PAST, PAST);
+    await rename(tmpName, path.join(fx.root, rewritten.path));
+    const asked: string[] = [];
+    const second = await scanTree(fx.root, optionsFor(fx, null, {
+      knownHash: (p, size, mtimeMs, ino) => {
+        asked.push(p);
+        return cache.lookup(p, size, mtimeMs, ino);
+      },
+      needsHash: (p) => p !== 'etc/system.yaml',
+    }));
+    assert.ok(!asked.includes('etc/system.yaml'), 'not asked of a file the scan would not hash');
+    assert.equal(second.stats.hashed, 1, 'only the rewritten file is read');
+    assert.equal(second.stats.cached, files.length - 2);
+    assert.equal(second.entries.find((e) => e.path === kept.path)?.hash, kept.hash);
+    const now = second.entries.find((e) => e.path === rewritten.path)?.hash;
+    assert.ok(now !== null && now !== undefined && now !== rewritten.hash, 'the rewritten file hashed anew');
     cache.close();
   });
 

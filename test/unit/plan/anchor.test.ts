@@ -34,3 +34,15 @@ test('a directory the standby holds only as a tombstone or as a file is not one 
   assert.deepEqual(anchorMarks([mark('t/f', 2)], ...standby('t~')), [mark('t', 2, true)]);
   assert.deepEqual(anchorMarks([mark('was-file/f', 2)], ...standby('was-file')), [mark('was-file', 2, true)]);
 });
+
+test('a subtree mark made for a path below carries no mark time (no earlier scan answers it); merged subtree marks keep the latest, unless one has none', () => {
+  const watched = (path: string, firstSeen: number, at: number): DirtyPath => ({ path, firstSeen, subtree: true, subtreeMarkedAt: at });
+  // The directory's own mark (its watches placed at 20) and a file below it lifted to it: the file's change must be looked at.
+  assert.deepEqual(anchorMarks([watched('n', 5, 20), mark('n/f', 3)], ...standby()), [mark('n', 3, true)]);
+  // Two marks of one directory the standby has: the later watch placement counts.
+  assert.deepEqual(anchorMarks([watched('d', 5, 20), watched('d', 2, 30)], ...standby('d/')), [watched('d', 2, 30)]);
+  // A plain mark merged with a subtree mark keeps the subtree mark's time.
+  assert.deepEqual(anchorMarks([mark('d', 1), watched('d', 5, 20)], ...standby('d/')), [watched('d', 1, 20)]);
+  // A mark the standby has a row for is not lifted and keeps its time.
+  assert.deepEqual(anchorMarks([watched('a/b', 5, 20)], ...standby('a/', 'a/b/')), [watched('a/b', 5, 20)]);
+});

@@ -12,8 +12,22 @@ describe('Coalescer', () => {
     c.mark('a', 100);
     c.mark('a', 105, { subtree: true });
     assert.deepEqual(c.takeQuiet(106, 2, 10), [], 'an event 1 ms ago');
-    assert.deepEqual(c.takeQuiet(107, 2, 10), [{ path: 'a', firstSeen: 100, subtree: true }]);
+    assert.deepEqual(c.takeQuiet(107, 2, 10), [{ path: 'a', firstSeen: 100, subtree: true, subtreeMarkedAt: 105 }]);
     assert.equal(c.size, 0);
+  });
+
+  test('a subtree mark carries the time of the latest subtree mark (a scan must begin after it to answer it); a plain mark carries none', () => {
+    const c = new Coalescer();
+    c.mark('d', 10, { subtree: true, firstSeen: 4 });
+    c.mark('d', 20); // a plain event after: still the subtree mark of 10
+    c.mark('e', 10, { subtree: true });
+    c.mark('e', 30, { subtree: true }); // made again (its watches placed again): from 30 on
+    c.mark('f', 10);
+    assert.deepEqual(c.takeQuiet(100, 2, 10), [
+      { path: 'd', firstSeen: 4, subtree: true, subtreeMarkedAt: 10 },
+      { path: 'e', firstSeen: 10, subtree: true, subtreeMarkedAt: 30 },
+      { path: 'f', firstSeen: 10, subtree: false },
+    ]);
   });
 
   test('a path put back keeps the earlier firstSeen (the watermark waits for it)', () => {
