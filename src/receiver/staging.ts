@@ -33,7 +33,6 @@ import { ProtocolError, WarmsyncError } from '../errors.js';
 import { baseName } from '../relpath.js';
 import { partialName, type PartialStore } from './partials.js';
 
-
 const fsyncAsync = promisify(fsync);
 const fdatasyncAsync = promisify(fdatasync);
 
