@@ -17,8 +17,8 @@
  * ext4, 60,000 files copied in with `cp -a` under a live agent were all on the standby 11.6-12.0 s
  * after the copy ended against 15.0-17.8 s, and the receiver used less CPU; on this machine's
  * journal-less root file system (whose allocator skips recently freed inodes) concurrent creates cost
- * more system time, at no loss of wall time (docs/benchmarks.md, session 12). The fsync and the
- * re-reading of a resumed prefix go through the pool as well.
+ * more system time, and wall time was no worse in two pairs of three (docs/benchmarks.md, session
+ * 12). The fsync and the re-reading of a resumed prefix go through the pool as well.
  * The other calls (write, fchmod, futimes, close, rename) take microseconds, so each costs less made
  * synchronously than as a round trip through the pool (a thread wake-up and an event-loop turn each),
  * and the pool's four threads stay free for the creates and the fsyncs, which start as soon as a
