@@ -6,9 +6,10 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { FeedGap } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
+import { collectProcessMetrics } from '../process-metrics.js';
 import { bearerMatches } from '../protocol/handshake.js';
 
 /** What the agent knows of one standby at this moment. */
@@ -34,7 +35,7 @@ export interface StandbyReport {
 
 function registryFor(standbys: () => readonly StandbyReport[]): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'warmsync_' });
+  collectProcessMetrics(registry);
   const labelNames = ['standby'] as const;
   const gauge = (name: string, help: string, read: (s: StandbyReport, now: number) => number | null): void => {
     new Gauge({

@@ -4,9 +4,10 @@
  * numbers describe the protected data). Values are read from the manifest at scrape time.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { failoverVerdict } from '../gate/policy.js';
 import type { Manifest } from '../manifest/manifest.js';
+import { collectProcessMetrics } from '../process-metrics.js';
 import { bearerMatches } from '../protocol/handshake.js';
 
 export interface ReceiverMetrics {
@@ -17,7 +18,7 @@ export interface ReceiverMetrics {
 
 export function createMetrics(manifest: Manifest, skewMs: () => number): ReceiverMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'warmsync_' });
+  collectProcessMetrics(registry);
   const filesWritten = new Counter({ name: 'warmsync_files_received_total', help: 'Files written, verified and recorded since the receiver started', registers: [registry] });
   const bytesWritten = new Counter({ name: 'warmsync_bytes_received_total', help: 'Bytes of file content written since the receiver started', registers: [registry] });
   const opsFailed = new Counter({ name: 'warmsync_ops_failed_total', help: 'Agent ops that failed (conflict, checksum, I/O)', registers: [registry] });
