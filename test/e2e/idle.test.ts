@@ -12,8 +12,11 @@ import { buildTree, closeStandbys, openStandby, startLiveAgent, waitForConvergen
 after(closeStandbys);
 
 const WINDOW_MS = 3000;
-/** Bounds with room: 6, 24 and 42 were measured in the window (and ~300 each with the 10 ms sampler). */
-const MAX_WAKEUPS = { receiverAlone: 30, agent: 90, receiverWithAgent: 120 };
+/**
+ * Bounds with room: 9-15, 26-28 and 24-33 were measured in the window (the higher ones with other
+ * tests loading the machine), and ~300 each with the 10 ms sampler.
+ */
+const MAX_WAKEUPS = { receiverAlone: 60, agent: 90, receiverWithAgent: 120 };
 
 /** Voluntary context switches of process `pid`'s main thread so far. */
 async function mainThreadWaits(pid: number): Promise<number> {
