@@ -7,8 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Registry } from 'prom-client';
 import { EVENT_LOOP_SAMPLE_MS, collectProcessMetrics, lagStatistics } from '../../src/process-metrics.js';
 
-/** The value of the unlabelled metric `name` in `registry`'s exposition text. */
-async function valueOf(registry: Registry, text: string, name: string): Promise<number> {
+/** The value of the unlabelled metric `name` in an exposition text. */
+function valueOf(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   assert.ok(m, `${name} is not on /metrics:\n${text.slice(0, 2000)}`);
   return Number(m[1]);
@@ -36,17 +36,17 @@ test('/metrics: an idle loop shows almost no lag, a blocked one shows how long i
   collectProcessMetrics(registry);
   await sleep(2.5 * EVENT_LOOP_SAMPLE_MS);
   const idle = await registry.metrics();
-  const idleMax = await valueOf(registry, idle, 'warmsync_nodejs_eventloop_lag_max_seconds');
-  assert.ok(idleMax < 0.25, `idle: lag max ${idleMax} s (prom-client's own histogram at one sample a second reads ~1 s)`);
+  const idleMax = valueOf(idle, 'warmsync_nodejs_eventloop_lag_max_seconds');
+  assert.ok(idleMax < 0.4, `idle: lag max ${idleMax} s (prom-client's own histogram at one sample a second reads ~1 s)`);
   assert.equal(idle.match(/^warmsync_nodejs_eventloop_lag_max_seconds /gm)?.length, 1, 'one lag_max series, not prom-client\'s beside ours');
   // Hold the loop for 1.5 s: the tick due meanwhile comes at least 0.5 s late.
   busyFor(1.5 * EVENT_LOOP_SAMPLE_MS);
   await sleep(1.2 * EVENT_LOOP_SAMPLE_MS);
   const blocked = await registry.metrics();
-  const blockedMax = await valueOf(registry, blocked, 'warmsync_nodejs_eventloop_lag_max_seconds');
+  const blockedMax = valueOf(blocked, 'warmsync_nodejs_eventloop_lag_max_seconds');
   assert.ok(blockedMax >= 0.45 && blockedMax < 2, `after holding the loop 1.5 s: lag max ${blockedMax} s`);
   // Each scrape starts a new window.
   await sleep(2.2 * EVENT_LOOP_SAMPLE_MS);
-  const after = await valueOf(registry, await registry.metrics(), 'warmsync_nodejs_eventloop_lag_max_seconds');
-  assert.ok(after < 0.25, `the window after the stall: lag max ${after} s`);
+  const after = valueOf(await registry.metrics(), 'warmsync_nodejs_eventloop_lag_max_seconds');
+  assert.ok(after < 0.4, `the window after the stall: lag max ${after} s`);
 });
