@@ -73,6 +73,7 @@ export interface SendReport {
 }
 
 type Precondition = Extract<AgentMessage, { type: 'fileBegin' }>['old'];
+type ManifestPage = Extract<ReceiverMessage, { type: 'manifestPage' }>;
 
 /**
  * Bytes queued in ws above which no more file data is sent until the last chunk is handed to the OS
@@ -117,7 +118,12 @@ export class Sender {
   private readonly smallFileFrame = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + SYNC_READ_MAX_BYTES);
   /** The chunks of larger files are read into these, each held from its read until it is sent. */
   private readonly largeFileFrames: FramePool;
-  private manifestHandler: ((msg: Extract<ReceiverMessage, { type: 'manifestPage' }>) => void) | null = null;
+  private manifestHandler: ((msg: ManifestPage) => void) | null = null;
+  /**
+   * Pages of the manifest asked for with the handshake (Session.manifestRequested) that arrived
+   * before `fetchManifest`; null when no such request is outstanding.
+   */
+  private earlyPages: ManifestPage[] | null;
   private hashedWhileSent: HashedWhileSent[] = [];
   /** Told of file bytes as they go out (a resumed file's kept prefix counts as done) and of each file fully sent. */
   onProgress: ((files: number, bytes: number) => void) | null = null;
@@ -130,7 +136,7 @@ export class Sender {
 
   constructor(
     private readonly conn: Connection,
-    private readonly limits: { readonly window: number; readonly windowMax?: number; readonly maxInFlight: number },
+    private readonly limits: { readonly window: number; readonly windowMax?: number; readonly maxInFlight: number; readonly manifestRequested?: boolean },
     private readonly source: SourceRoot,
     private readonly hasher: FileHasher,
     /** --bwlimit's rate, if any; a compressor when chunks may go compressed (negotiated by agent/compress.ts). */
@@ -139,6 +145,7 @@ export class Sender {
     this.windowSizer = new WindowSizer(limits.window, Math.max(limits.window, limits.windowMax ?? limits.window));
     this.bucket = pacing.bwlimit === undefined || pacing.bwlimit === null ? null : new TokenBucket(pacing.bwlimit, performance.now());
     this.compressor = pacing.compressor ?? null;
+    this.earlyPages = limits.manifestRequested === true ? [] : null;
     this.largeFileFrames = new FramePool(LARGE_FILE_FRAMES, CHUNK_HEADER_BYTES + Math.min(MAX_CHUNK_BYTES, limits.window));
     conn.onFrame((frame) => {
       if (frame.kind !== 'control') return this.abandon(new ProtocolError('UNEXPECTED_MESSAGE', 'the receiver sent file data'));
@@ -175,7 +182,8 @@ export class Sender {
         this.flushWaiters.delete(msg.id);
         return;
       case 'manifestPage':
-        this.manifestHandler?.(msg);
+        if (this.manifestHandler !== null) this.manifestHandler(msg);
+        else this.earlyPages?.push(msg);
         return;
       case 'error':
         this.abandon(new WarmsyncError(msg.code, `receiver: ${msg.message}`));
@@ -223,15 +231,19 @@ export class Sender {
     if (this.failure !== null) throw this.failure;
   }
 
-  /** Fetches the receiver's manifest, page by page. */
-  async fetchManifest(onPage: (entries: Extract<ReceiverMessage, { type: 'manifestPage' }>['entries']) => void): Promise<void> {
+  /** Fetches the receiver's manifest, page by page (the first time, maybe the one asked for with the handshake). */
+  async fetchManifest(onPage: (entries: ManifestPage['entries']) => void): Promise<void> {
+    const early = this.earlyPages;
+    this.earlyPages = null;
     await new Promise<void>((resolve, reject) => {
-      this.manifestHandler = (msg) => {
+      const handler = (msg: ManifestPage): void => {
         onPage(msg.entries);
         if (msg.done) resolve();
       };
+      this.manifestHandler = handler;
       void this.conn.closed.then(() => reject(this.failure ?? new WarmsyncError('CONNECTION_LOST', 'connection lost while reading the manifest')));
-      this.conn.send({ type: 'manifestRequest' });
+      if (early === null) this.conn.send({ type: 'manifestRequest' });
+      else for (const msg of early) handler(msg);
     });
     this.manifestHandler = null;
   }

@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket, type ClientOptions } from './ws.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { agentMac, macEqual, newNonce, pickProtocol, receiverMac } from '../protocol/handshake.js';
@@ -24,6 +25,16 @@ export interface DialOptions {
   readonly handshakeTimeoutMs: number;
   readonly log: Logger;
   readonly tls?: ClientTls | undefined;
+  /**
+   * Ask for the manifest with `auth`, a round trip before the welcome comes back, for a session
+   * whose first act is to read it (`agent --once`; Sender.fetchManifest takes the pages). Safe to
+   * ask before the receiver proved it holds the token: the request carries nothing, and no page is
+   * read unless the welcome's MAC checks out. A receiver takes frames in order, so the request is
+   * served right after the welcome: one round trip less before the first file byte.
+   */
+  readonly requestManifest?: boolean;
+  /** Aborted: no further attempt is made and a backoff wait ends (the dial rejects with ABORTED). */
+  readonly signal?: AbortSignal;
 }
 
 /** How to trust a wss:// receiver; neither field: the system CAs. */
@@ -51,11 +62,14 @@ export interface Session {
   readonly protocol: number;
   /** What the receiver can decompress (welcome.compression): empty from a protocol-3 receiver. */
   readonly compression: readonly string[];
+  /** The manifest was asked for with the handshake (DialOptions.requestManifest). */
+  readonly manifestRequested: boolean;
 }
 
 export async function dial(options: DialOptions): Promise<Session> {
   let lastError: unknown = null;
   for (let attempt = 1; attempt <= options.attempts; attempt++) {
+    if (options.signal?.aborted === true) break;
     let conn: Connection;
     try {
       conn = await openConnection(options.url, options.handshakeTimeoutMs, options.tls);
@@ -65,13 +79,14 @@ export async function dial(options: DialOptions): Promise<Session> {
       if (attempt < options.attempts) {
         const delay = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
         options.log.warn('CONNECT_RETRY', `cannot reach ${options.url} (${describeError(err)}); attempt ${attempt} of ${options.attempts}, retrying in ${Math.round(delay)} ms`);
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(delay, undefined, { signal: options.signal }).catch(() => undefined);
       }
       continue;
     }
     // Past the TCP/WebSocket level, failures (wrong token, wrong version) are final: no retry.
     return handshake(conn, options);
   }
+  if (options.signal?.aborted === true) throw new WarmsyncError('ABORTED', `stopped dialling ${options.url}: the run ended before it was needed`);
   throw new WarmsyncError('UNREACHABLE', `cannot reach the receiver at ${options.url} after ${options.attempts} attempts: ${describeError(lastError)}`);
 }
 
@@ -140,6 +155,8 @@ async function handshake(conn: Connection, options: DialOptions): Promise<Sessio
     }
     const nonce = newNonce();
     conn.send({ type: 'auth', protocol, nonce, mac: agentMac(options.token, hello.nonce, nonce) });
+    const manifestRequested = options.requestManifest === true;
+    if (manifestRequested) conn.send({ type: 'manifestRequest' });
     const welcome = await conn.nextControl(options.handshakeTimeoutMs);
     if (welcome.type === 'error') {
       throw new ProtocolError(welcome.code, welcome.code === 'AUTH_FAILED' ? 'authentication failed: the receiver rejected this token' : welcome.message);
@@ -151,7 +168,7 @@ async function handshake(conn: Connection, options: DialOptions): Promise<Sessio
     conn.markAuthenticated();
     return {
       conn, window: welcome.window, windowMax: welcome.windowMax ?? welcome.window, maxInFlight: welcome.maxInFlight, receiverId: hello.receiverId,
-      protocol, compression: welcome.compression ?? [],
+      protocol, compression: welcome.compression ?? [], manifestRequested,
     };
   } catch (err) {
     conn.close();

@@ -21,7 +21,12 @@ export const CLOSE_POLICY = 1008;
 
 export class Connection {
   private frameHandler: ((frame: Frame, bytes: number) => void) | null = null;
-  private readonly backlog: Array<{ frame: Frame; bytes: number }> = [];
+  /**
+   * Frames that came while no handler was set, still encoded: each is decoded when taken, under the
+   * size limit and compression in force then. The receiver's first pages (asked for with `auth`,
+   * client.ts) can arrive in the same read as its welcome and must be read as authenticated.
+   */
+  private readonly backlog: Buffer[] = [];
   /** Waiting for ws to hand its buffered bytes to the OS (see `writable`). */
   private drainWaiters: Array<{ highWater: number; resolve: () => void }> = [];
   private failure: ProtocolError | null = null;
@@ -54,17 +59,13 @@ export class Connection {
     void this.closed.then(() => this.wakeDrainWaiters(true));
     ws.on('message', (data, isBinary) => {
       if (this.failure !== null) return;
-      try {
-        if (!isBinary) throw new ProtocolError('BAD_FRAME', 'text frame received; warmsync speaks binary frames only');
-        const buf = toBuffer(data);
-        const frame = decodeFrame(buf, this.peer, this.maxFrameBytes, this.inflate);
-        // What the frame holds in memory from now on: a decompressed chunk's data, not its wire bytes.
-        const bytes = frame.kind === 'chunk' ? Math.max(buf.byteLength, frame.data.byteLength) : buf.byteLength;
-        if (this.frameHandler) this.frameHandler(frame, bytes);
-        else this.backlog.push({ frame, bytes });
-      } catch (err) {
-        this.fail(err instanceof ProtocolError ? err : new ProtocolError('BAD_FRAME', describeError(err)));
+      if (!isBinary) {
+        this.fail(new ProtocolError('BAD_FRAME', 'text frame received; warmsync speaks binary frames only'));
+        return;
       }
+      const buf = toBuffer(data);
+      if (this.frameHandler) this.handle(buf, this.frameHandler);
+      else this.backlog.push(buf);
     });
   }
 
@@ -152,7 +153,21 @@ export class Connection {
   /** Delivers every frame (including those that arrived before) to `handler`, in order. */
   onFrame(handler: (frame: Frame, bytes: number) => void): void {
     this.frameHandler = handler;
-    for (const { frame, bytes } of this.backlog.splice(0)) handler(frame, bytes);
+    for (const buf of this.backlog.splice(0)) {
+      if (this.failure !== null) return;
+      this.handle(buf, handler);
+    }
+  }
+
+  /** Decodes one frame and hands it to `handler`; a frame that fails to decode (or to be handled) fails the connection. */
+  private handle(buf: Buffer, handler: (frame: Frame, bytes: number) => void): void {
+    try {
+      const frame = decodeFrame(buf, this.peer, this.maxFrameBytes, this.inflate);
+      // What the frame holds in memory from now on: a decompressed chunk's data, not its wire bytes.
+      handler(frame, frame.kind === 'chunk' ? Math.max(buf.byteLength, frame.data.byteLength) : buf.byteLength);
+    } catch (err) {
+      this.fail(err instanceof ProtocolError ? err : new ProtocolError('BAD_FRAME', describeError(err)));
+    }
   }
 
   /** Waits for the next control message (handshake steps); rejects on close, timeout or a chunk. */
@@ -166,14 +181,14 @@ export class Connection {
         clearTimeout(timer);
         reject(this.failure ?? new ProtocolError('CLOSED', `the ${this.peer} closed the connection${info.reason ? `: ${info.reason}` : ''}`));
       });
-      const first = this.backlog.shift()?.frame;
+      const first = this.backlog.shift();
       const take = (frame: Frame): void => {
         clearTimeout(timer);
         this.frameHandler = null;
         if (frame.kind === 'control') resolve(frame.message);
         else reject(new ProtocolError('UNEXPECTED_MESSAGE', 'file data before the handshake finished'));
       };
-      if (first) take(first);
+      if (first !== undefined) this.handle(first, take);
       else this.frameHandler = take;
     });
   }
