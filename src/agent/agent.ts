@@ -6,23 +6,24 @@
  * sender hashes it from the bytes it sends. `runOnce` is `agent --once`: passes until the standby
  * matches. live.ts keeps watching.
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { withoutSetuid, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
-import { standbyLogger, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
 import { actionOf, diffTrees, type Change } from '../plan/diff.js';
 import { checkSafety, isDeletion, type DeletionGuard, type SafetyHalt, type SafetyOptions } from '../plan/safety.js';
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
 import { createHasher, sharingConcurrentHashes, type FileHasher } from '../scan/hash.js';
-import { SourceRoot } from '../scan/openfile.js';
+import { SourceRoot, checkSourceRoot } from '../scan/openfile.js';
 import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../confined/temp.js';
 import { isWithin, baseName } from '../relpath.js';
 import { sharedOwner } from '../owner/names.js';
 import type { StateDir } from '../statedir.js';
-import { dial, type ClientTls } from '../transport/client.js';
+import type { ClientTls, Session } from '../transport/client.js';
+import { standbyLog, type DialedStandbys } from './dial-once.js';
 import { compressorFor, type CompressSetting } from './compress.js';
 import { Sender, type OpFailure, type SendReport } from './sender.js';
 
@@ -118,9 +119,7 @@ export class SourceTree {
   }
 
   static async open(root: string, rules: readonly FilterRule[], stateDir: StateDir, log: Logger, progress: ProgressSink | null = null, noSetuid = false): Promise<SourceTree> {
-    const rootStat = await stat(root).catch(() => null);
-    if (rootStat === null) throw new WarmsyncError('SOURCE_MISSING', `source root ${root} does not exist (is its disk mounted?); nothing was sent`);
-    if (!rootStat.isDirectory()) throw new WarmsyncError('SOURCE_NOT_DIR', `source root ${root} is not a directory`);
+    await checkSourceRoot(root);
     await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
     const cache = AgentCache.open(agentCachePath(stateDir.abs));
     if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
@@ -288,13 +287,13 @@ export type OnceOutcome =
 /**
  * `agent --once`: every standby synced at once, each on its own connection, from one source tree
  * (one hash cache, one scan at a time: a file is hashed once). A standby that fails does not stop
- * the others; the outcomes come back in the order of `options.urls`.
+ * the others; the outcomes come back in the order of `options.urls`. `dialed`: the connections,
+ * begun before this module was loaded (dial-once.ts), one per URL in that order.
  */
-export async function runOnce(options: AgentOptions): Promise<OnceOutcome[]> {
+export async function runOnce(options: AgentOptions, dialed: DialedStandbys): Promise<OnceOutcome[]> {
   const tree = await SourceTree.open(options.root, options.rules, options.stateDir, options.log, options.progress ?? null, options.noSetuid === true);
   try {
-    const log = (url: string): Logger => (options.urls.length > 1 ? standbyLogger(options.log, url) : options.log);
-    const settled = await Promise.allSettled(options.urls.map((url) => syncStandby(tree, url, options, log(url))));
+    const settled = await Promise.allSettled(options.urls.map((url, i) => syncStandby(tree, url, dialed.sessions[i] as Promise<Session>, options, standbyLog(options, url))));
     return settled.map((s, i) => {
       const url = options.urls[i] as string;
       return s.status === 'fulfilled' ? { url, ok: true, summary: s.value } : { url, ok: false, error: s.reason };
@@ -305,16 +304,13 @@ export async function runOnce(options: AgentOptions): Promise<OnceOutcome[]> {
 }
 
 /** Passes over one connection until the standby at `url` matches the source (or a failure no pass can fix). */
-async function syncStandby(tree: SourceTree, url: string, options: AgentOptions, log: Logger): Promise<OnceSummary> {
+async function syncStandby(tree: SourceTree, url: string, dialing: Promise<Session>, options: AgentOptions, log: Logger): Promise<OnceSummary> {
   const started = Date.now();
   const summary: OnceSummary = {
     filesScanned: 0, filesSent: 0, bytesSent: 0, wireBytesSent: 0, skippedUnchanged: 0, metaUpdates: 0, tombstones: 0,
     hashed: 0, passes: 0, warnings: 0, elapsedMs: 0,
   };
-  const session = await dial({
-    url, token: options.token, attempts: options.connectAttempts,
-    baseDelayMs: 250, maxDelayMs: 5000, handshakeTimeoutMs: 10_000, log, tls: options.tls,
-  });
+  const session = await dialing;
   const sender = new Sender(session.conn, session, tree.source, tree.hasher, {
     bwlimit: options.bwlimit ?? null, compressor: compressorFor(options.compress ?? null, session, url, log),
   });

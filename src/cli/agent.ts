@@ -170,8 +170,18 @@ export async function agentCommand(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  const { runOnce } = await import('../agent/agent.js');
-  const outcomes = await runOnce(options);
+  // A missing source is the error to report, not an unreachable receiver's retries.
+  await (await import('../scan/openfile.js')).checkSourceRoot(root);
+  // Dialled before the sync engine is loaded: the handshake's round trips overlap the loading (dial-once.ts).
+  const { dialStandbys } = await import('../agent/dial-once.js');
+  const dialed = dialStandbys(options);
+  let outcomes;
+  try {
+    const { runOnce } = await import('../agent/agent.js');
+    outcomes = await runOnce(options, dialed);
+  } finally {
+    dialed.done();
+  }
   const [only] = outcomes;
   if (outcomes.length === 1 && only !== undefined) {
     // One standby: the summary (or the error) exactly as before there could be several.

@@ -20,6 +20,7 @@
  * nothing.
  */
 import { closeSync, constants as fsConstants, fstatSync, openSync, type BigIntStats } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { openBeneath } from '../confined/root.js';
 import { wholeMsOfNs } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
@@ -29,6 +30,13 @@ export const NO_FOLLOW_READ = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fs
 
 /** How long the source root's descriptor stays open unused (see SourceRoot). */
 const ROOT_IDLE_MS = 500;
+
+/** SOURCE_MISSING or SOURCE_NOT_DIR unless `root` is a directory: checked before anything is sent or dialled. */
+export async function checkSourceRoot(root: string): Promise<void> {
+  const rootStat = await stat(root).catch(() => null);
+  if (rootStat === null) throw new WarmsyncError('SOURCE_MISSING', `source root ${root} does not exist (is its disk mounted?); nothing was sent`);
+  if (!rootStat.isDirectory()) throw new WarmsyncError('SOURCE_NOT_DIR', `source root ${root} is not a directory`);
+}
 
 /**
  * The agent's source root, held open while files are read: a file below it is opened beneath this
