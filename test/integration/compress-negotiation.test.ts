@@ -6,16 +6,14 @@
  * uncompressed with one NO_COMPRESSION warning per standby, however often it reconnects.
  */
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { compressorFor } from '../../src/agent/compress.js';
 import { createLogger } from '../../src/log.js';
-import { agentMac, newNonce, receiverMac } from '../../src/protocol/handshake.js';
+import { receiverMac } from '../../src/protocol/handshake.js';
 import { dial } from '../../src/transport/client.js';
-import { Connection } from '../../src/transport/connection.js';
 import { startServer, type RunningServer } from '../../src/transport/server.js';
-import { WebSocketServer } from '../../src/transport/ws.js';
 import { ChunkCompressor } from '../../src/transport/zstd.js';
+import { startScriptedReceiver } from '../helpers/scripted-receiver.js';
 
 const TOKEN = 'negotiation-test-token-0123456789';
 const closers: Array<() => Promise<void>> = [];
@@ -35,25 +33,13 @@ async function dialOnce(url: string, log: ReturnType<typeof createLogger>): Prom
 
 /** A receiver of protocol 3, as warmsync before compression: hello [3], welcome without `compression`. */
 async function startProtocol3Receiver(): Promise<string> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  wss.on('connection', (ws) => {
-    const conn = new Connection(ws, 'agent');
-    void (async () => {
-      const nonce = newNonce();
-      conn.send({ type: 'hello', protocols: [3], nonce, receiverId: 'old-standby' });
-      const auth = await conn.nextControl(5000);
-      assert.ok(auth.type === 'auth' && auth.protocol === 3, `an old receiver refuses ${JSON.stringify(auth)}`);
-      assert.equal(auth.mac, agentMac(TOKEN, nonce, auth.nonce));
-      conn.markAuthenticated();
-      conn.send({ type: 'welcome', mac: receiverMac(TOKEN, nonce, auth.nonce), window: 1 << 20, maxInFlight: 4 });
-    })().catch(() => conn.close());
+  const receiver = await startScriptedReceiver(TOKEN, [3], async (conn, nonce, auth) => {
+    assert.equal(auth.protocol, 3, `an old receiver refuses ${JSON.stringify(auth)}`);
+    conn.markAuthenticated();
+    conn.send({ type: 'welcome', mac: receiverMac(TOKEN, nonce, auth.nonce), window: 1 << 20, maxInFlight: 4 });
   });
-  closers.push(() => new Promise((resolve) => {
-    for (const c of wss.clients) c.terminate();
-    wss.close(() => resolve());
-  }));
-  return `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  closers.push(() => receiver.close());
+  return receiver.url;
 }
 
 describe('compression negotiation', () => {

@@ -11,13 +11,12 @@ import { createServer, type AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { Sender } from '../../src/agent/sender.js';
 import { createLogger } from '../../src/log.js';
-import { agentMac, newNonce, receiverMac } from '../../src/protocol/handshake.js';
+import { receiverMac } from '../../src/protocol/handshake.js';
 import type { WireManifestEntry } from '../../src/protocol/messages.js';
 import { createHasher } from '../../src/scan/hash.js';
 import { SourceRoot } from '../../src/scan/openfile.js';
 import { dial } from '../../src/transport/client.js';
-import { Connection } from '../../src/transport/connection.js';
-import { WebSocketServer } from '../../src/transport/ws.js';
+import { startScriptedReceiver } from '../helpers/scripted-receiver.js';
 
 const TOKEN = 'prefetch-test-token-0123456789abc';
 const log = createLogger('silent', () => undefined);
@@ -42,39 +41,26 @@ function entry(i: number): WireManifestEntry {
  */
 async function startReceiver(pages: number, badMac = false): Promise<{ url: string; seen: string[] }> {
   const seen: string[] = [];
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  wss.on('connection', (ws) => {
-    const conn = new Connection(ws, 'agent');
-    void (async () => {
-      const nonce = newNonce();
-      conn.send({ type: 'hello', protocols: [4], nonce, receiverId: 'prefetch-standby' });
-      const auth = await conn.nextControl(5000);
-      assert.ok(auth.type === 'auth');
-      assert.equal(auth.mac, agentMac(TOKEN, nonce, auth.nonce));
-      seen.push(auth.type);
-      const request = await conn.nextControl(2000);
-      seen.push(request.type);
-      conn.markAuthenticated();
-      const mac = receiverMac(badMac ? `${TOKEN}-not` : TOKEN, nonce, auth.nonce);
-      conn.send({ type: 'welcome', mac, window: 1 << 20, windowMax: 1 << 20, maxInFlight: 4 });
-      // In the same tick as the welcome: the pages reach the agent before it has a Sender.
-      for (let p = 0; p < pages; p++) {
-        const entries = Array.from({ length: ROWS_PER_PAGE }, (_, i) => entry(p * ROWS_PER_PAGE + i));
-        conn.send({ type: 'manifestPage', entries, done: p === pages - 1 });
-      }
-      conn.onFrame((frame) => {
-        if (frame.kind !== 'control') return;
-        seen.push(frame.message.type);
-        if (frame.message.type === 'manifestRequest') conn.send({ type: 'manifestPage', entries: [entry(1000)], done: true });
-      });
-    })().catch(() => conn.close());
+  const receiver = await startScriptedReceiver(TOKEN, [4], async (conn, nonce, auth) => {
+    seen.push(auth.type);
+    const request = await conn.nextControl(2000);
+    seen.push(request.type);
+    conn.markAuthenticated();
+    const mac = receiverMac(badMac ? `${TOKEN}-not` : TOKEN, nonce, auth.nonce);
+    conn.send({ type: 'welcome', mac, window: 1 << 20, windowMax: 1 << 20, maxInFlight: 4 });
+    // In the same tick as the welcome: the pages reach the agent before it has a Sender.
+    for (let p = 0; p < pages; p++) {
+      const entries = Array.from({ length: ROWS_PER_PAGE }, (_, i) => entry(p * ROWS_PER_PAGE + i));
+      conn.send({ type: 'manifestPage', entries, done: p === pages - 1 });
+    }
+    conn.onFrame((frame) => {
+      if (frame.kind !== 'control') return;
+      seen.push(frame.message.type);
+      if (frame.message.type === 'manifestRequest') conn.send({ type: 'manifestPage', entries: [entry(1000)], done: true });
+    });
   });
-  closers.push(() => new Promise((resolve) => {
-    for (const c of wss.clients) c.terminate();
-    wss.close(() => resolve());
-  }));
-  return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, seen };
+  closers.push(() => receiver.close());
+  return { url: receiver.url, seen };
 }
 
 function dialOptions(url: string): Parameters<typeof dial>[0] {
