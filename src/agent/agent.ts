@@ -6,7 +6,6 @@
  * sender hashes it from the bytes it sends. `runOnce` is `agent --once`: passes until the standby
  * matches. live.ts keeps watching.
  */
-import { mkdir } from 'node:fs/promises';
 import { withoutSetuid, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -21,7 +20,7 @@ import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../confined/temp.js';
 import { isWithin, baseName } from '../relpath.js';
 import { sharedOwner } from '../owner/names.js';
-import type { StateDir } from '../statedir.js';
+import { ensureStateDir, type StateDir } from '../statedir.js';
 import type { ClientTls, Session } from '../transport/client.js';
 import { standbyLog, type DialedStandbys } from './dial-once.js';
 import { compressorFor, type CompressSetting } from './compress.js';
@@ -120,7 +119,7 @@ export class SourceTree {
 
   static async open(root: string, rules: readonly FilterRule[], stateDir: StateDir, log: Logger, progress: ProgressSink | null = null, noSetuid = false): Promise<SourceTree> {
     await checkSourceRoot(root);
-    await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
+    await ensureStateDir(stateDir);
     const cache = AgentCache.open(agentCachePath(stateDir.abs));
     if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
     // Every source file is opened beneath the root's descriptor (scan/openfile.ts).

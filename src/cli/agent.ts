@@ -8,7 +8,7 @@ import { loadFilterSources } from '../config/excludes.js';
 import { DEFAULT_SAFETY } from '../plan/safety.js';
 import { createProgress, progressMode } from '../progress/progress.js';
 import { systemdNotifier } from '../notify.js';
-import { resolveStateDir } from '../statedir.js';
+import { ensureStateDir, resolveStateDir } from '../statedir.js';
 import { refuseStandbySource } from './standby-guard.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
 import { commandLogger, commonHelp, parseByteRate, parseConnectUrl, parseFlags, parseInteger, parseListen, readToken, repeatedInOrder, required } from './args.js';
@@ -170,8 +170,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  // A missing source is the error to report, not an unreachable receiver's retries.
+  // A missing source or an unusable state dir is the error to report, not an unreachable receiver's retries.
   await (await import('../scan/openfile.js')).checkSourceRoot(root);
+  await ensureStateDir(stateDir);
   // Dialled before the sync engine is loaded: the handshake's round trips overlap the loading (dial-once.ts).
   const { dialStandbys } = await import('../agent/dial-once.js');
   const dialed = dialStandbys(options);

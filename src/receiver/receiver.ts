@@ -2,7 +2,7 @@
  * The receiver process: owns the standby root and its manifest, listens for one agent at a time.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { WarmsyncError, describeError } from '../errors.js';
 import { GateExecutor } from '../gate/executor.js';
 import { failoverVerdict, type GateTimes } from '../gate/policy.js';
@@ -15,7 +15,7 @@ import { Manifest } from '../manifest/manifest.js';
 import { localNames } from '../owner/names.js';
 import { CAP_MKNOD, hasCapability, ownerPolicy, policyToText, targetIds, type OwnerPolicy, type TargetIds } from '../owner/policy.js';
 import { createHasher } from '../scan/hash.js';
-import type { StateDir } from '../statedir.js';
+import { ensureStateDir, type StateDir } from '../statedir.js';
 import { startServer, type ServerTls } from '../transport/server.js';
 import { ConfinedRoot } from '../confined/root.js';
 import { TreeWriter } from './apply.js';
@@ -70,7 +70,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   const rootStat = await stat(root).catch(() => null);
   if (rootStat === null) throw new WarmsyncError('ROOT_MISSING', `receiver root ${root} does not exist; create it first`);
   if (!rootStat.isDirectory()) throw new WarmsyncError('ROOT_NOT_DIR', `receiver root ${root} is not a directory`);
-  await mkdir(stateDir.abs, { recursive: true, mode: 0o700 });
+  await ensureStateDir(stateDir);
 
   const lock = await acquireReceiverLock(root, stateDir.abs);
   let manifest: Manifest;

@@ -111,6 +111,23 @@ describe('errors', { concurrency: true }, () => {
     assert.deepEqual(await readdir(s.dst), ['.warmsync']);
   });
 
+  test('a state dir that cannot be made: agent and receiver exit 1 STATE_DIR_UNUSABLE saying why, before dialling or listening', { timeout: 60_000 }, async () => {
+    const ws = await openWorkspace();
+    const blocker = join(ws.dir, 'a-file');
+    await writeFile(blocker, 'not a directory\n');
+    // A port nothing listens on: an agent that dialled first would log CONNECT_RETRY before the error.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', () => resolve()));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const agent = await runCli(['agent', '--root', ws.src, '--state-dir', blocker, '--connect', `ws://127.0.0.1:${port}`, '--token-file', ws.tokenFile, '--once'], { timeoutMs: 30_000 });
+    assertCleanFailure(agent, 1, new RegExp(`STATE_DIR_UNUSABLE: cannot create the state directory ${blocker}: it exists and is not a directory`));
+    assert.doesNotMatch(agent.stderr, /CONNECT_RETRY/);
+    const receiver = await runCli(['receiver', ...receiverArgs(ws), '--state-dir', join(blocker, 'state')], { timeoutMs: 30_000 });
+    assertCleanFailure(receiver, 1, /STATE_DIR_UNUSABLE: .*a component of its path is not a directory/);
+    assert.deepEqual(await readdir(ws.dst), []);
+  });
+
   test('safety halt: a source emptied after a sync exits 1 SOURCE_EMPTY, the standby untouched', { timeout: 60_000 }, async () => {
     const s = await syncedStandby(12);
     const before = await standbyState(s);
