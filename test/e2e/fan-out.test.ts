@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   AGENT_CACHE, assertCleanFailure, buildTree, closeStandbys, exists, openStandby, openStandbyOf, restartReceiver, runAgent, runCli, startLiveAgent,
-  settleTimes, statusJson, waitFor, waitForConvergence, type AgentProcess, type Standby,
+  settleTimes, statusJson, waitFor, waitForConvergence, type AgentProcess, type Standby, type TreeSpec,
 } from '../helpers/e2e.js';
 
 interface HealthOfStandby { url: string; connected: boolean; watermark: number | null; lagMs: number | null; queuedPaths: number; opsInFlight: number }
@@ -22,7 +22,7 @@ interface HealthOfStandby { url: string; connected: boolean; watermark: number |
 const LIVE_LATENCY_MS = 2000;
 
 /** A local standby and a DR one sharing its source, which holds `files`. */
-async function openPair(files: Record<string, string>): Promise<{ local: Standby; dr: Standby }> {
+async function openPair(files: TreeSpec): Promise<{ local: Standby; dr: Standby }> {
   const local = await openStandby();
   const dr = await openStandbyOf(local);
   await buildTree(local.src, files);
@@ -135,12 +135,20 @@ describe('agent feeding two standbys (live)', () => {
 
 describe('a standby too far behind is reconciled in full, not queued without bound', () => {
   const MAX_BACKLOG = 100;
+  /** The first outage writes this many batches of 20 files, paced: 300 paths in all. */
+  const BATCHES = 15;
   let local: Standby;
   let dr: Standby;
   let agent: AgentProcess;
 
   before(async () => {
-    ({ local, dr } = await openPair({ 'etc/app.yaml': 'port: 8081\n' }));
+    // The outages' files go into directories that exist (and are watched) from the start: each file
+    // is then an event and a path of its own. Written into a directory made during the outage, the
+    // files that came before its watch would be one subtree mark, and how many paths waited would
+    // depend on how fast the agent added that watch (CI once saw too few for STANDBY_BEHIND).
+    const dirs: TreeSpec = { 'data/again': { dir: true } };
+    for (let batch = 0; batch < BATCHES; batch++) dirs[`data/filestore/b${batch}`] = { dir: true };
+    ({ local, dr } = await openPair({ 'etc/app.yaml': 'port: 8081\n', ...dirs }));
     agent = startLiveAgent([local, dr], ['--metrics-listen', '127.0.0.1:0'], [], { WARMSYNC_MAX_BACKLOG: String(MAX_BACKLOG) });
   });
   after(closeStandbys);
@@ -158,7 +166,7 @@ describe('a standby too far behind is reconciled in full, not queued without bou
 
     // Paced, so that the DR link (connected) never has that many waiting; the local one has them all.
     let maxQueued = 0;
-    for (let batch = 0; batch < 15; batch++) {
+    for (let batch = 0; batch < BATCHES; batch++) {
       const spec: Record<string, string> = {};
       for (let i = 0; i < 20; i++) spec[`data/filestore/b${batch}/f${i}`] = `batch ${batch} file ${i}\n`;
       await buildTree(local.src, spec);
