@@ -5,7 +5,7 @@
  * directory once, then record them all in one manifest transaction, and only then report success.
  */
 import type { ConfinedRoot, DirRef } from '../confined/root.js';
-import type { Entry, ManifestEntry, Owner } from '../entry.js';
+import type { Entry, EntryKind, ManifestEntry, Owner } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
 import { faultPoint } from '../faultpoint.js';
 import type { Logger } from '../log.js';
@@ -75,8 +75,20 @@ export interface SessionDeps {
 
 type Precondition = FileBeginMessage['old'];
 
-/** A precondition that held; `known`: the manifest has a row for the path (else what is on disk there is unrelated). */
-interface Admitted { readonly known: boolean }
+/**
+ * What a file's install rename fails with when something is in the way: EEXIST (RENAME_NOREPLACE
+ * found an entry), EISDIR (a directory), EINVAL (a file system without RENAME_NOREPLACE: then the
+ * entry is looked at as before, and the rename made without the flag).
+ */
+const IN_THE_WAY: ReadonlySet<string> = new Set(['EEXIST', 'EISDIR', 'EINVAL']);
+
+/** A precondition that held. */
+interface Admitted {
+  /** Whether the manifest has a row at the path (else what is on disk there is unrelated). */
+  readonly known: boolean;
+  /** The kind that row records, null without one. */
+  readonly recordedKind: EntryKind | null;
+}
 
 /** An op that succeeded on disk and waits for the group commit. */
 interface PendingOp {
@@ -302,7 +314,7 @@ export class ReceiverSession {
       this.fail(op, 'CONFLICT', `${path}: the standby holds ${describePrecondition(row)}, the agent expected ${old === null ? 'no entry' : old.kind}`);
       return null;
     }
-    return { known: row !== undefined };
+    return { known: row !== undefined, recordedKind: row?.kind ?? null };
   }
 
   /**
@@ -335,10 +347,12 @@ export class ReceiverSession {
       let parent: DirRef | null = null;
       try {
         parent = await this.holdParent(msg.path);
-        const displaced = await this.deps.writer.makeRoomFor(msg.path, 'file', admitted.known);
-        if (displaced) this.deps.manifest.removeTree(msg.path);
+        // A directory the source replaced by this file is moved aside now, its rows with it. Anything
+        // else in the way fails the install's rename and is moved aside then (installFile): looking
+        // first would cost every file a lookup of its final name, mostly of one that is not there.
+        if (admitted.recordedKind === 'dir' && (await this.deps.writer.makeRoomFor(msg.path, 'file', true))) this.deps.manifest.removeTree(msg.path);
         const hasher = this.deps.hasher.createStreamHasher();
-        const place = { parent, rel: msg.path, finalPath: this.deps.root.abs(msg.path) };
+        const place = { parent, rel: msg.path, finalPath: this.deps.root.abs(msg.path), recorded: admitted.known };
         const target = { size: msg.size, hash: msg.hash, mode: msg.mode, mtimeMs: msg.mtimeMs, chown: this.idsFor(msg.owner) };
         // A resumable file may continue a kept partial: wait for it, to tell the agent where to
         // resume. Any other file's create runs in the background, its chunks queued behind it.
@@ -614,7 +628,7 @@ export class ReceiverSession {
               if (moved.has(p.staged.parent)) {
                 throw new ProtocolError('UNSAFE_PATH', `${p.path}: its directory was moved or replaced on the standby while the file arrived; not applied`);
               }
-              await p.staged.install();
+              await this.installFile(p.path, p.staged);
               stopAfterInstall(++installsInProcess);
             } catch (err) {
               await this.discard(p.path, p.staged);
@@ -664,6 +678,23 @@ export class ReceiverSession {
     this.counters.bytes += bytes;
     this.deps.observer?.committed(files, bytes);
     this.sendResults();
+  }
+
+  /**
+   * Renames a sealed file into place (StagedFile.install). Something there that the manifest does
+   * not account for (a directory, or anything at all at a path it has no row for: a first sync onto
+   * files already on the standby) fails the rename, and is moved aside as makeRoomFor does, never
+   * overwritten; then the rename is made again. Runs under the group's write lock.
+   */
+  private async installFile(path: string, staged: StagedFile): Promise<void> {
+    try {
+      staged.install();
+      return;
+    } catch (err) {
+      if (!IN_THE_WAY.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    }
+    if (await this.deps.writer.makeRoomFor(path, 'file', staged.recorded)) this.deps.manifest.removeTree(path);
+    staged.install(true);
   }
 
   /**

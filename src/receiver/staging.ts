@@ -5,8 +5,8 @@
  * manifest rows afterwards (in batches: group commit).
  *
  * Every call is confined (../confined/root.ts): the temp file is created with openat(O_CREAT |
- * O_EXCL | O_NOFOLLOW) on a descriptor of the real parent directory, renamed with renameat on that
- * same descriptor, and written, chmod'ed, utimed and fsynced through its own descriptor; nothing
+ * O_EXCL | O_NOFOLLOW) on a descriptor of the real parent directory, renamed with renameat2 on that
+ * same descriptor (RENAME_NOREPLACE where the manifest has no row for the path), and written, chmod'ed, utimed and fsynced through its own descriptor; nothing
  * is done by path, so a parent swapped for a symlink meanwhile is never followed.
  *
  * Creating the temporary file goes through libuv's thread pool and the file's writes queue behind it
@@ -67,6 +67,8 @@ export interface StagedPlace {
   readonly rel: string;
   /** The absolute path, for messages and the partial's name. */
   readonly finalPath: string;
+  /** Whether the manifest has a row at `rel`: only then may the install replace what is there. */
+  readonly recorded: boolean;
 }
 
 export class StagedFile {
@@ -91,6 +93,8 @@ export class StagedFile {
   readonly parent: DirRef;
   readonly finalPath: string;
   private readonly finalName: string;
+  /** StagedPlace.recorded. */
+  readonly recorded: boolean;
 
   private constructor(
     place: StagedPlace,
@@ -102,6 +106,7 @@ export class StagedFile {
     this.parent = place.parent.retain();
     this.finalPath = place.finalPath;
     this.finalName = baseName(place.rel);
+    this.recorded = place.recorded;
   }
 
   /** The announced content hash (null until announced). */
@@ -304,12 +309,15 @@ export class StagedFile {
   }
 
   /**
-   * Renames the sealed file over its final name in the same held directory (renameat: replacing a
-   * file or symlink there, never following it). The caller checks first that the directory is
-   * still at its path (ConfinedRoot.stillAt), then fsyncs it and calls `release`.
+   * Renames the sealed file to its final name in the same held directory (renameat2, never
+   * following what is there). Over a file or symlink there only when the manifest records the path
+   * (`recorded`) or the caller has just made room (`roomMade`); otherwise with RENAME_NOREPLACE, so
+   * that an entry nobody recorded fails with EEXIST instead of being overwritten. A directory there
+   * fails with EISDIR. The caller checks first that the directory is still at its path
+   * (ConfinedRoot.stillAt), then fsyncs it and calls `release`.
    */
-  async install(): Promise<void> {
-    this.parent.rename(this.tempName, this.parent, this.finalName);
+  install(roomMade = false): void {
+    this.parent.rename(this.tempName, this.parent, this.finalName, !this.recorded && !roomMade);
   }
 
   /** Lets go of the directory (after `install` and the directory's fsync). Idempotent. */

@@ -6,7 +6,7 @@
  * sends resumes from a kept partial and completes on its fileEnd.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -188,6 +188,63 @@ test('a file whose directories were never made (their mkdir failed, say) makes t
     await resultsFor(s.received, 2, 10_000);
     assert.deepEqual(s.received.flatMap((m) => (m.type === 'results' ? m.items : [])).at(-1), { op: 2, ok: true });
     assert.deepEqual([s.manifest.get('a')?.damaged, s.manifest.get('a')?.mode], [false, 0o750]);
+  } finally {
+    await s.close();
+  }
+});
+
+/** Every file below `root`, by relative path, with its content. */
+async function contentsBelow(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) out[join(entry.parentPath, entry.name).slice(root.length + 1)] = await readFile(join(entry.parentPath, entry.name), 'utf8');
+  }
+  return out;
+}
+
+test('a file put at a path the manifest does not know while the agent sends that path is moved aside at the install, never overwritten', async () => {
+  const s = await openSession('raced-unknown');
+  try {
+    const content = Buffer.from('from the agent\n'.repeat(100));
+    s.agent.send({ type: 'fileBegin', op: 1, path: 'd/f.txt', size: content.byteLength, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: hasher.hashBytes(content), old: null });
+    await s.agent.sendChunkFrame(encodeChunk(1, 0, content.subarray(0, 100)));
+    // The transfer is open (its temp file is in d/): now someone writes the final name.
+    const started = Date.now();
+    while (!(await readdir(join(s.root, 'd')).catch(() => [])).some((n) => n.startsWith('.warmsync-tmp.')) && Date.now() - started < 10_000) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await writeFile(join(s.root, 'd', 'f.txt'), 'a local user\'s file\n');
+    await s.agent.sendChunkFrame(encodeChunk(1, 100, content.subarray(100)));
+    await resultsFor(s.received, 1, 10_000);
+    assert.deepEqual(s.received.flatMap((m) => (m.type === 'results' ? m.items : [])), [{ op: 1, ok: true }]);
+    assert.deepEqual(await readFile(join(s.root, 'd', 'f.txt')), content);
+    const displaced = await contentsBelow(join(s.root, '.warmsync', 'displaced'));
+    assert.deepEqual(Object.entries(displaced).map(([rel, text]) => [rel.slice(rel.indexOf('/') + 1), text]), [['d/f.txt', 'a local user\'s file\n']]);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a directory standing at a path the manifest records as a file is moved aside when the file is replaced, with its rows', async () => {
+  const s = await openSession('dir-at-file');
+  try {
+    const first = Buffer.from('first version\n');
+    await sendFile(s.agent, 1, 'x', first);
+    await resultsFor(s.received, 1, 10_000);
+    // Drift on the standby: the file became a directory holding a file (recorded too, as a stale row would be).
+    await rm(join(s.root, 'x'));
+    await mkdir(join(s.root, 'x'));
+    await writeFile(join(s.root, 'x', 'inside'), 'inside\n');
+    s.manifest.transaction(() => s.manifest.recordPresent({ path: 'x/inside', kind: 'file', size: 7, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: hasher.hashBytes(Buffer.from('inside\n')), target: null, owner: null }, Date.now()));
+    const second = Buffer.from('second version\n');
+    s.agent.send({ type: 'fileBegin', op: 2, path: 'x', size: second.byteLength, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: hasher.hashBytes(second), old: { kind: 'file', hash: hasher.hashBytes(first), deletedAt: null } });
+    await s.agent.sendChunkFrame(encodeChunk(2, 0, second));
+    await resultsFor(s.received, 2, 10_000);
+    assert.deepEqual(s.received.flatMap((m) => (m.type === 'results' ? m.items : [])).at(-1), { op: 2, ok: true });
+    assert.deepEqual(await readFile(join(s.root, 'x')), second);
+    assert.equal(s.manifest.get('x/inside'), undefined, 'the moved directory\'s rows are gone');
+    const displaced = await contentsBelow(join(s.root, '.warmsync', 'displaced'));
+    assert.deepEqual(Object.entries(displaced).map(([rel, text]) => [rel.slice(rel.indexOf('/') + 1), text]), [['x/inside', 'inside\n']]);
   } finally {
     await s.close();
   }

@@ -35,7 +35,7 @@ function begin(final: string, target: StagedTarget, streamHasher: StreamHasher):
   const rel = relative(dir, final);
   const parent = root.needDir(parentOf(rel));
   try {
-    return StagedFile.begin({ parent, rel, finalPath: final }, target, streamHasher);
+    return StagedFile.begin({ parent, rel, finalPath: final, recorded: false }, target, streamHasher);
   } finally {
     parent.release();
   }
@@ -54,7 +54,7 @@ test('chunks written before the create finished land in order; seal and install 
     void staged.write(offset, content.subarray(offset, offset + 65_536));
   }
   await staged.seal();
-  await staged.install();
+  staged.install();
   assert.ok((await readFile(final)).equals(content));
   const st = await lstat(final);
   assert.equal(st.mode & 0o777, 0o640);
@@ -74,7 +74,7 @@ test('1 MiB chunks and small ones mixed, all queued at once, land in order', asy
   }
   assert.equal(offset, content.byteLength);
   await staged.seal();
-  await staged.install();
+  staged.install();
   assert.ok((await readFile(final)).equals(content));
 });
 
@@ -104,7 +104,7 @@ test('a create that fails is reported by seal with its code; chunks queued behin
   await mkdir(join(dir, 'removed-dir'));
   const parent = root.needDir('removed-dir');
   await rmdir(join(dir, 'removed-dir'));
-  const staged = StagedFile.begin({ parent, rel: 'removed-dir/f.bin', finalPath: join(dir, 'removed-dir', 'f.bin') }, targetOf(content), hasher.createStreamHasher());
+  const staged = StagedFile.begin({ parent, rel: 'removed-dir/f.bin', finalPath: join(dir, 'removed-dir', 'f.bin'), recorded: false }, targetOf(content), hasher.createStreamHasher());
   parent.release();
   const written = staged.write(0, content);
   await written; // settles (never rejects) even though nothing could be written
