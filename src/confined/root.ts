@@ -62,6 +62,45 @@ function native(): ConfinedAddon {
   return addon;
 }
 
+/**
+ * Where file creates are made. On a local journaled file system a create costs ~8 us of CPU; sent
+ * to libuv's pool it cost 19 us (a promise, a pool thread woken, a callback on the loop, and the
+ * pool's threads contending for the directory's lock), and the receiver's CPU per file is what
+ * bounds a burst. On NFS, or on an ext4 without a journal that skips recently freed inodes, a
+ * create takes about a millisecond, which the caller's thread should not sit through: there the
+ * pool runs several at once. So creates are made on the caller's thread and timed; when their
+ * running mean (the last ~16) passes SLOW_CREATE_MS, the creates of the next POOL_SPELL_MS go to
+ * the pool, and then one on the thread starts the mean afresh. A lone slow create (a journal
+ * commit waited for: a few per 50,000 on ext4) does not move the mean that far. Pure: the clock
+ * is passed in.
+ */
+export class CreatePlacement {
+  private meanMs = 0;
+  private poolUntil = -Infinity;
+  /** The next create timed is the first after a spell on the pool. */
+  private afresh = false;
+
+  /** Whether a create at `now` (ms) is made on the caller's thread. */
+  inline(now: number): boolean {
+    return now >= this.poolUntil;
+  }
+
+  /** A create made on the caller's thread took `ms`, ending at `now`. */
+  took(ms: number, now: number): void {
+    this.meanMs = this.afresh ? ms : this.meanMs + (ms - this.meanMs) / MEAN_OVER;
+    this.afresh = false;
+    if (this.meanMs > SLOW_CREATE_MS) {
+      this.poolUntil = now + POOL_SPELL_MS;
+      this.afresh = true;
+    }
+  }
+}
+
+const MEAN_OVER = 16;
+export const SLOW_CREATE_MS = 0.25;
+export const POOL_SPELL_MS = 250;
+let createPlacement = new CreatePlacement();
+
 /** What resolves paths: openat2 (true) or the component-by-component fallback (false, or ENOSYS was seen). */
 export function usesOpenat2(): boolean {
   return native().confinedInfo().openat2;
@@ -80,6 +119,12 @@ export function openBeneath(dirfd: number, rel: string, flags: number): number {
 /** Tests: force the fallback (false) or try openat2 again (true). */
 export function setOpenat2ForTests(on: boolean): void {
   native().setOpenat2(on);
+}
+
+/** Tests of the pool path: every create goes to the pool (true), or placement is as in production (false). */
+export function setCreatesOnPoolForTests(on: boolean): void {
+  createPlacement = new CreatePlacement();
+  if (on) createPlacement.took(Infinity, Infinity);
 }
 
 export type EntryKindOnDisk = 'file' | 'dir' | 'symlink' | 'other';
@@ -160,14 +205,27 @@ export class DirRef {
     return native().openBeneath(this.fd, name, flags | O_NOFOLLOW, mode);
   }
 
-  /** `open` on libuv's thread pool (creating a file can take a millisecond). */
+  /** `open` on libuv's thread pool (creating a file can take a millisecond: createPlacement). */
   openAsync(name: string | Buffer, flags: number, mode = 0): Promise<number> {
     return native().openBeneathAsync(this.fd, name, flags | O_NOFOLLOW, mode);
   }
 
-  /** Creates a new file (O_CREAT | O_EXCL: never opens what is there) and returns its descriptor. */
+  /**
+   * Creates a new file (O_CREAT | O_EXCL: never opens what is there) and returns its descriptor:
+   * on this thread while creates are fast, on libuv's pool while they are slow (createPlacement).
+   */
   createFile(name: string, mode: number): Promise<number> {
-    return this.openAsync(name, O_WRONLY | O_CREAT | O_EXCL, mode);
+    const flags = O_WRONLY | O_CREAT | O_EXCL;
+    const started = performance.now();
+    if (!createPlacement.inline(started)) return this.openAsync(name, flags, mode);
+    try {
+      const fd = this.open(name, flags, mode);
+      const now = performance.now();
+      createPlacement.took(now - started, now);
+      return Promise.resolve(fd);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   mkdir(name: string | Buffer, mode: number): void {

@@ -9,20 +9,15 @@
  * same descriptor (RENAME_NOREPLACE where the manifest has no row for the path), and written, chmod'ed, utimed and fsynced through its own descriptor; nothing
  * is done by path, so a parent swapped for a symlink meanwhile is never followed.
  *
- * Creating the temporary file goes through libuv's thread pool and the file's writes queue behind it
- * (`begin`): on ext4 a create costs 0.7-0.9 ms of kernel time here (the inode allocator; rsync pays it
- * too), and made on the session's thread it held up every later frame. Now the next files' frames are
- * handled while it runs. Creates are not made one at a time any more: each waited for the session's
- * thread to start the next, and a group commit waited for its 512 creates in a row. On a journaled
- * ext4, 60,000 files copied in with `cp -a` under a live agent were all on the standby 11.6-12.0 s
- * after the copy ended against 15.0-17.8 s, and the receiver used less CPU; on this machine's
- * journal-less root file system (whose allocator skips recently freed inodes) concurrent creates cost
- * more system time, and wall time was no worse in two pairs of three (docs/benchmarks.md, session
- * 12). The fsync and the re-reading of a resumed prefix go through the pool as well.
- * The other calls (write, fchmod, futimes, close, rename) take microseconds, so each costs less made
- * synchronously than as a round trip through the pool (a thread wake-up and an event-loop turn each),
- * and the pool's four threads stay free for the creates and the fsyncs, which start as soon as a
- * file is verified (seal) and run while later files arrive.
+ * The file's writes queue behind the create of its temporary file (`begin`), which is made on the
+ * session's thread while creates take microseconds and on libuv's pool while they take a
+ * millisecond (NFS, or a journal-less ext4 skipping recently freed inodes), so that the next files'
+ * frames are handled meanwhile (ConfinedRoot's createPlacement; docs/benchmarks.md, session 15).
+ * The fsync and the re-reading of a resumed prefix go through the pool. The other calls (write,
+ * fchmod, futimes, close, rename) take microseconds, so each costs less made synchronously than as a
+ * round trip through the pool (a thread wake-up and an event-loop turn each), and the pool's four
+ * threads stay free for the fsyncs, which start as soon as a file is verified (seal) and run while
+ * later files arrive.
  */
 import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync, read, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -130,7 +125,7 @@ export class StagedFile {
 
   private static beginAt(place: StagedPlace, tempName: string, target: StagedTarget, hasher: StreamHasher): StagedFile {
     const staged = new StagedFile(place, tempName, hasher, target);
-    // Each create is queued in libuv's pool at once (its four threads bound how many run): see the top of this file.
+    // Made when the pipeline reaches it: on this thread or on the pool (see the top of this file).
     void staged.enqueue(async () => {
       // O_CREAT | O_EXCL | O_NOFOLLOW in the held directory: never reuse or follow anything there.
       staged.fd = await staged.parent.createFile(staged.tempName, 0o600);

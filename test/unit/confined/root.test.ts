@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ProtocolError } from '../../../src/errors.js';
-import { ConfinedRoot, setOpenat2ForTests, usesOpenat2 } from '../../../src/confined/root.js';
+import { ConfinedRoot, CreatePlacement, POOL_SPELL_MS, SLOW_CREATE_MS, setCreatesOnPoolForTests, setOpenat2ForTests, usesOpenat2 } from '../../../src/confined/root.js';
 
 let tmp: string;
 let counter = 0;
@@ -355,4 +355,62 @@ describe('held directories', () => {
     assert.deepEqual(await listing(outside), ['.warmsync-tmp.5']);
     assert.equal(await readlink(path.join(root, 'a', 'out')), outside);
   });
+});
+
+describe('file creates: on the caller\'s thread while fast, on the pool while slow', () => {
+  test('CreatePlacement: inline while the mean of recent creates stays under SLOW_CREATE_MS; a slow spell sends the next POOL_SPELL_MS to the pool; one create then decides afresh', () => {
+    const placement = new CreatePlacement();
+    assert.equal(placement.inline(0), true);
+    let now = 0;
+    for (let i = 0; i < 1000; i++) placement.took(0.008, (now += 0.01));
+    // ext4 with a journal: now and then one create waits for a journal commit.
+    placement.took(2, (now += 2));
+    placement.took(0.008, (now += 0.01));
+    assert.equal(placement.inline(now), true, 'a lone slow create keeps creates on the thread');
+    // NFS, or a journal-less ext4 after mass deletions: every create takes ~0.8 ms.
+    let slow = 0;
+    while (placement.inline(now) && slow < 100) {
+      placement.took(0.8, (now += 0.8));
+      slow++;
+    }
+    assert.ok(slow > 1 && slow < 16, `${slow} slow creates in a row before the pool takes over`);
+    assert.equal(placement.inline(now + POOL_SPELL_MS - 1), false);
+    now += POOL_SPELL_MS;
+    assert.equal(placement.inline(now), true, 'after the spell, one create is timed on the thread');
+    placement.took(0.8, (now += 0.8));
+    assert.equal(placement.inline(now), false, 'still slow: another spell at once');
+    now += POOL_SPELL_MS;
+    placement.took(0.008, (now += 0.01));
+    assert.equal(placement.inline(now), true, 'fast again: back on the thread, the old mean forgotten');
+    placement.took(SLOW_CREATE_MS, (now += SLOW_CREATE_MS));
+    assert.equal(placement.inline(now), true);
+  });
+
+  for (const onPool of [false, true]) {
+    test(`createFile ${onPool ? 'on the pool' : 'on the thread'}: a new file with the mode asked; what is there (a file, a symlink to outside) is never opened, the promise rejects with EEXIST`, async () => {
+      const { root, outside, guard } = await freshRoot();
+      setCreatesOnPoolForTests(onPool);
+      try {
+        const dir = guard.needDir('');
+        try {
+          const fd = await dir.createFile('new.tmp', 0o600);
+          assert.equal(fstatSync(fd).mode & 0o777, 0o600);
+          closeSync(fd);
+          await writeFile(path.join(outside, 'target'), 'outside\n');
+          await symlink(path.join(outside, 'target'), path.join(root, 'link.tmp'));
+          for (const name of ['new.tmp', 'link.tmp']) {
+            const created = dir.createFile(name, 0o600);
+            assert.ok(created instanceof Promise, 'errors come as a rejected promise, not a throw');
+            await assert.rejects(created, { code: 'EEXIST' });
+          }
+          assert.equal(await readFile(path.join(outside, 'target'), 'utf8'), 'outside\n');
+        } finally {
+          dir.release();
+        }
+      } finally {
+        setCreatesOnPoolForTests(false);
+        guard.close();
+      }
+    });
+  }
 });
