@@ -6,8 +6,9 @@
  *
  * Every call is confined (../confined/root.ts): the temp file is created with openat(O_CREAT |
  * O_EXCL | O_NOFOLLOW) on a descriptor of the real parent directory, renamed with renameat2 on that
- * same descriptor (RENAME_NOREPLACE where the manifest has no row for the path), and written, chmod'ed, utimed and fsynced through its own descriptor; nothing
- * is done by path, so a parent swapped for a symlink meanwhile is never followed.
+ * same descriptor (RENAME_NOREPLACE where the manifest has no row for the path), and written,
+ * chmod'ed, utimed and fsynced through its own descriptor; nothing is done by path, so a parent
+ * swapped for a symlink meanwhile is never followed.
  *
  * The file's writes queue behind the create of its temporary file (`begin`), which is made on the
  * session's thread while creates take microseconds and on libuv's pool while they take a
