@@ -703,6 +703,18 @@ class LiveSession {
     /** Subtrees scanned whole for this batch -> when each scan began: recorded once their changes are submitted. */
     const scanned = new Map<string, number>();
     for (const d of anchorMarks(batch, (path) => this.mirror.has(path), isDir)) {
+      if (d.path === '') {
+        // The root is never an entry: the manifest has no row for it, and a mkdir of '' is refused
+        // (the receiver closed the session, the reconnect's pass left the mark, and so on forever).
+        // A subtree mark on it (its watch was lost and put back, as when its disk is unmounted)
+        // says anything may have changed: that is a full pass, with the pass's checks (an emptied
+        // root holds every deletion: SOURCE_EMPTY); W waits for it.
+        if (d.subtree) {
+          this.stuck.set('', d.firstSeen);
+          this.resync = true;
+        }
+        continue;
+      }
       // Looked at from a directory the standby lacks, which something below is still on its way into: after that.
       // (Only such a mark: the batch's own paths were taken as not busy, and a large file read in
       // the background is busy as itself, by design, while it is read here.)
