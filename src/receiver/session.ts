@@ -3,6 +3,9 @@
  * (one queue), so ops on a path apply in the order the agent sent them. Completed, verified files
  * are committed in groups (group commit): fsync them together, rename each into place, fsync each
  * directory once, then record them all in one manifest transaction, and only then report success.
+ * A group commits beside the queue, which goes on receiving the next group meanwhile (its syncfs
+ * calls wait on the disk for seconds in a burst); one group at a time, in order, and an op on a
+ * path of the committing group waits for it (settle).
  */
 import type { ConfinedRoot, DirRef } from '../confined/root.js';
 import type { Entry, EntryKind, ManifestEntry, Owner } from '../entry.js';
@@ -145,6 +148,11 @@ export class ReceiverSession {
   private pendingPrefixes = new Set<string>();
   private pendingBytes = 0;
   private commitTimer: NodeJS.Timeout | null = null;
+  /**
+   * The group being committed beside the queue, if any: the paths of its ops with their ancestors
+   * (as `pendingPrefixes`), and its commit, which never rejects (a failure closes the session).
+   */
+  private committing: { readonly prefixes: ReadonlySet<string>; readonly done: Promise<void> } | null = null;
   /** The scheduled group was sealed while frames were waiting: commits it at the next idle moment. */
   private sealedWhileBusy: (() => void) | null = null;
   private results: ResultItem[] = [];
@@ -166,7 +174,7 @@ export class ReceiverSession {
     const failure = conn.protocolFailure;
     if (failure !== null && !this.failureLogged) this.deps.log.warn(failure.code, `closed the session: ${failure.message}`);
     await this.queue;
-    await this.commit().catch((err: unknown) => this.deps.log.error('COMMIT_FAILED', describeError(err)));
+    await this.commit();
     for (const t of this.transfers.values()) if (t.staged !== null) await this.leaveUnfinished(t.path, t.staged, t.resumable);
     this.transfers.clear();
   }
@@ -221,7 +229,7 @@ export class ReceiverSession {
       fired = true;
       if (this.commitTimer !== null) clearTimeout(this.commitTimer);
       this.commitTimer = null;
-      this.enqueue(() => this.commit());
+      this.enqueue(() => this.startCommit());
     };
     this.commitTimer = setTimeout(fire, this.deps.limits.commitDelayMs);
     const timer = this.commitTimer;
@@ -273,7 +281,11 @@ export class ReceiverSession {
     }
   }
 
-  /** What `status` shows of the agent: contact, W, the feed's completeness, deletions it holds. */
+  /**
+   * What `status` shows of the agent: contact, W, the feed's completeness, deletions it holds.
+   * Recorded while a group commits, it joins that group's transaction: should the group roll back,
+   * the standby keeps the heartbeat before, whose W held then and holds still.
+   */
   private recordHeartbeat(msg: HeartbeatMessage): void {
     const { manifest } = this.deps;
     manifest.transaction(() => {
@@ -300,6 +312,7 @@ export class ReceiverSession {
   /** Commits first when a waiting op touches `path` or lies below it, so ops on a path stay in order. */
   private async settle(path: string): Promise<void> {
     if (this.pendingPrefixes.has(path)) await this.commit();
+    else if (this.committing?.prefixes.has(path) === true) await this.committing.done;
   }
 
   /**
@@ -350,7 +363,10 @@ export class ReceiverSession {
         // A directory the source replaced by this file is moved aside now, its rows with it. Anything
         // else in the way fails the install's rename and is moved aside then (installFile): looking
         // first would cost every file a lookup of its final name, mostly of one that is not there.
-        if (admitted.recordedKind === 'dir' && (await this.deps.writer.makeRoomFor(msg.path, 'file', true))) this.deps.manifest.removeTree(msg.path);
+        if (admitted.recordedKind === 'dir') {
+          await this.outsideGroupTransaction();
+          if (await this.deps.writer.makeRoomFor(msg.path, 'file', true)) this.deps.manifest.removeTree(msg.path);
+        }
         const hasher = this.deps.hasher.createStreamHasher();
         const place = { parent, rel: msg.path, finalPath: this.deps.root.abs(msg.path), recorded: admitted.known };
         const target = { size: msg.size, hash: msg.hash, mode: msg.mode, mtimeMs: msg.mtimeMs, chown: this.idsFor(msg.owner) };
@@ -505,7 +521,10 @@ export class ReceiverSession {
     if (row === undefined || st === null || st.kind !== 'file' || st.size !== row.size || st.nlink > 1) {
       // The content the agent counts on is gone (or is a hard link the receiver did not make, whose
       // metadata it will not change through): make the next reconciliation send it.
-      if (row !== undefined) this.deps.manifest.markDamaged(msg.path);
+      if (row !== undefined) {
+        await this.outsideGroupTransaction();
+        this.deps.manifest.markDamaged(msg.path);
+      }
       this.fail(msg.op, 'NEEDS_CONTENT', st !== null && st.nlink > 1 ? hardLink(msg.path, st.nlink).message : `${msg.path}: not on the standby as recorded; send its content`);
       return;
     }
@@ -553,27 +572,58 @@ export class ReceiverSession {
     const { commitOps, commitBytes } = this.deps.limits;
     // A large file's fsync takes long: commit it in a group of its own, the small ones first.
     const large = bytes >= LARGE_FILE_BYTES;
-    if (large) await this.commit();
+    if (large) await this.startCommit();
     this.pending.push(item);
     this.pendingPrefixes.add(item.path);
     for (const dir of ancestorsOf(item.path)) this.pendingPrefixes.add(dir);
     this.pendingBytes += bytes;
-    if (large || this.pending.length >= commitOps || this.pendingBytes >= commitBytes) await this.commit();
+    if (large || this.pending.length >= commitOps || this.pendingBytes >= commitBytes) await this.startCommit();
     else this.scheduleCommit();
   }
 
-  /** The group commit. Must run inside the queue (or after it drained). */
+  /** Commits every waiting op and returns once all is recorded. Must run inside the queue (or after it drained). */
   private async commit(): Promise<void> {
+    await this.startCommit();
+    await this.committing?.done;
+  }
+
+  /**
+   * Starts the group commit of the waiting ops beside the queue, once the group before it is
+   * recorded: one group at a time, so groups are recorded in order and what the receiver holds open
+   * stays within two groups. Must run inside the queue (or after it drained).
+   */
+  private async startCommit(): Promise<void> {
     if (this.commitTimer !== null) {
       clearTimeout(this.commitTimer);
       this.commitTimer = null;
     }
     this.sealedWhileBusy = null;
+    await this.committing?.done;
     if (this.pending.length === 0) return;
     const batch = this.pending;
+    const prefixes = this.pendingPrefixes;
     this.pending = [];
     this.pendingPrefixes = new Set();
     this.pendingBytes = 0;
+    const committing = {
+      prefixes,
+      done: this.commitGroup(batch).catch((err: unknown) => this.onFatal(err)).finally(() => {
+        if (this.committing === committing) this.committing = null;
+      }),
+    };
+    this.committing = committing;
+  }
+
+  /**
+   * Waits for the committing group before a manifest write made outside the write lock: made while
+   * the group's transaction is open, on the same connection, it would commit or roll back with it.
+   */
+  private async outsideGroupTransaction(): Promise<void> {
+    await this.committing?.done;
+  }
+
+  /** The group commit of `batch`, taken from `pending`. */
+  private async commitGroup(batch: readonly PendingOp[]): Promise<void> {
     const { writer, manifest, root } = this.deps;
 
     const sealed = await Promise.all(batch.map(async (p) => {

@@ -3,7 +3,8 @@
  * session starts after it). A lone file is committed as soon as it is sealed, not after the
  * commit delay: with a delay of a minute, its result and the file on disk come within seconds.
  * A burst (frames keep coming) still commits as one group. A transfer the agent hashes while it
- * sends resumes from a kept partial and completes on its fileEnd.
+ * sends resumes from a kept partial and completes on its fileEnd. A group commits beside the
+ * session's queue, which goes on receiving, and an op on one of its paths waits for it.
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -19,7 +20,7 @@ import type { ControlMessage } from '../../src/protocol/messages.js';
 import { TreeWriter } from '../../src/receiver/apply.js';
 import { ConfinedRoot } from '../../src/confined/root.js';
 import { PartialStore } from '../../src/receiver/partials.js';
-import { ReceiverSession } from '../../src/receiver/session.js';
+import { ReceiverSession, type SessionLimits } from '../../src/receiver/session.js';
 import { createHasher, type FileHasher } from '../../src/scan/hash.js';
 import { Connection } from '../../src/transport/connection.js';
 import { WebSocket, WebSocketServer } from '../../src/transport/ws.js';
@@ -35,8 +36,8 @@ after(() => rm(dir, { recursive: true, force: true }));
 
 interface Pair { agent: Connection; received: ControlMessage[]; session: Promise<void>; manifest: Manifest; close(): Promise<void> }
 
-/** A session on a fresh root with a one-minute commit delay, and the agent's end of the socket. */
-async function openSession(name: string): Promise<Pair & { root: string }> {
+/** A session on a fresh root with a one-minute commit delay (unless `limits` says), and the agent's end of the socket. */
+async function openSession(name: string, limits: Partial<SessionLimits> = {}): Promise<Pair & { root: string }> {
   const root = join(dir, name);
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve) => server.once('listening', resolve));
@@ -55,7 +56,7 @@ async function openSession(name: string): Promise<Pair & { root: string }> {
   const session = new ReceiverSession({
     conn: receiverConn, manifest, root: tree, writer: new TreeWriter(tree, state, 'displaced', () => undefined),
     hasher, log: createLogger('error'), now: Date.now, partials,
-    limits: { maxInFlight: 64, commitOps: 512, commitBytes: 64 << 20, commitDelayMs: 60_000 },
+    limits: { maxInFlight: 64, commitOps: 512, commitBytes: 64 << 20, commitDelayMs: 60_000, ...limits },
   }).run();
   const received: ControlMessage[] = [];
   agent.onFrame((frame) => {
@@ -246,6 +247,45 @@ test('a directory standing at a path the manifest records as a file is moved asi
     const displaced = await contentsBelow(join(s.root, '.warmsync', 'displaced'));
     assert.deepEqual(Object.entries(displaced).map(([rel, text]) => [rel.slice(rel.indexOf('/') + 1), text]), [['x/inside', 'inside\n']]);
   } finally {
+    await s.close();
+  }
+});
+
+test('a group commits while the next frames are received; an op on a path of the committing group waits for it', async () => {
+  const s = await openSession('pipelined', { commitOps: 4 });
+  // The test holds the manifest's write lock: the group's commit stops at its first manifest write
+  // (the files go at the root, whose directory needs no row made first).
+  let unlock = (): void => undefined;
+  const locked = s.manifest.withWriteLock(() => new Promise<void>((resolve) => { unlock = resolve; }));
+  try {
+    const files = Array.from({ length: 4 }, (_, i) => Buffer.from(`group file ${i}\n`.repeat(50)));
+    await Promise.all(files.map((content, i) => sendFile(s.agent, i + 1, `f${i}.txt`, content)));
+    // The fourth file fills the group (commitOps 4), whose commit now waits for the lock. The
+    // session still takes frames: the credit for all four files' bytes comes back (a commit in
+    // the session's queue would hold their last frame, and the credit, until it ended).
+    const bytes = files.reduce((n, f) => n + f.byteLength, 0);
+    const credited = (): number => s.received.reduce((n, m) => n + (m.type === 'credit' ? m.bytes : 0), 0);
+    const started = Date.now();
+    while (credited() < bytes && Date.now() - started < 5_000) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(credited(), bytes, 'credit for every byte received while the group waits to commit');
+    // A new version of a file of that group, based on it: admitted only once the group is recorded.
+    const update = Buffer.from('second version\n');
+    s.agent.send({
+      type: 'fileBegin', op: 5, path: 'f0.txt', size: update.byteLength, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: hasher.hashBytes(update),
+      old: { kind: 'file', hash: hasher.hashBytes(files[0] as Buffer), deletedAt: null },
+    });
+    await s.agent.sendChunkFrame(encodeChunk(5, 0, update));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(s.received.filter((m) => m.type === 'results'), [], 'nothing is reported before the group is recorded');
+    unlock();
+    await resultsFor(s.received, 5, 10_000);
+    assert.deepEqual(s.received.flatMap((m) => (m.type === 'results' ? m.items : [])).sort((a, b) => a.op - b.op), [1, 2, 3, 4, 5].map((op) => ({ op, ok: true })));
+    assert.deepEqual(await readFile(join(s.root, 'f0.txt')), update);
+    assert.equal(s.manifest.get('f0.txt')?.hash, hasher.hashBytes(update));
+    for (const i of [1, 2, 3]) assert.deepEqual(await readFile(join(s.root, `f${i}.txt`)), files[i]);
+  } finally {
+    unlock();
+    await locked;
     await s.close();
   }
 });
