@@ -8,20 +8,33 @@ import { ProtocolError } from './errors.js';
 
 const MAX_SEGMENT_BYTES = 255;
 const MAX_PATH_BYTES = 4096;
+const DOT = 0x2e;
 
-/** Why `p` is not a canonical relative path, or null when it is. */
+/**
+ * Why `p` is not a canonical relative path, or null when it is. Runs for every path the receiver
+ * is sent (and more than once for each), so it walks the string instead of splitting it, and counts
+ * UTF-8 bytes only where a length in UTF-16 units could exceed a limit (a unit is at most 3 bytes).
+ */
 export function relPathProblem(p: string): string | null {
   if (typeof p !== 'string') return 'not a string';
   if (p === '') return 'empty path';
   if (p.includes('\0')) return 'contains NUL';
   if (p.startsWith('/')) return 'absolute path';
-  if (Buffer.byteLength(p) > MAX_PATH_BYTES) return `longer than ${MAX_PATH_BYTES} bytes`;
-  for (const segment of p.split('/')) {
-    if (segment === '') return 'empty segment (double or trailing slash)';
-    if (segment === '.' || segment === '..') return `"${segment}" segment`;
-    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return `segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+  if (p.length * 3 > MAX_PATH_BYTES && Buffer.byteLength(p) > MAX_PATH_BYTES) return `longer than ${MAX_PATH_BYTES} bytes`;
+  for (let start = 0; ; ) {
+    const slash = p.indexOf('/', start);
+    const end = slash === -1 ? p.length : slash;
+    const length = end - start;
+    if (length === 0) return 'empty segment (double or trailing slash)';
+    if (p.charCodeAt(start) === DOT && (length === 1 || (length === 2 && p.charCodeAt(start + 1) === DOT))) {
+      return `"${p.slice(start, end)}" segment`;
+    }
+    if (length * 3 > MAX_SEGMENT_BYTES && Buffer.byteLength(p.slice(start, end)) > MAX_SEGMENT_BYTES) {
+      return `segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+    }
+    if (slash === -1) return null;
+    start = slash + 1;
   }
-  return null;
 }
 
 /** Returns `p` when canonical; throws ProtocolError BAD_PATH naming the problem otherwise. */

@@ -267,8 +267,12 @@ export class DirRef {
 export class ConfinedRoot {
   private readonly dirs = new Map<string, DirRef>();
   private closed = false;
+  /** What `abs` puts before a canonical path: join's result for one, without normalizing each. */
+  private readonly absPrefix: string;
 
-  private constructor(readonly path: string, readonly excludedRel: string | null, private readonly fd: number) {}
+  private constructor(readonly path: string, readonly excludedRel: string | null, private readonly fd: number) {
+    this.absPrefix = join(path, 'x').slice(0, -1);
+  }
 
   /** Opens `path` (the operator's own setting, resolved as given: it may itself be a symlink). */
   static open(path: string, excludedRel: string | null = null): ConfinedRoot {
@@ -290,20 +294,19 @@ export class ConfinedRoot {
   }
 
   /**
-   * Validates `rel` (a path from the peer or the manifest) and returns its absolute path, for
-   * messages only: nothing is ever opened by it. Throws ProtocolError BAD_PATH naming the problem.
+   * Validates `rel` (a path from the peer or the manifest). Throws ProtocolError BAD_PATH naming
+   * the problem. It builds nothing: it runs for every op, and the absolute path (`abs`) is for messages.
    */
-  check(rel: string): string {
+  check(rel: string): void {
     checkRelPath(rel);
     if (this.excludedRel !== null && isWithin(rel, this.excludedRel)) {
       throw new ProtocolError('BAD_PATH', `invalid path ${JSON.stringify(rel)}: inside the receiver's state dir`);
     }
-    return join(this.path, rel);
   }
 
-  /** The absolute path of `rel`, for messages. */
+  /** The absolute path of `rel` (a canonical path: see `check`), for messages. */
   abs(rel: string): string {
-    return rel === '' ? this.path : join(this.path, rel);
+    return rel === '' ? this.path : this.absPrefix + rel;
   }
 
   /**

@@ -74,6 +74,30 @@ describe('relPathProblem / checkRelPath: invalid paths', () => {
   test('a non-string (from untyped input) is refused, not thrown on', () => {
     assert.equal(relPathProblem(42 as unknown as string), 'not a string');
   });
+
+  test('random strings near every limit: the same verdict as the definition (split on "/", each segment judged)', () => {
+    /** The definition, as plainly as it can be written: relPathProblem walks the string instead. */
+    function byDefinition(p: string): string | null {
+      if (p === '') return 'empty path';
+      if (p.includes('\0')) return 'contains NUL';
+      if (p.startsWith('/')) return 'absolute path';
+      if (Buffer.byteLength(p) > 4096) return 'longer than 4096 bytes';
+      for (const segment of p.split('/')) {
+        if (segment === '') return 'empty segment (double or trailing slash)';
+        if (segment === '.' || segment === '..') return `"${segment}" segment`;
+        if (Buffer.byteLength(segment) > 255) return 'segment longer than 255 bytes';
+      }
+      return null;
+    }
+    // Runs of one unit reach the segment and path limits in 1-, 2-, 3- and 4-byte characters.
+    const unit = fc.constantFrom('/', '.', 'a', 'é', '\u20ac', '\u{1F600}', '\0');
+    const run = fc.tuple(unit, fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 60, max: 300 }))).map(([u, n]) => u.repeat(n));
+    const candidate = fc.array(fc.oneof(unit, unit, run), { minLength: 0, maxLength: 40, size: 'max' }).map((parts) => parts.join(''));
+    // Path-shaped: segments of up to 85 characters (255 bytes of a 3-byte one) joined, past 4,096 bytes.
+    const segment = fc.tuple(fc.constantFrom('a', 'é', '\u20ac', '\u{1F600}'), fc.integer({ min: 1, max: 85 })).map(([u, n]) => u.repeat(n));
+    const pathLike = fc.array(segment, { minLength: 1, maxLength: 60, size: 'max' }).map((segments) => segments.join('/'));
+    fc.assert(fc.property(fc.oneof(candidate, pathLike), (p) => relPathProblem(p) === byDefinition(p)), { numRuns: 5000, seed: 19 });
+  });
 });
 
 describe('parentOf / baseName', () => {

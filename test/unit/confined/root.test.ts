@@ -97,7 +97,8 @@ describe('ConfinedRoot.check', () => {
   ];
   for (const [name, rel, g] of good) {
     test(`accepts ${name}: ${JSON.stringify(rel)}`, () => {
-      assert.equal(g.check(rel), path.join(root, rel));
+      assert.doesNotThrow(() => g.check(rel));
+      assert.equal(g.abs(rel), path.join(root, rel));
     });
   }
 
@@ -105,7 +106,20 @@ describe('ConfinedRoot.check', () => {
     const nested = ConfinedRoot.open(root, 'var/state');
     assert.throws(() => nested.check('var/state'), isProtocolError('BAD_PATH', 'state dir'));
     assert.throws(() => nested.check('var/state/m'), isProtocolError('BAD_PATH', 'state dir'));
-    assert.equal(nested.check('var/statex'), path.join(root, 'var/statex'));
+    assert.doesNotThrow(() => nested.check('var/statex'));
+  });
+
+  test('abs: what path.join gives, for a root given with a trailing slash, as "." or "/", or through ".."', () => {
+    const forms = [root, `${root}/`, `${root}//`, path.join(root, '..', path.basename(root)), '.', '/', path.relative(process.cwd(), root)];
+    for (const form of forms) {
+      const g = ConfinedRoot.open(form, null);
+      try {
+        for (const rel of ['a', 'a/b c/é', '.hidden/..x']) assert.equal(g.abs(rel), path.join(form, rel), `${form} + ${rel}`);
+        assert.equal(g.abs(''), form);
+      } finally {
+        g.close();
+      }
+    }
   });
 });
 
