@@ -34,6 +34,7 @@ import { baseName, checkRelPath, isWithin, parentOf } from '../relpath.js';
 
 const { O_RDONLY, O_WRONLY, O_DIRECTORY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, S_IFMT, S_IFREG, S_IFDIR, S_IFLNK } = constants;
 const DIR_FLAGS = O_RDONLY | O_DIRECTORY;
+const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL;
 const fsyncAsync = promisify(fsync);
 
 export type DirentType = 'file' | 'dir' | 'symlink' | 'other' | 'unknown';
@@ -215,17 +216,25 @@ export class DirRef {
    * on this thread while creates are fast, on libuv's pool while they are slow (createPlacement).
    */
   createFile(name: string, mode: number): Promise<number> {
-    const flags = O_WRONLY | O_CREAT | O_EXCL;
-    const started = performance.now();
-    if (!createPlacement.inline(started)) return this.openAsync(name, flags, mode);
     try {
-      const fd = this.open(name, flags, mode);
-      const now = performance.now();
-      createPlacement.took(now - started, now);
-      return Promise.resolve(fd);
+      const fd = this.createFileNow(name, mode);
+      return fd === null ? this.openAsync(name, CREATE_FLAGS, mode) : Promise.resolve(fd);
     } catch (err) {
       return Promise.reject(err as Error);
     }
+  }
+
+  /**
+   * `createFile` when creates are fast: the descriptor, made on this thread (a failure throws);
+   * null when they are slow, for the caller to create it on the pool (`createFile`).
+   */
+  createFileNow(name: string, mode: number): number | null {
+    const started = performance.now();
+    if (!createPlacement.inline(started)) return null;
+    const fd = this.open(name, CREATE_FLAGS, mode);
+    const now = performance.now();
+    createPlacement.took(now - started, now);
+    return fd;
   }
 
   mkdir(name: string | Buffer, mode: number): void {

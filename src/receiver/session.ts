@@ -428,8 +428,9 @@ export class ReceiverSession {
     // Credit goes back once the bytes are written (a write may wait for its file's create), so
     // what the receiver holds in memory stays within the agent's window. A failed write is
     // reported when the group commit seals the file.
-    if (transfer.staged === null) this.returnCredit(bytes);
-    else void transfer.staged.write(offset, data).then(() => this.returnCredit(bytes));
+    const writing = transfer.staged === null ? null : transfer.staged.write(offset, data);
+    if (writing === null) this.returnCredit(bytes);
+    else void writing.then(() => this.returnCredit(bytes));
     if (transfer.remaining === 0 && !transfer.hashLater) {
       this.transfers.delete(op);
       await this.finishTransfer(op, transfer);

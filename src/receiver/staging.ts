@@ -72,8 +72,13 @@ export class StagedFile {
   private accepted = 0;
   private written = 0;
   private fd = -1;
-  /** The create and then each write, in order. Never rejects: the first failure lands in `failure`. */
+  /**
+   * The steps that must wait (a create on the pool, and what arrives behind it), in order. Never
+   * rejects: the first failure lands in `failure`.
+   */
   private pipeline: Promise<void> = Promise.resolve();
+  /** Steps in `pipeline` not finished yet: with none, a write runs at once. */
+  private stepsWaiting = 0;
   private failure: unknown = null;
   private closed = false;
   private fsynced = false;
@@ -126,10 +131,16 @@ export class StagedFile {
 
   private static beginAt(place: StagedPlace, tempName: string, target: StagedTarget, hasher: StreamHasher): StagedFile {
     const staged = new StagedFile(place, tempName, hasher, target);
-    // Made when the pipeline reaches it: on this thread or on the pool (see the top of this file).
-    void staged.enqueue(async () => {
-      // O_CREAT | O_EXCL | O_NOFOLLOW in the held directory: never reuse or follow anything there.
-      staged.fd = await staged.parent.createFile(staged.tempName, 0o600);
+    // O_CREAT | O_EXCL | O_NOFOLLOW in the held directory: never reuse or follow anything there.
+    // Made now while creates are fast, else on the pool with the writes queued behind it (see the top of this file).
+    staged.runNow(() => {
+      const fd = staged.parent.createFileNow(staged.tempName, 0o600);
+      if (fd !== null) staged.fd = fd;
+      else {
+        void staged.enqueue(async () => {
+          staged.fd = await staged.parent.createFile(staged.tempName, 0o600);
+        });
+      }
     });
     return staged;
   }
@@ -166,15 +177,28 @@ export class StagedFile {
   }
 
   private enqueue(step: () => void | Promise<void>): Promise<void> {
+    this.stepsWaiting++;
     this.pipeline = this.pipeline.then(async () => {
-      if (this.failure !== null) return;
-      try {
-        await step();
-      } catch (err) {
-        this.failure = err;
+      if (this.failure === null) {
+        try {
+          await step();
+        } catch (err) {
+          this.failure = err;
+        }
       }
+      this.stepsWaiting--;
     });
     return this.pipeline;
+  }
+
+  /** Runs a synchronous step now (nothing may be waiting ahead of it); a failure lands in `failure`. */
+  private runNow(step: () => void): void {
+    if (this.failure !== null) return;
+    try {
+      step();
+    } catch (err) {
+      this.failure = err;
+    }
   }
 
   /** Waits for the create and every write so far; throws the first of them that failed. */
@@ -214,11 +238,13 @@ export class StagedFile {
   }
 
   /**
-   * Queues a chunk behind the create and earlier chunks; offsets must be contiguous and stay within
-   * the announced size (checked now: a ProtocolError is thrown at once). The promise settles, never
-   * rejecting, once the chunk is on its way to disk or dropped after an earlier failure.
+   * Writes a chunk, or queues it behind a create on the pool and what waits for it; offsets must be
+   * contiguous and stay within the announced size (checked now: a ProtocolError is thrown at once).
+   * Returns null when the chunk was written (or dropped after an earlier failure) at once; else a
+   * promise that settles, never rejecting, once it was. Most chunks are written at once: a promise
+   * for each, and the closures around it, made a tenth of what a first sync allocates.
    */
-  write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array): Promise<void> | null {
     if (offset !== this.accepted) {
       throw new ProtocolError('BAD_OFFSET', `chunk at offset ${offset} for ${this.finalPath}, expected ${this.accepted}`);
     }
@@ -226,7 +252,9 @@ export class StagedFile {
       throw new ProtocolError('BAD_OFFSET', `chunk ends at ${offset + data.byteLength}, past the announced size ${this.target.size}`);
     }
     this.accepted += data.byteLength;
-    return this.enqueue(() => this.writeNow(offset, data));
+    if (this.stepsWaiting > 0) return this.enqueue(() => this.writeNow(offset, data));
+    this.runNow(() => this.writeNow(offset, data));
+    return null;
   }
 
   private writeNow(offset: number, data: Uint8Array): void {

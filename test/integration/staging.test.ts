@@ -1,5 +1,6 @@
 /**
- * StagedFile.begin: the temp file is created in the background and chunks queue behind the create.
+ * StagedFile.begin: the temp file is created at once while creates are fast, else on the pool with
+ * the chunks queued behind it.
  * The bytes land in order, a bad offset is refused at once, and a create that fails is reported by
  * seal with its own code, leaving nothing behind and removing nothing it did not create.
  */
@@ -9,7 +10,7 @@ import { lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from '
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ConfinedRoot } from '../../src/confined/root.js';
+import { ConfinedRoot, setCreatesOnPoolForTests } from '../../src/confined/root.js';
 import { isTempName } from '../../src/confined/temp.js';
 import { ProtocolError } from '../../src/errors.js';
 import { StagedFile, type StagedTarget, type StreamHasher } from '../../src/receiver/staging.js';
@@ -45,22 +46,33 @@ function targetOf(content: Buffer, mtimeMs = 1_700_000_000_123) {
   return { size: content.byteLength, hash: hasher.hashBytes(content), mode: 0o640, mtimeMs };
 }
 
-test('chunks written before the create finished land in order; seal and install give the file', async () => {
-  const content = randomBytes(300_000);
-  const final = join(dir, 'ordered.bin');
-  const staged = begin(final, targetOf(content), hasher.createStreamHasher());
-  // Not awaited: every chunk is queued while the create may still be running.
-  for (let offset = 0; offset < content.byteLength; offset += 65_536) {
-    void staged.write(offset, content.subarray(offset, offset + 65_536));
-  }
-  await staged.seal();
-  staged.install();
-  assert.ok((await readFile(final)).equals(content));
-  const st = await lstat(final);
-  assert.equal(st.mode & 0o777, 0o640);
-  assert.equal(Math.floor(st.mtimeMs), 1_700_000_000_123);
-  assert.deepEqual((await readdir(dir)).filter(isTempName), []);
-});
+for (const onPool of [false, true]) {
+  test(`create ${onPool ? 'on the pool: chunks queue behind it' : 'on the thread: each chunk is written at once'} and land in order; seal and install give the file`, async () => {
+    const content = randomBytes(300_000);
+    const final = join(dir, `ordered-${onPool}.bin`);
+    setCreatesOnPoolForTests(onPool);
+    let staged: StagedFile;
+    try {
+      staged = begin(final, targetOf(content), hasher.createStreamHasher());
+    } finally {
+      setCreatesOnPoolForTests(false);
+    }
+    let offset = 0;
+    for (; offset < content.byteLength; offset += 65_536) {
+      const writing = staged.write(offset, content.subarray(offset, offset + 65_536));
+      // Not awaited: on the pool, every chunk is queued while the create may still be running.
+      assert.equal(writing === null, !onPool, `chunk at ${offset} written at once`);
+      if (!onPool) assert.equal(staged.bytesWritten, Math.min(offset + 65_536, content.byteLength));
+    }
+    await staged.seal();
+    staged.install();
+    assert.ok((await readFile(final)).equals(content));
+    const st = await lstat(final);
+    assert.equal(st.mode & 0o777, 0o640);
+    assert.equal(Math.floor(st.mtimeMs), 1_700_000_000_123);
+    assert.deepEqual((await readdir(dir)).filter(isTempName), []);
+  });
+}
 
 test('1 MiB chunks and small ones mixed, all queued at once, land in order', async () => {
   const content = randomBytes((3 << 20) + 777);

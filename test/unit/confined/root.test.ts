@@ -410,6 +410,16 @@ describe('file creates: on the caller\'s thread while fast, on the pool while sl
           const fd = await dir.createFile('new.tmp', 0o600);
           assert.equal(fstatSync(fd).mode & 0o777, 0o600);
           closeSync(fd);
+          // createFileNow: the descriptor at once on the thread; null (nothing created) when creates go to the pool.
+          const now = dir.createFileNow('now.tmp', 0o600);
+          if (onPool) {
+            assert.equal(now, null);
+            await assert.rejects(lstat(path.join(root, 'now.tmp')), { code: 'ENOENT' });
+          } else {
+            assert.equal(typeof now, 'number');
+            closeSync(now as number);
+            assert.throws(() => dir.createFileNow('now.tmp', 0o600), { code: 'EEXIST' });
+          }
           await writeFile(path.join(outside, 'target'), 'outside\n');
           await symlink(path.join(outside, 'target'), path.join(root, 'link.tmp'));
           for (const name of ['new.tmp', 'link.tmp']) {
