@@ -333,10 +333,14 @@ export class ReceiverSession {
     }
   }
 
-  /** Commits first when a waiting op touches `path` or lies below it, so ops on a path stay in order. */
-  private async settle(path: string): Promise<void> {
-    if (this.pendingPrefixes.has(path)) await this.commit();
-    else if (this.committing?.prefixes.has(path) === true) await this.committing.done;
+  /**
+   * Commits first when a waiting op touches `path` or lies below it, so ops on a path stay in order:
+   * what to wait for, or null (the usual case, with no promise made).
+   */
+  private settle(path: string): Promise<void> | null {
+    if (this.pendingPrefixes.has(path)) return this.commit();
+    if (this.committing?.prefixes.has(path) === true) return this.committing.done;
+    return null;
   }
 
   /**
@@ -345,7 +349,8 @@ export class ReceiverSession {
    */
   private async admit(op: number, path: string, old: Precondition): Promise<Admitted | null> {
     this.deps.root.check(path);
-    await this.settle(path);
+    const settling = this.settle(path);
+    if (settling !== null) await settling;
     const row = this.deps.manifest.get(path);
     if (!matches(old, row)) {
       this.fail(op, 'CONFLICT', `${path}: the standby holds ${describePrecondition(row)}, the agent expected ${old === null ? 'no entry' : old.kind}`);

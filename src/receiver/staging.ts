@@ -288,7 +288,13 @@ export class StagedFile {
    * CHECKSUM_MISMATCH on a mismatch (the caller aborts: the temp file is still there).
    */
   async verify(): Promise<void> {
-    await this.ready();
+    if (this.stepsWaiting > 0) await this.pipeline;
+    this.checkContent();
+  }
+
+  /** `verify` once nothing waits in the pipeline. */
+  private checkContent(): void {
+    if (this.failure !== null) throw this.failure;
     // The session seals a file only once its hash is announced: this is a bug, not bad input.
     if (this.expected === null) throw new Error(`${this.finalPath}: verified before its hash was announced`);
     const actual = this.hasher.digest();
@@ -317,8 +323,10 @@ export class StagedFile {
   }
 
   private async sealNow(alone: boolean): Promise<void> {
-    await this.verify();
-    await this.flushed();
+    // Awaited only when there is something to wait for: one async step per file, not three.
+    if (this.stepsWaiting > 0) await this.pipeline;
+    this.checkContent();
+    if (this.flushing !== null || this.flushFailure !== null) await this.flushed();
     // chown before chmod: chown clears the setuid and setgid bits.
     const ids = this.target.chown;
     if (ids !== undefined && ids !== null) fchownSync(this.fd, ids.uid, ids.gid);
