@@ -9,7 +9,6 @@
  */
 import type { Stats } from 'node:fs';
 import { readlink } from 'node:fs/promises';
-import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -648,12 +647,23 @@ class LiveSession {
    */
   private async processBatch(batch: readonly DirtyPath[]): Promise<void> {
     const now: DirtyPath[] = [];
+    // Taken after the path left the coalescer, so describe may use it: a change after it marks the path again.
+    const looked = new Map<string, Stats | null>();
     for (const d of batch) {
-      const st = lstatOrNull(join(this.tree.root, d.path));
+      let st: Stats | null;
+      try {
+        st = lstatOrNull(this.tree.source.abs(d.path));
+      } catch {
+        now.push(d); // describe looks again, and says why it cannot (a name too long)
+        continue;
+      }
       if (st !== null && st.isFile() && st.size >= LARGE_FILE_BYTES) this.replicateInBackground(d);
-      else now.push(d);
+      else {
+        now.push(d);
+        looked.set(d.path, st);
+      }
     }
-    await this.replicate(now);
+    await this.replicate(now, looked);
   }
 
   private replicateInBackground(d: DirtyPath): void {
@@ -673,18 +683,19 @@ class LiveSession {
   }
 
   /** Looks at dirty paths again, plans against the mirror and submits the changes. */
-  private async replicate(batch: readonly DirtyPath[]): Promise<void> {
+  private async replicate(batch: readonly DirtyPath[], looked?: ReadonlyMap<string, Stats | null>): Promise<void> {
     if (batch.length === 0) return;
     const token = Symbol('batch');
     this.replicating.set(token, Math.min(...batch.map((d) => d.firstSeen)));
     try {
-      await this.replicateBatch(batch);
+      await this.replicateBatch(batch, looked);
     } finally {
       this.replicating.delete(token);
     }
   }
 
-  private async replicateBatch(batch: readonly DirtyPath[]): Promise<void> {
+  /** `looked`: lstats taken of the batch's paths once they were taken from the coalescer (processBatch). */
+  private async replicateBatch(batch: readonly DirtyPath[], looked?: ReadonlyMap<string, Stats | null>): Promise<void> {
     // By path: a new directory's subtree and a file inside it can both be in one batch, and two
     // changes for one path would race each other's precondition (the second one a CONFLICT).
     const entries = new Map<string, Entry>();
@@ -724,7 +735,7 @@ class LiveSession {
       }
       // A scan of it (or above it) that began after its subtree mark saw all of it: only it is to look at.
       const answered = d.subtree && d.subtreeMarkedAt !== undefined && this.subtreeScans.covers(d.path, d.subtreeMarkedAt);
-      const found = await this.describe(answered ? { path: d.path, firstSeen: d.firstSeen, subtree: false } : d);
+      const found = await this.describe(answered ? { path: d.path, firstSeen: d.firstSeen, subtree: false } : d, looked?.get(d.path));
       if (found === 'unstable') {
         this.countRetry(d.path, 'changing while it was read');
         this.dirty.mark(d.path, Date.now(), { firstSeen: d.firstSeen, subtree: d.subtree });
@@ -824,8 +835,8 @@ class LiveSession {
   }
 
   /** What the source and the mirror hold at a dirty path (and below it, for a new or vanished directory). */
-  private async describe(d: DirtyPath): Promise<Described | 'unstable'> {
-    const abs = join(this.tree.root, d.path);
+  private async describe(d: DirtyPath, lookedAt?: Stats | null): Promise<Described | 'unstable'> {
+    const abs = this.tree.source.abs(d.path);
     if (isTooDeep(d.path)) {
       this.tree.warn('PATH_TOO_LONG', pathTooLongMessage(d.path, null));
       return { entries: [], rows: [] };
@@ -835,7 +846,7 @@ class LiveSession {
     // standby 7.8-8.5 s after the copy against 6.2-6.3 s; docs/benchmarks.md, session 15).
     let st: Stats | null | 'too long';
     try {
-      st = lstatOrNull(abs);
+      st = lookedAt !== undefined ? lookedAt : lstatOrNull(abs);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENAMETOOLONG') throw err;
       st = 'too long';

@@ -25,7 +25,6 @@
  * (protocol/compression.ts): data that does not shrink, most filestore binaries, goes raw.
  */
 import { close, closeSync, fstat, fstatSync, read, readSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { wholeMs, type Entry, type FeedGap, type Owner } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
@@ -396,7 +395,7 @@ export class Sender {
     if (entry.size < SYNC_READ_MAX_BYTES && entry.size <= this.limits.window) return this.transferSmall(op, entry, old);
     let fd;
     try {
-      ({ fd } = openPlannedFile(join(this.source.path, entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }, this.source));
+      ({ fd } = openPlannedFile(this.source.abs(entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }, this.source));
     } catch (err) {
       this.openFailed(op, entry.path, err);
       return;
@@ -519,7 +518,7 @@ export class Sender {
     const frame = this.smallFileFrame;
     let fd;
     try {
-      ({ fd } = openPlannedFile(join(this.source.path, entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }, this.source));
+      ({ fd } = openPlannedFile(this.source.abs(entry.path), { size: entry.size, mtimeMs: entry.mtimeMs }, this.source));
     } catch (err) {
       this.returnCredit(entry.size);
       this.openFailed(op, entry.path, err);

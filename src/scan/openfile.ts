@@ -21,6 +21,7 @@
  */
 import { closeSync, constants as fsConstants, fstatSync, openSync, type BigIntStats } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { openBeneath } from '../confined/root.js';
 import { wholeMsOfNs } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
@@ -50,7 +51,17 @@ export class SourceRoot {
   private lastUse = 0;
   private idleCheck: NodeJS.Timeout | null = null;
 
-  constructor(readonly path: string) {}
+  /** What `abs` puts before a relative path: path.join's result for one, without its normalizing each time. */
+  readonly prefix: string;
+
+  constructor(readonly path: string) {
+    this.prefix = join(path, 'x').slice(0, -1);
+  }
+
+  /** The path of a canonical relative path below the root, as path.join gives it. */
+  abs(rel: string): string {
+    return this.prefix + rel;
+  }
 
   /** The root's descriptor, opened if needed (by its path, which may itself be a symlink: the operator's setting). */
   descriptor(): number {
@@ -110,7 +121,7 @@ const NOT_A_FILE_CODES = new Set(['ELOOP', 'ENXIO', 'ENODEV', 'EXDEV']);
 export function openPlannedFile(absPath: string, planned?: PlannedFile, source?: SourceRoot): OpenedFile {
   let fd: number;
   try {
-    const rel = source !== undefined && absPath.startsWith(`${source.path}/`) ? absPath.slice(source.path.length + 1) : null;
+    const rel = source !== undefined && absPath.startsWith(source.prefix) ? absPath.slice(source.prefix.length) : null;
     fd = rel === null ? openSync(absPath, NO_FOLLOW_READ) : openBeneath((source as SourceRoot).descriptor(), rel, NO_FOLLOW_READ);
   } catch (err) {
     const code = errorCode(err);
