@@ -106,6 +106,33 @@ describe('openPlannedFile', () => {
     }
   });
 
+  it('abs gives path.join\'s result for any spelling of the root; through a root given with a trailing slash, a file still opens beneath it', async () => {
+    for (const form of ['/', '/srv/data', '/srv/data/', 'rel/dir', './rel', '.']) {
+      const source = new SourceRoot(form);
+      for (const rel of ['a', 'a/b c/\u00e9', '.hidden/..x']) assert.equal(source.abs(rel), join(form, rel), `${form} + ${rel}`);
+    }
+    const src = join(dir, 'slash');
+    const outside = join(dir, 'slash-outside');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await mkdir(outside);
+    for (const at of [join(src, 'sub/victim'), join(outside, 'victim')]) {
+      await writeFile(at, 'same size');
+      await utimes(at, 1_700_000_000, 1_700_000_000);
+    }
+    const source = new SourceRoot(`${src}/`);
+    try {
+      const abs = source.abs('sub/victim');
+      const st = await stat(abs);
+      const plan = { size: st.size, mtimeMs: wholeMs(st.mtimeMs) };
+      closeSync(openPlannedFile(abs, plan, source).fd);
+      await rename(join(src, 'sub'), join(dir, 'slash-away'));
+      await symlink(outside, join(src, 'sub'));
+      assert.throws(() => openPlannedFile(abs, plan, source), (err: unknown) => isChanged(err) && /a directory above it, is now a symlink/.test((err as Error).message));
+    } finally {
+      source.close();
+    }
+  });
+
   it('the source root is held only while in use: unused for 500 ms its descriptor is closed (an idle agent never keeps the source from being unmounted)', async () => {
     const src = join(dir, 'held');
     await mkdir(src);
