@@ -393,7 +393,7 @@ void inotify_register(napi_env env, napi_value exports) {
 }
 
 /* Each part of the addon adds its functions to the one exports object. */
-static void (*const parts[])(napi_env, napi_value) = {inotify_register, confined_register, syncfs_register, special_register, scandir_register, notify_register};
+static void (*const parts[])(napi_env, napi_value) = {inotify_register, confined_register, syncfs_register, special_register, scandir_register, notify_register, filestat_register};
 
 NAPI_MODULE_INIT() {
   for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) parts[i](env, exports);

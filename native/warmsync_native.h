@@ -29,5 +29,6 @@ void syncfs_register(napi_env env, napi_value exports);
 void special_register(napi_env env, napi_value exports);
 void scandir_register(napi_env env, napi_value exports);
 void notify_register(napi_env env, napi_value exports);
+void filestat_register(napi_env env, napi_value exports);
 
 #endif

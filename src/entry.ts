@@ -101,26 +101,6 @@ export function wholeMs(mtimeMs: number): number {
   return Math.trunc(mtimeMs);
 }
 
-const NS_PER_S = 1_000_000_000n;
-
-/**
- * wholeMs of a BigIntStats mtime (`mtimeNs`): the same number a plain Stats of the same file gives.
- * Node computes a plain Stats' mtimeMs as `sec * 1e3 + nsec / 1e6` in doubles, which rounds a
- * time within ~120 ns below a millisecond boundary up to it (…123.99995 ms reads as …124). The
- * exact floor (BigIntStats' own mtimeMs) would then disagree with every plain stat of that file,
- * and a file that "changed" on each check could never be sent. So: the same doubles, same order.
- */
-export function wholeMsOfNs(mtimeNs: bigint): number {
-  let sec = mtimeNs / NS_PER_S;
-  let nsec = mtimeNs % NS_PER_S;
-  if (nsec < 0n) {
-    // Before 1970: a timespec's nsec is never negative.
-    sec -= 1n;
-    nsec += NS_PER_S;
-  }
-  return wholeMs(Number(sec) * 1e3 + Number(nsec) / 1e6);
-}
-
 /**
  * The time value for utimes() that reads back (wholeMs) as exactly `ms`. A plain ms / 1000 can land
  * a hair below (…230.999 ms), so aim at the middle of the millisecond wholeMs truncates to. Before

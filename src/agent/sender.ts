@@ -24,7 +24,7 @@
  * compressed as it goes out, and the first chunk of a file decides for the rest of it
  * (protocol/compression.ts): data that does not shrink, most filestore binaries, goes raw.
  */
-import { close, closeSync, fstat, fstatSync, read, readSync, type Stats } from 'node:fs';
+import { close, closeSync, fstat, read, readSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { wholeMs, type Entry, type FeedGap, type Owner } from '../entry.js';
 import { ProtocolError, WarmsyncError, describeError } from '../errors.js';
@@ -36,6 +36,7 @@ import type { AgentMessage, HeartbeatDb, ReceiverMessage } from '../protocol/mes
 import type { Connection } from '../transport/connection.js';
 import type { ChunkCompressor } from '../transport/zstd.js';
 import { SYNC_READ_MAX_BYTES, type FileHasher, type StreamHasher } from '../scan/hash.js';
+import { fstatFile, type FileStat } from '../scan/filestat.js';
 import { openPlannedFile, type SourceRoot } from '../scan/openfile.js';
 import { TokenBucket, WindowSizer } from './pacing.js';
 
@@ -498,7 +499,7 @@ export class Sender {
     return hashed;
   }
 
-  private noteHashed(entry: Entry, hash: string, st: Stats): void {
+  private noteHashed(entry: Entry, hash: string, st: StatSeen): void {
     this.hashedWhileSent.push({ path: entry.path, hash, size: entry.size, mtimeMs: entry.mtimeMs, ino: st.ino, hashedAt: Date.now() });
   }
 
@@ -525,7 +526,7 @@ export class Sender {
       return;
     }
     let bytesRead = 0;
-    let st: Stats;
+    let st: FileStat;
     try {
       // Stops at the scanned size: a file that grew is caught by the fstat below.
       while (bytesRead < entry.size) {
@@ -533,7 +534,7 @@ export class Sender {
         if (n === 0) break;
         bytesRead += n;
       }
-      st = fstatSync(fd);
+      st = fstatFile(fd);
     } catch (err) {
       this.returnCredit(entry.size);
       this.settleLocally(op, entry.path, 'READ_FAILED', describeError(err));
@@ -622,8 +623,11 @@ function ownerField(entry: Entry): { owner?: Owner } {
   return entry.owner === undefined || entry.owner === null ? {} : { owner: entry.owner };
 }
 
+/** What the sender checks of a file's fstat after reading it: a FileStat (small files) or Node's Stats (large ones, on the pool). */
+type StatSeen = Pick<FileStat, 'size' | 'mtimeMs' | 'ino'>;
+
 /** `bytesRead` bytes were read to EOF (or to the scanned size), and `st` is the open file's fstat after that. */
-function unchangedSinceScan(entry: Entry, bytesRead: number, st: Stats): boolean {
+function unchangedSinceScan(entry: Entry, bytesRead: number, st: StatSeen): boolean {
   return bytesRead === entry.size && st.size === entry.size && wholeMs(st.mtimeMs) === entry.mtimeMs;
 }
 

@@ -20,11 +20,12 @@
  * loop is never held for long; its open and fstat stay synchronous (they are as cheap as for a
  * small file, and the size is only known after the fstat).
  */
-import { closeSync, lstatSync, read, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, read, readSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import xxhash from 'xxhash-wasm';
 import { WarmsyncError } from '../errors.js';
+import { fileStatOfBigInt, lstatFile, sameFile } from './filestat.js';
 import { fileChanged as changed, openPlannedFile, type SourceRoot } from './openfile.js';
 
 /** What `hashFile` read: the hash and the metadata of exactly the bytes that were hashed. */
@@ -150,7 +151,7 @@ export async function createHasher(options: HasherOptions = {}): Promise<FileHas
       }
       if (total !== size) throw changed(absPath, `read ${total} bytes, expected ${size}`);
 
-      const after = small ? lstatSync(absPath, { bigint: true }) : await lstat(absPath, { bigint: true });
+      const after = small ? lstatFile(absPath) : fileStatOfBigInt(await lstat(absPath, { bigint: true }));
       if (!sameFile(before, after)) throw changed(absPath);
       return { hash: hex64(state.digest()), size, mtimeMs, ino, mode };
     } finally {
@@ -164,12 +165,6 @@ export async function createHasher(options: HasherOptions = {}): Promise<FileHas
     hashBytes: (data) => hex64(api.h64Raw(data)),
     createStreamHasher,
   };
-}
-
-/** Same inode, same size, same mtime and ctime to the nanosecond. */
-function sameFile(a: BigIntStats, b: BigIntStats): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.size === b.size
-    && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
 /**

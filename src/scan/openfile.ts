@@ -19,12 +19,13 @@
  * await in between. O_NONBLOCK is what makes that safe against a FIFO; on a regular file it changes
  * nothing.
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openBeneath } from '../confined/root.js';
-import { wholeMsOfNs } from '../entry.js';
+import { wholeMs } from '../entry.js';
 import { WarmsyncError } from '../errors.js';
+import { fstatFile, isRegularFile, type FileStat } from './filestat.js';
 
 /** open(2) flags for reading a source file: never follow a symlink, never block on a FIFO. */
 export const NO_FOLLOW_READ = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
@@ -96,7 +97,7 @@ export interface PlannedFile {
 export interface OpenedFile {
   /** Close it with closeSync (or fs.close): the caller owns it. */
   readonly fd: number;
-  readonly stats: BigIntStats;
+  readonly stats: FileStat;
   readonly size: number;
   /** Integer milliseconds (wholeMs). */
   readonly mtimeMs: number;
@@ -132,11 +133,10 @@ export function openPlannedFile(absPath: string, planned?: PlannedFile, source?:
     throw err;
   }
   try {
-    const stats = fstatSync(fd, { bigint: true });
-    if (!stats.isFile()) throw fileChanged(absPath, 'it is no longer a regular file');
+    const stats = fstatFile(fd);
+    if (!isRegularFile(stats)) throw fileChanged(absPath, 'it is no longer a regular file');
     const opened: OpenedFile = {
-      fd, stats, size: Number(stats.size), mtimeMs: wholeMsOfNs(stats.mtimeNs), ino: Number(stats.ino), dev: Number(stats.dev),
-      mode: Number(stats.mode) & 0o7777,
+      fd, stats, size: stats.size, mtimeMs: wholeMs(stats.mtimeMs), ino: stats.ino, dev: stats.dev, mode: stats.mode & 0o7777,
     };
     const mismatch = identityMismatch(opened, planned);
     if (mismatch !== null) throw fileChanged(absPath, `it differs from what was planned: ${mismatch}`);
