@@ -109,16 +109,16 @@ interface PendingOp {
   readonly stillThere?: () => Promise<boolean>;
 }
 
-/**
- * A file transfer in progress; `staged` is null when its data is being discarded (op already failed).
- * `hashLater`: its fileBegin carried no hash, so it completes on its `fileEnd`, not on its last byte.
- */
 interface QueuedTask {
   readonly task: () => Promise<void>;
   /** The frame's size, 0 for the session's own work. */
   readonly bytes: number;
 }
 
+/**
+ * A file transfer in progress; `staged` is null when its data is being discarded (op already failed).
+ * `hashLater`: its fileBegin carried no hash, so it completes on its `fileEnd`, not on its last byte.
+ */
 interface Transfer {
   readonly path: string; staged: StagedFile | null; remaining: number; readonly resumable: boolean; readonly hashLater: boolean;
   readonly owner: Owner | null;

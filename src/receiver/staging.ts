@@ -242,7 +242,7 @@ export class StagedFile {
    * contiguous and stay within the announced size (checked now: a ProtocolError is thrown at once).
    * Returns null when the chunk was written (or dropped after an earlier failure) at once; else a
    * promise that settles, never rejecting, once it was. Most chunks are written at once: a promise
-   * for each, and the closures around it, made a tenth of what a first sync allocates.
+   * for each, and the closures around it, were about a tenth of what a first sync allocated.
    */
   write(offset: number, data: Uint8Array): Promise<void> | null {
     if (offset !== this.accepted) {

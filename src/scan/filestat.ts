@@ -18,7 +18,11 @@ export interface FileStat {
   readonly size: number;
   readonly ino: number;
   readonly dev: number;
-  /** As Node's Stats.mtimeMs: seconds * 1e3 + nanoseconds / 1e6, in doubles (wholeMs of it is the manifest's). */
+  /**
+   * As Node's Stats.mtimeMs: seconds * 1e3 + nanoseconds / 1e6, the same doubles in the same order.
+   * An exact floor would disagree with every plain stat of a file whose time lies within ~120 ns
+   * below a millisecond (…123.99995 reads as …124), and that file would look changed at each check.
+   */
   readonly mtimeMs: number;
   readonly mtimeSec: number;
   readonly mtimeNsec: number;
