@@ -10,7 +10,7 @@ import { withoutSetuid, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
-import { actionOf, diffTrees, type Change } from '../plan/diff.js';
+import { actionOf, diffSortedTrees, type Change } from '../plan/diff.js';
 import { checkSafety, isDeletion, type DeletionGuard, type SafetyHalt, type SafetyOptions } from '../plan/safety.js';
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
@@ -24,6 +24,7 @@ import { ensureStateDir, type StateDir } from '../statedir.js';
 import type { ClientTls, Session } from '../transport/client.js';
 import { standbyLog, type DialedStandbys } from './dial-once.js';
 import { compressorFor, type CompressSetting } from './compress.js';
+import { Mirror } from './mirror.js';
 import { Sender, type OpFailure, type SendReport } from './sender.js';
 
 export interface AgentOptions {
@@ -74,8 +75,8 @@ export interface PassResult {
   readonly scan: ScanResult;
   readonly changes: readonly Change[];
   readonly report: SendReport;
-  /** The receiver's manifest as fetched before this pass; `mirrorAfter` brings it up to date. */
-  readonly mirror: Map<string, ManifestEntry>;
+  /** The receiver's manifest as fetched before this pass; `mirrorAfter` brings it up to date. The caller closes it. */
+  readonly mirror: Mirror;
   /** When the changes were sent: the deletedAt of the tombstones among them. */
   readonly deletedAt: number;
   /** Deletions the plan had but a safety halt held back (live mode only; never sent). */
@@ -159,20 +160,27 @@ export class SourceTree {
   }
 
   private async reconcilePass(sender: Sender, safety: PassSafety, progress: ProgressSink | null, log: Logger): Promise<PassResult> {
+    const mirror = Mirror.open();
+    try {
+      return await this.planAndSend(mirror, sender, safety, progress, log);
+    } catch (err) {
+      mirror.close();
+      throw err;
+    }
+  }
+
+  private async planAndSend(mirror: Mirror, sender: Sender, safety: PassSafety, progress: ProgressSink | null, log: Logger): Promise<PassResult> {
     const scanStarted = Date.now();
-    const mirror = new Map<string, ManifestEntry>();
-    await sender.fetchManifest((entries) => {
-      for (const e of entries) mirror.set(e.path, manifestRow(e, 0, e.deletedAt, e.damaged));
-    });
+    await sender.fetchManifest((entries) => mirror.setAll(entries));
     progress?.phase('hashing', null);
     const hasher = progress === null ? this.hasher : countingHasher(this.hasher, (bytes) => progress.add(1, bytes));
     const scan = await this.oneScanAtATime(() => scanTree(this.root, {
       isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
       needsHash: (path, size) => hashDecides(mirror.get(path), size),
     }));
-    const planned = diffTrees(this.planned(scan.entries), mirror.values(), { hides: this.hides, unknown: scan.incomplete });
-    let standbyFiles = 0;
-    for (const m of mirror.values()) if (m.kind === 'file' && m.deletedAt === null) standbyFiles++;
+    // Both in tree order: the scan's entries sorted, the mirror's rows by their key.
+    const planned = diffSortedTrees(this.planned(scan.entries), mirror.inTreeOrder(), { hides: this.hides, unknown: scan.incomplete });
+    const standbyFiles = mirror.liveFileCount();
     // A path the scan could not read (unreadable, or changing while hashed) is there, not deleted:
     // a source holding only such paths is not an empty (unmounted) one.
     const halt = safety.release ? null : checkSafety(planned, scan.entries.length + scan.incomplete.length, standbyFiles, safety.options);
@@ -243,28 +251,32 @@ export function hashDecides(row: ManifestEntry | undefined, size: number): boole
 
 /**
  * The pass's mirror updated by every change the receiver applied: the live agent plans against it.
- * `agent --once` never asks for it, so a first sync of 100k files does not build 100k rows at its end.
+ * `agent --once` never asks for it, so a first sync of 100k files does not write 100k rows at its end.
  */
-export function mirrorAfter(pass: PassResult): Map<string, ManifestEntry> {
+export function mirrorAfter(pass: PassResult): Mirror {
   const sentHashes = new Map(pass.report.hashedWhileSent.map((h) => [h.path, h.hash]));
-  pass.changes.forEach((change, i) => {
-    if (pass.report.outcomes[i] !== null) return;
+  pass.mirror.setAll(pass.changes.flatMap((change, i) => {
+    if (pass.report.outcomes[i] !== null) return [];
     const next = change.new;
     // A file the scan left unhashed: the receiver recorded the hash the sender computed.
     const sent = next?.kind === 'file' && next.hash === null ? { ...change, new: { ...next, hash: sentHashes.get(change.path) ?? null } } : change;
-    applyToMirror(pass.mirror, sent, pass.deletedAt);
-  });
+    const row = rowAfter(sent, pass.deletedAt);
+    return row === null ? [] : [row];
+  }));
   return pass.mirror;
 }
 
 /** Updates the agent's copy of the receiver's manifest after the receiver applied `change`. */
-export function applyToMirror(mirror: Map<string, ManifestEntry>, change: Change, deletedAt: number): void {
+export function applyToMirror(mirror: Mirror, change: Change, deletedAt: number): void {
+  const row = rowAfter(change, deletedAt);
+  if (row !== null) mirror.set(row);
+}
+
+/** The receiver's row at `change.path` once it applied `change`; null when it has none. */
+function rowAfter(change: Change, deletedAt: number): ManifestEntry | null {
   const { old, new: next } = change;
-  if (next === null) {
-    if (old !== null) mirror.set(change.path, manifestRow(old, old.bornMs, deletedAt, old.damaged));
-    return;
-  }
-  mirror.set(change.path, manifestRow(next, old?.bornMs ?? next.mtimeMs, null, false));
+  if (next === null) return old === null ? null : manifestRow(old, old.bornMs, deletedAt, old.damaged);
+  return manifestRow(next, old?.bornMs ?? next.mtimeMs, null, false);
 }
 
 /**
@@ -319,7 +331,8 @@ async function syncStandby(tree: SourceTree, url: string, dialing: Promise<Sessi
     for (let pass = 1; pass <= MAX_PASSES; pass++) {
       summary.passes = pass;
       // --release-deletions lets the first pass delete whatever it finds; later passes are checked again.
-      const { scanStarted, scan, report } = await tree.reconcile(sender, { options: options.safety, guard: null, release: options.releaseDeletions && pass === 1 }, log);
+      const { scanStarted, scan, report, mirror } = await tree.reconcile(sender, { options: options.safety, guard: null, release: options.releaseDeletions && pass === 1 }, log);
+      mirror.close(); // each pass fetches the manifest anew
       if (pass === 1) {
         summary.filesScanned = scan.stats.files;
         summary.hashed = scan.stats.hashed + report.hashedWhileSent.length;

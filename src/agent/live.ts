@@ -15,7 +15,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { wholeMs, type Entry, type FeedGap, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import { anchorMarks } from '../plan/anchor.js';
-import { rowsAtOrBelow } from '../plan/below.js';
 import { SubtreeScans } from '../plan/subtree-scans.js';
 import { diffTrees, type Change } from '../plan/diff.js';
 import { DeletionGuard, isDeletion, type SafetyHalt } from '../plan/safety.js';
@@ -28,6 +27,7 @@ import { dial } from '../transport/client.js';
 import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
 import { watchTree, type IncompleteReason, type TreeWatcher } from '../watch/watcher.js';
+import { Mirror } from './mirror.js';
 import { RETRYABLE, SourceTree, applyToMirror, hashDecides, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
 import { BusyPaths } from './busypaths.js';
 import type { DbReport } from './dbprobe.js';
@@ -369,11 +369,10 @@ class HeldDeletions {
   }
 
   /** A full pass ended: what it held, and the standby as it left it (`mirror`). */
-  afterPass(pass: PassResult, mirror: ReadonlyMap<string, ManifestEntry>): void {
+  afterPass(pass: PassResult, mirror: Mirror): void {
     this.paths.clear();
     for (const c of pass.held) this.paths.add(c.path);
-    this.standbyFiles = 0;
-    for (const row of mirror.values()) if (row.kind === 'file' && row.deletedAt === null) this.standbyFiles++;
+    this.standbyFiles = mirror.liveFileCount();
     this.report();
   }
 
@@ -425,7 +424,8 @@ interface Hooks {
 
 /** One connection's worth of live replication. Returns when the connection closes or on abort. */
 class LiveSession {
-  private mirror = new Map<string, ManifestEntry>();
+  /** The standby's manifest as this session knows it: fetched by each full pass, kept up to date by each op's result. */
+  private mirror = Mirror.open();
   /** Paths with an op in flight -> when the change was first observed. */
   private readonly inFlight = new BusyPaths();
   /** Paths whose change failed in a way only a later rescan can fix -> first observed. */
@@ -533,6 +533,7 @@ class LiveSession {
       if (this.signal.aborted) await this.drain();
     } finally {
       clearInterval(heartbeat);
+      this.mirror.close();
     }
     if (this.closed && !this.signal.aborted) throw this.sender.failureOr(new WarmsyncError('CONNECTION_LOST', 'the connection to the receiver closed'));
   }
@@ -571,7 +572,9 @@ class LiveSession {
     // Ops in flight would race the full plan's preconditions: let them land first.
     while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed) await sleep(5);
     const pass = await this.tree.reconcile(this.sender, this.held.passSafety(this.options), this.options.log);
+    const stale = this.mirror;
     this.mirror = mirrorAfter(pass);
+    stale.close();
     this.held.afterPass(pass, this.mirror);
     this.stuck.clear();
     this.retries.clear();
@@ -747,7 +750,7 @@ class LiveSession {
       if (found.rowsBelow) below.set(d.path, d.firstSeen);
       if (found.scannedFrom !== undefined) scanned.set(d.path, found.scannedFrom);
     }
-    for (const [path, found] of rowsAtOrBelow(this.mirror.values(), below.keys())) {
+    for (const [path, found] of this.mirror.rowsAtOrBelow(below.keys())) {
       for (const r of found) {
         rows.set(r.path, r);
         seen(r.path, below.get(path) as number);
@@ -779,7 +782,8 @@ class LiveSession {
       const sent = this.takeSentHash(change.path);
       if (failure === null) {
         this.retries.delete(change.path);
-        applyToMirror(this.mirror, withSentHash(change, sent), deletedAt);
+        // After the session ended (a stop's drain timed out), its mirror went with it: the next one fetches the manifest.
+        if (this.mirror.isOpen) applyToMirror(this.mirror, withSentHash(change, sent), deletedAt);
         this.held.applied(change);
         this.activity.applied++;
         if (change.new === null) this.activity.deletions++;
@@ -933,7 +937,7 @@ class LiveSession {
 interface Described {
   readonly entries: Entry[];
   readonly rows: ManifestEntry[];
-  /** The mirror's rows at and below the path belong to the plan too (found for the whole batch in one pass: plan/below.ts). */
+  /** The mirror's rows at and below the path belong to the plan too (one range of the mirror's key each: agent/mirror.ts). */
   readonly rowsBelow?: boolean;
   /** The path's whole subtree was scanned, from this time (Date.now()) on, and read completely. */
   readonly scannedFrom?: number;

@@ -32,48 +32,66 @@ export interface DiffOptions {
 /**
  * Both inputs in any order; the result is ordered for applying: deletions first, children before
  * parents (they only record tombstones, and must be in place before a path that changes kind clears
- * its old subtree), then creations and updates, parents before children.
+ * its old subtree), then creations and updates, parents before children. For small inputs (a live
+ * batch); a full pass gives its sorted streams to diffSortedTrees.
  */
 export function diffTrees(source: Iterable<Entry>, manifest: Iterable<ManifestEntry>, options: DiffOptions): Change[] {
-  // Rows by index, and which of them the source has: a flag per row costs far less than a Set of
-  // the source's paths (100,000 of them in a full pass).
-  const rows = Array.isArray(manifest) ? (manifest as readonly ManifestEntry[]) : [...manifest];
-  const rowOf = new Map<string, number>();
-  for (let i = 0; i < rows.length; i++) rowOf.set((rows[i] as ManifestEntry).path, i);
-  const inSource = new Uint8Array(rows.length);
-  if (rowOf.size !== rows.length) {
-    // A path listed twice: the later row is the one planned against; the earlier is never a deletion.
-    rows.forEach((m, i) => {
-      if (rowOf.get(m.path) !== i) inSource[i] = 1;
-    });
-  }
+  // A stable sort: of two rows with one path, the later is still the later.
+  const byPath = (a: { readonly path: string }, b: { readonly path: string }): number => compareTreeOrder(a.path, b.path);
+  return diffSortedTrees([...source].sort(byPath), [...manifest].sort(byPath), options);
+}
+
+/**
+ * diffTrees for inputs already in tree order (relpath.ts compareTreeOrder), as a merge of the two:
+ * the manifest may be a stream (the agent's mirror, read from SQLite) and is never held whole, and
+ * the work is one comparison per entry and row. Throws on input out of order (a caller's bug).
+ * A path listed twice in the manifest is planned against the later row.
+ */
+export function diffSortedTrees(source: Iterable<Entry>, manifest: Iterable<ManifestEntry>, options: DiffOptions): Change[] {
+  const unknown = new Set(options.unknown ?? []);
+  const isUnknown = (path: string): boolean => unknown.size > 0 && (unknown.has(path) || ancestorsOf(path).some((a) => unknown.has(a)));
+  const rows = inOrder(manifest, 'manifest');
+  const deletions: Change[] = [];
+  const deleteUnlessKept = (old: ManifestEntry): void => {
+    if (old.deletedAt !== null || options.hides(old.path, old.kind === 'dir') || isUnknown(old.path)) return;
+    deletions.push({ path: old.path, old, new: null });
+  };
 
   const upserts: Change[] = [];
-  for (const entry of source) {
-    const i = rowOf.get(entry.path);
-    if (i === undefined) {
+  let row = rows.next();
+  for (const entry of inOrder(source, 'source')) {
+    while (!row.done && compareTreeOrder(row.value.path, entry.path) < 0) {
+      deleteUnlessKept(row.value);
+      row = rows.next();
+    }
+    if (row.done || row.value.path !== entry.path) {
       upserts.push({ path: entry.path, old: null, new: entry });
       continue;
     }
-    inSource[i] = 1;
-    const old = rows[i] as ManifestEntry;
+    const old = row.value;
+    row = rows.next();
     if (old.deletedAt === null && !old.damaged && sameEntry(old, entry)) continue;
     upserts.push({ path: entry.path, old, new: entry });
   }
+  for (; !row.done; row = rows.next()) deleteUnlessKept(row.value);
+  // Found parents first; deletions are applied children first.
+  return [...deletions.reverse(), ...upserts];
+}
 
-  const unknown = new Set(options.unknown ?? []);
-  const isUnknown = (path: string): boolean => unknown.size > 0 && (unknown.has(path) || ancestorsOf(path).some((a) => unknown.has(a)));
-  const deletions: Change[] = [];
-  for (let i = 0; i < rows.length; i++) {
-    const old = rows[i] as ManifestEntry;
-    if (inSource[i] === 1 || old.deletedAt !== null) continue;
-    if (options.hides(old.path, old.kind === 'dir') || isUnknown(old.path)) continue;
-    deletions.push({ path: old.path, old, new: null });
+/**
+ * The items of `list`, checked to be in tree order; of a run of items with one path, only the last.
+ */
+function* inOrder<T extends { readonly path: string }>(list: Iterable<T>, what: string): Generator<T, void, undefined> {
+  let held: T | null = null;
+  for (const item of list) {
+    if (held !== null) {
+      const order = compareTreeOrder(held.path, item.path);
+      if (order > 0) throw new Error(`diffSortedTrees: the ${what} is not in tree order (${JSON.stringify(held.path)} before ${JSON.stringify(item.path)})`);
+      if (order < 0) yield held;
+    }
+    held = item;
   }
-
-  upserts.sort((a, b) => compareTreeOrder(a.path, b.path));
-  deletions.sort((a, b) => compareTreeOrder(b.path, a.path));
-  return [...deletions, ...upserts];
+  if (held !== null) yield held;
 }
 
 /** What the agent sends for a change. */

@@ -9,6 +9,7 @@ import { constants } from 'node:fs';
 import { constants as os } from 'node:os';
 import { openBeneath } from '../confined/root.js';
 import { loadNative } from '../native.js';
+import { compareTreeOrder } from '../relpath.js';
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = constants;
 /** Numbers per entry in listStatFd's `stats` (native/scandir.c). */
@@ -42,7 +43,7 @@ function native(): ScandirAddon {
 
 const errnoNames = new Map(Object.entries(os.errno).map(([name, n]) => [n, name]));
 
-/** The entries of the directory open at `fd`, sorted by name (UTF-16 code units, as tree order wants). */
+/** The entries of the directory open at `fd`, sorted by name in tree order (relpath.ts compareTreeOrder: code points). */
 export function listDirectory(fd: number): ListedEntry[] {
   const { names, stats } = native().listStatFd(fd);
   const entries: ListedEntry[] = [];
@@ -65,7 +66,7 @@ export function listDirectory(fd: number): ListedEntry[] {
     });
     start = end + 1;
   }
-  return entries.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  return entries.sort((x, y) => compareTreeOrder(x.name, y.name));
 }
 
 /** Opens the directory `name` in the directory open at `dirfd`; a symlink there fails (ELOOP), never followed. */

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { ProtocolError } from '../../src/errors.js';
 import {
   MAX_SYNC_DEPTH, isTooDeep,
-  ancestorsOf, baseName, checkRelPath, compareTreeOrder, isWithin, parentOf, relPathProblem,
+  ancestorsOf, baseName, checkRelPath, compareTreeOrder, isWithin, parentOf, relPathProblem, treeKey,
 } from '../../src/relpath.js';
 
 /** A path of exactly `bytes` bytes: 200-byte segments and a tail of 1..201 bytes. */
@@ -151,6 +151,9 @@ describe('isWithin', () => {
 
 describe('compareTreeOrder', () => {
   const sign = (n: number): number => Math.sign(n);
+  // Units below and above "/" ("-", ".", " ", control characters), high BMP and astral characters.
+  const unit = fc.constantFrom('a', 'b', '-', '.', ' ', '\u0001', '0', 'Z', 'é', '\uFFFD', '\u{1F600}', '\uE000', '\u{10FFFF}', '\uD7FF');
+  const anyRelPath = fc.array(fc.array(unit, { minLength: 1, maxLength: 4 }).map((u) => u.join('')), { minLength: 1, maxLength: 4 }).map((s) => s.join('/'));
   const cases: ReadonlyArray<[string, string, string, -1 | 0 | 1]> = [
     ['equal', 'a/b', 'a/b', 0],
     ['parent before child', 'a', 'a/b', -1],
@@ -198,24 +201,33 @@ describe('compareTreeOrder', () => {
   });
 
   test('property: the same order as comparing segment by segment, for any segments', () => {
-    // The definition, spelled out: compare the segments in turn; a path that runs out first sorts first.
+    // The definition, spelled out: compare the segments in turn, each by its UTF-8 bytes (code
+    // points); a path that runs out first sorts first.
     const bySegments = (a: string, b: string): number => {
       const sa = a.split('/');
       const sb = b.split('/');
       for (let i = 0; i < Math.min(sa.length, sb.length); i++) {
         const x = sa[i] as string;
         const y = sb[i] as string;
-        if (x !== y) return x < y ? -1 : 1;
+        if (x !== y) return Buffer.compare(Buffer.from(x), Buffer.from(y));
       }
       return sa.length - sb.length;
     };
-    // Units below and above "/" ("-", ".", " ", control characters), and astral characters.
-    const unit = fc.constantFrom('a', 'b', '-', '.', ' ', '\u0001', '0', 'Z', 'é', '\uFFFD', '\u{1F600}', '\uE000');
-    const segment = fc.array(unit, { minLength: 1, maxLength: 4 }).map((u) => u.join(''));
-    const relPath = fc.array(segment, { minLength: 1, maxLength: 4 }).map((s) => s.join('/'));
-    fc.assert(fc.property(relPath, relPath, (a, b) => {
+    fc.assert(fc.property(anyRelPath, anyRelPath, (a, b) => {
       assert.equal(Math.sign(compareTreeOrder(a, b)), Math.sign(bySegments(a, b)), `${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
     }), { numRuns: 2000 });
+  });
+
+  test('property: treeKey\'s bytes sort in the same order (what SQLite orders the agent\'s mirror by)', () => {
+    fc.assert(fc.property(anyRelPath, anyRelPath, (a, b) => {
+      assert.equal(Math.sign(Buffer.compare(treeKey(a), treeKey(b))), Math.sign(compareTreeOrder(a, b)), `${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+    }), { numRuns: 2000 });
+  });
+
+  test('U+E000 and up sort before astral characters, as their UTF-8 bytes do (UTF-16 units say the opposite)', () => {
+    assert.equal(Math.sign(compareTreeOrder('a/\uE000', 'a/\u{1F600}')), -1);
+    assert.equal(Math.sign(compareTreeOrder('\u{1F600}', '\uFFFD')), 1);
+    assert.deepEqual([...treeKey('a/é')], [0x61, 0, 0xc3, 0xa9]);
   });
 
   test('property: a total order (antisymmetric, and 0 only for equal paths)', () => {

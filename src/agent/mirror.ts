@@ -1,0 +1,170 @@
+/**
+ * The agent's copy of one standby's manifest (its mirror): fetched at each full pass, kept up to
+ * date with every change the receiver applies, and planned against by the live agent.
+ *
+ * Held in a private temporary SQLite database, not a Map of objects: at 1,000,000 files a Map of
+ * rows held most of the agent's 0.9-1.2 GB. SQLite keeps a bounded page cache in memory and spills
+ * the rest to a temporary file it deletes itself (the mirror is a copy, fetched again on every
+ * reconnect, so nothing is lost with it). Rows are keyed by relpath.ts treeKey, so they come back
+ * in tree order: a full pass plans by merging them with its sorted scan (plan/diff.ts), and the
+ * rows below a directory are one range of the key.
+ */
+import Database from 'better-sqlite3';
+import type { EntryKind, ManifestEntry, Owner } from '../entry.js';
+import { sharedOwner } from '../owner/names.js';
+import { treeKey } from '../relpath.js';
+
+const SCHEMA = `
+CREATE TABLE rows (
+  key      BLOB PRIMARY KEY,
+  path     TEXT NOT NULL,
+  kind     TEXT NOT NULL,
+  size     INTEGER NOT NULL,
+  mtime_ms INTEGER NOT NULL,
+  mode     INTEGER NOT NULL,
+  hash     TEXT,
+  target   TEXT,
+  born_ms  INTEGER NOT NULL,
+  deleted  INTEGER,
+  damaged  INTEGER NOT NULL,
+  owner    INTEGER
+) STRICT, WITHOUT ROWID;
+`;
+const COLUMNS = 'path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted, damaged, owner';
+
+/** A row to record: a manifest page's rows come without bornMs (0 then; the agent plans nothing on it). */
+export type MirrorRow = Omit<ManifestEntry, 'bornMs'> & { readonly bornMs?: number };
+
+/** A row as SQLite returns it (`raw` mode): the columns of COLUMNS in order. */
+type RawRow = [string, EntryKind, number, number, number, string | null, string | null, number, number | null, number, number | null];
+
+/**
+ * Pages SQLite keeps in memory (negative: KiB). Past it, rows live in the temporary file: a point
+ * read of a cold row costs a page read from the OS's cache, a few microseconds.
+ */
+const CACHE_KIB = 8 * 1024;
+
+export class Mirror {
+  readonly #db: Database.Database;
+  readonly #get: Database.Statement<[Buffer]>;
+  readonly #upsert: Database.Statement<unknown[]>;
+  readonly #range: Database.Statement<[Buffer, Buffer, Buffer]>;
+  readonly #all: Database.Statement<[]>;
+  readonly #liveFiles: Database.Statement<[]>;
+  readonly #upsertAll: (rows: Iterable<MirrorRow>) => void;
+  /** Owners by a small id: a tree has a handful, and each row stores its owner's id (this connection's own numbering). */
+  readonly #owners: Owner[] = [];
+  readonly #ownerIdsByKey = new Map<string, number>();
+  /** The same, by owner object (most rows share a few): no key to build. Bounded, as a peer may send an owner per row. */
+  readonly #ownerIds = new Map<Owner, number>();
+
+  private constructor() {
+    // An empty name: a temporary database, private to this connection, deleted when it closes.
+    this.#db = new Database('');
+    this.#db.pragma('journal_mode = OFF');
+    this.#db.pragma('synchronous = OFF');
+    this.#db.pragma(`cache_size = -${CACHE_KIB}`);
+    this.#db.exec(SCHEMA);
+    this.#get = this.#db.prepare(`SELECT ${COLUMNS} FROM rows WHERE key = ?`).raw();
+    this.#upsert = this.#db.prepare(`INSERT OR REPLACE INTO rows (key, ${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.#range = this.#db.prepare(`SELECT ${COLUMNS} FROM rows WHERE key = ? OR (key > ? AND key < ?) ORDER BY key`).raw();
+    this.#all = this.#db.prepare(`SELECT ${COLUMNS} FROM rows ORDER BY key`).raw();
+    this.#liveFiles = this.#db.prepare("SELECT count(*) FROM rows WHERE kind = 'file' AND deleted IS NULL").pluck();
+    this.#upsertAll = this.#db.transaction((rows: Iterable<MirrorRow>) => {
+      for (const row of rows) this.#write(row);
+    });
+  }
+
+  /** An empty mirror. */
+  static open(): Mirror {
+    return new Mirror();
+  }
+
+  /** The row at `path`, or undefined. */
+  get(path: string): ManifestEntry | undefined {
+    const raw = this.#get.get(treeKey(path)) as RawRow | undefined;
+    return raw === undefined ? undefined : this.#row(raw);
+  }
+
+  has(path: string): boolean {
+    return this.get(path) !== undefined;
+  }
+
+  /** False once closed (with its session): nothing is read or recorded after that. */
+  get isOpen(): boolean {
+    return this.#db.open;
+  }
+
+  /** Records (or replaces) the row at `row.path`. */
+  set(row: MirrorRow): void {
+    this.#write(row);
+  }
+
+  /** Records (or replaces) many rows, in one transaction. */
+  setAll(rows: Iterable<MirrorRow>): void {
+    this.#upsertAll(rows);
+  }
+
+  /** Every row, in tree order (relpath.ts compareTreeOrder). No other call may be made until the iteration ends. */
+  *inTreeOrder(): Generator<ManifestEntry> {
+    for (const raw of this.#all.iterate() as IterableIterator<RawRow>) yield this.#row(raw);
+  }
+
+  /** The rows at or below each of `paths` (each list in tree order): one range of the key each. */
+  rowsAtOrBelow(paths: Iterable<string>): Map<string, ManifestEntry[]> {
+    const found = new Map<string, ManifestEntry[]>();
+    for (const path of paths) {
+      if (found.has(path)) continue;
+      const key = treeKey(path);
+      // Below `path`: keys that start with its key and a 0x00 (the "/"), i.e. between key+00 and key+01.
+      const rows = this.#range.all(key, Buffer.concat([key, ZERO]), Buffer.concat([key, ONE])) as RawRow[];
+      found.set(path, rows.map((raw) => this.#row(raw)));
+    }
+    return found;
+  }
+
+  /** How many live files (not tombstones) the standby holds: what a mass deletion's share is counted against. */
+  liveFileCount(): number {
+    return this.#liveFiles.get() as number;
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  #write(r: MirrorRow): void {
+    this.#upsert.run(
+      treeKey(r.path), r.path, r.kind, r.size, r.mtimeMs, r.mode, r.hash, r.target, r.bornMs ?? 0, r.deletedAt, r.damaged ? 1 : 0,
+      this.#ownerId(r.owner ?? null),
+    );
+  }
+
+  #ownerId(owner: Owner | null): number | null {
+    if (owner === null) return null;
+    // Rows mostly carry owners sharedOwner already made one object each: found by identity, no key built.
+    const known = this.#ownerIds.get(owner);
+    if (known !== undefined) return known;
+    const key = JSON.stringify([owner.uid, owner.gid, owner.user, owner.group]);
+    let id = this.#ownerIdsByKey.get(key);
+    if (id === undefined) {
+      id = this.#owners.length;
+      this.#owners.push(sharedOwner(owner));
+      this.#ownerIdsByKey.set(key, id);
+    }
+    if (this.#ownerIds.size < MAX_OWNER_OBJECTS) this.#ownerIds.set(owner, id);
+    return id;
+  }
+
+  /** A row as a plain literal with its fields always in this order: the rows of a plan share one hidden class. */
+  #row(raw: RawRow): ManifestEntry {
+    const owner = raw[10];
+    return {
+      path: raw[0], kind: raw[1], size: raw[2], mtimeMs: raw[3], mode: raw[4], hash: raw[5], target: raw[6],
+      bornMs: raw[7], deletedAt: raw[8], damaged: raw[9] === 1, owner: owner === null ? null : (this.#owners[owner] as Owner),
+    };
+  }
+}
+
+const MAX_OWNER_OBJECTS = 4096;
+const ZERO = Buffer.from([0]);
+const ONE = Buffer.from([1]);
