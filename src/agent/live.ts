@@ -569,6 +569,12 @@ class LiveSession {
   }
 
   private async fullPass(): Promise<void> {
+    await this.reconcileInFull();
+    // Here, not inside it: while its frame lived, the pass's scan (an entry a file) was still held.
+    releaseGarbage();
+  }
+
+  private async reconcileInFull(): Promise<void> {
     // Ops in flight would race the full plan's preconditions: let them land first.
     while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed) await sleep(5);
     const pass = await this.tree.reconcile(this.sender, this.held.passSafety(this.options), this.options.log);
@@ -594,7 +600,6 @@ class LiveSession {
     this.lastFull = Date.now();
     this.heartbeat();
     this.hooks.passCompleted();
-    releaseGarbage();
   }
 
   /** Info-level: one line a minute when something was replicated, never a line per file. */
