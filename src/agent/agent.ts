@@ -10,7 +10,7 @@ import { withoutSetuid, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
-import { actionOf, diffSortedTrees, type Change } from '../plan/diff.js';
+import { actionOf, TreeMerge, type Change } from '../plan/diff.js';
 import { checkSafety, isDeletion, type DeletionGuard, type SafetyHalt, type SafetyOptions } from '../plan/safety.js';
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
@@ -96,8 +96,8 @@ export class SourceTree {
   readonly isExcluded: (path: string, isDir: boolean) => boolean;
   /** Is this standby path hidden by the rules (so never deleted there)? */
   readonly hides: (path: string, isDir: boolean) => boolean;
-  /** The source's entries as they are to be on the standby (--no-setuid): what is planned from. */
-  readonly planned: (entries: Iterable<Entry>) => Iterable<Entry>;
+  /** A source entry as it is to be on the standby (--no-setuid): what is planned from. */
+  readonly planned: (entry: Entry) => Entry;
   warnings = 0;
   /** Reports the first reconciliation only: later ones are the quiet routine. */
   private progress: ProgressSink | null;
@@ -109,7 +109,7 @@ export class SourceTree {
     readonly log: Logger, progress: ProgressSink | null, noSetuid: boolean,
   ) {
     this.progress = progress;
-    this.planned = noSetuid ? (entries) => [...entries].map(withoutSetuid) : (entries) => entries;
+    this.planned = noSetuid ? withoutSetuid : (entry) => entry;
     const matcher = new ExcludeMatcher(rules);
     const stateRel = stateDir.relToRoot;
     const isState = (path: string): boolean => stateRel !== null && isWithin(path, stateRel);
@@ -174,23 +174,33 @@ export class SourceTree {
     await sender.fetchManifest((entries) => mirror.setAll(entries));
     progress?.phase('hashing', null);
     const hasher = progress === null ? this.hasher : countingHasher(this.hasher, (bytes) => progress.add(1, bytes));
-    const scan = await this.oneScanAtATime(() => scanTree(this.root, {
-      isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
-      needsHash: (path, size) => hashDecides(mirror.get(path), size),
-    }));
-    // Both in tree order: the scan's entries sorted, the mirror's rows by their key.
-    const planned = diffSortedTrees(this.planned(scan.entries), mirror.inTreeOrder(), { hides: this.hides, unknown: scan.incomplete });
+    // Planned as it is scanned: the scan's entries and the mirror's rows (by their key) both come
+    // in tree order, so neither is held whole.
+    const merge = new TreeMerge(mirror.inTreeOrder(), this.hides);
+    let scan: ScanResult;
+    try {
+      scan = await this.oneScanAtATime(() => scanTree(this.root, {
+        isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
+        needsHash: (path, size) => hashDecides(merge.rowAt(path), size),
+        onEntry: (entry) => merge.add(this.planned(entry)),
+      }));
+    } catch (err) {
+      merge.close();
+      throw err;
+    }
+    const planned = merge.finish(scan.incomplete);
     const standbyFiles = mirror.liveFileCount();
+    const s = scan.stats;
     // A path the scan could not read (unreadable, or changing while hashed) is there, not deleted:
     // a source holding only such paths is not an empty (unmounted) one.
-    const halt = safety.release ? null : checkSafety(planned, scan.entries.length + scan.incomplete.length, standbyFiles, safety.options);
+    const found = s.files + s.dirs + s.symlinks + s.specials;
+    const halt = safety.release ? null : checkSafety(planned, found + scan.incomplete.length, standbyFiles, safety.options);
     const { changes, held } = this.holdDeletions(planned, halt, safety);
     if (progress !== null) {
       const transfers = changes.flatMap((c) => (actionOf(c) === 'transfer' && c.new !== null ? [c.new.size] : []));
       progress.phase('sending', { files: transfers.length, bytes: transfers.reduce((a, b) => a + b, 0) });
       sender.onProgress = (files, bytes) => progress.add(files, bytes);
     }
-    const s = scan.stats;
     log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache, ${s.unhashed} to hash while sending); ${changes.length} change(s) to send`);
     const deletedAt = Date.now();
     const report = await sender.send(changes, deletedAt).finally(() => {

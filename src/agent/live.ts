@@ -761,7 +761,7 @@ class LiveSession {
         seen(r.path, below.get(path) as number);
       }
     }
-    const changes = diffTrees(this.tree.planned(entries.values()), rows.values(), { hides: this.tree.hides });
+    const changes = diffTrees([...entries.values()].map(this.tree.planned), rows.values(), { hides: this.tree.hides });
     for (const change of changes) await this.submit(change, firstSeen.get(change.path) ?? Date.now());
     for (const [dir, startedAt] of scanned) this.subtreeScans.record(dir, startedAt);
   }

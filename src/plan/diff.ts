@@ -43,39 +43,132 @@ export function diffTrees(source: Iterable<Entry>, manifest: Iterable<ManifestEn
 
 /**
  * diffTrees for inputs already in tree order (relpath.ts compareTreeOrder), as a merge of the two:
- * the manifest may be a stream (the agent's mirror, read from SQLite) and is never held whole, and
- * the work is one comparison per entry and row. Throws on input out of order (a caller's bug).
- * A path listed twice in the manifest is planned against the later row.
+ * see TreeMerge. Throws on input out of order (a caller's bug).
  */
 export function diffSortedTrees(source: Iterable<Entry>, manifest: Iterable<ManifestEntry>, options: DiffOptions): Change[] {
-  const unknown = new Set(options.unknown ?? []);
-  const isUnknown = (path: string): boolean => unknown.size > 0 && (unknown.has(path) || ancestorsOf(path).some((a) => unknown.has(a)));
-  const rows = inOrder(manifest, 'manifest');
-  const deletions: Change[] = [];
-  const deleteUnlessKept = (old: ManifestEntry): void => {
-    if (old.deletedAt !== null || options.hides(old.path, old.kind === 'dir') || isUnknown(old.path)) return;
-    deletions.push({ path: old.path, old, new: null });
-  };
+  const merge = new TreeMerge(manifest, options.hides);
+  for (const entry of source) merge.add(entry);
+  return merge.finish(options.unknown ?? []);
+}
 
-  const upserts: Change[] = [];
-  let row = rows.next();
-  for (const entry of inOrder(source, 'source')) {
-    while (!row.done && compareTreeOrder(row.value.path, entry.path) < 0) {
-      deleteUnlessKept(row.value);
-      row = rows.next();
-    }
-    if (row.done || row.value.path !== entry.path) {
-      upserts.push({ path: entry.path, old: null, new: entry });
-      continue;
-    }
-    const old = row.value;
-    row = rows.next();
-    if (old.deletedAt === null && !old.damaged && sameEntry(old, entry)) continue;
-    upserts.push({ path: entry.path, old, new: entry });
+/**
+ * The plan as a merge of the source's entries, added one at a time in tree order, with the
+ * manifest's rows, read in tree order as the entries reach them: neither side is ever held whole
+ * (a full pass's scan hands its entries over as it finds them, and the manifest is a stream from
+ * the agent's mirror). The work is one comparison per entry and row. Throws on input out of order
+ * (a caller's bug). A path listed twice in the manifest is planned against the later row.
+ */
+export class TreeMerge {
+  readonly #rows: Iterator<ManifestEntry, void, undefined>;
+  /** Rows read from the manifest and not yet merged (rowAt reads ahead of the entries added), in order. */
+  readonly #ahead: ManifestEntry[] = [];
+  #aheadStart = 0;
+  #rowsDone = false;
+  #lastAdded: string | null = null;
+  readonly #upserts: Change[] = [];
+  /** Rows the source lacks that may be deletions (unknown paths are known only at the end). */
+  readonly #gone: ManifestEntry[] = [];
+
+  constructor(manifest: Iterable<ManifestEntry>, private readonly hides: DiffOptions['hides']) {
+    this.#rows = inOrder(manifest, 'manifest');
   }
-  for (; !row.done; row = rows.next()) deleteUnlessKept(row.value);
-  // Found parents first; deletions are applied children first.
-  return [...deletions.reverse(), ...upserts];
+
+  /**
+   * The manifest's row at `path`, for a scan deciding whether to read a file before its entry is
+   * added. Asked in tree order, never for a path before the last entry added.
+   */
+  rowAt(path: string): ManifestEntry | undefined {
+    for (let last = this.#lastAhead(); !this.#rowsDone && (last === undefined || compareTreeOrder(last.path, path) < 0); last = this.#lastAhead()) {
+      this.#readRow();
+    }
+    for (let i = this.#ahead.length - 1; i >= this.#aheadStart; i--) {
+      const order = compareTreeOrder((this.#ahead[i] as ManifestEntry).path, path);
+      if (order === 0) return this.#ahead[i];
+      if (order < 0) break;
+    }
+    return undefined;
+  }
+
+  /** The next source entry, in tree order. */
+  add(entry: Entry): void {
+    if (this.#lastAdded !== null && compareTreeOrder(this.#lastAdded, entry.path) >= 0) {
+      throw new Error(`TreeMerge: the source is not in tree order (${JSON.stringify(this.#lastAdded)} before ${JSON.stringify(entry.path)})`);
+    }
+    this.#lastAdded = entry.path;
+    let old: ManifestEntry | null = null;
+    for (let row = this.#nextRow(); row !== undefined; row = this.#nextRow()) {
+      const order = compareTreeOrder(row.path, entry.path);
+      if (order > 0) break;
+      this.#aheadStart++;
+      if (order === 0) {
+        old = row;
+        break;
+      }
+      this.#mayDelete(row);
+    }
+    this.#compact();
+    if (old !== null && old.deletedAt === null && !old.damaged && sameEntry(old, entry)) return;
+    this.#upserts.push({ path: entry.path, old, new: entry });
+  }
+
+  /**
+   * The plan, ordered for applying (see diffTrees). `unknown`: source paths the scan could not read,
+   * nothing at or below which is deleted.
+   */
+  finish(unknown: readonly string[]): Change[] {
+    for (let row = this.#nextRow(); row !== undefined; row = this.#nextRow()) {
+      this.#aheadStart++;
+      this.#mayDelete(row);
+    }
+    const unknownSet = new Set(unknown);
+    const isUnknown = (path: string): boolean => unknownSet.size > 0 && (unknownSet.has(path) || ancestorsOf(path).some((a) => unknownSet.has(a)));
+    const deletions: Change[] = [];
+    // Found parents first; deletions are applied children first.
+    for (let i = this.#gone.length - 1; i >= 0; i--) {
+      const old = this.#gone[i] as ManifestEntry;
+      if (!isUnknown(old.path)) deletions.push({ path: old.path, old, new: null });
+    }
+    return [...deletions, ...this.#upserts];
+  }
+
+  /** Stops reading the manifest before its end (a scan failed): a stream over a database must be closed. */
+  close(): void {
+    this.#rowsDone = true;
+    this.#rows.return?.();
+  }
+
+  #mayDelete(row: ManifestEntry): void {
+    if (row.deletedAt === null && !this.hides(row.path, row.kind === 'dir')) this.#gone.push(row);
+  }
+
+  /** The first row not merged yet, read from the manifest when none is ahead; undefined at the end. */
+  #nextRow(): ManifestEntry | undefined {
+    if (this.#aheadStart === this.#ahead.length) {
+      this.#ahead.length = 0;
+      this.#aheadStart = 0;
+      this.#readRow();
+    }
+    return this.#ahead[this.#aheadStart];
+  }
+
+  #lastAhead(): ManifestEntry | undefined {
+    return this.#ahead.length > this.#aheadStart ? this.#ahead[this.#ahead.length - 1] : undefined;
+  }
+
+  #readRow(): void {
+    if (this.#rowsDone) return;
+    const next = this.#rows.next();
+    if (next.done === true) this.#rowsDone = true;
+    else this.#ahead.push(next.value);
+  }
+
+  /** Drops the merged rows from the front of `ahead` once they are most of it. */
+  #compact(): void {
+    if (this.#aheadStart > 1024 && this.#aheadStart * 2 > this.#ahead.length) {
+      this.#ahead.splice(0, this.#aheadStart);
+      this.#aheadStart = 0;
+    }
+  }
 }
 
 /**
@@ -86,7 +179,7 @@ function* inOrder<T extends { readonly path: string }>(list: Iterable<T>, what: 
   for (const item of list) {
     if (held !== null) {
       const order = compareTreeOrder(held.path, item.path);
-      if (order > 0) throw new Error(`diffSortedTrees: the ${what} is not in tree order (${JSON.stringify(held.path)} before ${JSON.stringify(item.path)})`);
+      if (order > 0) throw new Error(`TreeMerge: the ${what} is not in tree order (${JSON.stringify(held.path)} before ${JSON.stringify(item.path)})`);
       if (order < 0) yield held;
     }
     held = item;

@@ -58,6 +58,12 @@ export interface ScanOptions extends WalkOptions {
    * this scan would otherwise read and hash.
    */
   knownHash?: (path: string, size: number, mtimeMs: number, ino: number) => string | null;
+  /**
+   * Takes each entry, in tree order, as soon as it is known (a file once hashed, if it is hashed),
+   * instead of the result's `entries`, which then stay empty: a full pass plans as it scans and
+   * never holds the tree. needsHash is asked in tree order too, before the file's entry comes.
+   */
+  onEntry?: (entry: Entry) => void;
 }
 
 export interface ScanStats {
@@ -79,7 +85,7 @@ export interface ScanStats {
 }
 
 export interface ScanResult {
-  /** Everything found, sorted with compareTreeOrder (parents before children). */
+  /** Everything found, sorted with compareTreeOrder (parents before children); empty with `onEntry`. */
   entries: Entry[];
   stats: ScanStats;
   /**
@@ -140,41 +146,42 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     onWarning('CACHE_FAILED', `${describeError(err)}; continuing without the cache`);
   };
   const names = localNames();
-  const addFile = (w: WalkEntry, size: number, mtimeMs: number, mode: number, hash: string | null): void => {
-    entries.push({ path: w.path, kind: 'file', size, mtimeMs, mode, hash, target: null, owner: ownerOf(w.uid, w.gid, names) });
+  const found = new InWalkOrder(options.onEntry ?? ((e) => entries.push(e)));
+  const fileEntry = (w: WalkEntry, size: number, mtimeMs: number, mode: number, hash: string | null): Entry => {
     stats.files++;
     stats.bytes += size;
+    return { path: w.path, kind: 'file', size, mtimeMs, mode, hash, target: null, owner: ownerOf(w.uid, w.gid, names) };
   };
 
-  const hashOne = async (w: WalkEntry): Promise<void> => {
+  const hashOne = async (w: WalkEntry): Promise<Entry | null> => {
     const absPath = rootPrefix + w.path;
     let result: HashResult;
     try {
       result = await hashWithRetry(hasher, absPath, w, hashRetries);
     } catch (err) {
       const code = codeOf(err);
-      if (code === 'ENOENT' || code === 'ENOTDIR') return; // deleted meanwhile: absent, as it should be
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null; // deleted meanwhile: absent, as it should be
       if (code === 'FILE_CHANGED') {
         onWarning('FILE_UNSTABLE', `${w.path} kept changing while it was hashed; skipped until the next scan`, w.path);
-        return;
+        return null;
       }
       if (code === 'EACCES' || code === 'EPERM') {
         onWarning('UNREADABLE', `${w.path}: cannot read (${code}); skipped`, w.path);
-        return;
+        return null;
       }
       throw new WarmsyncError('SCAN_FAILED', `${absPath}: cannot hash: ${describeError(err)}`, { cause: err });
     }
     const hashedAt = Date.now();
     stats.hashed++;
     stats.hashedBytes += result.size;
-    // Metadata from the hashed bytes' own fstat: it may be newer than the walk's lstat after a retry.
-    addFile(w, result.size, result.mtimeMs, result.mode, result.hash);
     known.claim(w.path); // not gone: its row is replaced below, or kept while the mtime is racy
     if (isCacheable(result.mtimeMs, hashedAt, racyMs)) {
       fresh.push({ path: w.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash: result.hash });
     } else {
       racy.push({ path: w.path, mtimeMs: result.mtimeMs });
     }
+    // Metadata from the hashed bytes' own fstat: it may be newer than the walk's lstat after a retry.
+    return fileEntry(w, result.size, result.mtimeMs, result.mode, result.hash);
   };
 
   if (cache !== null) {
@@ -192,12 +199,12 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     for await (const w of walkTree(root, { isExcluded, onWarning, levelsAbove: options.levelsAbove ?? 0 })) {
       if (failures.length > 0) break;
       if (w.kind === 'dir') {
-        entries.push({ path: w.path, kind: 'dir', size: 0, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: null, owner: ownerOf(w.uid, w.gid, names) });
+        found.put({ path: w.path, kind: 'dir', size: 0, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: null, owner: ownerOf(w.uid, w.gid, names) });
         stats.dirs++;
         continue;
       }
       if (w.kind === 'symlink' || w.kind === 'special') {
-        entries.push({ path: w.path, kind: w.kind, size: w.size, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: w.target, owner: ownerOf(w.uid, w.gid, names) });
+        found.put({ path: w.path, kind: w.kind, size: w.size, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: w.target, owner: ownerOf(w.uid, w.gid, names) });
         if (w.kind === 'symlink') stats.symlinks++;
         else stats.specials++;
         continue;
@@ -205,24 +212,37 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
       const cached = known.claimIfSame(w.path, w.size, w.mtimeMs, w.ino);
       if (cached !== null) {
         stats.cached++;
-        addFile(w, w.size, w.mtimeMs, w.mode, cached);
+        found.put(fileEntry(w, w.size, w.mtimeMs, w.mode, cached));
         continue;
       }
       if (!needsHash(w.path, w.size)) {
         stats.unhashed++;
         stats.unhashedBytes += w.size;
-        addFile(w, w.size, w.mtimeMs, w.mode, null);
+        found.put(fileEntry(w, w.size, w.mtimeMs, w.mode, null));
         continue;
       }
       const remembered = options.knownHash?.(w.path, w.size, w.mtimeMs, w.ino) ?? null;
       if (remembered !== null) {
         stats.cached++;
-        addFile(w, w.size, w.mtimeMs, w.mode, remembered);
+        found.put(fileEntry(w, w.size, w.mtimeMs, w.mode, remembered));
         continue;
       }
-      while (inFlight.size >= concurrency) await Promise.race(inFlight);
+      // Entries found behind a file still being hashed wait for it: a bounded number of them.
+      while ((inFlight.size >= concurrency || found.waiting >= MAX_WAITING) && inFlight.size > 0) await Promise.race(inFlight);
+      const place = found.reserve();
+      // Whatever fails here (the hash, or the taker of the entries it lets go) fails the scan.
+      const settle = (entry: Entry | null): void => {
+        try {
+          found.fill(place, entry);
+        } catch (err) {
+          failures.push(err);
+        }
+      };
       const task: Promise<void> = hashOne(w)
-        .catch((err: unknown) => { failures.push(err); })
+        .then(settle, (err: unknown) => {
+          failures.push(err);
+          settle(null);
+        })
         .finally(() => { inFlight.delete(task); });
       inFlight.add(task);
     }
@@ -241,10 +261,57 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     }
   }
 
-  // Already in the walk's tree order except the files hashed meanwhile (they land when done): cheap.
-  entries.sort((a, b) => compareTreeOrder(a.path, b.path));
   incomplete.sort(compareTreeOrder);
   return { entries, stats, incomplete, cacheable: fresh, racy };
+}
+
+/** Entries found while earlier files were still being hashed, at most: past it, the walk waits. */
+const MAX_WAITING = 4096;
+
+/**
+ * Entries handed over in the walk's order (tree order), though files finish hashing in any order:
+ * a file being hashed holds its place, and the entries behind it wait for it.
+ */
+class InWalkOrder {
+  /** Entries not handed over yet, from `#start` on: undefined while still being found, null for none (skipped). */
+  readonly #places: (Entry | null | undefined)[] = [];
+  #start = 0;
+  /** Places dropped from the front of `#places` so far: a place's number minus this is its index. */
+  #dropped = 0;
+
+  constructor(private readonly deliver: (entry: Entry) => void) {}
+
+  /** Entries found and not handed over yet (all behind a file still being hashed). */
+  get waiting(): number {
+    return this.#places.length - this.#start;
+  }
+
+  /** An entry known now. */
+  put(entry: Entry): void {
+    if (this.waiting === 0) this.deliver(entry);
+    else this.#places.push(entry);
+  }
+
+  /** A place for an entry still being found; `fill` it with the entry, or null for none. */
+  reserve(): number {
+    this.#places.push(undefined);
+    return this.#dropped + this.#places.length - 1;
+  }
+
+  fill(place: number, entry: Entry | null): void {
+    this.#places[place - this.#dropped] = entry;
+    while (this.#start < this.#places.length) {
+      const next = this.#places[this.#start];
+      if (next === undefined) break;
+      this.#start++;
+      if (next !== null) this.deliver(next);
+    }
+    if (this.#start === this.#places.length || (this.#start > 1024 && this.#start * 2 > this.#places.length)) {
+      this.#places.splice(0, this.#start);
+      this.#dropped += this.#start;
+      this.#start = 0;
+    }
+  }
 }
 
 async function hashWithRetry(hasher: FileHasher, absPath: string, w: WalkEntry, retries: number): Promise<HashResult> {

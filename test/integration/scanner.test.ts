@@ -365,3 +365,64 @@ describe('scanTree: files that change, vanish or cannot be read while hashed', (
       (err) => err instanceof WarmsyncError && err.code === 'SCAN_FAILED' && err.cause === eio);
   });
 });
+
+describe('scanTree handing entries over as it goes (onEntry)', () => {
+  /** A hasher that holds `slowPath` until every other file of the scan has been hashed. */
+  function holdingHasher(slowPath: string): FileHasher {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    let others = 0;
+    return {
+      ...hasher,
+      hashFile: async (absPath, expect) => {
+        if (absPath.endsWith(`/${slowPath}`)) await released;
+        else if (++others >= 5) release();
+        return hasher.hashFile(absPath, expect);
+      },
+    };
+  }
+
+  it('every entry once, in tree order, though an early file finishes hashing last; needsHash is asked in tree order', async () => {
+    const fx = await makeTree();
+    const taken: Entry[] = [];
+    const asked: string[] = [];
+    const opts = optionsFor(fx, null, {
+      hasher: holdingHasher('a/b'),
+      onEntry: (e) => taken.push(e),
+      needsHash: (p) => {
+        asked.push(p);
+        return true;
+      },
+    });
+    const result = await scanTree(fx.root, opts);
+    assert.deepEqual(result.entries, [], 'nothing collected when handed over');
+    const collected = await scanTree(fx.root, optionsFor(fx, null));
+    assert.deepEqual(taken.map((e) => e.path), taken.map((e) => e.path).sort(compareTreeOrder), 'in tree order');
+    assert.deepEqual(taken, collected.entries, 'the same entries, in the same order, as a collecting scan');
+    assert.deepEqual(asked, [...asked].sort(compareTreeOrder));
+    assert.equal(asked.length, fx.files.size);
+    assert.equal(result.stats.files, fx.files.size);
+  });
+
+  it('a file that fails (EACCES) while files behind it wait leaves a gap, not a stall', async () => {
+    const fx = await makeTree();
+    const denied = Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+    const h: FileHasher = { ...hasher, hashFile: (absPath, expect) => (absPath.endsWith('/a/b') ? Promise.reject(denied) : hasher.hashFile(absPath, expect)) };
+    const taken: string[] = [];
+    const { incomplete } = await scanTree(fx.root, optionsFor(fx, null, { hasher: h, onEntry: (e) => taken.push(e.path) }));
+    assert.deepEqual(incomplete, ['a/b']);
+    assert.ok(!taken.includes('a/b'));
+    assert.equal(taken.filter((p) => fx.files.has(p)).length, fx.files.size - 1);
+    assert.deepEqual(taken, [...taken].sort(compareTreeOrder));
+  });
+
+  it('a taker that throws fails the scan with its error, hashes still running are awaited', async () => {
+    const fx = await makeTree();
+    const boom = new Error('taker refused');
+    await assert.rejects(scanTree(fx.root, optionsFor(fx, null, {
+      onEntry: (e) => {
+        if (e.path.startsWith('filestore/02/')) throw boom;
+      },
+    })), (err) => err === boom);
+  });
+});

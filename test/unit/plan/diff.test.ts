@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Entry, ManifestEntry } from '../../../src/entry.js';
-import { actionOf, diffTrees, type Change, type DiffOptions } from '../../../src/plan/diff.js';
-import { ancestorsOf, isWithin } from '../../../src/relpath.js';
+import { TreeMerge, actionOf, diffTrees, type Change, type DiffOptions } from '../../../src/plan/diff.js';
+import { ancestorsOf, compareTreeOrder, isWithin } from '../../../src/relpath.js';
 
 const T = 1_764_177_919_231;
 const HASH_A = 'aaaaaaaaaaaaaaaa';
@@ -291,6 +291,48 @@ describe('diffTrees: order', () => {
       const differing = [...new Set([...srcKinds.keys(), ...oldKinds.keys()])].filter((p) => srcKinds.get(p) !== oldKinds.get(p));
       assert.deepEqual([...planned].sort(), differing.sort());
     }));
+  });
+});
+
+describe('TreeMerge: planning as a scan goes', () => {
+  test('property: rowAt asked ahead of the entries added (as a scan asks before a hash ends) finds each row, and the plan is diffTrees\'s', () => {
+    const segment = fc.constantFrom('a', 'b', 'a-x', 'ab', 'é');
+    const pathArb = fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join('/'));
+    const spec = fc.record({ path: pathArb, kind: fc.constantFrom<'file' | 'dir'>('file', 'dir'), hash: fc.constantFrom(HASH_A, HASH_B), tomb: fc.boolean() });
+    fc.assert(fc.property(fc.array(spec, { maxLength: 25 }), fc.array(spec, { maxLength: 25 }), fc.array(fc.nat(4), { maxLength: 25 }), (srcSpec, rowSpec, lags) => {
+      const bySpec = (s: { path: string; kind: 'file' | 'dir'; hash: string }): Entry => (s.kind === 'dir' ? dir(s.path) : file(s.path, { hash: s.hash }));
+      const source = [...new Map(srcSpec.map((s) => [s.path, bySpec(s)])).values()].sort((a, b) => compareTreeOrder(a.path, b.path));
+      const manifest = [...new Map(rowSpec.map((s) => [s.path, s.tomb ? tombstoned(bySpec(s)) : live(bySpec(s))])).values()]
+        .sort((a, b) => compareTreeOrder(a.path, b.path));
+      const rowOf = new Map(manifest.map((m) => [m.path, m]));
+      const merge = new TreeMerge(manifest, (p) => p.startsWith('b/'));
+      // Each entry is asked about when the walk reaches it; added once `lag` later entries have been asked about.
+      const waiting: Entry[] = [];
+      source.forEach((entry, i) => {
+        assert.equal(merge.rowAt(entry.path), rowOf.get(entry.path), `rowAt ${entry.path}`);
+        waiting.push(entry);
+        while (waiting.length > (lags[i] ?? 0)) merge.add(waiting.shift() as Entry);
+      });
+      for (const entry of waiting) merge.add(entry);
+      const unknown = source.length > 2 ? [(source[2] as Entry).path] : [];
+      assert.deepEqual(merge.finish(unknown), diffTrees(source, manifest, { hides: (p) => p.startsWith('b/'), unknown }));
+    }), { numRuns: 500 });
+  });
+
+  test('close stops reading the manifest (a stream over a database must be closed)', () => {
+    let closed = false;
+    function* rows(): Generator<ManifestEntry> {
+      try {
+        yield live(file('a'));
+        yield live(file('b'));
+      } finally {
+        closed = true;
+      }
+    }
+    const merge = new TreeMerge(rows(), () => false);
+    merge.rowAt('a');
+    merge.close();
+    assert.equal(closed, true);
   });
 });
 
