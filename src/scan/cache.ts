@@ -14,14 +14,17 @@ import { existsSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describeError, WarmsyncError } from '../errors.js';
+import { compareTreeOrder, treeKey } from '../relpath.js';
 
 export const AGENT_CACHE_FILE = 'agent-cache.sqlite';
-/** Bumped when the table changes; any other value in `PRAGMA user_version` means a rebuild. */
-const SCHEMA_VERSION = 1;
+/** Bumped when the table changes; any other value in `PRAGMA user_version` means a rebuild (1: migrated, see V1). */
+const SCHEMA_VERSION = 2;
 
+/** Keyed by relpath.ts treeKey, so a full scan reads it in its own (tree) order. */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS files (
-  path     TEXT PRIMARY KEY,
+  key      BLOB PRIMARY KEY,
+  path     TEXT NOT NULL,
   size     INTEGER NOT NULL,
   mtime_ms INTEGER NOT NULL,
   ino      INTEGER NOT NULL,
@@ -29,7 +32,10 @@ CREATE TABLE IF NOT EXISTS files (
 ) STRICT, WITHOUT ROWID;
 `;
 
-const COLUMNS = 'path,size,mtime_ms,ino,hash';
+const COLUMNS = 'key,path,size,mtime_ms,ino,hash';
+
+/** Version 1 (to session 17): keyed by path, so read in plain string order. Its rows are kept, re-keyed. */
+const V1 = { version: 1, columns: 'path,size,mtime_ms,ino,hash' } as const;
 
 export interface CacheRow {
   path: string;
@@ -40,73 +46,73 @@ export interface CacheRow {
   hash: string;
 }
 
+/** A cache row as the cursor reads it (`raw`): path, size, mtime_ms, ino, hash. */
+type RawRow = [string, number, number, number, string];
+
 /**
- * Every row of the cache, for a full scan, which asks about every file: one column at a time (plain
- * arrays of strings and numbers, indexed by a Map from path), not an object per row. For 100,000
- * rows: 0.32-0.52 s of CPU as objects, 0.18-0.30 s as columns (7 reads each, on a loaded box), and
- * 100,000 fewer objects for the GC to trace while the scan runs.
+ * The cache's rows, read in tree order alongside a full scan's walk, which asks about every file
+ * in that order: no row is held beyond the one the walk has reached, whatever the tree's size (a
+ * snapshot of every row was ~200 bytes a file in the agent's heap).
  *
- * The scan `claim`s each file it found; the rows never claimed are the files gone since (`unclaimed`),
- * for `AgentCache.forget`.
+ * Read on a connection of its own, in one read transaction: the scan awaits between files, and the
+ * live agent's lookups and writes go on meanwhile on the cache's own connection (WAL lets both).
+ * The rows the walk passed without finding their file are the files gone since (`unclaimed`), for
+ * `AgentCache.forget`.
  */
-export class CacheSnapshot {
-  readonly #rowOf = new Map<string, number>();
-  readonly #paths: readonly string[];
-  readonly #sizes: readonly number[];
-  readonly #mtimes: readonly number[];
-  readonly #inos: readonly number[];
-  readonly #hashes: readonly string[];
-  readonly #claimed: Uint8Array;
-  #claimedCount = 0;
+export class CacheCursor {
+  readonly #db: Database.Database | null;
+  readonly #rows: IterableIterator<RawRow>;
+  #row: RawRow | undefined;
+  readonly #unclaimed: string[] = [];
 
-  /** Columns of the same rows, in the same order. */
-  constructor(paths: readonly string[], sizes: readonly number[], mtimes: readonly number[], inos: readonly number[], hashes: readonly string[]) {
-    const n = paths.length;
-    this.#paths = paths;
-    this.#sizes = sizes;
-    this.#mtimes = mtimes;
-    this.#inos = inos;
-    this.#hashes = hashes;
-    this.#claimed = new Uint8Array(n);
-    for (let i = 0; i < n; i++) this.#rowOf.set(paths[i] as string, i);
+  /** `file` null: an empty cursor (no cache). */
+  constructor(file: string | null) {
+    this.#db = file === null ? null : new Database(file, { readonly: true, fileMustExist: true });
+    this.#rows = this.#db === null ? [][Symbol.iterator]() : (this.#db.prepare('SELECT path, size, mtime_ms, ino, hash FROM files ORDER BY key').raw().iterate() as IterableIterator<RawRow>);
+    this.#row = this.#next();
   }
 
-  static empty(): CacheSnapshot {
-    return new CacheSnapshot([], [], [], [], []);
-  }
-
-  get size(): number {
-    return this.#paths.length;
+  static empty(): CacheCursor {
+    return new CacheCursor(null);
   }
 
   /**
    * What `AgentCache.lookup` answers: the cached hash when size, mtime and inode all match the row of
-   * `path`, else null. A match also claims the row (the file is still there, as recorded).
+   * `path`, else null. Asked in tree order; a row of `path` is claimed either way (its file exists:
+   * a stale row is replaced when the file is hashed), and the rows before it that no one asked
+   * about are unclaimed.
    */
   claimIfSame(path: string, size: number, mtimeMs: number, ino: number): string | null {
-    const i = this.#rowOf.get(path);
-    if (i === undefined || this.#sizes[i] !== size || this.#mtimes[i] !== mtimeMs || this.#inos[i] !== ino) return null;
-    this.#claim(i);
-    return this.#hashes[i] as string;
-  }
-
-  /** Claims the row of `path`, if there is one: a file of that path exists (hashed anew, say). */
-  claim(path: string): void {
-    const i = this.#rowOf.get(path);
-    if (i !== undefined) this.#claim(i);
-  }
-
-  /** The paths of the rows not claimed, in the cache's order. */
-  unclaimed(): string[] {
-    if (this.#claimedCount === this.#paths.length) return [];
-    return this.#paths.filter((_, i) => this.#claimed[i] === 0);
-  }
-
-  #claim(i: number): void {
-    if (this.#claimed[i] === 0) {
-      this.#claimed[i] = 1;
-      this.#claimedCount++;
+    for (let row = this.#row; row !== undefined; row = this.#row) {
+      const order = compareTreeOrder(row[0], path);
+      if (order > 0) return null;
+      this.#row = this.#next();
+      if (order < 0) {
+        this.#unclaimed.push(row[0]);
+        continue;
+      }
+      return row[1] === size && row[2] === mtimeMs && row[3] === ino ? row[4] : null;
     }
+    return null;
+  }
+
+  /** The paths of the rows not claimed, in tree order: the rest of the cache is read, then the cursor closed. */
+  unclaimed(): string[] {
+    for (let row = this.#row; row !== undefined; row = this.#next()) this.#unclaimed.push(row[0]);
+    this.#row = undefined;
+    this.close();
+    return this.#unclaimed;
+  }
+
+  /** Ends the read (a scan that failed); `unclaimed` then lists only the rows passed so far. */
+  close(): void {
+    this.#rows.return?.();
+    if (this.#db?.open === true) this.#db.close();
+  }
+
+  #next(): RawRow | undefined {
+    const next = this.#rows.next();
+    return next.done === true ? undefined : next.value;
   }
 }
 
@@ -118,38 +124,30 @@ export function agentCachePath(stateDir: string): string {
 export class AgentCache {
   /** Where a corrupt or foreign cache file was moved by `open`, or null when none was. */
   readonly movedAside: string | null;
+  readonly #file: string;
   readonly #db: Database.Database;
-  readonly #lookup: Database.Statement<[string, number, number, number], string>;
-  readonly #upsert: Database.Statement<[string, number, number, number, string]>;
-  readonly #delete: Database.Statement<[string]>;
-  readonly #readColumns: () => CacheSnapshot;
+  readonly #lookup: Database.Statement<[Buffer, number, number, number], string>;
+  readonly #upsert: Database.Statement<[Buffer, string, number, number, number, string]>;
+  readonly #delete: Database.Statement<[Buffer]>;
   readonly #upsertAll: (rows: readonly CacheRow[]) => void;
   readonly #deleteAll: (paths: readonly string[]) => void;
 
-  private constructor(db: Database.Database, movedAside: string | null) {
+  private constructor(file: string, db: Database.Database, movedAside: string | null) {
+    this.#file = file;
     this.#db = db;
     this.movedAside = movedAside;
-    this.#lookup = db.prepare<[string, number, number, number], string>(
-      'SELECT hash FROM files WHERE path = ? AND size = ? AND mtime_ms = ? AND ino = ?').pluck();
-    this.#upsert = db.prepare<[string, number, number, number, string]>(
-      `INSERT INTO files (path, size, mtime_ms, ino, hash) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms,
+    this.#lookup = db.prepare<[Buffer, number, number, number], string>(
+      'SELECT hash FROM files WHERE key = ? AND size = ? AND mtime_ms = ? AND ino = ?').pluck();
+    this.#upsert = db.prepare<[Buffer, string, number, number, number, string]>(
+      `INSERT INTO files (key, path, size, mtime_ms, ino, hash) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms,
          ino = excluded.ino, hash = excluded.hash`);
-    this.#delete = db.prepare<[string]>('DELETE FROM files WHERE path = ?');
-    // One plucked query per column, all in path order, in one read transaction: flat arrays cost a
-    // fraction of an array per row (better-sqlite3's raw rows), let alone an object per row.
-    const column = <T>(name: string): Database.Statement<[], T> => db.prepare<[], T>(`SELECT ${name} FROM files ORDER BY path`).pluck();
-    const paths = column<string>('path');
-    const sizes = column<number>('size');
-    const mtimes = column<number>('mtime_ms');
-    const inos = column<number>('ino');
-    const hashes = column<string>('hash');
-    this.#readColumns = db.transaction(() => new CacheSnapshot(paths.all(), sizes.all(), mtimes.all(), inos.all(), hashes.all()));
+    this.#delete = db.prepare<[Buffer]>('DELETE FROM files WHERE key = ?');
     this.#upsertAll = db.transaction((rows: readonly CacheRow[]) => {
-      for (const r of rows) this.#upsert.run(r.path, r.size, r.mtimeMs, r.ino, r.hash);
+      for (const r of rows) this.#upsert.run(treeKey(r.path), r.path, r.size, r.mtimeMs, r.ino, r.hash);
     });
     this.#deleteAll = db.transaction((paths: readonly string[]) => {
-      for (const p of paths) this.#delete.run(p);
+      for (const p of paths) this.#delete.run(treeKey(p));
     });
   }
 
@@ -176,7 +174,7 @@ export class AgentCache {
   static #build(file: string, movedAside: string | null): AgentCache {
     const db = openDatabase(file);
     try {
-      return new AgentCache(db, movedAside);
+      return new AgentCache(file, db, movedAside);
     } catch (err) {
       db.close();
       throw err;
@@ -185,16 +183,16 @@ export class AgentCache {
 
   /** The cached hash when size, mtime and inode all match what is recorded for `path`; else null. */
   lookup(path: string, size: number, mtimeMs: number, ino: number): string | null {
-    return this.#guard('read', () => this.#lookup.get(path, size, mtimeMs, ino) ?? null);
+    return this.#guard('read', () => this.#lookup.get(treeKey(path), size, mtimeMs, ino) ?? null);
   }
 
   /**
-   * Every row at once, for a full scan: it asks about every file, and one read costs a fraction of
-   * one lookup per file (100,000 lookups took ~1 s of CPU). `forget` then drops the rows the scan
-   * did not claim.
+   * Every row, in tree order, for a full scan: it asks about every file, and one read in order
+   * costs a fraction of one lookup per file (100,000 lookups took ~1 s of CPU). `forget` then drops
+   * the rows the scan did not claim. A failure to read later on throws from the cursor's calls.
    */
-  readAll(): CacheSnapshot {
-    return this.#guard('read', () => this.#readColumns());
+  readInTreeOrder(): CacheCursor {
+    return this.#guard('read', () => new CacheCursor(this.#file));
   }
 
   /** Drops the rows of `paths`, in one transaction. */
@@ -233,11 +231,12 @@ function openDatabase(file: string): Database.Database {
     if (version === 0) {
       const tables = db.prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").pluck().get() as number;
       if (tables !== 0) throw new ForeignCacheError(`${file} holds tables but no warmsync cache version`);
-    } else if (version !== SCHEMA_VERSION) {
+    } else if (version !== SCHEMA_VERSION && version !== V1.version) {
       throw new ForeignCacheError(`${file} has cache schema version ${version}, expected ${SCHEMA_VERSION}`);
     } else {
+      const expected = version === V1.version ? V1.columns : COLUMNS;
       const columns = db.prepare("SELECT group_concat(name, ',') FROM pragma_table_info('files')").pluck().get();
-      if (columns !== COLUMNS) throw new ForeignCacheError(`${file} has no files table with columns ${COLUMNS}`);
+      if (columns !== expected) throw new ForeignCacheError(`${file} has no files table with columns ${expected}`);
       const check = db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new ForeignCacheError(`${file} failed quick_check: ${String(check)}`);
     }
@@ -248,12 +247,29 @@ function openDatabase(file: string): Database.Database {
         db.exec(SCHEMA);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
+    } else if (version === V1.version) {
+      rekeyVersion1(db);
     }
     return db;
   } catch (err) {
     db.close();
     throw err;
   }
+}
+
+/**
+ * A version 1 cache re-keyed in tree order, in one transaction: its hashes are kept (rebuilding
+ * would read every file of the tree again). The key is computed in SQL, as treeKey does: the
+ * path's UTF-8 with each "/" made 0x00.
+ */
+function rekeyVersion1(db: Database.Database): void {
+  db.transaction(() => {
+    db.exec('ALTER TABLE files RENAME TO files_v1');
+    db.exec(SCHEMA);
+    db.exec(`INSERT INTO files (${COLUMNS}) SELECT CAST(replace(path, '/', char(0)) AS BLOB), ${V1.columns} FROM files_v1`);
+    db.exec('DROP TABLE files_v1');
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
 }
 
 /** Errors that moving the file aside and starting over will cure. */

@@ -22,7 +22,7 @@ import type { Entry } from '../entry.js';
 import { describeError, WarmsyncError } from '../errors.js';
 import { localNames, ownerOf } from '../owner/names.js';
 import { compareTreeOrder } from '../relpath.js';
-import { CacheSnapshot, type AgentCache, type CacheRow } from './cache.js';
+import { CacheCursor, type AgentCache, type CacheRow } from './cache.js';
 import type { FileHasher, HashResult } from './hash.js';
 import { walkTree, type WalkEntry, type WalkOptions, type WarningHandler } from './walk.js';
 
@@ -135,7 +135,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   const stats: ScanStats = { files: 0, dirs: 0, symlinks: 0, specials: 0, bytes: 0, hashed: 0, hashedBytes: 0, cached: 0, unhashed: 0, unhashedBytes: 0 };
   const needsHash = options.needsHash ?? ((): boolean => true);
   let cache = options.cache;
-  let known = CacheSnapshot.empty();
+  let known = CacheCursor.empty();
 
   const onWarning: WarningHandler = (code, message, relPath) => {
     if (relPath !== undefined && (code === 'UNREADABLE' || code === 'FILE_UNSTABLE')) incomplete.push(relPath);
@@ -143,7 +143,18 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   };
   const dropCache = (err: unknown): void => {
     cache = null;
+    known.close();
+    known = CacheCursor.empty();
     onWarning('CACHE_FAILED', `${describeError(err)}; continuing without the cache`);
+  };
+  /** The cache's hash for a file as the walk found it; asked of every file, in the walk's (tree) order. */
+  const cachedHash = (w: WalkEntry): string | null => {
+    try {
+      return known.claimIfSame(w.path, w.size, w.mtimeMs, w.ino);
+    } catch (err) {
+      dropCache(err); // a read failing half-way: nothing is remembered or forgotten this time
+      return null;
+    }
   };
   const names = localNames();
   const found = new InWalkOrder(options.onEntry ?? ((e) => entries.push(e)));
@@ -174,7 +185,6 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     const hashedAt = Date.now();
     stats.hashed++;
     stats.hashedBytes += result.size;
-    known.claim(w.path); // not gone: its row is replaced below, or kept while the mtime is racy
     if (isCacheable(result.mtimeMs, hashedAt, racyMs)) {
       fresh.push({ path: w.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash: result.hash });
     } else {
@@ -186,7 +196,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
 
   if (cache !== null) {
     try {
-      known = cache.readAll();
+      known = cache.readInTreeOrder();
     } catch (err) {
       dropCache(err);
     }
@@ -209,7 +219,7 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
         else stats.specials++;
         continue;
       }
-      const cached = known.claimIfSame(w.path, w.size, w.mtimeMs, w.ino);
+      const cached = cachedHash(w);
       if (cached !== null) {
         stats.cached++;
         found.put(fileEntry(w, w.size, w.mtimeMs, w.mode, cached));
@@ -246,16 +256,22 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
         .finally(() => { inFlight.delete(task); });
       inFlight.add(task);
     }
+  } catch (err) {
+    known.close();
+    throw err;
   } finally {
     // Also on a walk error: never leave hashes running (and file handles open) behind a rejection.
     await Promise.all(inFlight);
   }
-  if (failures.length > 0) throw failures[0];
+  if (failures.length > 0) {
+    known.close();
+    throw failures[0];
+  }
 
   if (cache !== null) {
     try {
       cache.remember(fresh);
-      cache.forget(known.unclaimed()); // the files the scan did not find (or could not read)
+      cache.forget(known.unclaimed()); // the files the scan did not find
     } catch (err) {
       dropCache(err);
     }
