@@ -11,6 +11,7 @@
  */
 import Database from 'better-sqlite3';
 import type { EntryKind, ManifestEntry, Owner } from '../entry.js';
+import { WarmsyncError, describeError } from '../errors.js';
 import { sharedOwner } from '../owner/names.js';
 import { treeKey } from '../relpath.js';
 
@@ -58,9 +59,8 @@ export class Mirror {
   /** The same, by owner object (most rows share a few): no key to build. Bounded, as a peer may send an owner per row. */
   readonly #ownerIds = new Map<Owner, number>();
 
-  private constructor() {
-    // An empty name: a temporary database, private to this connection, deleted when it closes.
-    this.#db = new Database('');
+  private constructor(db: Database.Database) {
+    this.#db = db;
     this.#db.pragma('journal_mode = OFF');
     this.#db.pragma('synchronous = OFF');
     this.#db.pragma(`cache_size = -${CACHE_KIB}`);
@@ -77,12 +77,13 @@ export class Mirror {
 
   /** An empty mirror. */
   static open(): Mirror {
-    return new Mirror();
+    // An empty name: a temporary database, private to this connection, deleted when it closes.
+    return guarded(() => new Mirror(new Database('')));
   }
 
   /** The row at `path`, or undefined. */
   get(path: string): ManifestEntry | undefined {
-    const raw = this.#get.get(treeKey(path)) as RawRow | undefined;
+    const raw = guarded(() => this.#get.get(treeKey(path)) as RawRow | undefined);
     return raw === undefined ? undefined : this.#row(raw);
   }
 
@@ -97,17 +98,26 @@ export class Mirror {
 
   /** Records (or replaces) the row at `row.path`. */
   set(row: MirrorRow): void {
-    this.#write(row);
+    guarded(() => this.#write(row));
   }
 
   /** Records (or replaces) many rows, in one transaction. */
   setAll(rows: Iterable<MirrorRow>): void {
-    this.#upsertAll(rows);
+    guarded(() => this.#upsertAll(rows));
   }
 
   /** Every row, in tree order (relpath.ts compareTreeOrder). No other call may be made until the iteration ends. */
   *inTreeOrder(): Generator<ManifestEntry> {
-    for (const raw of this.#all.iterate() as IterableIterator<RawRow>) yield this.#row(raw);
+    const rows = guarded(() => this.#all.iterate() as IterableIterator<RawRow>);
+    try {
+      for (;;) {
+        const next = guarded(() => rows.next());
+        if (next.done === true) return;
+        yield this.#row(next.value);
+      }
+    } finally {
+      rows.return?.(); // stopped early (a scan failed): the database is free again
+    }
   }
 
   /** The rows at or below each of `paths` (each list in tree order): one range of the key each. */
@@ -117,7 +127,7 @@ export class Mirror {
       if (found.has(path)) continue;
       const key = treeKey(path);
       // Below `path`: keys that start with its key and a 0x00 (the "/"), i.e. between key+00 and key+01.
-      const rows = this.#range.all(key, Buffer.concat([key, ZERO]), Buffer.concat([key, ONE])) as RawRow[];
+      const rows = guarded(() => this.#range.all(key, Buffer.concat([key, ZERO]), Buffer.concat([key, ONE])) as RawRow[]);
       found.set(path, rows.map((raw) => this.#row(raw)));
     }
     return found;
@@ -125,7 +135,7 @@ export class Mirror {
 
   /** How many live files (not tombstones) the standby holds: what a mass deletion's share is counted against. */
   liveFileCount(): number {
-    return this.#liveFiles.get() as number;
+    return guarded(() => this.#liveFiles.get() as number);
   }
 
   close(): void {
@@ -162,6 +172,18 @@ export class Mirror {
       path: raw[0], kind: raw[1], size: raw[2], mtimeMs: raw[3], mode: raw[4], hash: raw[5], target: raw[6],
       bornMs: raw[7], deletedAt: raw[8], damaged: raw[9] === 1, owner: owner === null ? null : (this.#owners[owner] as Owner),
     };
+  }
+}
+
+/**
+ * Runs a call on the database, saying what failed in the operator's terms: the temporary file
+ * SQLite spills to can be missing, full or unwritable (it picks the first writable directory).
+ */
+function guarded<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new WarmsyncError('MIRROR_FAILED', `the agent's copy of the standby's manifest (a temporary SQLite file in $SQLITE_TMPDIR, $TMPDIR or /var/tmp) failed: ${describeError(err)}`, { cause: err });
   }
 }
 

@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { Mirror } from '../../../src/agent/mirror.js';
 import type { Entry, ManifestEntry } from '../../../src/entry.js';
-import { diffSortedTrees, diffTrees } from '../../../src/plan/diff.js';
+import { TreeMerge, diffSortedTrees, diffTrees } from '../../../src/plan/diff.js';
+import { WarmsyncError } from '../../../src/errors.js';
 import { compareTreeOrder, isWithin } from '../../../src/relpath.js';
 
 const T = 1_764_177_919_231;
@@ -104,6 +105,24 @@ test('diffSortedTrees refuses input out of tree order (a caller\'s bug), rather 
   const files = ['a', 'b'].map((p) => row(p));
   assert.throws(() => diffSortedTrees([...files].reverse(), [], { hides: () => false }), /source is not in tree order/);
   assert.throws(() => diffSortedTrees([], [...files].reverse(), { hides: () => false }), /manifest is not in tree order/);
+});
+
+test('a merge stopped half-way (a scan failed) frees the mirror: it can be read again, and closed', () => {
+  withMirror((m) => {
+    m.setAll(['a', 'b', 'c'].map((p) => row(p)));
+    const merge = new TreeMerge(m.inTreeOrder(), () => false);
+    assert.equal(merge.rowAt('b')?.path, 'b');
+    merge.close();
+    assert.equal(m.get('c')?.path, 'c');
+  });
+});
+
+test('a failure of the database is MIRROR_FAILED, naming what failed and where SQLite keeps it', () => {
+  const m = Mirror.open();
+  m.close();
+  assert.throws(() => m.get('a'), (err) => err instanceof WarmsyncError && err.code === 'MIRROR_FAILED'
+    && /temporary SQLite file in \$SQLITE_TMPDIR, \$TMPDIR or \/var\/tmp\) failed: .*not open/.test(err.message));
+  assert.throws(() => m.setAll([row('a')]), (err) => err instanceof WarmsyncError && err.code === 'MIRROR_FAILED');
 });
 
 test('after close, the mirror says so', () => {
