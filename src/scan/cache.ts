@@ -68,8 +68,13 @@ export class CacheCursor {
   /** `file` null: an empty cursor (no cache). */
   constructor(file: string | null) {
     this.#db = file === null ? null : new Database(file, { readonly: true, fileMustExist: true });
-    this.#rows = this.#db === null ? [][Symbol.iterator]() : (this.#db.prepare('SELECT path, size, mtime_ms, ino, hash FROM files ORDER BY key').raw().iterate() as IterableIterator<RawRow>);
-    this.#row = this.#next();
+    try {
+      this.#rows = this.#db === null ? [][Symbol.iterator]() : (this.#db.prepare('SELECT path, size, mtime_ms, ino, hash FROM files ORDER BY key').raw().iterate() as IterableIterator<RawRow>);
+      this.#row = this.#next();
+    } catch (err) {
+      this.#db?.close();
+      throw err;
+    }
   }
 
   static empty(): CacheCursor {
