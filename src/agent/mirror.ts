@@ -55,9 +55,8 @@ export class Mirror {
   readonly #upsertAll: (rows: Iterable<MirrorRow>) => void;
   /** Owners by a small id: a tree has a handful, and each row stores its owner's id (this connection's own numbering). */
   readonly #owners: Owner[] = [];
-  readonly #ownerIdsByKey = new Map<string, number>();
-  /** The same, by owner object (most rows share a few): no key to build. Bounded, as a peer may send an owner per row. */
-  readonly #ownerIds = new Map<Owner, number>();
+  /** uid -> gid -> user -> group -> the owner's id. */
+  readonly #ownerIds = new Map<number, Map<number, Map<string | null, Map<string | null, number>>>>();
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -151,17 +150,16 @@ export class Mirror {
 
   #ownerId(owner: Owner | null): number | null {
     if (owner === null) return null;
-    // Rows mostly carry owners sharedOwner already made one object each: found by identity, no key built.
-    const known = this.#ownerIds.get(owner);
-    if (known !== undefined) return known;
-    const key = JSON.stringify([owner.uid, owner.gid, owner.user, owner.group]);
-    let id = this.#ownerIdsByKey.get(key);
+    // Field by field: no key string built per row (a manifest page parses an owner object per row).
+    const byGid = mapIn(this.#ownerIds, owner.uid);
+    const byUser = mapIn(byGid, owner.gid);
+    const byGroup = mapIn(byUser, owner.user);
+    let id = byGroup.get(owner.group);
     if (id === undefined) {
       id = this.#owners.length;
       this.#owners.push(sharedOwner(owner));
-      this.#ownerIdsByKey.set(key, id);
+      byGroup.set(owner.group, id);
     }
-    if (this.#ownerIds.size < MAX_OWNER_OBJECTS) this.#ownerIds.set(owner, id);
     return id;
   }
 
@@ -187,6 +185,15 @@ function guarded<T>(fn: () => T): T {
   }
 }
 
-const MAX_OWNER_OBJECTS = 4096;
+/** The map at `key` in `outer`, made empty if there is none. */
+function mapIn<K, V extends Map<unknown, unknown>>(outer: Map<K, V>, key: K): V {
+  let inner = outer.get(key);
+  if (inner === undefined) {
+    inner = new Map() as V;
+    outer.set(key, inner);
+  }
+  return inner;
+}
+
 const ZERO = Buffer.from([0]);
 const ONE = Buffer.from([1]);

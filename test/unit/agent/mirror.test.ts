@@ -36,6 +36,13 @@ test('a row reads back field for field; a path set again is replaced; a manifest
     assert.deepEqual(m.get('a/l'), link);
     assert.deepEqual(m.get('a/f'), row('a/f'));
     assert.equal(m.get('a/f')?.owner, m.get('a')?.owner, 'one owner object for equal owners');
+    // Same ids, other names (or none): each its own owner.
+    const unnamed = { uid: 1000, gid: 1000, user: null, group: null };
+    const renamed = { uid: 1000, gid: 1000, user: 'app', group: 'staff' };
+    m.setAll([row('o/1', { owner: unnamed }), row('o/2', { owner: renamed }), row('o/3', { owner: { ...OWNER } })]);
+    assert.deepEqual(m.get('o/1')?.owner, unnamed);
+    assert.deepEqual(m.get('o/2')?.owner, renamed);
+    assert.equal(m.get('o/3')?.owner, m.get('a')?.owner);
     assert.equal(m.get('nope'), undefined);
     assert.equal(m.has('a'), true);
     assert.equal(m.has('a/'), false);
@@ -44,7 +51,7 @@ test('a row reads back field for field; a path set again is replaced; a manifest
     const { bornMs: _, ...wire } = row('w');
     m.set(wire);
     assert.equal(m.get('w')?.bornMs, 0);
-    assert.equal(m.liveFileCount(), 2, 'a/f and w: a directory, a symlink and a tombstone are not live files');
+    assert.equal(m.liveFileCount(), 5, 'a/f, o/1-3 and w: a directory, a symlink and a tombstone are not live files');
   });
 });
 
