@@ -8,6 +8,11 @@
  * reconnect, so nothing is lost with it). Rows are keyed by relpath.ts treeKey, so they come back
  * in tree order: a full pass plans by merging them with its sorted scan (plan/diff.ts), and the
  * rows below a directory are one range of the key.
+ *
+ * Rows set one at a time (the live agent records each change the receiver applied) wait in memory
+ * and are written together, in one transaction, before the next read or once PENDING_MAX wait:
+ * written one by one, each was a transaction of its own (~25 us): 1.6 s of the live agent's 8.1 s
+ * of CPU while a 60,000-file restore streamed in (docs/benchmarks.md, session 19).
  */
 import Database from 'better-sqlite3';
 import type { EntryKind, ManifestEntry, Owner } from '../entry.js';
@@ -45,6 +50,9 @@ type RawRow = [string, EntryKind, number, number, number, string | null, string 
  */
 const CACHE_KIB = 8 * 1024;
 
+/** Rows set one at a time that may wait for a read before they are written (a live batch's worth). */
+const PENDING_MAX = 4096;
+
 export class Mirror {
   readonly #db: Database.Database;
   readonly #get: Database.Statement<[Buffer]>;
@@ -57,6 +65,8 @@ export class Mirror {
   readonly #owners: Owner[] = [];
   /** uid -> gid -> user -> group -> the owner's id. */
   readonly #ownerIds = new Map<number, Map<number, Map<string | null, Map<string | null, number>>>>();
+  /** Rows `set` and not written yet, in the order set: every read writes them first. */
+  #pending: MirrorRow[] = [];
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -82,6 +92,7 @@ export class Mirror {
 
   /** The row at `path`, or undefined. */
   get(path: string): ManifestEntry | undefined {
+    this.#writePending();
     const raw = guarded(() => this.#get.get(treeKey(path)) as RawRow | undefined);
     return raw === undefined ? undefined : this.#row(raw);
   }
@@ -95,18 +106,30 @@ export class Mirror {
     return this.#db.open;
   }
 
-  /** Records (or replaces) the row at `row.path`. */
+  /** Records (or replaces) the row at `row.path`: written with the next read, or with the rows set after it. */
   set(row: MirrorRow): void {
-    guarded(() => this.#write(row));
+    this.#pending.push(row);
+    // Closed: written at once, so that the caller hears of it (MIRROR_FAILED) as from any write.
+    if (this.#pending.length >= PENDING_MAX || !this.#db.open) this.#writePending();
   }
 
   /** Records (or replaces) many rows, in one transaction. */
   setAll(rows: Iterable<MirrorRow>): void {
+    this.#writePending();
+    guarded(() => this.#upsertAll(rows));
+  }
+
+  /** Writes the rows `set` so far, in one transaction. */
+  #writePending(): void {
+    if (this.#pending.length === 0) return;
+    const rows = this.#pending;
+    this.#pending = [];
     guarded(() => this.#upsertAll(rows));
   }
 
   /** Every row, in tree order (relpath.ts compareTreeOrder). No other call may be made until the iteration ends. */
   *inTreeOrder(): Generator<ManifestEntry> {
+    this.#writePending();
     const rows = guarded(() => this.#all.iterate() as IterableIterator<RawRow>);
     try {
       for (;;) {
@@ -121,6 +144,7 @@ export class Mirror {
 
   /** The rows at or below each of `paths` (each list in tree order): one range of the key each. */
   rowsAtOrBelow(paths: Iterable<string>): Map<string, ManifestEntry[]> {
+    this.#writePending();
     const found = new Map<string, ManifestEntry[]>();
     for (const path of paths) {
       if (found.has(path)) continue;
@@ -134,10 +158,12 @@ export class Mirror {
 
   /** How many live files (not tombstones) the standby holds: what a mass deletion's share is counted against. */
   liveFileCount(): number {
+    this.#writePending();
     return guarded(() => this.#liveFiles.get() as number);
   }
 
   close(): void {
+    this.#pending = []; // a copy: nothing is lost with it
     if (this.#db.open) this.#db.close();
   }
 

@@ -92,6 +92,53 @@ test('property: the rows at or below a path are those isWithin says, in tree ord
   }), { numRuns: 200 });
 });
 
+test('property: rows set one at a time (written later, together) are what every read sees, the last one set for a path winning', () => {
+  const kind = fc.constantFrom<Entry['kind']>('file', 'dir');
+  // Few paths, so that one is often set again before a read.
+  const spec = fc.record({ path: fc.constantFrom('a', 'a/b', 'a/b/c', 'a-b', 'a/c', 'b'), kind, size: fc.nat(9), deleted: fc.boolean() });
+  const op = fc.oneof(
+    fc.record({ op: fc.constant('set' as const), rows: spec.map((r) => [r]) }),
+    fc.record({ op: fc.constant('setAll' as const), rows: fc.array(spec, { maxLength: 4 }) }),
+    fc.record({ op: fc.constantFrom('get' as const, 'has' as const, 'below' as const, 'all' as const, 'count' as const), rows: spec.map((r) => [r]) }),
+  );
+  fc.assert(fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+    const model = new Map<string, ManifestEntry>();
+    const inOrder = (): ManifestEntry[] => [...model.values()].sort((a, b) => compareTreeOrder(a.path, b.path));
+    withMirror((m) => {
+      for (const { op: what, rows: specs } of ops) {
+        const rows = specs.map((r) => row(r.path, { kind: r.kind, size: r.size, hash: r.kind === 'dir' ? null : 'aaaaaaaaaaaaaaaa', deletedAt: r.deleted ? T + 1 : null }));
+        const path = rows[0]?.path ?? '';
+        if (what === 'set' || what === 'setAll') {
+          if (what === 'set') m.set(rows[0] as ManifestEntry);
+          else m.setAll(rows);
+          for (const r of rows) model.set(r.path, r);
+        } else if (what === 'get') assert.deepEqual(m.get(path), model.get(path));
+        else if (what === 'has') assert.equal(m.has(path), model.has(path));
+        else if (what === 'below') assert.deepEqual(m.rowsAtOrBelow([path]).get(path), inOrder().filter((r) => isWithin(r.path, path)));
+        else if (what === 'all') assert.deepEqual([...m.inTreeOrder()], inOrder());
+        else assert.equal(m.liveFileCount(), inOrder().filter((r) => r.kind === 'file' && r.deletedAt === null).length);
+      }
+      assert.deepEqual([...m.inTreeOrder()], inOrder());
+    });
+  }), { numRuns: 300 });
+});
+
+test('rows set one at a time past the number that may wait are all kept, in order, and a closed mirror refuses them', () => {
+  withMirror((m) => {
+    const paths = Array.from({ length: 10_000 }, (_, i) => `d${i % 7}/f${i}`);
+    for (const p of paths) m.set(row(p, { size: 1 }));
+    for (const p of paths.slice(0, 5_000)) m.set(row(p, { size: 2 }));
+    const all = [...m.inTreeOrder()];
+    assert.deepEqual(all.map((r) => r.path), [...paths].sort(compareTreeOrder));
+    assert.equal(all.filter((r) => r.size === 2).length, 5_000);
+    assert.equal(m.get('d0/f0')?.size, 2);
+    assert.equal(m.get('d2/f9998')?.size, 1);
+  });
+  const closed = Mirror.open();
+  closed.close();
+  assert.throws(() => closed.set(row('a')), (err) => err instanceof WarmsyncError && err.code === 'MIRROR_FAILED');
+});
+
 test('property: a full pass\'s merge over the mirror plans exactly what diffTrees plans over the same rows in memory', () => {
   const kind = fc.constantFrom<Entry['kind']>('file', 'dir', 'symlink');
   const entry = fc.record({ path: relPath, kind, size: fc.nat(3), deleted: fc.boolean(), damaged: fc.boolean() });
