@@ -35,8 +35,8 @@ function ownerParams(owner: Owner | null | undefined): { uid: number | null; gid
 
 /**
  * The values of a row recorded (upsert, installing), in their statements' order: the mtime twice
- * (the column, and the born time's bound). Positional, not named: binding 13 names cost a receiver
- * about 1.2 us more per statement, two statements a file (docs/benchmarks.md, session 19).
+ * (the column, and the born time's bound). Positional, not named: binding an object of named values
+ * cost a receiver about 1.2 us more per statement, two statements a file (docs/benchmarks.md, session 19).
  */
 type RowValues = [string, EntryKind, number, number, number, string | null, string | null, number, number, number | null, number | null, string | null, string | null];
 
