@@ -44,6 +44,12 @@ export type MirrorRow = Omit<ManifestEntry, 'bornMs'> & { readonly bornMs?: numb
 /** A row as SQLite returns it (`raw` mode): the columns of COLUMNS in order. */
 type RawRow = [string, EntryKind, number, number, number, string | null, string | null, number, number | null, number, number | null];
 
+/** A RawRow and its key, as inTreeOrder reads them. */
+type PagedRow = [...RawRow, Buffer];
+
+/** Rows inTreeOrder reads at once. */
+const PAGE_ROWS = 1024;
+
 /**
  * Pages SQLite keeps in memory (negative: KiB). Past it, rows live in the temporary file: a point
  * read of a cold row costs a page read from the OS's cache, a few microseconds.
@@ -58,7 +64,8 @@ export class Mirror {
   readonly #get: Database.Statement<[Buffer]>;
   readonly #upsert: Database.Statement<unknown[]>;
   readonly #range: Database.Statement<[Buffer, Buffer, Buffer]>;
-  readonly #all: Database.Statement<[]>;
+  readonly #firstPage: Database.Statement<[]>;
+  readonly #pageAfter: Database.Statement<[Buffer]>;
   readonly #liveFiles: Database.Statement<[]>;
   readonly #upsertAll: (rows: Iterable<MirrorRow>) => void;
   /** Owners by a small id: a tree has a handful, and each row stores its owner's id (this connection's own numbering). */
@@ -77,7 +84,8 @@ export class Mirror {
     this.#get = this.#db.prepare(`SELECT ${COLUMNS} FROM rows WHERE key = ?`).raw();
     this.#upsert = this.#db.prepare(`INSERT OR REPLACE INTO rows (key, ${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.#range = this.#db.prepare(`SELECT ${COLUMNS} FROM rows WHERE key = ? OR (key > ? AND key < ?) ORDER BY key`).raw();
-    this.#all = this.#db.prepare(`SELECT ${COLUMNS} FROM rows ORDER BY key`).raw();
+    this.#firstPage = this.#db.prepare(`SELECT ${COLUMNS}, key FROM rows ORDER BY key LIMIT ${PAGE_ROWS}`).raw();
+    this.#pageAfter = this.#db.prepare(`SELECT ${COLUMNS}, key FROM rows WHERE key > ? ORDER BY key LIMIT ${PAGE_ROWS}`).raw();
     this.#liveFiles = this.#db.prepare("SELECT count(*) FROM rows WHERE kind = 'file' AND deleted IS NULL").pluck();
     this.#upsertAll = this.#db.transaction((rows: Iterable<MirrorRow>) => {
       for (const row of rows) this.#write(row);
@@ -127,18 +135,20 @@ export class Mirror {
     guarded(() => this.#upsertAll(rows));
   }
 
-  /** Every row, in tree order (relpath.ts compareTreeOrder). No other call may be made until the iteration ends. */
+  /**
+   * Every row, in tree order (relpath.ts compareTreeOrder), read a page at a time: between pages
+   * the database is free, so rows may be set while this runs (a full pass records each change the
+   * receiver applies as it plans the rest). A row set at a key not reached yet comes in its turn.
+   */
   *inTreeOrder(): Generator<ManifestEntry> {
     this.#writePending();
-    const rows = guarded(() => this.#all.iterate() as IterableIterator<RawRow>);
-    try {
-      for (;;) {
-        const next = guarded(() => rows.next());
-        if (next.done === true) return;
-        yield this.#row(next.value);
-      }
-    } finally {
-      rows.return?.(); // stopped early (a scan failed): the database is free again
+    let page = guarded(() => this.#firstPage.all() as PagedRow[]);
+    while (page.length > 0) {
+      for (const raw of page) yield this.#row(raw);
+      if (page.length < PAGE_ROWS) return;
+      const after = (page[page.length - 1] as PagedRow)[11];
+      this.#writePending();
+      page = guarded(() => this.#pageAfter.all(after) as PagedRow[]);
     }
   }
 
@@ -190,7 +200,7 @@ export class Mirror {
   }
 
   /** A row as a plain literal with its fields always in this order: the rows of a plan share one hidden class. */
-  #row(raw: RawRow): ManifestEntry {
+  #row(raw: RawRow | PagedRow): ManifestEntry {
     const owner = raw[10];
     return {
       path: raw[0], kind: raw[1], size: raw[2], mtimeMs: raw[3], mode: raw[4], hash: raw[5], target: raw[6],

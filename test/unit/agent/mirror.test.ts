@@ -171,6 +171,25 @@ test('a merge stopped half-way (a scan failed) frees the mirror: it can be read 
   });
 });
 
+test('rows set and read while inTreeOrder runs (a full pass recording what the receiver applied): written between its pages; rows behind it are not read again, rows ahead come in their turn', () => {
+  withMirror((m) => {
+    const paths = Array.from({ length: 5000 }, (_, i) => `p/${String(i).padStart(5, '0')}`);
+    m.setAll(paths.map((p) => row(p)));
+    const seen: string[] = [];
+    let i = 0;
+    for (const r of m.inTreeOrder()) {
+      seen.push(r.path);
+      // Behind: the row just read, replaced (past PENDING_MAX, so written mid-iteration). Ahead: a new path.
+      m.set(row(r.path, { size: 4 }));
+      if (i === 100) m.set(row('p/02500-new'));
+      if (i % 1000 === 0) assert.equal(m.get(r.path)?.size, 4, 'a read mid-iteration sees the rows set');
+      i++;
+    }
+    assert.deepEqual(seen, [...paths, 'p/02500-new'].sort(compareTreeOrder));
+    assert.ok([...m.inTreeOrder()].every((r) => r.size === 4 || r.path === 'p/02500-new'));
+  });
+});
+
 test('a failure of the database is MIRROR_FAILED, naming what failed and where SQLite keeps it', () => {
   const m = Mirror.open();
   m.close();
