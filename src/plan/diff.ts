@@ -68,9 +68,16 @@ export class TreeMerge {
   readonly #upserts: Change[] = [];
   /** Rows the source lacks that may be deletions (unknown paths are known only at the end). */
   readonly #gone: ManifestEntry[] = [];
+  readonly #onUpsert: (change: Change) => void;
 
-  constructor(manifest: Iterable<ManifestEntry>, private readonly hides: DiffOptions['hides']) {
+  /**
+   * `onUpsert`: takes each creation and update as soon as it is known, in tree order (parents
+   * first), instead of `finish`'s result, which then holds only the deletions: a full pass sends
+   * as it scans.
+   */
+  constructor(manifest: Iterable<ManifestEntry>, private readonly hides: DiffOptions['hides'], onUpsert?: (change: Change) => void) {
     this.#rows = inOrder(manifest, 'manifest');
+    this.#onUpsert = onUpsert ?? ((change) => this.#upserts.push(change));
   }
 
   /**
@@ -108,12 +115,12 @@ export class TreeMerge {
     }
     this.#compact();
     if (old !== null && old.deletedAt === null && !old.damaged && sameEntry(old, entry)) return;
-    this.#upserts.push({ path: entry.path, old, new: entry });
+    this.#onUpsert({ path: entry.path, old, new: entry });
   }
 
   /**
-   * The plan, ordered for applying (see diffTrees). `unknown`: source paths the scan could not read,
-   * nothing at or below which is deleted.
+   * The plan, ordered for applying (see diffTrees): the deletions, then the upserts not taken by
+   * `onUpsert`. `unknown`: source paths the scan could not read, nothing at or below which is deleted.
    */
   finish(unknown: readonly string[]): Change[] {
     for (let row = this.#nextRow(); row !== undefined; row = this.#nextRow()) {
@@ -185,6 +192,16 @@ function* inOrder<T extends { readonly path: string }>(list: Iterable<T>, what: 
     held = item;
   }
   if (held !== null) yield held;
+}
+
+/**
+ * Must `change` wait for the plan's deletions? It does when it replaces a directory with something
+ * else: the receiver moves a directory that is not empty aside (receiver/apply.ts makeRoomFor) and
+ * drops the rows below it, so the tombstones for the paths below must be recorded first.
+ */
+export function replacesDirectory(change: Change): boolean {
+  const { old, new: next } = change;
+  return old !== null && old.kind === 'dir' && old.deletedAt === null && next !== null && next.kind !== 'dir';
 }
 
 /** What the agent sends for a change. */

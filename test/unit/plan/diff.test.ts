@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Entry, ManifestEntry } from '../../../src/entry.js';
-import { TreeMerge, actionOf, diffTrees, type Change, type DiffOptions } from '../../../src/plan/diff.js';
+import { TreeMerge, actionOf, diffTrees, replacesDirectory, type Change, type DiffOptions } from '../../../src/plan/diff.js';
 import { ancestorsOf, compareTreeOrder, isWithin } from '../../../src/relpath.js';
 
 const T = 1_764_177_919_231;
@@ -317,6 +317,50 @@ describe('TreeMerge: planning as a scan goes', () => {
       const unknown = source.length > 2 ? [(source[2] as Entry).path] : [];
       assert.deepEqual(merge.finish(unknown), diffTrees(source, manifest, { hides: (p) => p.startsWith('b/'), unknown }));
     }), { numRuns: 500 });
+  });
+
+  test('property: with onUpsert, upserts come as their entries are added and finish holds only the deletions; sent as a pass sends them (upserts, deletions, then those that replace a directory), every path below a replaced directory is tombstoned first', () => {
+    const segment = fc.constantFrom('a', 'b', 'a-x', 'é');
+    const pathArb = fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join('/'));
+    const treeArb = fc.uniqueArray(fc.record({ path: pathArb, leaf: fc.constantFrom<'file' | 'link'>('file', 'link') }), { maxLength: 15, selector: (r) => r.path }).map((specs) => {
+      const all = new Set(specs.flatMap((r) => [...ancestorsOf(r.path), r.path]));
+      const leafOf = new Map(specs.map((r) => [r.path, r.leaf]));
+      return [...all].sort(compareTreeOrder).map((p) => ([...all].some((q) => q.startsWith(p + '/')) ? dir(p) : leafOf.get(p) === 'link' ? link(p) : file(p)));
+    });
+    fc.assert(fc.property(treeArb, treeArb, (source, old) => {
+      const manifest = old.map(live);
+      const streamed: Change[] = [];
+      const merge = new TreeMerge(manifest, () => false, (change) => streamed.push(change));
+      for (const entry of source) {
+        const before = streamed.length;
+        merge.add(entry);
+        assert.ok(streamed.slice(before).every((c) => c.path === entry.path), 'an upsert comes with its own entry');
+      }
+      const deletions = merge.finish([]);
+      assert.ok(deletions.every((c) => c.new === null), 'finish: deletions only');
+      const sent = [...streamed.filter((c) => !replacesDirectory(c)), ...deletions, ...streamed.filter(replacesDirectory)];
+      assert.deepEqual([...sent].sort((a, b) => compareTreeOrder(a.path, b.path)), diffTrees(source, manifest, keepAll).sort((a, b) => compareTreeOrder(a.path, b.path)));
+      const at = new Map(sent.map((c, i) => [c.path, i]));
+      for (const [i, c] of sent.entries()) {
+        if (!replacesDirectory(c)) continue;
+        for (const row of manifest) {
+          if (isWithin(row.path, c.path) && row.path !== c.path) assert.ok((at.get(row.path) ?? -1) < i, `${row.path} tombstoned before ${c.path} replaces its directory`);
+        }
+      }
+    }), { numRuns: 500 });
+  });
+
+  test('replacesDirectory: a live directory becoming anything else', () => {
+    const cases: Array<[string, Change, boolean]> = [
+      ['dir -> file', { path: 'a', old: live(dir('a')), new: file('a') }, true],
+      ['dir -> symlink', { path: 'a', old: live(dir('a')), new: link('a') }, true],
+      ['dir -> dir', { path: 'a', old: live(dir('a')), new: dir('a') }, false],
+      ['tombstoned dir -> file', { path: 'a', old: tombstoned(dir('a')), new: file('a') }, false],
+      ['file -> dir', { path: 'a', old: live(file('a')), new: dir('a') }, false],
+      ['new file', { path: 'a', old: null, new: file('a') }, false],
+      ['dir deleted', { path: 'a', old: live(dir('a')), new: null }, false],
+    ];
+    for (const [what, change, expected] of cases) assert.equal(replacesDirectory(change), expected, what);
   });
 
   test('close stops reading the manifest (a stream over a database must be closed)', () => {
