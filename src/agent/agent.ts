@@ -1,20 +1,20 @@
 /**
  * What both agent modes share: the source tree's exclusion rules, the hash cache, and one full
- * reconciliation pass (fetch the receiver's manifest -> scan -> plan -> safety check -> send ->
- * flush). The manifest comes first so that the scan hashes only the files whose hash decides
- * what to do: a file with no row of its size on the standby is sent whatever its hash, and the
- * sender hashes it from the bytes it sends. `runOnce` is `agent --once`: passes until the standby
- * matches. live.ts keeps watching.
+ * reconciliation pass (fetch the receiver's manifest -> scan, planning and sending creations and
+ * updates as it goes -> safety check -> deletions -> flush). The manifest comes first so that the
+ * scan hashes only the files whose hash decides what to do: a file with no row of its size on the
+ * standby is sent whatever its hash, and the sender hashes it from the bytes it sends. `runOnce`
+ * is `agent --once`: passes until the standby matches. live.ts keeps watching.
  */
 import { withoutSetuid, type Entry, type ManifestEntry } from '../entry.js';
 import { WarmsyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ExcludeMatcher, type FilterRule } from '../config/excludes.js';
-import { actionOf, TreeMerge, type Change } from '../plan/diff.js';
-import { checkSafety, isDeletion, type DeletionGuard, type SafetyHalt, type SafetyOptions } from '../plan/safety.js';
+import { actionOf, replacesDirectory, TreeMerge, type Change } from '../plan/diff.js';
+import { checkSafety, type DeletionGuard, type SafetyHalt, type SafetyOptions } from '../plan/safety.js';
 import { countingHasher, type ProgressSink } from '../progress/progress.js';
 import { AgentCache, agentCachePath } from '../scan/cache.js';
-import { createHasher, sharingConcurrentHashes, type FileHasher } from '../scan/hash.js';
+import { createHasher, sharingHashes, type FileHasher } from '../scan/hash.js';
 import { SourceRoot, checkSourceRoot } from '../scan/openfile.js';
 import { isCacheable, scanTree, type ScanResult } from '../scan/scanner.js';
 import { isTempName } from '../confined/temp.js';
@@ -25,7 +25,8 @@ import type { ClientTls, Session } from '../transport/client.js';
 import { standbyLog, type DialedStandbys } from './dial-once.js';
 import { compressorFor, type CompressSetting } from './compress.js';
 import { Mirror } from './mirror.js';
-import { Sender, type OpFailure, type SendReport } from './sender.js';
+import { PassSending } from './pass-sending.js';
+import { Sender, type HashedWhileSent, type OpFailure, type SendReport } from './sender.js';
 
 export interface AgentOptions {
   readonly root: string;
@@ -73,22 +74,28 @@ const MAX_PASSES = 3;
 export interface PassResult {
   readonly scanStarted: number;
   readonly scan: ScanResult;
-  readonly changes: readonly Change[];
   readonly report: SendReport;
-  /** The receiver's manifest as fetched before this pass; `mirrorAfter` brings it up to date. The caller closes it. */
+  /**
+   * The receiver's manifest as fetched before this pass, and with `mirrorFollows` every change it
+   * applied since (the live agent plans against it). The caller closes it.
+   */
   readonly mirror: Mirror;
-  /** When the changes were sent: the deletedAt of the tombstones among them. */
-  readonly deletedAt: number;
   /** Deletions the plan had but a safety halt held back (live mode only; never sent). */
   readonly held: readonly Change[];
+  /** Files the sender hashed too soon after their mtime to cache (scan.ts racyMs). */
+  readonly sentRacy: readonly HashedWhileSent[];
 }
 
 /**
- * How a pass meets a safety halt (invariant 5): `agent --once` throws it before sending anything;
- * the live agent trips `guard` and sends everything but the deletions. `release` skips the check
+ * How a pass meets a safety halt (invariant 5): `agent --once` throws it once the scan has ended,
+ * before any deletion is sent; the live agent trips `guard` and holds the deletions back. Either
+ * way the creations and updates, sent as the scan found them, stand. `release` skips the check
  * (--release-deletions, the operator's word that the source is as it should be).
  */
 export interface PassSafety { readonly options: SafetyOptions; readonly guard: DeletionGuard | null; readonly release: boolean }
+
+/** What one full pass does besides making the standby match: how it meets a safety halt; whether its mirror follows what the receiver applies. */
+export interface PassOptions { readonly safety: PassSafety; readonly mirrorFollows: boolean }
 
 /** The source tree as the agent sees it: exclusion, cache, hasher. */
 export class SourceTree {
@@ -101,8 +108,6 @@ export class SourceTree {
   warnings = 0;
   /** Reports the first reconciliation only: later ones are the quiet routine. */
   private progress: ProgressSink | null;
-  /** Settles when the last scan begun has ended (oneScanAtATime). */
-  private scanning: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly source: SourceRoot, rules: readonly FilterRule[], stateDir: StateDir, readonly cache: AgentCache, readonly hasher: FileHasher,
@@ -125,7 +130,7 @@ export class SourceTree {
     if (cache.movedAside !== null) log.warn('CACHE_REBUILT', `the agent cache was unreadable; moved it to ${cache.movedAside} and started a new one`);
     // Every source file is opened beneath the root's descriptor (scan/openfile.ts).
     const source = new SourceRoot(root.endsWith('/') && root.length > 1 ? root.slice(0, -1) : root);
-    return new SourceTree(source, rules, stateDir, cache, sharingConcurrentHashes(await createHasher({ source })), log, progress, noSetuid);
+    return new SourceTree(source, rules, stateDir, cache, sharingHashes(await createHasher({ source }), { capacity: RECENT_HASHES, mayKeep: (result, hashedAt) => isCacheable(result.mtimeMs, hashedAt) }), log, progress, noSetuid);
   }
 
   readonly warn = (code: string, message: string): void => {
@@ -137,105 +142,117 @@ export class SourceTree {
    * One full reconciliation over `sender`'s connection; a safety halt is met as `safety` says.
    * `log` names the standby when the agent feeds several.
    */
-  async reconcile(sender: Sender, safety: PassSafety, log: Logger = this.log): Promise<PassResult> {
+  async reconcile(sender: Sender, options: PassOptions, log: Logger = this.log): Promise<PassResult> {
     const progress = this.progress;
     this.progress = null;
     try {
-      return await this.reconcilePass(sender, safety, progress, log);
+      return await this.reconcilePass(sender, options, progress, log);
     } finally {
       progress?.done();
     }
   }
 
   /**
-   * Runs `scan` after every scan begun before it has ended. Standbys reconciled at once (an agent
-   * feeding several, all connecting at start) then each read the cache the previous scan wrote,
-   * so a file is hashed once whatever the number of standbys, and one tree walk is held in memory
-   * at a time. Scans are local work: a slow standby's transfers are not behind this.
+   * The cache's hash for the file as it is now, or null: written by a scan that ended after the
+   * asking one began (another standby's pass; a scan beside it shares its reads: sharingHashes).
    */
-  private oneScanAtATime<T>(scan: () => Promise<T>): Promise<T> {
-    const mine = this.scanning.then(scan);
-    this.scanning = mine.then(() => undefined, () => undefined);
-    return mine;
+  private knownHash(path: string, size: number, mtimeMs: number, ino: number): string | null {
+    try {
+      return this.cache.lookup(path, size, mtimeMs, ino);
+    } catch {
+      return null; // the scan's own cursor reports a failing cache
+    }
   }
 
-  private async reconcilePass(sender: Sender, safety: PassSafety, progress: ProgressSink | null, log: Logger): Promise<PassResult> {
+  private async reconcilePass(sender: Sender, options: PassOptions, progress: ProgressSink | null, log: Logger): Promise<PassResult> {
     const mirror = Mirror.open();
     try {
-      return await this.planAndSend(mirror, sender, safety, progress, log);
+      return await this.planAndSend(mirror, sender, options, progress, log);
     } catch (err) {
       mirror.close();
       throw err;
     }
   }
 
-  private async planAndSend(mirror: Mirror, sender: Sender, safety: PassSafety, progress: ProgressSink | null, log: Logger): Promise<PassResult> {
+  /**
+   * Plans as it scans and sends as it plans (PassSending): creations and updates go out in tree
+   * order while the scan goes on, and the scan waits while they are queued. Deletions are known
+   * only at the end (a row the source lacks), so they go last, once the safety check has seen them
+   * all (invariant 5), and with them any upsert that replaces a directory, which must find the
+   * paths below it already tombstoned (replacesDirectory).
+   */
+  private async planAndSend(mirror: Mirror, sender: Sender, { safety, mirrorFollows }: PassOptions, progress: ProgressSink | null, log: Logger): Promise<PassResult> {
     const scanStarted = Date.now();
     await sender.fetchManifest((entries) => mirror.setAll(entries));
-    progress?.phase('hashing', null);
-    const hasher = progress === null ? this.hasher : countingHasher(this.hasher, (bytes) => progress.add(1, bytes));
-    // Planned as it is scanned: the scan's entries and the mirror's rows (by their key) both come
-    // in tree order, so neither is held whole.
-    const merge = new TreeMerge(mirror.inTreeOrder(), this.hides);
-    let scan: ScanResult;
-    try {
-      scan = await this.oneScanAtATime(() => scanTree(this.root, {
-        isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
-        needsHash: (path, size) => hashDecides(merge.rowAt(path), size),
-        onEntry: (entry) => merge.add(this.planned(entry)),
-      }));
-    } catch (err) {
-      merge.close();
-      throw err;
-    }
-    const planned = merge.finish(scan.incomplete);
+    // Counted before the pass: the live agent's mirror takes each change as the receiver applies it.
     const standbyFiles = mirror.liveFileCount();
-    const s = scan.stats;
-    // A path the scan could not read (unreadable, or changing while hashed) is there, not deleted:
-    // a source holding only such paths is not an empty (unmounted) one.
-    const found = s.files + s.dirs + s.symlinks + s.specials;
-    const halt = safety.release ? null : checkSafety(planned, found + scan.incomplete.length, standbyFiles, safety.options);
-    const { changes, held } = this.holdDeletions(planned, halt, safety);
-    if (progress !== null) {
-      const transfers = changes.flatMap((c) => (actionOf(c) === 'transfer' && c.new !== null ? [c.new.size] : []));
-      progress.phase('sending', { files: transfers.length, bytes: transfers.reduce((a, b) => a + b, 0) });
-      sender.onProgress = (files, bytes) => progress.add(files, bytes);
-    }
-    log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache, ${s.unhashed} to hash while sending); ${changes.length} change(s) to send`);
-    const deletedAt = Date.now();
-    const report = await sender.send(changes, deletedAt).finally(() => {
-      sender.onProgress = null;
+    const hashes = new SentHashes(this.cache, this.warn);
+    const sending = new PassSending(sender, {
+      onHashed: (row) => hashes.add(row),
+      onApplied: mirrorFollows ? (change, deletedAt) => applyToMirror(mirror, change, deletedAt) : undefined,
     });
-    this.rememberSentHashes(report);
-    return { scanStarted, scan, changes, report, mirror, deletedAt, held };
-  }
-
-  /** The changes a pass may send, and the deletions a safety halt holds back (see PassSafety). */
-  private holdDeletions(planned: Change[], halt: SafetyHalt | null, safety: PassSafety): { changes: Change[]; held: Change[] } {
-    const { guard } = safety;
-    if (guard === null) {
-      if (halt !== null) throw new WarmsyncError(halt.code, halt.message);
-      return { changes: planned, held: [] };
-    }
-    if (halt !== null) guard.trip(halt);
-    else if (safety.release) guard.release();
-    const held = guard.halt === null ? [] : planned.filter(isDeletion);
-    // Nothing left to hold (the source came back): deletions flow again.
-    if (held.length === 0) {
-      guard.release();
-      return { changes: planned, held };
-    }
-    return { changes: planned.filter((c) => !isDeletion(c)), held };
-  }
-
-  /** Caches the hashes the sender computed, so the next scan does not read those files again. */
-  private rememberSentHashes(report: SendReport): void {
-    const rows = report.hashedWhileSent.filter((h) => isCacheable(h.mtimeMs, h.hashedAt));
-    if (rows.length === 0) return;
+    // What the plan transfers, and what went out while the scan ran: the sending phase's total and start.
+    const toSend = { files: 0, bytes: 0 };
+    const sent = { startedMs: Date.now(), done: { files: 0, bytes: 0 } };
+    sender.onProgress = (files, bytes) => {
+      sent.done.files += files;
+      sent.done.bytes += bytes;
+      progress?.add(files, bytes);
+    };
+    const replacing: Change[] = [];
+    let upserts = 0;
+    const upsert = (change: Change): void => {
+      upserts++;
+      if (actionOf(change) === 'transfer' && change.new !== null) {
+        toSend.files++;
+        toSend.bytes += change.new.size;
+      }
+      if (replacesDirectory(change)) replacing.push(change);
+      else sending.send(change, 0); // no tombstone: no deletedAt
+    };
     try {
-      this.cache.remember(rows);
-    } catch (err) {
-      this.warn('CACHE_FAILED', `${describeError(err)}; ${rows.length} hash(es) will be computed again next time`);
+      // The scan's phase counts the files read: hashed by the scan, or sent as it went.
+      progress?.phase('scanning', null);
+      const hasher = progress === null ? this.hasher : countingHasher(this.hasher, (bytes) => progress.add(1, bytes));
+      // The scan's entries and the mirror's rows (by their key) both come in tree order: neither is held whole.
+      const merge = new TreeMerge(mirror.inTreeOrder(), this.hides, upsert);
+      let scan: ScanResult;
+      try {
+        scan = await scanTree(this.root, {
+          isExcluded: this.isExcluded, cache: this.cache, hasher, onWarning: this.warn,
+          needsHash: (path, size) => hashDecides(merge.rowAt(path), size),
+          knownHash: (path, size, mtimeMs, ino) => this.knownHash(path, size, mtimeMs, ino),
+          onEntry: (entry) => merge.add(this.planned(entry)),
+          room: () => sending.room(),
+        });
+      } catch (err) {
+        merge.close();
+        await sending.abandon();
+        throw err;
+      }
+      const deletions = merge.finish(scan.incomplete);
+      const s = scan.stats;
+      // A path the scan could not read (unreadable, or changing while hashed) is there, not deleted:
+      // a source holding only such paths is not an empty (unmounted) one.
+      const found = s.files + s.dirs + s.symlinks + s.specials;
+      const halt = safety.release ? null : checkSafety(deletions, found + scan.incomplete.length, standbyFiles, safety.options);
+      if (halt !== null && safety.guard === null) {
+        // agent --once: what was sent stands (it is on the source); the halt is the run's outcome.
+        await sending.finish();
+        hashes.flush();
+        throw new WarmsyncError(halt.code, halt.message);
+      }
+      const { send, held } = holdDeletions(deletions, halt, safety);
+      progress?.phase('sending', toSend, sent);
+      log.info(`scanned ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks (${s.hashed} hashed, ${s.cached} from cache, ${s.unhashed} to hash while sending); ${upserts + send.length} change(s) to send`);
+      const deletedAt = Date.now();
+      for (const change of send) sending.send(change, deletedAt);
+      for (const change of replacing) sending.send(change, deletedAt);
+      const report = await sending.finish();
+      hashes.flush();
+      return { scanStarted, scan, report, mirror, held, sentRacy: hashes.racy };
+    } finally {
+      sender.onProgress = null;
     }
   }
 
@@ -251,29 +268,70 @@ export class SourceTree {
 }
 
 /**
+ * The deletions a pass may send, and those a safety halt holds back: with the live agent's guard,
+ * a halt (this pass's, or one still in force) holds them all until released; without a guard
+ * (`agent --once`, which throws a halt before this), all go.
+ */
+function holdDeletions(deletions: Change[], halt: SafetyHalt | null, { guard, release }: PassSafety): { send: Change[]; held: Change[] } {
+  if (guard === null) return { send: deletions, held: [] };
+  if (halt !== null) guard.trip(halt);
+  else if (release) guard.release();
+  // Nothing left to hold (the source came back): deletions flow again.
+  if (guard.halt === null || deletions.length === 0) {
+    guard.release();
+    return { send: deletions, held: [] };
+  }
+  return { send: [], held: deletions };
+}
+
+/** Hashes the agent's hasher remembers for the passes beside the one that computed them (~6 MB). */
+const RECENT_HASHES = 32_768;
+
+/** Hashes cached at once, at most, as the sender's come in. */
+const CACHE_GROUP = 4096;
+
+/**
+ * Files the sender hashed on the way: cached in groups as their ops are answered (a first sync of
+ * a million files would otherwise hold every hash to its end); the racy ones, whose hash may not
+ * be cached yet, kept for the live agent to look at again.
+ */
+class SentHashes {
+  readonly racy: HashedWhileSent[] = [];
+  #group: HashedWhileSent[] = [];
+  #failed = false;
+
+  constructor(private readonly cache: AgentCache, private readonly warn: (code: string, message: string) => void) {}
+
+  add(row: HashedWhileSent): void {
+    if (!isCacheable(row.mtimeMs, row.hashedAt)) {
+      this.racy.push(row);
+      return;
+    }
+    this.#group.push(row);
+    if (this.#group.length >= CACHE_GROUP) this.flush();
+  }
+
+  /** Caches the group so far; after a failure, nothing more (warned once). */
+  flush(): void {
+    const rows = this.#group;
+    this.#group = [];
+    if (rows.length === 0 || this.#failed) return;
+    try {
+      this.cache.remember(rows);
+    } catch (err) {
+      this.#failed = true;
+      this.warn('CACHE_FAILED', `${describeError(err)}; the files this pass hashed while sending them will be hashed again next time`);
+    }
+  }
+}
+
+/**
  * Does a file's hash decide what the plan does with it? Only when the standby holds an undamaged
  * file of the same size at its path (live or tombstoned): same hash, no transfer (diff.ts actionOf).
  * Any other file is transferred, so the sender hashes it on the way instead of the scan.
  */
 export function hashDecides(row: ManifestEntry | undefined, size: number): boolean {
   return row !== undefined && row.kind === 'file' && !row.damaged && row.size === size;
-}
-
-/**
- * The pass's mirror updated by every change the receiver applied: the live agent plans against it.
- * `agent --once` never asks for it, so a first sync of 100k files does not write 100k rows at its end.
- */
-export function mirrorAfter(pass: PassResult): Mirror {
-  const sentHashes = new Map(pass.report.hashedWhileSent.map((h) => [h.path, h.hash]));
-  pass.mirror.setAll(pass.changes.flatMap((change, i) => {
-    if (pass.report.outcomes[i] !== null) return [];
-    const next = change.new;
-    // A file the scan left unhashed: the receiver recorded the hash the sender computed.
-    const sent = next?.kind === 'file' && next.hash === null ? { ...change, new: { ...next, hash: sentHashes.get(change.path) ?? null } } : change;
-    const row = rowAfter(sent, pass.deletedAt);
-    return row === null ? [] : [row];
-  }));
-  return pass.mirror;
 }
 
 /** Updates the agent's copy of the receiver's manifest after the receiver applied `change`. */
@@ -306,9 +364,9 @@ export type OnceOutcome =
   | { readonly url: string; readonly ok: false; readonly error: unknown };
 
 /**
- * `agent --once`: every standby synced at once, each on its own connection, from one source tree
- * (one hash cache, one scan at a time: a file is hashed once). A standby that fails does not stop
- * the others; the outcomes come back in the order of `options.urls`. `dialed`: the connections,
+ * `agent --once`: every standby synced at once, each on its own connection and pass, from one
+ * source tree (one hash cache, shared hashes: a file is hashed once). A standby that fails does
+ * not stop the others; the outcomes come back in the order of `options.urls`. `dialed`: the connections,
  * begun before this module was loaded (dial-once.ts), one per URL in that order.
  */
 export async function runOnce(options: AgentOptions, dialed: DialedStandbys): Promise<OnceOutcome[]> {
@@ -341,11 +399,12 @@ async function syncStandby(tree: SourceTree, url: string, dialing: Promise<Sessi
     for (let pass = 1; pass <= MAX_PASSES; pass++) {
       summary.passes = pass;
       // --release-deletions lets the first pass delete whatever it finds; later passes are checked again.
-      const { scanStarted, scan, report, mirror } = await tree.reconcile(sender, { options: options.safety, guard: null, release: options.releaseDeletions && pass === 1 }, log);
+      const safety = { options: options.safety, guard: null, release: options.releaseDeletions && pass === 1 };
+      const { scanStarted, scan, report, mirror } = await tree.reconcile(sender, { safety, mirrorFollows: false }, log);
       mirror.close(); // each pass fetches the manifest anew
       if (pass === 1) {
         summary.filesScanned = scan.stats.files;
-        summary.hashed = scan.stats.hashed + report.hashedWhileSent.length;
+        summary.hashed = scan.stats.hashed + report.hashedWhileSent;
         summary.skippedUnchanged = scan.stats.files - report.filesSent - report.metaUpdates;
       }
       summary.filesSent += report.filesSent;

@@ -28,7 +28,7 @@ import { lstatOrNull } from '../lstat.js';
 import { Coalescer, type DirtyPath } from '../watch/coalesce.js';
 import { watchTree, type IncompleteReason, type TreeWatcher } from '../watch/watcher.js';
 import { Mirror } from './mirror.js';
-import { RETRYABLE, SourceTree, applyToMirror, hashDecides, mirrorAfter, type AgentOptions, type PassResult } from './agent.js';
+import { RETRYABLE, SourceTree, applyToMirror, hashDecides, type AgentOptions, type PassResult } from './agent.js';
 import { BusyPaths } from './busypaths.js';
 import type { DbReport } from './dbprobe.js';
 import { serveAgentHttp, statusLine, type AgentHttp, type StandbyReport } from './metrics.js';
@@ -577,9 +577,9 @@ class LiveSession {
   private async reconcileInFull(): Promise<void> {
     // Ops in flight would race the full plan's preconditions: let them land first.
     while ((this.inFlight.size > 0 || this.readingLarge.size > 0) && !this.closed) await sleep(5);
-    const pass = await this.tree.reconcile(this.sender, this.held.passSafety(this.options), this.options.log);
+    const pass = await this.tree.reconcile(this.sender, { safety: this.held.passSafety(this.options), mirrorFollows: true }, this.options.log);
     const stale = this.mirror;
-    this.mirror = mirrorAfter(pass);
+    this.mirror = pass.mirror;
     stale.close();
     this.held.afterPass(pass, this.mirror);
     this.stuck.clear();
@@ -592,8 +592,7 @@ class LiveSession {
     // of a session that ended (its receiver restarted) went with it, and a file written just before
     // the reconnect's pass stayed uncached until the next rescan. Judged at each file's own hash
     // time: at the pass's end, a long pass's early files looked old enough, and were never cached.
-    const sentRacy = pass.report.hashedWhileSent.filter((h) => !isCacheable(h.mtimeMs, h.hashedAt));
-    for (const f of [...pass.scan.racy, ...sentRacy]) this.racy.set(f.path, f.mtimeMs + RACY_MS + 1);
+    for (const f of [...pass.scan.racy, ...pass.sentRacy]) this.racy.set(f.path, f.mtimeMs + RACY_MS + 1);
     this.reconciledFrom = pass.scanStarted;
     if (pass.scan.incomplete.length === 0) this.subtreeScans.record('', pass.scanStarted);
     this.hooks.feed.passCompleted(pass.scanStarted);

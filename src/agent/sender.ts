@@ -57,6 +57,7 @@ export interface HashedWhileSent {
   readonly hashedAt: number;
 }
 
+/** What one pass's sending did (PassSending.finish). */
 export interface SendReport {
   readonly ops: number;
   readonly filesSent: number;
@@ -65,11 +66,10 @@ export interface SendReport {
   readonly wireBytesSent: number;
   readonly metaUpdates: number;
   readonly tombstones: number;
+  /** In the order the changes were sent. */
   readonly failures: readonly OpFailure[];
-  /** Per change, in the order given: null when applied and recorded, else why not. */
-  readonly outcomes: readonly (OpFailure | null)[];
   /** Files sent without a hash from the scan, hashed on the way (whatever their outcome). */
-  readonly hashedWhileSent: readonly HashedWhileSent[];
+  readonly hashedWhileSent: number;
 }
 
 type Precondition = Extract<AgentMessage, { type: 'fileBegin' }>['old'];
@@ -248,32 +248,14 @@ export class Sender {
     this.manifestHandler = null;
   }
 
-  /** Sends every change and waits until the receiver has applied and recorded all of them. */
-  async send(changes: readonly Change[], deletedAt: number): Promise<SendReport> {
-    const results: Array<Promise<OpFailure | null>> = [];
-    const counts = { filesSent: 0, metaUpdates: 0, tombstones: 0 };
-    const bytesBefore = this.bytesOnWire;
-    const wireBefore = this.wireBytes;
-    for (const change of changes) {
-      const action = actionOf(change);
-      if (action === 'transfer') {
-        counts.filesSent++;
-      } else if (action === 'setMeta') {
-        counts.metaUpdates++;
-      } else if (action === 'delete') {
-        counts.tombstones++;
-      }
-      results.push((await this.submit(change, deletedAt)).result);
-    }
+  /**
+   * Waits until every transfer begun has been sent and the receiver has answered a flush sent after
+   * them: every op submitted before has been answered. Throws once the session has failed.
+   */
+  async settle(): Promise<void> {
     await Promise.all(this.transfers);
     await this.flush();
-    const outcomes = await Promise.all(results);
     this.check();
-    const hashedWhileSent = this.drainHashed();
-    return {
-      ops: results.length, ...counts, bytesSent: this.bytesOnWire - bytesBefore, wireBytesSent: this.wireBytes - wireBefore,
-      failures: outcomes.filter((f): f is OpFailure => f !== null), outcomes, hashedWhileSent,
-    };
   }
 
   /**
@@ -482,7 +464,6 @@ export class Sender {
     }
   }
 
-  /** The files hashed on the way since the last call (or the last `send`), handed over once. */
   /** Files and file bytes sent over this connection so far (the agent's metrics). */
   get sent(): { readonly files: number; readonly bytes: number; readonly wireBytes: number } {
     return { files: this.filesOnWire, bytes: this.bytesOnWire, wireBytes: this.wireBytes };
@@ -493,6 +474,7 @@ export class Sender {
     this.onProgress?.(1, 0);
   }
 
+  /** The files hashed on the way since the last call, handed over once. */
   drainHashed(): HashedWhileSent[] {
     const hashed = this.hashedWhileSent;
     this.hashedWhileSent = [];

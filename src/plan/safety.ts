@@ -34,7 +34,7 @@ export function checkSafety(changes: readonly Change[], sourceEntries: number, s
   if (deletedFiles > options.minDeletesToHalt && deletedFiles > options.maxDeleteShare * standbyFiles) {
     const pct = Math.round((100 * deletedFiles) / standbyFiles);
     const finding = `this run would delete ${deletedFiles} of ${standbyFiles} files on the standby (${pct} %, above --max-delete ${Math.round(options.maxDeleteShare * 100)} %)`;
-    return { code: 'MASS_DELETE', finding, message: `${finding}; nothing was changed. If this is intended, rerun with a higher --max-delete` };
+    return { code: 'MASS_DELETE', finding, message: `${finding}; no deletion was sent (creations and updates were). If this is intended, rerun with a higher --max-delete` };
   }
   return null;
 }

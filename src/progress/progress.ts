@@ -12,8 +12,11 @@ import type { FileHasher } from '../scan/hash.js';
 import { renderProgress, type Counts, type ProgressState } from './render.js';
 
 export interface ProgressSink {
-  /** Ends the current phase, if any, and starts counting `label`; `total` when it is known. */
-  phase(label: string, total: Counts | null): void;
+  /**
+   * Ends the current phase, if any, and starts counting `label`; `total` when it is known. `since`:
+   * the work began earlier (it ran beside the phase before) and has done this much so far.
+   */
+  phase(label: string, total: Counts | null, since?: { readonly startedMs: number; readonly done: Counts }): void;
   add(files: number, bytes: number): void;
   /** Ends the current phase (safe to call twice). */
   done(): void;
@@ -60,9 +63,9 @@ export function createProgress(mode: ProgressMode, log: Logger, now: () => numbe
   };
 
   return {
-    phase(label, total) {
+    phase(label, total, since) {
       end();
-      current = { label, total, startedMs: now(), done: { files: 0, bytes: 0 } };
+      current = { label, total, startedMs: since?.startedMs ?? now(), done: { files: since?.done.files ?? 0, bytes: since?.done.bytes ?? 0 } };
       if (mode === 'bar') {
         const Bar = loadBar();
         const b = new Bar({

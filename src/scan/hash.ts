@@ -38,6 +38,8 @@ export interface HashResult {
   ino: number;
   /** Permission bits only (mode & 0o7777). */
   mode: number;
+  /** True when the file was read for another caller, not for this one (sharingHashes). */
+  shared?: boolean;
 }
 
 /** What the caller saw when it listed the file; any difference means the file changed since. */
@@ -167,22 +169,46 @@ export async function createHasher(options: HasherOptions = {}): Promise<FileHas
   };
 }
 
+/** What sharingHashes remembers of the hashes it computed. */
+export interface RememberedHashes {
+  /** How many, at most: the oldest go first. */
+  readonly capacity: number;
+  /** May this result, finished at `hashedAt`, be remembered? The cache's rule (scanner.ts isCacheable). */
+  readonly mayKeep: (result: HashResult, hashedAt: number) => boolean;
+}
+
 /**
- * `hasher` where a file asked for while the same file (same path, size, mtime, inode) is already
- * being hashed shares that one read: an agent feeding several standbys looks at each changed path
- * once per standby, at about the same moment. A result is shared only while it is being computed,
- * never remembered: remembering is the cache's job, with its rule for files changed too recently.
+ * `hasher` where a file (same path, size, mtime, inode) asked for while it is being hashed, or
+ * among the last `remember.capacity` hashed whose result `mayKeep`, is not read again: the result
+ * comes back marked `shared`. An agent feeding several standbys runs a pass per standby, each
+ * paced by its own link, and each looks at the same files about the same moment: a file is read
+ * once whatever their number. Longer ago is the cache's job (AgentCache).
  */
-export function sharingConcurrentHashes(hasher: FileHasher): FileHasher {
+export function sharingHashes(hasher: FileHasher, remember: RememberedHashes): FileHasher {
   const running = new Map<string, Promise<HashResult>>();
+  // Insertion order is age: a Map deletes its oldest key cheaply.
+  const done = new Map<string, HashResult>();
   return {
     ...hasher,
     hashFile(absPath, expect) {
       if (expect?.ino === undefined) return hasher.hashFile(absPath, expect);
       const key = `${absPath}\0${expect.size}\0${expect.mtimeMs}\0${expect.ino}\0${expect.dev ?? ''}`;
+      const known = done.get(key);
+      if (known !== undefined) return Promise.resolve({ ...known, shared: true });
       const pending = running.get(key);
-      if (pending !== undefined) return pending;
-      const mine = hasher.hashFile(absPath, expect).finally(() => running.delete(key));
+      if (pending !== undefined) return pending.then((result) => ({ ...result, shared: true }));
+      const mine = hasher.hashFile(absPath, expect).then((result) => {
+        // In the step that ends the read: a caller finds either the read or its result.
+        running.delete(key);
+        if (remember.mayKeep(result, Date.now())) {
+          done.set(key, result);
+          if (done.size > remember.capacity) done.delete(done.keys().next().value as string);
+        }
+        return result;
+      }, (err: unknown) => {
+        running.delete(key);
+        throw err;
+      });
       running.set(key, mine);
       return mine;
     },

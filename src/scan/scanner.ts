@@ -53,9 +53,10 @@ export interface ScanOptions extends WalkOptions {
    */
   needsHash?: (path: string, size: number) => boolean;
   /**
-   * For a scan without `cache` (a subtree of the live agent's tree): the hash a cache kept
-   * elsewhere holds for the file as it is now (size, mtime, inode), or null. Asked only of a file
-   * this scan would otherwise read and hash.
+   * The hash known elsewhere for the file as it is now (size, mtime, inode), or null: for a scan
+   * without `cache` (a subtree of the live agent's tree) the cache's; for a full scan, the cache as
+   * it is now (its cursor reads it as it was when the scan began, before a scan beside it ended).
+   * Asked only of a file this scan would otherwise read and hash.
    */
   knownHash?: (path: string, size: number, mtimeMs: number, ino: number) => string | null;
   /**
@@ -64,6 +65,11 @@ export interface ScanOptions extends WalkOptions {
    * never holds the tree. needsHash is asked in tree order too, before the file's entry comes.
    */
   onEntry?: (entry: Entry) => void;
+  /**
+   * Asked before each path the walk takes: null to go on, or a promise to wait for first (the
+   * taker of `onEntry`'s entries is behind). A rejection ends the scan with its reason.
+   */
+  room?: () => Promise<void> | null;
 }
 
 export interface ScanStats {
@@ -183,8 +189,12 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
       throw new WarmsyncError('SCAN_FAILED', `${absPath}: cannot hash: ${describeError(err)}`, { cause: err });
     }
     const hashedAt = Date.now();
-    stats.hashed++;
-    stats.hashedBytes += result.size;
+    if (result.shared === true) {
+      stats.cached++; // read for a scan beside this one (hash.ts sharingHashes)
+    } else {
+      stats.hashed++;
+      stats.hashedBytes += result.size;
+    }
     if (isCacheable(result.mtimeMs, hashedAt, racyMs)) {
       fresh.push({ path: w.path, size: result.size, mtimeMs: result.mtimeMs, ino: result.ino, hash: result.hash });
     } else {
@@ -208,6 +218,8 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
   try {
     for await (const w of walkTree(root, { isExcluded, onWarning, levelsAbove: options.levelsAbove ?? 0 })) {
       if (failures.length > 0) break;
+      const behind = options.room?.() ?? null;
+      if (behind !== null) await behind;
       if (w.kind === 'dir') {
         found.put({ path: w.path, kind: 'dir', size: 0, mtimeMs: w.mtimeMs, mode: w.mode, hash: null, target: null, owner: ownerOf(w.uid, w.gid, names) });
         stats.dirs++;

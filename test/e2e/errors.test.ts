@@ -3,7 +3,7 @@
 // naming the problem, no stack trace), a receiver without a token, a second receiver on one root,
 // and the safety halts (missing or emptied source, mass deletion, and --max-delete lifting it).
 import assert from 'node:assert/strict';
-import { readdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -26,7 +26,7 @@ async function syncedStandby(count: number): Promise<Standby> {
 }
 
 /** The standby tree and manifest, to show that a failed run changed nothing. */
-async function standbyState(s: Standby): Promise<unknown> {
+async function standbyState(s: Standby): Promise<{ tree: Awaited<ReturnType<typeof readSynced>>; manifest: ReturnType<typeof manifestRows> }> {
   return { tree: await readSynced(s.dst), manifest: manifestRows(s.dst) };
 }
 
@@ -145,14 +145,22 @@ describe('errors', { concurrency: true }, () => {
     assert.equal(files.length, 50);
     const doomed = files.slice(0, 40);
     for (const rel of doomed) await unlink(join(s.src, rel));
+    await writeFile(join(s.src, 'arrived.txt'), 'arrived with the deletions\n');
 
     const r = await runAgent(s, [], 30_000);
-    assertCleanFailure(r, 1, /MASS_DELETE: .*40 of 50/);
-    assert.deepEqual(await standbyState(s), before);
+    assertCleanFailure(r, 1, /MASS_DELETE: .*40 of 50.*no deletion was sent/);
+    // The creation went out as the scan found it (and the directories' new mtimes); no deletion did.
+    assert.equal(await readFile(join(s.dst, 'arrived.txt'), 'utf8'), 'arrived with the deletions\n');
+    const filesOf = (state: typeof before): unknown => ({
+      tree: Object.entries(state.tree).filter(([rel, item]) => item.kind === 'file' && rel !== 'arrived.txt'),
+      manifest: state.manifest.filter((row) => row.kind === 'file' && row.path !== 'arrived.txt'),
+    });
+    assert.deepEqual(filesOf(await standbyState(s)), filesOf(before));
+    assert.deepEqual(tombstonePaths(s.dst), []);
 
     const summary = await syncOnce(s, ['--max-delete', '90']);
     assert.equal(summary.tombstones, 40);
-    assert.equal(summary.filesSent, 0);
+    assert.equal(summary.filesSent, 0, 'arrived.txt went with the halted run');
     assert.deepEqual(tombstonePaths(s.dst).sort(), [...doomed].sort());
     const standby = await readSynced(s.dst);
     for (const rel of files) assert.equal(standby[rel]?.kind, 'file', `${rel} left the standby`);

@@ -15,6 +15,7 @@ import {
   AGENT_CACHE, assertCleanFailure, buildTree, closeStandbys, exists, openStandby, openStandbyOf, restartReceiver, runAgent, runCli, startLiveAgent,
   settleTimes, statusJson, waitFor, waitForConvergence, type AgentProcess, type Standby, type TreeSpec,
 } from '../helpers/e2e.js';
+import { FaultProxy } from '../helpers/proxy.js';
 
 interface HealthOfStandby { url: string; connected: boolean; watermark: number | null; lagMs: number | null; queuedPaths: number; opsInFlight: number }
 
@@ -259,6 +260,37 @@ describe('agent --once with two standbys', () => {
     assert.equal(r.code, 1);
     assert.match(r.stdout, new RegExp(`^${dr.url}: synced: .* 1 sent`, 'm'));
     assert.match(r.stdout, new RegExp(`^${local.url}: failed: `, 'm'));
+  });
+});
+
+describe('agent --once: a standby on a thin link holds back no other', () => {
+  after(closeStandbys);
+
+  test('a new DR standby behind a thin link (1 MB/s) syncs for seconds; the other, in sync behind a long one (200 ms), is done long before', { timeout: 120_000 }, async () => {
+    // More files than a pass has queued and unanswered (2,048 each): the DR pass's scan waits on its link, as a big first sync does.
+    const spec: TreeSpec = {};
+    for (let i = 0; i < 8000; i++) spec[`data/filestore/${(i % 16).toString(16).padStart(2, '0')}/f${i}`] = `${i}:`.padEnd(1024, 'x');
+    const { local, dr } = await openPair(spec);
+    await settleTimes(local.src);
+    assert.equal((await runAgent(local)).code, 0);
+    const proxyTo = (s: Standby): Promise<FaultProxy> => FaultProxy.start({ host: '127.0.0.1', port: Number(new URL(s.url).port) });
+    const [long, thin] = await Promise.all([proxyTo(local), proxyTo(dr)]);
+    try {
+      // The thin link's pass starts first (the long one's manifest comes 200 ms later): its scan must not hold the other's back.
+      long.settings.latencyMs = 100;
+      thin.settings.bytesPerSec = 1_000_000;
+      const r = await runCli(['agent', '--root', local.src, '--connect', long.url, '--connect', thin.url, '--token-file', local.tokenFile, '--once', '--json'], { timeoutMs: 100_000 });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout.trim()) as { standbys: Array<{ ok: boolean; filesSent: number; elapsedMs: number }> };
+      const [near, far] = out.standbys as [typeof out.standbys[0], typeof out.standbys[0]];
+      assert.deepEqual([near.filesSent, far.filesSent], [0, 8000]);
+      // 8 MB at 1 MB/s: the DR pass takes 8 s at least.
+      assert.ok(far.elapsedMs >= 7000, `DR: ${far.elapsedMs} ms`);
+      assert.ok(near.elapsedMs < far.elapsedMs / 3, `in sync: ${near.elapsedMs} ms, DR: ${far.elapsedMs} ms`);
+    } finally {
+      await Promise.all([long.close(), thin.close()]);
+    }
+    await waitForConvergence(dr);
   });
 });
 

@@ -416,6 +416,39 @@ describe('scanTree handing entries over as it goes (onEntry)', () => {
     assert.deepEqual(taken, [...taken].sort(compareTreeOrder));
   });
 
+  it('room: the walk waits on it before each path, and a rejection ends the scan with its reason', async () => {
+    const fx = await makeTree();
+    const taken: string[] = [];
+    let open: (() => void) | null = null;
+    let asked = 0;
+    const scan = scanTree(fx.root, optionsFor(fx, null, {
+      onEntry: (e) => taken.push(e.path),
+      // Every third path waits until the test lets it go.
+      room: () => (++asked % 3 === 0 ? new Promise<void>((resolve) => { open = resolve; }) : null),
+    }));
+    let done = false;
+    void scan.then(() => { done = true; }, () => { done = true; });
+    let released = 0;
+    while (!done && released < 1000) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      if (open === null) continue;
+      const waitingAt = asked;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      assert.equal(asked, waitingAt, 'no path was taken while the walk waited');
+      const go: () => void = open;
+      open = null;
+      released++;
+      go();
+    }
+    const result = await scan;
+    assert.ok(released > 0, 'the walk waited');
+    assert.equal(result.stats.files, fx.files.size);
+    assert.deepEqual(taken, [...taken].sort(compareTreeOrder));
+
+    const full = new Error('the taker is gone');
+    await assert.rejects(scanTree(fx.root, optionsFor(fx, null, { onEntry: () => undefined, room: () => Promise.reject(full) })), (err) => err === full);
+  });
+
   it('a taker that throws fails the scan with its error, hashes still running are awaited', async () => {
     const fx = await makeTree();
     const boom = new Error('taker refused');

@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { Sender } from '../../../src/agent/sender.js';
+import { PassSending } from '../../../src/agent/pass-sending.js';
+import { Sender, type HashedWhileSent, type OpFailure, type SendReport } from '../../../src/agent/sender.js';
 import { wholeMs, type Entry } from '../../../src/entry.js';
 import type { Change } from '../../../src/plan/diff.js';
 import type { AgentMessage } from '../../../src/protocol/messages.js';
@@ -35,9 +36,10 @@ interface Seen {
 
 /**
  * A receiver that takes every file: credits each chunk and answers ok once all bytes arrived (or at
- * fileBegin, for an empty file). Records what arrived per op.
+ * fileBegin, for an empty file). Records what arrived per op. Directories, metadata and tombstones
+ * it answers ok at once, their paths in `order` as they came.
  */
-function scriptReceiver(conn: Connection, seen: Map<number, Seen>): void {
+function scriptReceiver(conn: Connection, seen: Map<number, Seen>, order?: string[]): void {
   const received = new Map<number, number>();
   conn.onFrame((frame) => {
     if (frame.kind === 'chunk') {
@@ -64,6 +66,9 @@ function scriptReceiver(conn: Connection, seen: Map<number, Seen>): void {
       conn.send({ type: 'results', items: [{ op: msg.op, ok: false, code: 'ABORTED' }] });
     } else if (msg.type === 'flush') {
       conn.send({ type: 'flushed', id: msg.id });
+    } else if (msg.type === 'mkdir' || msg.type === 'delete' || msg.type === 'setMeta') {
+      order?.push(msg.path);
+      conn.send({ type: 'results', items: [{ op: msg.op, ok: true }] });
     }
   });
 }
@@ -87,19 +92,20 @@ describe('Sender file transfers', () => {
   });
 
   /** A Sender on a fresh connection to a scripted receiver, and what that receiver saw. */
-  async function connect(window: number): Promise<{ sender: Sender; seen: Map<number, Seen> }> {
+  async function connect(window: number): Promise<{ sender: Sender; seen: Map<number, Seen>; order: string[]; cut: () => void }> {
     const seen = new Map<number, Seen>();
+    const order: string[] = [];
     wss.once('connection', (ws) => {
       const conn = new Connection(ws, 'agent');
       conn.markAuthenticated();
-      scriptReceiver(conn, seen);
+      scriptReceiver(conn, seen, order);
     });
     const ws = new WebSocket(url, { perMessageDeflate: false });
     sockets.push(ws);
     await once(ws, 'open');
     const conn = new Connection(ws, 'receiver');
     conn.markAuthenticated();
-    return { sender: new Sender(conn, { window, maxInFlight: 8 }, new SourceRoot(dir), await createHasher()), seen };
+    return { sender: new Sender(conn, { window, maxInFlight: 8 }, new SourceRoot(dir), await createHasher()), seen, order, cut: () => ws.terminate() };
   }
 
   /** Writes a file and returns the Entry a scan would have listed for it. */
@@ -111,6 +117,17 @@ describe('Sender file transfers', () => {
   }
 
   const created = (entry: Entry): Change => ({ path: entry.path, old: null, new: entry });
+
+  /** Sends `changes` as a full pass does (PassSending): the report, each change's outcome in order, and the hashes made on the way. */
+  async function sendAll(sender: Sender, changes: readonly Change[]): Promise<{ report: SendReport; outcomes: (OpFailure | null)[]; hashed: HashedWhileSent[] }> {
+    const applied = new Set<string>();
+    const hashed: HashedWhileSent[] = [];
+    const sending = new PassSending(sender, { onHashed: (row) => hashed.push(row), onApplied: (change) => applied.add(change.path) });
+    for (const change of changes) sending.send(change, Date.now());
+    const report = await sending.finish();
+    const outcomes = changes.map((c) => (applied.has(c.path) ? null : report.failures.find((f) => f.path === c.path) ?? assert.fail(`${c.path}: neither applied nor failed`)));
+    return { report, outcomes, hashed };
+  }
   const sizes: [string, number][] = [
     ['empty', 0],
     ['just under the threshold (synchronous)', SYNC_READ_MAX_BYTES - 1],
@@ -122,8 +139,8 @@ describe('Sender file transfers', () => {
     const { sender, seen } = await connect(32 << 20);
     const contents = sizes.map(([, size]) => randomBytes(size));
     const entries = await Promise.all(sizes.map((_, i) => scanned(`whole-${i}`, contents[i] as Buffer)));
-    const report = await sender.send(entries.map(created), Date.now());
-    assert.deepEqual(report.outcomes, entries.map(() => null));
+    const { report, outcomes } = await sendAll(sender, entries.map(created));
+    assert.deepEqual(outcomes, entries.map(() => null));
     assert.equal(report.bytesSent, contents.reduce((n, c) => n + c.length, 0));
     for (const [i, entry] of entries.entries()) {
       const s = [...seen.values()].find((v) => v.begin.path === entry.path);
@@ -138,8 +155,8 @@ describe('Sender file transfers', () => {
     const cases = sizes.filter(([, size]) => size > 0);
     const contents = cases.map(([, size]) => randomBytes(size));
     const entries = await Promise.all(cases.map(async (_, i) => ({ ...(await scanned(`unhashed-${i}`, contents[i] as Buffer)), hash: null })));
-    const report = await sender.send(entries.map(created), Date.now());
-    assert.deepEqual(report.outcomes, entries.map(() => null));
+    const { outcomes, hashed } = await sendAll(sender, entries.map(created));
+    assert.deepEqual(outcomes, entries.map(() => null));
     for (const [i, entry] of entries.entries()) {
       const what = cases[i]?.[0];
       const content = contents[i] as Buffer;
@@ -154,7 +171,7 @@ describe('Sender file transfers', () => {
         assert.deepEqual(s.end, { hash: expected, bytesBefore: content.length }, `${what}: fileEnd after every byte, with the hash`);
       }
       const st = await stat(join(dir, entry.path));
-      const noted = report.hashedWhileSent.find((h) => h.path === entry.path);
+      const noted = hashed.find((h) => h.path === entry.path);
       assert.deepEqual(noted && { ...noted, hashedAt: 0 }, { path: entry.path, hash: expected, size: content.length, mtimeMs: entry.mtimeMs, ino: st.ino, hashedAt: 0 });
     }
   });
@@ -170,8 +187,8 @@ describe('Sender file transfers', () => {
       const cases = sizes.filter(([, size]) => size > 0);
       const entries = await Promise.all(cases.map(([, size], i) => scanned(`${what.split(' ')[0]}-${i}`, randomBytes(size))));
       for (const e of entries) change(join(dir, e.path));
-      const report = await sender.send(entries.map(created), Date.now());
-      report.outcomes.forEach((o, i) => assert.equal(o?.code, 'FILE_CHANGED', cases[i]?.[0]));
+      const { outcomes } = await sendAll(sender, entries.map(created));
+      outcomes.forEach((o, i) => assert.equal(o?.code, 'FILE_CHANGED', cases[i]?.[0]));
       // Changed before the send: the open descriptor's fstat shows it before any byte goes out.
       assert.deepEqual([...seen.values()].map((s) => s.begin.path), [], 'nothing was begun');
     });
@@ -186,9 +203,9 @@ describe('Sender file transfers', () => {
           change(join(dir, entry.path));
         }
       };
-      const report = await sender.send([created(entry)], Date.now());
+      const { outcomes } = await sendAll(sender, [created(entry)]);
       assert.ok(changed, 'the file changed after its first chunk went out');
-      assert.equal(report.outcomes[0]?.code, 'FILE_CHANGED');
+      assert.equal(outcomes[0]?.code, 'FILE_CHANGED');
       const s = [...seen.values()][0];
       assert.ok(s !== undefined, 'the file was begun');
       assert.ok(s.aborted, 'begun, so aborted');
@@ -215,8 +232,8 @@ describe('Sender file transfers', () => {
           entries.push(entry);
         }
       }
-      const report = await sender.send(entries.map(created), Date.now());
-      assert.deepEqual(report.outcomes.map((o) => o?.code), entries.map(() => 'FILE_CHANGED'));
+      const { report, outcomes } = await sendAll(sender, entries.map(created));
+      assert.deepEqual(outcomes.map((o) => o?.code), entries.map(() => 'FILE_CHANGED'));
       assert.deepEqual([...seen.values()].map((v) => v.begin.path), [], 'nothing was begun');
       assert.equal(report.bytesSent, 0);
     } finally {
@@ -230,7 +247,84 @@ describe('Sender file transfers', () => {
     const first = await scanned('credit-0', randomBytes(SYNC_READ_MAX_BYTES - 1));
     await appendFile(join(dir, first.path), 'x');
     const rest = await Promise.all([1, 2, 3].map((i) => scanned(`credit-${i}`, randomBytes(SYNC_READ_MAX_BYTES - 1))));
-    const report = await sender.send([first, ...rest].map(created), Date.now());
-    assert.deepEqual(report.outcomes.map((o) => o?.code ?? null), ['FILE_CHANGED', null, null, null]);
+    const { outcomes } = await sendAll(sender, [first, ...rest].map(created));
+    assert.deepEqual(outcomes.map((o) => o?.code ?? null), ['FILE_CHANGED', null, null, null]);
+  });
+
+  describe('PassSending: a full pass sends as it plans', () => {
+    const dirChange = (path: string): Change => ({ path, old: null, new: { path, kind: 'dir', size: 0, mtimeMs: 1_700_000_000_000, mode: 0o755, hash: null, target: null } });
+    const hooks = { onHashed: (): void => undefined };
+
+    it('sends every change queued, in the order queued, far past the queue\'s room, and answers them all', async () => {
+      const { sender, order } = await connect(32 << 20);
+      const sending = new PassSending(sender, hooks);
+      const paths = Array.from({ length: 6000 }, (_, i) => `d-${String(i).padStart(5, '0')}`);
+      assert.equal(sending.room(), null, 'room before anything is queued');
+      for (const path of paths) sending.send(dirChange(path), 0);
+      const report = await sending.finish();
+      assert.deepEqual(order, paths);
+      assert.equal(report.ops, paths.length);
+      assert.deepEqual(report.failures, []);
+    });
+
+    it('room(): a promise once the queue is full, settled as it drains; the scan that waits on it loses nothing', async () => {
+      const { sender, order } = await connect(32 << 20);
+      const sending = new PassSending(sender, hooks);
+      const queued: string[] = [];
+      let waits = 0;
+      // As a scan feeds it: each path asks for room first.
+      for (let i = 0; i < 10_000; i++) {
+        const wait = sending.room();
+        if (wait !== null) {
+          waits++;
+          await wait;
+        }
+        const path = `r-${String(i).padStart(5, '0')}`;
+        queued.push(path);
+        sending.send(dirChange(path), 0);
+      }
+      await sending.finish();
+      assert.ok(waits > 0, 'the feeder was made to wait');
+      assert.deepEqual(order, queued);
+    });
+
+    it('a change queued after the loop went idle is still sent', async () => {
+      const { sender, order } = await connect(32 << 20);
+      const sending = new PassSending(sender, hooks);
+      sending.send(dirChange('first'), 0);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      sending.send(dirChange('second'), 0);
+      const report = await sending.finish();
+      assert.deepEqual(order, ['first', 'second']);
+      assert.equal(report.ops, 2);
+    });
+
+    it('the connection lost: room() rejects with CONNECTION_LOST and finish() throws it', async () => {
+      const { sender, cut } = await connect(32 << 20);
+      const sending = new PassSending(sender, hooks);
+      for (let i = 0; i < 5000; i++) sending.send(dirChange(`lost-${i}`), 0);
+      cut();
+      await assert.rejects(async () => {
+        for (;;) {
+          await (sending.room() ?? new Promise((resolve) => setTimeout(resolve, 5)));
+        }
+      }, { code: 'CONNECTION_LOST' });
+      await assert.rejects(sending.finish(), { code: 'CONNECTION_LOST' });
+    });
+
+    it('onApplied: an unhashed file comes with the hash it was sent with; onHashed gets it once', async () => {
+      const { sender } = await connect(32 << 20);
+      const hasher = await createHasher();
+      const contents = [randomBytes(100), randomBytes(SYNC_READ_MAX_BYTES + 1)];
+      const entries = await Promise.all(contents.map(async (c, i) => ({ ...(await scanned(`applied-${i}`, c)), hash: null })));
+      const applied: Change[] = [];
+      const hashed: HashedWhileSent[] = [];
+      const sending = new PassSending(sender, { onHashed: (row) => hashed.push(row), onApplied: (change) => applied.push(change) });
+      for (const entry of entries) sending.send(created(entry), 0);
+      const report = await sending.finish();
+      assert.equal(report.hashedWhileSent, 2);
+      assert.deepEqual(applied.map((c) => [c.path, c.new?.hash]).sort(), entries.map((e, i) => [e.path, hasher.hashBytes(contents[i] as Buffer)]).sort());
+      assert.deepEqual(hashed.map((h) => h.path).sort(), entries.map((e) => e.path).sort());
+    });
   });
 });

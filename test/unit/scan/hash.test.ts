@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import xxhash from 'xxhash-wasm';
 import { wholeMs } from '../../../src/entry.js';
 import { WarmsyncError } from '../../../src/errors.js';
-import { SYNC_READ_MAX_BYTES, createHasher, type FileHasher } from '../../../src/scan/hash.js';
+import { SYNC_READ_MAX_BYTES, createHasher, sharingHashes, type FileHasher, type HashResult } from '../../../src/scan/hash.js';
 
 const MiB = 1024 * 1024;
 /** An mtime utimes can restore exactly (no sub-second part). */
@@ -218,6 +218,47 @@ describe('hashFile', () => {
 
   it('passes fs errors through (ENOENT for a missing file)', async () => {
     await assert.rejects(hasher.hashFile(path.join(dir, 'missing')), { code: 'ENOENT' });
+  });
+
+  describe('sharingHashes: a file read once for every caller that asks at about the same time', () => {
+    async function fileOf(name: string, size: number): Promise<{ file: string; expect: { size: number; mtimeMs: number; ino: number } }> {
+      const file = path.join(dir, name);
+      await writeFile(file, randomBytes(size));
+      const st = await stat(file);
+      return { file, expect: { size: st.size, mtimeMs: wholeMs(st.mtimeMs), ino: st.ino } };
+    }
+    function counting(mayKeep: (result: HashResult, hashedAt: number) => boolean, capacity = 8): { shared: FileHasher; reads: () => number } {
+      let reads = 0;
+      const shared = sharingHashes({ ...hasher, hashFile: (p, e) => { reads++; return hasher.hashFile(p, e); } }, { capacity, mayKeep });
+      return { shared, reads: () => reads };
+    }
+
+    it('asked while it is being hashed: read once, the later result marked shared', async () => {
+      const { file, expect } = await fileOf('shared', 300_000);
+      const { shared, reads } = counting(() => false);
+      const [first, second] = await Promise.all([shared.hashFile(file, expect), shared.hashFile(file, expect)]);
+      assert.equal(reads(), 1);
+      assert.equal(first.shared, undefined);
+      assert.equal(second.shared, true);
+      assert.equal(second.hash, first.hash);
+      // Not kept (mayKeep said no): read again.
+      assert.equal((await shared.hashFile(file, expect)).shared, undefined);
+      assert.equal(reads(), 2);
+    });
+
+    it('asked after: the result kept when mayKeep allows, the newest `capacity` of them; never for another size, mtime or inode', async () => {
+      const files = await Promise.all([0, 1, 2].map((i) => fileOf(`kept-${i}`, 1000 + i)));
+      const { shared, reads } = counting(() => true, 2);
+      for (const { file, expect } of files) await shared.hashFile(file, expect);
+      assert.equal(reads(), 3);
+      const [oldest, , newest] = files as [typeof files[0], typeof files[0], typeof files[0]];
+      assert.equal((await shared.hashFile(newest.file, newest.expect)).shared, true);
+      assert.equal(reads(), 3);
+      assert.equal((await shared.hashFile(oldest.file, oldest.expect)).shared, undefined, 'the oldest went');
+      assert.equal(reads(), 4);
+      await assert.rejects(shared.hashFile(newest.file, { ...newest.expect, mtimeMs: newest.expect.mtimeMs + 1 }), { code: 'FILE_CHANGED' });
+      assert.equal(reads(), 5, 'another mtime is another file: read, and found changed');
+    });
   });
 
   it('hashes many files concurrently without mixing their states', async () => {
