@@ -51,6 +51,20 @@ describe('plain lines', () => {
     sink.done();
     assert.equal(lines.length, 1);
   });
+  test('a phase begun earlier (since): its count and rate start from what was done before it', () => {
+    const lines: string[] = [];
+    let clock = 10_000;
+    const sink = createProgress('lines', createLogger('info', (l) => lines.push(l)), () => clock, 60_000);
+    assert.ok(sink !== null);
+    sink.phase('scanning', null);
+    // Sent while the scan ran: 2 files, 2 KiB, since t = 6 s.
+    sink.add(2, 2048);
+    sink.phase('sending', { files: 4, bytes: 4096 }, { startedMs: 6000, done: { files: 2, bytes: 2048 } });
+    sink.add(2, 2048);
+    clock = 14_000;
+    sink.done();
+    assert.match(lines.at(-1) ?? '', /INFO {2}sending: done, 4 files, 4\.00 KiB in 8\.0 s \(512 B\/s\)$/);
+  });
   test("'off' is no sink", () => {
     assert.equal(createProgress('off', createLogger('silent')), null);
   });
