@@ -67,12 +67,13 @@ export class PassSending {
     return new Promise((resolve) => this.#roomWaiters.push(resolve));
   }
 
-  /** Waits until every change queued has been answered; throws when the session failed. */
+  /** Waits until every change queued has been answered; throws when the session failed, or onApplied did. */
   async finish(): Promise<SendReport> {
     while (this.#pumping) await this.#pump;
     if (this.#error !== null) throw this.#error;
     await this.#sender.settle();
     if (this.#unanswered > 0) await new Promise<void>((resolve) => { this.#allAnswered = resolve; });
+    if (this.#error !== null) throw this.#error;
     this.#takeHashed(null); // any left: hashed for an op this pass did not send
     const sent = this.#sender.sent;
     return {
@@ -130,17 +131,26 @@ export class PassSending {
     }
   }
 
+  /** One answer. A hook that throws (the mirror's database failed) fails the pass: finish() and room() report it. */
   #answered(index: number, change: Change, deletedAt: number, failure: OpFailure | null): void {
-    const hashed = change.new?.kind === 'file' && change.new.hash === null ? this.#takeHashed(change.path) : undefined;
-    if (failure !== null) this.#failures.push({ index, failure });
-    else if (this.#hooks.onApplied !== undefined) {
-      const next = change.new;
-      this.#hooks.onApplied(next !== null && hashed !== undefined ? { ...change, new: { ...next, hash: hashed.hash } } : change, deletedAt);
+    try {
+      const hashed = change.new?.kind === 'file' && change.new.hash === null ? this.#takeHashed(change.path) : undefined;
+      if (failure !== null) this.#failures.push({ index, failure });
+      else if (this.#hooks.onApplied !== undefined) {
+        const next = change.new;
+        this.#hooks.onApplied(next !== null && hashed !== undefined ? { ...change, new: { ...next, hash: hashed.hash } } : change, deletedAt);
+      }
+    } catch (err) {
+      this.#error ??= err;
+    } finally {
+      if (--this.#unanswered === 0) this.#allAnswered?.();
     }
-    if (--this.#unanswered === 0) this.#allAnswered?.();
   }
 
-  /** Hands the sender's new hashes to onHashed, keeping them by path until their op is answered; returns (and hands over) `path`'s, or all when null. */
+  /**
+   * Collects the sender's new hashes by path until their op is answered; then hands `path`'s to
+   * onHashed and returns it (all of them when `path` is null).
+   */
   #takeHashed(path: string | null): HashedWhileSent | undefined {
     for (const row of this.#sender.drainHashed()) {
       this.#hashed.set(row.path, row);

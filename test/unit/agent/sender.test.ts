@@ -312,6 +312,15 @@ describe('Sender file transfers', () => {
       await assert.rejects(sending.finish(), { code: 'CONNECTION_LOST' });
     });
 
+    it('onApplied throwing (the mirror failed) fails the pass: finish() and room() give its error, nothing goes unhandled', async () => {
+      const { sender } = await connect(32 << 20);
+      const broken = new Error('mirror: disk full');
+      const sending = new PassSending(sender, { onHashed: () => undefined, onApplied: () => { throw broken; } });
+      for (let i = 0; i < 3000; i++) sending.send(dirChange(`broken-${i}`), 0);
+      await assert.rejects(sending.finish(), (err) => err === broken);
+      await assert.rejects(sending.room() ?? Promise.resolve(), (err) => err === broken);
+    });
+
     it('onApplied: an unhashed file comes with the hash it was sent with; onHashed gets it once', async () => {
       const { sender } = await connect(32 << 20);
       const hasher = await createHasher();
