@@ -33,7 +33,7 @@ export interface DiffOptions {
  * Both inputs in any order; the result is ordered for applying: deletions first, children before
  * parents (they only record tombstones, and must be in place before a path that changes kind clears
  * its old subtree), then creations and updates, parents before children. For small inputs (a live
- * batch); a full pass gives its sorted streams to diffSortedTrees.
+ * batch); a full pass merges its sorted streams with TreeMerge, sending each upsert as it comes.
  */
 export function diffTrees(source: Iterable<Entry>, manifest: Iterable<ManifestEntry>, options: DiffOptions): Change[] {
   // A stable sort: of two rows with one path, the later is still the later.
