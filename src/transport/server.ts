@@ -137,11 +137,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     })();
   });
 
+  // ws re-emits every error of the HTTP server on itself: unheard there, a port already taken was
+  // an uncaught 'error' event (a stack trace, and no clean stop) instead of LISTEN_FAILED. Once
+  // listening, the server's errors are its accept(2)'s (EMFILE): it goes on serving, so they are logged.
+  let listening = false;
+  wss.on('error', (err: NodeJS.ErrnoException) => {
+    if (listening) options.log.warn('ACCEPT_FAILED', `accepting a connection failed: ${err.code ?? describeError(err)}`);
+  });
   await new Promise<void>((resolve, reject) => {
     http.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new WarmsyncError('LISTEN_FAILED', `cannot listen on ${options.host}:${options.port}: ${err.code ?? err.message}`, { cause: err }));
+      if (!listening) reject(new WarmsyncError('LISTEN_FAILED', `cannot listen on ${options.host}:${options.port}: ${err.code ?? err.message}`, { cause: err }));
     });
-    http.listen(options.port, options.host, () => resolve());
+    http.listen(options.port, options.host, () => {
+      listening = true;
+      resolve();
+    });
   });
   const address = http.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;

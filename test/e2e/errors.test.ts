@@ -11,6 +11,7 @@ import {
   assertCleanFailure, buildTree, closeStandbys, exists, manifestRows, openStandby, openWorkspace, readSynced, receiverArgs,
   runAgent, runCli, settleTimes, syncOnce, tombstonePaths, type Standby,
 } from '../helpers/e2e.js';
+import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
 
 after(closeStandbys);
 
@@ -100,6 +101,29 @@ describe('errors', { concurrency: true }, () => {
     await settleTimes(s.src);
     await syncOnce(s);
     assert.equal((await readSynced(s.dst))['still.txt']?.kind, 'file');
+  });
+
+  test('a --listen address it cannot take: the receiver exits 1 LISTEN_FAILED naming why, and stops cleanly', { timeout: 60_000 }, async () => {
+    const ws = await openWorkspace();
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
+    const taken = (holder.address() as AddressInfo).port;
+    try {
+      // A port in use, and an address no interface of this host has (TEST-NET-1, RFC 5737).
+      const busy = await runCli(['receiver', ...receiverArgs(ws), '--listen', `127.0.0.1:${taken}`], { timeoutMs: 30_000 });
+      assertCleanFailure(busy, 1, new RegExp(`LISTEN_FAILED: cannot listen on 127\\.0\\.0\\.1:${taken}: EADDRINUSE`));
+      const foreign = await runCli(['receiver', ...receiverArgs(ws), '--listen', '192.0.2.1:7000'], { timeoutMs: 30_000 });
+      assertCleanFailure(foreign, 1, /LISTEN_FAILED: cannot listen on 192\.0\.2\.1:7000: EADDRNOTAVAIL/);
+    } finally {
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+    }
+    // Both stopped as a receiver stops: the next one finds nothing to recover, and serves.
+    const receiver = await startReceiverProcess(receiverArgs(ws));
+    await buildTree(ws.src, { 'after.txt': 'served\n' });
+    await settleTimes(ws.src);
+    await syncOnce({ ...ws, receiver, url: receiver.url });
+    assert.equal((await readSynced(ws.dst))['after.txt']?.kind, 'file');
+    assert.doesNotMatch(receiver.stderr(), /RECOVERED/);
   });
 
   test('safety halt: a missing source root exits 1 and sends nothing', { timeout: 60_000 }, async () => {
