@@ -6,7 +6,7 @@
  *   STATUS=<one line>        whenever the line changes (looked at every STATUS_POLL_MS)
  *   EXTEND_TIMEOUT_USEC=N    while a long start-up is still going (the agent's first full pass)
  *   WATCHDOG=1               every WATCHDOG_USEC/2 when the unit has WatchdogSec=
- *   STOPPING=1               on SIGTERM/SIGINT
+ *   STOPPING=1               on SIGTERM, SIGINT or SIGHUP
  *
  * Only when $NOTIFY_SOCKET is set (systemd sets it for Type=notify); otherwise every call does
  * nothing. A message that cannot be sent logs one warning (NOTIFY_FAILED) and the daemon goes on:

@@ -37,8 +37,8 @@ export interface ReceiverProcess {
   readonly url: string;
   readonly child: ChildProcess;
   stderr(): string;
-  /** SIGTERM, then waits for exit; returns the exit code. */
-  stop(): Promise<number | null>;
+  /** `signal` (SIGTERM by default), then waits for exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 const live = new Set<ChildProcess>();
@@ -95,8 +95,8 @@ export function startReceiverProcess(args: string[], env: NodeJS.ProcessEnv = {}
       clearTimeout(timer);
       resolve({
         url: m[1] as string, child: p.child, stderr: p.stderr,
-        stop: async () => {
-          p.child.kill('SIGTERM');
+        stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+          p.child.kill(signal);
           return p.exited;
         },
       });

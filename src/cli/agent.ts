@@ -11,7 +11,7 @@ import { systemdNotifier } from '../notify.js';
 import { ensureStateDir, resolveStateDir } from '../statedir.js';
 import { refuseStandbySource } from './standby-guard.js';
 import { CLIENT_TLS_OPTIONS, clientTls } from './tls.js';
-import { commandLogger, commonHelp, parseByteRate, parseConnectUrl, parseFlags, parseInteger, parseListen, readToken, repeatedInOrder, required } from './args.js';
+import { commandLogger, commonHelp, parseByteRate, parseConnectUrl, parseFlags, parseInteger, parseListen, readToken, repeatedInOrder, required, STOP_SIGNALS } from './args.js';
 
 /**
  * W's margin behind the clock for events still in the watcher's pipe: none is needed. Marks carry a
@@ -44,7 +44,7 @@ tombstones the standby keeps until its database has caught up (see \`warmsync sn
 Without --once it then keeps watching (the daemon to run under systemd): every change is sent
 within milliseconds of its writer pausing, the watermark W goes to the receiver every second,
 a lost connection is retried forever with backoff and followed by a full reconciliation, and a
-full rescan runs every --rescan-interval as a safety net. SIGTERM/SIGINT stop it cleanly (exit 0).
+full rescan runs every --rescan-interval as a safety net. SIGTERM, SIGINT or SIGHUP stops it cleanly (exit 0).
 
 Several --connect (a local standby and a DR site): one scan, one watch and one hash per file
 feed them all; each standby has its own connection, flow control, reconciliation and W, so a
@@ -158,8 +158,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
       notify.stopping();
       stop.abort();
     };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    for (const signal of STOP_SIGNALS) process.once(signal, onSignal);
     // Loaded here, not at the top: --help and bad flags stay fast, and --once never loads the watcher.
     const { runLive } = await import('../agent/live.js');
     const db = dbPrimary === undefined ? null : new (await import('../agent/dbprobe.js')).DbProbe(dbPrimary, log);

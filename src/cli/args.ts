@@ -40,6 +40,13 @@ export function commonHelp(column = 23): string {
 /** commonHelp() for the commands whose descriptions start at column 23. */
 export const COMMON_HELP = commonHelp();
 
+/**
+ * The signals on which a daemon (the receiver, the live agent) stops cleanly: `systemctl stop`
+ * (SIGTERM), Ctrl-C (SIGINT), and a terminal or ssh session that closes (SIGHUP), whose default
+ * action ended it mid-way, leaving temporary files and a RECOVERED warning for the next start.
+ */
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
 type Repeated = Array<{ name: string; value: string }>;
 /** The repeatable values of each parsed flag set, in order: the config file's, then the command line's. */
 const repeatedOrder = new WeakMap<object, Repeated>();

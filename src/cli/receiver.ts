@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { resolveStateDir } from '../statedir.js';
 import { UsageError } from '../errors.js';
-import { COMMON_HELP, commandLogger, parseFlags, parseInteger, parseListen, readToken, required } from './args.js';
+import { COMMON_HELP, commandLogger, parseFlags, parseInteger, parseListen, readToken, required, STOP_SIGNALS } from './args.js';
 import { TIME_HELP, TIME_OPTIONS, gateTimes } from './gate-options.js';
 import { checkPostgresUrl } from '../gate/pg.js';
 import { SERVER_TLS_OPTIONS, serverTls } from './tls.js';
@@ -46,7 +46,7 @@ ${COMMON_HELP}
 HTTP on the same port: GET /healthz (liveness, safe/unsafe) and GET /metrics (Prometheus text;
 send the token as "Authorization: Bearer TOKEN").
 
-Stops cleanly on SIGTERM or SIGINT (exit 0).`;
+Stops cleanly on SIGTERM, SIGINT or SIGHUP (exit 0).`;
 
 export async function receiverCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('receiver', argv, {
@@ -83,10 +83,9 @@ export async function receiverCommand(argv: string[]): Promise<number> {
   const notify = systemdNotifier(log);
   const receiver = await startReceiver({ root, stateDir, host, port, token, log, times, snapshotSource, tls, owners });
   // Caught from before anyone hears "listening" or READY=1: a SIGTERM right after them (a script,
-  // `systemctl stop`) must stop the receiver cleanly, not kill it mid-way by the default action.
+  // `systemctl stop`; or a SIGHUP) must stop the receiver cleanly, not kill it mid-way by the default action.
   const stopSignal = new Promise<NodeJS.Signals>((resolveSignal) => {
-    process.once('SIGTERM', () => resolveSignal('SIGTERM'));
-    process.once('SIGINT', () => resolveSignal('SIGINT'));
+    for (const signal of STOP_SIGNALS) process.once(signal, () => resolveSignal(signal));
   });
   process.stdout.write(`listening on ${receiver.url}\n`);
   log.info(`receiver on ${root}, state in ${stateDir.abs}`);

@@ -9,7 +9,7 @@
 // restarted on the same port while files change; the agent SIGKILLed and restarted (what changed
 // meanwhile arrives, and only that is re-hashed); SIGTERM stops the agent with exit 0. Apart: a
 // receiver whose one agent slot is taken turns the agent away (BUSY) and it retries with delays that
-// grow, then syncs once the slot frees.
+// grow, then syncs once the slot frees; SIGHUP stops agent and receiver as cleanly as SIGTERM.
 // The agent runs with the default --rescan-interval (600 s), so every convergence here is the
 // watcher's doing, not the safety-net rescan's.
 import assert from 'node:assert/strict';
@@ -368,6 +368,25 @@ function busyRetries(stderr: string): BusyRetry[] {
 // Waits for the agent's third BUSY retry rather than sleeping a fixed time: how many attempts fit in
 // a given time depends on the machine, the delays between them do not. The receiver's one agent slot
 // stays taken until then, so every attempt so far was turned away.
+test('SIGHUP (a terminal or ssh session that closed) stops the live agent and the receiver cleanly, as SIGTERM does', { timeout: 60_000 }, async () => {
+  const s = await openStandby();
+  await buildTree(s.src, { 'etc/system.yaml': 'shared: {}\n', 'data/a.bin': 'a\n'.repeat(1000) });
+  await settleTimes(s.src);
+  const agent = startLiveAgent(s);
+  const context = (): string => `--- agent stderr:\n${agent.stderr().slice(-3000)}\n--- receiver stderr:\n${s.receiver.stderr().slice(-3000)}`;
+  await waitForConvergence(s, { what: 'the first pass', context });
+  await writeFile(join(s.src, 'data/b.bin'), 'the last change before SIGHUP\n');
+  await waitForConvergence(s, { what: 'a live change', context });
+  assert.equal(await agent.stop('SIGHUP', 20_000), 0, `agent exit code\n${context()}`);
+  assert.match(agent.stderr(), /SIGHUP: finishing what is in flight/);
+  assert.equal(await s.receiver.stop('SIGHUP'), 0, `receiver exit code\n${context()}`);
+  assert.match(s.receiver.stderr(), /SIGHUP: stopping/);
+  assert.deepEqual(await findTempFiles(s.dst), []);
+  // A clean stop leaves nothing for the next receiver to recover.
+  const next = await restartReceiver(s);
+  assert.doesNotMatch(next.stderr(), /RECOVERED/);
+});
+
 test('a receiver busy with another session: the live agent backs off (BUSY, growing delays), then syncs once the slot frees', { timeout: 90_000 }, async (t) => {
   const s = await openStandby();
   await buildTree(s.src, { 'a.txt': 'waits for the slot\n' });
