@@ -25,7 +25,7 @@
  * stale. What an attacker who can rename directories inside the root can still do is move our
  * files out afterwards, which needs no race: the threat model in docs/reliability.md says so.
  */
-import { closeSync, constants, fstatSync, fsync, fsyncSync, futimesSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsync, fsyncSync, futimesSync, openSync, readSync, writeSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ProtocolError, WarmsyncError } from '../errors.js';
@@ -293,6 +293,11 @@ export class ConfinedRoot {
       throw new WarmsyncError(errnoCode(err) === 'ENOENT' ? 'ROOT_MISSING' : 'ROOT_NOT_DIR', `cannot open ${path} as a directory: ${(err as Error).message}`, { cause: err });
     }
     return new ConfinedRoot(path, excludedRel, fd);
+  }
+
+  /** The device and inode of the directory this root holds (whatever its path names by now). */
+  stat(): Stats {
+    return fstatSync(this.fd);
   }
 
   /** Closes the root's descriptor (descriptors still in use stay open until released). */

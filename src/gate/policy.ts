@@ -62,10 +62,16 @@ export interface FailoverVerdict {
  * Failing over with the standby DB at T is safe when the watermark W (every change the agent
  * observed before W is durable here) satisfies W >= T + skew. While the agent's change feed is
  * incomplete (`feedGap`), W is held at the gap's start, so the verdict names the gap when it is
- * what stands between W and T.
+ * what stands between W and T. W vouches for what reached the standby root: with the root lost
+ * (`rootLost`, gate/standby-root.ts says what became of it) nothing is safe, whatever W says.
  */
-export function failoverVerdict(snapshotTime: number | null, watermark: number | null, skewMs: number, feedGap: FeedGap | null = null): FailoverVerdict {
+export function failoverVerdict(
+  snapshotTime: number | null, watermark: number | null, skewMs: number, feedGap: FeedGap | null = null, rootLost: string | null = null,
+): FailoverVerdict {
   const recoveryTarget = watermark === null ? null : watermark - skewMs;
+  if (rootLost !== null) {
+    return { safe: false, reason: `the standby root ${rootLost}: a failover would not find its files there`, recoveryTarget };
+  }
   if (watermark === null) {
     return { safe: false, reason: 'no watermark yet: no agent has completed a sync to this standby', recoveryTarget };
   }

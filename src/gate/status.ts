@@ -31,6 +31,8 @@ export interface StatusInput {
   readonly dbPosition?: { readonly lsn: string; readonly at: number; readonly system: string } | null;
   /** The clock offset the agent measured against the DB primary. */
   readonly dbClock?: { readonly offsetMs: number; readonly boundMs: number; readonly at: number } | null;
+  /** What became of the standby root since the receiver started on it (gate/standby-root.ts), or null. */
+  readonly rootLost?: string | null;
 }
 
 export interface StatusReport {
@@ -66,6 +68,8 @@ export interface StatusReport {
   feedIncomplete: FeedGap | null;
   /** Deletions the agent holds back after a safety halt (MASS_DELETE, SOURCE_EMPTY). */
   deletionsHeld: number;
+  /** What became of the standby root since the receiver started on it (missing, replaced), or null. */
+  rootLost: string | null;
 }
 
 export function buildStatus(input: StatusInput): StatusReport {
@@ -73,7 +77,7 @@ export function buildStatus(input: StatusInput): StatusReport {
   const skew = skewInForce({
     measured: clock, watermark: input.watermark, configuredMs: input.skewIsDefault === true ? null : input.skewMs, defaultMs: input.skewMs,
   });
-  const verdict = failoverVerdict(input.snapshotTime, input.watermark, skew.skewMs, input.feedGap);
+  const verdict = failoverVerdict(input.snapshotTime, input.watermark, skew.skewMs, input.feedGap, input.rootLost ?? null);
   // Recorded only once W covered it; checked again, should W ever have been recorded lower since.
   const position = input.dbPosition != null && coveredPosition([input.dbPosition], input.watermark) !== null ? input.dbPosition : null;
   return {
@@ -102,6 +106,7 @@ export function buildStatus(input: StatusInput): StatusReport {
     quarantined: input.quarantined,
     feedIncomplete: input.feedGap,
     deletionsHeld: input.deletionsHeld,
+    rootLost: input.rootLost ?? null,
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { failoverVerdict } from '../gate/policy.js';
+import type { FailoverVerdict } from '../gate/policy.js';
 import type { Manifest } from '../manifest/manifest.js';
 import { collectProcessMetrics } from '../process-metrics.js';
 import { bearerMatches } from '../protocol/handshake.js';
@@ -16,7 +16,7 @@ export interface ReceiverMetrics {
   failed(): void;
 }
 
-export function createMetrics(manifest: Manifest, skewMs: () => number): ReceiverMetrics {
+export function createMetrics(manifest: Manifest, verdict: () => FailoverVerdict): ReceiverMetrics {
   const registry = new Registry();
   collectProcessMetrics(registry);
   const filesWritten = new Counter({ name: 'warmsync_files_received_total', help: 'Files written, verified and recorded since the receiver started', registers: [registry] });
@@ -43,7 +43,7 @@ export function createMetrics(manifest: Manifest, skewMs: () => number): Receive
     return w === null ? null : (Date.now() - w) / 1000;
   });
   gauge('warmsync_safe', '1 when failing over at the recorded snapshot time is safe (W >= T + skew)', () =>
-    (failoverVerdict(manifest.getNumber('snapshotTime'), manifest.getNumber('watermark'), skewMs(), manifest.feedGap()).safe ? 1 : 0));
+    (verdict().safe ? 1 : 0));
   gauge('warmsync_feed_incomplete', '1 while the agent says its change feed may have missed events (W is held)', () => (manifest.feedGap() === null ? 0 : 1));
   gauge('warmsync_deletions_held', 'Deletions the agent holds back after a mass deletion or an emptied source', () => manifest.getNumber('deletionsHeld') ?? 0);
   gauge('warmsync_agent_connected', '1 while an agent is connected', () => manifest.getNumber('agentConnected') ?? 0);
@@ -58,7 +58,7 @@ export function createMetrics(manifest: Manifest, skewMs: () => number): Receive
   };
 }
 
-export function createHttpHandler(manifest: Manifest, metrics: ReceiverMetrics, token: string, skewMs: () => number) {
+export function createHttpHandler(manifest: Manifest, metrics: ReceiverMetrics, token: string, verdictNow: () => FailoverVerdict) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -66,7 +66,7 @@ export function createHttpHandler(manifest: Manifest, metrics: ReceiverMetrics, 
       return;
     }
     if (path === '/healthz') {
-      const verdict = failoverVerdict(manifest.getNumber('snapshotTime'), manifest.getNumber('watermark'), skewMs(), manifest.feedGap());
+      const verdict = verdictNow();
       const body = JSON.stringify({
         ok: true, safe: verdict.safe, reason: verdict.reason, agentConnected: manifest.getNumber('agentConnected') === 1,
         feedIncomplete: manifest.feedGap(), deletionsHeld: manifest.getNumber('deletionsHeld') ?? 0,

@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { WarmsyncError, describeError } from '../errors.js';
 import { GateExecutor } from '../gate/executor.js';
-import { failoverVerdict, type GateTimes } from '../gate/policy.js';
+import { failoverVerdict, type FailoverVerdict, type GateTimes } from '../gate/policy.js';
+import { lostStandbyRoot, rootIdentity } from '../gate/standby-root.js';
 import { skewInForce } from '../gate/dbposition.js';
 import { verdictLine } from '../gate/status.js';
 import { openSnapshotSource, startSnapshotPoller, type SnapshotPoller, type SnapshotSourceSpec } from '../gate/poller.js';
@@ -101,7 +102,17 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   manifest.setState('deleteGraceMs', options.times.deleteGraceMs);
   // What status reports too: the skew last recorded (by this receiver, or a later `snapshot --skew`).
   const skewMs = (): number => manifest.getNumber('skewMs') ?? options.times.skewMs;
-  const metrics = createMetrics(manifest, skewMs);
+  // status compares the root's path against this: a root deleted or replaced under us is no standby.
+  const rootId = rootIdentity(confinedRoot.stat());
+  manifest.setState('rootIdentity', rootId);
+  // The verdict `warmsync status` gives, for /healthz, /metrics and systemd's status line alike: the
+  // skew the agent measured against the DB primary when recent, and the root still where it was.
+  const verdictNow = (): FailoverVerdict => {
+    const watermark = manifest.getNumber('watermark');
+    const skew = skewInForce({ measured: manifest.dbClock(), watermark, configuredMs: skewMs(), defaultMs: skewMs() });
+    return failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap(), lostStandbyRoot(root, rootId));
+  };
+  const metrics = createMetrics(manifest, verdictNow);
 
   // verify checks owners with the same mapping.
   const owners = options.owners ?? ownerPolicy();
@@ -131,7 +142,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
       handshakeTimeoutMs: 10_000,
       log,
       tls: options.tls ?? null,
-      onHttp: createHttpHandler(manifest, metrics, options.token, skewMs),
+      onHttp: createHttpHandler(manifest, metrics, options.token, verdictNow),
       onSession: async (conn, remote) => {
         log.info(`agent connected from ${remote}`);
         manifest.setState('agentConnected', 1);
@@ -172,13 +183,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
 
   return {
     url: server.url,
-    statusLine: () => {
-      // The skew `warmsync status` judges with: the one the agent measured against the DB primary, when recent.
-      const watermark = manifest.getNumber('watermark');
-      const skew = skewInForce({ measured: manifest.dbClock(), watermark, configuredMs: skewMs(), defaultMs: skewMs() });
-      const verdict = failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap());
-      return `${verdictLine(verdict)}; agent ${manifest.getNumber('agentConnected') === 1 ? 'connected' : 'not connected'}`;
-    },
+    statusLine: () => `${verdictLine(verdictNow())}; agent ${manifest.getNumber('agentConnected') === 1 ? 'connected' : 'not connected'}`,
     stop: async () => {
       await poller?.stop();
       await server.close();

@@ -10,9 +10,11 @@
 //     next `agent --once` re-sends the damaged files;
 // (d) receiver --snapshot-cmd applies tombstones while running; a garbage, failing or hanging command
 //     is logged while the receiver keeps serving agents; GET /healthz and token-protected GET /metrics;
-// (e) operator commands on a root that never had a receiver exit 1 with NO_MANIFEST.
+// (e) operator commands on a root that never had a receiver exit 1 with NO_MANIFEST;
+// (f) a standby root replaced or removed under a running receiver: status, /healthz and promote say
+//     UNSAFE naming it, though W alone would say SAFE, and failover refuses; put back, SAFE again.
 import assert from 'node:assert/strict';
-import { readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -160,7 +162,7 @@ describe('gate e2e', { concurrency: true }, () => {
         files: 2, bytes: 'binary aa02\n'.length + 'x=1\n'.length,
         dirs: 4, symlinks: 0, lastContact: contact, lastContactAgeMs: st.lastContactAgeMs,
         agentConnected: false, receiverRunning: true, receiverPid: s.receiver.child.pid ?? null, quarantined: 0,
-        feedIncomplete: null, deletionsHeld: 0,
+        feedIncomplete: null, deletionsHeld: 0, rootLost: null,
       });
       // T is ten minutes past the last sync: the filestore is behind the DB.
       assert.equal(st.safe, false);
@@ -429,6 +431,55 @@ describe('gate e2e', { concurrency: true }, () => {
         assertCleanFailure(await runCli(args, { timeoutMs: 30_000 }), 1, /NO_MANIFEST: no manifest at .*manifest\.sqlite: has a receiver run on this root\?/);
       }));
       assert.deepEqual(await readdir(ws.dst), []);
+    });
+  });
+
+  describe('(f) a standby root lost under a running receiver', { concurrency: false }, () => {
+    test('status, /healthz and promote say UNSAFE, naming the root, and failover refuses, once it is replaced or removed, whatever W says', { timeout: 60_000 }, async () => {
+      // The state dir outside the root (--state-dir), so the manifest outlives the root.
+      const ws = await openWorkspace();
+      const stateDir = join(ws.dir, 'standby-state');
+      const receiver = await startReceiverProcess([...receiverArgs(ws), '--state-dir', stateDir]);
+      const s: Standby = { ...ws, receiver, url: receiver.url };
+      await buildTree(s.src, { 'filestore/aa/one': 'one\n', 'etc/system.yaml': 'x\n' });
+      await settleTimes(s.src);
+      await syncOnce(s);
+      const on = ['--root', s.dst, '--state-dir', stateDir];
+      const t = Date.now() - 600_000;
+      await cli(['snapshot', ...on, '--time', iso(t)]);
+      const status = async (): Promise<StatusJson & { rootLost: string | null }> => JSON.parse((await cli(['status', ...on, '--json'])).stdout) as StatusJson & { rootLost: string | null };
+      const health = async (): Promise<{ safe: boolean; reason: string }> => await (await fetch(`${s.url.replace(/^ws:/, 'http:')}/healthz`)).json() as { safe: boolean; reason: string };
+      assert.equal((await status()).safe, true);
+      assert.equal((await health()).safe, true);
+
+      // Replaced: an empty directory where the standby was (as after a lazy unmount).
+      await rename(s.dst, `${s.dst}.moved`);
+      await mkdir(s.dst);
+      const replaced = await status();
+      assert.equal(replaced.safe, false);
+      assert.equal(replaced.rootLost, `${s.dst} is not the directory the receiver started on (replaced, moved, or a file system unmounted from it)`);
+      assert.equal(replaced.reason, `the standby root ${replaced.rootLost}: a failover would not find its files there`);
+      assert.ok((replaced.watermark as number) >= t + DEFAULT_SKEW, 'W alone would have said SAFE');
+      assert.match((await cli(['status', ...on])).stdout, /^UNSAFE: the standby root .* is not the directory the receiver started on/);
+      const healthReplaced = await health();
+      assert.equal(healthReplaced.safe, false);
+      assert.equal(healthReplaced.reason, replaced.reason);
+      const promote = await cli(['promote', ...on, '--time', iso(t), '--dry-run']);
+      assert.match(promote.stderr, /"code":"FILESTORE_BEHIND","msg":"UNSAFE: the standby root .* is not the directory the receiver started on/);
+
+      // Removed.
+      await rm(s.dst, { recursive: true });
+      assert.equal((await status()).rootLost, `${s.dst} is missing`);
+      assert.equal((await health()).safe, false);
+      const failover = await runCli(['failover', ...on], { timeoutMs: 30_000 });
+      assertCleanFailure(failover, 1, new RegExp(`STANDBY_ROOT_LOST: the standby root ${s.dst} is missing: no recovery target`));
+
+      // Put back: the same directory again, and SAFE again.
+      await rename(`${s.dst}.moved`, s.dst);
+      assert.equal((await status()).rootLost, null);
+      assert.equal((await status()).safe, true);
+      assert.equal((await health()).safe, true);
+      assert.match((await cli(['failover', ...on])).stdout, /recovery_target_time/);
     });
   });
 });

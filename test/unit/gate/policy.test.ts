@@ -152,6 +152,13 @@ describe('failoverVerdict', () => {
       assert.match(v.reason, c.reason);
     });
   }
+  test('a lost standby root is unsafe whatever W and T, says what became of it, and keeps the recovery target', () => {
+    const v = failoverVerdict(T, T + 60_000, 2000, null, '/srv/standby is missing');
+    assert.deepEqual(v, { safe: false, reason: 'the standby root /srv/standby is missing: a failover would not find its files there', recoveryTarget: T + 58_000 });
+    fc.assert(fc.property(fc.option(fc.integer({ min: 0, max: 2 ** 45 })), fc.option(fc.integer({ min: 0, max: 2 ** 45 })), fc.integer({ min: 0, max: 86_400_000 }), (t, w, skew) => {
+      assert.equal(failoverVerdict(t, w, skew, null, 'gone').safe, false);
+    }), { numRuns: 200 });
+  });
   test('recoveryTarget is always W - skew when W is known, whatever T', () => {
     fc.assert(fc.property(fc.option(fc.integer({ min: 0, max: 2 ** 45 })), fc.integer({ min: 0, max: 2 ** 45 }), fc.integer({ min: 0, max: 86_400_000 }), (t, w, skew) => {
       const v = failoverVerdict(t, w, skew);

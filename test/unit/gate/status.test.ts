@@ -23,7 +23,7 @@ describe('buildStatus', () => {
       root: '/srv/standby', safe: true, reason: s.reason, snapshotTime: T, watermark: T + 5000, recoveryTarget: T + 3000,
       recoveryTargetLsn: null, recoveryTargetLsnAt: null, skewMs: 2000, skewSource: 'configured', clockOffsetMs: null, tombstonesPending: 2, oldestTombstone: T - 60_000, files: 12, bytes: 3456, dirs: 3, symlinks: 1,
       lastContact: NOW - 4000, lastContactAgeMs: 4000, agentConnected: true, receiverRunning: true, receiverPid: 4242, quarantined: 7,
-      feedIncomplete: null, deletionsHeld: 0,
+      feedIncomplete: null, deletionsHeld: 0, rootLost: null,
     });
     assert.match(s.reason, /3000 ms ahead/);
     // JSON-safe: what `status --json` prints parses back to the same object.
@@ -77,6 +77,13 @@ describe('buildStatus', () => {
   });
   test('a position W does not cover is not offered', () => {
     assert.equal(buildStatus(input({ dbPosition: { lsn: '0/3000148', at: T + 5001, system: '42' } })).recoveryTargetLsn, null);
+  });
+  test('a lost standby root: unsafe whatever W says, and named in the report', () => {
+    const r = buildStatus(input({ rootLost: '/srv/standby is missing' }));
+    assert.equal(r.safe, false);
+    assert.equal(r.rootLost, '/srv/standby is missing');
+    assert.equal(r.reason, 'the standby root /srv/standby is missing: a failover would not find its files there');
+    assert.match(formatStatus(r), /^UNSAFE: the standby root \/srv\/standby is missing/);
   });
   test('no receiver: not running, null pid', () => {
     const s = buildStatus(input({ receiverPid: null, agentConnected: false }));
