@@ -7,7 +7,7 @@ import { compareLsn, describeSkew, parseLsn, skewInForce } from '../gate/dbposit
 import { chooseTarget, describePlan, settingLine, renderAutoConf, type FailoverPlan, type Setting } from '../gate/failover.js';
 import { checkPostgresUrl, classifyPgError, redactUrl, withPg } from '../gate/pg.js';
 import { DEFAULT_SKEW_MS } from '../gate/policy.js';
-import { lostStandbyRoot } from '../gate/standby-root.js';
+import { lostStandbyRoot, recordedRoot } from '../gate/standby-root.js';
 import type { Logger } from '../log.js';
 import { formatTime } from '../time.js';
 import { parseFlags, parseInteger, required } from './args.js';
@@ -238,7 +238,7 @@ export async function failoverCommand(argv: string[]): Promise<number> {
   if (choice !== 'auto' && choice !== 'lsn' && choice !== 'time') throw new UsageError('BAD_FLAG', `failover: --target must be auto, lsn or time, not ${JSON.stringify(choice)}`);
   const flagSkew = flags.skew === undefined ? null : parseInteger('skew', flags.skew, DEFAULT_SKEW_MS, 0, 86_400_000);
   return withRoot('failover', flags, async ({ root, manifest, log }) => {
-    const rootLost = lostStandbyRoot(root, manifest.getString('rootIdentity'));
+    const rootLost = lostStandbyRoot(root, recordedRoot(manifest));
     if (rootLost !== null) throw new WarmsyncError('STANDBY_ROOT_LOST', `the standby root ${rootLost}: no recovery target is covered by files a failover would find`);
     const watermark = manifest.getNumber('watermark');
     const skew = skewInForce({ flagMs: flagSkew, measured: manifest.dbClock(), watermark, configuredMs: manifest.getNumber('skewMs'), defaultMs: DEFAULT_SKEW_MS });

@@ -1,6 +1,6 @@
 import { buildStatus, formatStatus } from '../gate/status.js';
 import { DEFAULT_SKEW_MS } from '../gate/policy.js';
-import { lostStandbyRoot } from '../gate/standby-root.js';
+import { lostStandbyRoot, recordedRoot } from '../gate/standby-root.js';
 import { runningReceiver } from '../receiver/lock.js';
 import { COMMON_HELP, parseFlags } from './args.js';
 import { ROOT_HELP, ROOT_OPTIONS, print, withRoot } from './gate-options.js';
@@ -40,7 +40,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       quarantined: manifest.quarantinedCount(),
       feedGap: manifest.feedGap(),
       deletionsHeld: manifest.getNumber('deletionsHeld') ?? 0,
-      rootLost: lostStandbyRoot(root, manifest.getString('rootIdentity')),
+      rootLost: lostStandbyRoot(root, recordedRoot(manifest)),
     });
     print(flags.json, report, formatStatus(report));
     return 0;

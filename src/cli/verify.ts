@@ -1,4 +1,7 @@
 import { resolve } from 'node:path';
+import { mountedBelow, recordedRoot } from '../gate/standby-root.js';
+import type { Manifest } from '../manifest/manifest.js';
+import { runningReceiver } from '../receiver/lock.js';
 import { rebuildManifest, type RebuildReport } from '../receiver/rebuild.js';
 import { standbyHasher, verifyTree } from '../receiver/verify.js';
 import { countingHasher, createProgress, progressMode } from '../progress/progress.js';
@@ -11,7 +14,9 @@ export const VERIFY_HELP = `Usage: warmsync verify --root DIR [--json] [--quiet]
 Re-reads every file of the standby and hashes it (in parallel) against the manifest. Reports
 corrupt files (content differs, even with the same size and mtime), missing ones and strays
 (on disk, not in the manifest). Corrupt and missing entries are marked damaged, so the next
-agent reconciliation sends them again. Exit status 1 when anything is reported.
+agent reconciliation sends them again. Exit status 1 when anything is reported. With the
+receiver stopped, it then records the file systems mounted below the root as the ones to
+expect: \`status\` says UNSAFE while one a receiver found at its start is not mounted.
 
 With --rebuild (the receiver must be stopped): the recovery from a damaged manifest
 (MANIFEST_CORRUPT). Moves the old manifest aside (kept, never deleted), hashes every file of
@@ -41,7 +46,9 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     }
     const report = await verifyTree(manifest, root, stateDir.relToRoot, hasher).finally(() => progress?.done());
     const problems = report.corrupt.length + report.missing.length + report.stray.length;
+    const mounts = recordMounts(root, stateDir.abs, manifest);
     const lines = [
+      ...(mounts === null ? [] : [mounts]),
       ...report.corrupt.map((p) => `corrupt ${p.path}: ${p.detail}`),
       ...report.missing.map((p) => `missing ${p.path}: ${p.detail}`),
       ...report.stray.map((p) => `stray   ${p.path}: ${p.detail}`),
@@ -52,6 +59,22 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     print(flags.json, { ok: problems === 0, ...report }, lines.join('\n'));
     return problems === 0 ? 0 : 1;
   });
+}
+
+/**
+ * Every file checked, and what is missing marked damaged (the agent sends it again): the file
+ * systems mounted below the root now are the ones to expect (gate/standby-root.ts), where a
+ * receiver's start only adds to them. Not while a receiver runs: it writes through what it opened.
+ * Returns the line to print when the record changed, else null.
+ */
+function recordMounts(root: string, stateDir: string, manifest: Manifest): string | null {
+  const was = recordedRoot(manifest).mounts;
+  const now = mountedBelow(root);
+  if (JSON.stringify(was) === JSON.stringify(now)) return null;
+  const list = (mounts: readonly string[]): string => (mounts.length === 0 ? 'none' : mounts.map((m) => (m === '' ? '(the root)' : m)).join(', '));
+  if (runningReceiver(stateDir) !== null) return `note: file systems mounted below the root: ${list(now)}; the receiver expects ${list(was)} (stop it and verify again to record these)`;
+  manifest.setState('rootMounts', JSON.stringify(now));
+  return `recorded the file systems mounted below the root: ${list(now)} (was: ${list(was)})`;
 }
 
 async function rebuild(flags: { root?: string; 'state-dir'?: string; json?: boolean }): Promise<number> {

@@ -51,7 +51,7 @@ export type TombstoneEntry = ManifestEntry & { readonly deletedAt: number };
 /** Keys of the `state` table. */
 export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid' | 'skewMs' | 'deleteGraceMs'
   | 'feedIncompleteSince' | 'feedIncompleteReason' | 'deletionsHeld' | 'ownerPolicy'
-  | 'dbSystem' | 'dbPositionLsn' | 'dbPositionAt' | 'dbClockOffsetMs' | 'dbClockBoundMs' | 'dbClockAt' | 'rootIdentity';
+  | 'dbSystem' | 'dbPositionLsn' | 'dbPositionAt' | 'dbClockOffsetMs' | 'dbClockBoundMs' | 'dbClockAt' | 'rootIdentity' | 'rootMounts';
 
 /** The newest DB primary position the watermark covered (gate/dbposition.ts), and its cluster. */
 export interface RecordedDbPosition { readonly lsn: string; readonly at: number; readonly system: string }

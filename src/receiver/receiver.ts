@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { WarmsyncError, describeError } from '../errors.js';
 import { GateExecutor } from '../gate/executor.js';
 import { failoverVerdict, type FailoverVerdict, type GateTimes } from '../gate/policy.js';
-import { lostStandbyRoot, rootIdentity } from '../gate/standby-root.js';
+import { lostStandbyRoot, mountedBelow, recordedRoot, rootIdentity } from '../gate/standby-root.js';
 import { skewInForce } from '../gate/dbposition.js';
 import { verdictLine } from '../gate/status.js';
 import { openSnapshotSource, startSnapshotPoller, type SnapshotPoller, type SnapshotSourceSpec } from '../gate/poller.js';
@@ -102,15 +102,19 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   manifest.setState('deleteGraceMs', options.times.deleteGraceMs);
   // What status reports too: the skew last recorded (by this receiver, or a later `snapshot --skew`).
   const skewMs = (): number => manifest.getNumber('skewMs') ?? options.times.skewMs;
-  // status compares the root's path against this: a root deleted or replaced under us is no standby.
-  const rootId = rootIdentity(confinedRoot.stat());
-  manifest.setState('rootIdentity', rootId);
+  // What every verdict checks the root's path against (gate/standby-root.ts). The file systems
+  // mounted below it add up over the starts: one that did not mount this time is still expected
+  // (only `verify`, having checked every file, records the layout afresh).
+  manifest.setState('rootIdentity', rootIdentity(confinedRoot.stat()));
+  manifest.setState('rootMounts', JSON.stringify([...new Set([...recordedRoot(manifest).mounts, ...mountedBelow(root)])].sort()));
+  const lostAtStart = lostStandbyRoot(root, recordedRoot(manifest));
+  if (lostAtStart !== null) log.error('STANDBY_ROOT_LOST', `the standby root ${lostAtStart}: status says UNSAFE until it is mounted again (or \`warmsync verify\`, run with the receiver stopped, has checked every file)`);
   // The verdict `warmsync status` gives, for /healthz, /metrics and systemd's status line alike: the
   // skew the agent measured against the DB primary when recent, and the root still where it was.
   const verdictNow = (): FailoverVerdict => {
     const watermark = manifest.getNumber('watermark');
     const skew = skewInForce({ measured: manifest.dbClock(), watermark, configuredMs: skewMs(), defaultMs: skewMs() });
-    return failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap(), lostStandbyRoot(root, rootId));
+    return failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap(), lostStandbyRoot(root, recordedRoot(manifest)));
   };
   const metrics = createMetrics(manifest, verdictNow);
 

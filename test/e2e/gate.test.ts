@@ -12,9 +12,12 @@
 //     is logged while the receiver keeps serving agents; GET /healthz and token-protected GET /metrics;
 // (e) operator commands on a root that never had a receiver exit 1 with NO_MANIFEST;
 // (f) a standby root replaced or removed under a running receiver: status, /healthz and promote say
-//     UNSAFE naming it, though W alone would say SAFE, and failover refuses; put back, SAFE again.
+//     UNSAFE naming it, though W alone would say SAFE, and failover refuses; put back, SAFE again;
+//     a file system below the root not mounted at a receiver's start (a tmpfs, where it may mount): UNSAFE
+//     until it is mounted again, or `verify` with the receiver stopped records the new layout.
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { cp, mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -26,6 +29,7 @@ import {
   openWorkspace, receiverArgs, runCli, setTime, settleTimes, statusJson, syncOnce, tombstonePaths, waitFor, waitForReceiverIdle,
   type Standby, type StatusJson,
 } from '../helpers/e2e.js';
+import { cannotMount } from '../helpers/mount.js';
 import { readTree } from '../helpers/tree.js';
 
 after(closeStandbys);
@@ -480,6 +484,77 @@ describe('gate e2e', { concurrency: true }, () => {
       assert.equal((await status()).safe, true);
       assert.equal((await health()).safe, true);
       assert.match((await cli(['failover', ...on])).stdout, /recovery_target_time/);
+    });
+
+    test('a file system below the root that is not mounted at a start: UNSAFE naming it until it is back; verify, the receiver stopped, accepts a new layout', {
+      timeout: 90_000, skip: cannotMount(),
+    }, async () => {
+      const ws = await openWorkspace();
+      const stateDir = join(ws.dir, 'standby-state');
+      // A volume of its own for the filestore: a tmpfs, bound into the standby (unmounting the bind keeps its files).
+      const volume = join(ws.dir, 'volume');
+      const filestore = join(ws.dst, 'data/filestore');
+      await mkdir(volume);
+      await mkdir(filestore, { recursive: true });
+      execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', volume]);
+      const mountFilestore = (): void => void execFileSync('mount', ['--bind', volume, filestore]);
+      mountFilestore();
+      try {
+        const start = async (): Promise<Standby> => {
+          const receiver = await startReceiverProcess([...receiverArgs(ws), '--state-dir', stateDir]);
+          return { ...ws, receiver, url: receiver.url };
+        };
+        let s = await start();
+        await buildTree(s.src, { 'data/filestore/ab/ab01': 'binary ab01\n', 'etc/system.yaml': 'x\n' });
+        await settleTimes(s.src);
+        await syncOnce(s);
+        const on = ['--root', s.dst, '--state-dir', stateDir];
+        await cli(['snapshot', ...on, '--time', iso(Date.now() - 600_000)]);
+        const status = async (): Promise<StatusJson & { rootLost: string | null }> => JSON.parse((await cli(['status', ...on, '--json'])).stdout) as StatusJson & { rootLost: string | null };
+        assert.equal((await status()).safe, true);
+
+        // A boot without the volume: the receiver starts on a root whose filestore is an empty directory.
+        assert.equal(await s.receiver.stop(), 0);
+        execFileSync('umount', [filestore]);
+        s = await start();
+        const lost = `${s.dst}: the file system mounted at ${filestore} when the receiver started is not mounted there now`;
+        assert.match(s.receiver.stderr(), /"code":"STANDBY_ROOT_LOST"/);
+        assert.equal((await status()).rootLost, lost);
+        // The agent plans against the manifest, which still lists the files: it sends nothing, and W moves on.
+        await syncOnce(s);
+        const afterSync = await status();
+        assert.equal(afterSync.safe, false);
+        assert.equal(afterSync.reason, `the standby root ${lost}: a failover would not find its files there`);
+        const health = await (await fetch(`${s.url.replace(/^ws:/, 'http:')}/healthz`)).json() as { safe: boolean };
+        assert.equal(health.safe, false);
+
+        // Mounted again: SAFE again.
+        mountFilestore();
+        assert.equal((await status()).rootLost, null);
+        assert.equal((await status()).safe, true);
+
+        // The filestore moved onto the root's own disk on purpose: verify, with the receiver stopped,
+        // checks every file and records the new layout; a receiver running keeps the old one.
+        execFileSync('umount', [filestore]);
+        await cp(volume, filestore, { recursive: true, preserveTimestamps: true });
+        const running = await runCli(['verify', ...on], { timeoutMs: 30_000 });
+        assert.equal(running.code, 0, running.stderr);
+        assert.match(running.stdout, /note: file systems mounted below the root: none; the receiver expects data\/filestore/);
+        assert.equal((await status()).rootLost, lost);
+        assert.equal(await s.receiver.stop(), 0);
+        const stopped = await cli(['verify', ...on]);
+        assert.match(stopped.stdout, /recorded the file systems mounted below the root: none \(was: data\/filestore\)/);
+        s = await start();
+        assert.equal((await status()).rootLost, null);
+        assert.equal((await status()).safe, true);
+      } finally {
+        execFileSync('umount', ['-l', volume]);
+        try {
+          execFileSync('umount', ['-l', filestore], { stdio: 'ignore' });
+        } catch {
+          // not mounted
+        }
+      }
     });
   });
 });
