@@ -240,6 +240,10 @@ export async function failoverCommand(argv: string[]): Promise<number> {
   return withRoot('failover', flags, async ({ root, manifest, log }) => {
     const rootLost = lostStandbyRoot(root, recordedRoot(manifest));
     if (rootLost !== null) throw new WarmsyncError('STANDBY_ROOT_LOST', `the standby root ${rootLost}: no recovery target is covered by files a failover would find`);
+    const damage = manifest.verifyDamage();
+    if (damage !== null) {
+      log.warn('STANDBY_DAMAGED', `verify found ${damage.files} file(s) missing or corrupt here at ${formatTime(damage.at)}, and no agent pass has sent them again: the promoted DB may reference them`);
+    }
     const watermark = manifest.getNumber('watermark');
     const skew = skewInForce({ flagMs: flagSkew, measured: manifest.dbClock(), watermark, configuredMs: manifest.getNumber('skewMs'), defaultMs: DEFAULT_SKEW_MS });
     const position = manifest.dbPosition();

@@ -2,7 +2,7 @@ import { GateExecutor } from '../gate/executor.js';
 import { checkPostgresUrl, classifyPgError, redactUrl, withPg } from '../gate/pg.js';
 import { splitByReferences } from '../gate/references.js';
 import { failoverVerdict } from '../gate/policy.js';
-import { lostStandbyRoot, recordedRoot } from '../gate/standby-root.js';
+import { standbyLack } from '../gate/standby-root.js';
 import { UsageError, WarmsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { runningReceiver } from '../receiver/lock.js';
@@ -75,7 +75,7 @@ export async function promoteCommand(argv: string[]): Promise<number> {
     if (pid !== null && manifest.getNumber('agentConnected') === 1) {
       throw new WarmsyncError('AGENT_CONNECTED', `an agent is connected to the receiver (pid ${pid}) on this root; stop the agent (or the receiver) before promoting`);
     }
-    const verdict = failoverVerdict(time, manifest.getNumber('watermark'), times.skewMs, null, lostStandbyRoot(root, recordedRoot(manifest)));
+    const verdict = failoverVerdict(time, manifest.getNumber('watermark'), times.skewMs, null, standbyLack(root, manifest));
     if (!verdict.safe) {
       log.warn('FILESTORE_BEHIND', `UNSAFE: ${verdict.reason}. The promoted DB may reference binaries this standby does not have; recovery target was ${formatTime(verdict.recoveryTarget)}`);
     }

@@ -41,6 +41,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       feedGap: manifest.feedGap(),
       deletionsHeld: manifest.getNumber('deletionsHeld') ?? 0,
       rootLost: lostStandbyRoot(root, recordedRoot(manifest)),
+      verifyDamage: manifest.verifyDamage(),
     });
     print(flags.json, report, formatStatus(report));
     return 0;

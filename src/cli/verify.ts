@@ -14,7 +14,8 @@ export const VERIFY_HELP = `Usage: warmsync verify --root DIR [--json] [--quiet]
 Re-reads every file of the standby and hashes it (in parallel) against the manifest. Reports
 corrupt files (content differs, even with the same size and mtime), missing ones and strays
 (on disk, not in the manifest). Corrupt and missing entries are marked damaged, so the next
-agent reconciliation sends them again. Exit status 1 when anything is reported. With the
+agent reconciliation sends them again; \`status\` says UNSAFE until one has. Exit status 1 when
+anything is reported. With the
 receiver stopped, it then records the file systems mounted below the root as the ones to
 expect: \`status\` says UNSAFE while one a receiver found at its start is not mounted.
 
@@ -46,6 +47,9 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     }
     const report = await verifyTree(manifest, root, stateDir.relToRoot, hasher).finally(() => progress?.done());
     const problems = report.corrupt.length + report.missing.length + report.stray.length;
+    // Marked damaged: the agent's next full pass sends them again; until then status says UNSAFE.
+    const damaged = report.corrupt.length + report.missing.length;
+    manifest.setVerifyDamage(damaged === 0 ? null : { files: damaged, at: Date.now() });
     const mounts = recordMounts(root, stateDir.abs, manifest);
     const lines = [
       ...(mounts === null ? [] : [mounts]),
@@ -55,6 +59,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       ...report.warnings.map((p) => `warning ${p.path}: ${p.detail}`),
       `${problems === 0 ? 'OK' : 'DIFFERENCES'}: ${report.checked} entries checked, ${report.bytesHashed} bytes hashed; `
         + `${report.corrupt.length} corrupt, ${report.missing.length} missing, ${report.stray.length} stray`,
+      ...(damaged === 0 ? [] : ['status says UNSAFE until the agent\'s next full pass has sent the corrupt and missing files again (restarting the agent starts one)']),
     ];
     print(flags.json, { ok: problems === 0, ...report }, lines.join('\n'));
     return problems === 0 ? 0 : 1;

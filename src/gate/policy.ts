@@ -59,19 +59,26 @@ export interface FailoverVerdict {
 }
 
 /**
+ * Why the standby lacks files W vouches for, whatever W says: its root (or a file system mounted
+ * below it) is not where the receiver wrote (gate/standby-root.ts says what became of it), or
+ * `verify` found files missing or corrupt that no full pass has sent again yet.
+ */
+export type StandbyLack =
+  | { readonly kind: 'root'; readonly detail: string }
+  | { readonly kind: 'verify'; readonly files: number; readonly at: number };
+
+/**
  * Failing over with the standby DB at T is safe when the watermark W (every change the agent
  * observed before W is durable here) satisfies W >= T + skew. While the agent's change feed is
  * incomplete (`feedGap`), W is held at the gap's start, so the verdict names the gap when it is
- * what stands between W and T. W vouches for what reached the standby root: with the root lost
- * (`rootLost`, gate/standby-root.ts says what became of it) nothing is safe, whatever W says.
+ * what stands between W and T. W vouches for what reached the standby: with files known to be
+ * lacking there (`lack`), nothing is safe.
  */
 export function failoverVerdict(
-  snapshotTime: number | null, watermark: number | null, skewMs: number, feedGap: FeedGap | null = null, rootLost: string | null = null,
+  snapshotTime: number | null, watermark: number | null, skewMs: number, feedGap: FeedGap | null = null, lack: StandbyLack | null = null,
 ): FailoverVerdict {
   const recoveryTarget = watermark === null ? null : watermark - skewMs;
-  if (rootLost !== null) {
-    return { safe: false, reason: `the standby root ${rootLost}: a failover would not find its files there`, recoveryTarget };
-  }
+  if (lack !== null) return { safe: false, reason: lackReason(lack), recoveryTarget };
   if (watermark === null) {
     return { safe: false, reason: 'no watermark yet: no agent has completed a sync to this standby', recoveryTarget };
   }
@@ -94,6 +101,11 @@ export function failoverVerdict(
     reason: `the filestore is ${-lead} ms behind the DB snapshot plus skew: recover the DB only up to the recovery target, or wait for the agent`,
     recoveryTarget,
   };
+}
+
+function lackReason(lack: StandbyLack): string {
+  if (lack.kind === 'root') return `the standby root ${lack.detail}: a failover would not find its files there`;
+  return `verify found ${lack.files} file(s) missing or corrupt here at ${formatTime(lack.at)}: the agent sends them again at its next full pass (restarting it starts one)`;
 }
 
 /**

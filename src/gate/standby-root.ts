@@ -14,6 +14,8 @@
 import { readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describeError } from '../errors.js';
+import type { VerifyDamage } from '../manifest/manifest.js';
+import type { StandbyLack } from './policy.js';
 
 /** What the receiver recorded of its root: its device and inode, and the file systems mounted at or below it. */
 export interface RecordedRoot {
@@ -26,6 +28,16 @@ export interface RecordedRoot {
 export function recordedRoot(state: { getString(key: 'rootIdentity' | 'rootMounts'): string | null }): RecordedRoot {
   const mounts = state.getString('rootMounts');
   return { identity: state.getString('rootIdentity'), mounts: mounts === null ? [] : (JSON.parse(mounts) as string[]) };
+}
+
+/** What the standby lacks that W vouches for (the root first, then what `verify` found), or null. */
+export function standbyLack(
+  root: string, manifest: { getString(key: 'rootIdentity' | 'rootMounts'): string | null; verifyDamage(): VerifyDamage | null },
+): StandbyLack | null {
+  const detail = lostStandbyRoot(root, recordedRoot(manifest));
+  if (detail !== null) return { kind: 'root', detail };
+  const damage = manifest.verifyDamage();
+  return damage === null ? null : { kind: 'verify', ...damage };
 }
 
 /** The identity recorded for a root: its device and inode. */

@@ -5,7 +5,8 @@
 import type { FeedGap } from '../entry.js';
 import { formatTime } from '../time.js';
 import { coveredPosition, describeSkew, skewInForce, type SkewSource } from './dbposition.js';
-import { failoverVerdict } from './policy.js';
+import type { VerifyDamage } from '../manifest/manifest.js';
+import { failoverVerdict, type StandbyLack } from './policy.js';
 
 export interface StatusInput {
   readonly root: string;
@@ -33,6 +34,8 @@ export interface StatusInput {
   readonly dbClock?: { readonly offsetMs: number; readonly boundMs: number; readonly at: number } | null;
   /** What became of the standby root since the receiver started on it (gate/standby-root.ts), or null. */
   readonly rootLost?: string | null;
+  /** What `verify` found missing or corrupt and no full pass has sent again yet, or null. */
+  readonly verifyDamage?: VerifyDamage | null;
 }
 
 export interface StatusReport {
@@ -70,6 +73,8 @@ export interface StatusReport {
   deletionsHeld: number;
   /** What became of the standby root since the receiver started on it (missing, replaced), or null. */
   rootLost: string | null;
+  /** Files `verify` found missing or corrupt, and when, until a full pass has sent them again; or null. */
+  verifyDamage: VerifyDamage | null;
 }
 
 export function buildStatus(input: StatusInput): StatusReport {
@@ -77,7 +82,9 @@ export function buildStatus(input: StatusInput): StatusReport {
   const skew = skewInForce({
     measured: clock, watermark: input.watermark, configuredMs: input.skewIsDefault === true ? null : input.skewMs, defaultMs: input.skewMs,
   });
-  const verdict = failoverVerdict(input.snapshotTime, input.watermark, skew.skewMs, input.feedGap, input.rootLost ?? null);
+  const lack: StandbyLack | null = input.rootLost != null ? { kind: 'root', detail: input.rootLost }
+    : input.verifyDamage != null ? { kind: 'verify', ...input.verifyDamage } : null;
+  const verdict = failoverVerdict(input.snapshotTime, input.watermark, skew.skewMs, input.feedGap, lack);
   // Recorded only once W covered it; checked again, should W ever have been recorded lower since.
   const position = input.dbPosition != null && coveredPosition([input.dbPosition], input.watermark) !== null ? input.dbPosition : null;
   return {
@@ -107,6 +114,7 @@ export function buildStatus(input: StatusInput): StatusReport {
     feedIncomplete: input.feedGap,
     deletionsHeld: input.deletionsHeld,
     rootLost: input.rootLost ?? null,
+    verifyDamage: input.verifyDamage ?? null,
   };
 }
 

@@ -51,7 +51,11 @@ export type TombstoneEntry = ManifestEntry & { readonly deletedAt: number };
 /** Keys of the `state` table. */
 export type StateKey = 'snapshotTime' | 'watermark' | 'lastContact' | 'agentConnected' | 'receiverPid' | 'skewMs' | 'deleteGraceMs'
   | 'feedIncompleteSince' | 'feedIncompleteReason' | 'deletionsHeld' | 'ownerPolicy'
-  | 'dbSystem' | 'dbPositionLsn' | 'dbPositionAt' | 'dbClockOffsetMs' | 'dbClockBoundMs' | 'dbClockAt' | 'rootIdentity' | 'rootMounts';
+  | 'dbSystem' | 'dbPositionLsn' | 'dbPositionAt' | 'dbClockOffsetMs' | 'dbClockBoundMs' | 'dbClockAt' | 'rootIdentity' | 'rootMounts'
+  | 'verifyDamageFiles' | 'verifyDamageAt';
+
+/** Files `verify` found missing or corrupt (marked damaged), and when: gate/policy.ts's StandbyLack. */
+export interface VerifyDamage { readonly files: number; readonly at: number }
 
 /** The newest DB primary position the watermark covered (gate/dbposition.ts), and its cluster. */
 export interface RecordedDbPosition { readonly lsn: string; readonly at: number; readonly system: string }
@@ -252,6 +256,19 @@ export class Manifest {
   getString(key: StateKey): string | null {
     const v = this.statements.getState.get(key)?.value;
     return typeof v === 'string' ? v : null;
+  }
+
+  /** What `verify` last found missing or corrupt here, and when, until a full pass has sent it again; or null. */
+  verifyDamage(): VerifyDamage | null {
+    const at = this.getNumber('verifyDamageAt');
+    return at === null ? null : { files: this.getNumber('verifyDamageFiles') ?? 0, at };
+  }
+
+  setVerifyDamage(damage: VerifyDamage | null): void {
+    this.transaction(() => {
+      this.setState('verifyDamageFiles', damage?.files ?? null);
+      this.setState('verifyDamageAt', damage?.at ?? null);
+    });
   }
 
   /** What the agent last said of its change feed: since when it may be incomplete, and why. */

@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { WarmsyncError, describeError } from '../errors.js';
 import { GateExecutor } from '../gate/executor.js';
 import { failoverVerdict, type FailoverVerdict, type GateTimes } from '../gate/policy.js';
-import { lostStandbyRoot, mountedBelow, recordedRoot, rootIdentity } from '../gate/standby-root.js';
+import { lostStandbyRoot, mountedBelow, recordedRoot, rootIdentity, standbyLack } from '../gate/standby-root.js';
 import { skewInForce } from '../gate/dbposition.js';
 import { verdictLine } from '../gate/status.js';
 import { openSnapshotSource, startSnapshotPoller, type SnapshotPoller, type SnapshotSourceSpec } from '../gate/poller.js';
@@ -114,7 +114,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   const verdictNow = (): FailoverVerdict => {
     const watermark = manifest.getNumber('watermark');
     const skew = skewInForce({ measured: manifest.dbClock(), watermark, configuredMs: skewMs(), defaultMs: skewMs() });
-    return failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap(), lostStandbyRoot(root, recordedRoot(manifest)));
+    return failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap(), standbyLack(root, manifest));
   };
   const metrics = createMetrics(manifest, verdictNow);
 

@@ -167,6 +167,8 @@ export class ReceiverSession {
   private sealedWhileBusy: (() => void) | null = null;
   private results: ResultItem[] = [];
   private credit = 0;
+  /** When this session last read the manifest for the agent (a full pass's start), or null. */
+  private manifestServedAt: number | null = null;
   private ended = false;
   /** onFatal logged why the session is closing (else a failure found by the codec is logged at the end). */
   private failureLogged = false;
@@ -298,6 +300,7 @@ export class ReceiverSession {
         await this.commit();
         this.sendCredit();
         this.sendResults();
+        this.passEnded();
         this.deps.conn.send({ type: 'flushed', id: msg.id });
         return;
       default:
@@ -322,9 +325,21 @@ export class ReceiverSession {
     });
   }
 
+  /**
+   * A flush answered: the pass that asked for the manifest has ended, every op it sent recorded or
+   * answered with its failure. If that manifest carried what `verify` marked damaged, the pass sent
+   * those files again (a failure holds the agent's W on its own): verify's finding is settled.
+   */
+  private passEnded(): void {
+    const damage = this.deps.manifest.verifyDamage();
+    // Strictly after: a manifest read in verify's own millisecond may have been read before its marks.
+    if (damage !== null && this.manifestServedAt !== null && this.manifestServedAt > damage.at) this.deps.manifest.setVerifyDamage(null);
+  }
+
   /** One page at a time, each once the last has (mostly) reached the OS: a peer that does not read gets no more. */
   private async sendManifest(): Promise<void> {
     await this.commit();
+    this.manifestServedAt = this.deps.now();
     const { conn } = this.deps;
     for (const page of manifestPageJson(this.deps.manifest.wireEntriesJson())) {
       if (!conn.isOpen) return;

@@ -6,8 +6,9 @@
 // (b) promote: warns FILESTORE_BEHIND when W < T + skew; refuses (AGENT_CONNECTED) while an agent is
 //     connected; --dry-run names the files and changes nothing; quarantines exactly the files born
 //     after T + skew and keeps the rest; restore undoes it (born times included);
-// (c) verify finds a bit flip that kept size and mtime, a missing and a stray file (exit 1), and the
-//     next `agent --once` re-sends the damaged files;
+// (c) verify finds a bit flip that kept size and mtime, a missing and a stray file (exit 1); status
+//     says UNSAFE until the next `agent --once` has re-sent the damaged files, and beside a live
+//     agent until its next full pass (a restart) has;
 // (d) receiver --snapshot-cmd applies tombstones while running; a garbage, failing or hanging command
 //     is logged while the receiver keeps serving agents; GET /healthz and token-protected GET /metrics;
 // (e) operator commands on a root that never had a receiver exit 1 with NO_MANIFEST;
@@ -19,6 +20,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cp, mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { startReceiverProcess } from '../../scripts/lib/cli-process.js';
@@ -26,7 +28,8 @@ import { createLogger } from '../../src/log.js';
 import { dial } from '../../src/transport/client.js';
 import {
   MANIFEST, assertCleanFailure, buildTree, closeStandbys, exists, isStateDir, manifestRow, manifestRows, openStandby,
-  openWorkspace, receiverArgs, runCli, setTime, settleTimes, statusJson, syncOnce, tombstonePaths, waitFor, waitForReceiverIdle,
+  openWorkspace, receiverArgs, runCli, setTime, settleTimes, startLiveAgent, statusJson, syncOnce, tombstonePaths, waitFor,
+  waitForConvergence, waitForReceiverIdle,
   type Standby, type StatusJson,
 } from '../helpers/e2e.js';
 import { cannotMount } from '../helpers/mount.js';
@@ -166,7 +169,7 @@ describe('gate e2e', { concurrency: true }, () => {
         files: 2, bytes: 'binary aa02\n'.length + 'x=1\n'.length,
         dirs: 4, symlinks: 0, lastContact: contact, lastContactAgeMs: st.lastContactAgeMs,
         agentConnected: false, receiverRunning: true, receiverPid: s.receiver.child.pid ?? null, quarantined: 0,
-        feedIncomplete: null, deletionsHeld: 0, rootLost: null,
+        feedIncomplete: null, deletionsHeld: 0, rootLost: null, verifyDamage: null,
       });
       // T is ten minutes past the last sync: the filestore is behind the DB.
       assert.equal(st.safe, false);
@@ -301,7 +304,7 @@ describe('gate e2e', { concurrency: true }, () => {
       await syncOnce(s);
     });
 
-    test('finds a bit flip that kept size and mtime, a missing and a stray file (exit 1); agent --once repairs', { timeout: 60_000 }, async () => {
+    test('finds a bit flip that kept size and mtime, a missing and a stray file (exit 1), UNSAFE until agent --once repairs them', { timeout: 60_000 }, async () => {
       const clean = await cli(['verify', '--root', s.dst]);
       assert.match(clean.stdout, /^OK: 6 entries checked, 4108 bytes hashed; 0 corrupt, 0 missing, 0 stray\n$/);
 
@@ -322,22 +325,62 @@ describe('gate e2e', { concurrency: true }, () => {
       assert.match(r.stdout, /^corrupt data\/a\.bin: content hashes to /m);
       assert.match(r.stdout, /^missing data\/b\.bin: file not on disk$/m);
       assert.match(r.stdout, /^stray {3}data\/stray\.txt: file not in the manifest$/m);
-      assert.match(r.stdout, /DIFFERENCES: .*1 corrupt, 1 missing, 1 stray\n$/);
+      assert.match(r.stdout, /^DIFFERENCES: .*1 corrupt, 1 missing, 1 stray\nstatus says UNSAFE until/m);
       const json = await runCli(['verify', '--root', s.dst, '--json'], { timeoutMs: 30_000 });
       assert.equal(json.code, 1);
       const report = JSON.parse(json.stdout) as { ok: boolean; corrupt: Array<{ path: string }>; missing: Array<{ path: string }>; stray: Array<{ path: string }> };
       assert.deepEqual({ ok: report.ok, corrupt: report.corrupt.map((p) => p.path), missing: report.missing.map((p) => p.path), stray: report.stray.map((p) => p.path) },
         { ok: false, corrupt: ['data/a.bin'], missing: ['data/b.bin'], stray: ['data/stray.txt'] });
 
-      // The damaged entries are sent again by the next reconciliation.
+      // Known lacking until an agent pass has sent them again: status says so, though W covers T.
+      await cli(['snapshot', '--root', s.dst, '--time', iso(Date.now() - 600_000)]);
+      assert.match(r.stdout, /status says UNSAFE until the agent's next full pass has sent the corrupt and missing files again/);
+      const lacking = await fullStatus(s.dst) as FullStatus & { verifyDamage: { files: number; at: number } | null };
+      assert.equal(lacking.safe, false);
+      assert.equal(lacking.verifyDamage?.files, 2);
+      assert.match(lacking.reason, /^verify found 2 file\(s\) missing or corrupt here at .*: the agent sends them again at its next full pass/);
+      assert.ok((lacking.watermark as number) >= (lacking.snapshotTime as number) + DEFAULT_SKEW, 'W alone would have said SAFE');
+
+      // The damaged entries are sent again by the next reconciliation, and status is W's again.
       const summary = await syncOnce(s);
       assert.equal(summary.filesSent, 2, JSON.stringify(summary));
       assert.deepEqual(await readFile(a), await readFile(join(s.src, 'data/a.bin')));
+      const repaired = await fullStatus(s.dst) as FullStatus & { verifyDamage: unknown };
+      assert.equal(repaired.verifyDamage, null);
+      assert.equal(repaired.safe, true, repaired.reason);
       // A stray is not the agent's to delete (the manifest never knew it): the operator removes it.
       await rm(join(s.dst, 'data/stray.txt'));
       const again = await cli(['verify', '--root', s.dst]);
       assert.match(again.stdout, /^OK: .* 0 corrupt, 0 missing, 0 stray\n$/);
       assert.deepEqual(await standbyTree(s.dst), await standbyTree(s.src));
+    });
+  });
+
+  describe('(c2) verify beside a live agent', { concurrency: false }, () => {
+    test('what verify finds stays UNSAFE while the live agent works from its older manifest, and clears with its next full pass', { timeout: 60_000 }, async () => {
+      const s = await openStandby();
+      await buildTree(s.src, { 'data/a.bin': 'aye\n', 'data/b.bin': 'bee\n' });
+      await settleTimes(s.src);
+      let agent = startLiveAgent(s);
+      await waitForConvergence(s, { what: 'the first pass' });
+      await cli(['snapshot', '--root', s.dst, '--time', iso(Date.now() - 600_000)]);
+      await waitFor('SAFE', async () => (await fullStatus(s.dst)).safe, 10_000);
+      await unlink(join(s.dst, 'data/b.bin'));
+      assert.equal((await runCli(['verify', '--root', s.dst], { timeoutMs: 30_000 })).code, 1);
+      // Live changes go on, heartbeats move W, but no full pass has read the manifest verify marked.
+      await writeFile(join(s.src, 'data/c.bin'), 'sea\n');
+      await waitFor('data/c.bin on the standby', () => exists(join(s.dst, 'data/c.bin')), 10_000);
+      await sleep(1500);
+      const lacking = await fullStatus(s.dst);
+      assert.equal(lacking.safe, false);
+      assert.match(lacking.reason, /^verify found 1 file\(s\) missing or corrupt here/);
+      assert.equal(await exists(join(s.dst, 'data/b.bin')), false);
+      // Restarted, the agent passes in full, sends the file again, and the finding is settled.
+      assert.equal(await agent.stop('SIGTERM', 20_000), 0);
+      agent = startLiveAgent(s);
+      await waitFor('data/b.bin back', () => exists(join(s.dst, 'data/b.bin')), 20_000);
+      await waitFor('SAFE again', async () => (await fullStatus(s.dst)).safe, 10_000);
+      assert.equal(await agent.stop('SIGTERM', 20_000), 0);
     });
   });
 

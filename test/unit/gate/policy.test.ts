@@ -152,11 +152,21 @@ describe('failoverVerdict', () => {
       assert.match(v.reason, c.reason);
     });
   }
-  test('a lost standby root is unsafe whatever W and T, says what became of it, and keeps the recovery target', () => {
-    const v = failoverVerdict(T, T + 60_000, 2000, null, '/srv/standby is missing');
-    assert.deepEqual(v, { safe: false, reason: 'the standby root /srv/standby is missing: a failover would not find its files there', recoveryTarget: T + 58_000 });
-    fc.assert(fc.property(fc.option(fc.integer({ min: 0, max: 2 ** 45 })), fc.option(fc.integer({ min: 0, max: 2 ** 45 })), fc.integer({ min: 0, max: 86_400_000 }), (t, w, skew) => {
-      assert.equal(failoverVerdict(t, w, skew, null, 'gone').safe, false);
+  test('files the standby lacks (its root lost, verify\'s finding) are unsafe whatever W and T, said why, the recovery target kept', () => {
+    assert.deepEqual(failoverVerdict(T, T + 60_000, 2000, null, { kind: 'root', detail: '/srv/standby is missing' }), {
+      safe: false, reason: 'the standby root /srv/standby is missing: a failover would not find its files there', recoveryTarget: T + 58_000,
+    });
+    assert.deepEqual(failoverVerdict(T, T + 60_000, 2000, null, { kind: 'verify', files: 3, at: T + 1000 }), {
+      safe: false,
+      reason: `verify found 3 file(s) missing or corrupt here at ${new Date(T + 1000).toISOString()}: the agent sends them again at its next full pass (restarting it starts one)`,
+      recoveryTarget: T + 58_000,
+    });
+    const lack = fc.oneof(
+      fc.record({ kind: fc.constant('root' as const), detail: fc.string() }),
+      fc.record({ kind: fc.constant('verify' as const), files: fc.nat(), at: fc.nat() }),
+    );
+    fc.assert(fc.property(fc.option(fc.integer({ min: 0, max: 2 ** 45 })), fc.option(fc.integer({ min: 0, max: 2 ** 45 })), fc.integer({ min: 0, max: 86_400_000 }), lack, (t, w, skew, l) => {
+      assert.equal(failoverVerdict(t, w, skew, null, l).safe, false);
     }), { numRuns: 200 });
   });
   test('recoveryTarget is always W - skew when W is known, whatever T', () => {

@@ -23,7 +23,7 @@ describe('buildStatus', () => {
       root: '/srv/standby', safe: true, reason: s.reason, snapshotTime: T, watermark: T + 5000, recoveryTarget: T + 3000,
       recoveryTargetLsn: null, recoveryTargetLsnAt: null, skewMs: 2000, skewSource: 'configured', clockOffsetMs: null, tombstonesPending: 2, oldestTombstone: T - 60_000, files: 12, bytes: 3456, dirs: 3, symlinks: 1,
       lastContact: NOW - 4000, lastContactAgeMs: 4000, agentConnected: true, receiverRunning: true, receiverPid: 4242, quarantined: 7,
-      feedIncomplete: null, deletionsHeld: 0, rootLost: null,
+      feedIncomplete: null, deletionsHeld: 0, rootLost: null, verifyDamage: null,
     });
     assert.match(s.reason, /3000 ms ahead/);
     // JSON-safe: what `status --json` prints parses back to the same object.
@@ -84,6 +84,13 @@ describe('buildStatus', () => {
     assert.equal(r.rootLost, '/srv/standby is missing');
     assert.equal(r.reason, 'the standby root /srv/standby is missing: a failover would not find its files there');
     assert.match(formatStatus(r), /^UNSAFE: the standby root \/srv\/standby is missing/);
+  });
+  test('verify\'s finding not yet sent again: unsafe, and in the report; a lost root is named first', () => {
+    const r = buildStatus(input({ verifyDamage: { files: 2, at: 1795690000000 } }));
+    assert.equal(r.safe, false);
+    assert.deepEqual(r.verifyDamage, { files: 2, at: 1795690000000 });
+    assert.match(r.reason, /^verify found 2 file\(s\) missing or corrupt here at /);
+    assert.match(buildStatus(input({ verifyDamage: { files: 2, at: 1 }, rootLost: '/x is missing' })).reason, /^the standby root \/x is missing/);
   });
   test('no receiver: not running, null pid', () => {
     const s = buildStatus(input({ receiverPid: null, agentConnected: false }));
