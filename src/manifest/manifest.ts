@@ -117,6 +117,7 @@ export class Manifest {
       logRemoval: db.prepare<[string, string, string, number, number | null, string | null]>(
         'INSERT INTO removals (path, kind, reason, removed_at, snapshot_time, quarantine) VALUES (?, ?, ?, ?, ?, ?)'),
       quarantined: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM removals WHERE quarantine IS NOT NULL AND restored_at IS NULL'),
+      damagedLive: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM entries WHERE damaged = 1 AND deleted_at IS NULL'),
       restoreRow: db.prepare(`INSERT INTO entries (path, kind, size, mtime_ms, mode, hash, target, born_ms, deleted_at, damaged, recorded_at,
           uid, gid, user_name, group_name)
         VALUES (@path, @kind, @size, @mtimeMs, @mode, @hash, @target, @bornMs, @deletedAt, 0, @now, @uid, @gid, @userName, @groupName)`),
@@ -334,6 +335,11 @@ export class Manifest {
   }
 
   /** Files currently held in a quarantine (promoted away and not restored). */
+  /** Live entries marked damaged (a full scan: asked once a pass, and only while verify's finding stands). */
+  damagedLiveCount(): number {
+    return this.statements.damagedLive.get()?.n ?? 0;
+  }
+
   quarantinedCount(): number {
     return this.statements.quarantined.get()?.n ?? 0;
   }

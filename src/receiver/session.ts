@@ -167,8 +167,6 @@ export class ReceiverSession {
   private sealedWhileBusy: (() => void) | null = null;
   private results: ResultItem[] = [];
   private credit = 0;
-  /** When this session last read the manifest for the agent (a full pass's start), or null. */
-  private manifestServedAt: number | null = null;
   private ended = false;
   /** onFatal logged why the session is closing (else a failure found by the codec is logged at the end). */
   private failureLogged = false;
@@ -326,20 +324,22 @@ export class ReceiverSession {
   }
 
   /**
-   * A flush answered: the pass that asked for the manifest has ended, every op it sent recorded or
-   * answered with its failure. If that manifest carried what `verify` marked damaged, the pass sent
-   * those files again (a failure holds the agent's W on its own): verify's finding is settled.
+   * A flush answered: the pass before it has ended, every op it sent recorded or answered. While
+   * what `verify` found stands, count what is still marked damaged (a pass that read the marks sent
+   * those files again; a failed op, or a pass that began before verify, left them): none left, the
+   * finding is settled; else it stands with what is left, and status stays UNSAFE.
    */
   private passEnded(): void {
-    const damage = this.deps.manifest.verifyDamage();
-    // Strictly after: a manifest read in verify's own millisecond may have been read before its marks.
-    if (damage !== null && this.manifestServedAt !== null && this.manifestServedAt > damage.at) this.deps.manifest.setVerifyDamage(null);
+    const { manifest } = this.deps;
+    const damage = manifest.verifyDamage();
+    if (damage === null) return;
+    const left = manifest.damagedLiveCount();
+    manifest.setVerifyDamage(left === 0 ? null : { files: left, at: damage.at });
   }
 
   /** One page at a time, each once the last has (mostly) reached the OS: a peer that does not read gets no more. */
   private async sendManifest(): Promise<void> {
     await this.commit();
-    this.manifestServedAt = this.deps.now();
     const { conn } = this.deps;
     for (const page of manifestPageJson(this.deps.manifest.wireEntriesJson())) {
       if (!conn.isOpen) return;
