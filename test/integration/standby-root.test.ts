@@ -1,4 +1,4 @@
-// Unit: lostStandbyRoot and mountedBelow, what `status`, `promote`, `failover` and the receiver ask
+// Integration: lostStandbyRoot and mountedBelow, what `status`, `promote`, `failover` and the receiver ask
 // before any SAFE verdict, on real directories: the root's path still names the directory recorded
 // (device and inode), directly or through a symlink; moved away with another made in its place,
 // removed, or a file there, each is named; with nothing recorded, any directory will do. Where it
@@ -11,8 +11,8 @@ import { mkdir, mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { lostStandbyRoot, mountedBelow, rootIdentity } from '../../../src/gate/standby-root.js';
-import { cannotMount } from '../../helpers/mount.js';
+import { lostStandbyRoot, mountedBelow, rootIdentity } from '../../src/gate/standby-root.js';
+import { cannotMount } from '../helpers/mount.js';
 
 const noMounts = (identity: string | null) => ({ identity, mounts: [] });
 
