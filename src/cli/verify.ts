@@ -15,9 +15,9 @@ Re-reads every file of the standby and hashes it (in parallel) against the manif
 corrupt files (content differs, even with the same size and mtime), missing ones and strays
 (on disk, not in the manifest). Corrupt and missing entries are marked damaged, so the next
 agent reconciliation sends them again; \`status\` says UNSAFE until one has. Exit status 1 when
-anything is reported. With the
-receiver stopped, it then records the file systems mounted below the root as the ones to
-expect: \`status\` says UNSAFE while one a receiver found at its start is not mounted.
+anything is reported. With the receiver stopped, it then records the file systems mounted below
+the root as the ones to expect: \`status\` says UNSAFE while one a receiver found at its start is
+not mounted.
 
 With --rebuild (the receiver must be stopped): the recovery from a damaged manifest
 (MANIFEST_CORRUPT). Moves the old manifest aside (kept, never deleted), hashes every file of
