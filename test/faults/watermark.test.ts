@@ -247,8 +247,13 @@ class Workloads {
     const agent = this.agent();
     const rel = this.name('flood');
     mkdirSync(join(this.s.src, rel));
-    // On the standby, so watched: the agent watches a directory before it hands it out.
     await waitFor(`${rel} on the standby`, () => exists(join(this.s.dst, rel)), 30_000);
+    // On the standby is not yet watched: the new directory's own mark can send its mkdir before its
+    // watch is in place (the subtree mark follows once it is, and W waits for it). Files written
+    // into it before that raise no event, so nothing would overflow: wait for the watch itself, in
+    // the kernel's list of the agent's inotify watches.
+    const ino = lstatSync(join(this.s.src, rel)).ino;
+    await waitFor(`${rel} watched by the agent`, () => inotifyWatchedInodes(agent.child.pid).has(ino), 30_000);
     const from = agent.stderr().length;
     agent.child.kill('SIGSTOP');
     try {
@@ -260,6 +265,22 @@ class Workloads {
     this.dirs.push(rel);
     await agent.waitForLog(/"code":"WATCH_OVERFLOW"/, 30_000, from);
   }
+}
+
+/** The inodes process `pid`'s inotify instances watch, as the kernel lists them (/proc/PID/fdinfo). */
+function inotifyWatchedInodes(pid: number | undefined): Set<number> {
+  const found = new Set<number>();
+  if (pid === undefined) return found;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let info: string;
+    try {
+      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // closed meanwhile
+    }
+    for (const m of info.matchAll(/^inotify wd:\S+ ino:([0-9a-f]+) /gm)) found.add(parseInt(m[1] as string, 16));
+  }
+  return found;
 }
 
 interface SeedResult { watermarks: number; comparisons: number }
