@@ -7,7 +7,8 @@ import { compareLsn, describeSkew, parseLsn, skewInForce } from '../gate/dbposit
 import { chooseTarget, describePlan, settingLine, renderAutoConf, type FailoverPlan, type Setting } from '../gate/failover.js';
 import { checkPostgresUrl, classifyPgError, redactUrl, withPg } from '../gate/pg.js';
 import { DEFAULT_SKEW_MS } from '../gate/policy.js';
-import { lostStandbyRoot, recordedRoot } from '../gate/standby-root.js';
+import { standbyLack } from '../gate/standby-root.js';
+import { runningReceiver } from '../receiver/lock.js';
 import type { Logger } from '../log.js';
 import { formatTime } from '../time.js';
 import { parseFlags, parseInteger, required } from './args.js';
@@ -237,12 +238,12 @@ export async function failoverCommand(argv: string[]): Promise<number> {
   const choice = flags.target ?? 'auto';
   if (choice !== 'auto' && choice !== 'lsn' && choice !== 'time') throw new UsageError('BAD_FLAG', `failover: --target must be auto, lsn or time, not ${JSON.stringify(choice)}`);
   const flagSkew = flags.skew === undefined ? null : parseInteger('skew', flags.skew, DEFAULT_SKEW_MS, 0, 86_400_000);
-  return withRoot('failover', flags, async ({ root, manifest, log }) => {
-    const rootLost = lostStandbyRoot(root, recordedRoot(manifest));
+  return withRoot('failover', flags, async ({ root, stateDir, manifest, log }) => {
+    const lack = standbyLack(root, manifest, runningReceiver(stateDir.abs) !== null);
+    const rootLost = lack?.kind === 'root' ? lack.detail : null;
     if (rootLost !== null) throw new WarmsyncError('STANDBY_ROOT_LOST', `the standby root ${rootLost}: no recovery target is covered by files a failover would find`);
-    const damage = manifest.verifyDamage();
-    if (damage !== null) {
-      log.warn('STANDBY_DAMAGED', `verify found ${damage.files} file(s) missing or corrupt here at ${formatTime(damage.at)}, and no agent pass has sent them again: the promoted DB may reference them`);
+    if (lack?.kind === 'verify') {
+      log.warn('STANDBY_DAMAGED', `verify found ${lack.files} file(s) missing or corrupt here at ${formatTime(lack.at)}, and no agent pass has sent them again: the promoted DB may reference them`);
     }
     const watermark = manifest.getNumber('watermark');
     const skew = skewInForce({ flagMs: flagSkew, measured: manifest.dbClock(), watermark, configuredMs: manifest.getNumber('skewMs'), defaultMs: DEFAULT_SKEW_MS });

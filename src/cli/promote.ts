@@ -75,7 +75,7 @@ export async function promoteCommand(argv: string[]): Promise<number> {
     if (pid !== null && manifest.getNumber('agentConnected') === 1) {
       throw new WarmsyncError('AGENT_CONNECTED', `an agent is connected to the receiver (pid ${pid}) on this root; stop the agent (or the receiver) before promoting`);
     }
-    const verdict = failoverVerdict(time, manifest.getNumber('watermark'), times.skewMs, null, standbyLack(root, manifest));
+    const verdict = failoverVerdict(time, manifest.getNumber('watermark'), times.skewMs, null, standbyLack(root, manifest, pid !== null));
     if (!verdict.safe) {
       log.warn('FILESTORE_BEHIND', `UNSAFE: ${verdict.reason}. The promoted DB may reference binaries this standby does not have; recovery target was ${formatTime(verdict.recoveryTarget)}`);
     }

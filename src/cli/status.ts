@@ -40,7 +40,8 @@ export async function statusCommand(argv: string[]): Promise<number> {
       quarantined: manifest.quarantinedCount(),
       feedGap: manifest.feedGap(),
       deletionsHeld: manifest.getNumber('deletionsHeld') ?? 0,
-      rootLost: lostStandbyRoot(root, recordedRoot(manifest)),
+      // The root as the running receiver recorded it (gate/standby-root.ts standbyLack says why only then).
+      rootLost: receiverPid === null ? null : lostStandbyRoot(root, recordedRoot(manifest)),
       verifyDamage: manifest.verifyDamage(),
     });
     print(flags.json, report, formatStatus(report));

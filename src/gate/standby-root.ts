@@ -30,11 +30,16 @@ export function recordedRoot(state: { getString(key: 'rootIdentity' | 'rootMount
   return { identity: state.getString('rootIdentity'), mounts: mounts === null ? [] : (JSON.parse(mounts) as string[]) };
 }
 
-/** What the standby lacks that W vouches for (the root first, then what `verify` found), or null. */
+/**
+ * What the standby lacks that W vouches for (the root first, then what `verify` found), or null.
+ * The root is checked only while a receiver runs on it (`receiverRunning`): its record is of the
+ * directory that receiver writes to. A stopped standby copied or moved whole (`cp -a` of the root
+ * with its manifest, as a failover drill does) is another directory holding the same files.
+ */
 export function standbyLack(
-  root: string, manifest: { getString(key: 'rootIdentity' | 'rootMounts'): string | null; verifyDamage(): VerifyDamage | null },
+  root: string, manifest: { getString(key: 'rootIdentity' | 'rootMounts'): string | null; verifyDamage(): VerifyDamage | null }, receiverRunning: boolean,
 ): StandbyLack | null {
-  const detail = lostStandbyRoot(root, recordedRoot(manifest));
+  const detail = receiverRunning ? lostStandbyRoot(root, recordedRoot(manifest)) : null;
   if (detail !== null) return { kind: 'root', detail };
   const damage = manifest.verifyDamage();
   return damage === null ? null : { kind: 'verify', ...damage };

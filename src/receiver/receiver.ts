@@ -114,7 +114,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<RunningRe
   const verdictNow = (): FailoverVerdict => {
     const watermark = manifest.getNumber('watermark');
     const skew = skewInForce({ measured: manifest.dbClock(), watermark, configuredMs: skewMs(), defaultMs: skewMs() });
-    return failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap(), standbyLack(root, manifest));
+    return failoverVerdict(manifest.getNumber('snapshotTime'), watermark, skew.skewMs, manifest.feedGap(), standbyLack(root, manifest, true));
   };
   const metrics = createMetrics(manifest, verdictNow);
 
